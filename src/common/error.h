@@ -1,0 +1,19 @@
+/* Error codes shared by every flowcast module: 0 is success, failures are negative. */
+#ifndef FC_COMMON_ERROR_H
+#define FC_COMMON_ERROR_H
+
+enum {
+    FC_OK = 0,
+    FC_ENOTFOUND = -1, /* no such workflow */
+    FC_EEXISTS = -2,   /* id already taken */
+    FC_ESEQ = -3,      /* if_seq did not match the current seq */
+    FC_ETERMINAL = -4, /* workflow is in a terminal status and cannot change */
+    FC_EINVAL = -5,    /* invalid input (message says why) */
+    FC_EIO = -6,       /* storage failure */
+    FC_ENOMEM = -7,
+};
+
+/* Short machine-readable name of an error code ("not_found", "conflict", ...). */
+const char *fc_error_name(int err);
+
+#endif

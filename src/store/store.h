@@ -1,0 +1,118 @@
+/* The store interface: every backend (SQLite today, PostgreSQL later) is a
+ * const fc_store_ops table behind an fc_store. The hub and the API use only
+ * this header.
+ *
+ * Threading: every function here is called on the event-loop thread. Reads
+ * are synchronous (they must be fast point or range lookups). Changes are
+ * asynchronous: fc_store_submit() queues a change; the backend commits
+ * changes that arrive together in one transaction (group commit) on its own
+ * thread, and calls each change's done() callback on the loop thread, on a
+ * later loop turn, in submission order, after the commit is durable. */
+#ifndef FC_STORE_STORE_H
+#define FC_STORE_STORE_H
+
+#include "model/workflow.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef enum { FC_CHANGE_CREATE, FC_CHANGE_UPDATE, FC_CHANGE_DELETE } fc_change_kind;
+
+/* One change request. The caller allocates it, fills the input fields and
+ * keeps it alive until done() runs; done() may free it.
+ *   CREATE: input `wf` (id, name, status, current_step, total_steps, message;
+ *           seq and times are set by the store). Output `wf` = stored state, seq 1.
+ *   UPDATE: input `wf.id` and `patch`. Output `wf` = state after the change.
+ *   DELETE: input `wf.id`. Output `wf` = the state just before deletion.
+ * result is 0 or FC_ENOTFOUND, FC_EEXISTS, FC_ESEQ, FC_ETERMINAL,
+ * FC_EINVAL (current_step > total_steps after the patch), FC_EIO; errmsg
+ * then holds a human-readable reason. */
+typedef struct fc_change {
+    fc_change_kind kind;
+    fc_workflow wf;
+    fc_patch patch;
+    int result;
+    char errmsg[160];
+    uint64_t commit_ns; /* monotonic time of the commit */
+    void (*done)(struct fc_change *c);
+    void *data;
+    struct fc_change *next; /* backend-private queue link */
+} fc_change;
+
+/* Frees the strings inside c (wf and patch), not c itself. */
+void fc_change_clear(fc_change *c);
+
+typedef struct fc_list_query {
+    int has_status;
+    fc_status status;
+    int limit;          /* 1..1000 */
+    const char *cursor; /* NULL for the first page; else a next_cursor from before */
+} fc_list_query;
+
+/* Called once per row; the row is only valid during the call. Return 0 to go on. */
+typedef int (*fc_store_row_cb)(const fc_workflow *w, void *ud);
+
+typedef struct fc_store fc_store;
+
+typedef struct fc_store_config {
+    const char *path;      /* database file (SQLite) or connection string */
+    int sync_full;         /* 1: survive power loss (synchronous=FULL); 0: survive process crash */
+    int retention;         /* events kept per workflow (>= 1) */
+} fc_store_config;
+
+typedef struct fc_store_ops {
+    int version; /* 1 */
+    const char *name;
+    /* Commits everything queued, stops the writer, checkpoints, frees the store. */
+    void (*close)(fc_store *s);
+    /* Queues a change (see fc_change). Never calls done() from inside. */
+    void (*submit)(fc_store *s, fc_change *c);
+    /* Reads one workflow into out (caller clears it). 0, FC_ENOTFOUND or FC_EIO. */
+    int (*get)(fc_store *s, const char *id, fc_workflow *out);
+    /* Lists workflows newest first. next_cursor gets "" when there is no next page. */
+    int (*list)(fc_store *s, const fc_list_query *q, fc_store_row_cb cb, void *ud,
+                char *next_cursor, size_t cursor_len);
+    /* Calls cb for each logged change of id with seq > since, oldest first, at
+     * most limit rows (limit <= 0: all). Each row is the workflow state after
+     * that change (name and created_at may be empty/0). *oldest gets the
+     * lowest seq still in the log (0 when the log is empty).
+     * 0, FC_ENOTFOUND (no such workflow) or FC_EIO. */
+    int (*events_since)(fc_store *s, const char *id, int64_t since, int limit, fc_store_row_cb cb,
+                        void *ud, int64_t *oldest);
+} fc_store_ops;
+
+/* Every backend's handle starts with this. */
+struct fc_store {
+    const fc_store_ops *ops;
+};
+
+static inline void fc_store_close(fc_store *s)
+{
+    s->ops->close(s);
+}
+static inline void fc_store_submit(fc_store *s, fc_change *c)
+{
+    s->ops->submit(s, c);
+}
+static inline int fc_store_get(fc_store *s, const char *id, fc_workflow *out)
+{
+    return s->ops->get(s, id, out);
+}
+static inline int fc_store_list(fc_store *s, const fc_list_query *q, fc_store_row_cb cb, void *ud,
+                                char *next_cursor, size_t cursor_len)
+{
+    return s->ops->list(s, q, cb, ud, next_cursor, cursor_len);
+}
+static inline int fc_store_events_since(fc_store *s, const char *id, int64_t since, int limit,
+                                        fc_store_row_cb cb, void *ud, int64_t *oldest)
+{
+    return s->ops->events_since(s, id, since, limit, cb, ud, oldest);
+}
+
+/* Opens (creating and migrating) the SQLite store; done() callbacks run on loop.
+ * Returns NULL and writes a reason into err on failure. */
+fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char *err,
+                               size_t errlen);
+
+#endif
