@@ -1,7 +1,6 @@
 /* Clocks and RFC 3339 UTC formatting with milliseconds. */
 #include "common/time.h"
 
-#include <stdio.h>
 #include <time.h>
 
 int64_t fc_time_now_ms(void)
@@ -23,7 +22,17 @@ void fc_time_format_rfc3339(int64_t epoch_ms, char out[FC_TIME_RFC3339_LEN + 1])
     time_t secs = (time_t)(epoch_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
-    snprintf(out, FC_TIME_RFC3339_LEN + 1, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(epoch_ms % 1000));
+    /* strftime bounds every field, which snprintf's truncation check cannot see. */
+    size_t n = strftime(out, FC_TIME_RFC3339_LEN + 1, "%Y-%m-%dT%H:%M:%S", &tm);
+    int ms = (int)(epoch_ms % 1000);
+    if (n != 19) {
+        out[0] = '\0';
+        return;
+    }
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
