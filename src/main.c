@@ -1,7 +1,46 @@
-/* flowcast entry point. */
+/* flowcast entry point: dispatches subcommands. */
+#include "cli/config.h"
+#include "common/log.h"
+#include "server/server.h"
+
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+static void usage(FILE *out)
 {
-    puts("flowcast " FC_VERSION);
-    return 0;
+    fprintf(out, "usage: flowcast <command> [options]\n\n"
+                 "commands:\n"
+                 "  serve       run the server (flowcast serve --help for its options)\n\n"
+                 "  --help      show this text\n"
+                 "  --version   print the version\n");
+}
+
+static int serve(int argc, char **argv)
+{
+    fc_config cfg;
+    int r = fc_config_parse(&cfg, argc, argv);
+    if (r == 1) return 0;
+    if (r != 0) return 2;
+    fc_log_threshold = (fc_log_level)cfg.log_level;
+    return fc_server_run(&cfg);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "flowcast: missing command (see flowcast --help)\n");
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("flowcast %s\n", FC_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "serve") == 0) return serve(argc - 2, argv + 2);
+    fprintf(stderr, "flowcast: unknown command \"%s\" (see flowcast --help)\n", cmd);
+    return 2;
 }

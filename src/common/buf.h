@@ -12,11 +12,15 @@ typedef struct fc_buf {
     uint32_t refs;
     uint32_t len;
     uint64_t commit_ns; /* monotonic time the change was committed; 0 if not a change */
+    int64_t seq;        /* the change's seq; 0 if not a change */
+    const char *key;    /* workflow id the change belongs to (stored after data); NULL if none */
     uint8_t data[];
 } fc_buf;
 
 /* Allocates a buffer of len bytes (contents uninitialised), refcount 1. NULL on OOM. */
 fc_buf *fc_buf_new(size_t len);
+/* Like fc_buf_new, with a copy of key stored in the same allocation. */
+fc_buf *fc_buf_new_keyed(size_t len, const char *key);
 /* Allocates a copy of data, refcount 1. NULL on OOM. */
 fc_buf *fc_buf_copy(const void *data, size_t len);
 

@@ -1,0 +1,29 @@
+/* The API layer: REST handlers and WebSocket stream subscriptions. The
+ * server calls these; they answer through src/server/conn.h. */
+#ifndef FC_API_API_H
+#define FC_API_API_H
+
+#include "http/request.h"
+#include "server/conn.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Handles one complete HTTP request (REST, metrics, health, upgrades).
+ * The request stays owned by the connection. */
+void fc_api_handle(fc_conn *c, fc_http_req *req);
+
+/* A complete text message from a client on an update stream. */
+void fc_stream_on_text(fc_conn *c, const char *data, size_t len);
+/* The connection is closing: drop its subscriptions. */
+void fc_stream_on_close(fc_conn *c);
+/* The hub delivers a change to a stream connection. */
+void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted);
+
+/* One subscription of a multi-workflow stream (GET /api/updates). */
+typedef struct fc_stream_sub {
+    fc_sub sub;
+    fc_list conn_link; /* in fc_conn_multi_subs() */
+} fc_stream_sub;
+
+#endif

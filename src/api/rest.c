@@ -1,0 +1,360 @@
+/* REST handlers: routing, auth, workflows CRUD through the store, health and metrics. */
+#include "api/api.h"
+#include "api/stream.h"
+#include "api/workflow_json.h"
+#include "cli/config.h"
+#include "common/error.h"
+#include "metrics/metrics.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PATH_MAX_LEN 512
+
+/* --- helpers ---------------------------------------------------------- */
+
+static void respond_json(fc_conn *c, int status, const char *extra, char *json, size_t len)
+{
+    if (!json) {
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+        return;
+    }
+    fc_conn_respond(c, status, extra, "application/json", json, len);
+    free(json);
+}
+
+static void respond_store_error(fc_conn *c, int err, const char *msg)
+{
+    switch (err) {
+    case FC_ENOTFOUND: fc_conn_respond_error(c, 404, NULL, "not_found", "%s", msg); return;
+    case FC_EEXISTS: fc_conn_respond_error(c, 409, NULL, "already_exists", "%s", msg); return;
+    case FC_ESEQ: fc_conn_respond_error(c, 409, NULL, "seq_mismatch", "%s", msg); return;
+    case FC_ETERMINAL: fc_conn_respond_error(c, 409, NULL, "terminal_status", "%s", msg); return;
+    case FC_EINVAL: fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", msg); return;
+    default: fc_conn_respond_error(c, 500, NULL, "internal", "%s", msg[0] ? msg : "storage error");
+    }
+}
+
+static void method_not_allowed(fc_conn *c, const char *allow)
+{
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    fc_conn_respond_error(c, 405, hdr, "method_not_allowed", "method not allowed; use %s", allow);
+}
+
+/* Constant-time comparison so the token cannot be guessed byte by byte. */
+static int token_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    for (size_t i = 0; i < la && i < lb; i++) diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
+/* Mutating requests need the bearer token when one is configured. */
+static int authorized(fc_conn *c, const fc_http_req *req)
+{
+    const char *token = fc_server_config(fc_conn_server(c))->api_token;
+    if (!token || !*token) return 1;
+    const char *auth = fc_http_header(req, FC_H_AUTHORIZATION);
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && token_equal(auth + 7, token)) return 1;
+    fc_conn_respond_error(c, 401, "WWW-Authenticate: Bearer\r\n", "unauthorized",
+                          auth ? "invalid API token" : "missing Authorization: Bearer token");
+    return 0;
+}
+
+static int json_body(fc_conn *c, const fc_http_req *req)
+{
+    const char *ct = fc_http_header(req, FC_H_CONTENT_TYPE);
+    size_t n = ct ? strcspn(ct, "; \t") : 0;
+    if (ct && n == 16 && strncasecmp(ct, "application/json", 16) == 0) return 1;
+    fc_conn_respond_error(c, 415, NULL, "unsupported_media_type",
+                          "Content-Type must be application/json%s%s", ct ? ", not " : "",
+                          ct ? ct : "");
+    return 0;
+}
+
+/* --- changes (asynchronous: answered when the store has committed) ---- */
+
+static void change_done(fc_change *ch)
+{
+    fc_conn *c = ch->data;
+    fc_server *srv = fc_conn_server(c);
+    if (ch->result == 0) {
+        fc_metrics_g.changes_committed++;
+        fc_hub_publish(fc_server_hub(srv), &ch->wf, ch->commit_ns, ch->kind == FC_CHANGE_DELETE);
+    }
+    if (!fc_conn_is_closed(c)) {
+        if (ch->result != 0) {
+            respond_store_error(c, ch->result, ch->errmsg);
+        } else if (ch->kind == FC_CHANGE_DELETE) {
+            fc_conn_respond(c, 204, NULL, NULL, NULL, 0);
+        } else {
+            size_t len;
+            char *json = fc_json_workflow(&ch->wf, &len);
+            char loc[128];
+            snprintf(loc, sizeof loc, "Location: /api/workflows/%s\r\n", ch->wf.id);
+            int created = ch->kind == FC_CHANGE_CREATE;
+            respond_json(c, created ? 201 : 200, created ? loc : NULL, json, len);
+        }
+    }
+    fc_change_clear(ch);
+    free(ch);
+    fc_conn_release(c);
+}
+
+static fc_change *change_new(fc_conn *c, fc_change_kind kind)
+{
+    fc_change *ch = calloc(1, sizeof *ch);
+    if (!ch) {
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+        return NULL;
+    }
+    ch->kind = kind;
+    ch->done = change_done;
+    ch->data = c;
+    return ch;
+}
+
+static void submit(fc_conn *c, fc_change *ch)
+{
+    fc_conn_hold(c);
+    fc_store_submit(fc_server_store(fc_conn_server(c)), ch);
+}
+
+static void create_workflow(fc_conn *c, const fc_http_req *req)
+{
+    if (!authorized(c, req) || !json_body(c, req)) return;
+    fc_change *ch = change_new(c, FC_CHANGE_CREATE);
+    if (!ch) return;
+    char err[256];
+    if (fc_json_parse_create(req->body ? req->body : "", req->body_len, &ch->wf, err, sizeof err)) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", err);
+        free(ch);
+        return;
+    }
+    submit(c, ch);
+}
+
+static void update_workflow(fc_conn *c, const fc_http_req *req, const char *id)
+{
+    if (!authorized(c, req) || !json_body(c, req)) return;
+    fc_change *ch = change_new(c, FC_CHANGE_UPDATE);
+    if (!ch) return;
+    char err[256];
+    if (fc_json_parse_patch(req->body ? req->body : "", req->body_len, &ch->patch, err,
+                            sizeof err)) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", err);
+        free(ch);
+        return;
+    }
+    snprintf(ch->wf.id, sizeof ch->wf.id, "%s", id);
+    submit(c, ch);
+}
+
+static void delete_workflow(fc_conn *c, const fc_http_req *req, const char *id)
+{
+    if (!authorized(c, req)) return;
+    fc_change *ch = change_new(c, FC_CHANGE_DELETE);
+    if (!ch) return;
+    snprintf(ch->wf.id, sizeof ch->wf.id, "%s", id);
+    submit(c, ch);
+}
+
+/* --- reads -------------------------------------------------------------- */
+
+static void get_workflow(fc_conn *c, const char *id)
+{
+    fc_workflow w = {0};
+    int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, &w);
+    if (r != 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"", id);
+        respond_store_error(c, r, msg);
+        return;
+    }
+    size_t len;
+    respond_json(c, 200, NULL, fc_json_workflow(&w, &len), len);
+    fc_workflow_clear(&w);
+}
+
+typedef struct list_out {
+    char *buf;
+    size_t len, cap;
+    int count;
+    int oom;
+} list_out;
+
+static void list_append(list_out *o, const char *s, size_t n)
+{
+    if (o->oom) return;
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 4096;
+        while (cap < o->len + n + 1) cap *= 2;
+        char *b = realloc(o->buf, cap);
+        if (!b) {
+            o->oom = 1;
+            return;
+        }
+        o->buf = b;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+    o->buf[o->len] = '\0';
+}
+
+static int list_row(const fc_workflow *w, void *ud)
+{
+    list_out *o = ud;
+    size_t n;
+    char *json = fc_json_workflow(w, &n);
+    if (!json) {
+        o->oom = 1;
+        return 1;
+    }
+    if (o->count++) list_append(o, ",", 1);
+    list_append(o, json, n);
+    free(json);
+    return 0;
+}
+
+static int parse_list_query(fc_conn *c, const fc_http_req *req, fc_list_query *q, char *cursor,
+                            size_t cursor_len)
+{
+    char v[64];
+    q->limit = 100;
+    if (fc_http_query(req, "status", v, sizeof v) == 1) {
+        if (fc_status_parse(v, &q->status) != 0) {
+            fc_conn_respond_error(c, 400, NULL, "bad_request",
+                                  "unknown status \"%s\": must be one of pending, running, "
+                                  "paused, completed, failed, cancelled", v);
+            return -1;
+        }
+        q->has_status = 1;
+    }
+    int r = fc_http_query(req, "limit", v, sizeof v);
+    if (r != 0) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (r < 0 || !*v || *end || n < 1 || n > 1000) {
+            fc_conn_respond_error(c, 400, NULL, "bad_request", "limit must be an integer in 1..1000");
+            return -1;
+        }
+        q->limit = (int)n;
+    }
+    r = fc_http_query(req, "cursor", cursor, cursor_len);
+    if (r < 0) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "invalid cursor");
+        return -1;
+    }
+    q->cursor = r == 1 && *cursor ? cursor : NULL;
+    return 0;
+}
+
+static void list_workflows(fc_conn *c, const fc_http_req *req)
+{
+    fc_list_query q = {0};
+    char cursor[64], next[64] = "";
+    if (parse_list_query(c, req, &q, cursor, sizeof cursor)) return;
+    list_out o = {0};
+    list_append(&o, "{\"workflows\":[", 14);
+    int r = fc_store_list(fc_server_store(fc_conn_server(c)), &q, list_row, &o, next, sizeof next);
+    if (r != 0) {
+        free(o.buf);
+        respond_store_error(c, r, r == FC_EINVAL ? "invalid cursor" : "storage error");
+        return;
+    }
+    char tail[96];
+    int n = *next ? snprintf(tail, sizeof tail, "],\"next_cursor\":\"%s\"}", next)
+                  : snprintf(tail, sizeof tail, "],\"next_cursor\":null}");
+    list_append(&o, tail, (size_t)n);
+    if (o.oom) {
+        free(o.buf);
+        o.buf = NULL;
+    }
+    respond_json(c, 200, NULL, o.buf, o.len);
+}
+
+static void metrics(fc_conn *c)
+{
+    fc_server *srv = fc_conn_server(c);
+    uint64_t max, total;
+    fc_server_backlog(srv, &max, &total);
+    fc_metrics_g.subscriptions = (int64_t)fc_hub_subscriptions(fc_server_hub(srv));
+    size_t len;
+    char *text = fc_metrics_render(max, total, &len);
+    if (!text) {
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+        return;
+    }
+    fc_conn_respond(c, 200, NULL, "text/plain; version=0.0.4", text, len);
+    free(text);
+}
+
+/* --- routing ------------------------------------------------------------ */
+
+static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
+{
+    char id[FC_ID_MAX + 1];
+    size_t n = strcspn(rest, "/");
+    const char *sub = rest + n;
+    if (n == 0 || n > FC_ID_MAX) {
+        fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource");
+        return;
+    }
+    memcpy(id, rest, n);
+    id[n] = '\0';
+    if (!fc_id_valid(id)) {
+        fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%.64s\"", id);
+        return;
+    }
+    int m = req->parser.method;
+    if (*sub == '\0') {
+        if (m == HTTP_GET) get_workflow(c, id);
+        else if (m == HTTP_PATCH) update_workflow(c, req, id);
+        else if (m == HTTP_DELETE) delete_workflow(c, req, id);
+        else method_not_allowed(c, "GET, PATCH, DELETE");
+    } else if (strcmp(sub, "/updates") == 0) {
+        fc_stream_open(c, req, FC_WS_UPDATES, id);
+    } else {
+        fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource");
+    }
+}
+
+void fc_api_handle(fc_conn *c, fc_http_req *req)
+{
+    char path[PATH_MAX_LEN];
+    fc_server *srv = fc_conn_server(c);
+    int m = req->parser.method;
+    if (fc_server_over_limit(srv)) {
+        fc_conn_respond_error(c, 503, NULL, "unavailable", "connection limit reached");
+        return;
+    }
+    if (fc_http_path(req, path, sizeof path) != 0) {
+        fc_conn_respond_error(c, 404, NULL, "not_found", "path too long");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        if (m != HTTP_GET) method_not_allowed(c, "GET");
+        else fc_conn_respond(c, 200, NULL, "application/json", "{\"status\":\"ok\"}", 15);
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (m != HTTP_GET) method_not_allowed(c, "GET");
+        else metrics(c);
+    } else if (strcmp(path, "/api/workflows") == 0) {
+        if (m == HTTP_GET) list_workflows(c, req);
+        else if (m == HTTP_POST) create_workflow(c, req);
+        else method_not_allowed(c, "GET, POST");
+    } else if (strncmp(path, "/api/workflows/", 15) == 0) {
+        workflow_routes(c, req, path + 15);
+    } else if (strcmp(path, "/api/updates") == 0) {
+        fc_stream_open(c, req, FC_WS_MULTI, NULL);
+    } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {
+        fc_stream_open(c, req, FC_WS_ECHO, NULL);
+    } else {
+        fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource: %s", path);
+    }
+}

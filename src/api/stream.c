@@ -1,0 +1,373 @@
+/* Update streams: WebSocket handshake validation, initial state and resume
+ * from the event log, multi-workflow subscribe/unsubscribe ops, delivery. */
+#include "api/stream.h"
+#include "api/api.h"
+#include "api/workflow_json.h"
+#include "cli/config.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "metrics/metrics.h"
+#include "store/store.h"
+#include "ws/frame.h"
+#include "ws/handshake.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* --- handshake ------------------------------------------------------------ */
+
+static int origin_allowed(const fc_config *cfg, const fc_http_req *req)
+{
+    const char *origin = fc_http_header(req, FC_H_ORIGIN);
+    if (!origin) return 1;
+    for (int i = 0; i < cfg->n_allow_origins; i++)
+        if (strcmp(cfg->allow_origins[i], "*") == 0 || strcasecmp(cfg->allow_origins[i], origin) == 0)
+            return 1;
+    /* Same host: the origin's host[:port] equals the Host header. */
+    const char *host = fc_http_header(req, FC_H_HOST);
+    const char *p = strstr(origin, "://");
+    return host && p && strcasecmp(p + 3, host) == 0;
+}
+
+/* Checks the RFC 6455 §4.2.1 request; answers the error and returns -1 when invalid. */
+static int validate_upgrade(fc_conn *c, const fc_http_req *req, char accept[FC_WS_ACCEPT_LEN + 1])
+{
+    const char *upgrade = fc_http_header(req, FC_H_UPGRADE);
+    const char *connection = fc_http_header(req, FC_H_CONNECTION);
+    const char *version = fc_http_header(req, FC_H_WS_VERSION);
+    const char *key = fc_http_header(req, FC_H_WS_KEY);
+    if (req->parser.method != HTTP_GET) {
+        fc_conn_respond_error(c, 405, "Allow: GET\r\n", "method_not_allowed",
+                              "a WebSocket handshake must use GET");
+        return -1;
+    }
+    if (!upgrade || !fc_header_has_token(upgrade, strlen(upgrade), "websocket") || !connection ||
+        !fc_header_has_token(connection, strlen(connection), "upgrade")) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)");
+        return -1;
+    }
+    if (!version || strcmp(version, "13") != 0) {
+        fc_conn_respond_error(c, 426, "Sec-WebSocket-Version: 13\r\n", "upgrade_required",
+                              "unsupported WebSocket version %s; use 13", version ? version : "(none)");
+        return -1;
+    }
+    if (!key || !fc_ws_key_valid(key, strlen(key))) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "missing or invalid Sec-WebSocket-Key");
+        return -1;
+    }
+    if (!origin_allowed(fc_server_config(fc_conn_server(c)), req)) {
+        fc_conn_respond_error(c, 403, NULL, "forbidden", "origin %s is not allowed",
+                              fc_http_header(req, FC_H_ORIGIN));
+        return -1;
+    }
+    fc_ws_accept_key(key, strlen(key), accept);
+    return 0;
+}
+
+/* Parses a resume point: a non-negative integer. -1 when malformed. */
+static int64_t parse_since(const char *s)
+{
+    char *end;
+    if (!*s || *s == '-' || *s == '+') return -1;
+    long long v = strtoll(s, &end, 10);
+    return *end || v < 0 ? -1 : (int64_t)v;
+}
+
+/* --- initial messages --------------------------------------------------- */
+
+typedef struct replay {
+    fc_conn *c;
+    fc_buf **frames;
+    size_t n, cap;
+    int64_t last_seq;
+    int oom;
+} replay;
+
+static int replay_row(const fc_workflow *w, void *ud)
+{
+    replay *r = ud;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        fc_buf **f = realloc(r->frames, cap * sizeof *f);
+        if (!f) return r->oom = 1;
+        r->frames = f;
+        r->cap = cap;
+    }
+    fc_buf *b = fc_hub_encode_update(w, 0);
+    if (!b) return r->oom = 1;
+    r->frames[r->n++] = b;
+    r->last_seq = w->seq;
+    return 0;
+}
+
+static void replay_free(replay *r, int send)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (send) fc_conn_send(r->c, r->frames[i]);
+        else fc_buf_unref(r->frames[i]);
+    }
+    free(r->frames);
+}
+
+/* Sends w's current state (since < 0), or the logged changes after since,
+ * or the current state with "resync":true when the log no longer reaches
+ * back. Returns the seq the subscriber is now at. */
+static int64_t send_initial(fc_conn *c, const fc_workflow *w, int64_t since)
+{
+    int resync = 0;
+    if (since >= 0 && since < w->seq) {
+        replay r = {.c = c};
+        int64_t oldest = 0;
+        int rc = fc_store_events_since(fc_server_store(fc_conn_server(c)), w->id, since, 0,
+                                       replay_row, &r, &oldest);
+        if (rc == 0 && !r.oom && oldest != 0 && oldest <= since + 1) {
+            replay_free(&r, 1);
+            return r.last_seq > w->seq ? r.last_seq : w->seq;
+        }
+        replay_free(&r, 0);
+        resync = 1;
+    } else if (since >= 0) {
+        if (since == w->seq) return w->seq; /* up to date: nothing to send */
+        resync = 1; /* the client is ahead of the server (e.g. a restored database) */
+    }
+    fc_buf *b = fc_hub_encode_update(w, resync);
+    if (b) fc_conn_send(c, b);
+    return w->seq;
+}
+
+/* --- single-workflow stream --------------------------------------------- */
+
+static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const char *accept)
+{
+    char v[32];
+    int64_t since = -1;
+    int q = fc_http_query(req, "since", v, sizeof v);
+    if (q != 0 && (q < 0 || (since = parse_since(v)) < 0)) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "since must be a non-negative integer");
+        return;
+    }
+    fc_server *srv = fc_conn_server(c);
+    fc_workflow w = {0};
+    int r = fc_store_get(fc_server_store(srv), id, &w);
+    if (r != 0) {
+        if (r == FC_ENOTFOUND)
+            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
+        else
+            fc_conn_respond_error(c, 500, NULL, "internal", "storage error");
+        return;
+    }
+    if (fc_conn_upgrade(c, accept, FC_WS_UPDATES) == 0) {
+        int64_t at = send_initial(c, &w, since);
+        fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), id, c, at);
+    }
+    fc_workflow_clear(&w);
+}
+
+void fc_stream_open(fc_conn *c, fc_http_req *req, fc_ws_kind kind, const char *workflow_id)
+{
+    char accept[FC_WS_ACCEPT_LEN + 1];
+    if (validate_upgrade(c, req, accept) != 0) return;
+    if (kind == FC_WS_UPDATES) {
+        open_updates(c, req, workflow_id, accept);
+        return;
+    }
+    if (fc_conn_upgrade(c, accept, kind) != 0) fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+}
+
+/* --- multi-workflow stream ops -------------------------------------------- */
+
+static void send_text(fc_conn *c, const char *s)
+{
+    fc_buf *b = fc_hub_encode_text(s, strlen(s));
+    if (b) fc_conn_send(c, b);
+}
+
+static void send_op_error(fc_conn *c, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void send_op_error(fc_conn *c, const char *code, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = json_pack("{s:s,s:s,s:s}", "op", "error", "code", code, "message", msg);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (s) send_text(c, s);
+    free(s);
+    json_decref(o);
+}
+
+static void send_op_reply(fc_conn *c, const char *op, json_t *ids)
+{
+    json_t *o = json_pack("{s:s,s:O}", "op", op, "workflow_ids", ids);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (s) send_text(c, s);
+    free(s);
+    json_decref(o);
+}
+
+static fc_stream_sub *find_sub(fc_conn *c, const char *id)
+{
+    fc_list *subs = fc_conn_multi_subs(c);
+    for (fc_list *it = subs->next; it != subs; it = it->next) {
+        fc_stream_sub *s = fc_container_of(it, fc_stream_sub, conn_link);
+        if (!s->sub.all && s->sub.topic && strcmp(fc_hub_topic_id(s->sub.topic), id) == 0) return s;
+    }
+    return NULL;
+}
+
+static void drop_sub(fc_conn *c, fc_stream_sub *s)
+{
+    fc_hub_unsubscribe(fc_server_hub(fc_conn_server(c)), &s->sub);
+    fc_list_remove(&s->conn_link);
+    if (s->sub.all) fc_conn_set_all(c, 0);
+    free(s);
+}
+
+/* Validates workflow_ids: a non-empty array of valid ids. */
+static int check_ids(fc_conn *c, json_t *ids)
+{
+    if (!json_is_array(ids) || json_array_size(ids) == 0) {
+        send_op_error(c, "bad_request", "\"workflow_ids\" must be a non-empty array of ids");
+        return -1;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v) {
+        if (!json_is_string(v) || !fc_id_valid(json_string_value(v))) {
+            send_op_error(c, "bad_request", "workflow_ids[%zu] is not a valid id", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int since_of(fc_conn *c, json_t *since, const char *id, int64_t *out)
+{
+    *out = -1;
+    json_t *v = since ? json_object_get(since, id) : NULL;
+    if (!v) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        send_op_error(c, "bad_request", "since.%s must be a non-negative integer", id);
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static void op_subscribe(fc_conn *c, json_t *msg)
+{
+    json_t *ids = json_object_get(msg, "workflow_ids");
+    json_t *since = json_object_get(msg, "since");
+    if (check_ids(c, ids) != 0) return;
+    if (since && !json_is_object(since)) {
+        send_op_error(c, "bad_request", "\"since\" must be an object of id to seq");
+        return;
+    }
+    fc_server *srv = fc_conn_server(c);
+    size_t n = json_array_size(ids);
+    fc_workflow *ws = calloc(n, sizeof *ws);
+    if (!ws) return;
+    size_t got = 0;
+    for (; got < n; got++) {
+        const char *id = json_string_value(json_array_get(ids, got));
+        int64_t s;
+        if (since_of(c, since, id, &s) != 0) break;
+        if (fc_store_get(fc_server_store(srv), id, &ws[got]) != 0) {
+            send_op_error(c, "not_found", "no workflow with id \"%s\"", id);
+            break;
+        }
+    }
+    if (got == n) {
+        send_op_reply(c, "subscribed", ids);
+        for (size_t i = 0; i < n; i++) {
+            int64_t s;
+            since_of(c, since, ws[i].id, &s);
+            fc_stream_sub *old = find_sub(c, ws[i].id);
+            if (old) drop_sub(c, old);
+            fc_stream_sub *sub = calloc(1, sizeof *sub);
+            if (!sub) break;
+            int64_t at = send_initial(c, &ws[i], s);
+            fc_hub_subscribe(fc_server_hub(srv), &sub->sub, ws[i].id, c, at);
+            fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
+        }
+    }
+    for (size_t i = 0; i < n; i++) fc_workflow_clear(&ws[i]);
+    free(ws);
+}
+
+static void op_unsubscribe(fc_conn *c, json_t *msg)
+{
+    json_t *ids = json_object_get(msg, "workflow_ids");
+    if (check_ids(c, ids) != 0) return;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v) {
+        fc_stream_sub *s = find_sub(c, json_string_value(v));
+        if (s) drop_sub(c, s);
+    }
+    send_op_reply(c, "unsubscribed", ids);
+}
+
+static void op_subscribe_all(fc_conn *c)
+{
+    if (!fc_conn_has_all(c)) {
+        fc_stream_sub *sub = calloc(1, sizeof *sub);
+        if (!sub) return;
+        fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), &sub->sub, NULL, c, 0);
+        fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
+        fc_conn_set_all(c, 1);
+    }
+    send_text(c, "{\"op\":\"subscribed\",\"all\":true}");
+}
+
+void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!msg || !json_is_object(msg)) {
+        if (msg) send_op_error(c, "bad_request", "message must be a JSON object");
+        else send_op_error(c, "bad_request", "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        json_decref(msg);
+        return;
+    }
+    const char *op = json_string_value(json_object_get(msg, "op"));
+    if (!op) send_op_error(c, "bad_request", "missing \"op\"");
+    else if (strcmp(op, "subscribe") == 0) op_subscribe(c, msg);
+    else if (strcmp(op, "unsubscribe") == 0) op_unsubscribe(c, msg);
+    else if (strcmp(op, "subscribe_all") == 0) op_subscribe_all(c);
+    else send_op_error(c, "bad_request", "unknown op \"%.40s\": use subscribe, unsubscribe or subscribe_all", op);
+    json_decref(msg);
+}
+
+void fc_stream_on_close(fc_conn *c)
+{
+    fc_hub *hub = fc_server_hub(fc_conn_server(c));
+    fc_hub_unsubscribe(hub, fc_conn_sub(c));
+    fc_list *subs = fc_conn_multi_subs(c);
+    while (!fc_list_empty(subs)) drop_sub(c, fc_container_of(subs->next, fc_stream_sub, conn_link));
+}
+
+void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
+{
+    fc_conn *c = owner;
+    fc_ws_kind kind = fc_conn_ws_kind(c);
+    /* An all-subscription already carries this workflow's changes. */
+    int duplicate = kind == FC_WS_MULTI && !sub->all && fc_conn_has_all(c);
+    if (!duplicate) {
+        uint32_t limit = (uint32_t)fc_server_config(fc_conn_server(c))->backlog;
+        fc_metrics_g.messages_coalesced += (uint64_t)fc_conn_send_coalesce(c, fc_buf_ref(frame), limit);
+    }
+    if (!deleted || sub->all) return;
+    if (kind == FC_WS_UPDATES)
+        fc_conn_ws_close(c, FC_WS_CLOSE_NORMAL, "workflow deleted");
+    else
+        drop_sub(c, fc_container_of(sub, fc_stream_sub, sub));
+}

@@ -1,0 +1,188 @@
+/* Broadcast hub: topic index and fan-out of shared, encode-once frames. */
+#include "hub/hub.h"
+#include "api/workflow_json.h"
+#include "common/error.h"
+#include "common/map.h"
+#include "common/time.h"
+#include "ws/frame.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct fc_topic {
+    fc_map_node node; /* key = id */
+    fc_list subs;
+    char id[FC_ID_MAX + 1];
+} fc_topic;
+
+struct fc_hub {
+    fc_map topics;
+    fc_list all_subs;
+    size_t n_subs;
+    fc_hub_deliver_fn deliver;
+};
+
+fc_hub *fc_hub_new(fc_hub_deliver_fn deliver)
+{
+    fc_hub *hub = calloc(1, sizeof *hub);
+    if (!hub) return NULL;
+    if (fc_map_init(&hub->topics) != 0) {
+        free(hub);
+        return NULL;
+    }
+    fc_list_init(&hub->all_subs);
+    hub->deliver = deliver;
+    return hub;
+}
+
+void fc_hub_free(fc_hub *hub)
+{
+    if (!hub) return;
+    fc_map_destroy(&hub->topics);
+    free(hub);
+}
+
+static fc_topic *topic_get_or_create(fc_hub *hub, const char *id)
+{
+    fc_map_node *n = fc_map_get(&hub->topics, id);
+    if (n) return fc_container_of(n, fc_topic, node);
+    fc_topic *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    snprintf(t->id, sizeof t->id, "%s", id);
+    t->node.key = t->id;
+    fc_list_init(&t->subs);
+    fc_map_put(&hub->topics, &t->node);
+    return t;
+}
+
+static void topic_release_if_empty(fc_hub *hub, fc_topic *t)
+{
+    if (!fc_list_empty(&t->subs)) return;
+    fc_map_remove(&hub->topics, &t->node);
+    free(t);
+}
+
+int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *owner,
+                     int64_t last_seq)
+{
+    sub->owner = owner;
+    sub->last_seq = last_seq;
+    sub->topic = NULL;
+    sub->all = workflow_id == NULL;
+    if (sub->all) {
+        fc_list_insert_tail(&hub->all_subs, &sub->link);
+    } else {
+        fc_topic *t = topic_get_or_create(hub, workflow_id);
+        if (!t) return FC_ENOMEM;
+        sub->topic = t;
+        fc_list_insert_tail(&t->subs, &sub->link);
+    }
+    hub->n_subs++;
+    return 0;
+}
+
+void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub)
+{
+    if (!fc_list_linked(&sub->link)) return;
+    fc_list_remove(&sub->link);
+    hub->n_subs--;
+    if (sub->topic) topic_release_if_empty(hub, sub->topic);
+    sub->topic = NULL;
+    sub->all = 0;
+}
+
+static fc_buf *frame_from_json(char *json, size_t len, const char *key)
+{
+    if (!json) return NULL;
+    size_t hlen = fc_ws_header_size(len);
+    fc_buf *b = key ? fc_buf_new_keyed(hlen + len, key) : fc_buf_new(hlen + len);
+    if (b) {
+        fc_ws_header_encode(b->data, FC_WS_OP_TEXT, len);
+        memcpy(b->data + hlen, json, len);
+    }
+    free(json);
+    return b;
+}
+
+fc_buf *fc_hub_encode_update(const fc_workflow *w, int resync)
+{
+    size_t len = 0;
+    char *json = fc_json_update(w, resync, &len);
+    fc_buf *b = frame_from_json(json, len, w->id);
+    if (b) b->seq = w->seq;
+    return b;
+}
+
+fc_buf *fc_hub_encode_text(const char *payload, size_t len)
+{
+    size_t hlen = fc_ws_header_size(len);
+    fc_buf *b = fc_buf_new(hlen + len);
+    if (b) {
+        fc_ws_header_encode(b->data, FC_WS_OP_TEXT, len);
+        memcpy(b->data + hlen, payload, len);
+    }
+    return b;
+}
+
+static int fan_out(fc_hub *hub, fc_list *subs, fc_buf *frame, int deleted)
+{
+    int n = 0;
+    fc_list *it = subs->next;
+    while (it != subs) {
+        fc_list *next = it->next;
+        fc_sub *sub = fc_container_of(it, fc_sub, link);
+        /* last_seq filters per-workflow subscriptions only: an all-subscription
+         * sees many workflows whose seqs are unrelated. */
+        if (sub->all || deleted || frame->seq > sub->last_seq) {
+            if (!deleted && !sub->all) sub->last_seq = frame->seq;
+            if (deleted && !sub->all) {
+                /* The workflow is gone: unlink first so the owner may free sub. */
+                fc_list_remove(&sub->link);
+                hub->n_subs--;
+                sub->topic = NULL;
+            }
+            hub->deliver(sub->owner, sub, frame, deleted);
+            n++;
+        }
+        it = next;
+    }
+    return n;
+}
+
+int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, int deleted)
+{
+    fc_map_node *node = fc_map_get(&hub->topics, state->id);
+    if (!node && fc_list_empty(&hub->all_subs)) return 0;
+
+    fc_buf *frame;
+    if (deleted) {
+        size_t len = 0;
+        char *json = fc_json_deleted(state, fc_time_now_ms(), &len);
+        frame = frame_from_json(json, len, state->id);
+        if (frame) frame->seq = state->seq;
+    } else {
+        frame = fc_hub_encode_update(state, 0);
+    }
+    if (!frame) return FC_ENOMEM;
+    frame->commit_ns = commit_ns;
+
+    int n = fan_out(hub, &hub->all_subs, frame, deleted);
+    if (node) {
+        fc_topic *t = fc_container_of(node, fc_topic, node);
+        n += fan_out(hub, &t->subs, frame, deleted);
+        topic_release_if_empty(hub, t);
+    }
+    fc_buf_unref(frame);
+    return n;
+}
+
+size_t fc_hub_subscriptions(const fc_hub *hub)
+{
+    return hub->n_subs;
+}
+
+const char *fc_hub_topic_id(const struct fc_topic *t)
+{
+    return t->id;
+}

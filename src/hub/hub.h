@@ -1,0 +1,64 @@
+/* The broadcast hub: subscribers indexed by workflow id (plus an
+ * all-workflows set). fc_hub_publish is the one entry point for changes,
+ * whether they come from the local store or, later, from a broker: it
+ * encodes the change once into a shared WebSocket frame and hands a
+ * reference to each subscriber of that workflow, so its cost is
+ * proportional to that workflow's subscribers, not to all connections. */
+#ifndef FC_HUB_HUB_H
+#define FC_HUB_HUB_H
+
+#include "common/buf.h"
+#include "common/list.h"
+#include "model/workflow.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fc_hub fc_hub;
+struct fc_topic;
+
+/* One subscriber's interest in one workflow (or in all). Embedded in or
+ * allocated by its owner; the hub only links it. */
+typedef struct fc_sub {
+    fc_list link;           /* in the topic's (or the all-set's) list */
+    struct fc_topic *topic; /* NULL when unsubscribed or an all-subscription */
+    void *owner;
+    int64_t last_seq; /* changes with seq <= last_seq are not delivered (resume race) */
+    uint8_t all;      /* subscribed to every workflow */
+} fc_sub;
+
+/* Called once per subscriber per change, synchronously from
+ * fc_hub_publish. It must only queue the frame (taking its own reference
+ * with fc_buf_ref); it must not subscribe or unsubscribe anything, except
+ * that when deleted is set the hub has already unlinked sub and the owner
+ * may free it. */
+typedef void (*fc_hub_deliver_fn)(void *owner, fc_sub *sub, fc_buf *frame, int deleted);
+
+fc_hub *fc_hub_new(fc_hub_deliver_fn deliver);
+/* Frees the hub; all subscriptions must be gone. */
+void fc_hub_free(fc_hub *hub);
+
+/* Links sub to workflow_id (or to every workflow when workflow_id is NULL).
+ * Returns 0 or FC_ENOMEM. */
+int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *owner,
+                     int64_t last_seq);
+/* Unlinks sub; safe to call on an unlinked sub. */
+void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub);
+
+/* Publishes a committed change (the state after it), or a deletion.
+ * Returns the number of subscribers it was handed to, or FC_ENOMEM. */
+int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, int deleted);
+
+/* Encodes one WebSocket text frame carrying an update message for w
+ * (with "resync":true when resync); key = w->id, seq = w->seq. NULL on OOM. */
+fc_buf *fc_hub_encode_update(const fc_workflow *w, int resync);
+/* Encodes one text frame with the given payload. NULL on OOM. */
+fc_buf *fc_hub_encode_text(const char *payload, size_t len);
+
+/* The workflow id a topic stands for. */
+const char *fc_hub_topic_id(const struct fc_topic *t);
+
+/* Number of subscriptions of all kinds. */
+size_t fc_hub_subscriptions(const fc_hub *hub);
+
+#endif

@@ -1,0 +1,453 @@
+/* Connection lifecycle, HTTP input, and output flushing with writev. */
+#include "server/internal.h"
+#include "api/api.h"
+#include "api/workflow_json.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "http/response.h"
+#include "metrics/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FLUSH_MAX_IOV 64
+#define FLUSH_MAX_BYTES (256 * 1024)
+#define FLUSH_ROUNDS 4 /* writev calls per connection per turn, so one reader cannot starve others */
+
+typedef struct fc_write_req {
+    uv_write_t req;
+    size_t bytes;
+} fc_write_req;
+
+static uint64_t flush_now_ns; /* one clock read per flush, shared by all deliveries in it */
+
+fc_conn *fc__conn_new(fc_server *srv)
+{
+    fc_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->srv = srv;
+    fc_list_init(&c->link);
+    fc_list_init(&c->io_link);
+    fc_list_init(&c->wheel_link);
+    fc_list_init(&c->sub.link);
+    fc_list_init(&c->multi_subs);
+    c->refs = 1;
+    return c;
+}
+
+static void free_conn(fc_conn *c)
+{
+    fc_outq_clear(&c->out);
+    fc_http_req_free(c->req);
+    fc__ws_free_frag(c);
+    free(c->in);
+    free(c);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    fc_conn *c = (fc_conn *)h;
+    fc_server *srv = c->srv;
+    c->closed = 1;
+    fc_outq_clear(&c->out);
+    fc_conn_release(c);
+    fc__server_conn_gone(srv);
+}
+
+void fc__conn_close(fc_conn *c)
+{
+    if (c->closing) return;
+    c->closing = 1;
+    if (c->ws_kind != FC_WS_NONE) {
+        fc_stream_on_close(c);
+        fc_metrics_g.ws_connections--;
+    }
+    fc_list_remove(&c->link);
+    fc_list_remove(&c->io_link);
+    fc_list_remove(&c->wheel_link);
+    c->in_flush = 0;
+    fc_metrics_g.http_connections--;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* --- input ------------------------------------------------------------ */
+
+static void respond_parse_error(fc_conn *c, int status)
+{
+    const fc_config *cfg = c->srv->cfg;
+    c->close_after_write = 1; /* the rest of the stream cannot be trusted */
+    switch (status) {
+    case 411:
+        fc_conn_respond_error(c, 411, NULL, "length_required",
+                              "a request body needs Content-Length or chunked encoding");
+        return;
+    case 413:
+        fc_conn_respond_error(c, 413, NULL, "payload_too_large",
+                              "request body exceeds the limit of %zu bytes", cfg->max_body);
+        return;
+    case 431:
+        fc_conn_respond_error(c, 431, NULL, "headers_too_large",
+                              "request headers exceed the limit of %zu bytes", cfg->max_header);
+        return;
+    case 400:
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "malformed HTTP request");
+        return;
+    default: fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+    }
+}
+
+static size_t http_input(fc_conn *c, char *data, size_t len)
+{
+    if (!c->req) {
+        c->req = fc_http_req_new(c->srv->cfg->max_header, c->srv->cfg->max_body);
+        if (!c->req) {
+            fc__conn_close(c);
+            return len;
+        }
+    }
+    size_t n = fc_http_req_feed(c->req, data, len);
+    if (c->req->error) {
+        respond_parse_error(c, c->req->error);
+        return len;
+    }
+    if (c->req->complete) fc_api_handle(c, c->req);
+    return n;
+}
+
+/* Consumes what it can of data; returns the bytes used. */
+static size_t process_input(fc_conn *c, char *data, size_t len)
+{
+    size_t off = 0;
+    while (off < len && !c->closing && !c->busy) {
+        if (c->close_after_write) return len; /* failing or closing: discard */
+        size_t n = c->ws_kind == FC_WS_NONE ? http_input(c, data + off, len - off)
+                                            : fc__ws_input(c, data + off, len - off);
+        if (n == 0) break;
+        off += n;
+    }
+    return off;
+}
+
+static int stash_input(fc_conn *c, const char *data, size_t len)
+{
+    if (c->in_len + len > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 1024;
+        while (cap < c->in_len + len) cap *= 2;
+        if (cap > UINT32_MAX) return FC_ENOMEM;
+        char *p = realloc(c->in, cap);
+        if (!p) return FC_ENOMEM;
+        c->in = p;
+        c->in_cap = (uint32_t)cap;
+    }
+    memcpy(c->in + c->in_len, data, len);
+    c->in_len += (uint32_t)len;
+    return 0;
+}
+
+/* Processes the stashed input; frees the stash once it is empty. */
+static void drain_stash(fc_conn *c)
+{
+    size_t used = process_input(c, c->in, c->in_len);
+    if (used < c->in_len) {
+        memmove(c->in, c->in + used, c->in_len - used);
+        c->in_len -= (uint32_t)used;
+        return;
+    }
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    fc_conn *c = (fc_conn *)h;
+    *buf = uv_buf_init(c->srv->read_buf, FC_READ_BUF_SIZE);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    fc_conn *c = (fc_conn *)s;
+    if (nread < 0) {
+        fc__conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing) return;
+    if (c->in_len) {
+        if (stash_input(c, buf->base, (size_t)nread)) {
+            fc__conn_close(c);
+            return;
+        }
+        drain_stash(c);
+    } else {
+        size_t used = process_input(c, buf->base, (size_t)nread);
+        if (used < (size_t)nread && !c->closing && stash_input(c, buf->base + used, (size_t)nread - used))
+            fc__conn_close(c);
+    }
+    if (c->busy && c->reading && !c->closing) {
+        uv_read_stop(s); /* backpressure: no new requests until this one is answered */
+        c->reading = 0;
+    }
+}
+
+void fc__conn_start(fc_conn *c)
+{
+    fc_metrics_g.http_connections++;
+    c->reading = 1;
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) fc__conn_close(c);
+}
+
+/* --- output ----------------------------------------------------------- */
+
+static void on_delivered(const fc_buf *b)
+{
+    fc_metrics_g.messages_written++;
+    if (b->commit_ns && flush_now_ns > b->commit_ns) fc_metrics_observe_latency(flush_now_ns - b->commit_ns);
+}
+
+void fc__conn_schedule_flush(fc_conn *c)
+{
+    if (c->in_flush || c->writing || c->closing) return;
+    fc_list_remove(&c->io_link);
+    fc_list_insert_tail(&c->srv->flush_list, &c->io_link);
+    c->in_flush = 1;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    fc_write_req *wr = (fc_write_req *)req;
+    fc_conn *c = req->data;
+    size_t bytes = wr->bytes;
+    free(wr);
+    c->writing = 0;
+    if (status < 0 || c->closing) {
+        fc__conn_close(c);
+        return;
+    }
+    fc_list_remove(&c->io_link);
+    flush_now_ns = fc_time_mono_ns();
+    fc_outq_consume(&c->out, bytes, on_delivered);
+    c->out.locked = 0;
+    c->progress_ms = uv_now(c->srv->loop);
+    fc__conn_schedule_flush(c);
+}
+
+/* The kernel buffer is full: hand the head of the queue to uv_write, which
+ * waits for writability; those entries are locked until it completes. */
+static void write_async(fc_conn *c)
+{
+    uv_buf_t iov[FLUSH_MAX_IOV];
+    size_t bytes;
+    int n = fc_outq_iov(&c->out, iov, FLUSH_MAX_IOV, FLUSH_MAX_BYTES, &bytes);
+    fc_write_req *wr = malloc(sizeof *wr);
+    if (!wr) {
+        fc__conn_close(c);
+        return;
+    }
+    wr->bytes = bytes;
+    wr->req.data = c;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) != 0) {
+        free(wr);
+        fc__conn_close(c);
+        return;
+    }
+    c->out.locked = (uint32_t)n;
+    c->writing = 1;
+    c->progress_ms = uv_now(c->srv->loop);
+    fc_list_remove(&c->io_link);
+    fc_list_insert_tail(&c->srv->blocked_list, &c->io_link);
+}
+
+void fc__conn_flush(fc_conn *c)
+{
+    c->in_flush = 0;
+    fc_list_remove(&c->io_link);
+    for (int round = 0; c->out.head && !c->writing && !c->closing; round++) {
+        if (round == FLUSH_ROUNDS) {
+            fc__conn_schedule_flush(c); /* more next turn, after the others */
+            return;
+        }
+        uv_buf_t iov[FLUSH_MAX_IOV];
+        size_t bytes;
+        int n = fc_outq_iov(&c->out, iov, FLUSH_MAX_IOV, FLUSH_MAX_BYTES, &bytes);
+        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+        if (r == UV_EAGAIN) r = 0;
+        if (r < 0) {
+            fc__conn_close(c);
+            return;
+        }
+        if (r > 0) {
+            fc_outq_consume(&c->out, (size_t)r, on_delivered);
+            c->progress_ms = uv_now(c->srv->loop);
+        }
+        if ((size_t)r < bytes) write_async(c);
+    }
+    if (!c->out.head && c->close_after_write && !c->closing) fc__conn_close(c);
+}
+
+void fc__conn_flush_all(fc_server *srv)
+{
+    flush_now_ns = fc_time_mono_ns();
+    /* Connections re-added during this pass (fairness) wait for the next turn. */
+    fc_list pass;
+    fc_list_init(&pass);
+    if (!fc_list_empty(&srv->flush_list)) {
+        pass.next = srv->flush_list.next;
+        pass.prev = srv->flush_list.prev;
+        pass.next->prev = &pass;
+        pass.prev->next = &pass;
+        fc_list_init(&srv->flush_list);
+    }
+    while (!fc_list_empty(&pass)) {
+        fc_conn *c = fc_container_of(pass.next, fc_conn, io_link);
+        fc__conn_flush(c); /* unlinks c from pass */
+    }
+}
+
+/* --- API face --------------------------------------------------------- */
+
+fc_server *fc_conn_server(const fc_conn *c)
+{
+    return c->srv;
+}
+
+void fc_conn_send(fc_conn *c, fc_buf *frame)
+{
+    if (c->closing || fc_outq_push(&c->out, frame) != 0) return;
+    fc__conn_schedule_flush(c);
+}
+
+static void end_request(fc_conn *c)
+{
+    fc_http_req_free(c->req);
+    c->req = NULL;
+    c->busy = 0;
+}
+
+void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,
+                     const char *body, size_t len)
+{
+    if (c->closing) {
+        end_request(c);
+        return;
+    }
+    int keep = c->req && fc_http_keep_alive(c->req) && !c->close_after_write && !c->srv->shutting_down;
+    fc_buf *b = fc_http_response(status, extra_headers, content_type, body, len, keep);
+    fc_metrics_http_status(status);
+    end_request(c);
+    if (!keep) c->close_after_write = 1;
+    if (!b) {
+        fc__conn_close(c);
+        return;
+    }
+    fc_conn_send(c, b);
+}
+
+void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, const char *code,
+                           const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t len;
+    char *json = fc_json_error(code, msg, &len);
+    fc_conn_respond(c, status, extra_headers, "application/json", json ? json : "", json ? len : 0);
+    free(json);
+}
+
+void fc_conn_hold(fc_conn *c)
+{
+    c->refs++;
+    c->busy = 1;
+}
+
+void fc_conn_release(fc_conn *c)
+{
+    if (--c->refs > 0) {
+        if (!c->busy && !c->closing) {
+            /* The answer is queued: go on with pipelined input, then read again. */
+            if (c->in_len) drain_stash(c);
+            if (!c->busy && !c->reading && !c->closing && !c->close_after_write) {
+                c->reading = 1;
+                uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+            }
+        }
+        return;
+    }
+    free_conn(c);
+}
+
+int fc_conn_is_closed(const fc_conn *c)
+{
+    return c->closing;
+}
+
+int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_ws_kind kind)
+{
+    char headers[160];
+    snprintf(headers, sizeof headers,
+             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
+             accept_key);
+    fc_buf *b = fc_http_response(101, headers, NULL, NULL, 0, 1);
+    if (!b) return FC_ENOMEM;
+    fc_metrics_http_status(101);
+    end_request(c);
+    c->ws_kind = (uint8_t)kind;
+    fc_metrics_g.ws_connections++;
+    fc_metrics_g.ws_connections_opened++;
+    fc__wheel_add(c);
+    fc_conn_send(c, b);
+    return 0;
+}
+
+fc_ws_kind fc_conn_ws_kind(const fc_conn *c)
+{
+    return (fc_ws_kind)c->ws_kind;
+}
+
+fc_sub *fc_conn_sub(fc_conn *c)
+{
+    return &c->sub;
+}
+
+fc_list *fc_conn_multi_subs(fc_conn *c)
+{
+    return &c->multi_subs;
+}
+
+int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit)
+{
+    if (c->closing) {
+        fc_buf_unref(frame);
+        return 0;
+    }
+    int dropped = fc_outq_push_coalesce(&c->out, frame, limit);
+    fc__conn_schedule_flush(c);
+    return dropped > 0 ? dropped : 0;
+}
+
+int fc_conn_has_all(const fc_conn *c)
+{
+    return c->subscribed_all;
+}
+
+void fc_conn_set_all(fc_conn *c, int on)
+{
+    c->subscribed_all = on != 0;
+}
+
+void fc_server_backlog(const fc_server *s, uint64_t *max, uint64_t *total)
+{
+    *max = *total = 0;
+    for (const fc_list *it = s->conns.next; it != &s->conns; it = it->next) {
+        const fc_conn *c = fc_container_of(it, fc_conn, link);
+        if (c->ws_kind == FC_WS_NONE) continue;
+        *total += c->out.count;
+        if (c->out.count > *max) *max = c->out.count;
+    }
+}

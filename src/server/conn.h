@@ -1,0 +1,70 @@
+/* fc_conn: one client TCP connection, in HTTP mode until it upgrades to a
+ * WebSocket. This is the face the API layer (src/api) uses: answer a
+ * request, keep a connection alive across an asynchronous store call,
+ * upgrade, queue frames, close. All calls happen on the loop thread. */
+#ifndef FC_SERVER_CONN_H
+#define FC_SERVER_CONN_H
+
+#include "common/buf.h"
+#include "common/list.h"
+#include "hub/hub.h"
+#include "http/request.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fc_conn fc_conn;
+typedef struct fc_server fc_server;
+struct fc_config;
+struct fc_store;
+
+typedef enum { FC_WS_NONE = 0, FC_WS_UPDATES, FC_WS_MULTI, FC_WS_ECHO } fc_ws_kind;
+
+fc_server *fc_conn_server(const fc_conn *c);
+const struct fc_config *fc_server_config(const fc_server *s);
+struct fc_store *fc_server_store(const fc_server *s);
+fc_hub *fc_server_hub(const fc_server *s);
+/* Number of WebSocket connections open, and the configured limit. */
+int fc_server_over_limit(const fc_server *s);
+
+/* Queues an HTTP response to the current request; keeps the connection
+ * open when the request allows it. Ends the current request. */
+void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,
+                     const char *body, size_t len);
+/* Queues {"error":{"code","message"}} with status (extra_headers as above). */
+void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, const char *code,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Keeps c (memory, not the socket) alive across an asynchronous call; the
+ * connection stops reading until the request is answered. fc_conn_release
+ * drops it. fc_conn_is_closed tells whether the socket went away meanwhile. */
+void fc_conn_hold(fc_conn *c);
+void fc_conn_release(fc_conn *c);
+int fc_conn_is_closed(const fc_conn *c);
+
+/* Answers 101 and turns c into a WebSocket of the given kind. The request
+ * must have been validated (fc_api). Returns 0 or FC_ENOMEM. */
+int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_ws_kind kind);
+fc_ws_kind fc_conn_ws_kind(const fc_conn *c);
+
+/* Queues a frame (takes over one reference). */
+void fc_conn_send(fc_conn *c, fc_buf *frame);
+/* Queues a change frame for a subscriber (takes over one reference); when
+ * its backlog has passed limit, older queued states of the same workflow
+ * are dropped first. Returns how many were dropped. */
+int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit);
+/* Whether a multi-workflow stream has subscribed to all workflows. */
+int fc_conn_has_all(const fc_conn *c);
+void fc_conn_set_all(fc_conn *c, int on);
+/* Largest and total unsent backlog (messages) over all connections. */
+void fc_server_backlog(const fc_server *s, uint64_t *max, uint64_t *total);
+
+/* Starts the closing handshake with code and reason. */
+void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason);
+
+/* The single-workflow subscription embedded in every connection, and the
+ * list of fc_stream_sub of a multi-workflow stream. */
+fc_sub *fc_conn_sub(fc_conn *c);
+fc_list *fc_conn_multi_subs(fc_conn *c);
+
+#endif

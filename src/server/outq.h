@@ -1,0 +1,53 @@
+/* fc_outq: a connection's bounded output queue of references to shared
+ * buffers, flushed with writev. Entries come from a free-list pool, so
+ * queueing a delivery never calls malloc in the steady state. Single-threaded
+ * (one pool per process, used from the loop thread). */
+#ifndef FC_SERVER_OUTQ_H
+#define FC_SERVER_OUTQ_H
+
+#include "common/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct fc_outq_entry {
+    struct fc_outq_entry *next;
+    fc_buf *buf;
+} fc_outq_entry;
+
+typedef struct fc_outq {
+    fc_outq_entry *head, *tail;
+    uint32_t count;    /* entries queued, including the locked ones */
+    uint32_t locked;   /* head entries referenced by an in-flight write: never coalesced */
+    uint32_t head_off; /* bytes of the head entry already written */
+} fc_outq;
+
+/* Queues buf, taking over one reference from the caller. 0 or FC_ENOMEM
+ * (the reference is then released). */
+int fc_outq_push(fc_outq *q, fc_buf *buf);
+
+/* Queues buf like fc_outq_push; when the queue already holds limit or more
+ * entries and buf has a key, first drops the queued, unlocked, unstarted
+ * entries with the same key (older states of the same workflow). Returns
+ * the number dropped, or FC_ENOMEM. */
+int fc_outq_push_coalesce(fc_outq *q, fc_buf *buf, uint32_t limit);
+
+/* Fills up to max iovecs from the head, at most max_bytes in all (at least
+ * one entry). Returns the count; *bytes gets their total length. */
+int fc_outq_iov(const fc_outq *q, uv_buf_t *iov, int max, size_t max_bytes, size_t *bytes);
+
+/* Marks n bytes as written: fully written entries are released. Calls
+ * on_done(buf) before releasing each change-carrying (seq != 0) entry. */
+void fc_outq_consume(fc_outq *q, size_t n, void (*on_done)(const fc_buf *buf));
+
+/* Releases every entry. */
+void fc_outq_clear(fc_outq *q);
+
+/* Bytes still to write. O(n); for metrics and tests. */
+size_t fc_outq_bytes(const fc_outq *q);
+
+/* Releases the pooled entries not in use (at shutdown). */
+void fc_outq_pool_trim(void);
+
+#endif

@@ -1,0 +1,241 @@
+/* WebSocket sessions: frame input, fragment reassembly, control frames,
+ * the closing handshake, and the ping wheel. */
+#include "server/internal.h"
+#include "api/api.h"
+#include "common/log.h"
+#include "metrics/metrics.h"
+#include "ws/frame.h"
+#include "ws/utf8.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void fc__ws_free_frag(fc_conn *c)
+{
+    free(c->frag);
+    c->frag = NULL;
+}
+
+static fc_buf *control_frame(uint8_t opcode, const void *payload, size_t len)
+{
+    size_t hlen = fc_ws_header_size(len);
+    fc_buf *b = fc_buf_new(hlen + len);
+    if (!b) return NULL;
+    fc_ws_header_encode(b->data, opcode, len);
+    if (len) memcpy(b->data + hlen, payload, len);
+    return b;
+}
+
+/* Moves c from its ping slot to the closing list: the peer has
+ * FC_CLOSE_GRACE_MS to answer the close frame before the socket is dropped. */
+static void await_close_reply(fc_conn *c)
+{
+    fc_list_remove(&c->wheel_link);
+    fc_list_insert_tail(&c->srv->closing_list, &c->wheel_link);
+    c->progress_ms = uv_now(c->srv->loop);
+}
+
+void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason)
+{
+    if (c->ws_close_sent || c->closing) return;
+    uint8_t payload[125];
+    size_t rlen = reason ? strnlen(reason, sizeof payload - 2) : 0;
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    memcpy(payload + 2, reason, rlen);
+    fc_buf *b = control_frame(FC_WS_OP_CLOSE, payload, 2 + rlen);
+    c->ws_close_sent = 1;
+    if (!b) {
+        fc__conn_close(c);
+        return;
+    }
+    fc_conn_send(c, b);
+    await_close_reply(c);
+}
+
+/* Fails the connection (RFC 6455 §7.1.7): close frame, then drop the socket
+ * once it is written; further input is discarded. */
+static void fail(fc_conn *c, uint16_t code, const char *reason)
+{
+    FC_DEBUG("ws", "closing connection with %u: %s", code, reason);
+    fc_conn_ws_close(c, code, reason);
+    c->close_after_write = 1;
+}
+
+static void on_close_frame(fc_conn *c, const uint8_t *payload, size_t len)
+{
+    uint16_t code;
+    int r = fc_ws_close_parse(payload, len, &code);
+    if (r < 0) {
+        fail(c, (uint16_t)-r, r == -FC_WS_CLOSE_INVALID_DATA ? "invalid UTF-8 in close reason"
+                                                              : "invalid close frame");
+        return;
+    }
+    if (c->ws_close_sent) { /* the peer answered our close: the handshake is done */
+        fc__conn_close(c);
+        return;
+    }
+    /* Echo the peer's code, as RFC 6455 §5.5.1 asks; an empty close gets an empty one. */
+    fc_buf *b = control_frame(FC_WS_OP_CLOSE, payload, len ? 2 : 0);
+    c->ws_close_sent = 1;
+    c->close_after_write = 1;
+    if (b) fc_conn_send(c, b);
+    else fc__conn_close(c);
+}
+
+static void on_message(fc_conn *c, uint8_t opcode, char *data, size_t len)
+{
+    switch ((fc_ws_kind)c->ws_kind) {
+    case FC_WS_ECHO: {
+        fc_buf *b = control_frame(opcode, data, len);
+        if (b) fc_conn_send(c, b);
+        return;
+    }
+    case FC_WS_UPDATES:
+    case FC_WS_MULTI:
+        if (opcode == FC_WS_OP_BINARY) {
+            fail(c, FC_WS_CLOSE_UNSUPPORTED, "binary messages are not accepted");
+            return;
+        }
+        if (c->ws_kind == FC_WS_MULTI) fc_stream_on_text(c, data, len);
+        return;
+    case FC_WS_NONE: return;
+    }
+}
+
+static int frag_append(fc_conn *c, const char *data, size_t len)
+{
+    fc_ws_frag *f = c->frag;
+    if (f->len + len > f->cap) {
+        size_t cap = f->cap ? f->cap : 4096;
+        while (cap < f->len + len) cap *= 2;
+        fc_ws_frag *nf = realloc(f, sizeof *nf + cap);
+        if (!nf) return -1;
+        c->frag = f = nf;
+        f->cap = cap;
+    }
+    memcpy(f->data + f->len, data, len);
+    f->len += len;
+    return 0;
+}
+
+static void on_data_frame(fc_conn *c, const fc_ws_header *h, char *payload)
+{
+    size_t len = (size_t)h->payload_len;
+    if (h->opcode == FC_WS_OP_CONT ? !c->frag : c->frag != NULL) {
+        fail(c, FC_WS_CLOSE_PROTOCOL, "unexpected continuation or data frame");
+        return;
+    }
+    uint8_t opcode = c->frag ? c->frag->opcode : h->opcode;
+    uint32_t utf8 = c->frag ? c->frag->utf8_state : FC_UTF8_ACCEPT;
+    if (opcode == FC_WS_OP_TEXT) {
+        utf8 = fc_utf8_validate(utf8, (const uint8_t *)payload, len);
+        if (utf8 == FC_UTF8_REJECT || (h->fin && utf8 != FC_UTF8_ACCEPT)) {
+            fail(c, FC_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+            return;
+        }
+    }
+    if (h->fin && !c->frag) { /* the common case: one frame, no copy */
+        on_message(c, opcode, payload, len);
+        return;
+    }
+    if (!c->frag) {
+        c->frag = calloc(1, sizeof *c->frag);
+        if (!c->frag) {
+            fc__conn_close(c);
+            return;
+        }
+        c->frag->opcode = opcode;
+    }
+    if (c->frag->len + len > c->srv->cfg->max_message) {
+        fail(c, FC_WS_CLOSE_TOO_BIG, "message too big");
+        return;
+    }
+    if (frag_append(c, payload, len)) {
+        fc__conn_close(c);
+        return;
+    }
+    c->frag->utf8_state = utf8;
+    if (h->fin) {
+        on_message(c, opcode, c->frag->data, c->frag->len);
+        fc__ws_free_frag(c);
+    }
+}
+
+static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload)
+{
+    c->awaiting_pong = 0; /* any frame proves the peer is alive */
+    switch (h->opcode) {
+    case FC_WS_OP_PING: {
+        if (c->ws_close_sent) return;
+        fc_buf *b = control_frame(FC_WS_OP_PONG, payload, (size_t)h->payload_len);
+        if (b) fc_conn_send(c, b);
+        return;
+    }
+    case FC_WS_OP_PONG: return;
+    case FC_WS_OP_CLOSE: on_close_frame(c, (const uint8_t *)payload, (size_t)h->payload_len); return;
+    default:
+        if (!c->ws_close_sent) on_data_frame(c, h, payload);
+        return;
+    }
+}
+
+size_t fc__ws_input(fc_conn *c, char *data, size_t len)
+{
+    fc_ws_header h;
+    int r = fc_ws_header_parse((const uint8_t *)data, len, 1, c->srv->cfg->max_message, &h);
+    if (r < 0) {
+        fail(c, (uint16_t)-r, r == -FC_WS_CLOSE_TOO_BIG ? "message too big" : "protocol error");
+        return len;
+    }
+    if (r == 0 || len - (size_t)r < h.payload_len) return 0; /* wait for the whole frame */
+    char *payload = data + r;
+    fc_ws_unmask((uint8_t *)payload, (size_t)h.payload_len, h.mask, 0);
+    on_frame(c, &h, payload);
+    return (size_t)r + (size_t)h.payload_len;
+}
+
+/* --- ping wheel ------------------------------------------------------- */
+
+void fc__wheel_add(fc_conn *c)
+{
+    fc_server *srv = c->srv;
+    /* The slot just visited comes round again after a full interval. */
+    unsigned slot = (srv->wheel_pos + FC_WHEEL_SLOTS - 1) % FC_WHEEL_SLOTS;
+    fc_list_insert_tail(&srv->wheel[slot], &c->wheel_link);
+}
+
+void fc__wheel_tick(fc_server *srv)
+{
+    fc_list *slot = &srv->wheel[srv->wheel_pos];
+    srv->wheel_pos = (srv->wheel_pos + 1) % FC_WHEEL_SLOTS;
+    fc_list *it = slot->next;
+    while (it != slot) {
+        fc_list *next = it->next;
+        fc_conn *c = fc_container_of(it, fc_conn, wheel_link);
+        if (c->awaiting_pong) {
+            FC_DEBUG("ws", "no answer to ping within the interval: dropping connection");
+            fc__conn_close(c);
+        } else {
+            c->awaiting_pong = 1;
+            fc_conn_send(c, fc_buf_ref(srv->ping_frame));
+        }
+        it = next;
+    }
+}
+
+void fc__ws_sweep_closing(fc_server *srv, uint64_t now)
+{
+    fc_list *it = srv->closing_list.next;
+    while (it != &srv->closing_list) {
+        fc_list *next = it->next;
+        fc_conn *c = fc_container_of(it, fc_conn, wheel_link);
+        if (now - c->progress_ms >= FC_CLOSE_GRACE_MS) fc__conn_close(c);
+        it = next;
+    }
+}
+
+fc_buf *fc__ws_ping_frame(void)
+{
+    return control_frame(FC_WS_OP_PING, NULL, 0);
+}

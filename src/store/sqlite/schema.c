@@ -1,0 +1,200 @@
+/* SQLite store: connection set-up (pragmas) and the ordered schema migrations. */
+#include "store/sqlite/sqlite_internal.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/time.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Readers and the writer never wait on each other in WAL mode; this only covers
+ * checkpoints and other processes (a backup tool) holding the write lock. */
+#define FC__SQLITE_BUSY_MS 5000
+
+/* After a checkpoint the WAL file is truncated back to this size, so one burst
+ * of writes does not leave a huge file behind for good. */
+#define FC__SQLITE_WAL_LIMIT "67108864"
+
+/* The schema, as an ordered list of steps. Step i (0-based) brings the database
+ * to version i + 1. Never edit a released step: append a new one. */
+static const char *const migrations[] = {
+    /* 1: workflows and their append-only change log. pk is the rowid: it only
+     * grows, so it gives the list order and a cheap, stable page cursor. Events
+     * are always read by (workflow_id, seq), so they are clustered on that key. */
+    "CREATE TABLE workflows ("
+    "  pk INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  current_step INTEGER NOT NULL,"
+    "  total_steps INTEGER NOT NULL,"
+    "  message TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE events ("
+    "  workflow_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  current_step INTEGER NOT NULL,"
+    "  total_steps INTEGER NOT NULL,"
+    "  message TEXT NOT NULL,"
+    "  ts INTEGER NOT NULL,"
+    "  PRIMARY KEY (workflow_id, seq)"
+    ") WITHOUT ROWID;",
+    /* 2: a status filter pages through this index (status, then rowid) instead of
+     * scanning every workflow. */
+    "CREATE INDEX workflows_status ON workflows(status);",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))
+
+int fc__sqlite_schema_latest(void)
+{
+    return N_MIGRATIONS;
+}
+
+int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err,
+                       size_t errlen)
+{
+    /* PERSISTENT: these live as long as the connection, which tells SQLite to
+     * keep them out of its short-lived lookaside memory. */
+    int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot prepare \"%.60s\": %s", sql, sqlite3_errmsg(db));
+        *out = NULL;
+        return FC_EIO;
+    }
+    return 0;
+}
+
+/* Runs SQL without results; on failure writes what into err. */
+static int exec_sql(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", what, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return FC_EIO;
+    }
+    return 0;
+}
+
+int fc__sqlite_connect(const char *path, int create, int sync_full, sqlite3 **out, char *err,
+                       size_t errlen)
+{
+    /* NOMUTEX: each connection is used by one thread at a time (the loop or the
+     * writer), so SQLite's per-call mutex would be pure overhead. */
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_open_v2(path, &db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return FC_EIO;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, FC__SQLITE_BUSY_MS);
+
+    /* journal_mode answers with the mode in effect; anything but "wal" (e.g. on a
+     * file system without shared memory) would break reads during writes. */
+    rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "cannot enable WAL on %s: %s", path, sqlite3_errmsg(db));
+        goto fail;
+    }
+    const char *mode = (const char *)sqlite3_column_text(st, 0);
+    if (!mode || strcmp(mode, "wal") != 0) {
+        snprintf(err, errlen, "cannot enable WAL on %s (journal_mode stays %s)", path,
+                 mode ? mode : "?");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+
+    /* In WAL mode NORMAL syncs only at checkpoints: a commit survives a crash of
+     * the process, not of the machine. FULL syncs the WAL at every commit; group
+     * commit keeps that to one fsync per batch. */
+    const char *pragmas = sync_full ? "PRAGMA synchronous=FULL;"
+                                      "PRAGMA journal_size_limit=" FC__SQLITE_WAL_LIMIT ";"
+                                    : "PRAGMA synchronous=NORMAL;"
+                                      "PRAGMA journal_size_limit=" FC__SQLITE_WAL_LIMIT ";";
+    if (exec_sql(db, pragmas, "cannot set pragmas", err, errlen) != 0) goto fail;
+    *out = db;
+    return 0;
+
+fail:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return FC_EIO;
+}
+
+/* Reads the highest applied migration into *v (0 for a new database). */
+static int read_version(sqlite3 *db, int *v, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        snprintf(err, errlen, "cannot read schema_version: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return FC_EIO;
+    }
+    *v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* Applies migration step (1-based) unless another process got there first. */
+static int apply_step(sqlite3 *db, int step, char *err, size_t errlen)
+{
+    char sql[96];
+    int cur;
+    /* IMMEDIATE takes the write lock up front, so the version we read cannot
+     * change before we write the step. */
+    if (exec_sql(db, "BEGIN IMMEDIATE", "cannot start migration", err, errlen) != 0)
+        return FC_EIO;
+    if (read_version(db, &cur, err, errlen) != 0) goto fail;
+    if (cur < step) {
+        if (exec_sql(db, migrations[step - 1], "migration failed", err, errlen) != 0) goto fail;
+        snprintf(sql, sizeof sql, "INSERT INTO schema_version VALUES (%d, %lld)", step,
+                 (long long)fc_time_now_ms());
+        if (exec_sql(db, sql, "cannot record migration", err, errlen) != 0) goto fail;
+    }
+    if (exec_sql(db, "COMMIT", "cannot commit migration", err, errlen) != 0) goto fail;
+    if (cur < step) FC_INFO(FC__SQLITE_TAG, "schema migrated to version %d", step);
+    return 0;
+
+fail:
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return FC_EIO;
+}
+
+int fc__sqlite_migrate(sqlite3 *db, int *version, char *err, size_t errlen)
+{
+    int cur;
+    /* One row per applied step, with when it ran: the current version is the
+     * highest, and the history helps when debugging an old database. */
+    if (exec_sql(db,
+                 "CREATE TABLE IF NOT EXISTS schema_version ("
+                 "  version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                 "cannot create schema_version", err, errlen) != 0)
+        return FC_EIO;
+    if (read_version(db, &cur, err, errlen) != 0) return FC_EIO;
+    if (cur > N_MIGRATIONS) {
+        /* A newer server wrote this file; its schema may mean things we do not know. */
+        snprintf(err, errlen, "database schema version %d is newer than this server's (%d)", cur,
+                 N_MIGRATIONS);
+        return FC_EIO;
+    }
+    for (int step = cur + 1; step <= N_MIGRATIONS; step++)
+        if (apply_step(db, step, err, errlen) != 0) return FC_EIO;
+    *version = N_MIGRATIONS;
+    return 0;
+}

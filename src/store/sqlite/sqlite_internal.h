@@ -1,0 +1,102 @@
+/* Private to the SQLite store backend: the handle and the helpers its files share. */
+#ifndef FC_STORE_SQLITE_INTERNAL_H
+#define FC_STORE_SQLITE_INTERNAL_H
+
+#include "store/store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <uv.h>
+
+#define FC__SQLITE_TAG "store.sqlite"
+
+/* Writer-side prepared statements, indexes into fc__sqlite_store.w. */
+enum {
+    FC__W_BEGIN,
+    FC__W_COMMIT,
+    FC__W_ROLLBACK,
+    FC__W_SELECT,
+    FC__W_INSERT,
+    FC__W_UPDATE,
+    FC__W_UPDATE_STATUS,
+    FC__W_DELETE,
+    FC__W_EV_INSERT,
+    FC__W_EV_TRIM,
+    FC__W_EV_DELETE,
+    FC__W_COUNT
+};
+
+/* Read-side prepared statements, indexes into fc__sqlite_store.r. */
+enum {
+    FC__R_BEGIN,
+    FC__R_COMMIT,
+    FC__R_GET,
+    FC__R_LIST,
+    FC__R_LIST_STATUS,
+    FC__R_EV_HEAD,
+    FC__R_EVENTS,
+    FC__R_COUNT
+};
+
+typedef struct fc__sqlite_store {
+    fc_store base; /* must stay first: fc_store * is cast back to this */
+    uv_loop_t *loop;
+    uv_async_t async; /* the writer wakes the loop with this; freed in its close callback */
+    int retention;
+
+    /* Read side: used only on the loop thread. */
+    sqlite3 *rdb;
+    sqlite3_stmt *r[FC__R_COUNT];
+
+    /* Write side: used only by the writer thread, and by close() after the join. */
+    sqlite3 *wdb;
+    sqlite3_stmt *w[FC__W_COUNT];
+    pthread_t thread;
+    int thread_started;
+
+    /* Submitted, not yet taken by the writer. Guarded by qlock. */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    fc_change *q_head, *q_tail;
+    int stopping;
+
+    /* Committed (or failed), waiting for done() on the loop thread. Guarded by dlock;
+     * a second lock so the loop's submits never wait behind the writer's hand-off. */
+    pthread_mutex_t dlock;
+    fc_change *d_head, *d_tail;
+
+    /* Being delivered right now (loop thread only). Kept in the store, not on the
+     * stack, so a done() that calls close() still gets the rest delivered in order. */
+    fc_change *delivering;
+    int closed;
+} fc__sqlite_store;
+
+/* schema.c */
+
+/* Opens one connection with the server's pragmas (WAL, synchronous, busy_timeout).
+ * create: allow creating the file. Returns 0 or FC_EIO with a reason in err. */
+int fc__sqlite_connect(const char *path, int create, int sync_full, sqlite3 **out, char *err,
+                       size_t errlen);
+/* Brings the schema up to date, one transaction per missing step, and stores the
+ * resulting version in *version. Returns 0 or FC_EIO with a reason in err. */
+int fc__sqlite_migrate(sqlite3 *db, int *version, char *err, size_t errlen);
+/* Number of migration steps this build knows (the schema version it produces). */
+int fc__sqlite_schema_latest(void);
+/* Prepares a statement that lives as long as the connection. 0 or FC_EIO. */
+int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err,
+                       size_t errlen);
+
+/* writer.c */
+
+/* Prepares the writer's statements on s->wdb and starts the writer thread. */
+int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen);
+/* Queues c for the writer (loop thread). */
+void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *c);
+/* Lets the writer commit everything queued, joins it and finalizes its statements. */
+void fc__sqlite_writer_stop(fc__sqlite_store *s);
+/* Runs done() for finished changes, in submission order (loop thread). drain:
+ * keep going until nothing is left; only valid once the writer is joined. */
+void fc__sqlite_deliver(fc__sqlite_store *s, int drain);
+
+#endif

@@ -1,0 +1,345 @@
+/* SQLite store: open and close, submit, and the reads served on the loop thread. */
+#include "store/sqlite/sqlite_internal.h"
+
+#include "common/error.h"
+#include "common/log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A cursor is the decimal pk of the last row returned: at most 19 digits + NUL. */
+#define CURSOR_MIN_LEN 21
+#define LIST_MAX 1000
+
+/* get and list read the same columns, list with pk in front. */
+#define WF_COLUMNS                                                                                 \
+    "id, name, status, current_step, total_steps, message, seq, created_at, updated_at"
+
+static const char *const r_sql[FC__R_COUNT] = {
+    /* events_since reads two statements; one read transaction makes them agree. */
+    [FC__R_BEGIN] = "BEGIN",
+    [FC__R_COMMIT] = "COMMIT",
+    [FC__R_GET] = "SELECT " WF_COLUMNS " FROM workflows WHERE id = ?1",
+    [FC__R_LIST] = "SELECT pk, " WF_COLUMNS " FROM workflows WHERE pk < ?1"
+                   " ORDER BY pk DESC LIMIT ?2",
+    [FC__R_LIST_STATUS] = "SELECT pk, " WF_COLUMNS " FROM workflows"
+                          " WHERE status = ?3 AND pk < ?1 ORDER BY pk DESC LIMIT ?2",
+    [FC__R_EV_HEAD] = "SELECT name, created_at,"
+                      " (SELECT MIN(seq) FROM events WHERE workflow_id = ?1)"
+                      " FROM workflows WHERE id = ?1",
+    [FC__R_EVENTS] = "SELECT seq, status, current_step, total_steps, message, ts FROM events"
+                     " WHERE workflow_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+};
+
+static fc__sqlite_store *from_base(fc_store *bs)
+{
+    return (fc__sqlite_store *)(void *)bs;
+}
+
+/* Text column as a C string; SQLite owns it until the statement moves on. */
+static char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return (char *)(t ? t : (const unsigned char *)"");
+}
+
+/* Fills w from the WF_COLUMNS starting at column `at`, pointing into SQLite's
+ * memory (valid until the next step or reset). FC_EIO on a corrupt status. */
+static int read_row(sqlite3_stmt *st, int at, fc_workflow *w)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->id, sizeof w->id, "%s", col_text(st, at));
+    w->name = col_text(st, at + 1);
+    if (fc_status_parse(col_text(st, at + 2), &w->status) != 0) {
+        FC_ERROR(FC__SQLITE_TAG, "workflow '%s' has invalid stored status '%s'", w->id,
+                 col_text(st, at + 2));
+        return FC_EIO;
+    }
+    w->current_step = sqlite3_column_int64(st, at + 3);
+    w->total_steps = sqlite3_column_int64(st, at + 4);
+    w->message = col_text(st, at + 5);
+    w->seq = sqlite3_column_int64(st, at + 6);
+    w->created_at_ms = sqlite3_column_int64(st, at + 7);
+    w->updated_at_ms = sqlite3_column_int64(st, at + 8);
+    return 0;
+}
+
+static int read_failed(fc__sqlite_store *s, const char *what)
+{
+    FC_ERROR(FC__SQLITE_TAG, "%s failed: %s", what, sqlite3_errmsg(s->rdb));
+    return FC_EIO;
+}
+
+static int sq_get(fc_store *bs, const char *id, fc_workflow *out)
+{
+    fc__sqlite_store *s = from_base(bs);
+    sqlite3_stmt *st = s->r[FC__R_GET];
+    fc_workflow row;
+    int ret;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+        ret = FC_ENOTFOUND;
+    else if (rc != SQLITE_ROW)
+        ret = read_failed(s, "get");
+    else if ((ret = read_row(st, 0, &row)) == 0)
+        ret = fc_workflow_copy(out, &row); /* out must outlive the statement */
+    sqlite3_reset(st);
+    return ret;
+}
+
+/* Parses a cursor from an earlier page: a positive decimal pk, nothing else. */
+static int parse_cursor(const char *cursor, int64_t *pk)
+{
+    size_t n = strlen(cursor);
+    if (n == 0 || n > 19 || strspn(cursor, "0123456789") != n) return FC_EINVAL;
+    errno = 0;
+    long long v = strtoll(cursor, NULL, 10);
+    if (errno != 0 || v < 1) return FC_EINVAL;
+    *pk = v;
+    return 0;
+}
+
+static int sq_list(fc_store *bs, const fc_list_query *q, fc_store_row_cb cb, void *ud,
+                   char *next_cursor, size_t cursor_len)
+{
+    fc__sqlite_store *s = from_base(bs);
+    int64_t before = INT64_MAX, last = 0;
+    int n = 0, stop = 0, more = 0, ret = 0, rc;
+
+    if (next_cursor && cursor_len > 0) next_cursor[0] = '\0';
+    if (!q || q->limit < 1 || q->limit > LIST_MAX) return FC_EINVAL;
+    if (next_cursor && cursor_len < CURSOR_MIN_LEN) return FC_EINVAL;
+    if (q->cursor && parse_cursor(q->cursor, &before) != 0) return FC_EINVAL;
+
+    sqlite3_stmt *st = s->r[q->has_status ? FC__R_LIST_STATUS : FC__R_LIST];
+    sqlite3_bind_int64(st, 1, before);
+    /* One row more than asked tells whether there is a next page. */
+    sqlite3_bind_int(st, 2, q->limit + 1);
+    if (q->has_status) sqlite3_bind_text(st, 3, fc_status_name(q->status), -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == q->limit || stop) {
+            more = 1;
+            break;
+        }
+        fc_workflow w;
+        if ((ret = read_row(st, 1, &w)) != 0) break;
+        last = sqlite3_column_int64(st, 0);
+        n++;
+        stop = cb(&w, ud) != 0;
+    }
+    if (ret == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE) ret = read_failed(s, "list");
+    sqlite3_reset(st);
+    if (ret == 0 && more && next_cursor) snprintf(next_cursor, cursor_len, "%" PRId64, last);
+    return ret;
+}
+
+static int sq_events_since(fc_store *bs, const char *id, int64_t since, int limit,
+                           fc_store_row_cb cb, void *ud, int64_t *oldest)
+{
+    fc__sqlite_store *s = from_base(bs);
+    sqlite3_stmt *head = s->r[FC__R_EV_HEAD], *ev = s->r[FC__R_EVENTS];
+    int ret = 0, rc;
+
+    if (oldest) *oldest = 0;
+    if (strlen(id) > FC_ID_MAX) return FC_ENOTFOUND; /* could never have been stored */
+    rc = sqlite3_step(s->r[FC__R_BEGIN]);
+    sqlite3_reset(s->r[FC__R_BEGIN]);
+    if (rc != SQLITE_DONE) return read_failed(s, "events_since begin");
+
+    /* The head row stays current while the events are read: its name and
+     * created_at decorate every event row without a copy. */
+    sqlite3_bind_text(head, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(head);
+    if (rc == SQLITE_DONE) {
+        ret = FC_ENOTFOUND;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        ret = read_failed(s, "events_since");
+        goto out;
+    }
+    if (oldest) *oldest = sqlite3_column_int64(head, 2); /* NULL (empty log) reads as 0 */
+
+    fc_workflow w;
+    memset(&w, 0, sizeof w);
+    snprintf(w.id, sizeof w.id, "%s", id);
+    w.name = col_text(head, 0);
+    w.created_at_ms = sqlite3_column_int64(head, 1);
+    sqlite3_bind_text(ev, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ev, 2, since);
+    sqlite3_bind_int(ev, 3, limit > 0 ? limit : -1); /* LIMIT -1: no limit */
+    while ((rc = sqlite3_step(ev)) == SQLITE_ROW) {
+        w.seq = sqlite3_column_int64(ev, 0);
+        if (fc_status_parse(col_text(ev, 1), &w.status) != 0) {
+            FC_ERROR(FC__SQLITE_TAG, "event %s/%" PRId64 " has invalid status", id, w.seq);
+            ret = FC_EIO;
+            break;
+        }
+        w.current_step = sqlite3_column_int64(ev, 2);
+        w.total_steps = sqlite3_column_int64(ev, 3);
+        w.message = col_text(ev, 4);
+        w.updated_at_ms = sqlite3_column_int64(ev, 5);
+        if (cb(&w, ud) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (ret == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE) ret = read_failed(s, "events_since");
+
+out:
+    sqlite3_reset(ev);
+    sqlite3_reset(head);
+    rc = sqlite3_step(s->r[FC__R_COMMIT]);
+    sqlite3_reset(s->r[FC__R_COMMIT]);
+    if (rc != SQLITE_DONE && ret == 0) ret = read_failed(s, "events_since commit");
+    return ret;
+}
+
+static void sq_submit(fc_store *bs, fc_change *c)
+{
+    fc__sqlite_store *s = from_base(bs);
+    assert(!s->closed && "fc_store_submit after fc_store_close");
+    c->result = 0;
+    c->errmsg[0] = '\0';
+    fc__sqlite_writer_push(s, c);
+}
+
+static void on_async(uv_async_t *h)
+{
+    fc__sqlite_deliver(h->data, 0);
+}
+
+/* Frees the store, once libuv is done with the async handle inside it. */
+static void on_async_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Releases everything but the async handle and the struct itself. */
+static void release(fc__sqlite_store *s)
+{
+    fc__sqlite_writer_stop(s);
+    for (int i = 0; i < FC__R_COUNT; i++) {
+        sqlite3_finalize(s->r[i]);
+        s->r[i] = NULL;
+    }
+    if (s->rdb && sqlite3_close(s->rdb) != SQLITE_OK)
+        FC_ERROR(FC__SQLITE_TAG, "closing the read connection: %s", sqlite3_errmsg(s->rdb));
+    s->rdb = NULL;
+    if (s->wdb) {
+        /* Readers are gone: fold the whole WAL into the database and empty it, so
+         * the next open starts without a recovery pass over a large WAL. */
+        int rc = sqlite3_wal_checkpoint_v2(s->wdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        if (rc != SQLITE_OK)
+            FC_WARN(FC__SQLITE_TAG, "final checkpoint failed: %s", sqlite3_errmsg(s->wdb));
+        if (sqlite3_close(s->wdb) != SQLITE_OK)
+            FC_ERROR(FC__SQLITE_TAG, "closing the write connection: %s", sqlite3_errmsg(s->wdb));
+        s->wdb = NULL;
+    }
+}
+
+/* Commits everything still queued, runs the remaining done() callbacks right
+ * here (the store is going away, so they cannot wait for a later loop turn),
+ * checkpoints and closes the database. The memory is freed in the async
+ * handle's close callback: the caller must run the loop once more (e.g.
+ * uv_run(loop, UV_RUN_DEFAULT) or UV_RUN_NOWAIT) after close to free it. */
+static void sq_close(fc_store *bs)
+{
+    fc__sqlite_store *s = from_base(bs);
+    if (s->closed) return;
+    s->closed = 1;
+    fc__sqlite_writer_stop(s);
+    fc__sqlite_deliver(s, 1);
+    release(s);
+    pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_mutex_destroy(&s->dlock);
+    FC_INFO(FC__SQLITE_TAG, "closed");
+    uv_close((uv_handle_t *)&s->async, on_async_closed);
+}
+
+static const fc_store_ops fc_store_sqlite_ops = {
+    .version = 1,
+    .name = "sqlite",
+    .close = sq_close,
+    .submit = sq_submit,
+    .get = sq_get,
+    .list = sq_list,
+    .events_since = sq_events_since,
+};
+
+fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char *err,
+                               size_t errlen)
+{
+    fc__sqlite_store *s = NULL;
+    int version = 0, locks = 0;
+
+    if (!cfg || !cfg->path || !cfg->path[0]) {
+        snprintf(err, errlen, "no database path");
+        return NULL;
+    }
+    if (cfg->retention < 1) {
+        snprintf(err, errlen, "retention must be at least 1 (got %d)", cfg->retention);
+        return NULL;
+    }
+    if (!sqlite3_threadsafe()) {
+        snprintf(err, errlen, "SQLite was built without thread support");
+        return NULL;
+    }
+    if (!(s = calloc(1, sizeof *s))) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &fc_store_sqlite_ops;
+    s->loop = loop;
+    s->retention = cfg->retention;
+
+    if (fc__sqlite_connect(cfg->path, 1, cfg->sync_full, &s->wdb, err, errlen) != 0) goto fail;
+    if (fc__sqlite_migrate(s->wdb, &version, err, errlen) != 0) goto fail;
+    /* The read connection only reads; query_only turns a slip into an error. */
+    if (fc__sqlite_connect(cfg->path, 0, cfg->sync_full, &s->rdb, err, errlen) != 0) goto fail;
+    if (sqlite3_exec(s->rdb, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot configure the read connection: %s", sqlite3_errmsg(s->rdb));
+        goto fail;
+    }
+    for (int i = 0; i < FC__R_COUNT; i++)
+        if (fc__sqlite_prepare(s->rdb, r_sql[i], &s->r[i], err, errlen) != 0) goto fail;
+
+    if (pthread_mutex_init(&s->qlock, NULL) != 0) goto fail_sys;
+    locks++;
+    if (pthread_mutex_init(&s->dlock, NULL) != 0) goto fail_sys;
+    locks++;
+    if (pthread_cond_init(&s->qcond, NULL) != 0) goto fail_sys;
+    locks++;
+    /* The async handle before the thread: the writer may signal it at once. */
+    if (uv_async_init(loop, &s->async, on_async) != 0) goto fail_sys;
+    s->async.data = s;
+    if (fc__sqlite_writer_start(s, err, errlen) != 0) {
+        release(s);
+        pthread_cond_destroy(&s->qcond);
+        pthread_mutex_destroy(&s->dlock);
+        pthread_mutex_destroy(&s->qlock);
+        s->closed = 1;
+        /* The handle is live now, so the memory goes with it on the next loop turn. */
+        uv_close((uv_handle_t *)&s->async, on_async_closed);
+        return NULL;
+    }
+    FC_INFO(FC__SQLITE_TAG, "opened %s (schema v%d, synchronous=%s, retention=%d)", cfg->path,
+            version, cfg->sync_full ? "FULL" : "NORMAL", s->retention);
+    return &s->base;
+
+fail_sys:
+    snprintf(err, errlen, "cannot set up store synchronisation");
+fail:
+    release(s);
+    if (locks > 2) pthread_cond_destroy(&s->qcond);
+    if (locks > 1) pthread_mutex_destroy(&s->dlock);
+    if (locks > 0) pthread_mutex_destroy(&s->qlock);
+    free(s);
+    return NULL;
+}

@@ -1,0 +1,373 @@
+/* SQLite store: the writer thread. It takes every queued change at once, applies
+ * them in one transaction (group commit) and hands the batch back to the loop. */
+#include "store/sqlite/sqlite_internal.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/time.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const w_sql[FC__W_COUNT] = {
+    [FC__W_BEGIN] = "BEGIN IMMEDIATE",
+    [FC__W_COMMIT] = "COMMIT",
+    [FC__W_ROLLBACK] = "ROLLBACK",
+    [FC__W_SELECT] = "SELECT pk, name, status, current_step, total_steps, message, seq,"
+                     " created_at, updated_at FROM workflows WHERE id = ?1",
+    /* DO NOTHING instead of a SELECT first: one statement both checks and inserts,
+     * and sqlite3_changes() tells which happened. */
+    [FC__W_INSERT] = "INSERT INTO workflows (id, name, status, current_step, total_steps,"
+                     " message, seq, created_at, updated_at)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7) ON CONFLICT (id) DO NOTHING",
+    /* Two UPDATEs: SQLite rewrites the status index entry whenever status is in the
+     * SET list, and most updates only move the step. */
+    [FC__W_UPDATE] = "UPDATE workflows SET current_step = ?2, total_steps = ?3, message = ?4,"
+                     " seq = ?5, updated_at = ?6 WHERE pk = ?1",
+    [FC__W_UPDATE_STATUS] = "UPDATE workflows SET current_step = ?2, total_steps = ?3,"
+                            " message = ?4, seq = ?5, updated_at = ?6, status = ?7 WHERE pk = ?1",
+    [FC__W_DELETE] = "DELETE FROM workflows WHERE pk = ?1",
+    [FC__W_EV_INSERT] = "INSERT INTO events (workflow_id, seq, status, current_step, total_steps,"
+                        " message, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [FC__W_EV_TRIM] = "DELETE FROM events WHERE workflow_id = ?1 AND seq <= ?2",
+    [FC__W_EV_DELETE] = "DELETE FROM events WHERE workflow_id = ?1",
+};
+
+/* Outcome of reading a change's current row. */
+enum { ROW_MISSING = 0, ROW_FOUND = 1, ROW_FAILED = -1 /* c->result set */, ROW_IOERR = -2 };
+
+/* Steps a write statement to completion and resets it for the next use. On
+ * failure copies SQLite's reason into ioerr (before the reset can lose it). */
+static int run(fc__sqlite_store *s, sqlite3_stmt *st, char *ioerr, size_t n)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : FC_EIO;
+}
+
+/* Fails one change without touching the database. */
+__attribute__((format(printf, 3, 4))) static void fail(fc_change *c, int code, const char *fmt,
+                                                       ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    c->result = code;
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    char *p = malloc((size_t)n + 1);
+    if (!p) return NULL;
+    if (n > 0) memcpy(p, t, (size_t)n);
+    p[n] = '\0';
+    return p;
+}
+
+/* Reads the stored row of c->wf.id into c->wf (keeping id) and its pk into *pk. */
+static int load_current(fc__sqlite_store *s, fc_change *c, int64_t *pk, char *ioerr, size_t n)
+{
+    sqlite3_stmt *st = s->w[FC__W_SELECT];
+    sqlite3_bind_text(st, 1, c->wf.id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        fail(c, FC_ENOTFOUND, "workflow '%s' not found", c->wf.id);
+        return ROW_MISSING;
+    }
+    if (rc != SQLITE_ROW) {
+        snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
+        sqlite3_reset(st);
+        return ROW_IOERR;
+    }
+    fc_status status;
+    const char *sname = (const char *)sqlite3_column_text(st, 2);
+    if (!sname || fc_status_parse(sname, &status) != 0) {
+        /* Only this row is bad: fail the change, keep the batch. */
+        fail(c, FC_EIO, "stored status '%s' of workflow '%s' is not valid", sname ? sname : "",
+             c->wf.id);
+        sqlite3_reset(st);
+        return ROW_FAILED;
+    }
+    char *name = col_dup(st, 1), *msg = col_dup(st, 5);
+    if (!name || !msg) {
+        free(name);
+        free(msg);
+        sqlite3_reset(st);
+        fail(c, FC_ENOMEM, "out of memory reading workflow '%s'", c->wf.id);
+        return ROW_FAILED;
+    }
+    free(c->wf.name);
+    free(c->wf.message);
+    *pk = sqlite3_column_int64(st, 0);
+    c->wf.name = name;
+    c->wf.status = status;
+    c->wf.current_step = sqlite3_column_int64(st, 3);
+    c->wf.total_steps = sqlite3_column_int64(st, 4);
+    c->wf.message = msg;
+    c->wf.seq = sqlite3_column_int64(st, 6);
+    c->wf.created_at_ms = sqlite3_column_int64(st, 7);
+    c->wf.updated_at_ms = sqlite3_column_int64(st, 8);
+    sqlite3_reset(st);
+    return ROW_FOUND;
+}
+
+/* Appends the state in c->wf to the log as change c->wf.seq and drops what
+ * falls out of the retention window. */
+static int log_event(fc__sqlite_store *s, const fc_workflow *w, char *ioerr, size_t n)
+{
+    sqlite3_stmt *st = s->w[FC__W_EV_INSERT];
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, w->seq);
+    sqlite3_bind_text(st, 3, fc_status_name(w->status), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, w->current_step);
+    sqlite3_bind_int64(st, 5, w->total_steps);
+    sqlite3_bind_text(st, 6, w->message, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, w->updated_at_ms);
+    if (run(s, st, ioerr, n) != 0) return FC_EIO;
+    if (w->seq - s->retention < 1) return 0; /* nothing old enough yet: skip the DELETE */
+    st = s->w[FC__W_EV_TRIM];
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, w->seq - s->retention);
+    return run(s, st, ioerr, n);
+}
+
+static int apply_create(fc__sqlite_store *s, fc_change *c, int64_t now, char *ioerr, size_t n)
+{
+    fc_workflow *w = &c->wf;
+    if (w->current_step > w->total_steps) {
+        fail(c, FC_EINVAL, "current_step (%lld) is greater than total_steps (%lld)",
+             (long long)w->current_step, (long long)w->total_steps);
+        return 0;
+    }
+    /* The output must hold "" rather than NULL strings. */
+    if (!w->name) w->name = strdup("");
+    if (!w->message) w->message = strdup("");
+    if (!w->name || !w->message) {
+        fail(c, FC_ENOMEM, "out of memory creating workflow '%s'", w->id);
+        return 0;
+    }
+    sqlite3_stmt *st = s->w[FC__W_INSERT];
+    sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, w->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, fc_status_name(w->status), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, w->current_step);
+    sqlite3_bind_int64(st, 5, w->total_steps);
+    sqlite3_bind_text(st, 6, w->message, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, now);
+    if (run(s, st, ioerr, n) != 0) return FC_EIO;
+    if (sqlite3_changes(s->wdb) == 0) {
+        fail(c, FC_EEXISTS, "workflow '%s' already exists", w->id);
+        return 0;
+    }
+    w->seq = 1;
+    w->created_at_ms = w->updated_at_ms = now;
+    return log_event(s, w, ioerr, n);
+}
+
+static int apply_update(fc__sqlite_store *s, fc_change *c, int64_t now, char *ioerr, size_t n)
+{
+    fc_workflow *w = &c->wf;
+    fc_patch *p = &c->patch;
+    int64_t pk = 0;
+    int r = load_current(s, c, &pk, ioerr, n);
+    if (r != ROW_FOUND) return r == ROW_IOERR ? FC_EIO : 0;
+    /* if_seq first: like If-Match, a stale precondition is reported before anything
+     * about the request itself. */
+    if ((p->fields & FC_PATCH_IF_SEQ) && p->if_seq != w->seq) {
+        fail(c, FC_ESEQ, "seq mismatch: if_seq is %lld but workflow '%s' is at seq %lld",
+             (long long)p->if_seq, w->id, (long long)w->seq);
+        return 0;
+    }
+    if (fc_status_is_terminal(w->status)) {
+        fail(c, FC_ETERMINAL, "workflow '%s' is %s and can no longer change", w->id,
+             fc_status_name(w->status));
+        return 0;
+    }
+    int status_changed = (p->fields & FC_PATCH_STATUS) && p->status != w->status;
+    if (fc_workflow_apply_patch(w, p) != 0) {
+        fail(c, FC_EINVAL, "current_step (%lld) is greater than total_steps (%lld)",
+             (long long)(p->fields & FC_PATCH_CURRENT_STEP ? p->current_step : w->current_step),
+             (long long)(p->fields & FC_PATCH_TOTAL_STEPS ? p->total_steps : w->total_steps));
+        return 0;
+    }
+    w->seq++;
+    w->updated_at_ms = now;
+    sqlite3_stmt *st = s->w[status_changed ? FC__W_UPDATE_STATUS : FC__W_UPDATE];
+    sqlite3_bind_int64(st, 1, pk);
+    sqlite3_bind_int64(st, 2, w->current_step);
+    sqlite3_bind_int64(st, 3, w->total_steps);
+    sqlite3_bind_text(st, 4, w->message, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, w->seq);
+    sqlite3_bind_int64(st, 6, now);
+    if (status_changed) sqlite3_bind_text(st, 7, fc_status_name(w->status), -1, SQLITE_STATIC);
+    if (run(s, st, ioerr, n) != 0) return FC_EIO;
+    return log_event(s, w, ioerr, n);
+}
+
+static int apply_delete(fc__sqlite_store *s, fc_change *c, char *ioerr, size_t n)
+{
+    int64_t pk = 0;
+    int r = load_current(s, c, &pk, ioerr, n);
+    if (r != ROW_FOUND) return r == ROW_IOERR ? FC_EIO : 0;
+    sqlite3_stmt *st = s->w[FC__W_DELETE];
+    sqlite3_bind_int64(st, 1, pk);
+    if (run(s, st, ioerr, n) != 0) return FC_EIO;
+    st = s->w[FC__W_EV_DELETE];
+    sqlite3_bind_text(st, 1, c->wf.id, -1, SQLITE_STATIC);
+    return run(s, st, ioerr, n);
+}
+
+/* Applies one batch in one transaction and returns its last change. Every
+ * change gets its result; if SQLite fails, the batch is rolled back and every
+ * change reports FC_EIO, because none of it was committed. */
+static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
+{
+    char ioerr[96] = "";
+    int64_t now = fc_time_now_ms(); /* one timestamp per batch = per commit */
+    int failed = run(s, s->w[FC__W_BEGIN], ioerr, sizeof ioerr) != 0;
+    fc_change *c, *last = batch;
+    int count = 0;
+
+    for (c = batch; c; c = c->next) {
+        last = c;
+        count++;
+        if (failed) continue;
+        c->result = 0;
+        c->errmsg[0] = '\0';
+        int rc = 0;
+        switch (c->kind) {
+        case FC_CHANGE_CREATE: rc = apply_create(s, c, now, ioerr, sizeof ioerr); break;
+        case FC_CHANGE_UPDATE: rc = apply_update(s, c, now, ioerr, sizeof ioerr); break;
+        case FC_CHANGE_DELETE: rc = apply_delete(s, c, ioerr, sizeof ioerr); break;
+        default: fail(c, FC_EINVAL, "unknown change kind %d", (int)c->kind); break;
+        }
+        if (rc != 0) failed = 1;
+    }
+    if (!failed && run(s, s->w[FC__W_COMMIT], ioerr, sizeof ioerr) != 0) failed = 1;
+    if (failed) {
+        /* SQLite may already have rolled back on its own (e.g. SQLITE_FULL). */
+        if (!sqlite3_get_autocommit(s->wdb)) {
+            char rberr[96];
+            if (run(s, s->w[FC__W_ROLLBACK], rberr, sizeof rberr) != 0)
+                FC_ERROR(FC__SQLITE_TAG, "rollback failed: %s", rberr);
+        }
+        FC_ERROR(FC__SQLITE_TAG, "batch of %d changes rolled back: %s", count, ioerr);
+        for (c = batch; c; c = c->next)
+            fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
+    }
+    uint64_t t = fc_time_mono_ns();
+    for (c = batch; c; c = c->next) c->commit_ns = t;
+    return last;
+}
+
+static void *writer_main(void *arg)
+{
+    fc__sqlite_store *s = arg;
+    pthread_mutex_lock(&s->qlock);
+    for (;;) {
+        while (!s->q_head && !s->stopping) pthread_cond_wait(&s->qcond, &s->qlock);
+        fc_change *batch = s->q_head;
+        if (!batch) break; /* stopping, and everything queued is done */
+        s->q_head = s->q_tail = NULL;
+        pthread_mutex_unlock(&s->qlock);
+
+        fc_change *last = apply_batch(s, batch);
+
+        pthread_mutex_lock(&s->dlock);
+        if (s->d_tail)
+            s->d_tail->next = batch;
+        else
+            s->d_head = batch;
+        s->d_tail = last;
+        pthread_mutex_unlock(&s->dlock);
+        uv_async_send(&s->async);
+
+        pthread_mutex_lock(&s->qlock);
+    }
+    pthread_mutex_unlock(&s->qlock);
+    return NULL;
+}
+
+int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen)
+{
+    for (int i = 0; i < FC__W_COUNT; i++)
+        if (fc__sqlite_prepare(s->wdb, w_sql[i], &s->w[i], err, errlen) != 0) goto fail;
+
+    /* Signals belong to the loop thread (uv_signal_t): the writer blocks them all. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, writer_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
+        goto fail;
+    }
+    s->thread_started = 1;
+    return 0;
+
+fail:
+    for (int i = 0; i < FC__W_COUNT; i++) {
+        sqlite3_finalize(s->w[i]);
+        s->w[i] = NULL;
+    }
+    return FC_EIO;
+}
+
+void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&s->qlock);
+    if (s->q_tail)
+        s->q_tail->next = c;
+    else
+        s->q_head = c;
+    s->q_tail = c;
+    pthread_mutex_unlock(&s->qlock);
+    /* Outside the lock: the writer wakes straight into a free mutex. */
+    pthread_cond_signal(&s->qcond);
+}
+
+void fc__sqlite_writer_stop(fc__sqlite_store *s)
+{
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->qlock);
+        s->stopping = 1;
+        pthread_mutex_unlock(&s->qlock);
+        pthread_cond_signal(&s->qcond);
+        pthread_join(s->thread, NULL);
+        s->thread_started = 0;
+    }
+    for (int i = 0; i < FC__W_COUNT; i++) {
+        sqlite3_finalize(s->w[i]);
+        s->w[i] = NULL;
+    }
+}
+
+void fc__sqlite_deliver(fc__sqlite_store *s, int drain)
+{
+    do {
+        /* Take new batches only once the current list is empty, so a done() that
+         * re-enters (through close) cannot reorder deliveries. */
+        if (!s->delivering) {
+            pthread_mutex_lock(&s->dlock);
+            s->delivering = s->d_head;
+            s->d_head = s->d_tail = NULL;
+            pthread_mutex_unlock(&s->dlock);
+        }
+        fc_change *c;
+        while ((c = s->delivering)) {
+            s->delivering = c->next; /* done() may free c */
+            c->next = NULL;
+            c->done(c);
+        }
+    } while (drain && s->d_head);
+}

@@ -1,0 +1,129 @@
+/* Unit tests for src/hub/hub.c: fan-out by workflow, all-subscriptions,
+ * encode-once sharing, the resume filter, and deletion. */
+#include "hub/hub.h"
+#include "ws/frame.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+typedef struct sink {
+    fc_buf *frames[16];
+    int n;
+    int deleted;
+} sink;
+
+static void deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
+{
+    (void)sub;
+    sink *s = owner;
+    s->frames[s->n++] = fc_buf_ref(frame);
+    s->deleted += deleted;
+}
+
+static void sink_clear(sink *s)
+{
+    for (int i = 0; i < s->n; i++) fc_buf_unref(s->frames[i]);
+    memset(s, 0, sizeof *s);
+}
+
+static fc_workflow wf(const char *id, int64_t seq)
+{
+    fc_workflow w = {.status = FC_STATUS_RUNNING, .current_step = seq, .total_steps = 10, .seq = seq};
+    snprintf(w.id, sizeof w.id, "%s", id);
+    w.name = "n";
+    w.message = "m";
+    return w;
+}
+
+static void test_fanout_shares_one_frame(void **state)
+{
+    (void)state;
+    fc_hub *hub = fc_hub_new(deliver);
+    sink s1 = {0}, s2 = {0}, other = {0};
+    fc_sub a = {0}, b = {0}, c = {0};
+    assert_int_equal(fc_hub_subscribe(hub, &a, "wf1", &s1, 0), 0);
+    assert_int_equal(fc_hub_subscribe(hub, &b, "wf1", &s2, 0), 0);
+    assert_int_equal(fc_hub_subscribe(hub, &c, "wf2", &other, 0), 0);
+    assert_int_equal(fc_hub_subscriptions(hub), 3);
+
+    fc_workflow w = wf("wf1", 1);
+    assert_int_equal(fc_hub_publish(hub, &w, 123, 0), 2);
+    assert_int_equal(s1.n, 1);
+    assert_int_equal(s2.n, 1);
+    assert_int_equal(other.n, 0);
+    assert_ptr_equal(s1.frames[0], s2.frames[0]); /* the same bytes, not a copy */
+    assert_int_equal(s1.frames[0]->refs, 2);
+    assert_int_equal(s1.frames[0]->seq, 1);
+    assert_int_equal(s1.frames[0]->commit_ns, 123);
+    assert_string_equal(s1.frames[0]->key, "wf1");
+    /* A text frame with the update JSON. */
+    fc_ws_header h;
+    assert_true(fc_ws_header_parse(s1.frames[0]->data, s1.frames[0]->len, 0, 1 << 20, &h) > 0);
+    assert_int_equal(h.opcode, FC_WS_OP_TEXT);
+    assert_non_null(memmem(s1.frames[0]->data, s1.frames[0]->len, "\"workflow_id\":\"wf1\"", 19));
+
+    fc_hub_unsubscribe(hub, &a);
+    fc_hub_unsubscribe(hub, &a); /* idempotent */
+    fc_hub_unsubscribe(hub, &b);
+    fc_hub_unsubscribe(hub, &c);
+    assert_int_equal(fc_hub_subscriptions(hub), 0);
+    sink_clear(&s1);
+    sink_clear(&s2);
+    fc_hub_free(hub);
+}
+
+static void test_resume_filter_and_all(void **state)
+{
+    (void)state;
+    fc_hub *hub = fc_hub_new(deliver);
+    sink s = {0}, all = {0};
+    fc_sub a = {0}, any = {0};
+    fc_hub_subscribe(hub, &a, "wf1", &s, 5); /* already has seq 5 from the log */
+    fc_hub_subscribe(hub, &any, NULL, &all, 0);
+    fc_workflow w5 = wf("wf1", 5), w6 = wf("wf1", 6), x1 = wf("x", 1);
+    assert_int_equal(fc_hub_publish(hub, &w5, 0, 0), 1); /* only the all-subscriber */
+    assert_int_equal(fc_hub_publish(hub, &w6, 0, 0), 2);
+    assert_int_equal(fc_hub_publish(hub, &x1, 0, 0), 1); /* lower seq, other workflow */
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.frames[0]->seq, 6);
+    assert_int_equal(all.n, 3);
+    fc_hub_unsubscribe(hub, &a);
+    fc_hub_unsubscribe(hub, &any);
+    sink_clear(&s);
+    sink_clear(&all);
+    fc_hub_free(hub);
+}
+
+static void test_delete_unlinks_subscribers(void **state)
+{
+    (void)state;
+    fc_hub *hub = fc_hub_new(deliver);
+    sink s = {0};
+    fc_sub a = {0};
+    fc_hub_subscribe(hub, &a, "wf1", &s, 0);
+    fc_workflow w = wf("wf1", 3);
+    assert_int_equal(fc_hub_publish(hub, &w, 0, 1), 1);
+    assert_int_equal(s.deleted, 1);
+    assert_null(a.topic);
+    assert_int_equal(fc_hub_subscriptions(hub), 0);
+    assert_non_null(memmem(s.frames[0]->data, s.frames[0]->len, "\"deleted\":true", 14));
+    /* Nobody left: publishing costs nothing and reaches no one. */
+    assert_int_equal(fc_hub_publish(hub, &w, 0, 0), 0);
+    sink_clear(&s);
+    fc_hub_free(hub);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fanout_shares_one_frame),
+        cmocka_unit_test(test_resume_filter_and_all),
+        cmocka_unit_test(test_delete_unlinks_subscribers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
