@@ -176,8 +176,9 @@ static void get_workflow(fc_conn *c, const char *id)
         respond_store_error(c, r, msg);
         return;
     }
-    size_t len;
-    respond_json(c, 200, NULL, fc_json_workflow(&w, &len), len);
+    size_t len = 0;
+    char *json = fc_json_workflow(&w, &len);
+    respond_json(c, 200, NULL, json, len);
     fc_workflow_clear(&w);
 }
 

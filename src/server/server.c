@@ -147,8 +147,8 @@ static void begin_shutdown(fc_server *srv)
         fc_conn *c = fc_container_of(it, fc_conn, link);
         if (c->ws_kind != FC_WS_NONE)
             fc_conn_ws_close(c, FC_WS_CLOSE_GOING_AWAY, "server shutting down");
-        else if (!c->busy && !c->req && !c->out.head)
-            fc__conn_close(c);
+        else if (!c->busy && !c->out.head)
+            fc__conn_close(c); /* idle, or half a request that will not be answered */
         else
             c->close_after_write = 1;
         it = next;

@@ -41,22 +41,23 @@ def flowcast():
     return flowcast_bin()
 
 
-@pytest.fixture
-def server_factory(flowcast, tmp_path):
+class ServerFactory:
     """start(*flags, db=None, env=None, via_env=False, ready=True) -> Server.
 
     Each call starts a new process on a new free port; pass db=old.db to
     restart on the same database. With via_env, --listen and --db are given
     as FLOWCAST_LISTEN / FLOWCAST_DB instead of flags. A flag "--api-token T"
     (or env FLOWCAST_API_TOKEN) makes Server.request send the token."""
-    servers = []
-    counter = [0]
 
-    def start(*flags, db=None, env=None, via_env=False, ready=True):
-        counter[0] += 1
+    def __init__(self, binary, tmpdir):
+        self.binary = binary
+        self.tmpdir = tmpdir
+        self.servers = []
+
+    def __call__(self, *flags, db=None, env=None, via_env=False, ready=True):
         port = free_port()
-        db = db or str(tmp_path / "x.db")
-        log_path = str(tmp_path / ("server-%d.log" % counter[0]))
+        db = db or os.path.join(self.tmpdir, "x.db")
+        log_path = os.path.join(self.tmpdir, "server-%d.log" % (len(self.servers) + 1))
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         if env:
@@ -73,31 +74,47 @@ def server_factory(flowcast, tmp_path):
             token = args[args.index("--api-token") + 1]
         elif env and env.get("FLOWCAST_API_TOKEN"):
             token = env["FLOWCAST_API_TOKEN"]
-        s = Server(flowcast, port, db, log_path, args, e, token=token)
+        s = Server(self.binary, port, db, log_path, args, e, token=token)
         s.start()
-        servers.append(s)
+        self.servers.append(s)
         if ready:
             s.wait_ready(10)
         return s
 
-    yield start
+    def teardown(self):
+        """Stops every server with SIGTERM; asserts exit 0 within 5 s."""
+        problems = []
+        for s in self.servers:
+            if s.proc.poll() is None:
+                try:
+                    rc = s.stop()
+                except AssertionError as e:
+                    problems.append(str(e))
+                    rc = None
+                if rc is not None and rc != 0:
+                    problems.append("server exited with %s on SIGTERM" % rc)
+            elif not s.expect_exit:
+                problems.append("server died during the test (exit %s)" % s.proc.returncode)
+            s.logf.close()
+            print("----- server log %s (%s) -----" % (s.log_path, " ".join(s.args)))
+            print(s.log_tail(200))
+        assert not problems, "; ".join(problems)
 
-    problems = []
-    for s in servers:
-        if s.proc.poll() is None:
-            try:
-                rc = s.stop()
-            except AssertionError as e:
-                problems.append(str(e))
-                rc = None
-            if rc is not None and rc != 0:
-                problems.append("server exited with %s on SIGTERM" % rc)
-        elif not s.expect_exit:
-            problems.append("server died during the test (exit %s)" % s.proc.returncode)
-        s.logf.close()
-        print("----- server log %s (%s) -----" % (s.log_path, " ".join(s.args)))
-        print(s.log_tail(200))
-    assert not problems, "; ".join(problems)
+
+@pytest.fixture
+def server_factory(flowcast, tmp_path):
+    """Function-scoped ServerFactory (see its docstring)."""
+    f = ServerFactory(flowcast, str(tmp_path))
+    yield f
+    f.teardown()
+
+
+@pytest.fixture(scope="module")
+def module_server_factory(flowcast, tmp_path_factory):
+    """Module-scoped ServerFactory, for servers shared by many small tests."""
+    f = ServerFactory(flowcast, str(tmp_path_factory.mktemp("srv")))
+    yield f
+    f.teardown()
 
 
 @pytest.fixture

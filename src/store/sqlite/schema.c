@@ -56,8 +56,7 @@ int fc__sqlite_schema_latest(void)
     return N_MIGRATIONS;
 }
 
-int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err,
-                       size_t errlen)
+int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err, size_t errlen)
 {
     /* PERSISTENT: these live as long as the connection, which tells SQLite to
      * keep them out of its short-lived lookaside memory. */
@@ -138,8 +137,8 @@ fail:
 static int read_version(sqlite3 *db, int *v, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", -1,
-                                &st, NULL);
+    int rc = sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", -1, &st,
+                                NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         snprintf(err, errlen, "cannot read schema_version: %s", sqlite3_errmsg(db));
@@ -158,8 +157,7 @@ static int apply_step(sqlite3 *db, int step, char *err, size_t errlen)
     int cur;
     /* IMMEDIATE takes the write lock up front, so the version we read cannot
      * change before we write the step. */
-    if (exec_sql(db, "BEGIN IMMEDIATE", "cannot start migration", err, errlen) != 0)
-        return FC_EIO;
+    if (exec_sql(db, "BEGIN IMMEDIATE", "cannot start migration", err, errlen) != 0) return FC_EIO;
     if (read_version(db, &cur, err, errlen) != 0) goto fail;
     if (cur < step) {
         if (exec_sql(db, migrations[step - 1], "migration failed", err, errlen) != 0) goto fail;

@@ -84,8 +84,7 @@ int fc__sqlite_migrate(sqlite3 *db, int *version, char *err, size_t errlen);
 /* Number of migration steps this build knows (the schema version it produces). */
 int fc__sqlite_schema_latest(void);
 /* Prepares a statement that lives as long as the connection. 0 or FC_EIO. */
-int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err,
-                       size_t errlen);
+int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err, size_t errlen);
 
 /* writer.c */
 

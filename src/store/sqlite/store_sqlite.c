@@ -316,19 +316,12 @@ fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char
     locks++;
     if (pthread_cond_init(&s->qcond, NULL) != 0) goto fail_sys;
     locks++;
-    /* The async handle before the thread: the writer may signal it at once. */
+    if (fc__sqlite_writer_start(s, err, errlen) != 0) goto fail;
+    /* After the thread: the writer touches the handle only after a batch, and no
+     * change can be submitted before we return. A failure here then needs no
+     * uv_close, so open never leaves anything for the loop to finish. */
     if (uv_async_init(loop, &s->async, on_async) != 0) goto fail_sys;
     s->async.data = s;
-    if (fc__sqlite_writer_start(s, err, errlen) != 0) {
-        release(s);
-        pthread_cond_destroy(&s->qcond);
-        pthread_mutex_destroy(&s->dlock);
-        pthread_mutex_destroy(&s->qlock);
-        s->closed = 1;
-        /* The handle is live now, so the memory goes with it on the next loop turn. */
-        uv_close((uv_handle_t *)&s->async, on_async_closed);
-        return NULL;
-    }
     FC_INFO(FC__SQLITE_TAG, "opened %s (schema v%d, synchronous=%s, retention=%d)", cfg->path,
             version, cfg->sync_full ? "FULL" : "NORMAL", s->retention);
     return &s->base;

@@ -1,5 +1,4 @@
-/* SQLite store: the writer thread. It takes every queued change at once, applies
- * them in one transaction (group commit) and hands the batch back to the loop. */
+/* SQLite store: the writer thread, committing queued changes in groups (group commit). */
 #include "store/sqlite/sqlite_internal.h"
 
 #include "common/error.h"
@@ -50,8 +49,7 @@ static int run(fc__sqlite_store *s, sqlite3_stmt *st, char *ioerr, size_t n)
 }
 
 /* Fails one change without touching the database. */
-__attribute__((format(printf, 3, 4))) static void fail(fc_change *c, int code, const char *fmt,
-                                                       ...)
+__attribute__((format(printf, 3, 4))) static void fail(fc_change *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -244,10 +242,18 @@ static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
         c->errmsg[0] = '\0';
         int rc = 0;
         switch (c->kind) {
-        case FC_CHANGE_CREATE: rc = apply_create(s, c, now, ioerr, sizeof ioerr); break;
-        case FC_CHANGE_UPDATE: rc = apply_update(s, c, now, ioerr, sizeof ioerr); break;
-        case FC_CHANGE_DELETE: rc = apply_delete(s, c, ioerr, sizeof ioerr); break;
-        default: fail(c, FC_EINVAL, "unknown change kind %d", (int)c->kind); break;
+        case FC_CHANGE_CREATE:
+            rc = apply_create(s, c, now, ioerr, sizeof ioerr);
+            break;
+        case FC_CHANGE_UPDATE:
+            rc = apply_update(s, c, now, ioerr, sizeof ioerr);
+            break;
+        case FC_CHANGE_DELETE:
+            rc = apply_delete(s, c, ioerr, sizeof ioerr);
+            break;
+        default:
+            fail(c, FC_EINVAL, "unknown change kind %d", (int)c->kind);
+            break;
         }
         if (rc != 0) failed = 1;
     }
@@ -264,16 +270,20 @@ static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
             fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
     }
     uint64_t t = fc_time_mono_ns();
-    for (c = batch; c; c = c->next) c->commit_ns = t;
+    for (c = batch; c; c = c->next)
+        c->commit_ns = t;
     return last;
 }
 
+/* The writer takes every queued change at once and applies them in one
+ * transaction, so a burst costs one commit (and with FULL, one fsync). */
 static void *writer_main(void *arg)
 {
     fc__sqlite_store *s = arg;
     pthread_mutex_lock(&s->qlock);
     for (;;) {
-        while (!s->q_head && !s->stopping) pthread_cond_wait(&s->qcond, &s->qlock);
+        while (!s->q_head && !s->stopping)
+            pthread_cond_wait(&s->qcond, &s->qlock);
         fc_change *batch = s->q_head;
         if (!batch) break; /* stopping, and everything queued is done */
         s->q_head = s->q_tail = NULL;
