@@ -40,7 +40,7 @@ int main(int argc, char **argv)
         printf("flowcast %s\n", FC_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "serve") == 0) return serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "serve") == 0) return serve(argc - 1, argv + 1); /* argv[0] is "serve" */
     fprintf(stderr, "flowcast: unknown command \"%s\" (see flowcast --help)\n", cmd);
     return 2;
 }

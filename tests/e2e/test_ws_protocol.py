@@ -164,6 +164,7 @@ def _read_503(port):
 def test_max_connections_503(server_factory):
     s = server_factory("--max-connections", "3")
     s.create(id="wf")
+    time.sleep(0.3)  # let the server notice that the earlier HTTP connections closed
     held = [open_ws(s, SINGLE) for _ in range(3)]
     r, rd = _read_503(s.port)
     assert_error(r, 503, "unavailable")

@@ -1,0 +1,525 @@
+/* Server configuration: the one options table and the parser it drives for flags, FLOWCAST_*
+ * environment variables, defaults and the --help text. */
+#include "cli/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+typedef enum {
+    OPT_INT,        /* int field, integer in [min, max] */
+    OPT_BYTES_U64,  /* uint64_t field, integer with optional K/M (KiB/MiB) suffix */
+    OPT_BYTES_SIZE, /* size_t field, same syntax as OPT_BYTES_U64 */
+    OPT_SECONDS,    /* double field, plain decimal seconds in [min, max] */
+    OPT_STRING,     /* const char * field, non-empty, points into argv/environ */
+    OPT_ORIGINS,    /* allow_origins[]: repeatable flag, comma-separated in the environment */
+    OPT_BOOL,       /* int field; the bare flag means true */
+    OPT_LISTEN,     /* listen_host + listen_port */
+    OPT_SYNC,       /* sync_full: "normal" = 0, "full" = 1 */
+    OPT_LOG_LEVEL,  /* log_level, via fc_log_parse_level */
+} opt_type;
+
+typedef struct opt {
+    const char *name; /* flag without the leading "--" */
+    const char *env;  /* "FLOWCAST_" + name upper-cased, '-' -> '_' */
+    opt_type type;
+    size_t offset, size; /* field in fc_config; size lets opt_set catch a type mismatch */
+    double min, max;     /* inclusive range for numeric types; every bound is exact in a double */
+    const char *def;     /* default, parsed like any other value, so it obeys the same range */
+    const char *metavar; /* shown in --help; NULL for OPT_BOOL */
+    const char *help;
+} opt;
+
+#define FIELD(f) .offset = offsetof(fc_config, f), .size = sizeof(((fc_config *)0)->f)
+
+/* The single source of truth: parsing, defaults and usage are all generated from this. */
+static const opt options[] = {
+    {.name = "listen",
+     .env = "FLOWCAST_LISTEN",
+     .type = OPT_LISTEN,
+     FIELD(listen_host),
+     .def = "127.0.0.1:8001",
+     .metavar = "ADDR:PORT",
+     .help = "Address to listen on: IPv4, localhost or [IPv6]; port 0..65535."},
+    {.name = "db",
+     .env = "FLOWCAST_DB",
+     .type = OPT_STRING,
+     FIELD(db_path),
+     .def = "./flowcast.db",
+     .metavar = "PATH",
+     .help = "SQLite database file."},
+    {.name = "api-token",
+     .env = "FLOWCAST_API_TOKEN",
+     .type = OPT_STRING,
+     FIELD(api_token),
+     .metavar = "TOKEN",
+     .help = "Bearer token required by the REST API (unset = no auth)."},
+    {.name = "allow-origin",
+     .env = "FLOWCAST_ALLOW_ORIGIN",
+     .type = OPT_ORIGINS,
+     FIELD(allow_origins),
+     .metavar = "ORIGIN",
+     .help = "Allowed WebSocket/CORS origin, \"*\" = any; repeatable (env: comma-separated)."},
+    {.name = "max-connections",
+     .env = "FLOWCAST_MAX_CONNECTIONS",
+     .type = OPT_INT,
+     FIELD(max_connections),
+     .min = 0,
+     .max = 10000000,
+     .def = "0",
+     .metavar = "N",
+     .help = "Connection limit; 0 derives it from the file descriptor limit."},
+    {.name = "max-message",
+     .env = "FLOWCAST_MAX_MESSAGE",
+     .type = OPT_BYTES_U64,
+     FIELD(max_message),
+     .min = 125,
+     .max = 256.0 * 1024 * 1024,
+     .def = "65536",
+     .metavar = "BYTES",
+     .help = "Largest WebSocket message accepted (K/M suffixes allowed)."},
+    {.name = "backlog",
+     .env = "FLOWCAST_BACKLOG",
+     .type = OPT_INT,
+     FIELD(backlog),
+     .min = 1,
+     .max = 1000000,
+     .def = "100",
+     .metavar = "N",
+     .help = "listen() backlog."},
+    {.name = "ping-interval",
+     .env = "FLOWCAST_PING_INTERVAL",
+     .type = OPT_SECONDS,
+     FIELD(ping_interval),
+     .min = 0.05,
+     .max = 86400,
+     .def = "20",
+     .metavar = "S",
+     .help = "Seconds between WebSocket pings."},
+    {.name = "sync",
+     .env = "FLOWCAST_SYNC",
+     .type = OPT_SYNC,
+     FIELD(sync_full),
+     .def = "normal",
+     .metavar = "normal|full",
+     .help = "SQLite synchronous mode; full survives power loss, normal only crashes."},
+    {.name = "enable-echo",
+     .env = "FLOWCAST_ENABLE_ECHO",
+     .type = OPT_BOOL,
+     FIELD(enable_echo),
+     .def = "false",
+     .help = "Enable the echo endpoint (env: 1/true/yes)."},
+    {.name = "log-level",
+     .env = "FLOWCAST_LOG_LEVEL",
+     .type = OPT_LOG_LEVEL,
+     FIELD(log_level),
+     .def = "info",
+     .metavar = "LEVEL",
+     .help = "debug, info, warn, error or off."},
+    {.name = "retention",
+     .env = "FLOWCAST_RETENTION",
+     .type = OPT_INT,
+     FIELD(retention),
+     .min = 1,
+     .max = 10000000,
+     .def = "1000",
+     .metavar = "N",
+     .help = "Change events kept so reconnecting subscribers can resume."},
+    {.name = "max-body",
+     .env = "FLOWCAST_MAX_BODY",
+     .type = OPT_BYTES_SIZE,
+     FIELD(max_body),
+     .min = 1024,
+     .max = 64.0 * 1024 * 1024,
+     .def = "65536",
+     .metavar = "BYTES",
+     .help = "Largest HTTP request body (K/M suffixes allowed)."},
+    {.name = "max-header",
+     .env = "FLOWCAST_MAX_HEADER",
+     .type = OPT_BYTES_SIZE,
+     FIELD(max_header),
+     .min = 1024,
+     .max = 1024 * 1024,
+     .def = "8192",
+     .metavar = "BYTES",
+     .help = "Largest HTTP request head (K/M suffixes allowed)."},
+    {.name = "slow-timeout",
+     .env = "FLOWCAST_SLOW_TIMEOUT",
+     .type = OPT_SECONDS,
+     FIELD(slow_timeout),
+     .min = 0.1,
+     .max = 86400,
+     .def = "30",
+     .metavar = "S",
+     .help = "Grace period before a consumer over its output limit is closed."},
+};
+
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* FLOWCAST_ALLOW_ORIGIN is split in place, and environ must not be modified, so the origins
+ * point into this copy. It is overwritten by the next fc_config_parse call. */
+static char env_origins[4096];
+
+/* Accepts an optional '-' and decimal digits only: strtoll alone would also take leading
+ * spaces, '+' and trailing garbage. */
+static bool parse_int(const char *s, long long *out)
+{
+    const char *d = s[0] == '-' ? s + 1 : s;
+    if (!isdigit((unsigned char)d[0])) return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0') return false;
+    *out = v;
+    return true;
+}
+
+/* Decimal digits with an optional K or M suffix meaning KiB or MiB. */
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+    if (!isdigit((unsigned char)s[0])) return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0) return false;
+    uint64_t mult = 1;
+    if (*end == 'K' || *end == 'k') {
+        mult = 1024;
+        end++;
+    } else if (*end == 'M' || *end == 'm') {
+        mult = 1024 * 1024;
+        end++;
+    }
+    if (*end != '\0' || v > UINT64_MAX / mult) return false;
+    *out = (uint64_t)v * mult;
+    return true;
+}
+
+/* Plain decimals only ("20", "0.5", ".5"): strtod would also accept hex, "inf" and "nan". */
+static bool parse_seconds(const char *s, double *out)
+{
+    const char *p = s;
+    size_t digits = 0;
+    for (; isdigit((unsigned char)*p); p++)
+        digits++;
+    if (*p == '.')
+        for (p++; isdigit((unsigned char)*p); p++)
+            digits++;
+    if (*p != '\0' || digits == 0) return false;
+    *out = strtod(s, NULL);
+    return true;
+}
+
+/* Accepts "A.B.C.D:PORT", "localhost:PORT" and "[IPv6]:PORT". The host is stored without
+ * brackets, and localhost as 127.0.0.1, so the server can hand it straight to
+ * uv_ip4_addr/uv_ip6_addr (an IPv6 host is the one containing ':'). */
+static bool parse_listen(fc_config *cfg, const char *s)
+{
+    char host[sizeof cfg->listen_host];
+    const char *port;
+    int family;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':') return false;
+        hlen = (size_t)(close - s - 1);
+        port = close + 2;
+        s++;
+        family = AF_INET6;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL) return false;
+        hlen = (size_t)(colon - s);
+        port = colon + 1;
+        family = AF_INET;
+    }
+    if (hlen == 0 || hlen >= sizeof host) return false;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    if (family == AF_INET && strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+    unsigned char addr[16];
+    if (inet_pton(family, host, addr) != 1) return false;
+
+    long long p;
+    if (!isdigit((unsigned char)port[0]) || !parse_int(port, &p) || p > 65535) return false;
+    memcpy(cfg->listen_host, host, strlen(host) + 1);
+    cfg->listen_port = (int)p;
+    return true;
+}
+
+static bool parse_bool(const char *s, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0) return (*out = 1), true;
+        if (strcasecmp(s, no[i]) == 0) return (*out = 0), true;
+    }
+    return false;
+}
+
+static bool add_origin(fc_config *cfg, const char *origin)
+{
+    if (cfg->n_allow_origins >= FC_MAX_ORIGINS) return false;
+    cfg->allow_origins[cfg->n_allow_origins++] = origin;
+    return true;
+}
+
+/* Splits a comma-separated environment value into env_origins, trimming blanks and skipping
+ * empty items so "a, b," means two origins. */
+static int set_origins_from_env(fc_config *cfg, const char *val, char *why, size_t whylen)
+{
+    if (strlen(val) >= sizeof env_origins) {
+        snprintf(why, whylen, "is longer than %zu bytes", sizeof env_origins - 1);
+        return -1;
+    }
+    strcpy(env_origins, val);
+    for (char *save = NULL, *tok = strtok_r(env_origins, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
+            *--end = '\0';
+        if (*tok == '\0') continue;
+        if (!add_origin(cfg, tok)) {
+            snprintf(why, whylen, "has more than %d origins", FC_MAX_ORIGINS);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Copies a parsed value into its field; a size mismatch means the table names a field of
+ * another type, which would silently corrupt the struct, so it is fatal. */
+static void store(void *field, const opt *o, const void *v, size_t size)
+{
+    if (o->size != size) abort();
+    memcpy(field, v, size);
+}
+
+/* Parses val for o and stores it in cfg. On failure fills why with the end of the sentence
+ * that starts with the quoted value, e.g. "is not an integer in 1..100", and returns -1. */
+static int opt_set(fc_config *cfg, const opt *o, const char *val, bool from_env, char *why,
+                   size_t whylen)
+{
+    void *field = (char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_INT: {
+        long long v;
+        if (!parse_int(val, &v) || v < o->min || v > o->max) {
+            snprintf(why, whylen, "is not an integer in %.0f..%.0f", o->min, o->max);
+            return -1;
+        }
+        int iv = (int)v;
+        store(field, o, &iv, sizeof iv);
+        return 0;
+    }
+    case OPT_BYTES_U64:
+    case OPT_BYTES_SIZE: {
+        uint64_t v;
+        if (!parse_bytes(val, &v) || (double)v < o->min || (double)v > o->max) {
+            snprintf(why, whylen, "is not a byte count in %.0f..%.0f (K and M suffixes allowed)",
+                     o->min, o->max);
+            return -1;
+        }
+        if (o->type == OPT_BYTES_U64) {
+            store(field, o, &v, sizeof v);
+        } else {
+            size_t sv = (size_t)v;
+            store(field, o, &sv, sizeof sv);
+        }
+        return 0;
+    }
+    case OPT_SECONDS: {
+        double v;
+        if (!parse_seconds(val, &v) || v < o->min || v > o->max) {
+            snprintf(why, whylen, "is not a number of seconds in %g..%g", o->min, o->max);
+            return -1;
+        }
+        store(field, o, &v, sizeof v);
+        return 0;
+    }
+    case OPT_STRING:
+        if (val[0] == '\0') {
+            snprintf(why, whylen, "is empty");
+            return -1;
+        }
+        store(field, o, &val, sizeof val);
+        return 0;
+    case OPT_ORIGINS:
+        if (from_env) return set_origins_from_env(cfg, val, why, whylen);
+        if (val[0] == '\0') {
+            snprintf(why, whylen, "is empty");
+            return -1;
+        }
+        if (!add_origin(cfg, val)) {
+            snprintf(why, whylen, "is one origin more than the limit of %d", FC_MAX_ORIGINS);
+            return -1;
+        }
+        return 0;
+    case OPT_BOOL: {
+        int v;
+        if (!parse_bool(val, &v)) {
+            snprintf(why, whylen, "is not a boolean (1/true/yes or 0/false/no)");
+            return -1;
+        }
+        store(field, o, &v, sizeof v);
+        return 0;
+    }
+    case OPT_LISTEN:
+        if (!parse_listen(cfg, val)) {
+            snprintf(why, whylen, "is not ADDR:PORT (IPv4, localhost or [IPv6]; port 0..65535)");
+            return -1;
+        }
+        return 0;
+    case OPT_SYNC: {
+        int v = strcmp(val, "full") == 0 ? 1 : strcmp(val, "normal") == 0 ? 0 : -1;
+        if (v < 0) {
+            snprintf(why, whylen, "is not one of normal|full");
+            return -1;
+        }
+        store(field, o, &v, sizeof v);
+        return 0;
+    }
+    case OPT_LOG_LEVEL: {
+        int v = fc_log_parse_level(val);
+        if (v < 0) {
+            snprintf(why, whylen, "is not one of debug|info|warn|error|off");
+            return -1;
+        }
+        store(field, o, &v, sizeof v);
+        return 0;
+    }
+    }
+    snprintf(why, whylen, "has an unknown option type");
+    return -1;
+}
+
+/* Prints the one-line error; long values are cut so the line stays readable in a terminal. */
+static void report(const char *prefix, const char *label, const char *val, const char *why)
+{
+    int max = 80;
+    fprintf(stderr, "flowcast: %s%s: \"%.*s%s\" %s\n", prefix, label, max, val,
+            strlen(val) > (size_t)max ? "..." : "", why);
+}
+
+static const opt *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+int fc_config_parse(fc_config *cfg, int argc, char **argv)
+{
+    char why[128];
+    memset(cfg, 0, sizeof *cfg);
+
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const opt *o = &options[i];
+        /* A default that fails its own range is a bug in the table, not a user error. */
+        if (o->def != NULL && opt_set(cfg, o, o->def, false, why, sizeof why) != 0) abort();
+    }
+
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const opt *o = &options[i];
+        const char *val = getenv(o->env);
+        /* An empty variable counts as unset, so `FLOWCAST_X= flowcast` is harmless. */
+        if (val == NULL || val[0] == '\0') continue;
+        if (opt_set(cfg, o, val, true, why, sizeof why) != 0) {
+            report("", o->env, val, why);
+            return 2;
+        }
+    }
+
+    /* Like getopt, argv[0] is the program (or subcommand) name and is skipped. */
+    bool origins_from_flags = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fc_config_usage(stdout);
+            return 1;
+        }
+        if (arg[0] != '-' || arg[1] == '\0') {
+            fprintf(stderr, "flowcast: unexpected argument \"%s\" (see flowcast --help)\n", arg);
+            return 2;
+        }
+        const char *name = arg[1] == '-' ? arg + 2 : arg + 1;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const opt *o = arg[1] == '-' ? find_option(name, nlen) : NULL;
+        if (o == NULL) {
+            fprintf(stderr, "flowcast: unknown option \"%.*s\" (see flowcast --help)\n",
+                    (int)(name - arg + (ptrdiff_t)nlen), arg);
+            return 2;
+        }
+
+        const char *val;
+        if (eq != NULL) {
+            val = eq + 1;
+        } else if (o->type == OPT_BOOL) {
+            val = "true";
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            fprintf(stderr, "flowcast: --%s: missing value (see flowcast --help)\n", o->name);
+            return 2;
+        }
+
+        /* Flags replace the environment's origin list rather than extending it. */
+        if (o->type == OPT_ORIGINS && !origins_from_flags) {
+            cfg->n_allow_origins = 0;
+            origins_from_flags = true;
+        }
+        if (opt_set(cfg, o, val, false, why, sizeof why) != 0) {
+            report("--", o->name, val, why);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+void fc_config_usage(FILE *out)
+{
+    fprintf(out, "Usage: flowcast serve [options]\n\n"
+                 "Every option can also be set with its environment variable.\n"
+                 "Precedence: defaults < environment < flags. Use --flag VALUE or "
+                 "--flag=VALUE.\n\n");
+    fprintf(out, "  %-30s %-26s %s\n", "OPTION", "ENVIRONMENT", "DEFAULT");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const opt *o = &options[i];
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s%s%s", o->name, o->metavar ? " " : "",
+                 o->metavar ? o->metavar : "");
+        fprintf(out, "  %-30s %-26s %s\n", flag, o->env, o->def ? o->def : "(none)");
+        fprintf(out, "      %s", o->help);
+        switch (o->type) {
+        case OPT_INT:
+        case OPT_BYTES_U64:
+        case OPT_BYTES_SIZE:
+            fprintf(out, " Range %.0f..%.0f.", o->min, o->max);
+            break;
+        case OPT_SECONDS:
+            fprintf(out, " Range %g..%g.", o->min, o->max);
+            break;
+        case OPT_ORIGINS:
+            fprintf(out, " At most %d.", FC_MAX_ORIGINS);
+            break;
+        case OPT_STRING:
+        case OPT_BOOL:
+        case OPT_LISTEN:
+        case OPT_SYNC:
+        case OPT_LOG_LEVEL:
+            break;
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "  -h, --help\n      Print this help and exit.\n");
+}

@@ -1,0 +1,153 @@
+/* Process-wide counters and the commit-to-write latency histogram, rendered in the
+ * Prometheus text exposition format 0.0.4. */
+#include "metrics/metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+fc_metrics fc_metrics_g;
+
+/* Upper bounds compared in integer nanoseconds, so an observation exactly on a bound lands in
+ * that bucket ("le" is inclusive) without floating-point surprises. The labels are written
+ * out rather than printed with %g so they stay stable for dashboards. */
+static const struct {
+    uint64_t le_ns;
+    const char *label;
+} latency_bounds[] = {
+    {50000, "0.00005"},  {100000, "0.0001"},  {250000, "0.00025"},  {500000, "0.0005"},
+    {1000000, "0.001"},  {2500000, "0.0025"}, {5000000, "0.005"},   {10000000, "0.01"},
+    {25000000, "0.025"}, {50000000, "0.05"},  {100000000, "0.1"},   {250000000, "0.25"},
+    {500000000, "0.5"},  {1000000000, "1"},   {2500000000u, "2.5"}, {UINT64_MAX, "+Inf"},
+};
+
+_Static_assert(sizeof latency_bounds / sizeof latency_bounds[0] ==
+                   sizeof fc_metrics_g.latency_buckets / sizeof fc_metrics_g.latency_buckets[0],
+               "one bound per histogram bucket");
+
+void fc_metrics_http_status(int code)
+{
+    if (code >= 100 && code <= 599) fc_metrics_g.http_by_code[code]++;
+}
+
+void fc_metrics_observe_latency(uint64_t ns)
+{
+    size_t i = 0;
+    /* The last bound is UINT64_MAX, so the loop always stops inside the array. */
+    while (ns > latency_bounds[i].le_ns)
+        i++;
+    fc_metrics_g.latency_buckets[i]++;
+    fc_metrics_g.latency_count++;
+    fc_metrics_g.latency_sum += (double)ns / 1e9;
+}
+
+typedef struct out {
+    char *p;
+    size_t len, cap;
+    bool failed; /* sticky, so callers check once at the end */
+} out;
+
+static void outf(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void outf(out *o, const char *fmt, ...)
+{
+    if (o->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->failed = true;
+            return;
+        }
+        if ((size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap * 2;
+        while (cap - o->len <= (size_t)n)
+            cap *= 2;
+        char *p = realloc(o->p, cap);
+        if (p == NULL) {
+            o->failed = true;
+            return;
+        }
+        o->p = p;
+        o->cap = cap;
+    }
+}
+
+static void header(out *o, const char *name, const char *type, const char *help)
+{
+    outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void gauge(out *o, const char *name, const char *help, int64_t v)
+{
+    header(o, name, "gauge", help);
+    outf(o, "%s %" PRId64 "\n", name, v);
+}
+
+static void counter(out *o, const char *name, const char *help, uint64_t v)
+{
+    header(o, name, "counter", help);
+    outf(o, "%s %" PRIu64 "\n", name, v);
+}
+
+char *fc_metrics_render(uint64_t backlog_max, uint64_t backlog_total, size_t *len)
+{
+    const fc_metrics *m = &fc_metrics_g;
+    out o = {.cap = 4096};
+    o.p = malloc(o.cap);
+    if (o.p == NULL) return NULL;
+
+    gauge(&o, "flowcast_ws_connections", "Open WebSocket connections.", m->ws_connections);
+    counter(&o, "flowcast_ws_connections_opened_total", "WebSocket connections accepted.",
+            m->ws_connections_opened);
+    gauge(&o, "flowcast_connections", "Open TCP connections of any kind.", m->http_connections);
+    gauge(&o, "flowcast_subscriptions", "Active workflow subscriptions.", m->subscriptions);
+    counter(&o, "flowcast_messages_written_total", "Update messages handed to the kernel.",
+            m->messages_written);
+    counter(&o, "flowcast_messages_coalesced_total",
+            "Pending messages replaced by a later state before being written.",
+            m->messages_coalesced);
+    counter(&o, "flowcast_slow_consumers_closed_total",
+            "Connections closed for falling behind their output limit.", m->slow_consumers_closed);
+    counter(&o, "flowcast_changes_committed_total", "Workflow changes committed to the store.",
+            m->changes_committed);
+
+    /* The backlog gauges are uint64 from the caller; Prometheus values are floats anyway. */
+    header(&o, "flowcast_backlog_max", "gauge", "Largest output backlog of one connection, bytes.");
+    outf(&o, "flowcast_backlog_max %" PRIu64 "\n", backlog_max);
+    header(&o, "flowcast_backlog_total", "gauge", "Output backlog of all connections, bytes.");
+    outf(&o, "flowcast_backlog_total %" PRIu64 "\n", backlog_total);
+
+    header(&o, "flowcast_http_requests_total", "counter", "HTTP responses by status code.");
+    for (int code = 100; code <= 599; code++)
+        if (m->http_by_code[code] != 0)
+            outf(&o, "flowcast_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code,
+                 m->http_by_code[code]);
+
+    header(&o, "flowcast_commit_to_write_seconds", "histogram",
+           "Time from a change being committed to its message reaching the kernel.");
+    /* Buckets are stored per interval and made cumulative here, as the format requires. */
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < sizeof latency_bounds / sizeof latency_bounds[0]; i++) {
+        cumulative += m->latency_buckets[i];
+        outf(&o, "flowcast_commit_to_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+             latency_bounds[i].label, cumulative);
+    }
+    outf(&o, "flowcast_commit_to_write_seconds_sum %.9f\n", m->latency_sum);
+    outf(&o, "flowcast_commit_to_write_seconds_count %" PRIu64 "\n", m->latency_count);
+
+    if (o.failed) {
+        free(o.p);
+        return NULL;
+    }
+    if (len != NULL) *len = o.len;
+    return o.p;
+}
