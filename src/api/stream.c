@@ -11,6 +11,7 @@
 #include "ws/frame.h"
 #include "ws/handshake.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,8 +75,9 @@ static int64_t parse_since(const char *s)
 {
     char *end;
     if (!*s || *s == '-' || *s == '+') return -1;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    return *end || v < 0 ? -1 : (int64_t)v;
+    return *end || v < 0 || errno == ERANGE ? -1 : (int64_t)v;
 }
 
 /* --- initial messages --------------------------------------------------- */

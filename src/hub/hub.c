@@ -157,10 +157,13 @@ int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, in
 
     fc_buf *frame;
     if (deleted) {
+        /* The deletion is the workflow's last change: it takes the next seq. */
+        fc_workflow last = *state;
+        last.seq++;
         size_t len = 0;
-        char *json = fc_json_deleted(state, fc_time_now_ms(), &len);
+        char *json = fc_json_deleted(&last, fc_time_now_ms(), &len);
         frame = frame_from_json(json, len, state->id);
-        if (frame) frame->seq = state->seq;
+        if (frame) frame->seq = last.seq;
     } else {
         frame = fc_hub_encode_update(state, 0);
     }

@@ -346,6 +346,11 @@ void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const ch
     fc_conn_send(c, b);
 }
 
+void fc_conn_close_after_reply(fc_conn *c)
+{
+    c->close_after_write = 1;
+}
+
 void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, const char *code,
                            const char *fmt, ...)
 {

@@ -31,6 +31,8 @@ int fc_server_over_limit(const fc_server *s);
  * open when the request allows it. Ends the current request. */
 void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,
                      const char *body, size_t len);
+/* Makes the next response the last one on this connection. */
+void fc_conn_close_after_reply(fc_conn *c);
 /* Queues {"error":{"code","message"}} with status (extra_headers as above). */
 void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));

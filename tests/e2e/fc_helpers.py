@@ -117,6 +117,7 @@ class Server:
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.expect_exit = True
                 raise AssertionError("server exited with %s before it was ready:\n%s"
                                      % (self.proc.returncode, self.log_tail()))
             try:

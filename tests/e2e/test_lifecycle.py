@@ -31,6 +31,9 @@ def _run(flowcast, args, env=None, timeout=5):
 def test_cli_help(flowcast):
     r = _run(flowcast, ["--help"])
     assert r.returncode == 0, r
+    assert "serve" in (r.stdout + r.stderr).decode()
+    r = _run(flowcast, ["serve", "--help"])
+    assert r.returncode == 0, r
     out = (r.stdout + r.stderr).decode()
     for flag in ("--listen", "--db", "--api-token", "--allow-origin", "--max-connections",
                  "--max-message", "--backlog", "--ping-interval", "--sync", "--enable-echo",
@@ -84,12 +87,12 @@ def test_cli_bad_env_exit_2(flowcast, tmp_path, var, val):
 
 def test_env_vars_configure_server(server_factory):
     s = server_factory(via_env=True, env={"FLOWCAST_API_TOKEN": "envtok",
-                                          "FLOWCAST_MAX_BODY": "300",
+                                          "FLOWCAST_MAX_BODY": "1024",
                                           "FLOWCAST_ENABLE_ECHO": "1"})
     r = s.request("POST", "/api/workflows", {"name": "x", "total_steps": 1}, auth=False)
     assert r.status == 401
     assert s.request("POST", "/api/workflows", {"name": "x", "total_steps": 1}).status == 201
-    r = s.request("POST", "/api/workflows", {"name": "x", "total_steps": 1, "message": "m" * 400})
+    r = s.request("POST", "/api/workflows", {"name": "x", "total_steps": 1, "message": "m" * 1100})
     assert r.status == 413
     ws = RawWS.open(s, "/ws/echo")
     ws.send_text("env")

@@ -213,10 +213,9 @@ def test_since_middle_and_current(server):
         ws = await ws_connect(server, _updates("h", 4))
         assert [(await recv_json(ws))["seq"] for _ in range(2)] == [5, 6]
         await expect_silence(ws, 0.2)
-        for since in (6, 100):  # nothing until the next change
-            ws2 = await ws_connect(server, _updates("h", since))
-            await expect_silence(ws2, 0.3)
-            await ws2.close()
+        ws2 = await ws_connect(server, _updates("h", 6))  # nothing until the next change
+        await expect_silence(ws2, 0.3)
+        await ws2.close()
         ws3 = await ws_connect(server, _updates("h", 6))
         await in_thread(server.patch, "h", current_step=6)
         assert (await recv_json(ws))["seq"] == 7
@@ -224,6 +223,21 @@ def test_since_middle_and_current(server):
         assert m["seq"] == 7 and "resync" not in m
         await ws.close()
         await ws3.close()
+
+    run(main())
+
+
+def test_since_beyond_current_seq_sends_nothing(server):
+    server.create(id="h")
+    server.patch("h", current_step=1)  # seq 2
+
+    async def main():
+        ws = await ws_connect(server, _updates("h", 100))
+        await expect_silence(ws, 0.3)
+        await in_thread(server.patch, "h", current_step=2)
+        m = await recv_json(ws)
+        assert m["seq"] == 3 and "resync" not in m
+        await ws.close()
 
     run(main())
 

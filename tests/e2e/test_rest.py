@@ -350,7 +350,8 @@ def test_chunked_request_body(server):
     (r,), _ = raw_http(server.port, req)
     assert r.status == 201, r
     assert json.loads(r.body)["name"] == "chunked"
-    enc = b'6\r\n{"mess\r\n' + b'c\r\nage": "hi"}\r\n0\r\n\r\n'
+    parts = [b'{"mess', b'age": "hi"}']
+    enc = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in parts) + b"0\r\n\r\n"
     req = http_request_bytes("PATCH", API + "/ch", server.port,
                              {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
                              enc)
@@ -411,9 +412,9 @@ def test_payload_too_large_chunked_413(server):
 
 
 def test_max_body_flag_413(server_factory):
-    s = server_factory("--max-body", "200")
-    assert s.request("POST", API, {"name": "x" * 100, "total_steps": 1}).status == 201
-    body = json.dumps({"name": "x", "total_steps": 1, "message": "m" * 300}).encode()
+    s = server_factory("--max-body", "1024")
+    assert s.request("POST", API, {"name": "x", "total_steps": 1, "message": "m" * 900}).status == 201
+    body = json.dumps({"name": "x", "total_steps": 1, "message": "m" * 1100}).encode()
     head = http_request_bytes("POST", API, s.port, {"Content-Type": "application/json",
                                                     "Content-Length": str(len(body))})
     rd = SockReader(connect(s.port))
