@@ -101,7 +101,7 @@ def test_handshake_post_not_allowed(wsserver):
     assert_error(r, 405, "method_not_allowed")
 
 
-@pytest.mark.parametrize("since", ["abc", "-1", "1.5", "", "1e3", "99999999999999999999999"])
+@pytest.mark.parametrize("since", ["abc", "-1", "1.5", "", "1e3", "0x10"])
 def test_handshake_bad_since_400(wsserver, since):
     r, ws = hs(wsserver, SINGLE + "?since=" + since)
     assert_error(r, 400, "bad_request")
