@@ -20,6 +20,13 @@ void fc_stream_on_close(fc_conn *c);
 /* The hub delivers a change to a stream connection. */
 void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted);
 
+/* Long-poll (src/api/longpoll.c): GET /api/workflows/{id}?wait_since=N&timeout=S. */
+void fc_longpoll_start(fc_conn *c, fc_http_req *req, const char *workflow_id);
+/* A change arrived for the waiting request: answer it on the next loop turn. */
+void fc_longpoll_wake(fc_conn *c);
+/* The connection closes while waiting. */
+void fc_longpoll_cancel(fc_conn *c);
+
 /* One subscription of a multi-workflow stream (GET /api/updates). */
 typedef struct fc_stream_sub {
     fc_sub sub;

@@ -280,6 +280,64 @@ static void list_workflows(fc_conn *c, const fc_http_req *req)
     respond_json(c, 200, NULL, o.buf, o.len);
 }
 
+static int history_row(const fc_workflow *w, void *ud)
+{
+    list_out *o = ud;
+    size_t n;
+    char *json = fc_json_update(w, 0, &n);
+    if (!json) {
+        o->oom = 1;
+        return 1;
+    }
+    if (o->count++) list_append(o, ",", 1);
+    list_append(o, json, n);
+    free(json);
+    return 0;
+}
+
+/* Reads an optional non-negative integer query parameter; -1 when malformed. */
+static int64_t query_int(const fc_http_req *req, const char *name, int64_t def, int64_t max)
+{
+    char v[32], *end;
+    int r = fc_http_query(req, name, v, sizeof v);
+    if (r == 0) return def;
+    long long n = r == 1 && *v ? strtoll(v, &end, 10) : -1;
+    return r < 0 || !*v || *end || n < 0 || n > max ? -1 : (int64_t)n;
+}
+
+/* GET /api/workflows/{id}/history?since=N&limit=M: logged changes, oldest first. */
+static void history(fc_conn *c, const fc_http_req *req, const char *id)
+{
+    int64_t since = query_int(req, "since", 0, INT64_MAX);
+    int64_t limit = query_int(req, "limit", 100, 1000);
+    if (since < 0 || limit < 1) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "since must be a non-negative integer and limit an integer in 1..1000");
+        return;
+    }
+    list_out o = {0};
+    char head[128];
+    list_append(&o, head, (size_t)snprintf(head, sizeof head, "{\"workflow_id\":\"%s\",\"events\":[", id));
+    int64_t oldest = 0;
+    int r = fc_store_events_since(fc_server_store(fc_conn_server(c)), id, since, (int)limit,
+                                  history_row, &o, &oldest);
+    if (r != 0) {
+        free(o.buf);
+        char msg[128];
+        snprintf(msg, sizeof msg, r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"", id);
+        respond_store_error(c, r, msg);
+        return;
+    }
+    char tail[96];
+    int n = snprintf(tail, sizeof tail, "],\"oldest_seq\":%lld}", (long long)oldest);
+    list_append(&o, tail, (size_t)n);
+    if (o.oom) {
+        free(o.buf);
+        o.buf = NULL;
+    }
+    respond_json(c, 200, NULL, o.buf, o.len);
+}
+
 static void metrics(fc_conn *c)
 {
     fc_server *srv = fc_conn_server(c);
@@ -314,13 +372,21 @@ static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
         return;
     }
     int m = req->parser.method;
+    char probe[2];
     if (*sub == '\0') {
-        if (m == HTTP_GET) get_workflow(c, id);
+        if (m == HTTP_GET && fc_http_query(req, "wait_since", probe, sizeof probe) != 0)
+            fc_longpoll_start(c, req, id);
+        else if (m == HTTP_GET) get_workflow(c, id);
         else if (m == HTTP_PATCH) update_workflow(c, req, id);
         else if (m == HTTP_DELETE) delete_workflow(c, req, id);
         else method_not_allowed(c, "GET, PATCH, DELETE");
     } else if (strcmp(sub, "/updates") == 0) {
         fc_stream_open(c, req, FC_WS_UPDATES, id);
+    } else if (strcmp(sub, "/events") == 0) {
+        fc_sse_open(c, req, FC_SSE_ONE, id);
+    } else if (strcmp(sub, "/history") == 0) {
+        if (m == HTTP_GET) history(c, req, id);
+        else method_not_allowed(c, "GET");
     } else {
         fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource");
     }
@@ -352,6 +418,8 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
         else method_not_allowed(c, "GET, POST");
     } else if (strncmp(path, "/api/workflows/", 15) == 0) {
         workflow_routes(c, req, path + 15);
+    } else if (strcmp(path, "/api/events") == 0) {
+        fc_sse_open(c, req, FC_SSE_MULTI, NULL);
     } else if (strcmp(path, "/api/updates") == 0) {
         fc_stream_open(c, req, FC_WS_MULTI, NULL);
     } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {

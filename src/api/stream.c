@@ -71,7 +71,7 @@ static int validate_upgrade(fc_conn *c, const fc_http_req *req, char accept[FC_W
 }
 
 /* Parses a resume point: a non-negative integer. -1 when malformed. */
-static int64_t parse_since(const char *s)
+int64_t fc__stream_parse_since(const char *s)
 {
     char *end;
     if (!*s || *s == '-' || *s == '+') return -1;
@@ -84,6 +84,8 @@ static int64_t parse_since(const char *s)
 
 typedef struct replay {
     fc_conn *c;
+    fc__stream_encoder encode;
+    void *ud;
     fc_buf **frames;
     size_t n, cap;
     int64_t last_seq;
@@ -100,7 +102,7 @@ static int replay_row(const fc_workflow *w, void *ud)
         r->frames = f;
         r->cap = cap;
     }
-    fc_buf *b = fc_hub_encode_update(w, 0);
+    fc_buf *b = r->encode(r->c, w, 0, r->ud);
     if (!b) return r->oom = 1;
     r->frames[r->n++] = b;
     r->last_seq = w->seq;
@@ -116,14 +118,12 @@ static void replay_free(replay *r, int send)
     free(r->frames);
 }
 
-/* Sends w's current state (since < 0), or the logged changes after since,
- * or the current state with "resync":true when the log no longer reaches
- * back. Returns the seq the subscriber is now at. */
-static int64_t send_initial(fc_conn *c, const fc_workflow *w, int64_t since)
+int64_t fc__stream_send_initial(fc_conn *c, const fc_workflow *w, int64_t since,
+                                fc__stream_encoder encode, void *ud)
 {
     int resync = 0;
     if (since >= 0 && since < w->seq) {
-        replay r = {.c = c};
+        replay r = {.c = c, .encode = encode, .ud = ud};
         int64_t oldest = 0;
         int rc = fc_store_events_since(fc_server_store(fc_conn_server(c)), w->id, since, 0,
                                        replay_row, &r, &oldest);
@@ -137,9 +137,16 @@ static int64_t send_initial(fc_conn *c, const fc_workflow *w, int64_t since)
         if (since == w->seq) return w->seq; /* up to date: nothing to send */
         resync = 1; /* the client is ahead of the server (e.g. a restored database) */
     }
-    fc_buf *b = fc_hub_encode_update(w, resync);
+    fc_buf *b = encode(c, w, resync, ud);
     if (b) fc_conn_send(c, b);
     return w->seq;
+}
+
+fc_buf *fc__stream_encode_ws(fc_conn *c, const fc_workflow *w, int resync, void *ud)
+{
+    (void)c;
+    (void)ud;
+    return fc_hub_encode_update(w, resync);
 }
 
 /* --- single-workflow stream --------------------------------------------- */
@@ -149,7 +156,7 @@ static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const cha
     char v[32];
     int64_t since = -1;
     int q = fc_http_query(req, "since", v, sizeof v);
-    if (q != 0 && (q < 0 || (since = parse_since(v)) < 0)) {
+    if (q != 0 && (q < 0 || (since = fc__stream_parse_since(v)) < 0)) {
         fc_conn_respond_error(c, 400, NULL, "bad_request", "since must be a non-negative integer");
         return;
     }
@@ -164,16 +171,21 @@ static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const cha
         return;
     }
     if (fc_conn_upgrade(c, accept, FC_WS_UPDATES) == 0) {
-        int64_t at = send_initial(c, &w, since);
+        int64_t at = fc__stream_send_initial(c, &w, since, fc__stream_encode_ws, NULL);
         fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), id, c, at);
     }
     fc_workflow_clear(&w);
 }
 
-void fc_stream_open(fc_conn *c, fc_http_req *req, fc_ws_kind kind, const char *workflow_id)
+void fc_stream_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const char *workflow_id)
 {
     char accept[FC_WS_ACCEPT_LEN + 1];
     if (validate_upgrade(c, req, accept) != 0) return;
+    if (fc_server_config(fc_conn_server(c))->no_websocket && kind != FC_WS_ECHO) {
+        fc_conn_respond_error(c, 404, NULL, "not_found",
+                              "WebSocket transport is disabled on this server (--no-websocket)");
+        return;
+    }
     if (kind == FC_WS_UPDATES) {
         open_updates(c, req, workflow_id, accept);
         return;
@@ -225,7 +237,7 @@ static fc_stream_sub *find_sub(fc_conn *c, const char *id)
     return NULL;
 }
 
-static void drop_sub(fc_conn *c, fc_stream_sub *s)
+void fc__stream_drop_sub(fc_conn *c, fc_stream_sub *s)
 {
     fc_hub_unsubscribe(fc_server_hub(fc_conn_server(c)), &s->sub);
     fc_list_remove(&s->conn_link);
@@ -293,10 +305,10 @@ static void op_subscribe(fc_conn *c, json_t *msg)
             int64_t s;
             since_of(c, since, ws[i].id, &s);
             fc_stream_sub *old = find_sub(c, ws[i].id);
-            if (old) drop_sub(c, old);
+            if (old) fc__stream_drop_sub(c, old);
             fc_stream_sub *sub = calloc(1, sizeof *sub);
             if (!sub) break;
-            int64_t at = send_initial(c, &ws[i], s);
+            int64_t at = fc__stream_send_initial(c, &ws[i], s, fc__stream_encode_ws, NULL);
             fc_hub_subscribe(fc_server_hub(srv), &sub->sub, ws[i].id, c, at);
             fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
         }
@@ -313,7 +325,7 @@ static void op_unsubscribe(fc_conn *c, json_t *msg)
     json_t *v;
     json_array_foreach(ids, i, v) {
         fc_stream_sub *s = find_sub(c, json_string_value(v));
-        if (s) drop_sub(c, s);
+        if (s) fc__stream_drop_sub(c, s);
     }
     send_op_reply(c, "unsubscribed", ids);
 }
@@ -351,25 +363,37 @@ void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
 
 void fc_stream_on_close(fc_conn *c)
 {
+    if (fc_conn_kind(c) == FC_LONGPOLL) {
+        fc_longpoll_cancel(c);
+        return;
+    }
     fc_hub *hub = fc_server_hub(fc_conn_server(c));
     fc_hub_unsubscribe(hub, fc_conn_sub(c));
     fc_list *subs = fc_conn_multi_subs(c);
-    while (!fc_list_empty(subs)) drop_sub(c, fc_container_of(subs->next, fc_stream_sub, conn_link));
+    while (!fc_list_empty(subs))
+        fc__stream_drop_sub(c, fc_container_of(subs->next, fc_stream_sub, conn_link));
 }
 
 void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
 {
     fc_conn *c = owner;
-    fc_ws_kind kind = fc_conn_ws_kind(c);
+    fc_stream_kind kind = fc_conn_kind(c);
+    if (kind == FC_LONGPOLL) {
+        fc_longpoll_wake(c);
+        return;
+    }
     /* An all-subscription already carries this workflow's changes. */
-    int duplicate = kind == FC_WS_MULTI && !sub->all && fc_conn_has_all(c);
+    int duplicate = (kind == FC_WS_MULTI || kind == FC_SSE_MULTI) && !sub->all && fc_conn_has_all(c);
     if (!duplicate) {
+        fc_buf *out = fc_stream_is_sse(kind) ? fc_sse_from_frame(c, frame) : fc_buf_ref(frame);
         uint32_t limit = (uint32_t)fc_server_config(fc_conn_server(c))->backlog;
-        fc_metrics_g.messages_coalesced += (uint64_t)fc_conn_send_coalesce(c, fc_buf_ref(frame), limit);
+        if (out) fc_metrics_g.messages_coalesced += (uint64_t)fc_conn_send_coalesce(c, out, limit);
     }
     if (!deleted || sub->all) return;
     if (kind == FC_WS_UPDATES)
         fc_conn_ws_close(c, FC_WS_CLOSE_NORMAL, "workflow deleted");
+    else if (kind == FC_SSE_ONE)
+        fc_conn_close_after_reply(c); /* the event stream ends once the deletion is written */
     else
-        drop_sub(c, fc_container_of(sub, fc_stream_sub, sub));
+        fc__stream_drop_sub(c, fc_container_of(sub, fc_stream_sub, sub));
 }

@@ -22,6 +22,7 @@ typedef struct fc_config {
     double ping_interval;       /* --ping-interval S, default 20 */
     int sync_full;              /* --sync normal|full */
     int enable_echo;            /* --enable-echo */
+    int no_websocket;           /* --no-websocket: SSE and long-poll only */
     int log_level;              /* --log-level, fc_log_level */
     int retention;              /* --retention N, default 1000 */
     size_t max_body;            /* --max-body BYTES, default 65536 */

@@ -14,6 +14,7 @@ static fc_buf *alloc_buf(size_t len, size_t extra)
     b->commit_ns = 0;
     b->seq = 0;
     b->key = NULL;
+    b->alt = NULL;
     return b;
 }
 
@@ -42,5 +43,8 @@ fc_buf *fc_buf_copy(const void *data, size_t len)
 
 void fc_buf_unref(fc_buf *b)
 {
-    if (b && --b->refs == 0) free(b);
+    if (b && --b->refs == 0) {
+        fc_buf_unref(b->alt);
+        free(b);
+    }
 }

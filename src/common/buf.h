@@ -14,6 +14,7 @@ typedef struct fc_buf {
     uint64_t commit_ns; /* monotonic time the change was committed; 0 if not a change */
     int64_t seq;        /* the change's seq; 0 if not a change */
     const char *key;    /* workflow id the change belongs to (stored after data); NULL if none */
+    struct fc_buf *alt; /* the same change encoded for another transport (SSE), owned */
     uint8_t data[];
 } fc_buf;
 

@@ -61,10 +61,8 @@ void fc__conn_close(fc_conn *c)
 {
     if (c->closing) return;
     c->closing = 1;
-    if (c->ws_kind != FC_WS_NONE) {
-        fc_stream_on_close(c);
-        fc_metrics_g.ws_connections--;
-    }
+    if (c->kind != FC_STREAM_NONE) fc_stream_on_close(c);
+    if (fc_stream_is_ws((fc_stream_kind)c->kind)) fc_metrics_g.ws_connections--;
     fc_list_remove(&c->link);
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);
@@ -123,8 +121,13 @@ static size_t process_input(fc_conn *c, char *data, size_t len)
     size_t off = 0;
     while (off < len && !c->closing && !c->busy) {
         if (c->close_after_write) return len; /* failing or closing: discard */
-        size_t n = c->ws_kind == FC_WS_NONE ? http_input(c, data + off, len - off)
-                                            : fc__ws_input(c, data + off, len - off);
+        size_t n;
+        if (fc_stream_is_ws((fc_stream_kind)c->kind))
+            n = fc__ws_input(c, data + off, len - off);
+        else if (fc_stream_is_sse((fc_stream_kind)c->kind))
+            return len; /* nothing is expected from an event-stream client */
+        else
+            n = http_input(c, data + off, len - off);
         if (n == 0) break;
         off += n;
     }
@@ -392,7 +395,7 @@ int fc_conn_is_closed(const fc_conn *c)
     return c->closing;
 }
 
-int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_ws_kind kind)
+int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind)
 {
     char headers[160];
     snprintf(headers, sizeof headers,
@@ -402,17 +405,49 @@ int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_ws_kind kind)
     if (!b) return FC_ENOMEM;
     fc_metrics_http_status(101);
     end_request(c);
-    c->ws_kind = (uint8_t)kind;
+    c->kind = (uint8_t)kind;
     fc_metrics_g.ws_connections++;
     fc_metrics_g.ws_connections_opened++;
-    fc__wheel_add(c);
+    fc__ping_add(c);
     fc_conn_send(c, b);
     return 0;
 }
 
-fc_ws_kind fc_conn_ws_kind(const fc_conn *c)
+int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind)
 {
-    return (fc_ws_kind)c->ws_kind;
+    static const char headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+    static const char head_fmt[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                   "Connection: close\r\n%s\r\n";
+    char head[256];
+    int n = snprintf(head, sizeof head, head_fmt, headers);
+    fc_buf *b = fc_buf_copy(head, (size_t)n);
+    if (!b) return FC_ENOMEM;
+    fc_metrics_http_status(200);
+    end_request(c);
+    c->kind = (uint8_t)kind;
+    fc__heartbeat_add(c);
+    fc_conn_send(c, b);
+    return 0;
+}
+
+void fc_conn_set_kind(fc_conn *c, fc_stream_kind kind)
+{
+    c->kind = (uint8_t)kind;
+}
+
+void *fc_conn_ext(const fc_conn *c)
+{
+    return c->ext;
+}
+
+void fc_conn_set_ext(fc_conn *c, void *ext)
+{
+    c->ext = ext;
+}
+
+fc_stream_kind fc_conn_kind(const fc_conn *c)
+{
+    return (fc_stream_kind)c->kind;
 }
 
 fc_sub *fc_conn_sub(fc_conn *c)
@@ -451,7 +486,7 @@ void fc_server_backlog(const fc_server *s, uint64_t *max, uint64_t *total)
     *max = *total = 0;
     for (const fc_list *it = s->conns.next; it != &s->conns; it = it->next) {
         const fc_conn *c = fc_container_of(it, fc_conn, link);
-        if (c->ws_kind == FC_WS_NONE) continue;
+        if (c->kind == FC_STREAM_NONE || c->kind == FC_LONGPOLL) continue;
         *total += c->out.count;
         if (c->out.count > *max) *max = c->out.count;
     }

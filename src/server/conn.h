@@ -12,16 +12,36 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 typedef struct fc_conn fc_conn;
 typedef struct fc_server fc_server;
 struct fc_config;
 struct fc_store;
 
-typedef enum { FC_WS_NONE = 0, FC_WS_UPDATES, FC_WS_MULTI, FC_WS_ECHO } fc_ws_kind;
+/* What a connection carries once it is no longer plain request/response. */
+typedef enum {
+    FC_STREAM_NONE = 0, /* HTTP requests */
+    FC_WS_UPDATES,      /* WebSocket, one workflow */
+    FC_WS_MULTI,        /* WebSocket, subscribe/unsubscribe ops */
+    FC_WS_ECHO,         /* WebSocket echo for conformance suites */
+    FC_SSE_ONE,         /* Server-Sent Events, one workflow */
+    FC_SSE_MULTI,       /* Server-Sent Events, several workflows */
+    FC_LONGPOLL,        /* an HTTP request waiting for the next change */
+} fc_stream_kind;
+
+static inline int fc_stream_is_ws(fc_stream_kind k)
+{
+    return k == FC_WS_UPDATES || k == FC_WS_MULTI || k == FC_WS_ECHO;
+}
+static inline int fc_stream_is_sse(fc_stream_kind k)
+{
+    return k == FC_SSE_ONE || k == FC_SSE_MULTI;
+}
 
 fc_server *fc_conn_server(const fc_conn *c);
 const struct fc_config *fc_server_config(const fc_server *s);
+uv_loop_t *fc_server_loop(const fc_server *s);
 struct fc_store *fc_server_store(const fc_server *s);
 fc_hub *fc_server_hub(const fc_server *s);
 /* Number of WebSocket connections open, and the configured limit. */
@@ -46,8 +66,8 @@ int fc_conn_is_closed(const fc_conn *c);
 
 /* Answers 101 and turns c into a WebSocket of the given kind. The request
  * must have been validated (fc_api). Returns 0 or FC_ENOMEM. */
-int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_ws_kind kind);
-fc_ws_kind fc_conn_ws_kind(const fc_conn *c);
+int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind);
+fc_stream_kind fc_conn_kind(const fc_conn *c);
 
 /* Queues a frame (takes over one reference). */
 void fc_conn_send(fc_conn *c, fc_buf *frame);
@@ -63,6 +83,15 @@ void fc_server_backlog(const fc_server *s, uint64_t *max, uint64_t *total);
 
 /* Starts the closing handshake with code and reason. */
 void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason);
+
+/* Turns c into a Server-Sent Events stream: answers 200 text/event-stream
+ * (the body lasts until the connection closes) and sends heartbeats. */
+int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind);
+/* Marks c as waiting for a change (long-poll) or back to plain HTTP. */
+void fc_conn_set_kind(fc_conn *c, fc_stream_kind kind);
+/* One pointer of stream state owned by the API layer (e.g. a long-poll waiter). */
+void *fc_conn_ext(const fc_conn *c);
+void fc_conn_set_ext(fc_conn *c, void *ext);
 
 /* The single-workflow subscription embedded in every connection, and the
  * list of fc_stream_sub of a multi-workflow stream. */

@@ -15,6 +15,16 @@
 #define FC_WHEEL_SLOTS 20
 #define FC_READ_BUF_SIZE (64 * 1024)
 #define FC_CLOSE_GRACE_MS 2000
+#define FC_SSE_HEARTBEAT_S 15.0
+
+/* A timer wheel: one timer visits one of FC_WHEEL_SLOTS lists per tick, so
+ * periodic per-connection work is spread evenly over the period. */
+typedef struct fc_wheel {
+    uv_timer_t timer;
+    fc_list slots[FC_WHEEL_SLOTS];
+    unsigned pos;
+    void (*visit)(fc_conn *c);
+} fc_wheel;
 
 struct fc_server {
     uv_loop_t *loop;
@@ -25,21 +35,21 @@ struct fc_server {
     uv_signal_t sigint, sigterm;
     uv_check_t flush_check;
     uv_idle_t flush_idle;   /* runs while flush work is left, so poll does not block */
-    uv_timer_t wheel_timer; /* ping wheel */
     uv_timer_t sweep_timer; /* stuck writers and unanswered closes */
     uv_timer_t shutdown_timer;
     fc_list conns;        /* every connection */
     fc_list flush_list;   /* connections with output to write this loop turn */
     fc_list blocked_list; /* connections whose kernel buffer is full (uv_write pending) */
     fc_list closing_list; /* WebSockets waiting for the peer's close frame */
-    fc_list wheel[FC_WHEEL_SLOTS];
-    unsigned wheel_pos;
+    fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
+    fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
     int n_conns;
     int max_conns;
     int shutting_down;
     int exit_code;
     char *read_buf; /* shared by all connections: an idle connection owns no read buffer */
     fc_buf *ping_frame;
+    fc_buf *heartbeat; /* ": keep-alive" SSE comment, shared */
 };
 
 /* A fragmented message being reassembled; exists only while one is in progress. */
@@ -53,7 +63,7 @@ typedef struct fc_ws_frag {
 struct fc_conn {
     uv_tcp_t tcp; /* first: the handle pointer is the connection pointer */
     fc_server *srv;
-    uint8_t ws_kind; /* FC_WS_NONE while in HTTP mode */
+    uint8_t kind; /* FC_STREAM_NONE while in HTTP mode */
     unsigned closing : 1;     /* uv_close called */
     unsigned closed : 1;      /* close callback ran; memory kept while refs > 0 */
     unsigned busy : 1;        /* a request waits for an asynchronous answer */
@@ -70,12 +80,13 @@ struct fc_conn {
     fc_outq out;
     fc_list link;       /* srv->conns */
     fc_list io_link;    /* srv->flush_list or srv->blocked_list */
-    fc_list wheel_link; /* a ping wheel slot, or srv->closing_list */
+    fc_list wheel_link; /* a wheel slot, or srv->closing_list */
     uint64_t progress_ms; /* last write progress, or when the close was sent */
     fc_http_req *req;
     fc_ws_frag *frag;
     fc_sub sub;
     fc_list multi_subs;
+    void *ext; /* API-layer stream state (a long-poll waiter) */
 };
 
 /* conn.c */
@@ -89,8 +100,12 @@ void fc__conn_flush_all(fc_server *srv);
 /* ws_session.c */
 size_t fc__ws_input(fc_conn *c, char *data, size_t len);
 void fc__ws_free_frag(fc_conn *c);
-void fc__wheel_add(fc_conn *c);
-void fc__wheel_tick(fc_server *srv);
+void fc__wheel_init(fc_server *srv, fc_wheel *w, double period_s, void (*visit)(fc_conn *c));
+void fc__wheel_add(fc_wheel *w, fc_conn *c);
+void fc__ping_init(fc_server *srv);
+void fc__ping_add(fc_conn *c);
+void fc__heartbeat_init(fc_server *srv);
+void fc__heartbeat_add(fc_conn *c);
 void fc__ws_sweep_closing(fc_server *srv, uint64_t now);
 fc_buf *fc__ws_ping_frame(void);
 

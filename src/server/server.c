@@ -20,6 +20,11 @@ const fc_config *fc_server_config(const fc_server *s)
     return s->cfg;
 }
 
+uv_loop_t *fc_server_loop(const fc_server *s)
+{
+    return s->loop;
+}
+
 fc_store *fc_server_store(const fc_server *s)
 {
     return s->store;
@@ -61,11 +66,6 @@ static void on_check(uv_check_t *h)
         uv_idle_stop(&srv->flush_idle);
     else
         uv_idle_start(&srv->flush_idle, noop_idle); /* leftovers: do not block in poll */
-}
-
-static void on_wheel_timer(uv_timer_t *t)
-{
-    fc__wheel_tick(t->data);
 }
 
 static void sweep_stuck_writers(fc_server *srv, uint64_t now)
@@ -110,7 +110,8 @@ static void finish(fc_server *srv)
     close_handle((uv_handle_t *)&srv->sigterm);
     close_handle((uv_handle_t *)&srv->flush_check);
     close_handle((uv_handle_t *)&srv->flush_idle);
-    close_handle((uv_handle_t *)&srv->wheel_timer);
+    close_handle((uv_handle_t *)&srv->ping_wheel.timer);
+    close_handle((uv_handle_t *)&srv->heartbeat_wheel.timer);
     close_handle((uv_handle_t *)&srv->sweep_timer);
     close_handle((uv_handle_t *)&srv->shutdown_timer);
     fc_store_close(srv->store);
@@ -145,7 +146,7 @@ static void begin_shutdown(fc_server *srv)
     while (it != &srv->conns) {
         fc_list *next = it->next;
         fc_conn *c = fc_container_of(it, fc_conn, link);
-        if (c->ws_kind != FC_WS_NONE)
+        if (fc_stream_is_ws((fc_stream_kind)c->kind))
             fc_conn_ws_close(c, FC_WS_CLOSE_GOING_AWAY, "server shutting down");
         else if (!c->busy && !c->out.head)
             fc__conn_close(c); /* idle, or half a request that will not be answered */
@@ -211,16 +212,15 @@ static void init_handles(fc_server *srv)
 {
     uv_check_init(srv->loop, &srv->flush_check);
     uv_idle_init(srv->loop, &srv->flush_idle);
-    uv_timer_init(srv->loop, &srv->wheel_timer);
     uv_timer_init(srv->loop, &srv->sweep_timer);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
     uv_signal_init(srv->loop, &srv->sigint);
     uv_signal_init(srv->loop, &srv->sigterm);
-    srv->flush_check.data = srv->wheel_timer.data = srv->sweep_timer.data = srv;
+    srv->flush_check.data = srv->sweep_timer.data = srv;
     srv->shutdown_timer.data = srv->sigint.data = srv->sigterm.data = srv;
     uv_check_start(&srv->flush_check, on_check);
-    uint64_t tick = (uint64_t)(srv->cfg->ping_interval * 1000.0 / FC_WHEEL_SLOTS);
-    uv_timer_start(&srv->wheel_timer, on_wheel_timer, tick ? tick : 1, tick ? tick : 1);
+    fc__ping_init(srv);
+    fc__heartbeat_init(srv);
     uv_timer_start(&srv->sweep_timer, on_sweep_timer, 250, 250);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
@@ -235,15 +235,15 @@ static int server_init(fc_server *srv, const fc_config *cfg, uv_loop_t *loop)
     fc_list_init(&srv->flush_list);
     fc_list_init(&srv->blocked_list);
     fc_list_init(&srv->closing_list);
-    for (int i = 0; i < FC_WHEEL_SLOTS; i++) fc_list_init(&srv->wheel[i]);
     int fd_limit = raise_fd_limit();
     srv->max_conns = cfg->max_connections ? cfg->max_connections : fd_limit - FD_RESERVE;
     FC_INFO("server", "open-file limit %d allows about %d connections; limit set to %d", fd_limit,
             fd_limit - FD_RESERVE, srv->max_conns);
     srv->read_buf = malloc(FC_READ_BUF_SIZE);
     srv->ping_frame = fc__ws_ping_frame();
+    srv->heartbeat = fc_buf_copy(": keep-alive\n\n", 14);
     srv->hub = fc_hub_new(fc_stream_deliver);
-    if (!srv->read_buf || !srv->ping_frame || !srv->hub) return -1;
+    if (!srv->read_buf || !srv->ping_frame || !srv->heartbeat || !srv->hub) return -1;
 
     char err[256] = "";
     fc_store_config scfg = {.path = cfg->db_path, .sync_full = cfg->sync_full,
@@ -260,6 +260,7 @@ static void server_free(fc_server *srv)
 {
     fc_hub_free(srv->hub);
     fc_buf_unref(srv->ping_frame);
+    fc_buf_unref(srv->heartbeat);
     free(srv->read_buf);
     fc_outq_pool_trim();
 }

@@ -85,7 +85,7 @@ static void on_close_frame(fc_conn *c, const uint8_t *payload, size_t len)
 
 static void on_message(fc_conn *c, uint8_t opcode, char *data, size_t len)
 {
-    switch ((fc_ws_kind)c->ws_kind) {
+    switch ((fc_stream_kind)c->kind) {
     case FC_WS_ECHO: {
         fc_buf *b = control_frame(opcode, data, len);
         if (b) fc_conn_send(c, b);
@@ -97,9 +97,9 @@ static void on_message(fc_conn *c, uint8_t opcode, char *data, size_t len)
             fail(c, FC_WS_CLOSE_UNSUPPORTED, "binary messages are not accepted");
             return;
         }
-        if (c->ws_kind == FC_WS_MULTI) fc_stream_on_text(c, data, len);
+        if (c->kind == FC_WS_MULTI) fc_stream_on_text(c, data, len);
         return;
-    case FC_WS_NONE: return;
+    default: return;
     }
 }
 
@@ -195,33 +195,28 @@ size_t fc__ws_input(fc_conn *c, char *data, size_t len)
     return (size_t)r + (size_t)h.payload_len;
 }
 
-/* --- ping wheel ------------------------------------------------------- */
+/* --- keep-alive ----------------------------------------------------------- */
 
-void fc__wheel_add(fc_conn *c)
+/* Ping wheel visit: a connection that sent nothing since the last ping is dead. */
+static void ping_visit(fc_conn *c)
 {
-    fc_server *srv = c->srv;
-    /* The slot just visited comes round again after a full interval. */
-    unsigned slot = (srv->wheel_pos + FC_WHEEL_SLOTS - 1) % FC_WHEEL_SLOTS;
-    fc_list_insert_tail(&srv->wheel[slot], &c->wheel_link);
+    if (c->awaiting_pong) {
+        FC_DEBUG("ws", "no answer to ping within the interval: dropping connection");
+        fc__conn_close(c);
+        return;
+    }
+    c->awaiting_pong = 1;
+    fc_conn_send(c, fc_buf_ref(c->srv->ping_frame));
 }
 
-void fc__wheel_tick(fc_server *srv)
+void fc__ping_init(fc_server *srv)
 {
-    fc_list *slot = &srv->wheel[srv->wheel_pos];
-    srv->wheel_pos = (srv->wheel_pos + 1) % FC_WHEEL_SLOTS;
-    fc_list *it = slot->next;
-    while (it != slot) {
-        fc_list *next = it->next;
-        fc_conn *c = fc_container_of(it, fc_conn, wheel_link);
-        if (c->awaiting_pong) {
-            FC_DEBUG("ws", "no answer to ping within the interval: dropping connection");
-            fc__conn_close(c);
-        } else {
-            c->awaiting_pong = 1;
-            fc_conn_send(c, fc_buf_ref(srv->ping_frame));
-        }
-        it = next;
-    }
+    fc__wheel_init(srv, &srv->ping_wheel, srv->cfg->ping_interval, ping_visit);
+}
+
+void fc__ping_add(fc_conn *c)
+{
+    fc__wheel_add(&c->srv->ping_wheel, c);
 }
 
 void fc__ws_sweep_closing(fc_server *srv, uint64_t now)

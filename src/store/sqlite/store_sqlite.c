@@ -24,15 +24,15 @@ static const char *const r_sql[FC__R_COUNT] = {
     [FC__R_BEGIN] = "BEGIN",
     [FC__R_COMMIT] = "COMMIT",
     [FC__R_GET] = "SELECT " WF_COLUMNS " FROM workflows WHERE id = ?1",
-    [FC__R_LIST] = "SELECT pk, " WF_COLUMNS " FROM workflows WHERE pk < ?1"
-                   " ORDER BY pk DESC LIMIT ?2",
-    [FC__R_LIST_STATUS] = "SELECT pk, " WF_COLUMNS " FROM workflows"
-                          " WHERE status = ?3 AND pk < ?1 ORDER BY pk DESC LIMIT ?2",
-    [FC__R_EV_HEAD] = "SELECT name, created_at,"
-                      " (SELECT MIN(seq) FROM events WHERE workflow_id = ?1)"
-                      " FROM workflows WHERE id = ?1",
-    [FC__R_EVENTS] = "SELECT seq, status, current_step, total_steps, message, ts FROM events"
-                     " WHERE workflow_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    [FC__R_LIST] = ("SELECT pk, " WF_COLUMNS " FROM workflows WHERE pk < ?1"
+                    " ORDER BY pk DESC LIMIT ?2"),
+    [FC__R_LIST_STATUS] = ("SELECT pk, " WF_COLUMNS " FROM workflows"
+                           " WHERE status = ?3 AND pk < ?1 ORDER BY pk DESC LIMIT ?2"),
+    [FC__R_EV_HEAD] = ("SELECT name, created_at,"
+                       " (SELECT MIN(seq) FROM events WHERE workflow_id = ?1)"
+                       " FROM workflows WHERE id = ?1"),
+    [FC__R_EVENTS] = ("SELECT seq, status, current_step, total_steps, message, ts FROM events"
+                      " WHERE workflow_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"),
 };
 
 static fc__sqlite_store *from_base(fc_store *bs)

@@ -1,0 +1,209 @@
+/* libflowcast: the C client of a flowcast server (live updates over WebSocket with
+ * reconnect and resume, and a small blocking REST client). Prefix: fcc_. */
+#ifndef FLOWCAST_CLIENT_H
+#define FLOWCAST_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FCC_API __attribute__((visibility("default")))
+#else
+#define FCC_API
+#endif
+
+/* Every function that can fail returns 0 or one of these negative codes. */
+enum {
+    FCC_OK = 0,
+    FCC_EINVAL = -1,    /* bad argument (bad URL, bad id, ...) */
+    FCC_ENOMEM = -2,    /* out of memory */
+    FCC_ECONNECT = -3,  /* could not connect, or the connection broke */
+    FCC_ETIMEOUT = -4,  /* no answer within the timeout */
+    FCC_EPROTO = -5,    /* the server's answer was not what the protocol says */
+    FCC_EHTTP = -6,     /* the server answered with an HTTP error (see fcc_error) */
+    FCC_ENOTFOUND = -7, /* unknown workflow */
+    FCC_ERETRIES = -8,  /* gave up after max_retries reconnect attempts */
+};
+
+/* Short text for an FCC_E* code ("connection failed", ...). */
+FCC_API const char *fcc_strerror(int err);
+
+/* ---------------------------------------------------------------- backoff */
+
+/* The reconnect rule: retry n (n = 0 for the first retry) waits a uniformly
+ * random delay in [0, min(max_ms, initial_ms * 2^n)] ("full jitter").
+ * *rng is the state of a xorshift generator (any non-zero seed); the function
+ * is pure apart from advancing it, so tests can replay it with a fixed seed. */
+FCC_API uint64_t fcc_backoff_delay(uint64_t initial_ms, uint64_t max_ms, unsigned attempt,
+                                   uint64_t *rng);
+/* The upper bound of that interval: min(max_ms, initial_ms * 2^attempt). */
+FCC_API uint64_t fcc_backoff_ceiling(uint64_t initial_ms, uint64_t max_ms, unsigned attempt);
+
+/* ---------------------------------------------------------------- live updates */
+
+typedef struct fcc_watch fcc_watch;
+
+/* One change of one workflow, as the server sent it. Every pointer is valid
+ * only during the callback (copy what you keep). */
+typedef struct fcc_update {
+    const char *workflow_id;
+    const char *status;    /* "pending", "running", ...; NULL when deleted */
+    int64_t current_step;  /* 0 when deleted */
+    int64_t total_steps;   /* 0 when deleted */
+    const char *message;   /* "" when none or deleted */
+    const char *timestamp; /* RFC 3339 commit time; NULL when unknown */
+    int64_t seq;           /* 0 when a deletion was only noticed on resubscribe */
+    int resync;            /* 1: a current state replacing history the server no longer has */
+    int deleted;           /* 1: the workflow was deleted; no more updates of it follow */
+    const char *json;      /* the message exactly as received (one JSON object) */
+} fcc_update;
+
+typedef enum fcc_state {
+    FCC_STATE_CONNECTING = 1, /* opening a connection (first one or a retry) */
+    FCC_STATE_OPEN,           /* WebSocket open, subscriptions sent */
+    FCC_STATE_RECONNECTING,   /* connection lost; next attempt after delay_ms */
+    FCC_STATE_CLOSED,         /* final: the watch is freed when the callback returns */
+} fcc_state;
+
+typedef struct fcc_state_info {
+    fcc_state state;
+    unsigned attempt;   /* RECONNECTING: number of this retry, from 1 */
+    uint64_t delay_ms;  /* RECONNECTING: how long until it starts */
+    int error;          /* RECONNECTING/CLOSED: why the connection ended (FCC_E*), 0 if asked */
+    const char *reason; /* one line for humans, or NULL; valid during the callback */
+} fcc_state_info;
+
+typedef void (*fcc_update_cb)(fcc_watch *w, const fcc_update *u, void *data);
+typedef void (*fcc_state_cb)(fcc_watch *w, const fcc_state_info *s, void *data);
+
+/* Zero-initialise, then set what you need; zero means the default. */
+typedef struct fcc_watch_options {
+    fcc_update_cb on_update;       /* required */
+    fcc_state_cb on_state;         /* optional */
+    void *data;                    /* passed to both callbacks */
+    uint64_t backoff_initial_ms;   /* default 100 */
+    uint64_t backoff_max_ms;       /* default 30000 */
+    unsigned max_retries;          /* consecutive failed attempts before CLOSED; 0 = forever */
+    uint64_t ping_interval_ms;     /* ping the server after this much silence; default 15000 */
+    uint64_t pong_timeout_ms;      /* the server is dead when silent this long after a ping;
+                                      default 10000 */
+    uint64_t connect_timeout_ms;   /* TCP connect + handshake; default 10000 */
+    uint64_t seed;                 /* jitter seed; 0 = random */
+} fcc_watch_options;
+
+/* Creates a watch of the server at url ("http://host:port"). loop may be
+ * NULL: the watch then owns a private loop and is driven by fcc_watch_run.
+ * Returns NULL and sets *err (FCC_EINVAL for a bad URL or options). */
+FCC_API fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_options *opts,
+                                 int *err);
+
+/* Adds a workflow to watch, before fcc_watch_start. since < 0: start with its
+ * current state; since >= 0: every change after seq `since`. */
+FCC_API int fcc_watch_add(fcc_watch *w, const char *workflow_id, int64_t since);
+/* Watches every workflow (each change of any workflow, no initial states). */
+FCC_API int fcc_watch_add_all(fcc_watch *w);
+
+/* Starts connecting. One workflow uses GET /api/workflows/{id}/updates; several
+ * or all use GET /api/updates. Every change is delivered once, in seq order per
+ * workflow, across reconnects (a skipped range is announced by resync). */
+FCC_API int fcc_watch_start(fcc_watch *w);
+
+/* Closes the connection and handles. The CLOSED state callback (error 0) is
+ * the last one; the watch is freed after it returns. Safe from callbacks;
+ * calling it twice is harmless. */
+FCC_API void fcc_watch_close(fcc_watch *w);
+
+/* For a watch created with loop NULL: starts it, runs its loop until it is
+ * CLOSED and frees it. Returns the error of the CLOSED state (0 when closed by
+ * fcc_watch_close). */
+FCC_API int fcc_watch_run(fcc_watch *w);
+
+/* ---------------------------------------------------------------- REST */
+
+typedef struct fcc_client fcc_client;
+
+/* Detail of a failed REST call. */
+typedef struct fcc_error {
+    int http_status;   /* the HTTP status when the server answered, else 0 */
+    char code[48];     /* the server's error code ("not_found", ...) or "" */
+    char message[512]; /* one line: the server's message, or what went wrong */
+} fcc_error;
+
+/* A workflow as the server returned it. Owned by the caller: fcc_workflow_clear. */
+typedef struct fcc_workflow {
+    char *id;
+    char *name;
+    char *status;
+    int64_t current_step;
+    int64_t total_steps;
+    char *message;
+    int64_t seq;
+    char *created_at;
+    char *updated_at;
+    char *json; /* the object as one line of JSON */
+} fcc_workflow;
+
+typedef struct fcc_workflow_page {
+    fcc_workflow *items;
+    size_t count;
+    char *next_cursor; /* NULL on the last page */
+} fcc_workflow_page;
+
+/* Fields to create; name and total_steps are required, NULL/negative = unset. */
+typedef struct fcc_create {
+    const char *name;
+    int64_t total_steps;
+    const char *id;
+    const char *status;
+    int64_t current_step; /* < 0: unset */
+    const char *message;
+} fcc_create;
+
+/* Fields to change; NULL / negative = unchanged. if_seq > 0 makes it a compare-and-set. */
+typedef struct fcc_patch {
+    const char *status;
+    int64_t current_step;
+    int64_t total_steps;
+    const char *message;
+    int64_t if_seq;
+} fcc_patch;
+
+/* A client for url ("http://host:port"); token (may be NULL) is sent as
+ * "Authorization: Bearer". Requests are blocking, one connection each.
+ * Returns NULL for a bad URL (*err = FCC_EINVAL) or on OOM. */
+FCC_API fcc_client *fcc_client_new(const char *url, const char *token, int *err);
+FCC_API void fcc_client_free(fcc_client *c);
+/* Timeout for connecting and for each read/write; default 10000 ms. */
+FCC_API void fcc_client_set_timeout(fcc_client *c, unsigned ms);
+/* The URL the client was made with. */
+FCC_API const char *fcc_client_url(const fcc_client *c);
+
+/* Each returns 0 and fills *out, or FCC_E* and fills *err (err may be NULL). */
+FCC_API int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out,
+                                fcc_error *err);
+FCC_API int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *p,
+                                fcc_workflow *out, fcc_error *err);
+FCC_API int fcc_workflow_get(fcc_client *c, const char *id, fcc_workflow *out, fcc_error *err);
+/* One page, newest first; status and cursor may be NULL, limit 0 = server default. */
+FCC_API int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor,
+                              unsigned limit, fcc_workflow_page *out, fcc_error *err);
+/* Advances current_step by one (GET, then PATCH with if_seq, retried while
+ * another writer wins the race). A pending or paused workflow becomes
+ * running; reaching total_steps makes it completed. message may be NULL. */
+FCC_API int fcc_workflow_step(fcc_client *c, const char *id, const char *message,
+                              fcc_workflow *out, fcc_error *err);
+
+FCC_API void fcc_workflow_clear(fcc_workflow *w);
+FCC_API void fcc_workflow_page_clear(fcc_workflow_page *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,133 @@
+/* Long-poll: GET /api/workflows/{id}?wait_since=N&timeout=S answers at once
+ * when the workflow's seq is past N, else at its next change, else after S
+ * seconds (at most 60) with the unchanged state. */
+#include "api/api.h"
+#include "api/stream.h"
+#include "api/workflow_json.h"
+#include "common/error.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LONGPOLL_MAX_S 60.0
+#define LONGPOLL_DEFAULT_S 30.0
+
+typedef struct waiter {
+    uv_timer_t timer; /* the timeout, or 0 ms once a change woke the waiter */
+    fc_conn *c;       /* NULL once cancelled */
+    char id[FC_ID_MAX + 1];
+} waiter;
+
+/* Answers with the current state (404 if the workflow is gone). */
+static void answer(fc_conn *c, const char *id)
+{
+    fc_workflow w = {0};
+    int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, &w);
+    if (r != 0) {
+        if (r == FC_ENOTFOUND)
+            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
+        else
+            fc_conn_respond_error(c, 500, NULL, "internal", "storage error");
+        return;
+    }
+    size_t len = 0;
+    char *json = fc_json_workflow(&w, &len);
+    if (json)
+        fc_conn_respond(c, 200, NULL, "application/json", json, len);
+    else
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+    free(json);
+    fc_workflow_clear(&w);
+}
+
+static void free_waiter(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Ends the wait: unsubscribe, back to plain HTTP, answer, let go of c. */
+static void finish(waiter *wt)
+{
+    fc_conn *c = wt->c;
+    wt->c = NULL;
+    fc_hub_unsubscribe(fc_server_hub(fc_conn_server(c)), fc_conn_sub(c));
+    fc_conn_set_kind(c, FC_STREAM_NONE);
+    fc_conn_set_ext(c, NULL);
+    if (!fc_conn_is_closed(c)) answer(c, wt->id);
+    uv_close((uv_handle_t *)&wt->timer, free_waiter);
+    fc_conn_release(c);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    waiter *wt = t->data;
+    if (wt->c) finish(wt);
+}
+
+void fc_longpoll_wake(fc_conn *c)
+{
+    /* Called from inside a hub fan-out, which must not be changed under it:
+     * the answer goes out on the next loop turn. */
+    waiter *wt = fc_conn_ext(c);
+    if (wt) uv_timer_start(&wt->timer, on_timer, 0, 0);
+}
+
+void fc_longpoll_cancel(fc_conn *c)
+{
+    waiter *wt = fc_conn_ext(c);
+    if (wt && wt->c) finish(wt);
+}
+
+/* Parses wait_since and timeout; answers 400 and returns -1 when malformed. */
+static int parse_args(fc_conn *c, fc_http_req *req, int64_t *since, double *timeout)
+{
+    char v[32];
+    if (fc_http_query(req, "wait_since", v, sizeof v) != 1 ||
+        (*since = fc__stream_parse_since(v)) < 0) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "wait_since must be a non-negative integer");
+        return -1;
+    }
+    *timeout = LONGPOLL_DEFAULT_S;
+    int r = fc_http_query(req, "timeout", v, sizeof v);
+    if (r != 0) {
+        char *end;
+        *timeout = r == 1 ? strtod(v, &end) : -1;
+        if (r < 0 || !*v || *end || !(*timeout >= 0 && *timeout <= LONGPOLL_MAX_S)) {
+            fc_conn_respond_error(c, 400, NULL, "bad_request", "timeout must be a number of seconds in 0..60");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void fc_longpoll_start(fc_conn *c, fc_http_req *req, const char *workflow_id)
+{
+    int64_t since;
+    double timeout;
+    if (parse_args(c, req, &since, &timeout) != 0) return;
+    fc_server *srv = fc_conn_server(c);
+    fc_workflow w = {0};
+    int r = fc_store_get(fc_server_store(srv), workflow_id, &w);
+    int64_t seq = w.seq;
+    fc_workflow_clear(&w);
+    if (r != 0 || seq > since || timeout == 0) {
+        answer(c, workflow_id);
+        return;
+    }
+    waiter *wt = calloc(1, sizeof *wt);
+    if (!wt) {
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+        return;
+    }
+    wt->c = c;
+    snprintf(wt->id, sizeof wt->id, "%s", workflow_id);
+    uv_timer_init(fc_server_loop(srv), &wt->timer);
+    wt->timer.data = wt;
+    uv_timer_start(&wt->timer, on_timer, (uint64_t)(timeout * 1000.0), 0);
+    fc_conn_hold(c);
+    fc_conn_set_kind(c, FC_LONGPOLL);
+    fc_conn_set_ext(c, wt);
+    fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), workflow_id, c, seq);
+}

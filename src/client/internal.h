@@ -1,0 +1,52 @@
+/* Helpers shared by the files of libflowcast (src/client/); not installed. */
+#ifndef FC_CLIENT_INTERNAL_H
+#define FC_CLIENT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flowcast/client.h"
+
+/* A parsed "http://host[:port][/]" URL. */
+typedef struct fcc__url {
+    char host[256];
+    char port[8];
+    char hostport[272]; /* "host:port" for the Host header */
+} fcc__url;
+
+/* 0, or FCC_EINVAL for anything but http://host[:port] with an optional "/". */
+int fcc__url_parse(const char *url, fcc__url *out);
+
+/* Next value of a xorshift64* generator; *state must be non-zero. */
+uint64_t fcc__rand(uint64_t *state);
+/* A non-zero seed from the system's random source (or the clock). */
+uint64_t fcc__seed(void);
+
+/* Largest frame header a client writes: 2 + 8 (length) + 4 (mask). */
+#define FCC__WS_MAX_HEADER 14
+
+/* Writes a masked client frame (FIN set) of opcode and payload into out,
+ * which must hold len + FCC__WS_MAX_HEADER bytes; returns the frame length. */
+size_t fcc__ws_frame_encode(uint8_t *out, uint8_t opcode, const void *payload, size_t len,
+                            const uint8_t mask[4]);
+
+/* Writes the base64 of 16 random bytes (a Sec-WebSocket-Key) into key[25]. */
+void fcc__ws_key(uint64_t *rng, char key[25]);
+
+/* The head of an HTTP response. */
+typedef struct fcc__http_head {
+    int status;
+    size_t head_len;        /* bytes up to and including the blank line */
+    int64_t content_length; /* -1 when absent */
+    char accept[64];        /* Sec-WebSocket-Accept, "" when absent */
+} fcc__http_head;
+
+/* Parses a response head from buf. Returns 1 when complete (*h filled), 0 when
+ * more bytes are needed, FCC_EPROTO when it is not an HTTP/1.x response. */
+int fcc__http_head_parse(const char *buf, size_t len, fcc__http_head *h);
+
+/* Reads {"error":{"code","message"}} from body into err (falls back to the
+ * status line text when the body is something else). */
+void fcc__error_from_body(int status, const char *body, size_t len, fcc_error *err);
+
+#endif

@@ -1,0 +1,51 @@
+/* Timer wheels for periodic per-connection work (WebSocket pings, SSE
+ * heartbeats): each tick visits one slot, never every connection at once. */
+#include "server/internal.h"
+
+static void on_tick(uv_timer_t *t)
+{
+    fc_wheel *w = t->data;
+    fc_list *slot = &w->slots[w->pos];
+    w->pos = (w->pos + 1) % FC_WHEEL_SLOTS;
+    fc_list *it = slot->next;
+    while (it != slot) {
+        fc_list *next = it->next; /* visit may close (unlink) the connection */
+        w->visit(fc_container_of(it, fc_conn, wheel_link));
+        it = next;
+    }
+}
+
+void fc__wheel_init(fc_server *srv, fc_wheel *w, double period_s, void (*visit)(fc_conn *c))
+{
+    for (int i = 0; i < FC_WHEEL_SLOTS; i++) fc_list_init(&w->slots[i]);
+    w->pos = 0;
+    w->visit = visit;
+    uv_timer_init(srv->loop, &w->timer);
+    w->timer.data = w;
+    uint64_t tick = (uint64_t)(period_s * 1000.0 / FC_WHEEL_SLOTS);
+    if (tick == 0) tick = 1;
+    uv_timer_start(&w->timer, on_tick, tick, tick);
+}
+
+void fc__wheel_add(fc_wheel *w, fc_conn *c)
+{
+    /* The slot just visited comes round again after a full period. */
+    unsigned slot = (w->pos + FC_WHEEL_SLOTS - 1) % FC_WHEEL_SLOTS;
+    fc_list_remove(&c->wheel_link);
+    fc_list_insert_tail(&w->slots[slot], &c->wheel_link);
+}
+
+static void heartbeat_visit(fc_conn *c)
+{
+    fc_conn_send(c, fc_buf_ref(c->srv->heartbeat));
+}
+
+void fc__heartbeat_init(fc_server *srv)
+{
+    fc__wheel_init(srv, &srv->heartbeat_wheel, FC_SSE_HEARTBEAT_S, heartbeat_visit);
+}
+
+void fc__heartbeat_add(fc_conn *c)
+{
+    fc__wheel_add(&c->srv->heartbeat_wheel, c);
+}
