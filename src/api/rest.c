@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
+#include "web/assets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,6 +396,7 @@ static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
 void fc_api_handle(fc_conn *c, fc_http_req *req)
 {
     char path[PATH_MAX_LEN];
+    const fc_asset *asset;
     fc_server *srv = fc_conn_server(c);
     int m = req->parser.method;
     if (fc_server_over_limit(srv)) {
@@ -424,6 +426,10 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
         fc_stream_open(c, req, FC_WS_MULTI, NULL);
     } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {
         fc_stream_open(c, req, FC_WS_ECHO, NULL);
+    } else if ((asset = fc_assets_find(path)) != NULL) {
+        if (m != HTTP_GET) method_not_allowed(c, "GET");
+        else fc_conn_respond(c, 200, "Cache-Control: no-cache\r\n", asset->content_type,
+                             (const char *)asset->data, asset->len);
     } else {
         fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource: %s", path);
     }

@@ -175,8 +175,9 @@ def test_restart_keeps_data(server_factory):
 
 # ---------------------------------------------------------------- durability
 
-def test_restart_durability_after_kill9(server_factory):
-    s = server_factory()
+@pytest.mark.parametrize("sync", ["normal", "full"])
+def test_restart_durability_after_kill9(server_factory, sync):
+    s = server_factory("--sync", sync)
     wids = ["d%d" % i for i in range(3)]
     for wid in wids:
         s.create(id=wid, total_steps=1000000)

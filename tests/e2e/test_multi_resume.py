@@ -195,6 +195,8 @@ def test_since_zero_full_history_then_live(server):
         assert [m["seq"] for m in got] == list(range(1, 9))
         assert [m["current_step"] for m in got] == list(range(0, 8))
         assert got[3]["message"] == "m3"
+        ts = [m["timestamp"] for m in got]
+        assert ts == sorted(ts)
         assert not any("resync" in m for m in got)
         await expect_silence(ws, 0.2)
         await in_thread(server.patch, "h", current_step=9)

@@ -225,6 +225,7 @@ def test_delete_204(server):
     assert r.status == 204 and r.body == b""
     assert_error(server.request("GET", API + "/d1"), 404, "not_found")
     assert_error(server.request("DELETE", API + "/d1"), 404, "not_found")
+    assert "d1" not in [w["id"] for w in server.request("GET", API).json()["workflows"]]
     # the id can be used again
     assert server.create(id="d1")["seq"] == 1
 

@@ -71,6 +71,7 @@ def test_handshake_ok(wsserver, path):
     ({"Upgrade": "h2c"}, None),
     ({"Connection": None}, None),
     ({"Connection": "keep-alive"}, None),
+    ({"Upgrade": None, "Connection": None}, None),
 ])
 @pytest.mark.parametrize("path", [SINGLE, MULTI])
 def test_handshake_bad_request_400(wsserver, path, headers, key):

@@ -1,0 +1,75 @@
+/* flowcast-bench internals: options, run state and results shared by
+ * main.c (command line, report) and loop.c (sockets and the event loop). */
+#ifndef FCB_BENCH_H
+#define FCB_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hist.h"
+#include "proc.h"
+
+#define FCB_MAX_PUB 64
+#define FCB_MAX_PIDS 8
+
+enum fcb_target { FCB_FLOWCAST, FCB_WS, FCB_NCHAN };
+
+typedef struct fcb_opts {
+    enum fcb_target target;
+    char host[64];
+    int port;
+    uint32_t subscribers;
+    uint32_t workflows;
+    uint32_t publishers;
+    uint32_t pipeline;   /* requests in flight per publisher connection */
+    double rate;         /* changes/s over all publishers; 0 = as fast as acked */
+    int publish;         /* 0: idle run (capacity) */
+    uint32_t window;     /* flow control, in changes per workflow; 0 = off */
+    double duration;     /* seconds of publishing (or idling) */
+    double drain;        /* most seconds to wait for deliveries after */
+    double settle;       /* seconds between connected and publishing */
+    uint32_t connect_conc;
+    uint32_t src_addrs; /* source addresses 127.0.0.1 .. 127.0.0.N */
+    int pids[FCB_MAX_PIDS];
+    int npids;
+    int reconnect; /* reconnect dropped subscribers (flowcast: ?since=) */
+    int create;    /* flowcast: create the workflows first */
+    int json;
+    int quiet;
+    char prefix[48]; /* workflow / channel id prefix */
+    char label[64];
+} fcb_opts;
+
+typedef struct fcb_result {
+    /* connect phase */
+    uint32_t connected;
+    uint32_t connect_failed;
+    double connect_s; /* first connect() to last ready */
+    fcb_hist connect_hist;
+    /* publish phase */
+    double run_s;  /* publish (or idle) window */
+    double span_s; /* first publish to last delivery */
+    uint64_t pub_sent, pub_acked, pub_errors, pub_unknown;
+    fcb_hist ack_hist;
+    /* deliveries */
+    uint64_t deliveries, lost, duplicates, out_of_order, resyncs, unparsed;
+    uint64_t expected;
+    fcb_hist lat_hist;
+    uint64_t disconnects; /* subscriber connections dropped during the run */
+    /* storm */
+    double storm_reconnected_s; /* first drop to every subscriber open again */
+    double storm_resumed_s;     /* ... and holding every change acked before the drop */
+    /* resources */
+    fcb_proc_sample srv_before, srv_connected, srv_start, srv_end;
+    double self_cpu_s;
+    long fd_limit;
+    long max_conns;
+} fcb_result;
+
+/* Runs one benchmark with o; fills r. Returns 0, or -1 when the run could
+ * not be done (message already printed). */
+int fcb_run(const fcb_opts *o, fcb_result *r);
+
+uint64_t fcb_now_ns(void);
+
+#endif

@@ -1,0 +1,111 @@
+/* libflowcast basics: error texts, URL parsing, the random generator and the backoff rule. */
+#include "client/internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+const char *fcc_strerror(int err)
+{
+    switch (err) {
+    case FCC_OK:
+        return "success";
+    case FCC_EINVAL:
+        return "invalid argument";
+    case FCC_ENOMEM:
+        return "out of memory";
+    case FCC_ECONNECT:
+        return "connection failed";
+    case FCC_ETIMEOUT:
+        return "timed out";
+    case FCC_EPROTO:
+        return "protocol error";
+    case FCC_EHTTP:
+        return "HTTP error";
+    case FCC_ENOTFOUND:
+        return "not found";
+    case FCC_ERETRIES:
+        return "gave up reconnecting";
+    default:
+        return "unknown error";
+    }
+}
+
+int fcc__url_parse(const char *url, fcc__url *out)
+{
+    static const char scheme[] = "http://";
+    if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0) return FCC_EINVAL;
+    const char *p = url + sizeof scheme - 1;
+    size_t hl = 0;
+    if (*p == '[') { /* IPv6 literal */
+        const char *end = strchr(p, ']');
+        if (!end) return FCC_EINVAL;
+        hl = (size_t)(end - p - 1);
+        if (hl == 0 || hl >= sizeof out->host) return FCC_EINVAL;
+        memcpy(out->host, p + 1, hl);
+        p = end + 1;
+    } else {
+        while (p[hl] && p[hl] != ':' && p[hl] != '/')
+            hl++;
+        if (hl == 0 || hl >= sizeof out->host) return FCC_EINVAL;
+        memcpy(out->host, p, hl);
+        p += hl;
+    }
+    out->host[hl] = '\0';
+    strcpy(out->port, "80");
+    if (*p == ':') {
+        p++;
+        size_t n = 0;
+        unsigned long v = 0;
+        while (isdigit((unsigned char)p[n]) && n < 6)
+            v = v * 10 + (unsigned long)(p[n++] - '0');
+        if (n == 0 || v == 0 || v > 65535) return FCC_EINVAL;
+        snprintf(out->port, sizeof out->port, "%lu", v);
+        p += n;
+    }
+    if (*p == '/') p++;
+    if (*p != '\0') return FCC_EINVAL;
+    const char *fmt = strchr(out->host, ':') ? "[%s]:%s" : "%s:%s";
+    snprintf(out->hostport, sizeof out->hostport, fmt, out->host, out->port);
+    return 0;
+}
+
+uint64_t fcc__rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+uint64_t fcc__seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s || s == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        s = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ 0x9E3779B97F4A7C15ULL;
+    }
+    return s ? s : 1;
+}
+
+uint64_t fcc_backoff_ceiling(uint64_t initial_ms, uint64_t max_ms, unsigned attempt)
+{
+    uint64_t c = initial_ms;
+    /* Doubling stops at the cap, so it can never overflow. */
+    for (unsigned i = 0; i < attempt && c < max_ms; i++)
+        c = c > UINT64_MAX / 2 ? UINT64_MAX : c * 2;
+    return c < max_ms ? c : max_ms;
+}
+
+uint64_t fcc_backoff_delay(uint64_t initial_ms, uint64_t max_ms, unsigned attempt, uint64_t *rng)
+{
+    uint64_t ceil = fcc_backoff_ceiling(initial_ms, max_ms, attempt);
+    if (*rng == 0) *rng = 1;
+    uint64_t r = fcc__rand(rng);
+    return ceil == UINT64_MAX ? r : r % (ceil + 1);
+}

@@ -1,0 +1,199 @@
+/* libflowcast blocking HTTP/1.1 transport: one request per connection, with timeouts. */
+#include "client/http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Waits for events on fd; 1 ready, 0 timeout, -1 error (errno set). */
+static int wait_fd(int fd, short events, unsigned timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int r = poll(&p, 1, (int)timeout_ms);
+        if (r >= 0 || errno != EINTR) return r;
+    }
+}
+
+/* "Connection refused" -> "connection refused", for messages that continue a sentence. */
+static void lower_error(int e, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", strerror(e));
+    if (out[0]) out[0] = (char)tolower((unsigned char)out[0]);
+}
+
+static int set_error(fcc_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_error(fcc_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->http_status = 0;
+        err->code[0] = '\0';
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* Connects to the first address that answers; returns the fd or -errno. */
+static int open_socket(const fcc__url *u, unsigned timeout_ms)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int gr = getaddrinfo(u->host, u->port, &hints, &res);
+    if (gr != 0) return gr == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
+    int last = -ECONNREFUSED;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            last = -errno;
+            continue;
+        }
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            freeaddrinfo(res);
+            return fd;
+        }
+        if (errno == EINPROGRESS) {
+            int w = wait_fd(fd, POLLOUT, timeout_ms);
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (w == 0) soerr = ETIMEDOUT;
+            else if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
+            if (soerr == 0) {
+                freeaddrinfo(res);
+                return fd;
+            }
+            last = -soerr;
+        } else {
+            last = -errno;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return last;
+}
+
+static int send_all(int fd, const char *p, size_t n, unsigned timeout_ms)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && errno == EAGAIN) {
+            if (wait_fd(fd, POLLOUT, timeout_ms) <= 0) return errno ? -errno : -ETIMEDOUT;
+        } else if (w < 0 && errno != EINTR) {
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+/* Reads the whole response (the server closes after it: Connection: close). */
+static int recv_all(int fd, char **out, size_t *out_len, unsigned timeout_ms)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return -ENOMEM;
+    for (;;) {
+        if (len + 1 >= cap) {
+            char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r > 0) {
+            len += (size_t)r;
+            fcc__http_head h;
+            /* Stop at Content-Length instead of waiting for the close. */
+            if (fcc__http_head_parse(buf, len, &h) == 1 && h.content_length >= 0 &&
+                len >= h.head_len + (size_t)h.content_length)
+                break;
+        } else if (r == 0) {
+            break;
+        } else if (errno == EAGAIN) {
+            int w = wait_fd(fd, POLLIN, timeout_ms);
+            if (w <= 0) {
+                free(buf);
+                return w == 0 ? -ETIMEDOUT : -errno;
+            }
+        } else if (errno != EINTR) {
+            int e = errno;
+            free(buf);
+            return -e;
+        }
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+int fcc__http_request(const fcc__http_target *t, const char *method, const char *path,
+                      const char *body, fcc__http_response *resp, fcc_error *err)
+{
+    memset(resp, 0, sizeof *resp);
+    char what[128];
+    int fd = open_socket(t->url, t->timeout_ms);
+    if (fd < 0) {
+        lower_error(-fd, what, sizeof what);
+        return set_error(err, -fd == ETIMEDOUT ? FCC_ETIMEOUT : FCC_ECONNECT,
+                         "cannot connect to %s: %s", t->url_text, what);
+    }
+    size_t blen = body ? strlen(body) : 0;
+    char auth[600] = "";
+    if (t->token && *t->token) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t->token);
+    char *req = NULL;
+    int n = body ? asprintf(&req,
+                            "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libflowcast\r\n"
+                            "Accept: application/json\r\nConnection: close\r\n%s"
+                            "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                            method, path, t->url->hostport, auth, blen, body)
+                 : asprintf(&req,
+                            "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libflowcast\r\n"
+                            "Accept: application/json\r\nConnection: close\r\n%s\r\n",
+                            method, path, t->url->hostport, auth);
+    if (n < 0) {
+        close(fd);
+        return set_error(err, FCC_ENOMEM, "out of memory");
+    }
+    int r = send_all(fd, req, (size_t)n, t->timeout_ms);
+    free(req);
+    char *raw = NULL;
+    size_t raw_len = 0;
+    if (r == 0) r = recv_all(fd, &raw, &raw_len, t->timeout_ms);
+    close(fd);
+    if (r < 0) {
+        lower_error(-r, what, sizeof what);
+        return set_error(err, r == -ETIMEDOUT ? FCC_ETIMEOUT : FCC_ECONNECT,
+                         "request to %s failed: %s", t->url_text, what);
+    }
+    fcc__http_head h;
+    if (fcc__http_head_parse(raw, raw_len, &h) != 1) {
+        free(raw);
+        return set_error(err, FCC_EPROTO, "%s: not an HTTP response", t->url_text);
+    }
+    size_t body_len = raw_len - h.head_len;
+    if (h.content_length >= 0 && (size_t)h.content_length < body_len)
+        body_len = (size_t)h.content_length;
+    memmove(raw, raw + h.head_len, body_len);
+    raw[body_len] = '\0';
+    resp->status = h.status;
+    resp->body = raw;
+    resp->body_len = body_len;
+    return 0;
+}
