@@ -1,4 +1,5 @@
 /* flowcast entry point: dispatches subcommands. */
+#include "cli/commands.h"
 #include "cli/config.h"
 #include "common/log.h"
 #include "server/server.h"
@@ -10,8 +11,9 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: flowcast <command> [options]\n\n"
                  "commands:\n"
-                 "  serve       run the server (flowcast serve --help for its options)\n\n"
-                 "  --help      show this text\n"
+                 "  serve       run the server (flowcast serve --help for its options)\n");
+    fc_cli_usage(out);
+    fprintf(out, "\n  --help      show this text\n"
                  "  --version   print the version\n");
 }
 
@@ -43,6 +45,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "serve") == 0) return serve(argc - 1, argv + 1); /* argv[0] is "serve" */
+    if (fc_cli_is_command(cmd)) return fc_cli_run(argc - 1, argv + 1);
     fprintf(stderr, "flowcast: unknown command \"%s\" (see flowcast --help)\n", cmd);
     return 2;
 }

@@ -43,30 +43,52 @@ int fcb_json_u64(const char *buf, size_t len, const char *key, uint64_t *out)
     return read_u64(v, buf + len, out);
 }
 
+/* The last "key": in buf (keys near the end are found in a few steps). */
+static const char *rfind_key(const char *buf, size_t len, const char *key, size_t klen)
+{
+    if (len < klen + 3)
+        return NULL;
+    for (const char *q = buf + len - klen - 3; q >= buf; q--) {
+        if (*q == '"' && q[klen + 1] == '"' && q[klen + 2] == ':' &&
+            memcmp(q + 1, key, klen) == 0)
+            return q + klen + 3;
+    }
+    return NULL;
+}
+
+/* Hot path: memmem for "message": (after the leading fields) and a backward
+ * scan for "seq": and "p": (the last fields of both payload shapes). The
+ * rare "resync" flag is looked for only by fcb_msg_resync. */
 int fcb_msg_parse(const char *buf, size_t len, fcb_msg *m)
 {
     memset(m, 0, sizeof(*m));
     const char *end = buf + len;
     uint64_t v;
-    const char *p = find_key(buf, len, "message", 7);
-    if (p != NULL && read_u64(p, end, &v) == 0) {
+    const char *p = memmem(buf, len, "\"message\":", 10);
+    if (p != NULL && read_u64(p + 10, end, &v) == 0) {
         m->sent_ns = v;
         m->has_sent = 1;
     }
-    p = find_key(buf, len, "p", 1);
+    /* Payloads end with ...,"seq":N} (flowcast) or ...,"seq":N,"p":K} (peers). */
+    size_t tail = len > 48 ? 48 : len;
+    const char *t = end - tail;
+    p = rfind_key(t, tail, "p", 1);
     if (p != NULL && read_u64(p, end, &v) == 0)
         m->pub = (uint32_t)v;
-    p = find_key(buf, len, "resync", 6);
-    if (p != NULL && (size_t)(end - p) >= 4 && memcmp(p, "true", 4) == 0)
-        m->resync = 1;
-    /* seq is last in flowcast's object: search from the back half first. */
-    p = find_key(buf, len, "seq", 3);
+    p = rfind_key(t, tail, "seq", 3);
+    if (p == NULL)
+        p = rfind_key(buf, len, "seq", 3);
     if (p != NULL && read_u64(p, end, &v) == 0) {
         m->seq = v;
         m->has_seq = 1;
         return 0;
     }
     return -1;
+}
+
+int fcb_msg_resync(const char *buf, size_t len)
+{
+    return memmem(buf, len, "\"resync\":true", 14) != NULL;
 }
 
 static const char *find_crlfcrlf(const char *buf, size_t len)
@@ -175,7 +197,7 @@ int fcb_http_resp_parse(const char *buf, size_t len, int head_only, fcb_http_res
     }
     int have_len = 0, chunked = 0;
     size_t clen = 0;
-    const char *line = memchr(buf, '\n', r->head_len) + 1;
+    const char *line = (const char *)memchr(buf, '\n', r->head_len) + 1;
     while (line < hend) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)

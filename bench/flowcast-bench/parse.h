@@ -19,12 +19,14 @@ typedef struct fcb_msg {
     uint32_t pub;     /* "p", 0 when absent */
     uint8_t has_seq;
     uint8_t has_sent;
-    uint8_t resync; /* "resync":true */
 } fcb_msg;
 
 /* Fills m from a text payload. Returns 0 when a seq was found, -1 if not
  * (m is still filled with what was found). */
 int fcb_msg_parse(const char *buf, size_t len, fcb_msg *m);
+/* 1 when the payload carries "resync":true (flowcast's current state sent
+ * instead of a resume); looked for only when seq jumps, as it is rare. */
+int fcb_msg_resync(const char *buf, size_t len);
 
 /* Finds "key": in buf and reads the unsigned integer after it, also when it
  * is a JSON string of digits ("key":"123"). key is given without quotes.

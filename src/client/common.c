@@ -67,8 +67,9 @@ int fcc__url_parse(const char *url, fcc__url *out)
     }
     if (*p == '/') p++;
     if (*p != '\0') return FCC_EINVAL;
-    const char *fmt = strchr(out->host, ':') ? "[%s]:%s" : "%s:%s";
-    snprintf(out->hostport, sizeof out->hostport, fmt, out->host, out->port);
+    int v6 = strchr(out->host, ':') != NULL;
+    snprintf(out->hostport, sizeof out->hostport, "%s%s%s:%s", v6 ? "[" : "", out->host,
+             v6 ? "]" : "", out->port);
     return 0;
 }
 

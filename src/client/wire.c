@@ -81,7 +81,7 @@ int fcc__http_head_parse(const char *buf, size_t len, fcc__http_head *h)
         st = st * 10 + (buf[i] - '0');
     }
     h->status = st;
-    const char *p = memchr(buf, '\n', h->head_len) + 1;
+    const char *p = (const char *)memchr(buf, '\n', h->head_len) + 1;
     while (p < end + 2) {
         const char *eol = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
         if (!eol) break;

@@ -217,3 +217,45 @@ def test_websocket_concurrent_connections(server):
                         10.0, 0.1, "all connections closed")
 
     run(main(), timeout=60)
+
+
+def test_concurrent_producers_keep_seq_order(server):
+    """Changes from parallel producers get unique, gap-free seqs (group commit)
+    and every subscriber sees them in seq order."""
+    import threading
+    from fc_helpers import KeepAliveClient
+    server.create(id="par", total_steps=1000)
+    per, threads_n = 50, 4
+    seqs, errors = [], []
+
+    def producer(k):
+        c = KeepAliveClient(server)
+        try:
+            for i in range(per):
+                st, body = c.patch("par", message="p%d-%d" % (k, i))
+                if st != 200:
+                    errors.append((st, body))
+                    return
+                seqs.append(json.loads(body)["seq"])
+        finally:
+            c.close()
+
+    async def main():
+        subs = [await ws_connect(server, _updates("par")) for _ in range(3)]
+        for c in subs:
+            await recv_json(c)
+        ts = [threading.Thread(target=producer, args=(k,)) for k in range(threads_n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            await in_thread(t.join, 30)
+        assert not errors, errors[:3]
+        total = per * threads_n
+        assert sorted(seqs) == list(range(2, total + 2))
+        for c in subs:
+            got = [(await recv_json(c))["seq"] for _ in range(total)]
+            assert got == list(range(2, total + 2))
+        await asyncio.gather(*(c.close() for c in subs))
+        assert (await in_thread(server.get, "par"))["seq"] == total + 1
+
+    run(main(), timeout=60)

@@ -100,6 +100,32 @@ def test_env_vars_configure_server(server_factory):
     assert os.path.exists(s.db)
 
 
+def test_env_allow_origin_list(server_factory):
+    s = server_factory(env={"FLOWCAST_ALLOW_ORIGIN": "https://a.example,https://b.example"})
+    s.create(id="wf")
+    for origin, status in (("https://a.example", 101), ("https://b.example", 101),
+                           ("https://c.example", 403)):
+        ws = RawWS(s.port)
+        assert ws.handshake("/api/workflows/wf/updates", {"Origin": origin}).status == status
+        ws.close()
+
+
+def test_log_levels(server_factory):
+    s = server_factory("--log-level", "error")
+    s.create()
+    s.request("GET", "/nope")
+    assert s.stop() == 0
+    with open(s.log_path) as f:
+        lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    assert not [ln for ln in lines if re.search(r"\b(info|debug)\b", ln)], lines
+    s2 = server_factory("--log-level", "debug", db=s.db)
+    s2.create()
+    assert s2.stop() == 0
+    with open(s2.log_path) as f:
+        lines = [ln for ln in f.read().splitlines() if ln.strip()]
+    assert any(re.search(r"\binfo\b", ln) for ln in lines), lines
+
+
 def test_flags_override_env(server_factory):
     s = server_factory("--api-token", "flagtok", env={"FLOWCAST_API_TOKEN": "envtok"})
     r = s.request("POST", "/api/workflows", {"name": "x", "total_steps": 1},

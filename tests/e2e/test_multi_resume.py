@@ -46,6 +46,27 @@ def test_multi_subscribe_initial_states_and_since(server):
     run(main())
 
 
+def test_multi_subscribe_many_ids(server):
+    ids = ["m%03d" % i for i in range(100)]
+    for wid in ids:
+        server.create(id=wid)
+
+    async def main():
+        ws = await ws_connect(server, MULTI)
+        await _send(ws, {"op": "subscribe", "workflow_ids": ids})
+        assert await recv_json(ws) == {"op": "subscribed", "workflow_ids": ids}
+        got = sorted([(await recv_json(ws))["workflow_id"] for _ in ids])
+        assert got == ids
+        await in_thread(server.patch, "m050", current_step=1)
+        m = await recv_json(ws)
+        assert (m["workflow_id"], m["seq"]) == ("m050", 2)
+        m = await in_thread(server.metrics)
+        assert m["flowcast_subscriptions"] >= 100
+        await ws.close()
+
+    run(main())
+
+
 def test_multi_unsubscribe(server):
     server.create(id="a")
     server.create(id="b")
@@ -229,13 +250,17 @@ def test_since_middle_and_current(server):
     run(main())
 
 
-def test_since_beyond_current_seq_sends_nothing(server):
+def test_since_beyond_current_seq_resyncs(server):
+    """A client claiming a seq the server never had (a restored database, a
+    workflow deleted and created again) must not keep its stale view: it is
+    told to resync with the current state, then gets live changes."""
     server.create(id="h")
     server.patch("h", current_step=1)  # seq 2
 
     async def main():
         ws = await ws_connect(server, _updates("h", 100))
-        await expect_silence(ws, 0.3)
+        m = await recv_json(ws)
+        assert m["seq"] == 2 and m.get("resync") is True, m
         await in_thread(server.patch, "h", current_step=2)
         m = await recv_json(ws)
         assert m["seq"] == 3 and "resync" not in m

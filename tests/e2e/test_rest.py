@@ -444,6 +444,17 @@ def test_headers_too_large_431(server):
     assert r.status == 200
 
 
+def test_max_header_flag_431(server_factory):
+    s = server_factory("--max-header", "1024")
+    (r,), _ = raw_http(s.port, http_request_bytes("GET", "/healthz", s.port, {"X-A": "a" * 600}))
+    assert r.status == 200
+    req = http_request_bytes("GET", "/healthz", s.port, {"X-A": "a" * 2000})
+    rd = SockReader(connect(s.port))
+    send_in_two(rd, req[:500], req[500:])
+    assert_error(rd.read_response(), 431, "headers_too_large")
+    _expect_closed(rd)
+
+
 def test_malformed_request_400(server):
     (r,), rd = raw_http(server.port, b"THIS IS NOT HTTP\r\n\r\n")
     assert r.status == 400, r
@@ -465,6 +476,14 @@ def test_keepalive_and_pipelining(server):
     assert [r.status for r in rs] == [200, 201, 200, 404, 200]
     assert json.loads(rs[2].body)["id"] == "pipe"
     assert json.loads(rs[4].body)["seq"] == 2
+    # 100 pipelined requests in one send
+    rd.sock.sendall(b"".join(http_request_bytes("GET", "/healthz" if i % 2 else API + "/pipe", p)
+                             for i in range(100)))
+    for i in range(100):
+        r = rd.read_response()
+        assert r.status == 200
+        if not i % 2:
+            assert json.loads(r.body)["id"] == "pipe"
     # the connection is still usable
     rd.sock.sendall(http_request_bytes("GET", "/healthz", p))
     assert rd.read_response().status == 200

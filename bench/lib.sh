@@ -1,0 +1,133 @@
+# Shared shell functions for bench/run.sh and bench/compare.sh: free ports,
+# starting and stopping the servers (flowcast, Node ws, nginx+nchan) pinned
+# to CPU 0, running flowcast-bench pinned to CPU 1. Source it; call
+# fcb_init first. Every process started here is killed by fcb_cleanup,
+# which fcb_init installs as the EXIT trap.
+
+FCB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+FCB_BUILD="${FCB_BUILD:-$FCB_ROOT/build}"
+FCB_SERVER_CPU="${FCB_SERVER_CPU:-0}"
+FCB_BENCH_CPU="${FCB_BENCH_CPU:-1}"
+FCB_PIDS=()
+SERVER_PID=""
+SERVER_PIDS=""
+SERVER_PORT=""
+
+fcb_log() { echo "bench: $*" >&2; }
+
+fcb_cleanup() {
+  local p
+  for p in "${FCB_PIDS[@]}"; do
+    kill -TERM "$p" 2>/dev/null || true
+  done
+  for p in "${FCB_PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  FCB_PIDS=()
+  [ -n "${FCB_TMP:-}" ] && rm -rf "$FCB_TMP"
+}
+
+fcb_init() {
+  FCB_TMP="$(mktemp -d /tmp/flowcast-bench.XXXXXX)"
+  trap fcb_cleanup EXIT
+  trap 'exit 130' INT TERM
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  if [ "$(nproc)" -lt 2 ]; then FCB_SERVER_CPU=0; FCB_BENCH_CPU=0; fi
+}
+
+# Prints a TCP port on 127.0.0.1 that nobody listens on.
+fcb_free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until something accepts connections on 127.0.0.1:$1 (at most ~10 s).
+fcb_wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  fcb_log "nothing listens on port $1"; return 1
+}
+
+fcb_forget_pid() {
+  local keep=() p
+  for p in "${FCB_PIDS[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+  FCB_PIDS=("${keep[@]}")
+}
+
+# Stops the server started by fcb_start_* (SIGTERM, then SIGKILL after 10 s).
+fcb_stop_server() {
+  [ -z "$SERVER_PID" ] && return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  fcb_forget_pid "$SERVER_PID"
+  SERVER_PID=""; SERVER_PIDS=""
+}
+
+# fcb_start_flowcast [PORT] [extra flowcast flags...]: a fresh database
+# unless FCB_DB is set. Sets SERVER_PID, SERVER_PIDS, SERVER_PORT.
+fcb_start_flowcast() {
+  local port="${1:-}"; shift || true
+  [ -z "$port" ] && port="$(fcb_free_port)"
+  local db="${FCB_DB:-$FCB_TMP/flowcast-$port.db}"
+  taskset -c "$FCB_SERVER_CPU" "$FCB_BUILD/flowcast" serve --listen "127.0.0.1:$port" \
+    --db "$db" --log-level warn "$@" >>"$FCB_TMP/flowcast.log" 2>&1 &
+  SERVER_PID=$!; SERVER_PIDS=$SERVER_PID; SERVER_PORT=$port
+  FCB_PIDS+=("$SERVER_PID")
+  fcb_wait_port "$port"
+}
+
+fcb_start_ws() {
+  local port; port="$(fcb_free_port)"
+  taskset -c "$FCB_SERVER_CPU" node "$FCB_ROOT/bench/peers/ws-server/server.js" "$port" \
+    >>"$FCB_TMP/ws.log" 2>&1 &
+  SERVER_PID=$!; SERVER_PIDS=$SERVER_PID; SERVER_PORT=$port
+  FCB_PIDS+=("$SERVER_PID")
+  fcb_wait_port "$port"
+}
+
+fcb_start_nchan() {
+  local port; port="$(fcb_free_port)"
+  local dir="$FCB_TMP/nginx-$port"
+  mkdir -p "$dir"
+  sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" \
+    "$FCB_ROOT/bench/peers/nchan/nginx.conf.template" >"$dir/nginx.conf"
+  taskset -c "$FCB_SERVER_CPU" nginx -p "$dir" -c "$dir/nginx.conf" >>"$dir/out.log" 2>&1 &
+  SERVER_PID=$!; SERVER_PORT=$port
+  FCB_PIDS+=("$SERVER_PID")
+  fcb_wait_port "$port" || { cat "$dir/error.log" "$dir/out.log" >&2; return 1; }
+  local worker=""
+  for _ in $(seq 50); do
+    worker="$(pgrep -P "$SERVER_PID" | head -n 1 || true)"
+    [ -n "$worker" ] && break; sleep 0.05
+  done
+  SERVER_PIDS="$SERVER_PID${worker:+,$worker}"
+}
+
+# fcb_start_server TARGET: one of flowcast, ws, nchan.
+fcb_start_server() {
+  case "$1" in
+    flowcast) fcb_start_flowcast "" ;;
+    ws) fcb_start_ws ;;
+    nchan) fcb_start_nchan ;;
+    *) fcb_log "unknown target $1"; return 1 ;;
+  esac
+}
+
+# fcb_bench TARGET LABEL [flowcast-bench flags...]: runs the load generator
+# on CPU 1 against the current server; appends its JSON line to
+# $FCB_RESULTS when set; the human summary goes to stderr.
+fcb_bench() {
+  local target="$1" label="$2"; shift 2
+  local out cmd="flowcast-bench --target $target $*"
+  out="$(taskset -c "$FCB_BENCH_CPU" "$FCB_BUILD/flowcast-bench" --target "$target" \
+    --port "$SERVER_PORT" --server-pid "$SERVER_PIDS" --label "$label" --json --quiet "$@")" || {
+    fcb_log "flowcast-bench failed ($target $label)"; return 1; }
+  # Tag the run with the size and the command (no quotes in it to escape).
+  out="${out%\}},\"size\":\"${FCB_SIZE:-full}\",\"cmd\":\"$cmd\"}"
+  [ -n "${FCB_RESULTS:-}" ] && printf '%s\n' "$out" >>"$FCB_RESULTS"
+  return 0
+}

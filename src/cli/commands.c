@@ -1,0 +1,250 @@
+/* flowcast client subcommands: option parsing and create, update, step, get, list. */
+#include "cli/commands.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flowcast/client.h"
+
+#define DEFAULT_URL "http://127.0.0.1:8001"
+
+void fc_cli_usage(FILE *out)
+{
+    fprintf(out,
+            "  watch ID... | --all [--json] [--exit-on-done]\n"
+            "              live progress of workflows (a bar per workflow on a terminal,\n"
+            "              one JSON line per update otherwise or with --json);\n"
+            "              --exit-on-done: exit when all are terminal (0 all completed, 1 else)\n"
+            "  create NAME --steps N [--id ID] [--status S] [--message M]\n"
+            "  update ID [--status S] [--step N] [--total N] [--message M]\n"
+            "  step ID [--message M]   advance by one step (pending becomes running,\n"
+            "                          the last step completes the workflow)\n"
+            "  get ID\n"
+            "  list [--status S] [--limit N]   one JSON line per workflow, newest first\n\n"
+            "client options: --server URL (default $FLOWCAST_URL or " DEFAULT_URL ");\n"
+            "the token for changes is read from $FLOWCAST_API_TOKEN.\n"
+            "Client commands print the workflow as JSON; errors print one line and exit 1\n"
+            "(2 for usage errors).\n");
+}
+
+int fc_cli_usage_error(const fc_cli_ctx *ctx, const char *message)
+{
+    fprintf(stderr, "flowcast %s: %s (see flowcast --help)\n", ctx->cmd, message);
+    return FC_CLI_USAGE;
+}
+
+int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts, const char **pos,
+                 int max_pos, int *n_pos)
+{
+    char msg[160];
+    *n_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0) {
+            if (*n_pos == max_pos) {
+                snprintf(msg, sizeof msg, "unexpected argument \"%.60s\"", a);
+                return fc_cli_usage_error(ctx, msg);
+            }
+            pos[(*n_pos)++] = a;
+            continue;
+        }
+        const char **value = NULL;
+        int *flag = NULL, found = 0;
+        if (strcmp(a, "--server") == 0) value = &ctx->server, found = 1;
+        for (const fc_cli_opt *o = opts; !found && o->name; o++)
+            if (strcmp(a, o->name) == 0) value = o->value, flag = o->flag, found = 1;
+        if (!found) {
+            snprintf(msg, sizeof msg, "unknown option %.60s", a);
+            return fc_cli_usage_error(ctx, msg);
+        }
+        if (flag) {
+            *flag = 1;
+        } else if (i + 1 >= argc) {
+            snprintf(msg, sizeof msg, "%.60s needs a value", a);
+            return fc_cli_usage_error(ctx, msg);
+        } else {
+            *value = argv[++i];
+        }
+    }
+    return 0;
+}
+
+/* Parses a non-negative integer option; -1 when absent, -2 when invalid. */
+static long long int_opt(const char *s)
+{
+    if (!s) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < 0) return -2;
+    return v;
+}
+
+static int bad_int(const fc_cli_ctx *ctx, const char *opt)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s needs a non-negative integer", opt);
+    return fc_cli_usage_error(ctx, msg);
+}
+
+static fcc_client *client(const fc_cli_ctx *ctx)
+{
+    int err = 0;
+    fcc_client *c = fcc_client_new(ctx->server, ctx->token, &err);
+    if (!c) fprintf(stderr, "flowcast: invalid server URL \"%s\" (expected http://host:port)\n", ctx->server);
+    return c;
+}
+
+/* Prints the workflow or the error line; returns the exit status. */
+static int finish(fcc_client *c, int r, fcc_workflow *w, const fcc_error *err)
+{
+    if (r == 0) {
+        printf("%s\n", w->json);
+        fcc_workflow_clear(w);
+    } else {
+        fprintf(stderr, "flowcast: %s\n", err->message);
+    }
+    fcc_client_free(c);
+    return r == 0 ? FC_CLI_OK : FC_CLI_FAIL;
+}
+
+static int cmd_create(fc_cli_ctx *ctx, int argc, char **argv)
+{
+    const char *steps = NULL, *id = NULL, *status = NULL, *message = NULL, *pos[1];
+    const fc_cli_opt opts[] = {{"--steps", &steps, NULL}, {"--id", &id, NULL},
+                               {"--status", &status, NULL}, {"--message", &message, NULL},
+                               {NULL, NULL, NULL}};
+    int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
+    if (r) return r;
+    if (n != 1) return fc_cli_usage_error(ctx, "needs a NAME");
+    long long total = int_opt(steps);
+    if (total == -1) return fc_cli_usage_error(ctx, "needs --steps N");
+    if (total < 0) return bad_int(ctx, "--steps");
+    fcc_client *c = client(ctx);
+    if (!c) return FC_CLI_USAGE;
+    fcc_create p = {.name = pos[0], .total_steps = total, .id = id, .status = status,
+                    .current_step = -1, .message = message};
+    fcc_workflow w;
+    fcc_error err;
+    r = fcc_workflow_create(c, &p, &w, &err);
+    return finish(c, r, &w, &err);
+}
+
+static int cmd_update(fc_cli_ctx *ctx, int argc, char **argv)
+{
+    const char *status = NULL, *step = NULL, *total = NULL, *message = NULL, *pos[1];
+    const fc_cli_opt opts[] = {{"--status", &status, NULL}, {"--step", &step, NULL},
+                               {"--total", &total, NULL}, {"--message", &message, NULL},
+                               {NULL, NULL, NULL}};
+    int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
+    if (r) return r;
+    if (n != 1) return fc_cli_usage_error(ctx, "needs a workflow ID");
+    fcc_patch p = {.status = status, .current_step = int_opt(step), .total_steps = int_opt(total),
+                   .message = message};
+    if (p.current_step == -2) return bad_int(ctx, "--step");
+    if (p.total_steps == -2) return bad_int(ctx, "--total");
+    if (!status && !message && p.current_step < 0 && p.total_steps < 0)
+        return fc_cli_usage_error(ctx, "nothing to change: give --status, --step, --total or --message");
+    fcc_client *c = client(ctx);
+    if (!c) return FC_CLI_USAGE;
+    fcc_workflow w;
+    fcc_error err;
+    r = fcc_workflow_update(c, pos[0], &p, &w, &err);
+    return finish(c, r, &w, &err);
+}
+
+static int cmd_step(fc_cli_ctx *ctx, int argc, char **argv)
+{
+    const char *message = NULL, *pos[1];
+    const fc_cli_opt opts[] = {{"--message", &message, NULL}, {NULL, NULL, NULL}};
+    int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
+    if (r) return r;
+    if (n != 1) return fc_cli_usage_error(ctx, "needs a workflow ID");
+    fcc_client *c = client(ctx);
+    if (!c) return FC_CLI_USAGE;
+    fcc_workflow w;
+    fcc_error err;
+    r = fcc_workflow_step(c, pos[0], message, &w, &err);
+    return finish(c, r, &w, &err);
+}
+
+static int cmd_get(fc_cli_ctx *ctx, int argc, char **argv)
+{
+    const char *pos[1];
+    const fc_cli_opt opts[] = {{NULL, NULL, NULL}};
+    int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
+    if (r) return r;
+    if (n != 1) return fc_cli_usage_error(ctx, "needs a workflow ID");
+    fcc_client *c = client(ctx);
+    if (!c) return FC_CLI_USAGE;
+    fcc_workflow w;
+    fcc_error err;
+    r = fcc_workflow_get(c, pos[0], &w, &err);
+    return finish(c, r, &w, &err);
+}
+
+/* Follows the cursors until the end or --limit workflows were printed. */
+static int cmd_list(fc_cli_ctx *ctx, int argc, char **argv)
+{
+    const char *status = NULL, *limit_s = NULL, *pos[1];
+    const fc_cli_opt opts[] = {{"--status", &status, NULL}, {"--limit", &limit_s, NULL},
+                               {NULL, NULL, NULL}};
+    int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 0, &n);
+    if (r) return r;
+    long long limit = int_opt(limit_s);
+    if (limit == -2 || limit == 0) return bad_int(ctx, "--limit");
+    fcc_client *c = client(ctx);
+    if (!c) return FC_CLI_USAGE;
+    fcc_error err;
+    char *cursor = NULL;
+    long long printed = 0;
+    do {
+        unsigned page = limit > 0 && limit - printed < 1000 ? (unsigned)(limit - printed) : 1000;
+        fcc_workflow_page p;
+        r = fcc_workflow_list(c, status, cursor, page, &p, &err);
+        free(cursor);
+        cursor = NULL;
+        if (r != 0) break;
+        for (size_t i = 0; i < p.count; i++)
+            printf("%s\n", p.items[i].json);
+        printed += (long long)p.count;
+        if (p.next_cursor && (limit < 0 || printed < limit)) cursor = strdup(p.next_cursor);
+        fcc_workflow_page_clear(&p);
+    } while (cursor);
+    if (r != 0) fprintf(stderr, "flowcast: %s\n", err.message);
+    fcc_client_free(c);
+    return r == 0 ? FC_CLI_OK : FC_CLI_FAIL;
+}
+
+static const struct {
+    const char *name;
+    int (*run)(fc_cli_ctx *ctx, int argc, char **argv);
+} commands[] = {
+    {"watch", fc_cli_watch}, {"create", cmd_create}, {"update", cmd_update},
+    {"step", cmd_step},      {"get", cmd_get},       {"list", cmd_list},
+};
+
+int fc_cli_is_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0) return 1;
+    return 0;
+}
+
+int fc_cli_run(int argc, char **argv)
+{
+    const char *env_url = getenv("FLOWCAST_URL"), *env_token = getenv("FLOWCAST_API_TOKEN");
+    fc_cli_ctx ctx = {.cmd = argv[0], .server = env_url && *env_url ? env_url : DEFAULT_URL,
+                      .token = env_token && *env_token ? env_token : NULL};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: flowcast <command> [options]; client commands:\n");
+            fc_cli_usage(stdout);
+            return FC_CLI_OK;
+        }
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[0], commands[i].name) == 0) return commands[i].run(&ctx, argc, argv);
+    return fc_cli_usage_error(&ctx, "unknown command");
+}

@@ -1,0 +1,294 @@
+/* libflowcast REST calls: create, update, get, list and step workflows (blocking). */
+#include "client/http.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STEP_RETRIES 50
+
+struct fcc_client {
+    fcc__url url;
+    char *url_text;
+    char *token;
+    unsigned timeout_ms;
+};
+
+fcc_client *fcc_client_new(const char *url, const char *token, int *err)
+{
+    fcc_client *c = calloc(1, sizeof *c);
+    int e = c ? fcc__url_parse(url, &c->url) : FCC_ENOMEM;
+    if (e == 0) {
+        c->url_text = strdup(url);
+        c->token = token ? strdup(token) : NULL;
+        c->timeout_ms = 10000;
+        if (!c->url_text || (token && !c->token)) e = FCC_ENOMEM;
+    }
+    if (e != 0) {
+        fcc_client_free(c);
+        if (err) *err = e;
+        return NULL;
+    }
+    return c;
+}
+
+void fcc_client_free(fcc_client *c)
+{
+    if (!c) return;
+    free(c->url_text);
+    free(c->token);
+    free(c);
+}
+
+void fcc_client_set_timeout(fcc_client *c, unsigned ms)
+{
+    c->timeout_ms = ms ? ms : 10000;
+}
+
+const char *fcc_client_url(const fcc_client *c)
+{
+    return c->url_text;
+}
+
+void fcc_workflow_clear(fcc_workflow *w)
+{
+    free(w->id);
+    free(w->name);
+    free(w->status);
+    free(w->message);
+    free(w->created_at);
+    free(w->updated_at);
+    free(w->json);
+    memset(w, 0, sizeof *w);
+}
+
+void fcc_workflow_page_clear(fcc_workflow_page *p)
+{
+    for (size_t i = 0; i < p->count; i++)
+        fcc_workflow_clear(&p->items[i]);
+    free(p->items);
+    free(p->next_cursor);
+    memset(p, 0, sizeof *p);
+}
+
+static int fail(fcc_error *err, int code, const char *msg)
+{
+    if (err) {
+        err->http_status = 0;
+        err->code[0] = '\0';
+        snprintf(err->message, sizeof err->message, "%s", msg);
+    }
+    return code;
+}
+
+static char *dup_str(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return strdup(s ? s : "");
+}
+
+/* Fills w from a workflow object; FCC_EPROTO when it is not one. */
+static int workflow_from_json(json_t *o, fcc_workflow *w)
+{
+    memset(w, 0, sizeof *w);
+    if (!json_is_object(o) || !json_is_string(json_object_get(o, "id"))) return FCC_EPROTO;
+    w->id = dup_str(o, "id");
+    w->name = dup_str(o, "name");
+    w->status = dup_str(o, "status");
+    w->message = dup_str(o, "message");
+    w->created_at = dup_str(o, "created_at");
+    w->updated_at = dup_str(o, "updated_at");
+    w->current_step = json_integer_value(json_object_get(o, "current_step"));
+    w->total_steps = json_integer_value(json_object_get(o, "total_steps"));
+    w->seq = json_integer_value(json_object_get(o, "seq"));
+    w->json = json_dumps(o, JSON_COMPACT);
+    if (!w->id || !w->name || !w->status || !w->message || !w->created_at || !w->updated_at ||
+        !w->json) {
+        fcc_workflow_clear(w);
+        return FCC_ENOMEM;
+    }
+    return 0;
+}
+
+/* Sends a request and parses a 2xx JSON body into *out (caller decrefs). */
+static int call(fcc_client *c, const char *method, const char *path, json_t *body, json_t **out,
+                fcc_error *err)
+{
+    char *text = NULL;
+    if (body) {
+        text = json_dumps(body, JSON_COMPACT);
+        if (!text) return fail(err, FCC_ENOMEM, "out of memory");
+    }
+    fcc__http_target t = {.url = &c->url, .url_text = c->url_text, .token = c->token,
+                          .timeout_ms = c->timeout_ms};
+    fcc__http_response resp;
+    int r = fcc__http_request(&t, method, path, text, &resp, err);
+    free(text);
+    if (r != 0) return r;
+    if (resp.status < 200 || resp.status > 299) {
+        fcc__error_from_body(resp.status, resp.body, resp.body_len, err);
+        free(resp.body);
+        return FCC_EHTTP;
+    }
+    json_error_t je;
+    *out = json_loadb(resp.body, resp.body_len, 0, &je);
+    free(resp.body);
+    if (!*out) return fail(err, FCC_EPROTO, "the server's answer is not JSON");
+    return 0;
+}
+
+static int call_workflow(fcc_client *c, const char *method, const char *path, json_t *body,
+                         fcc_workflow *out, fcc_error *err)
+{
+    json_t *j = NULL;
+    int r = call(c, method, path, body, &j, err);
+    if (r == 0) {
+        r = workflow_from_json(j, out);
+        if (r != 0) fail(err, r, "the server's answer is not a workflow");
+    }
+    json_decref(j);
+    return r;
+}
+
+/* Builds "/api/workflows/<id>" after checking the id's alphabet. */
+static int workflow_path(const char *id, char out[96], fcc_error *err)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                       "0123456789_-") != n)
+        return fail(err, FCC_EINVAL, "invalid workflow id (allowed: 1-64 of A-Z a-z 0-9 _ -)");
+    snprintf(out, 96, "/api/workflows/%s", id);
+    return 0;
+}
+
+static void set_str(json_t *o, const char *key, const char *v)
+{
+    if (v) json_object_set_new(o, key, json_string(v));
+}
+
+static void set_int(json_t *o, const char *key, int64_t v)
+{
+    if (v >= 0) json_object_set_new(o, key, json_integer(v));
+}
+
+int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, fcc_error *err)
+{
+    if (!p->name || p->total_steps < 0) return fail(err, FCC_EINVAL, "name and total_steps are required");
+    json_t *b = json_object();
+    if (!b) return fail(err, FCC_ENOMEM, "out of memory");
+    set_str(b, "name", p->name);
+    set_int(b, "total_steps", p->total_steps);
+    set_str(b, "id", p->id);
+    set_str(b, "status", p->status);
+    set_int(b, "current_step", p->current_step);
+    set_str(b, "message", p->message);
+    int r = call_workflow(c, "POST", "/api/workflows", b, out, err);
+    json_decref(b);
+    return r;
+}
+
+int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *p, fcc_workflow *out,
+                        fcc_error *err)
+{
+    char path[96];
+    int r = workflow_path(id, path, err);
+    if (r != 0) return r;
+    json_t *b = json_object();
+    if (!b) return fail(err, FCC_ENOMEM, "out of memory");
+    set_str(b, "status", p->status);
+    set_int(b, "current_step", p->current_step);
+    set_int(b, "total_steps", p->total_steps);
+    set_str(b, "message", p->message);
+    if (p->if_seq > 0) json_object_set_new(b, "if_seq", json_integer(p->if_seq));
+    r = call_workflow(c, "PATCH", path, b, out, err);
+    json_decref(b);
+    return r;
+}
+
+int fcc_workflow_get(fcc_client *c, const char *id, fcc_workflow *out, fcc_error *err)
+{
+    char path[96];
+    int r = workflow_path(id, path, err);
+    return r ? r : call_workflow(c, "GET", path, NULL, out, err);
+}
+
+/* Appends s to out percent-encoded (everything but unreserved characters). */
+static void query_param(char *out, size_t cap, const char *name, const char *s)
+{
+    size_t n = strlen(out);
+    n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%c%s=", strchr(out, '?') ? '&' : '?', name);
+    for (; *s && n + 4 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            strchr("-_.~", ch))
+            out[n++] = (char)ch;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", ch);
+    }
+    out[n < cap ? n : cap - 1] = '\0';
+}
+
+int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor, unsigned limit,
+                      fcc_workflow_page *out, fcc_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char path[1024] = "/api/workflows", num[16];
+    if (status) query_param(path, sizeof path, "status", status);
+    if (cursor) query_param(path, sizeof path, "cursor", cursor);
+    if (limit) {
+        snprintf(num, sizeof num, "%u", limit);
+        query_param(path, sizeof path, "limit", num);
+    }
+    json_t *j = NULL;
+    int r = call(c, "GET", path, NULL, &j, err);
+    if (r != 0) return r;
+    json_t *arr = json_object_get(j, "workflows");
+    if (!json_is_array(arr)) {
+        json_decref(j);
+        return fail(err, FCC_EPROTO, "the server's answer has no \"workflows\" list");
+    }
+    size_t n = json_array_size(arr);
+    out->items = calloc(n ? n : 1, sizeof *out->items);
+    const char *next = json_string_value(json_object_get(j, "next_cursor"));
+    if (next) out->next_cursor = strdup(next);
+    r = out->items && (!next || out->next_cursor) ? 0 : FCC_ENOMEM;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        r = workflow_from_json(json_array_get(arr, i), &out->items[i]);
+        if (r == 0) out->count++;
+    }
+    json_decref(j);
+    if (r != 0) {
+        fcc_workflow_page_clear(out);
+        return fail(err, r, r == FCC_ENOMEM ? "out of memory" : "malformed workflow in the list");
+    }
+    return 0;
+}
+
+int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_workflow *out,
+                      fcc_error *err)
+{
+    for (int i = 0; i < STEP_RETRIES; i++) {
+        fcc_workflow cur;
+        int r = fcc_workflow_get(c, id, &cur, err);
+        if (r != 0) return r;
+        if (cur.current_step >= cur.total_steps &&
+            (strcmp(cur.status, "pending") == 0 || strcmp(cur.status, "running") == 0 ||
+             strcmp(cur.status, "paused") == 0)) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "workflow %s is already at its last step (%lld of %lld)", id,
+                     (long long)cur.current_step, (long long)cur.total_steps);
+            fcc_workflow_clear(&cur);
+            return fail(err, FCC_EINVAL, msg);
+        }
+        fcc_patch p = {.current_step = cur.current_step + 1, .total_steps = -1,
+                       .message = message, .if_seq = cur.seq};
+        if (strcmp(cur.status, "pending") == 0 || strcmp(cur.status, "paused") == 0)
+            p.status = "running";
+        if (p.current_step == cur.total_steps) p.status = "completed";
+        r = fcc_workflow_update(c, id, &p, out, err);
+        fcc_workflow_clear(&cur);
+        if (r != FCC_EHTTP || !err || strcmp(err->code, "seq_mismatch") != 0) return r;
+    }
+    return fail(err, FCC_ETIMEOUT, "too many concurrent changes; gave up");
+}

@@ -1,0 +1,93 @@
+/* libflowcast live-update watch: private state shared by watch.c (connection
+ * lifecycle) and watch_msg.c (frames, messages, subscriptions, resume). */
+#ifndef FC_CLIENT_WATCH_H
+#define FC_CLIENT_WATCH_H
+
+#include "client/internal.h"
+#include "common/list.h"
+#include "common/map.h"
+
+#define FCC__ID_MAX 64
+#define FCC__MAX_MESSAGE (16u << 20)
+
+/* One watched workflow and the last seq delivered to the application. */
+typedef struct fcc__sub {
+    fc_map_node node; /* key = id */
+    fc_list link;     /* in fcc_watch.sub_list, in order of addition */
+    char id[FCC__ID_MAX + 1];
+    int64_t last_seq; /* -1 before the first update */
+    int seen;         /* the server has confirmed it exists */
+} fcc__sub;
+
+/* One TCP connection attempt; freed in its close callback. */
+typedef struct fcc__conn {
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    fcc_watch *w;
+    char *rbuf; /* unparsed input */
+    size_t rlen, rcap;
+    uint8_t *msg; /* reassembled fragments of a data message */
+    size_t msg_len;
+    int msg_active;
+    int upgraded;
+    int dead;      /* closing: ignore further input */
+    int counted;   /* its close completes fcc__watch_finish */
+    int got_close; /* close code the server sent, 0 if none */
+    char key[25];
+} fcc__conn;
+
+struct fcc_watch {
+    uv_loop_t *loop;
+    uv_loop_t own_loop;
+    int owns_loop;
+    fcc__url url;
+    char *url_text;
+    fcc_watch_options o;
+
+    fc_map subs;
+    fc_list sub_list;
+    int all;
+
+    char (*pending)[FCC__ID_MAX + 1]; /* ids of sent subscribe ops awaiting an answer */
+    size_t pending_head, pending_n, pending_cap;
+
+    uv_timer_t timer; /* connect timeout, then keep-alive */
+    uv_timer_t retry; /* backoff wait */
+    uv_getaddrinfo_t gai;
+    int gai_active;
+    fcc__conn *conn;
+
+    uint64_t rng;
+    unsigned attempt;  /* retries since the last open connection */
+    int started, opened_once, closing, closed_handles, handles_to_close;
+    uint64_t last_rx, ping_sent;
+    int ping_out;
+    int final_error;
+    char final_reason[256];
+};
+
+/* watch.c */
+void fcc__watch_emit(fcc_watch *w, fcc_state st, unsigned attempt, uint64_t delay, int err,
+                     const char *reason);
+/* Drops the connection and schedules a retry (or ends the watch). */
+void fcc__watch_conn_fail(fcc_watch *w, int err, const char *reason);
+/* Ends the watch: closes everything, then reports CLOSED with err/reason. */
+void fcc__watch_finish(fcc_watch *w, int err, const char *reason);
+/* Sends a masked frame on the current connection. */
+void fcc__watch_send(fcc_watch *w, uint8_t opcode, const void *payload, size_t len);
+/* Number of workflows still watched (deleted ones are dropped). */
+size_t fcc__watch_sub_count(const fcc_watch *w);
+
+/* watch_msg.c */
+fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t since);
+void fcc__sub_remove(fcc_watch *w, fcc__sub *s);
+/* Builds the upgrade request path for this connection into out. */
+void fcc__watch_path(fcc_watch *w, char *out, size_t cap);
+/* Sends the subscribe ops of a multi-workflow connection that just opened. */
+void fcc__watch_subscribe(fcc_watch *w);
+/* Consumes complete frames from c->rbuf. */
+void fcc__watch_frames(fcc_watch *w, fcc__conn *c);
+/* The single-workflow handshake answered 404: deleted (known) or unknown. */
+void fcc__watch_not_found(fcc_watch *w, const char *message);
+
+#endif

@@ -1,0 +1,270 @@
+/* libflowcast live-update watch: frames from the server, update messages,
+ * subscriptions and the per-workflow seq that makes resume exactly-once. */
+#include "client/watch.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws/frame.h"
+
+fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t since)
+{
+    fcc__sub *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->last_seq = since;
+    s->node.key = s->id;
+    s->node.hash = fc_map_hash(s->id);
+    if (fc_map_put(&w->subs, &s->node) != 0) {
+        free(s);
+        return NULL;
+    }
+    fc_list_insert_tail(&w->sub_list, &s->link);
+    return s;
+}
+
+void fcc__sub_remove(fcc_watch *w, fcc__sub *s)
+{
+    fc_map_remove(&w->subs, &s->node);
+    fc_list_remove(&s->link);
+    free(s);
+}
+
+static fcc__sub *find_sub(fcc_watch *w, const char *id)
+{
+    fc_map_node *n = fc_map_get(&w->subs, id);
+    return n ? fc_container_of(n, fcc__sub, node) : NULL;
+}
+
+/* One workflow and not --all: the single-workflow stream, which also tells
+ * at once (404) when the workflow does not exist. */
+static fcc__sub *single(fcc_watch *w)
+{
+    if (w->all || fcc__watch_sub_count(w) != 1) return NULL;
+    return fc_container_of(w->sub_list.next, fcc__sub, link);
+}
+
+void fcc__watch_path(fcc_watch *w, char *out, size_t cap)
+{
+    fcc__sub *s = single(w);
+    if (!s) snprintf(out, cap, "/api/updates");
+    else if (s->last_seq < 0) snprintf(out, cap, "/api/workflows/%s/updates", s->id);
+    else snprintf(out, cap, "/api/workflows/%s/updates?since=%lld", s->id, (long long)s->last_seq);
+}
+
+static void send_json(fcc_watch *w, json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (!text) fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
+    else fcc__watch_send(w, FC_WS_OP_TEXT, text, strlen(text));
+    free(text);
+    json_decref(j);
+}
+
+/* One subscribe op per workflow, so that a "not_found" answer (a workflow
+ * deleted while we were away) names exactly one id and spares the others.
+ * Resumed ids go first: subscribe_all then only adds live changes behind
+ * their history, and duplicates are dropped by seq. */
+void fcc__watch_subscribe(fcc_watch *w)
+{
+    if (single(w)) return;
+    size_t n = fcc__watch_sub_count(w);
+    if (n > w->pending_cap) {
+        void *p = realloc(w->pending, n * sizeof *w->pending);
+        if (!p) {
+            fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
+            return;
+        }
+        w->pending = p;
+        w->pending_cap = n;
+    }
+    for (fc_list *l = w->sub_list.next; l != &w->sub_list; l = l->next) {
+        fcc__sub *s = fc_container_of(l, fcc__sub, link);
+        json_t *j = json_pack("{s:s, s:[s]}", "op", "subscribe", "workflow_ids", s->id);
+        if (j && s->last_seq >= 0)
+            json_object_set_new(j, "since", json_pack("{s:I}", s->id, (json_int_t)s->last_seq));
+        memcpy(w->pending[w->pending_n++], s->id, sizeof s->id);
+        send_json(w, j);
+    }
+    if (w->all) send_json(w, json_pack("{s:s}", "op", "subscribe_all"));
+}
+
+/* A workflow we knew is gone: tell the application once and forget it. */
+static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t seq, const char *ts, const char *json)
+{
+    char fallback[128];
+    if (!json) {
+        snprintf(fallback, sizeof fallback, "{\"workflow_id\":\"%s\",\"deleted\":true,\"seq\":0}", s->id);
+        json = fallback;
+    }
+    fcc_update u = {.workflow_id = s->id, .message = "", .timestamp = ts, .seq = seq,
+                    .deleted = 1, .json = json};
+    fcc__sub_remove(w, s);
+    w->o.on_update(w, &u, w->o.data);
+}
+
+void fcc__watch_not_found(fcc_watch *w, const char *message)
+{
+    fcc__sub *s = single(w);
+    if (s && s->seen) {
+        deliver_deleted(w, s, 0, NULL, NULL);
+        fcc__watch_conn_fail(w, 0, "workflow deleted");
+    } else {
+        fcc__watch_finish(w, FCC_ENOTFOUND, message);
+    }
+}
+
+static void on_op(fcc_watch *w, json_t *j, const char *op)
+{
+    if (strcmp(op, "subscribed") == 0 && json_object_get(j, "workflow_ids")) {
+        if (w->pending_n) w->pending_head++, w->pending_n--;
+        return;
+    }
+    if (strcmp(op, "error") != 0) return;
+    const char *code = json_string_value(json_object_get(j, "code"));
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    fcc__sub *s = NULL;
+    if (w->pending_n) {
+        s = find_sub(w, w->pending[w->pending_head]);
+        w->pending_head++, w->pending_n--;
+    }
+    if (s && code && strcmp(code, "not_found") == 0) {
+        if (!s->seen) {
+            fcc__watch_finish(w, FCC_ENOTFOUND, msg ? msg : "unknown workflow");
+            return;
+        }
+        deliver_deleted(w, s, 0, NULL, NULL);
+        if (!w->all && fcc__watch_sub_count(w) == 0)
+            fcc__watch_finish(w, 0, "every watched workflow was deleted");
+        return;
+    }
+    fcc__watch_finish(w, FCC_EPROTO, msg ? msg : "the server refused a subscription");
+}
+
+/* Delivers an update unless it repeats one the application already has. */
+static void on_message(fcc_watch *w, const char *text, size_t len)
+{
+    json_t *j = json_loadb(text, len, 0, NULL);
+    const char *op = json_string_value(json_object_get(j, "op"));
+    const char *id = json_string_value(json_object_get(j, "workflow_id"));
+    if (op) on_op(w, j, op);
+    if (op || !id) {
+        json_decref(j);
+        return;
+    }
+    fcc__sub *s = find_sub(w, id);
+    if (!s && w->all) s = fcc__sub_add(w, id, -1);
+    json_int_t seq = json_integer_value(json_object_get(j, "seq"));
+    int resync = json_is_true(json_object_get(j, "resync"));
+    const char *ts = json_string_value(json_object_get(j, "timestamp"));
+    if (!s || (seq <= s->last_seq && !resync)) {
+        json_decref(j);
+        return;
+    }
+    if (json_is_true(json_object_get(j, "deleted"))) {
+        deliver_deleted(w, s, seq, ts, text);
+        json_decref(j);
+        return;
+    }
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    fcc_update u = {
+        .workflow_id = s->id,
+        .status = json_string_value(json_object_get(j, "status")),
+        .current_step = json_integer_value(json_object_get(j, "current_step")),
+        .total_steps = json_integer_value(json_object_get(j, "total_steps")),
+        .message = msg ? msg : "",
+        .timestamp = ts,
+        .seq = seq,
+        .resync = resync,
+        .json = text,
+    };
+    s->last_seq = seq;
+    s->seen = 1;
+    w->o.on_update(w, &u, w->o.data);
+    json_decref(j);
+}
+
+/* Handles one complete data message (text); the text is NUL-terminated copy. */
+static void data_message(fcc_watch *w, const uint8_t *p, size_t len)
+{
+    char *text = malloc(len + 1);
+    if (!text) {
+        fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(text, p, len);
+    text[len] = '\0';
+    on_message(w, text, len);
+    free(text);
+}
+
+static void control(fcc_watch *w, fcc__conn *c, uint8_t op, const uint8_t *p, size_t len)
+{
+    if (op == FC_WS_OP_PING) {
+        fcc__watch_send(w, FC_WS_OP_PONG, p, len);
+    } else if (op == FC_WS_OP_CLOSE && !c->got_close) {
+        uint16_t code = FC_WS_CLOSE_NO_STATUS;
+        if (fc_ws_close_parse(p, len, &code) != 0) code = FC_WS_CLOSE_PROTOCOL;
+        c->got_close = code;
+        /* Echo the code, then wait for the server to close TCP (on_read sees EOF). */
+        uint8_t reply[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+        fcc__watch_send(w, FC_WS_OP_CLOSE, reply, code == FC_WS_CLOSE_NO_STATUS ? 0 : 2);
+    }
+}
+
+/* Appends a data frame's payload to the message being reassembled. */
+static int append_fragment(fcc__conn *c, const uint8_t *p, size_t len)
+{
+    if (c->msg_len + len > FCC__MAX_MESSAGE) return FCC_EPROTO;
+    uint8_t *m = realloc(c->msg, c->msg_len + len + 1);
+    if (!m) return FCC_ENOMEM;
+    memcpy(m + c->msg_len, p, len);
+    c->msg = m;
+    c->msg_len += len;
+    return 0;
+}
+
+void fcc__watch_frames(fcc_watch *w, fcc__conn *c)
+{
+    size_t off = 0;
+    while (w->conn == c && !c->dead) {
+        fc_ws_header h;
+        uint8_t *buf = (uint8_t *)c->rbuf + off;
+        size_t avail = c->rlen - off;
+        int r = fc_ws_header_parse(buf, avail, 0, FCC__MAX_MESSAGE, &h);
+        if (r == 0 || (r > 0 && avail - (size_t)r < h.payload_len)) break;
+        if (r < 0) {
+            fcc__watch_conn_fail(w, FCC_EPROTO, "invalid frame from the server");
+            return;
+        }
+        uint8_t *p = buf + h.header_len;
+        size_t len = (size_t)h.payload_len;
+        off += h.header_len + len;
+        if (h.masked) fc_ws_unmask(p, len, h.mask, 0);
+        if (h.opcode & 0x08) {
+            control(w, c, h.opcode, p, len);
+            continue;
+        }
+        if (h.opcode != FC_WS_OP_CONT) c->msg_len = 0, c->msg_active = 1;
+        if (h.fin && h.opcode != FC_WS_OP_CONT) {
+            if (h.opcode == FC_WS_OP_TEXT) data_message(w, p, len);
+            c->msg_active = 0;
+            continue;
+        }
+        int e = c->msg_active ? append_fragment(c, p, len) : FCC_EPROTO;
+        if (e != 0) {
+            fcc__watch_conn_fail(w, e, "invalid fragmented message from the server");
+            return;
+        }
+        if (h.fin) {
+            c->msg_active = 0;
+            data_message(w, c->msg, c->msg_len);
+        }
+    }
+    if (w->conn == c && !c->dead) {
+        c->rlen -= off;
+        memmove(c->rbuf, c->rbuf + off, c->rlen);
+    }
+}

@@ -1,0 +1,104 @@
+/* Test driver for libflowcast's live updates: prints one JSON line per update
+ * and per state change, for the e2e tests (tests/e2e/test_client_*.py). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flowcast/client.h"
+
+static long max_updates = -1;
+static long n_updates;
+
+static const char *state_name(fcc_state s)
+{
+    switch (s) {
+    case FCC_STATE_CONNECTING:
+        return "connecting";
+    case FCC_STATE_OPEN:
+        return "open";
+    case FCC_STATE_RECONNECTING:
+        return "reconnecting";
+    case FCC_STATE_CLOSED:
+        return "closed";
+    }
+    return "?";
+}
+
+static void on_update(fcc_watch *w, const fcc_update *u, void *data)
+{
+    (void)data;
+    printf("{\"event\":\"update\",\"workflow_id\":\"%s\",\"seq\":%lld,\"status\":\"%s\","
+           "\"current_step\":%lld,\"total_steps\":%lld,\"resync\":%s,\"deleted\":%s,\"raw\":%s}\n",
+           u->workflow_id, (long long)u->seq, u->status ? u->status : "", (long long)u->current_step,
+           (long long)u->total_steps, u->resync ? "true" : "false", u->deleted ? "true" : "false",
+           u->json);
+    fflush(stdout);
+    if (++n_updates == max_updates) fcc_watch_close(w);
+}
+
+static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
+{
+    (void)w;
+    (void)data;
+    printf("{\"event\":\"state\",\"state\":\"%s\",\"attempt\":%u,\"delay_ms\":%llu,"
+           "\"error\":%d,\"reason\":\"%s\"}\n",
+           state_name(s->state), s->attempt, (unsigned long long)s->delay_ms, s->error,
+           s->reason ? s->reason : "");
+    fflush(stdout);
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: fcc_probe URL [--all] [--count N] [--ping MS] [--pong MS]\n"
+                    "                 [--connect-timeout MS] [--backoff-max MS] [--max-retries N]\n"
+                    "                 [--since ID=SEQ] ID...\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage();
+    fcc_watch_options o = {.on_update = on_update, .on_state = on_state};
+    int all = 0, first_id = argc;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        int has_val = i + 1 < argc;
+        if (strcmp(a, "--all") == 0) all = 1;
+        else if (strcmp(a, "--count") == 0 && has_val) max_updates = atol(argv[++i]);
+        else if (strcmp(a, "--ping") == 0 && has_val) o.ping_interval_ms = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--pong") == 0 && has_val) o.pong_timeout_ms = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--connect-timeout") == 0 && has_val)
+            o.connect_timeout_ms = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--backoff-max") == 0 && has_val) o.backoff_max_ms = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--max-retries") == 0 && has_val) o.max_retries = (unsigned)atoi(argv[++i]);
+        else if (a[0] == '-' && strcmp(a, "--since") != 0) return usage();
+        else if (first_id == argc) first_id = i;
+        if (first_id != argc) break;
+    }
+    int err = 0;
+    fcc_watch *w = fcc_watch_new(NULL, argv[1], &o, &err);
+    if (!w) {
+        fprintf(stderr, "fcc_probe: %s\n", fcc_strerror(err));
+        return 2;
+    }
+    if (all) fcc_watch_add_all(w);
+    for (int i = first_id; i < argc; i++) {
+        int64_t since = -1;
+        const char *id = argv[i];
+        char buf[80];
+        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+            snprintf(buf, sizeof buf, "%s", argv[++i]);
+            char *eq = strchr(buf, '=');
+            if (!eq) return usage();
+            *eq = '\0';
+            since = atoll(eq + 1);
+            id = buf;
+        }
+        if (fcc_watch_add(w, id, since) != 0) {
+            fprintf(stderr, "fcc_probe: bad id %s\n", id);
+            return 2;
+        }
+    }
+    err = fcc_watch_run(w);
+    return err == 0 ? 0 : 1;
+}

@@ -1,0 +1,137 @@
+"""Helpers for the client library and CLI end-to-end tests: run the flowcast
+client subcommands, drive libflowcast through the fcc_probe test program
+(which prints one JSON line per update and state change), and restart a
+server on the same port and database. Built on conftest.py / fc_helpers.py."""
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+
+from fc_helpers import Server
+
+
+def probe_bin(flowcast):
+    """fcc_probe is built next to the flowcast binary."""
+    p = os.path.join(os.path.dirname(flowcast), "fcc_probe")
+    assert os.access(p, os.X_OK), "fcc_probe not built next to %s" % flowcast
+    return p
+
+
+def cli(flowcast, server, *args, env=None, timeout=20, url=None):
+    """Runs `flowcast ARGS` against server (via FLOWCAST_URL); returns CompletedProcess."""
+    e = dict(os.environ)
+    e.pop("FLOWCAST_API_TOKEN", None)
+    e["FLOWCAST_URL"] = url or "http://127.0.0.1:%d" % server.port
+    if env:
+        e.update(env)
+    return subprocess.run([flowcast] + [str(a) for a in args], capture_output=True, text=True,
+                          env=e, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def cli_json(flowcast, server, *args, **kw):
+    """Runs a client subcommand that must succeed and print one JSON object."""
+    r = cli(flowcast, server, *args, **kw)
+    assert r.returncode == 0, r
+    assert r.stderr == "", r
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1, r
+    return json.loads(lines[0])
+
+
+class LineProc:
+    """A child process whose stdout lines are collected by a thread."""
+
+    def __init__(self, argv, env=None):
+        e = dict(os.environ)
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        if env:
+            e.update(env)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True, env=e)
+        self.lines = []
+        self.q = queue.Queue()
+        self.stderr = ""
+        self._t = threading.Thread(target=self._pump, daemon=True)
+        self._t.start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.q.put(line.rstrip("\n"))
+        self.q.put(None)
+
+    def next(self, timeout=10.0):
+        """The next stdout line, or None at EOF; raises on timeout."""
+        try:
+            line = self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no output within %ss; so far: %r" % (timeout, self.lines[-5:]))
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_for(self, pred, timeout=10.0, what="line"):
+        """Reads JSON lines until pred(obj) holds; returns that object."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("%s not seen within %ss; last: %r" % (what, timeout, self.lines[-5:]))
+            line = self.next(left)
+            if line is None:
+                raise AssertionError("process ended before %s; last: %r" % (what, self.lines[-5:]))
+            obj = json.loads(line)
+            if pred(obj):
+                return obj
+
+    def finish(self, timeout=10.0):
+        """Waits for exit; drains stdout; returns the exit code."""
+        rc = self.proc.wait(timeout)
+        self._t.join(5)
+        while True:
+            try:
+                line = self.q.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        self.stderr = self.proc.stderr.read()
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        self._t.join(5)
+
+
+def probe(flowcast, server, *args):
+    """Starts fcc_probe against server with args (options then ids)."""
+    url = "http://127.0.0.1:%d" % server.port
+    return LineProc([probe_bin(flowcast), url] + [str(a) for a in args])
+
+
+def updates(lines, wid=None):
+    objs = [json.loads(x) for x in lines]
+    return [o for o in objs if o["event"] == "update" and (wid is None or o["workflow_id"] == wid)]
+
+
+def restart_same_port(factory, old):
+    """Starts a new server process with old's flags (same port and --db)."""
+    n = len(factory.servers) + 1
+    log_path = os.path.join(factory.tmpdir, "server-%d.log" % n)
+    s = Server(factory.binary, old.port, old.db, log_path, old.args, old.env, token=old.token)
+    deadline = time.monotonic() + 10
+    while True:  # the port may linger for a moment after the old process exits
+        s.start()
+        factory.servers.append(s)
+        try:
+            s.wait_ready(5)
+            return s
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            s.logf.close()
+            time.sleep(0.2)

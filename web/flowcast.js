@@ -1,0 +1,632 @@
+/* flowcast.js: the browser client of a flowcast server, an ES module with no
+ * dependencies. It follows one, several or all workflows live over the best
+ * transport that opens (WebSocket, then Server-Sent Events, then long-poll),
+ * reconnects with capped exponential backoff and full jitter, and resumes
+ * from the last seq it saw of each workflow, so the application sees every
+ * change once, in order, across reconnects (or a `resync` when the server's
+ * log no longer reaches back).
+ *
+ *   import { FlowcastClient } from '/flowcast.js';
+ *   const fc = new FlowcastClient({
+ *     url: 'http://127.0.0.1:8001',                  // default: the page's origin
+ *     onUpdate(u, meta) { console.log(u.workflow_id, u.seq, u.status); },
+ *     onState(s) { console.log(s.state, s.transport, s.delay); },
+ *   });
+ *   fc.subscribe(['deploy-42']);   // or fc.subscribeAll()
+ *   ...
+ *   fc.close();
+ *
+ * Updates have the server's update format: {workflow_id, status,
+ * current_step, total_steps, message, timestamp, seq} plus `resync: true`
+ * when they replace a lost history, or {workflow_id, deleted: true, seq,
+ * timestamp} for a deletion. `meta.workflow` holds the full workflow object
+ * (name, created_at, ...) when the update came from a REST answer.
+ *
+ * States: 'connecting' (trying `transport`), 'open' (`transport` is live),
+ * 'reconnecting' (`attempt`, `delay` ms, `retryAt` epoch ms), 'closed'
+ * (close() was called, or `maxRetries` were used up). */
+
+export const TRANSPORTS = ['websocket', 'sse', 'longpoll'];
+export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+const SSE_MAX_IDS = 100; /* the server's limit per /api/events stream */
+
+/* Delay before retry number `attempt` (0-based): a uniformly random value in
+ * [0, min(max, initial * 2^attempt)] ("full jitter"). */
+export function backoffDelay(attempt, { initial = 100, max = 30000 } = {}, random = Math.random) {
+  const ceiling = Math.min(max, initial * Math.pow(2, Math.min(attempt, 30)));
+  return Math.round(random() * ceiling);
+}
+
+/* The update message for a workflow object from the REST API. */
+export function workflowToUpdate(w) {
+  return {
+    workflow_id: w.id, status: w.status, current_step: w.current_step,
+    total_steps: w.total_steps, message: w.message, timestamp: w.updated_at, seq: w.seq,
+  };
+}
+
+class HttpError extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    this.status = status;
+    this.code = body && body.error && body.error.code;
+  }
+}
+
+export class FlowcastClient {
+  /* Options (all optional):
+   *   url          server base URL (default location.origin)
+   *   transports   order of transports to try (default TRANSPORTS)
+   *   onUpdate(update, meta)  every change, deduplicated by seq
+   *   onState(state)          connection state changes, see above
+   *   onError(err)            non-fatal problems (unknown workflow id, ...)
+   *   backoff      {initial: 100, max: 30000} ms; maxRetries (default Infinity)
+   *   openTimeout  ms a transport may take to open (default 5000)
+   *   pollInterval ms between list polls that find new and deleted workflows
+   *                on SSE/long-poll (default 3000)
+   *   longPollTimeout  seconds a long-poll request waits (default 25, max 60)
+   *   maxWaiters   concurrent long-poll requests (default 4: browsers allow 6
+   *                connections per host); other workflows ride on the list poll
+   *   token        bearer token for the REST helpers that write
+   *   autoConnect  connect on the first subscribe (default true) */
+  constructor(opts = {}) {
+    const loc = typeof location !== 'undefined' ? location.origin : 'http://127.0.0.1:8001';
+    this.url = String(opts.url || loc).replace(/\/+$/, '');
+    this.transports = (opts.transports || TRANSPORTS).filter((t) => TRANSPORTS.includes(t));
+    this.onUpdate = opts.onUpdate || (() => {});
+    this.onState = opts.onState || (() => {});
+    this.onError = opts.onError || (() => {});
+    this.backoff = { initial: 100, max: 30000, ...(opts.backoff || {}) };
+    this.maxRetries = opts.maxRetries ?? Infinity;
+    this.openTimeout = opts.openTimeout ?? 5000;
+    this.pollInterval = opts.pollInterval ?? 3000;
+    this.longPollTimeout = Math.min(60, opts.longPollTimeout ?? 25);
+    this.maxWaiters = opts.maxWaiters ?? 4;
+    this.token = opts.token || null;
+    this.autoConnect = opts.autoConnect ?? true;
+
+    this.all = false;          /* subscribeAll() was called */
+    this.ids = new Set();      /* explicitly subscribed ids */
+    this.last = new Map();     /* id -> last seq delivered */
+    this.state = 'idle';
+    this.transport = null;     /* name of the open transport */
+    this.attempt = 0;
+    this._t = null;            /* the current transport object */
+    this._timer = null;
+    this._closed = false;
+  }
+
+  /* --- subscriptions ------------------------------------------------------ */
+
+  /* Follows these workflows. `since` maps id -> seq to resume from (the
+   * application's own record), else the current state comes first. */
+  subscribe(ids, since = {}) {
+    const added = [];
+    for (const id of [].concat(ids)) {
+      if (since[id] != null && !this.last.has(id)) this.last.set(id, since[id]);
+      if (!this.ids.has(id)) { this.ids.add(id); added.push(id); }
+    }
+    if (added.length && this._t && this.state === 'open') this._t.changed({ added });
+    this._autostart();
+  }
+
+  unsubscribe(ids) {
+    const removed = [].concat(ids).filter((id) => this.ids.delete(id));
+    if (!this.all) removed.forEach((id) => this.last.delete(id));
+    if (removed.length && this._t && this.state === 'open') this._t.changed({ removed });
+  }
+
+  /* Follows every workflow, including those created later. */
+  subscribeAll() {
+    if (this.all) return;
+    this.all = true;
+    if (this._t && this.state === 'open') this._t.changed({ all: true });
+    this._autostart();
+  }
+
+  /* The ids the current transport must follow. */
+  followed() {
+    return this.all ? new Set([...this.ids, ...this.last.keys()]) : new Set(this.ids);
+  }
+
+  lastSeq(id) { return this.last.get(id); }
+
+  /* --- connection --------------------------------------------------------- */
+
+  connect() {
+    this._closed = false;
+    if (this._t || this._timer) return;
+    this._cycle(0);
+  }
+
+  /* Skips the rest of a backoff wait (e.g. when the browser is back online). */
+  retryNow() {
+    if (this._timer && !this._t && !this._closed) {
+      clearTimeout(this._timer);
+      this._cycle(0);
+    }
+  }
+
+  close() {
+    this._closed = true;
+    clearTimeout(this._timer);
+    this._timer = null;
+    this._stopTransport();
+    this._setState({ state: 'closed' });
+  }
+
+  _autostart() {
+    if (this.autoConnect && !this._closed && this.state === 'idle') this.connect();
+  }
+
+  /* Tries transports[i], then the next ones; all failing -> backoff. */
+  _cycle(i) {
+    this._timer = null;
+    if (this._closed) return;
+    if (i >= this.transports.length) return this._retryLater(new Error('no transport could open'));
+    const name = this.transports[i];
+    this._setState({ state: this.attempt ? 'reconnecting' : 'connecting', transport: name, trying: true });
+    const Impl = IMPLS[name];
+    let opened = false;
+    const t = new Impl(this, {
+      open: () => {
+        if (this._t !== t || opened) return;
+        opened = true;
+        clearTimeout(guard);
+        this.attempt = 0;
+        this.transport = name;
+        this._setState({ state: 'open', transport: name });
+      },
+      fail: (err) => {
+        if (this._t !== t) return;
+        clearTimeout(guard);
+        this._stopTransport();
+        if (opened) this._retryLater(err);
+        else this._cycle(i + 1);
+      },
+    });
+    this._t = t;
+    const guard = setTimeout(() => t.hooks.fail(new Error(`${name} did not open in time`)), this.openTimeout);
+    try {
+      t.start();
+    } catch (err) {
+      t.hooks.fail(err);
+    }
+  }
+
+  _retryLater(err) {
+    if (this._closed) return;
+    if (this.attempt >= this.maxRetries) {
+      this._setState({ state: 'closed', error: err });
+      return;
+    }
+    const delay = backoffDelay(this.attempt, this.backoff);
+    this.attempt++;
+    this.transport = null;
+    this._setState({ state: 'reconnecting', attempt: this.attempt, delay, retryAt: Date.now() + delay, error: err });
+    this._timer = setTimeout(() => this._cycle(0), delay);
+  }
+
+  _stopTransport() {
+    const t = this._t;
+    this._t = null;
+    if (t) t.stop();
+  }
+
+  _setState(s) {
+    this.state = s.state;
+    try {
+      this.onState({ transport: null, attempt: this.attempt, ...s });
+    } catch (e) {
+      setTimeout(() => { throw e; });
+    }
+  }
+
+  /* Delivers one server message unless its seq was already seen. Returns
+   * true when it was new. */
+  _deliver(m, meta = {}) {
+    if (!m || typeof m.workflow_id !== 'string' || typeof m.seq !== 'number') return false;
+    const id = m.workflow_id;
+    if (!this.all && !this.ids.has(id)) return false;
+    const prev = this.last.get(id);
+    if (prev != null && m.seq <= prev) return false;
+    if (m.deleted && prev == null && this.all) return false; /* never seen, or already gone */
+    if (m.deleted) this.last.delete(id);
+    else this.last.set(id, m.seq);
+    try {
+      this.onUpdate(m, { transport: this.transport, ...meta });
+    } catch (e) {
+      setTimeout(() => { throw e; });
+    }
+    return true;
+  }
+
+  /* A workflow we knew is gone (found out without a deletion message). */
+  _gone(id) {
+    const prev = this.last.get(id);
+    if (prev == null) return;
+    this._deliver({ workflow_id: id, deleted: true, seq: prev + 1, timestamp: new Date().toISOString() });
+  }
+
+  /* Brings `id` from its last seq up to workflow object `w` through
+   * /history, so a jump in seq does not lose the changes in between. */
+  async _catchUp(w, signal) {
+    const prev = this.last.get(w.id);
+    if (prev != null && w.seq > prev + 1) {
+      try {
+        const h = await this.history(w.id, { since: prev, limit: 1000 }, signal);
+        if (h.oldest_seq > prev + 1) {
+          this._deliver({ ...workflowToUpdate(w), resync: true }, { workflow: w });
+          return;
+        }
+        for (const e of h.events) if (e.seq < w.seq) this._deliver(e);
+      } catch (err) {
+        if (err.name === 'AbortError') throw err;
+        if (err.status === 404) return this._gone(w.id);
+        throw err;
+      }
+    }
+    this._deliver(workflowToUpdate(w), { workflow: w });
+  }
+
+  /* Every workflow in the list (newest first), following cursors. */
+  async listAll({ status, pageSize = 1000, maxPages = 10 } = {}, signal) {
+    const out = [];
+    let cursor = null;
+    for (let page = 0; page < maxPages; page++) {
+      const r = await this.list({ status, limit: pageSize, cursor }, signal);
+      out.push(...r.workflows);
+      cursor = r.next_cursor;
+      if (!cursor) return { workflows: out, complete: true };
+    }
+    return { workflows: out, complete: false };
+  }
+
+  /* Finds new workflows and ones deleted while we were away (all mode), and
+   * catches up every followed workflow whose seq moved. `catchUpAll` is
+   * false on WebSocket/SSE, whose streams replay changes themselves. */
+  async _sweep(signal, catchUpAll) {
+    const before = new Set(this.last.keys());
+    const { workflows, complete } = await this.listAll({}, signal);
+    const seen = new Set();
+    for (const w of workflows.slice().reverse()) { /* oldest first */
+      seen.add(w.id);
+      if (!this.all && !this.ids.has(w.id)) continue;
+      const prev = this.last.get(w.id);
+      if (prev == null) this._deliver(workflowToUpdate(w), { workflow: w });
+      else if (catchUpAll && w.seq > prev) await this._catchUp(w, signal);
+    }
+    if (complete) for (const id of before) if (!seen.has(id)) this._gone(id);
+    return workflows;
+  }
+
+  /* --- REST helpers (return parsed JSON, throw HttpError) ------------------ */
+
+  async request(method, path, body, signal) {
+    const headers = {};
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (this.token && method !== 'GET') headers.Authorization = `Bearer ${this.token}`;
+    const r = await fetch(this.url + path, {
+      method, headers, signal, cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    const data = text ? JSON.parse(text) : null;
+    if (!r.ok) throw new HttpError(r.status, data);
+    return data;
+  }
+
+  list({ status, limit, cursor } = {}, signal) {
+    const q = new URLSearchParams();
+    if (status) q.set('status', status);
+    if (limit) q.set('limit', limit);
+    if (cursor) q.set('cursor', cursor);
+    const qs = q.toString();
+    return this.request('GET', '/api/workflows' + (qs ? '?' + qs : ''), undefined, signal);
+  }
+
+  get(id, signal) { return this.request('GET', `/api/workflows/${encodeURIComponent(id)}`, undefined, signal); }
+
+  history(id, { since = 0, limit = 100 } = {}, signal) {
+    return this.request('GET', `/api/workflows/${encodeURIComponent(id)}/history?since=${since}&limit=${limit}`, undefined, signal);
+  }
+
+  create(fields) { return this.request('POST', '/api/workflows', fields); }
+  update(id, fields) { return this.request('PATCH', `/api/workflows/${encodeURIComponent(id)}`, fields); }
+  remove(id) { return this.request('DELETE', `/api/workflows/${encodeURIComponent(id)}`); }
+}
+
+/* --- transports -------------------------------------------------------------
+ * Each has start(), stop() and changed({added, removed, all}); it calls
+ * hooks.open() once it works and hooks.fail(err) once when it cannot open or
+ * is lost. The client ignores calls from a transport it has stopped. */
+
+/* WebSocket: one /api/updates connection. Each id is subscribed in its own
+ * message (with `since` when known), so one deleted id cannot fail the
+ * others; answers come back in order and are matched to what was sent. */
+class WebSocketTransport {
+  constructor(client, hooks) {
+    this.c = client;
+    this.hooks = hooks;
+    this.pending = [];
+    this.ctl = new AbortController();
+  }
+
+  start() {
+    const url = this.c.url.replace(/^http/, 'ws') + '/api/updates';
+    const ws = (this.ws = new WebSocket(url));
+    ws.onopen = () => {
+      const ids = [...this.c.followed()];
+      ids.forEach((id) => this._sub(id));
+      if (this.c.all) this._send({ op: 'subscribe_all' }, { op: 'all' });
+      if (!this.pending.length) this.hooks.open();
+    };
+    ws.onmessage = (ev) => this._message(ev.data);
+    ws.onerror = () => {}; /* onclose follows */
+    ws.onclose = (ev) => this.hooks.fail(new Error(`WebSocket closed (${ev.code})`));
+  }
+
+  stop() {
+    this.ctl.abort();
+    const ws = this.ws;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    if (ws.readyState === WebSocket.CONNECTING) ws.onopen = () => ws.close(1000);
+    else if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+  }
+
+  changed({ added = [], removed = [], all = false }) {
+    added.forEach((id) => this._sub(id));
+    if (removed.length) this._send({ op: 'unsubscribe', workflow_ids: removed }, { op: 'unsub' });
+    if (all) this._discoverAll();
+  }
+
+  _send(msg, rec) {
+    this.pending.push(rec);
+    this.ws.send(JSON.stringify(msg));
+  }
+
+  _sub(id) {
+    const msg = { op: 'subscribe', workflow_ids: [id] };
+    const seq = this.c.last.get(id);
+    if (seq != null) msg.since = { [id]: seq };
+    this._send(msg, { op: 'sub', id });
+  }
+
+  /* Workflows created while we were away are not in the subscribe_all stream. */
+  _discoverAll() {
+    this.c._sweep(this.ctl.signal, false).catch((err) => {
+      if (err.name !== 'AbortError') this.c.onError(err);
+    });
+  }
+
+  _message(data) {
+    let m;
+    try {
+      m = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (m.op) {
+      const rec = this.pending.shift() || {};
+      if (m.op === 'error') {
+        if (rec.op === 'sub' && m.code === 'not_found') {
+          if (this.c.last.has(rec.id)) this.c._gone(rec.id);
+          else this.c.onError(new Error(m.message));
+          if (!this.c.all) this.c.ids.delete(rec.id);
+        } else {
+          this.c.onError(new Error(m.message || 'server error'));
+        }
+      }
+      if (!this.pending.length && !this.opened) {
+        this.opened = true;
+        this.hooks.open();
+        if (this.c.all) this._discoverAll();
+      }
+      return;
+    }
+    this.c._deliver(m);
+  }
+}
+
+/* Server-Sent Events: /api/events?workflow_ids=...&since=<cursor built from
+ * our own last seqs>, up to 100 ids per stream. The browser's own
+ * EventSource retry is not used: a lost stream goes through the client's
+ * backoff. In all mode a periodic list poll finds new and deleted workflows
+ * and reopens the streams with the new set. */
+class SseTransport {
+  constructor(client, hooks) {
+    this.c = client;
+    this.hooks = hooks;
+    this.sources = [];
+    this.ctl = new AbortController();
+    this.poll = null;
+    this.key = '';
+  }
+
+  async start() {
+    try {
+      if (this.c.all) await this.c._sweep(this.ctl.signal, false);
+    } catch (err) {
+      if (err.name !== 'AbortError') this.hooks.fail(err);
+      return;
+    }
+    if (this.ctl.signal.aborted) return;
+    this._open(() => this.hooks.open());
+    if (this.c.all) this._schedulePoll();
+  }
+
+  stop() {
+    this.ctl.abort();
+    clearTimeout(this.poll);
+    this._closeSources();
+  }
+
+  changed() {
+    this._open(() => {});
+  }
+
+  _schedulePoll() {
+    this.poll = setTimeout(async () => {
+      try {
+        await this.c._sweep(this.ctl.signal, false);
+        if ([...this.c.followed()].sort().join(',') !== this.key) this._open(() => {});
+        this._schedulePoll();
+      } catch (err) {
+        if (err.name !== 'AbortError') this.hooks.fail(err);
+      }
+    }, this.c.pollInterval);
+  }
+
+  _closeSources() {
+    for (const es of this.sources) {
+      es.onopen = es.onmessage = es.onerror = null;
+      es.close();
+    }
+    this.sources = [];
+  }
+
+  /* (Re)opens the streams for the followed ids; calls done() once all are open. */
+  _open(done) {
+    this._closeSources();
+    const ids = [...this.c.followed()].sort();
+    this.key = ids.join(',');
+    if (!ids.length) return done(); /* nothing to stream yet: the list poll waits */
+    let waiting = 0;
+    for (let i = 0; i < ids.length; i += SSE_MAX_IDS) {
+      const chunk = ids.slice(i, i + SSE_MAX_IDS);
+      const cursor = chunk.filter((id) => this.c.last.has(id)).map((id) => `${id}:${this.c.last.get(id)}`).join(',');
+      const q = new URLSearchParams({ workflow_ids: chunk.join(',') });
+      if (cursor) q.set('since', cursor);
+      const es = new EventSource(`${this.c.url}/api/events?${q}`);
+      waiting++;
+      let isOpen = false;
+      es.onopen = () => {
+        if (isOpen) return;
+        isOpen = true;
+        if (--waiting === 0) done();
+      };
+      es.onmessage = (ev) => {
+        let m;
+        try {
+          m = JSON.parse(ev.data);
+        } catch {
+          return;
+        }
+        this.c._deliver(m);
+      };
+      es.onerror = () => this.hooks.fail(new Error('event stream failed'));
+      this.sources.push(es);
+    }
+  }
+}
+
+/* Long-poll: GET /api/workflows/{id}?wait_since=<last seq>&timeout=S for up
+ * to maxWaiters non-terminal workflows at a time; a jump in seq is filled in
+ * from /history. A list poll every pollInterval catches up the others and
+ * finds new and deleted workflows. */
+class LongPollTransport {
+  constructor(client, hooks) {
+    this.c = client;
+    this.hooks = hooks;
+    this.ctl = new AbortController();
+    this.waiters = new Map(); /* id -> AbortController */
+    this.poll = null;
+  }
+
+  async start() {
+    try {
+      await this._sweep();
+    } catch (err) {
+      if (err.name !== 'AbortError') this.hooks.fail(err);
+      return;
+    }
+    if (this.ctl.signal.aborted) return;
+    this.hooks.open();
+    this._schedulePoll();
+  }
+
+  stop() {
+    this.ctl.abort();
+    clearTimeout(this.poll);
+    for (const ac of this.waiters.values()) ac.abort();
+    this.waiters.clear();
+  }
+
+  changed({ removed = [] }) {
+    for (const id of removed) this.waiters.get(id)?.abort();
+    this._sweep().catch((err) => {
+      if (err.name !== 'AbortError') this.hooks.fail(err);
+    });
+  }
+
+  async _sweep() {
+    const workflows = await this.c._sweep(this.ctl.signal, true);
+    const byId = new Map(workflows.map((w) => [w.id, w]));
+    if (!this.c.all) { /* ids missing from a truncated list: fetch them */
+      for (const id of this.c.ids) {
+        if (byId.has(id)) continue;
+        try {
+          const w = await this.c.get(id, this.ctl.signal);
+          byId.set(id, w);
+          await this.c._catchUp(w, this.ctl.signal);
+        } catch (err) {
+          if (err.status !== 404) throw err;
+        }
+      }
+    }
+    this._assign(byId);
+  }
+
+  _schedulePoll() {
+    this.poll = setTimeout(async () => {
+      try {
+        await this._sweep();
+        this._schedulePoll();
+      } catch (err) {
+        if (err.name !== 'AbortError') this.hooks.fail(err);
+      }
+    }, this.c.pollInterval);
+  }
+
+  /* Waits on the most recently updated live workflows. */
+  _assign(byId) {
+    const live = [...this.c.followed()]
+      .map((id) => byId.get(id))
+      .filter((w) => w && !TERMINAL.has(w.status))
+      .sort((a, b) => (a.updated_at < b.updated_at ? 1 : -1))
+      .slice(0, this.c.maxWaiters)
+      .map((w) => w.id);
+    for (const [id, ac] of this.waiters) if (!live.includes(id)) { ac.abort(); this.waiters.delete(id); }
+    for (const id of live) if (!this.waiters.has(id)) this._wait(id);
+  }
+
+  async _wait(id) {
+    const ac = new AbortController();
+    this.waiters.set(id, ac);
+    const abortAll = () => ac.abort();
+    this.ctl.signal.addEventListener('abort', abortAll);
+    try {
+      while (!ac.signal.aborted) {
+        const since = this.c.last.get(id) ?? 0;
+        let w;
+        try {
+          w = await this.c.request('GET', `/api/workflows/${encodeURIComponent(id)}?wait_since=${since}&timeout=${this.c.longPollTimeout}`, undefined, ac.signal);
+        } catch (err) {
+          if (err.status === 404) { this.c._gone(id); break; }
+          throw err;
+        }
+        await this.c._catchUp(w, ac.signal);
+        if (TERMINAL.has(w.status)) break;
+      }
+    } catch (err) {
+      if (err.name !== 'AbortError') this.hooks.fail(err);
+    } finally {
+      this.ctl.signal.removeEventListener('abort', abortAll);
+      if (this.waiters.get(id) === ac) this.waiters.delete(id);
+    }
+  }
+}
+
+const IMPLS = { websocket: WebSocketTransport, sse: SseTransport, longpoll: LongPollTransport };
