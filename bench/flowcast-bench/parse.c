@@ -88,7 +88,7 @@ int fcb_msg_parse(const char *buf, size_t len, fcb_msg *m)
 
 int fcb_msg_resync(const char *buf, size_t len)
 {
-    return memmem(buf, len, "\"resync\":true", 14) != NULL;
+    return memmem(buf, len, "\"resync\":true", 13) != NULL;
 }
 
 static const char *find_crlfcrlf(const char *buf, size_t len)

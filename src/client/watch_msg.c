@@ -99,9 +99,11 @@ static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t seq, const char *
         snprintf(fallback, sizeof fallback, "{\"workflow_id\":\"%s\",\"deleted\":true,\"seq\":0}", s->id);
         json = fallback;
     }
-    fcc_update u = {.workflow_id = s->id, .message = "", .timestamp = ts, .seq = seq,
-                    .deleted = 1, .json = json};
+    char id[FCC__ID_MAX + 1];
+    memcpy(id, s->id, sizeof id);
     fcc__sub_remove(w, s);
+    fcc_update u = {.workflow_id = id, .message = "", .timestamp = ts, .seq = seq,
+                    .deleted = 1, .json = json};
     w->o.on_update(w, &u, w->o.data);
 }
 

@@ -123,6 +123,27 @@ void fc_outq_consume(fc_outq *q, size_t n, void (*on_done)(const fc_buf *buf))
     }
 }
 
+uint32_t fc_outq_drop_unlocked(fc_outq *q)
+{
+    uint32_t keep = q->locked ? q->locked : (q->head_off ? 1u : 0u);
+    fc_outq_entry **link = &q->head, *last = NULL;
+    for (uint32_t i = 0; *link && i < keep; i++) {
+        last = *link;
+        link = &(*link)->next;
+    }
+    uint32_t dropped = 0;
+    while (*link) {
+        fc_outq_entry *e = *link;
+        *link = e->next;
+        fc_buf_unref(e->buf);
+        entry_put(e);
+        dropped++;
+    }
+    q->tail = last;
+    q->count -= dropped;
+    return dropped;
+}
+
 void fc_outq_clear(fc_outq *q)
 {
     while (q->head) {

@@ -41,6 +41,9 @@ int fc_outq_iov(const fc_outq *q, uv_buf_t *iov, int max, size_t max_bytes, size
  * on_done(buf) before releasing each change-carrying (seq != 0) entry. */
 void fc_outq_consume(fc_outq *q, size_t n, void (*on_done)(const fc_buf *buf));
 
+/* Releases every entry that is neither locked nor partly written; returns how many. */
+uint32_t fc_outq_drop_unlocked(fc_outq *q);
+
 /* Releases every entry. */
 void fc_outq_clear(fc_outq *q);
 

@@ -68,6 +68,24 @@ static void on_check(uv_check_t *h)
         uv_idle_start(&srv->flush_idle, noop_idle); /* leftovers: do not block in poll */
 }
 
+/* A subscriber stuck past --slow-timeout: its backlog is dropped and a 1008
+ * close frame queued behind the write in flight; if the peer does not read
+ * it within the close grace period, the closing sweep drops the socket. */
+static void close_stuck(fc_server *srv, fc_conn *c, uint64_t now)
+{
+    FC_INFO("ws", "subscriber stuck for %.1f s with %u messages queued: closing (1008)",
+            srv->cfg->slow_timeout, c->out.count);
+    fc_metrics_g.slow_consumers_closed++;
+    if (!fc_stream_is_ws((fc_stream_kind)c->kind)) {
+        fc__conn_close(c);
+        return;
+    }
+    fc_outq_drop_unlocked(&c->out);
+    fc_conn_ws_close(c, FC_WS_CLOSE_POLICY, "subscriber too slow");
+    c->close_after_write = 1;
+    c->progress_ms = now;
+}
+
 static void sweep_stuck_writers(fc_server *srv, uint64_t now)
 {
     uint64_t limit = (uint64_t)(srv->cfg->slow_timeout * 1000.0);
@@ -75,13 +93,8 @@ static void sweep_stuck_writers(fc_server *srv, uint64_t now)
     while (it != &srv->blocked_list) {
         fc_list *next = it->next;
         fc_conn *c = fc_container_of(it, fc_conn, io_link);
-        if (now - c->progress_ms >= limit) {
-            /* Its kernel buffer is full, so a close frame could not reach it either. */
-            FC_INFO("ws", "subscriber stuck for %.1f s with %u messages queued: closing (1008)",
-                    srv->cfg->slow_timeout, c->out.count);
-            fc_metrics_g.slow_consumers_closed++;
-            fc__conn_close(c);
-        }
+        /* Once the close frame is queued, the closing sweep owns the deadline. */
+        if (!c->ws_close_sent && now - c->progress_ms >= limit) close_stuck(srv, c, now);
         it = next;
     }
 }

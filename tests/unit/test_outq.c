@@ -123,6 +123,26 @@ static void test_iov_respects_byte_cap(void **state)
     fc_outq_pool_trim();
 }
 
+static void test_drop_unlocked_keeps_in_flight(void **state)
+{
+    (void)state;
+    fc_outq q = {0};
+    for (int i = 1; i <= 5; i++) fc_outq_push(&q, change("a", i));
+    q.locked = 2;
+    assert_int_equal(fc_outq_drop_unlocked(&q), 3);
+    assert_int_equal(q.count, 2);
+    assert_int_equal(q.tail->buf->seq, 2);
+    fc_outq_push(&q, change("a", 9)); /* the tail is usable again */
+    assert_int_equal(q.tail->buf->seq, 9);
+    q.locked = 0;
+    fc_outq_consume(&q, 1, NULL); /* head partly written: kept */
+    assert_int_equal(fc_outq_drop_unlocked(&q), 2);
+    assert_int_equal(q.count, 1);
+    assert_ptr_equal(q.head, q.tail);
+    fc_outq_clear(&q);
+    fc_outq_pool_trim();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -130,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_coalesce_keeps_latest_and_other_keys),
         cmocka_unit_test(test_coalesce_spares_locked_and_started_entries),
         cmocka_unit_test(test_iov_respects_byte_cap),
+        cmocka_unit_test(test_drop_unlocked_keeps_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

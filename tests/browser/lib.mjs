@@ -1,0 +1,178 @@
+// Helpers for the browser tests: start/stop flowcast servers, launch Debian's
+// Chromium through playwright-core, talk to the REST API, wait with timeouts.
+// Environment (set by run.sh): FLOWCAST_BIN, FC_WORK (temp dir), FC_ROOT.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const BIN = process.env.FLOWCAST_BIN;
+export const WORK = process.env.FC_WORK || fs.mkdtempSync('/tmp/flowcast-browser-');
+export const ROOT = process.env.FC_ROOT || path.resolve(import.meta.dirname, '../..');
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let serverCount = 0;
+
+/* A flowcast process; restart() starts it again on the same port and db. */
+export class Server {
+  constructor({ port, db, args = [] }) {
+    this.port = port;
+    this.db = db;
+    this.args = args;
+    this.url = `http://127.0.0.1:${port}`;
+    this.log = path.join(WORK, `server-${++serverCount}.log`);
+    this.proc = null;
+  }
+
+  static async start({ args = [], db } = {}) {
+    const port = await freePort();
+    const s = new Server({ port, db: db || path.join(WORK, `db-${serverCount + 1}-${port}.db`), args });
+    await s.restart();
+    return s;
+  }
+
+  async restart() {
+    if (!BIN) throw new Error('FLOWCAST_BIN is not set');
+    const fd = fs.openSync(this.log, 'a');
+    this.proc = spawn(BIN, ['serve', '--listen', `127.0.0.1:${this.port}`, '--db', this.db, ...this.args], {
+      stdio: ['ignore', fd, fd],
+      env: { ASAN_OPTIONS: 'detect_leaks=0', ...process.env },
+    });
+    fs.closeSync(fd);
+    fs.appendFileSync(path.join(WORK, 'pids'), `${this.proc.pid}\n`); /* run.sh's trap kills leftovers */
+    const deadline = Date.now() + 10000;
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null) throw new Error(`server exited (${this.proc.exitCode}):\n${this.tail()}`);
+      try {
+        const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok) return;
+      } catch {
+        /* not up yet */
+      }
+      await sleep(50);
+    }
+    throw new Error(`server not ready in 10 s:\n${this.tail()}`);
+  }
+
+  /* Stops the process with `signal` and waits (at most 5 s) for it to exit. */
+  async stop(signal = 'SIGTERM') {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const done = new Promise((r) => p.once('exit', r));
+    p.kill(signal);
+    await Promise.race([done, sleep(5000)]);
+    if (p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGKILL');
+      await Promise.race([done, sleep(2000)]);
+    }
+  }
+
+  tail(n = 40) {
+    try {
+      return fs.readFileSync(this.log, 'utf8').split('\n').slice(-n).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async api(method, p, body) {
+    const r = await fetch(this.url + p, {
+      method,
+      headers: body ? { 'Content-Type': 'application/json' } : {},
+      body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(5000),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`${method} ${p} -> ${r.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
+
+  create(fields) {
+    return this.api('POST', '/api/workflows', { total_steps: 10, ...fields });
+  }
+
+  patch(id, fields) {
+    return this.api('PATCH', `/api/workflows/${id}`, fields);
+  }
+}
+
+/* One Chromium for a test file, with a fresh profile directory. */
+export async function launchBrowser() {
+  const profile = fs.mkdtempSync(path.join(WORK, 'profile-'));
+  return chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    timeout: 30000,
+    viewport: { width: 1280, height: 760 },
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--disable-dev-shm-usage',
+    ],
+  });
+}
+
+/* Messages that a page shows when a server is down or a transport is
+ * refused on purpose: expected in the fallback and restart tests. */
+const NETWORK_NOISE = /WebSocket connection to|Failed to load resource|net::ERR_|EventSource/;
+
+/* A new page that records console errors and uncaught exceptions. */
+export async function openPage(context, url) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.errors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') page.errors.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => page.errors.push(`pageerror: ${e.message}`));
+  if (url) await page.goto(url, { waitUntil: 'load', timeout: 15000 });
+  return page;
+}
+
+/* Errors other than expected network noise. */
+export function realErrors(page) {
+  return page.errors.filter((e) => e.startsWith('pageerror') || !NETWORK_NOISE.test(e));
+}
+
+export const row = (page, id) => page.locator(`[data-testid="workflow-row"][data-id="${id}"]`);
+
+/* Waits until the row of `id` shows `steps` ("3 / 10") and, if given, `message`/`status`. */
+export async function waitRow(page, id, { steps, message, status }, timeout = 15000) {
+  await page.waitForFunction(
+    ({ id, steps, message, status }) => {
+      const li = document.querySelector(`[data-testid="workflow-row"][data-id="${id}"]`);
+      if (!li || li.hidden) return false;
+      const t = (s) => li.querySelector(`[data-testid="${s}"]`).textContent;
+      return (steps == null || t('wf-steps') === steps) &&
+        (message == null || t('wf-message') === message) &&
+        (status == null || li.dataset.status === status);
+    },
+    { id, steps, message, status },
+    { timeout, polling: 50 },
+  );
+}
+
+export async function waitConn(page, state, transport, timeout = 15000) {
+  await page.waitForFunction(
+    ({ state, transport }) => {
+      const c = document.querySelector('[data-testid="conn"]');
+      const t = document.querySelector('[data-testid="transport"]');
+      return c.dataset.state === state && (transport == null || t.dataset.transport === transport);
+    },
+    { state, transport },
+    { timeout, polling: 50 },
+  );
+}
