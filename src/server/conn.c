@@ -155,7 +155,8 @@ static void drain_stash(fc_conn *c)
 {
     size_t used = process_input(c, c->in, c->in_len);
     if (used < c->in_len) {
-        memmove(c->in, c->in + used, c->in_len - used);
+        /* A large frame arrives over many reads: move only when something was consumed. */
+        if (used) memmove(c->in, c->in + used, c->in_len - used);
         c->in_len -= (uint32_t)used;
         return;
     }

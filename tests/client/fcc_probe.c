@@ -36,14 +36,28 @@ static void on_update(fcc_watch *w, const fcc_update *u, void *data)
     if (++n_updates == max_updates) fcc_watch_close(w);
 }
 
+/* Copies s into out as the inside of a JSON string. */
+static void escape(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; s && *s && n + 7 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') out[n++] = '\\', out[n++] = (char)ch;
+        else if (ch < 0x20) n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+        else out[n++] = (char)ch;
+    }
+    out[n] = '\0';
+}
+
 static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
 {
+    char reason[1024];
     (void)w;
     (void)data;
+    escape(s->reason, reason, sizeof reason);
     printf("{\"event\":\"state\",\"state\":\"%s\",\"attempt\":%u,\"delay_ms\":%llu,"
            "\"error\":%d,\"reason\":\"%s\"}\n",
-           state_name(s->state), s->attempt, (unsigned long long)s->delay_ms, s->error,
-           s->reason ? s->reason : "");
+           state_name(s->state), s->attempt, (unsigned long long)s->delay_ms, s->error, reason);
     fflush(stdout);
 }
 
@@ -73,7 +87,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--max-retries") == 0 && has_val) o.max_retries = (unsigned)atoi(argv[++i]);
         else if (a[0] == '-' && strcmp(a, "--since") != 0) return usage();
         else if (first_id == argc) first_id = i;
-        if (first_id != argc) break;
+        if (first_id != argc) break; /* the ids (and their --since) come last */
     }
     int err = 0;
     fcc_watch *w = fcc_watch_new(NULL, argv[1], &o, &err);
