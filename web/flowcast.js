@@ -68,6 +68,8 @@ export class FlowcastClient {
    *   longPollTimeout  seconds a long-poll request waits (default 25, max 60)
    *   maxWaiters   concurrent long-poll requests (default 4: browsers allow 6
    *                connections per host); other workflows ride on the list poll
+   *   upgradeDelay ms on a fallback transport before checking whether a
+   *                better one works again (default 10000, doubling to 5 min)
    *   token        bearer token for the REST helpers that write
    *   autoConnect  connect on the first subscribe (default true) */
   constructor(opts = {}) {
@@ -85,6 +87,7 @@ export class FlowcastClient {
     this.maxWaiters = opts.maxWaiters ?? 4;
     this.token = opts.token || null;
     this.autoConnect = opts.autoConnect ?? true;
+    this.upgradeDelay = opts.upgradeDelay ?? 10000;
 
     this.all = false;          /* subscribeAll() was called */
     this.ids = new Set();      /* explicitly subscribed ids */
@@ -161,12 +164,12 @@ export class FlowcastClient {
   }
 
   /* Tries transports[i], then the next ones; all failing -> backoff. */
-  _cycle(i) {
+  _cycle(i, quiet = false) {
     this._timer = null;
     if (this._closed) return;
     if (i >= this.transports.length) return this._retryLater(new Error('no transport could open'));
     const name = this.transports[i];
-    this._setState({ state: this.attempt ? 'reconnecting' : 'connecting', transport: name, trying: true });
+    if (!quiet) this._setState({ state: this.attempt ? 'reconnecting' : 'connecting', transport: name, trying: true });
     const Impl = IMPLS[name];
     let opened = false;
     const t = new Impl(this, {
@@ -177,13 +180,14 @@ export class FlowcastClient {
         this.attempt = 0;
         this.transport = name;
         this._setState({ state: 'open', transport: name });
+        if (i > 0) this._scheduleUpgrade(i, this.upgradeDelay);
       },
       fail: (err) => {
         if (this._t !== t) return;
         clearTimeout(guard);
         this._stopTransport();
         if (opened) this._retryLater(err);
-        else this._cycle(i + 1);
+        else this._cycle(i + 1, quiet);
       },
     });
     this._t = t;
@@ -209,9 +213,29 @@ export class FlowcastClient {
   }
 
   _stopTransport() {
+    clearTimeout(this._upgrade);
     const t = this._t;
     this._t = null;
     if (t) t.stop();
+  }
+
+  /* On a fallback transport, checks now and then (10 s, doubling up to
+   * 5 min) whether a better one works again, e.g. after a restart that
+   * happened between two attempts, and switches to it without a gap in
+   * the changes (the new transport resumes from the last seqs). */
+  _scheduleUpgrade(current, delay) {
+    clearTimeout(this._upgrade);
+    this._upgrade = setTimeout(async () => {
+      const t = this._t;
+      for (const name of this.transports.slice(0, current)) {
+        if (await probe(this, name)) {
+          if (this._t !== t || this._closed) return;
+          this._stopTransport();
+          return this._cycle(0, true);
+        }
+      }
+      if (this._t === t) this._scheduleUpgrade(current, Math.min(delay * 2, 300000));
+    }, delay);
   }
 
   _setState(s) {
@@ -379,7 +403,10 @@ class WebSocketTransport {
   changed({ added = [], removed = [], all = false }) {
     added.forEach((id) => this._sub(id));
     if (removed.length) this._send({ op: 'unsubscribe', workflow_ids: removed }, { op: 'unsub' });
-    if (all) this._discoverAll();
+    if (all) {
+      this._send({ op: 'subscribe_all' }, { op: 'all' });
+      this._discoverAll();
+    }
   }
 
   _send(msg, rec) {
@@ -627,6 +654,37 @@ class LongPollTransport {
       if (this.waiters.get(id) === ac) this.waiters.delete(id);
     }
   }
+}
+
+/* Whether transport `name` can open now, without disturbing the current one. */
+function probe(client, name) {
+  return new Promise((resolve) => {
+    let timer = 0;
+    const done = (ok) => {
+      clearTimeout(timer);
+      resolve(ok);
+    };
+    timer = setTimeout(() => done(false), client.openTimeout);
+    if (name === 'websocket') {
+      const ws = new WebSocket(client.url.replace(/^http/, 'ws') + '/api/updates');
+      ws.onopen = () => {
+        ws.onclose = null;
+        ws.close(1000);
+        done(true);
+      };
+      ws.onclose = () => done(false);
+    } else if (name === 'sse') {
+      const id = [...client.followed()][0];
+      if (!id) return done(false);
+      const ac = new AbortController();
+      fetch(`${client.url}/api/events?workflow_ids=${encodeURIComponent(id)}`, { signal: ac.signal, cache: 'no-store' })
+        .then((r) => done(r.ok && (r.headers.get('content-type') || '').startsWith('text/event-stream')))
+        .catch(() => done(false))
+        .finally(() => ac.abort());
+    } else {
+      done(false);
+    }
+  });
 }
 
 const IMPLS = { websocket: WebSocketTransport, sse: SseTransport, longpoll: LongPollTransport };

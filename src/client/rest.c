@@ -268,6 +268,8 @@ int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor, uns
 int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_workflow *out,
                       fcc_error *err)
 {
+    fcc_error local;
+    if (!err) err = &local; /* the retry needs the server's error code */
     for (int i = 0; i < STEP_RETRIES; i++) {
         fcc_workflow cur;
         int r = fcc_workflow_get(c, id, &cur, err);
@@ -288,7 +290,7 @@ int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_wo
         if (p.current_step == cur.total_steps) p.status = "completed";
         r = fcc_workflow_update(c, id, &p, out, err);
         fcc_workflow_clear(&cur);
-        if (r != FCC_EHTTP || !err || strcmp(err->code, "seq_mismatch") != 0) return r;
+        if (r != FCC_EHTTP || strcmp(err->code, "seq_mismatch") != 0) return r;
     }
     return fail(err, FCC_ETIMEOUT, "too many concurrent changes; gave up");
 }

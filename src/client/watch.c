@@ -145,7 +145,7 @@ void fcc__watch_finish(fcc_watch *w, int err, const char *reason)
     if (w->closing) return;
     w->closing = 1;
     w->final_error = err;
-    snprintf(w->final_reason, sizeof w->final_reason, "%s", reason ? reason : "");
+    snprintf(w->final_reason, sizeof w->final_reason, "%.250s", reason ? reason : "");
     w->handles_to_close = 2; /* the two timers */
     drop_conn(w);
     if (w->gai_active) {
@@ -191,7 +191,7 @@ void fcc__watch_conn_fail(fcc_watch *w, int err, const char *reason)
     }
     if (w->o.max_retries && w->attempt >= w->o.max_retries) {
         char why[300];
-        snprintf(why, sizeof why, "gave up after %u retries: %s", w->attempt, reason);
+        snprintf(why, sizeof why, "gave up after %u retries: %.200s", w->attempt, reason);
         fcc__watch_finish(w, FCC_ERETRIES, why);
         return;
     }

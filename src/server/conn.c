@@ -24,12 +24,10 @@ typedef struct fc_write_req {
 
 static uint64_t flush_now_ns; /* one clock read per flush, shared by all deliveries in it */
 
-fc_conn *fc__conn_new(fc_server *srv)
+fc_conn *fc__conn_new(void)
 {
     fc_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->srv = srv;
-    fc_list_init(&c->link);
     fc_list_init(&c->io_link);
     fc_list_init(&c->wheel_link);
     fc_list_init(&c->sub.link);
@@ -41,8 +39,10 @@ fc_conn *fc__conn_new(fc_server *srv)
 static void free_conn(fc_conn *c)
 {
     fc_outq_clear(&c->out);
-    fc_http_req_free(c->req);
-    fc__ws_free_frag(c);
+    if (fc_stream_is_ws((fc_stream_kind)c->kind))
+        fc__ws_free_frag(c);
+    else
+        fc_http_req_free(c->req);
     free(c->in);
     free(c);
 }
@@ -50,7 +50,7 @@ static void free_conn(fc_conn *c)
 static void on_close(uv_handle_t *h)
 {
     fc_conn *c = (fc_conn *)h;
-    fc_server *srv = c->srv;
+    fc_server *srv = FC_SRV(c);
     c->closed = 1;
     fc_outq_clear(&c->out);
     fc_conn_release(c);
@@ -63,7 +63,6 @@ void fc__conn_close(fc_conn *c)
     c->closing = 1;
     if (c->kind != FC_STREAM_NONE) fc_stream_on_close(c);
     if (fc_stream_is_ws((fc_stream_kind)c->kind)) fc_metrics_g.ws_connections--;
-    fc_list_remove(&c->link);
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);
     c->in_flush = 0;
@@ -75,7 +74,7 @@ void fc__conn_close(fc_conn *c)
 
 static void respond_parse_error(fc_conn *c, int status)
 {
-    const fc_config *cfg = c->srv->cfg;
+    const fc_config *cfg = FC_SRV(c)->cfg;
     c->close_after_write = 1; /* the rest of the stream cannot be trusted */
     switch (status) {
     case 411:
@@ -100,7 +99,7 @@ static void respond_parse_error(fc_conn *c, int status)
 static size_t http_input(fc_conn *c, char *data, size_t len)
 {
     if (!c->req) {
-        c->req = fc_http_req_new(c->srv->cfg->max_header, c->srv->cfg->max_body);
+        c->req = fc_http_req_new(FC_SRV(c)->cfg->max_header, FC_SRV(c)->cfg->max_body);
         if (!c->req) {
             fc__conn_close(c);
             return len;
@@ -169,7 +168,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     fc_conn *c = (fc_conn *)h;
-    *buf = uv_buf_init(c->srv->read_buf, FC_READ_BUF_SIZE);
+    *buf = uv_buf_init(FC_SRV(c)->read_buf, FC_READ_BUF_SIZE);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -216,7 +215,7 @@ void fc__conn_schedule_flush(fc_conn *c)
 {
     if (c->in_flush || c->writing || c->closing) return;
     fc_list_remove(&c->io_link);
-    fc_list_insert_tail(&c->srv->flush_list, &c->io_link);
+    fc_list_insert_tail(&FC_SRV(c)->flush_list, &c->io_link);
     c->in_flush = 1;
 }
 
@@ -235,7 +234,7 @@ static void on_write(uv_write_t *req, int status)
     flush_now_ns = fc_time_mono_ns();
     fc_outq_consume(&c->out, bytes, on_delivered);
     c->out.locked = 0;
-    c->progress_ms = uv_now(c->srv->loop);
+    c->progress_ms = uv_now(FC_SRV(c)->loop);
     fc__conn_schedule_flush(c);
 }
 
@@ -260,9 +259,9 @@ static void write_async(fc_conn *c)
     }
     c->out.locked = (uint32_t)n;
     c->writing = 1;
-    c->progress_ms = uv_now(c->srv->loop);
+    c->progress_ms = uv_now(FC_SRV(c)->loop);
     fc_list_remove(&c->io_link);
-    fc_list_insert_tail(&c->srv->blocked_list, &c->io_link);
+    fc_list_insert_tail(&FC_SRV(c)->blocked_list, &c->io_link);
 }
 
 void fc__conn_flush(fc_conn *c)
@@ -285,7 +284,7 @@ void fc__conn_flush(fc_conn *c)
         }
         if (r > 0) {
             fc_outq_consume(&c->out, (size_t)r, on_delivered);
-            c->progress_ms = uv_now(c->srv->loop);
+            c->progress_ms = uv_now(FC_SRV(c)->loop);
         }
         if ((size_t)r < bytes) write_async(c);
     }
@@ -315,7 +314,7 @@ void fc__conn_flush_all(fc_server *srv)
 
 fc_server *fc_conn_server(const fc_conn *c)
 {
-    return c->srv;
+    return FC_SRV(c);
 }
 
 void fc_conn_send(fc_conn *c, fc_buf *frame)
@@ -338,7 +337,7 @@ void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const ch
         end_request(c);
         return;
     }
-    int keep = c->req && fc_http_keep_alive(c->req) && !c->close_after_write && !c->srv->shutting_down;
+    int keep = c->req && fc_http_keep_alive(c->req) && !c->close_after_write && !FC_SRV(c)->shutting_down;
     fc_buf *b = fc_http_response(status, extra_headers, content_type, body, len, keep);
     fc_metrics_http_status(status);
     end_request(c);
@@ -482,13 +481,37 @@ void fc_conn_set_all(fc_conn *c, int on)
     c->subscribed_all = on != 0;
 }
 
+typedef struct walk_ctx {
+    fc_server *srv;
+    void (*fn)(fc_conn *c, void *arg);
+    void *arg;
+} walk_ctx;
+
+static void walk_cb(uv_handle_t *h, void *arg)
+{
+    walk_ctx *w = arg;
+    if (h->type != UV_TCP || h == (uv_handle_t *)&w->srv->listener || uv_is_closing(h)) return;
+    w->fn((fc_conn *)h, w->arg);
+}
+
+void fc__conn_foreach(fc_server *srv, void (*fn)(fc_conn *c, void *arg), void *arg)
+{
+    walk_ctx w = {srv, fn, arg};
+    uv_walk(srv->loop, walk_cb, &w);
+}
+
+static void add_backlog(fc_conn *c, void *arg)
+{
+    uint64_t *acc = arg; /* [max, total] */
+    if (c->kind == FC_STREAM_NONE || c->kind == FC_LONGPOLL) return;
+    acc[1] += c->out.count;
+    if (c->out.count > acc[0]) acc[0] = c->out.count;
+}
+
 void fc_server_backlog(const fc_server *s, uint64_t *max, uint64_t *total)
 {
-    *max = *total = 0;
-    for (const fc_list *it = s->conns.next; it != &s->conns; it = it->next) {
-        const fc_conn *c = fc_container_of(it, fc_conn, link);
-        if (c->kind == FC_STREAM_NONE || c->kind == FC_LONGPOLL) continue;
-        *total += c->out.count;
-        if (c->out.count > *max) *max = c->out.count;
-    }
+    uint64_t acc[2] = {0, 0};
+    fc__conn_foreach((fc_server *)s, add_backlog, acc);
+    *max = acc[0];
+    *total = acc[1];
 }

@@ -37,7 +37,6 @@ struct fc_server {
     uv_idle_t flush_idle;   /* runs while flush work is left, so poll does not block */
     uv_timer_t sweep_timer; /* stuck writers and unanswered closes */
     uv_timer_t shutdown_timer;
-    fc_list conns;        /* every connection */
     fc_list flush_list;   /* connections with output to write this loop turn */
     fc_list blocked_list; /* connections whose kernel buffer is full (uv_write pending) */
     fc_list closing_list; /* WebSockets waiting for the peer's close frame */
@@ -62,7 +61,6 @@ typedef struct fc_ws_frag {
 
 struct fc_conn {
     uv_tcp_t tcp; /* first: the handle pointer is the connection pointer */
-    fc_server *srv;
     uint8_t kind; /* FC_STREAM_NONE while in HTTP mode */
     unsigned closing : 1;     /* uv_close called */
     unsigned closed : 1;      /* close callback ran; memory kept while refs > 0 */
@@ -78,19 +76,26 @@ struct fc_conn {
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
     fc_outq out;
-    fc_list link;       /* srv->conns */
     fc_list io_link;    /* srv->flush_list or srv->blocked_list */
     fc_list wheel_link; /* a wheel slot, or srv->closing_list */
     uint64_t progress_ms; /* last write progress, or when the close was sent */
-    fc_http_req *req;
-    fc_ws_frag *frag;
+    union {
+        fc_http_req *req; /* HTTP, SSE, long-poll: the request being parsed or answered */
+        fc_ws_frag *frag; /* WebSocket: the fragmented message being reassembled */
+    };
     fc_sub sub;
     fc_list multi_subs;
     void *ext; /* API-layer stream state (a long-poll waiter) */
 };
 
+/* Every connection reaches its server through the loop, which saves a
+ * pointer per connection (the loop's data is the server). */
+#define FC_SRV(c) ((fc_server *)(c)->tcp.loop->data)
+
 /* conn.c */
-fc_conn *fc__conn_new(fc_server *srv);
+fc_conn *fc__conn_new(void);
+/* Calls fn for every open connection (libuv's handle list: no list of our own). */
+void fc__conn_foreach(fc_server *srv, void (*fn)(fc_conn *c, void *arg), void *arg);
 void fc__conn_start(fc_conn *c);
 void fc__conn_close(fc_conn *c);
 void fc__conn_schedule_flush(fc_conn *c);

@@ -138,15 +138,28 @@ void fc__server_conn_gone(fc_server *srv)
     if (srv->shutting_down == 1 && srv->n_conns == 0) finish(srv);
 }
 
+static void force_close(fc_conn *c, void *arg)
+{
+    (void)arg;
+    fc__conn_close(c);
+}
+
 static void on_shutdown_timer(uv_timer_t *t)
 {
     fc_server *srv = t->data;
-    fc_list *it = srv->conns.next;
-    while (it != &srv->conns) {
-        fc_list *next = it->next;
-        fc__conn_close(fc_container_of(it, fc_conn, link));
-        it = next;
-    }
+    fc__conn_foreach(srv, force_close, NULL);
+}
+
+/* WebSockets get 1001; idle HTTP connections close now; busy ones after their answer. */
+static void start_closing(fc_conn *c, void *arg)
+{
+    (void)arg;
+    if (fc_stream_is_ws((fc_stream_kind)c->kind))
+        fc_conn_ws_close(c, FC_WS_CLOSE_GOING_AWAY, "server shutting down");
+    else if (!c->busy && !c->out.head)
+        fc__conn_close(c); /* idle, or half a request that will not be answered */
+    else
+        c->close_after_write = 1;
 }
 
 static void begin_shutdown(fc_server *srv)
@@ -155,18 +168,7 @@ static void begin_shutdown(fc_server *srv)
     FC_INFO("server", "shutting down: closing %d connections", srv->n_conns);
     srv->shutting_down = 1;
     close_handle((uv_handle_t *)&srv->listener);
-    fc_list *it = srv->conns.next;
-    while (it != &srv->conns) {
-        fc_list *next = it->next;
-        fc_conn *c = fc_container_of(it, fc_conn, link);
-        if (fc_stream_is_ws((fc_stream_kind)c->kind))
-            fc_conn_ws_close(c, FC_WS_CLOSE_GOING_AWAY, "server shutting down");
-        else if (!c->busy && !c->out.head)
-            fc__conn_close(c); /* idle, or half a request that will not be answered */
-        else
-            c->close_after_write = 1;
-        it = next;
-    }
+    fc__conn_foreach(srv, start_closing, NULL);
     uv_timer_start(&srv->shutdown_timer, on_shutdown_timer, SHUTDOWN_GRACE_MS, 0);
     if (srv->n_conns == 0) finish(srv);
 }
@@ -189,7 +191,7 @@ static void on_connection(uv_stream_t *listener, int status)
         FC_WARN("server", "accept: %s", uv_strerror(status));
         return;
     }
-    fc_conn *c = fc__conn_new(srv);
+    fc_conn *c = fc__conn_new();
     if (!c) return;
     uv_tcp_init(srv->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
@@ -197,7 +199,6 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    fc_list_insert_tail(&srv->conns, &c->link);
     srv->n_conns++;
     fc__conn_start(c);
 }
@@ -244,7 +245,7 @@ static int server_init(fc_server *srv, const fc_config *cfg, uv_loop_t *loop)
     memset(srv, 0, sizeof *srv);
     srv->loop = loop;
     srv->cfg = cfg;
-    fc_list_init(&srv->conns);
+    loop->data = srv; /* connections find their server through their loop */
     fc_list_init(&srv->flush_list);
     fc_list_init(&srv->blocked_list);
     fc_list_init(&srv->closing_list);

@@ -37,7 +37,7 @@ void fc__wheel_add(fc_wheel *w, fc_conn *c)
 
 static void heartbeat_visit(fc_conn *c)
 {
-    fc_conn_send(c, fc_buf_ref(c->srv->heartbeat));
+    fc_conn_send(c, fc_buf_ref(FC_SRV(c)->heartbeat));
 }
 
 void fc__heartbeat_init(fc_server *srv)
@@ -47,5 +47,5 @@ void fc__heartbeat_init(fc_server *srv)
 
 void fc__heartbeat_add(fc_conn *c)
 {
-    fc__wheel_add(&c->srv->heartbeat_wheel, c);
+    fc__wheel_add(&FC_SRV(c)->heartbeat_wheel, c);
 }

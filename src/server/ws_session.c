@@ -31,8 +31,8 @@ static fc_buf *control_frame(uint8_t opcode, const void *payload, size_t len)
 static void await_close_reply(fc_conn *c)
 {
     fc_list_remove(&c->wheel_link);
-    fc_list_insert_tail(&c->srv->closing_list, &c->wheel_link);
-    c->progress_ms = uv_now(c->srv->loop);
+    fc_list_insert_tail(&FC_SRV(c)->closing_list, &c->wheel_link);
+    c->progress_ms = uv_now(FC_SRV(c)->loop);
 }
 
 void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason)
@@ -147,7 +147,7 @@ static void on_data_frame(fc_conn *c, const fc_ws_header *h, char *payload)
         }
         c->frag->opcode = opcode;
     }
-    if (c->frag->len + len > c->srv->cfg->max_message) {
+    if (c->frag->len + len > FC_SRV(c)->cfg->max_message) {
         fail(c, FC_WS_CLOSE_TOO_BIG, "message too big");
         return;
     }
@@ -183,7 +183,7 @@ static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload)
 size_t fc__ws_input(fc_conn *c, char *data, size_t len)
 {
     fc_ws_header h;
-    int r = fc_ws_header_parse((const uint8_t *)data, len, 1, c->srv->cfg->max_message, &h);
+    int r = fc_ws_header_parse((const uint8_t *)data, len, 1, FC_SRV(c)->cfg->max_message, &h);
     if (r < 0) {
         fail(c, (uint16_t)-r, r == -FC_WS_CLOSE_TOO_BIG ? "message too big" : "protocol error");
         return len;
@@ -206,7 +206,7 @@ static void ping_visit(fc_conn *c)
         return;
     }
     c->awaiting_pong = 1;
-    fc_conn_send(c, fc_buf_ref(c->srv->ping_frame));
+    fc_conn_send(c, fc_buf_ref(FC_SRV(c)->ping_frame));
 }
 
 void fc__ping_init(fc_server *srv)
@@ -216,7 +216,7 @@ void fc__ping_init(fc_server *srv)
 
 void fc__ping_add(fc_conn *c)
 {
-    fc__wheel_add(&c->srv->ping_wheel, c);
+    fc__wheel_add(&FC_SRV(c)->ping_wheel, c);
 }
 
 void fc__ws_sweep_closing(fc_server *srv, uint64_t now)

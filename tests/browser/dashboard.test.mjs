@@ -137,7 +137,8 @@ test('screenshot of the dashboard (docs/dashboard.png)', async () => {
     await waitConn(page, 'live', 'websocket');
     await waitRow(page, 'report-q3', { message: 'queued' });
     await page.waitForFunction(() => document.querySelectorAll('[data-testid="history-item"]').length === 6);
-    await sleep(700); // let the bars finish their transition
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await sleep(1400); // let the bars and highlights finish their transitions
     const out = path.join(ROOT, 'docs', 'dashboard.png');
     await page.screenshot({ path: out });
     assert.deepEqual(page.errors, []);

@@ -5,11 +5,12 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const BIN = process.env.FLOWCAST_BIN;
 export const WORK = process.env.FC_WORK || fs.mkdtempSync('/tmp/flowcast-browser-');
-export const ROOT = process.env.FC_ROOT || path.resolve(import.meta.dirname, '../..');
+export const ROOT = process.env.FC_ROOT || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -179,7 +179,7 @@ def test_multi_watch_deleted_while_away(flowcast, server_factory):
         s.stop()
         p.wait_for(lambda o: o.get("state") == "reconnecting")
         s2 = restart_same_port(server_factory, s)
-        # not quick enough to reconnect before these, usually; either way the result is the same
+        # Whether these happen before or after the reconnect, the result is the same.
         s2.delete("a")
         s2.patch("b", current_step=3)
         p.wait_for(lambda o: o.get("event") == "update" and o["workflow_id"] == "a" and o["deleted"])

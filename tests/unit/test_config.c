@@ -345,10 +345,10 @@ static void test_help(void **state)
     for (size_t i = 0; i < N_ENV; i++) {
         assert_non_null(strstr(out, env_names[i]));
         char flag[64] = "--";
-        for (const char *p = env_names[i] + strlen("FLOWCAST_"); *p; p++) {
-            char ch = *p == '_' ? '-' : (char)(*p - 'A' + 'a');
-            strncat(flag, &ch, 1);
-        }
+        size_t n = 2;
+        for (const char *p = env_names[i] + strlen("FLOWCAST_"); *p && n + 1 < sizeof flag; p++)
+            flag[n++] = *p == '_' ? '-' : (char)(*p - 'A' + 'a');
+        flag[n] = '\0';
         if (strstr(out, flag) == NULL) fail_msg("usage lacks %s", flag);
     }
     assert_non_null(strstr(out, "127.0.0.1:8001"));

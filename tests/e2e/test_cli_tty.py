@@ -1,0 +1,85 @@
+"""The terminal view of `flowcast watch`, checked in a real terminal: the
+command runs in a tmux pane; the test changes workflows through the API and
+reads the screen with `tmux capture-pane -p`."""
+
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+from fcc_helpers import restart_same_port
+
+
+class Pane:
+    def __init__(self, name, command, env):
+        self.name = name
+        exports = " ".join("%s=%s" % kv for kv in env.items())
+        subprocess.run(["tmux", "-L", name, "new-session", "-d", "-s", name, "-x", "140", "-y", "30",
+                        "env %s %s; sleep 30" % (exports, command)], check=True, timeout=10)
+
+    def text(self):
+        r = subprocess.run(["tmux", "-L", self.name, "capture-pane", "-p", "-t", self.name],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout
+
+    def wait(self, pred, timeout=10.0, what="screen"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            t = self.text()
+            if pred(t):
+                return t
+            time.sleep(0.1)
+        raise AssertionError("%s not shown within %ss; screen:\n%s" % (what, timeout, self.text()))
+
+    def kill(self):
+        subprocess.run(["tmux", "-L", self.name, "kill-server"], timeout=10, capture_output=True)
+
+
+@pytest.fixture
+def pane_factory():
+    panes = []
+
+    def make(command, env):
+        p = Pane("fc-tty-%d-%d" % (os.getpid(), len(panes)), command, env)
+        panes.append(p)
+        return p
+
+    yield make
+    for p in panes:
+        p.kill()
+
+
+def _bar_line(screen, name):
+    lines = [ln for ln in screen.splitlines() if ln.startswith(name)]
+    assert len(lines) <= 1, screen  # redrawn in place, never repeated
+    return lines[0] if lines else ""
+
+
+def test_watch_bar_shows_the_current_step(flowcast, server_factory, pane_factory):
+    s = server_factory()
+    s.create(id="deploy", name="Deploy web", total_steps=10)
+    s.create(id="tests", name="Test suite", total_steps=4)
+    env = {"FLOWCAST_URL": "http://127.0.0.1:%d" % s.port, "ASAN_OPTIONS": "detect_leaks=0"}
+    pane = pane_factory("%s watch deploy tests" % flowcast, env)
+    pane.wait(lambda t: "Test suite" in t and "Deploy web" in t, what="both bars")
+    s.patch("deploy", status="running", current_step=3, message="copying assets")
+    screen = pane.wait(lambda t: "3/10" in _bar_line(t, "Deploy web"), what="step 3/10")
+    line = _bar_line(screen, "Deploy web")
+    assert re.search(r"\[#{6}\.{14}\] 3/10 +30% running", line), line
+    assert "copying assets" in line
+    assert "0/4" in _bar_line(screen, "Test suite") and "pending" in _bar_line(screen, "Test suite")
+    s.patch("deploy", current_step=7)
+    screen = pane.wait(lambda t: "7/10" in _bar_line(t, "Deploy web"), what="step 7/10")
+    assert " 70% " in _bar_line(screen, "Deploy web")
+
+    # A restart shows a reconnect line above the bars, then the missed change.
+    s.stop()
+    pane.wait(lambda t: "reconnecting in" in t, what="reconnect line")
+    s2 = restart_same_port(server_factory, s)
+    s2.patch("tests", status="completed", current_step=4)
+    screen = pane.wait(lambda t: "4/4" in _bar_line(t, "Test suite"), timeout=15, what="4/4")
+    assert "100% completed" in _bar_line(screen, "Test suite")
+    assert "reconnected to" in screen
+    assert "7/10" in _bar_line(screen, "Deploy web")
