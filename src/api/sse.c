@@ -137,6 +137,26 @@ static int64_t cursor_seq(const char *cursor, const char *id)
     return -1;
 }
 
+/* True when cursor is "" or "id:seq[,id:seq]..." as multi_cursor writes it. */
+static int cursor_valid(const char *cursor)
+{
+    for (const char *p = cursor; *p;) {
+        size_t item = strcspn(p, ",");
+        const char *colon = memchr(p, ':', item);
+        if (!colon || colon == p || (size_t)(colon - p) > FC_ID_MAX || colon + 1 == p + item)
+            return 0;
+        for (const char *q = p; q < colon; q++)
+            if (!(*q == '-' || *q == '_' || (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') ||
+                  (*q >= 'A' && *q <= 'Z')))
+                return 0;
+        for (const char *q = colon + 1; q < p + item; q++)
+            if (*q < '0' || *q > '9') return 0;
+        p += item;
+        if (*p == ',') p++;
+    }
+    return 1;
+}
+
 /* Splits "a,b,c" into ids; returns the count or -1 with an error answered. */
 static int parse_ids(fc_conn *c, char *list, char *ids[SSE_MAX_WORKFLOWS])
 {
@@ -164,8 +184,14 @@ static void open_multi(fc_conn *c, fc_http_req *req)
     int n = parse_ids(c, list, ids);
     if (n < 0) return;
     const char *h = fc_http_header(req, FC_H_LAST_EVENT_ID);
-    if (h) snprintf(cursor, sizeof cursor, "%s", h);
-    else if (fc_http_query(req, "since", cursor, sizeof cursor) < 0) cursor[0] = '\0';
+    int q = h ? (snprintf(cursor, sizeof cursor, "%s", h) < (int)sizeof cursor ? 1 : -1)
+              : fc_http_query(req, "since", cursor, sizeof cursor);
+    if (q < 0 || !cursor_valid(q ? cursor : "")) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "Last-Event-ID or since must be a cursor from this stream (id:seq,...)");
+        return;
+    }
+    if (q == 0) cursor[0] = '\0';
 
     fc_server *srv = fc_conn_server(c);
     fc_workflow *ws = calloc((size_t)n, sizeof *ws);

@@ -2,6 +2,7 @@
 resume by Last-Event-ID and ?since=), long-poll (?wait_since=&timeout=) and
 the event history endpoint (/history?since=&limit=)."""
 
+import urllib.parse
 import json
 import threading
 import time
@@ -234,6 +235,15 @@ def test_sse_multi_resume_with_since_cursor(server):
 def test_sse_multi_needs_workflow_ids(server):
     assert_error(server.request("GET", "/api/events"), 400, "bad_request")
     assert_error(server.request("GET", "/api/events?workflow_ids=bad%20id"), 400, "bad_request")
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "a:", ":3", "a:x", "a:1,,b", "a b:1"])
+def test_sse_multi_malformed_cursor_400(server, cursor):
+    server.create(id="a")
+    r = server.request("GET", "/api/events?workflow_ids=a", headers={"Last-Event-ID": cursor})
+    assert_error(r, 400, "bad_request")
+    q = urllib.parse.quote(cursor)
+    assert_error(server.request("GET", "/api/events?workflow_ids=a&since=" + q), 400, "bad_request")
 
 
 def test_sse_multi_delete_keeps_stream_open(server):

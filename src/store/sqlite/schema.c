@@ -119,11 +119,20 @@ int fc__sqlite_connect(const char *path, int create, int sync_full, sqlite3 **ou
     /* In WAL mode NORMAL syncs only at checkpoints: a commit survives a crash of
      * the process, not of the machine. FULL syncs the WAL at every commit; group
      * commit keeps that to one fsync per batch. */
-    const char *pragmas = sync_full ? "PRAGMA synchronous=FULL;"
-                                      "PRAGMA journal_size_limit=" FC__SQLITE_WAL_LIMIT ";"
-                                    : "PRAGMA synchronous=NORMAL;"
-                                      "PRAGMA journal_size_limit=" FC__SQLITE_WAL_LIMIT ";";
-    if (exec_sql(db, pragmas, "cannot set pragmas", err, errlen) != 0) goto fail;
+    const char *sync = sync_full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;";
+    /* Measured on the ingest scenario (64 producers, 1,000 workflows): with the
+     * default 2 MB page cache and pread I/O, half the server's CPU went to the
+     * kernel copying the same pages back in; a larger cache, memory-mapped
+     * reads and fewer checkpoints (each one copies the WAL back and fsyncs)
+     * remove most of it. */
+    const char *tuning = "PRAGMA journal_size_limit=" FC__SQLITE_WAL_LIMIT ";"
+                         "PRAGMA cache_size=-65536;"
+                         "PRAGMA mmap_size=268435456;"
+                         "PRAGMA wal_autocheckpoint=10000;"
+                         "PRAGMA temp_store=MEMORY;";
+    if (exec_sql(db, sync, "cannot set pragmas", err, errlen) != 0 ||
+        exec_sql(db, tuning, "cannot set pragmas", err, errlen) != 0)
+        goto fail;
     *out = db;
     return 0;
 
