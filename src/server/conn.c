@@ -272,7 +272,7 @@ void fc__conn_flush(fc_conn *c)
 {
     c->in_flush = 0;
     fc_list_remove(&c->io_link);
-    for (int round = 0; c->out.head && !c->writing && !c->closing; round++) {
+    for (int round = 0; c->out.count && !c->writing && !c->closing; round++) {
         if (round == FLUSH_ROUNDS) {
             fc__conn_schedule_flush(c); /* more next turn, after the others */
             return;
@@ -292,7 +292,7 @@ void fc__conn_flush(fc_conn *c)
         }
         if ((size_t)r < bytes) write_async(c);
     }
-    if (!c->out.head && c->close_after_write && !c->closing) fc__conn_close(c);
+    if (!c->out.count && c->close_after_write && !c->closing) fc__conn_close(c);
 }
 
 void fc__conn_flush_all(fc_server *srv)

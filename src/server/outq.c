@@ -1,89 +1,158 @@
-/* Per-connection output queues with pooled entries and same-workflow coalescing. */
+/* Per-connection output queues in pooled chunks, with same-workflow coalescing. */
 #include "server/outq.h"
 #include "common/error.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static fc_outq_entry *pool;
+static fc_outq_chunk *pool;
 
-static fc_outq_entry *entry_get(void)
+static fc_outq_chunk *chunk_get(void)
 {
-    fc_outq_entry *e = pool;
-    if (e) {
-        pool = e->next;
-        return e;
-    }
-    return malloc(sizeof *e);
+    fc_outq_chunk *c = pool;
+    if (c)
+        pool = c->next;
+    else if (!(c = malloc(sizeof *c)))
+        return NULL;
+    c->next = NULL;
+    return c;
 }
 
-static void entry_put(fc_outq_entry *e)
+static void chunk_put(fc_outq_chunk *c)
 {
-    e->next = pool;
-    pool = e;
+    c->next = pool;
+    pool = c;
 }
 
 void fc_outq_pool_trim(void)
 {
     while (pool) {
-        fc_outq_entry *e = pool;
-        pool = e->next;
-        free(e);
+        fc_outq_chunk *c = pool;
+        pool = c->next;
+        free(c);
     }
+}
+
+/* A position in the queue: chunk and slot. */
+typedef struct pos {
+    fc_outq_chunk *chunk;
+    unsigned idx;
+} pos;
+
+static void pos_next(pos *p)
+{
+    if (++p->idx == FC_OUTQ_CHUNK) {
+        p->chunk = p->chunk->next;
+        p->idx = 0;
+    }
+}
+
+static pos pos_at(const fc_outq *q, uint32_t skip)
+{
+    pos p = {q->head, q->head_idx};
+    for (uint32_t i = 0; i < skip; i++) pos_next(&p);
+    return p;
 }
 
 int fc_outq_push(fc_outq *q, fc_buf *buf)
 {
-    fc_outq_entry *e = entry_get();
-    if (!e) {
-        fc_buf_unref(buf);
-        return FC_ENOMEM;
+    if (!q->tail || q->tail_idx == FC_OUTQ_CHUNK) {
+        fc_outq_chunk *c = chunk_get();
+        if (!c) {
+            fc_buf_unref(buf);
+            return FC_ENOMEM;
+        }
+        if (q->tail)
+            q->tail->next = c;
+        else
+            q->head = c, q->head_idx = 0;
+        q->tail = c;
+        q->tail_idx = 0;
     }
-    e->buf = buf;
-    e->next = NULL;
-    if (q->tail)
-        q->tail->next = e;
-    else
-        q->head = e;
-    q->tail = e;
+    q->tail->bufs[q->tail_idx++] = buf;
     q->count++;
     return 0;
 }
 
-/* Drops unlocked, unstarted entries whose key equals key; returns how many. */
-static int drop_same_key(fc_outq *q, const char *key)
+/* Frees the chunks after the one holding the last kept entry and sets the tail. */
+static void truncate_at(fc_outq *q, pos end, uint32_t kept)
 {
-    int dropped = 0;
-    uint32_t keep = q->locked ? q->locked : (q->head_off ? 1u : 0u);
-    fc_outq_entry **link = &q->head, *prev = NULL;
-    for (uint32_t i = 0; *link && i < keep; i++) {
-        prev = *link;
-        link = &(*link)->next;
+    q->count = kept;
+    if (kept == 0) {
+        fc_outq_chunk *c = q->head;
+        while (c) {
+            fc_outq_chunk *next = c->next;
+            chunk_put(c);
+            c = next;
+        }
+        q->head = q->tail = NULL;
+        q->head_idx = q->tail_idx = 0;
+        return;
     }
-    while (*link) {
-        fc_outq_entry *e = *link;
-        if (e->buf->key && strcmp(e->buf->key, key) == 0) {
-            *link = e->next;
-            fc_buf_unref(e->buf);
-            entry_put(e);
-            q->count--;
-            dropped++;
+    /* end is the slot after the last kept entry. */
+    fc_outq_chunk *last = end.chunk;
+    unsigned idx = end.idx;
+    if (idx == 0) { /* the last kept entry filled its chunk: find that chunk */
+        fc_outq_chunk *c = q->head;
+        while (c->next != end.chunk) c = c->next;
+        last = c;
+        idx = FC_OUTQ_CHUNK;
+    }
+    fc_outq_chunk *c = last->next;
+    while (c) {
+        fc_outq_chunk *next = c->next;
+        chunk_put(c);
+        c = next;
+    }
+    last->next = NULL;
+    q->tail = last;
+    q->tail_idx = (uint16_t)idx;
+}
+
+/* The entries that must stay: locked by an in-flight write, or partly written. */
+static uint32_t pinned(const fc_outq *q)
+{
+    return q->locked ? q->locked : (q->head_off ? 1u : 0u);
+}
+
+/* Keeps the pinned entries and, after them, those keep() accepts (in order);
+ * releases the others. Returns how many were released. */
+static uint32_t filter(fc_outq *q, int (*keep)(const fc_buf *b, const void *arg), const void *arg)
+{
+    uint32_t n = q->count, fixed = pinned(q);
+    if (n <= fixed) return 0;
+    pos rd = pos_at(q, fixed), wr = rd;
+    uint32_t kept = fixed;
+    for (uint32_t i = fixed; i < n; i++, pos_next(&rd)) {
+        fc_buf *b = rd.chunk->bufs[rd.idx];
+        if (keep && keep(b, arg)) {
+            wr.chunk->bufs[wr.idx] = b;
+            pos_next(&wr);
+            kept++;
         } else {
-            prev = e;
-            link = &e->next;
+            fc_buf_unref(b);
         }
     }
-    q->tail = prev;
-    if (!q->head) q->tail = NULL;
-    return dropped;
+    truncate_at(q, wr, kept);
+    return n - kept;
+}
+
+static int other_key(const fc_buf *b, const void *key)
+{
+    return !b->key || strcmp(b->key, key) != 0;
 }
 
 int fc_outq_push_coalesce(fc_outq *q, fc_buf *buf, uint32_t limit)
 {
     int dropped = 0;
-    if (q->count >= limit && buf->key) dropped = drop_same_key(q, buf->key);
+    if (q->count >= limit && buf->key) dropped = (int)filter(q, other_key, buf->key);
     int rc = fc_outq_push(q, buf);
     return rc < 0 ? rc : dropped;
+}
+
+uint32_t fc_outq_drop_unlocked(fc_outq *q)
+{
+    return filter(q, NULL, NULL);
 }
 
 int fc_outq_iov(const fc_outq *q, uv_buf_t *iov, int max, size_t max_bytes, size_t *bytes)
@@ -91,10 +160,12 @@ int fc_outq_iov(const fc_outq *q, uv_buf_t *iov, int max, size_t max_bytes, size
     int n = 0;
     size_t total = 0;
     uint32_t off = q->head_off;
-    for (fc_outq_entry *e = q->head; e && n < max; e = e->next) {
-        size_t len = e->buf->len - off;
+    pos p = {q->head, q->head_idx};
+    for (uint32_t i = 0; i < q->count && n < max; i++, pos_next(&p)) {
+        const fc_buf *b = p.chunk->bufs[p.idx];
+        size_t len = b->len - off;
         if (n > 0 && total + len > max_bytes) break;
-        iov[n++] = uv_buf_init((char *)e->buf->data + off, (unsigned)len);
+        iov[n++] = uv_buf_init((char *)b->data + off, (unsigned)len);
         total += len;
         off = 0;
     }
@@ -102,63 +173,62 @@ int fc_outq_iov(const fc_outq *q, uv_buf_t *iov, int max, size_t max_bytes, size
     return n;
 }
 
+/* Removes the head entry (its reference is the caller's now). */
+static fc_buf *pop_head(fc_outq *q)
+{
+    fc_buf *b = q->head->bufs[q->head_idx++];
+    q->count--;
+    if (q->locked) q->locked--;
+    q->head_off = 0;
+    if (q->count == 0 || q->head_idx == FC_OUTQ_CHUNK) {
+        fc_outq_chunk *c = q->head;
+        q->head = c->next;
+        q->head_idx = 0;
+        chunk_put(c);
+        if (!q->head) {
+            q->tail = NULL;
+            q->tail_idx = 0;
+        }
+    }
+    return b;
+}
+
 void fc_outq_consume(fc_outq *q, size_t n, void (*on_done)(const fc_buf *buf))
 {
-    while (q->head && n > 0) {
-        fc_outq_entry *e = q->head;
-        size_t left = e->buf->len - q->head_off;
+    while (q->count && n > 0) {
+        const fc_buf *head = q->head->bufs[q->head_idx];
+        size_t left = head->len - q->head_off;
         if (n < left) {
             q->head_off += (uint32_t)n;
             return;
         }
         n -= left;
-        q->head_off = 0;
-        q->head = e->next;
-        if (!q->head) q->tail = NULL;
-        q->count--;
-        if (q->locked) q->locked--;
-        if (on_done && e->buf->seq) on_done(e->buf);
-        fc_buf_unref(e->buf);
-        entry_put(e);
+        fc_buf *b = pop_head(q);
+        if (on_done && b->seq) on_done(b);
+        fc_buf_unref(b);
     }
-}
-
-uint32_t fc_outq_drop_unlocked(fc_outq *q)
-{
-    uint32_t keep = q->locked ? q->locked : (q->head_off ? 1u : 0u);
-    fc_outq_entry **link = &q->head, *last = NULL;
-    for (uint32_t i = 0; *link && i < keep; i++) {
-        last = *link;
-        link = &(*link)->next;
-    }
-    uint32_t dropped = 0;
-    while (*link) {
-        fc_outq_entry *e = *link;
-        *link = e->next;
-        fc_buf_unref(e->buf);
-        entry_put(e);
-        dropped++;
-    }
-    q->tail = last;
-    q->count -= dropped;
-    return dropped;
 }
 
 void fc_outq_clear(fc_outq *q)
 {
-    while (q->head) {
-        fc_outq_entry *e = q->head;
-        q->head = e->next;
-        fc_buf_unref(e->buf);
-        entry_put(e);
-    }
-    q->tail = NULL;
-    q->count = q->locked = q->head_off = 0;
+    q->locked = q->head_off = 0;
+    filter(q, NULL, NULL);
+}
+
+fc_buf *fc_outq_first(const fc_outq *q)
+{
+    return q->count ? q->head->bufs[q->head_idx] : NULL;
+}
+
+fc_buf *fc_outq_last(const fc_outq *q)
+{
+    return q->count ? q->tail->bufs[q->tail_idx - 1] : NULL;
 }
 
 size_t fc_outq_bytes(const fc_outq *q)
 {
     size_t total = 0;
-    for (fc_outq_entry *e = q->head; e; e = e->next) total += e->buf->len;
+    pos p = {q->head, q->head_idx};
+    for (uint32_t i = 0; i < q->count; i++, pos_next(&p)) total += p.chunk->bufs[p.idx]->len;
     return total - q->head_off;
 }

@@ -1,7 +1,9 @@
-/* fc_outq: a connection's bounded output queue of references to shared
- * buffers, flushed with writev. Entries come from a free-list pool, so
- * queueing a delivery never calls malloc in the steady state. Single-threaded
- * (one pool per process, used from the loop thread). */
+/* fc_outq: a connection's queue of references to shared buffers, flushed
+ * with writev. References are stored in small arrays (chunks) from a
+ * free-list pool: queueing a delivery writes one pointer into memory the
+ * connection already touched, never calls malloc in the steady state, and
+ * building the writev walks contiguous memory. An idle connection holds no
+ * chunk. Single-threaded (one pool per process, used from the loop thread). */
 #ifndef FC_SERVER_OUTQ_H
 #define FC_SERVER_OUTQ_H
 
@@ -11,15 +13,19 @@
 #include <stdint.h>
 #include <uv.h>
 
-typedef struct fc_outq_entry {
-    struct fc_outq_entry *next;
-    fc_buf *buf;
-} fc_outq_entry;
+#define FC_OUTQ_CHUNK 30 /* references per chunk: 248 bytes with the link */
+
+typedef struct fc_outq_chunk {
+    struct fc_outq_chunk *next;
+    fc_buf *bufs[FC_OUTQ_CHUNK];
+} fc_outq_chunk;
 
 typedef struct fc_outq {
-    fc_outq_entry *head, *tail;
+    fc_outq_chunk *head, *tail;
+    uint16_t head_idx; /* first queued slot in head */
+    uint16_t tail_idx; /* next free slot in tail */
     uint32_t count;    /* entries queued, including the locked ones */
-    uint32_t locked;   /* head entries referenced by an in-flight write: never coalesced */
+    uint32_t locked;   /* head entries referenced by an in-flight write: never dropped */
     uint32_t head_off; /* bytes of the head entry already written */
 } fc_outq;
 
@@ -47,10 +53,14 @@ uint32_t fc_outq_drop_unlocked(fc_outq *q);
 /* Releases every entry. */
 void fc_outq_clear(fc_outq *q);
 
+/* The first and last queued buffers, or NULL when empty (for tests). */
+fc_buf *fc_outq_first(const fc_outq *q);
+fc_buf *fc_outq_last(const fc_outq *q);
+
 /* Bytes still to write. O(n); for metrics and tests. */
 size_t fc_outq_bytes(const fc_outq *q);
 
-/* Releases the pooled entries not in use (at shutdown). */
+/* Releases the pooled chunks not in use (at shutdown). */
 void fc_outq_pool_trim(void);
 
 #endif

@@ -156,7 +156,7 @@ static void start_closing(fc_conn *c, void *arg)
     (void)arg;
     if (fc_stream_is_ws((fc_stream_kind)c->kind))
         fc_conn_ws_close(c, FC_WS_CLOSE_GOING_AWAY, "server shutting down");
-    else if (!c->busy && !c->out.head)
+    else if (!c->busy && !c->out.count)
         fc__conn_close(c); /* idle, or half a request that will not be answered */
     else
         c->close_after_write = 1;

@@ -52,7 +52,8 @@ static void test_push_and_consume_partial(void **state)
     assert_int_equal(n_seqs, 2);
     assert_int_equal(seqs[0], 1);
     assert_int_equal(seqs[1], 2);
-    assert_null(q.head);
+    assert_null(fc_outq_first(&q));
+    assert_int_equal(q.count, 0);
     assert_int_equal(a->refs, 1);
     fc_buf_unref(a);
     fc_outq_pool_trim();
@@ -81,7 +82,7 @@ static void test_coalesce_keeps_latest_and_other_keys(void **state)
     int64_t want[] = {1, 2, 3, 4, 5, 5};
     assert_int_equal(n_seqs, 6);
     assert_memory_equal(seqs, want, sizeof want);
-    assert_null(q.tail);
+    assert_null(fc_outq_last(&q));
     fc_outq_pool_trim();
 }
 
@@ -96,8 +97,8 @@ static void test_coalesce_spares_locked_and_started_entries(void **state)
     int dropped = fc_outq_push_coalesce(&q, change("a", 4), 1);
     assert_int_equal(dropped, 2);
     assert_int_equal(q.count, 2);
-    assert_int_equal(q.head->buf->seq, 1);
-    assert_int_equal(q.tail->buf->seq, 4);
+    assert_int_equal(fc_outq_first(&q)->seq, 1);
+    assert_int_equal(fc_outq_last(&q)->seq, 4);
 
     q.locked = 2; /* both in an in-flight write */
     dropped = fc_outq_push_coalesce(&q, change("a", 5), 1);
@@ -131,15 +132,49 @@ static void test_drop_unlocked_keeps_in_flight(void **state)
     q.locked = 2;
     assert_int_equal(fc_outq_drop_unlocked(&q), 3);
     assert_int_equal(q.count, 2);
-    assert_int_equal(q.tail->buf->seq, 2);
+    assert_int_equal(fc_outq_last(&q)->seq, 2);
     fc_outq_push(&q, change("a", 9)); /* the tail is usable again */
-    assert_int_equal(q.tail->buf->seq, 9);
+    assert_int_equal(fc_outq_last(&q)->seq, 9);
     q.locked = 0;
     fc_outq_consume(&q, 1, NULL); /* head partly written: kept */
     assert_int_equal(fc_outq_drop_unlocked(&q), 2);
     assert_int_equal(q.count, 1);
-    assert_ptr_equal(q.head, q.tail);
+    assert_ptr_equal(fc_outq_first(&q), fc_outq_last(&q));
     fc_outq_clear(&q);
+    fc_outq_pool_trim();
+}
+
+/* Many entries span several chunks; coalescing compacts across chunk borders. */
+static void test_chunks_and_compaction(void **state)
+{
+    (void)state;
+    fc_outq q = {0};
+    for (int i = 1; i <= 100; i++) fc_outq_push(&q, change(i % 2 ? "odd" : "even", i));
+    assert_int_equal(q.count, 100);
+    int dropped = fc_outq_push_coalesce(&q, change("even", 101), 50);
+    assert_int_equal(dropped, 50);
+    assert_int_equal(q.count, 51);
+    assert_int_equal(fc_outq_last(&q)->seq, 101);
+    n_seqs = 0;
+    while (q.count) {
+        uv_buf_t iov[8];
+        size_t bytes;
+        fc_outq_iov(&q, iov, 8, 1 << 20, &bytes);
+        fc_outq_consume(&q, bytes, NULL);
+    }
+    assert_null(q.head);
+    /* Kept entries end exactly at a chunk border, with emptied chunks after it. */
+    for (int i = 1; i <= 90; i++) fc_outq_push(&q, change(i <= FC_OUTQ_CHUNK ? "a" : "b", i));
+    assert_int_equal(fc_outq_push_coalesce(&q, change("b", 91), 10), 60);
+    assert_int_equal(q.count, FC_OUTQ_CHUNK + 1);
+    assert_int_equal(fc_outq_last(&q)->seq, 91);
+    assert_int_equal(fc_outq_first(&q)->seq, 1);
+    fc_outq_clear(&q);
+    assert_null(q.head);
+    for (int i = 1; i <= 61; i++) fc_outq_push(&q, change("k", i)); /* exactly 2 full + 1 */
+    assert_int_equal(fc_outq_drop_unlocked(&q), 61);
+    assert_null(q.head);
+    assert_null(q.tail);
     fc_outq_pool_trim();
 }
 
@@ -151,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_coalesce_spares_locked_and_started_entries),
         cmocka_unit_test(test_iov_respects_byte_cap),
         cmocka_unit_test(test_drop_unlocked_keeps_in_flight),
+        cmocka_unit_test(test_chunks_and_compaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
