@@ -89,6 +89,7 @@ static void change_done(fc_change *ch)
         fc_hub_publish(fc_server_hub(srv), &ch->wf, ch->commit_ns, ch->kind == FC_CHANGE_DELETE);
     }
     if (!fc_conn_is_closed(c)) {
+        fc_conn_answer(c, ch->ticket);
         if (ch->result != 0) {
             respond_store_error(c, ch->result, ch->errmsg);
         } else if (ch->kind == FC_CHANGE_DELETE) {
@@ -122,7 +123,7 @@ static fc_change *change_new(fc_conn *c, fc_change_kind kind)
 
 static void submit(fc_conn *c, fc_change *ch)
 {
-    fc_conn_hold(c);
+    ch->ticket = fc_conn_defer(c);
     fc_store_submit(fc_server_store(fc_conn_server(c)), ch);
 }
 

@@ -395,7 +395,7 @@ void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
     if (kind == FC_WS_UPDATES)
         fc_conn_ws_close(c, FC_WS_CLOSE_NORMAL, "workflow deleted");
     else if (kind == FC_SSE_ONE)
-        fc_conn_close_after_reply(c); /* the event stream ends once the deletion is written */
+        fc_conn_close_when_written(c); /* the event stream ends once the deletion is written */
     else
         fc__stream_drop_sub(c, fc_container_of(sub, fc_stream_sub, sub));
 }

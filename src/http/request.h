@@ -7,6 +7,7 @@
 
 #include <http_parser.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The headers flowcast reads; others are skipped while parsing. */
 typedef enum {
@@ -42,6 +43,7 @@ typedef struct fc_http_req {
     int error;    /* HTTP status to answer with; parsing stopped (400, 411, 413, 431) */
     int complete; /* the whole request (headers and body) has been read */
     int has_body; /* Content-Length or chunked was given */
+    uint32_t ticket; /* set by the connection: answer order and keep-alive */
 } fc_http_req;
 
 fc_http_req *fc_http_req_new(size_t max_header, size_t max_body);

@@ -39,10 +39,17 @@ fc_conn *fc__conn_new(void)
 static void free_conn(fc_conn *c)
 {
     fc_outq_clear(&c->out);
-    if (fc_stream_is_ws((fc_stream_kind)c->kind))
+    if (fc_stream_is_ws((fc_stream_kind)c->kind)) {
         fc__ws_free_frag(c);
-    else
+    } else {
         fc_http_req_free(c->req);
+        while (c->parked) {
+            fc_parked *p = c->parked;
+            c->parked = p->next;
+            fc_buf_unref(p->response);
+            free(p);
+        }
+    }
     free(c->in);
     free(c);
 }
@@ -75,7 +82,8 @@ void fc__conn_close(fc_conn *c)
 static void respond_parse_error(fc_conn *c, int status)
 {
     const fc_config *cfg = FC_SRV(c)->cfg;
-    c->close_after_write = 1; /* the rest of the stream cannot be trusted */
+    c->req->ticket = (uint32_t)c->next_seq++ << 1; /* answered, then closed */
+    fc_conn_close_after_reply(c); /* the rest of the stream cannot be trusted */
     switch (status) {
     case 411:
         fc_conn_respond_error(c, 411, NULL, "length_required",
@@ -96,6 +104,17 @@ static void respond_parse_error(fc_conn *c, int status)
     }
 }
 
+/* Hands a complete request to the API. Changes (POST, PATCH, DELETE) may
+ * overtake nothing but can be in flight together: their answers are put back
+ * in request order. Anything else waits until every earlier answer is out,
+ * so that e.g. an upgrade never jumps ahead of a pending answer. */
+static void dispatch(fc_conn *c)
+{
+    int m = c->req->parser.method;
+    if (c->deferred && m != HTTP_POST && m != HTTP_PATCH && m != HTTP_DELETE) return;
+    fc_api_handle(c, c->req);
+}
+
 static size_t http_input(fc_conn *c, char *data, size_t len)
 {
     if (!c->req) {
@@ -110,16 +129,31 @@ static size_t http_input(fc_conn *c, char *data, size_t len)
         respond_parse_error(c, c->req->error);
         return len;
     }
-    if (c->req->complete) fc_api_handle(c, c->req);
+    if (c->req->complete) {
+        int keep = fc_http_keep_alive(c->req);
+        c->req->ticket = (uint32_t)c->next_seq++ << 1 | (uint32_t)keep;
+        if (!keep) c->last_request = 1;
+        dispatch(c);
+    }
     return n;
+}
+
+/* A complete request not yet handed to the API (it waits for earlier answers).
+ * Only in HTTP mode: in WebSocket mode the same memory holds the fragment. */
+static int request_waiting(const fc_conn *c)
+{
+    return c->kind == FC_STREAM_NONE && c->req && c->req->complete;
 }
 
 /* Consumes what it can of data; returns the bytes used. */
 static size_t process_input(fc_conn *c, char *data, size_t len)
 {
     size_t off = 0;
-    while (off < len && !c->closing && !c->busy) {
+    if (request_waiting(c) && !c->busy && !c->deferred) dispatch(c); /* it waited */
+    while (off < len && !c->closing && !c->busy && c->deferred < FC_PIPELINE_MAX) {
         if (c->close_after_write) return len; /* failing or closing: discard */
+        if (request_waiting(c)) break; /* waits for the answers before it */
+        if (c->last_request && !c->req && c->kind == FC_STREAM_NONE) return len;
         size_t n;
         if (fc_stream_is_ws((fc_stream_kind)c->kind))
             n = fc__ws_input(c, data + off, len - off);
@@ -194,7 +228,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
      * later requests are stashed; past a bound, stop reading. A client that
      * waits for each answer never gets here, which saves two epoll_ctl calls
      * per request. */
-    if (c->busy && c->reading && !c->closing && c->in_len > FC_READ_BUF_SIZE) {
+    int waiting = c->busy || c->deferred >= FC_PIPELINE_MAX || request_waiting(c);
+    if (waiting && c->reading && !c->closing && c->in_len > FC_READ_BUF_SIZE) {
         uv_read_stop(s);
         c->reading = 0;
     }
@@ -292,7 +327,7 @@ void fc__conn_flush(fc_conn *c)
         }
         if ((size_t)r < bytes) write_async(c);
     }
-    if (!c->out.count && c->close_after_write && !c->closing) fc__conn_close(c);
+    if (!c->out.count && c->close_after_write && !c->closing && !c->deferred) fc__conn_close(c);
 }
 
 void fc__conn_flush_all(fc_server *srv)
@@ -334,28 +369,96 @@ static void end_request(fc_conn *c)
     c->busy = 0;
 }
 
+/* Writes one answer; the last answer of a connection closes it once written. */
+static void write_answer(fc_conn *c, fc_buf *b, int keep)
+{
+    c->emit_seq++;
+    if (c->close_after_write) { /* an earlier answer ended the connection */
+        fc_buf_unref(b);
+        return;
+    }
+    fc_conn_send(c, b);
+    if (!keep) c->close_after_write = 1;
+}
+
+/* Answers leave in request order: an answer that overtook an earlier one
+ * waits (parked) until that one is written. */
+static void emit(fc_conn *c, uint16_t seq, int keep, fc_buf *b)
+{
+    if (seq != c->emit_seq) {
+        fc_parked *p = malloc(sizeof *p);
+        if (!p) {
+            fc_buf_unref(b);
+            fc__conn_close(c);
+            return;
+        }
+        *p = (fc_parked){.next = c->parked, .seq = seq, .keep_alive = (uint8_t)keep, .response = b};
+        c->parked = p;
+        return;
+    }
+    write_answer(c, b, keep);
+    for (int found = 1; found && c->parked;) {
+        found = 0;
+        for (fc_parked **pp = &c->parked; *pp; pp = &(*pp)->next) {
+            fc_parked *p = *pp;
+            if (p->seq != c->emit_seq) continue;
+            *pp = p->next;
+            write_answer(c, p->response, p->keep_alive);
+            free(p);
+            found = 1;
+            break;
+        }
+    }
+}
+
 void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,
                      const char *body, size_t len)
 {
-    if (c->closing) {
+    uint32_t ticket;
+    if (c->has_answering) {
+        ticket = c->answering;
+        c->has_answering = 0;
+    } else {
+        ticket = c->req ? c->req->ticket : (uint32_t)c->emit_seq << 1;
         end_request(c);
-        return;
     }
-    int keep = c->req && fc_http_keep_alive(c->req) && !c->close_after_write && !FC_SRV(c)->shutting_down;
+    if (c->closing) return;
+    int keep = (ticket & 1) && !FC_SRV(c)->shutting_down;
     fc_buf *b = fc_http_response(status, extra_headers, content_type, body, len, keep);
     fc_metrics_http_status(status);
-    end_request(c);
-    if (!keep) c->close_after_write = 1;
     if (!b) {
         fc__conn_close(c);
         return;
     }
-    fc_conn_send(c, b);
+    emit(c, (uint16_t)(ticket >> 1), keep, b);
+}
+
+uint32_t fc_conn_defer(fc_conn *c)
+{
+    uint32_t ticket = c->req->ticket;
+    c->refs++;
+    c->deferred++;
+    end_request(c); /* the next pipelined request may be parsed now */
+    return ticket;
+}
+
+void fc_conn_answer(fc_conn *c, uint32_t ticket)
+{
+    c->deferred--;
+    c->answering = ticket;
+    c->has_answering = 1;
+}
+
+void fc_conn_close_when_written(fc_conn *c)
+{
+    c->close_after_write = 1;
+    fc__conn_schedule_flush(c);
 }
 
 void fc_conn_close_after_reply(fc_conn *c)
 {
-    c->close_after_write = 1;
+    if (c->req) c->req->ticket &= ~1u; /* answer with Connection: close */
+    c->last_request = 1;
 }
 
 void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, const char *code,
@@ -383,7 +486,7 @@ void fc_conn_release(fc_conn *c)
     if (--c->refs > 0) {
         if (!c->busy && !c->closing) {
             /* The answer is queued: go on with pipelined input, then read again. */
-            if (c->in_len) drain_stash(c);
+            if (c->in_len || request_waiting(c)) drain_stash(c);
             if (!c->busy && !c->reading && !c->closing && !c->close_after_write) {
                 c->reading = 1;
                 uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);

@@ -51,15 +51,26 @@ int fc_server_over_limit(const fc_server *s);
  * open when the request allows it. Ends the current request. */
 void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,
                      const char *body, size_t len);
-/* Makes the next response the last one on this connection. */
+/* Makes the answer to the current request the last one on this connection. */
 void fc_conn_close_after_reply(fc_conn *c);
+/* Closes a streaming connection (SSE) once everything queued is written. */
+void fc_conn_close_when_written(fc_conn *c);
 /* Queues {"error":{"code","message"}} with status (extra_headers as above). */
 void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, const char *code,
                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* Keeps c (memory, not the socket) alive across an asynchronous call; the
- * connection stops reading until the request is answered. fc_conn_release
- * drops it. fc_conn_is_closed tells whether the socket went away meanwhile. */
+/* Answers the current request later (after an asynchronous store call):
+ * keeps c's memory alive, and lets the connection go on with pipelined
+ * requests; answers still leave in request order. Returns the ticket to give
+ * fc_conn_answer, which makes the next fc_conn_respond answer that request;
+ * then call fc_conn_release. */
+uint32_t fc_conn_defer(fc_conn *c);
+void fc_conn_answer(fc_conn *c, uint32_t ticket);
+
+/* Keeps c (memory, not the socket) alive across a wait that must hold the
+ * connection alone (long-poll): nothing else is parsed until it is answered.
+ * fc_conn_release drops it. fc_conn_is_closed tells whether the socket went
+ * away meanwhile. */
 void fc_conn_hold(fc_conn *c);
 void fc_conn_release(fc_conn *c);
 int fc_conn_is_closed(const fc_conn *c);

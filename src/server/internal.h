@@ -16,6 +16,15 @@
 #define FC_READ_BUF_SIZE (64 * 1024)
 #define FC_CLOSE_GRACE_MS 2000
 #define FC_SSE_HEARTBEAT_S 15.0
+#define FC_PIPELINE_MAX 32 /* requests of one connection in flight at once */
+
+/* An answer written before an earlier request of its connection was answered. */
+typedef struct fc_parked {
+    struct fc_parked *next;
+    uint16_t seq;
+    uint8_t keep_alive;
+    fc_buf *response;
+} fc_parked;
 
 /* A timer wheel: one timer visits one of FC_WHEEL_SLOTS lists per tick, so
  * periodic per-connection work is spread evenly over the period. */
@@ -72,6 +81,8 @@ struct fc_conn {
     unsigned awaiting_pong : 1;
     unsigned reading : 1;
     unsigned subscribed_all : 1;
+    unsigned last_request : 1; /* the request being answered ends the connection */
+    unsigned has_answering : 1;
     uint16_t refs;
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
@@ -80,9 +91,16 @@ struct fc_conn {
     fc_list wheel_link; /* a wheel slot, or srv->closing_list */
     uint64_t progress_ms; /* last write progress, or when the close was sent */
     union {
-        fc_http_req *req; /* HTTP, SSE, long-poll: the request being parsed or answered */
+        struct {
+            fc_http_req *req; /* HTTP, SSE, long-poll: the request being parsed or answered */
+            struct fc_parked *parked; /* answers waiting for an earlier one (pipelining) */
+        };
         fc_ws_frag *frag; /* WebSocket: the fragmented message being reassembled */
     };
+    uint16_t next_seq; /* sequence number of the next request parsed */
+    uint16_t emit_seq; /* sequence number of the next answer to write */
+    uint16_t deferred; /* requests waiting for an asynchronous answer */
+    uint32_t answering; /* ticket fc_conn_respond answers next (deferred requests) */
     fc_sub sub;
     fc_list multi_subs;
     void *ext; /* API-layer stream state (a long-poll waiter) */

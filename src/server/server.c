@@ -156,10 +156,10 @@ static void start_closing(fc_conn *c, void *arg)
     (void)arg;
     if (fc_stream_is_ws((fc_stream_kind)c->kind))
         fc_conn_ws_close(c, FC_WS_CLOSE_GOING_AWAY, "server shutting down");
-    else if (!c->busy && !c->out.count)
+    else if (!c->busy && !c->deferred && !c->out.count)
         fc__conn_close(c); /* idle, or half a request that will not be answered */
     else
-        c->close_after_write = 1;
+        c->last_request = 1; /* answers say Connection: close; the last one closes */
 }
 
 static void begin_shutdown(fc_server *srv)

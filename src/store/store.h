@@ -37,6 +37,7 @@ typedef struct fc_change {
     uint64_t commit_ns; /* monotonic time of the commit */
     void (*done)(struct fc_change *c);
     void *data;
+    uint32_t ticket; /* the caller's (e.g. the HTTP request to answer) */
     struct fc_change *next; /* backend-private queue link */
 } fc_change;
 

@@ -494,6 +494,45 @@ def test_keepalive_and_pipelining(server):
     _expect_closed(rd)
 
 
+def _patch_bytes(p, wid, body):
+    return http_request_bytes("PATCH", API + "/" + wid, p,
+                              {"Content-Type": "application/json",
+                               "Content-Length": str(len(body))}, body)
+
+
+def test_pipelined_changes_answered_in_order(server):
+    """Many changes in one send are in flight together (group commit), yet
+    every answer comes back in request order, including synchronous errors
+    between them and reads that must see every earlier change."""
+    p = server.port
+    server.create(id="pp", total_steps=1000)
+    reqs = b""
+    expect = []
+    for i in range(1, 61):
+        if i == 20:
+            reqs += _patch_bytes(p, "pp", b'{"bogus": 1}')  # 400 at once, between async answers
+            expect.append(400)
+        if i == 40:
+            reqs += http_request_bytes("GET", API + "/pp", p)  # waits for the 39 before it
+            expect.append(200)
+        reqs += _patch_bytes(p, "pp", b'{"current_step": %d}' % i)
+        expect.append(200)
+    reqs += http_request_bytes("DELETE", API + "/nope", p)
+    expect.append(404)
+    reqs += http_request_bytes("GET", API + "/pp", p, {"Connection": "close"})
+    expect.append(200)
+    rs, rd = raw_http(p, reqs, n=len(expect), timeout=10.0)
+    assert [r.status for r in rs] == expect
+    # PATCH answers carry seq 2..61 in request order
+    patch_idx = [i for i in range(len(expect) - 2) if expect[i] == 200 and i != 40]
+    assert [json.loads(rs[i].body)["seq"] for i in patch_idx] == list(range(2, 62))
+    # the GET in the middle saw exactly the 39 changes sent before it
+    get_mid = json.loads(rs[40].body)
+    assert get_mid["current_step"] == 39 and get_mid["seq"] == 40, get_mid
+    assert json.loads(rs[-1].body)["seq"] == 61 and json.loads(rs[-1].body)["current_step"] == 60
+    _expect_closed(rd)
+
+
 def test_http10_and_split_request(server):
     s = connect(server.port)
     rd = SockReader(s)
