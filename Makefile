@@ -26,6 +26,7 @@ test: setup
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	FLOWCAST_BIN=$(CURDIR)/$(TEST_BUILD)/flowcast $(PYTHON) -m pytest -q -x tests/e2e
 	FLOWCAST_BIN=$(CURDIR)/$(TEST_BUILD)/flowcast tests/browser/run.sh
+	$(MAKE) --no-print-directory bench-smoke
 
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -18,17 +18,18 @@ fcb_scenario_seed() {
   local rc=$?; fcb_stop_server; return $rc
 }
 
-# fanout: N subscribers on one workflow, publish as fast as acknowledged with
-# at most 4 (1k) or 2 (10k) changes not yet delivered to every subscriber, so
-# nobody falls behind and the latency is that of a server kept just busy.
+# fanout: N subscribers on one workflow; 64 publishers publish as fast as
+# acknowledged, with at most 64 changes not yet delivered to every
+# subscriber: the server is kept saturated, and nothing may be lost (64 stays
+# under flowcast's default --backlog of 100, so it never coalesces).
 fcb__fanout() {
   fcb_start_server "$1" || return 1
-  fcb_bench "$1" "$3" --subscribers "$2" --workflows 1 --publishers 4 --window "$4" \
+  fcb_bench "$1" "$3" --subscribers "$2" --workflows 1 --publishers 64 --window "$4" \
     --rate 0 --duration "$(fcb_sz 10 2)"
   local rc=$?; fcb_stop_server; return $rc
 }
-fcb_scenario_fanout-1k() { fcb__fanout "$1" "$(fcb_sz 1000 50)" fanout-1k 4; }
-fcb_scenario_fanout-10k() { fcb__fanout "$1" "$(fcb_sz 10000 50)" fanout-10k 2; }
+fcb_scenario_fanout-1k() { fcb__fanout "$1" "$(fcb_sz 1000 50)" fanout-1k 64; }
+fcb_scenario_fanout-10k() { fcb__fanout "$1" "$(fcb_sz 10000 50)" fanout-10k 64; }
 
 # many-workflows: 10,000 subscribers over 1,000 workflows, round-robin changes.
 fcb_scenario_many-workflows() {
