@@ -206,7 +206,22 @@ static void ping_visit(fc_conn *c)
         return;
     }
     c->awaiting_pong = 1;
-    fc_conn_send(c, fc_buf_ref(FC_SRV(c)->ping_frame));
+    fc_buf *ping = FC_SRV(c)->ping_frame;
+    if (!c->out.count && !c->writing) {
+        /* Nothing queued (the idle case): write it now, which spares the
+         * queue and the flush pass for the many connections of a wheel slot. */
+        uv_buf_t b = uv_buf_init((char *)ping->data, ping->len);
+        int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (r == (int)ping->len) return;
+        if (r < 0 && r != UV_EAGAIN) {
+            fc__conn_close(c);
+            return;
+        }
+        fc_conn_send(c, fc_buf_ref(ping));
+        if (r > 0) fc_outq_consume(&c->out, (size_t)r, NULL);
+        return;
+    }
+    fc_conn_send(c, fc_buf_ref(ping));
 }
 
 void fc__ping_init(fc_server *srv)
