@@ -123,12 +123,11 @@ int fc__sqlite_connect(const char *path, int create, int sync_full, sqlite3 **ou
     /* Measured on the ingest scenario (64 producers, 1,000 workflows): with the
      * default 2 MB page cache and pread I/O, half the server's CPU went to the
      * kernel copying the same pages back in; a larger cache, memory-mapped
-     * reads and fewer checkpoints (each one copies the WAL back and fsyncs)
-     * remove most of it. */
+     * reads remove most of it. Checkpoints run in their own thread
+     * (checkpoint.c). */
     const char *tuning = "PRAGMA journal_size_limit=" FC__SQLITE_WAL_LIMIT ";"
                          "PRAGMA cache_size=-65536;"
                          "PRAGMA mmap_size=268435456;"
-                         "PRAGMA wal_autocheckpoint=10000;"
                          "PRAGMA temp_store=MEMORY;";
     if (exec_sql(db, sync, "cannot set pragmas", err, errlen) != 0 ||
         exec_sql(db, tuning, "cannot set pragmas", err, errlen) != 0)

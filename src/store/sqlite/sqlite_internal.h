@@ -66,6 +66,15 @@ typedef struct fc__sqlite_store {
     pthread_mutex_t dlock;
     fc_change *d_head, *d_tail;
 
+    /* Background checkpoints (checkpoint.c): their own connection and thread,
+     * so a commit never waits for WAL pages to be copied back and fsynced. */
+    sqlite3 *cdb;
+    pthread_t cthread;
+    int cthread_started;
+    pthread_mutex_t clock;
+    pthread_cond_t ccond;
+    int cstop;
+
     /* Being delivered right now (loop thread only). Kept in the store, not on the
      * stack, so a done() that calls close() still gets the rest delivered in order. */
     fc_change *delivering;
@@ -90,6 +99,9 @@ int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *e
 
 /* Prepares the writer's statements on s->wdb and starts the writer thread. */
 int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen);
+int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err,
+                                  size_t errlen);
+void fc__sqlite_checkpointer_stop(fc__sqlite_store *s);
 /* Queues c for the writer (loop thread). */
 void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *c);
 /* Lets the writer commit everything queued, joins it and finalizes its statements. */

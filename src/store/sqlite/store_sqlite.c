@@ -223,6 +223,7 @@ static void on_async_closed(uv_handle_t *h)
 /* Releases everything but the async handle and the struct itself. */
 static void release(fc__sqlite_store *s)
 {
+    fc__sqlite_checkpointer_stop(s);
     fc__sqlite_writer_stop(s);
     for (int i = 0; i < FC__R_COUNT; i++) {
         sqlite3_finalize(s->r[i]);
@@ -317,6 +318,7 @@ fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char
     if (pthread_cond_init(&s->qcond, NULL) != 0) goto fail_sys;
     locks++;
     if (fc__sqlite_writer_start(s, err, errlen) != 0) goto fail;
+    if (fc__sqlite_checkpointer_start(s, cfg->path, err, errlen) != 0) goto fail;
     /* After the thread: the writer touches the handle only after a batch, and no
      * change can be submitted before we return. A failure here then needs no
      * uv_close, so open never leaves anything for the loop to finish. */
