@@ -60,6 +60,10 @@ typedef struct fcb_result {
     double storm_reconnected_s; /* first drop to every subscriber open again */
     double storm_resumed_s;     /* ... and holding every change acked before the drop */
     /* resources */
+    /* srv_before is sampled once the first `warm` subscribers are connected, so
+     * one-time costs of a server's first connection (its read buffer, its
+     * store's first read) are not charged to every connection. */
+    uint32_t warm;
     fcb_proc_sample srv_before, srv_connected, srv_start, srv_end;
     double self_cpu_s;
     long fd_limit;

@@ -166,7 +166,8 @@ static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
     double dps = r->span_s > 0 ? (double)r->deliveries / r->span_s : 0;
     double cps = r->run_s > 0 ? (double)r->pub_acked / r->run_s : 0;
     long long rss_delta = (long long)r->srv_connected.rss_kb - (long long)r->srv_before.rss_kb;
-    double rss_per_conn = r->connected ? (double)rss_delta * 1024.0 / r->connected : 0;
+    uint32_t measured = r->connected > r->warm ? r->connected - r->warm : 0;
+    double rss_per_conn = measured ? (double)rss_delta * 1024.0 / measured : 0;
     int srv = r->srv_start.ok && r->srv_end.ok;
     const fcb_hist *lh = &r->lat_hist, *ah = &r->ack_hist, *ch = &r->connect_hist;
     fprintf(f, "== %s%s%s: %u subscribers on %u workflow(s), %u publisher(s)\n",

@@ -24,14 +24,7 @@ typedef struct waiter {
 static void answer(fc_conn *c, const char *id)
 {
     fc_workflow w = {0};
-    int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, &w);
-    if (r != 0) {
-        if (r == FC_ENOTFOUND)
-            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
-        else
-            fc_conn_respond_error(c, 500, NULL, "internal", "storage error");
-        return;
-    }
+    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     size_t len = 0;
     char *json = fc_json_workflow(&w, &len);
     if (json)

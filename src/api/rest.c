@@ -185,6 +185,7 @@ static void get_workflow(fc_conn *c, const char *id)
 }
 
 typedef struct list_out {
+    char *(*encode)(const fc_workflow *w, size_t *len);
     char *buf;
     size_t len, cap;
     int count;
@@ -210,11 +211,12 @@ static void list_append(list_out *o, const char *s, size_t n)
     o->buf[o->len] = '\0';
 }
 
-static int list_row(const fc_workflow *w, void *ud)
+/* Appends one row, encoded by o->encode, as an element of a JSON array. */
+static int append_row(const fc_workflow *w, void *ud)
 {
     list_out *o = ud;
     size_t n;
-    char *json = fc_json_workflow(w, &n);
+    char *json = o->encode(w, &n);
     if (!json) {
         o->oom = 1;
         return 1;
@@ -263,9 +265,9 @@ static void list_workflows(fc_conn *c, const fc_http_req *req)
     fc_list_query q = {0};
     char cursor[64], next[64] = "";
     if (parse_list_query(c, req, &q, cursor, sizeof cursor)) return;
-    list_out o = {0};
+    list_out o = {.encode = fc_json_workflow};
     list_append(&o, "{\"workflows\":[", 14);
-    int r = fc_store_list(fc_server_store(fc_conn_server(c)), &q, list_row, &o, next, sizeof next);
+    int r = fc_store_list(fc_server_store(fc_conn_server(c)), &q, append_row, &o, next, sizeof next);
     if (r != 0) {
         free(o.buf);
         respond_store_error(c, r, r == FC_EINVAL ? "invalid cursor" : "storage error");
@@ -282,19 +284,9 @@ static void list_workflows(fc_conn *c, const fc_http_req *req)
     respond_json(c, 200, NULL, o.buf, o.len);
 }
 
-static int history_row(const fc_workflow *w, void *ud)
+static char *encode_event(const fc_workflow *w, size_t *len)
 {
-    list_out *o = ud;
-    size_t n;
-    char *json = fc_json_update(w, 0, &n);
-    if (!json) {
-        o->oom = 1;
-        return 1;
-    }
-    if (o->count++) list_append(o, ",", 1);
-    list_append(o, json, n);
-    free(json);
-    return 0;
+    return fc_json_update(w, 0, len);
 }
 
 /* Reads an optional non-negative integer query parameter; -1 when malformed. */
@@ -317,12 +309,12 @@ static void history(fc_conn *c, const fc_http_req *req, const char *id)
                               "since must be a non-negative integer and limit an integer in 1..1000");
         return;
     }
-    list_out o = {0};
+    list_out o = {.encode = encode_event};
     char head[128];
     list_append(&o, head, (size_t)snprintf(head, sizeof head, "{\"workflow_id\":\"%s\",\"events\":[", id));
     int64_t oldest = 0;
     int r = fc_store_events_since(fc_server_store(fc_conn_server(c)), id, since, (int)limit,
-                                  history_row, &o, &oldest);
+                                  append_row, &o, &oldest);
     if (r != 0) {
         free(o.buf);
         char msg[128];

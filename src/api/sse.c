@@ -105,14 +105,7 @@ static void open_one(fc_conn *c, fc_http_req *req, const char *id)
     if (single_since(c, req, &since) != 0) return;
     fc_server *srv = fc_conn_server(c);
     fc_workflow w = {0};
-    int r = fc_store_get(fc_server_store(srv), id, &w);
-    if (r != 0) {
-        if (r == FC_ENOTFOUND)
-            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
-        else
-            fc_conn_respond_error(c, 500, NULL, "internal", "storage error");
-        return;
-    }
+    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     if (fc_conn_start_sse(c, FC_SSE_ONE) == 0) {
         int64_t at = fc__stream_send_initial(c, &w, since, encode_initial, NULL);
         fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), id, c, at);

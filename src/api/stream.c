@@ -151,6 +151,16 @@ fc_buf *fc__stream_encode_ws(fc_conn *c, const fc_workflow *w, int resync, void 
     return fc_hub_encode_update(w, resync);
 }
 
+int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w)
+{
+    int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, w);
+    if (r == FC_ENOTFOUND)
+        fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
+    else if (r != 0)
+        fc_conn_respond_error(c, 500, NULL, "internal", "storage error reading \"%s\"", id);
+    return r;
+}
+
 /* --- single-workflow stream --------------------------------------------- */
 
 static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const char *accept)
@@ -164,14 +174,7 @@ static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const cha
     }
     fc_server *srv = fc_conn_server(c);
     fc_workflow w = {0};
-    int r = fc_store_get(fc_server_store(srv), id, &w);
-    if (r != 0) {
-        if (r == FC_ENOTFOUND)
-            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
-        else
-            fc_conn_respond_error(c, 500, NULL, "internal", "storage error");
-        return;
-    }
+    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     if (fc_conn_upgrade(c, accept, FC_WS_UPDATES) == 0) {
         int64_t at = fc__stream_send_initial(c, &w, since, fc__stream_encode_ws, NULL);
         fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), id, c, at);

@@ -23,6 +23,9 @@ fc_buf *fc__stream_encode_ws(fc_conn *c, const fc_workflow *w, int resync, void 
  * the subscriber is now at. */
 int64_t fc__stream_send_initial(fc_conn *c, const fc_workflow *w, int64_t since,
                                 fc__stream_encoder encode, void *ud);
+/* Reads workflow id into w (caller clears it); when that fails, answers
+ * 404 (unknown) or 500 and returns the error. */
+int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w);
 /* Parses a non-negative decimal seq; -1 when malformed. */
 int64_t fc__stream_parse_since(const char *s);
 /* Unsubscribes and frees one subscription of a multi-workflow stream. */
