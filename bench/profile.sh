@@ -16,7 +16,7 @@ perf record -q -g -F 999 -p "$SERVER_PID" -o "$FCB_TMP/perf.data" >/dev/null 2>&
 perf_pid=$!
 FCB_PIDS+=("$perf_pid")
 FCB_RESULTS="$FCB_TMP/profile.jsonl" fcb_bench flowcast fanout-10k --subscribers 10000 \
-  --workflows 1 --publishers 4 --window 2 --rate 0 --duration 10
+  --workflows 1 --publishers 64 --window 64 --rate 0 --duration 10
 kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null
 fcb_forget_pid "$perf_pid"
 fcb_stop_server
