@@ -21,13 +21,13 @@ typedef struct fcb_opts {
     uint32_t subscribers;
     uint32_t workflows;
     uint32_t publishers;
-    uint32_t pipeline;   /* requests in flight per publisher connection */
-    double rate;         /* changes/s over all publishers; 0 = as fast as acked */
-    int publish;         /* 0: idle run (capacity) */
-    uint32_t window;     /* flow control, in changes per workflow; 0 = off */
-    double duration;     /* seconds of publishing (or idling) */
-    double drain;        /* most seconds to wait for deliveries after */
-    double settle;       /* seconds between connected and publishing */
+    uint32_t pipeline; /* requests in flight per publisher connection */
+    double rate;       /* changes/s over all publishers; 0 = as fast as acked */
+    int publish;       /* 0: idle run (capacity) */
+    uint32_t window;   /* flow control, in changes per workflow; 0 = off */
+    double duration;   /* seconds of publishing (or idling) */
+    double drain;      /* most seconds to wait for deliveries after */
+    double settle;     /* seconds between connected and publishing */
     uint32_t connect_conc;
     uint32_t src_addrs; /* source addresses 127.0.0.1 .. 127.0.0.N */
     int pids[FCB_MAX_PIDS];

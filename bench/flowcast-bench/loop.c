@@ -133,8 +133,7 @@ static void sub_enqueue(ctx *c, uint32_t i, uint64_t not_before)
 static void sub_mark_ready(ctx *c, uint32_t i, uint64_t now)
 {
     sub *s = &c->subs[i];
-    if (s->ready)
-        return;
+    if (s->ready) return;
     s->ready = 1;
     c->ready++;
     c->connecting--;
@@ -153,8 +152,7 @@ static void sub_mark_ready(ctx *c, uint32_t i, uint64_t now)
 
 static void sub_close_fd(sub *s)
 {
-    if (s->fd >= 0)
-        close(s->fd);
+    if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     free(s->stash);
     s->stash = NULL;
@@ -183,8 +181,7 @@ static void sub_drop(ctx *c, uint32_t i, uint64_t now)
     }
     if (c->o->reconnect && !g_stop) {
         uint32_t b = s->backoff_ms ? s->backoff_ms * 2 : 50;
-        if (b > 1000)
-            b = 1000;
+        if (b > 1000) b = 1000;
         s->backoff_ms = b;
         uint64_t jitter = (uint64_t)(rand() % (int)b) * 1000000u;
         sub_enqueue(c, i, now + jitter + (s->ever_ready ? 0 : (uint64_t)b * 1000000u));
@@ -197,8 +194,7 @@ static void sub_start(ctx *c, uint32_t i, uint64_t now)
 {
     sub *s = &c->subs[i];
     s->t_start = now;
-    if (c->first_connect_t == 0)
-        c->first_connect_t = now;
+    if (c->first_connect_t == 0) c->first_connect_t = now;
     c->connecting++;
     s->state = SUB_CONNECTING;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -270,8 +266,7 @@ static void on_message(ctx *c, uint32_t i, const uint8_t *data, size_t len, uint
     int resync = c->o->target == FCB_FLOWCAST && s->got_first && m.seq != (uint64_t)*lastp + 1 &&
                  fcb_msg_resync((const char *)data, len);
     if (c->o->target == FCB_FLOWCAST && (!s->got_first || resync)) {
-        if (resync)
-            c->r->resyncs++;
+        if (resync) c->r->resyncs++;
         s->got_first = 1;
         last[0] = (uint32_t)m.seq;
         sub_mark_ready(c, i, now);
@@ -284,8 +279,7 @@ static void on_message(ctx *c, uint32_t i, const uint8_t *data, size_t len, uint
     }
     uint32_t seq = (uint32_t)m.seq;
     if (seq > last[p]) {
-        if (seq > last[p] + 1)
-            c->r->lost += seq - last[p] - 1;
+        if (seq > last[p] + 1) c->r->lost += seq - last[p] - 1;
         last[p] = seq;
         c->r->deliveries++;
         c->last_delivery_t = now;
@@ -303,8 +297,7 @@ static void on_message(ctx *c, uint32_t i, const uint8_t *data, size_t len, uint
 static void send_control(sub *s, uint8_t opcode, const uint8_t *payload, size_t len)
 {
     uint8_t f[6 + 125];
-    if (len > 125)
-        len = 125;
+    if (len > 125) len = 125;
     f[0] = (uint8_t)(0x80 | opcode);
     f[1] = (uint8_t)(0x80 | len);
     memset(f + 2, 0, 4);
@@ -317,13 +310,11 @@ static void sub_read(ctx *c, uint32_t i)
     sub *s = &c->subs[i];
     uint8_t *buf = c->rbuf;
     size_t off = s->stash_len;
-    if (off)
-        memcpy(buf, s->stash, off);
+    if (off) memcpy(buf, s->stash, off);
     ssize_t n = recv(s->fd, buf + off, RBUF_SIZE - off, 0);
     uint64_t now = fcb_now_ns();
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         sub_drop(c, i, now);
         return;
     }
@@ -332,8 +323,7 @@ static void sub_read(ctx *c, uint32_t i)
     if (s->state == SUB_HANDSHAKE) {
         fcb_http_resp resp;
         int rc = fcb_http_resp_parse((const char *)buf, len, 1, &resp);
-        if (rc == 0)
-            goto stash;
+        if (rc == 0) goto stash;
         if (rc < 0 || resp.status != 101) {
             if (c->errors_printed++ < 5)
                 fprintf(stderr, "flowcast-bench: subscriber %u: handshake answered %d\n", i,
@@ -343,8 +333,7 @@ static void sub_read(ctx *c, uint32_t i)
         }
         s->state = SUB_OPEN;
         p = resp.head_len;
-        if (c->o->target != FCB_FLOWCAST || s->got_first)
-            sub_mark_ready(c, i, now);
+        if (c->o->target != FCB_FLOWCAST || s->got_first) sub_mark_ready(c, i, now);
     }
     while (p < len) {
         fc_ws_header h;
@@ -355,8 +344,7 @@ static void sub_read(ctx *c, uint32_t i)
             sub_drop(c, i, now);
             return;
         }
-        if (hl == 0 || len - p - (size_t)hl < h.payload_len)
-            break;
+        if (hl == 0 || len - p - (size_t)hl < h.payload_len) break;
         const uint8_t *payload = buf + p + hl;
         size_t plen = (size_t)h.payload_len;
         switch (h.opcode) {
@@ -406,8 +394,7 @@ static void on_sub_event(ctx *c, uint32_t i, uint32_t events)
         sub_send_handshake(c, i, fcb_now_ns());
         return;
     }
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        sub_read(c, i);
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) sub_read(c, i);
 }
 
 /* ---- publishers ---- */
@@ -415,8 +402,7 @@ static void on_sub_event(ctx *c, uint32_t i, uint32_t events)
 static void pub_close(ctx *c, uint32_t k, uint64_t now)
 {
     pub *p = &c->pubs[k];
-    if (p->fd >= 0)
-        close(p->fd);
+    if (p->fd >= 0) close(p->fd);
     p->fd = -1;
     for (uint32_t j = 0; j < p->count; j++) {
         const req *q = &p->ring[(p->head + j) % c->o->pipeline];
@@ -469,8 +455,7 @@ static void pub_flush(ctx *c, uint32_t k)
         ssize_t n = send(p->fd, p->wbuf + p->woff, p->wlen - p->woff, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN) {
-                if (!p->want_out)
-                    pub_set_events(c, k, 1);
+                if (!p->want_out) pub_set_events(c, k, 1);
                 return;
             }
             pub_close(c, k, fcb_now_ns());
@@ -479,8 +464,7 @@ static void pub_flush(ctx *c, uint32_t k)
         p->woff += (size_t)n;
     }
     p->woff = p->wlen = 0;
-    if (p->want_out)
-        pub_set_events(c, k, 0);
+    if (p->want_out) pub_set_events(c, k, 0);
 }
 
 static void pub_append(pub *p, const char *data, size_t len)
@@ -583,12 +567,10 @@ static void on_response(ctx *c, uint32_t k, const fcb_http_resp *resp, const cha
     uint32_t seq = q.seq;
     if (c->o->target == FCB_FLOWCAST) {
         uint64_t v;
-        seq = fcb_json_u64(base + resp->body_off, resp->body_len, "seq", &v) == 0 ? (uint32_t)v
-                                                                                  : 0;
+        seq = fcb_json_u64(base + resp->body_off, resp->body_len, "seq", &v) == 0 ? (uint32_t)v : 0;
     }
     uint32_t *am = &c->acked_max[(size_t)q.wf * c->P + slot];
-    if (seq > *am)
-        *am = seq;
+    if (seq > *am) *am = seq;
 }
 
 static void pub_read(ctx *c, uint32_t k)
@@ -605,8 +587,7 @@ static void pub_read(ctx *c, uint32_t k)
     ssize_t n = recv(p->fd, p->rbuf + p->rlen, p->rcap - p->rlen, 0);
     uint64_t now = fcb_now_ns();
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         pub_close(c, k, now);
         return;
     }
@@ -615,8 +596,7 @@ static void pub_read(ctx *c, uint32_t k)
     while (off < p->rlen) {
         fcb_http_resp resp;
         int rc = fcb_http_resp_parse(p->rbuf + off, p->rlen - off, 0, &resp);
-        if (rc == 0)
-            break;
+        if (rc == 0) break;
         if (rc < 0 || p->count == 0) {
             fprintf(stderr, "flowcast-bench: publisher %u: unexpected response bytes\n", k);
             pub_close(c, k, now);
@@ -646,10 +626,8 @@ static void on_pub_event(ctx *c, uint32_t k, uint32_t events)
         pub_set_events(c, k, p->wlen > 0);
         return;
     }
-    if (events & EPOLLOUT)
-        pub_flush(c, k);
-    if (p->fd >= 0 && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
-        pub_read(c, k);
+    if (events & EPOLLOUT) pub_flush(c, k);
+    if (p->fd >= 0 && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) pub_read(c, k);
 }
 
 /* ---- the loop ---- */
@@ -675,15 +653,13 @@ static void start_connections(ctx *c, uint64_t now)
 {
     while (c->qlen > 0 && c->connecting < c->o->connect_conc) {
         uint32_t i = c->q[c->qhead];
-        if (c->subs[i].not_before > now)
-            break;
+        if (c->subs[i].not_before > now) break;
         c->qhead = (c->qhead + 1) % c->o->subscribers;
         c->qlen--;
         sub_start(c, i, now);
     }
     for (uint32_t k = 0; k < c->o->publishers; k++)
-        if (c->pubs[k].state == PUB_CLOSED && c->pubs[k].not_before <= now)
-            pub_start(c, k, now);
+        if (c->pubs[k].state == PUB_CLOSED && c->pubs[k].not_before <= now) pub_start(c, k, now);
 }
 
 static int pub_has_room(const ctx *c, uint32_t k)
@@ -694,18 +670,15 @@ static int pub_has_room(const ctx *c, uint32_t k)
 
 static int window_open(ctx *c, uint64_t now)
 {
-    if (c->o->window == 0 || c->o->subscribers == 0)
-        return 1;
+    if (c->o->window == 0 || c->o->subscribers == 0) return 1;
     uint64_t done = c->r->deliveries + c->r->lost;
     if (done != c->progress_seen) {
         c->progress_seen = done;
         c->progress_t = now;
     }
     uint64_t per = c->o->subscribers / c->o->workflows;
-    if (per == 0)
-        per = 1;
-    if (c->expected_sent < done + (uint64_t)c->o->window * per)
-        return 1;
+    if (per == 0) per = 1;
+    if (c->expected_sent < done + (uint64_t)c->o->window * per) return 1;
     return now - c->progress_t > 1000000000u; /* stalled: do not wait forever */
 }
 
@@ -730,8 +703,7 @@ static uint64_t publish_some(ctx *c, uint64_t now, uint64_t start)
     while (budget > 0 && sent_any) {
         sent_any = 0;
         for (uint32_t k = 0; k < o->publishers && budget > 0; k++) {
-            if (!pub_has_room(c, k) || !window_open(c, now))
-                continue;
+            if (!pub_has_room(c, k) || !window_open(c, now)) continue;
             uint32_t wf = (uint32_t)(c->next_wf++ % o->workflows);
             pub_request(c, k, REQ_PUBLISH, wf);
             touched[k] = 1;
@@ -740,8 +712,7 @@ static uint64_t publish_some(ctx *c, uint64_t now, uint64_t start)
         }
     }
     for (uint32_t k = 0; k < o->publishers; k++)
-        if (touched[k])
-            pub_flush(c, k);
+        if (touched[k]) pub_flush(c, k);
     if (o->rate > 0 && budget > 0)
         wait = 200000u; /* behind schedule: publishers full, retry soon */
     return wait > 20000000u ? 20000000u : wait;
@@ -750,8 +721,7 @@ static uint64_t publish_some(ctx *c, uint64_t now, uint64_t start)
 static long raise_nofile(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return 1024;
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -762,10 +732,8 @@ static int resumed_all(ctx *c)
 {
     for (uint32_t i = 0; i < c->o->subscribers; i++) {
         const sub *s = &c->subs[i];
-        if (!s->ready)
-            return 0;
-        if (c->last[(size_t)i * c->P] < c->snap[(size_t)s->wf * c->P])
-            return 0;
+        if (!s->ready) return 0;
+        if (c->last[(size_t)i * c->P] < c->snap[(size_t)s->wf * c->P]) return 0;
     }
     return 1;
 }
@@ -825,8 +793,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         uint32_t open = 0;
         for (uint32_t k = 0; k < o->publishers; k++)
             open += c->pubs[k].state == PUB_OPEN;
-        if (open == o->publishers)
-            break;
+        if (open == o->publishers) break;
         if (now > deadline || g_stop) {
             fprintf(stderr, "flowcast-bench: cannot connect to %s:%d\n", o->host, o->port);
             rc = -1;
@@ -840,8 +807,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         deadline = now + 60000000000u;
         while ((next < o->workflows || c->creates_pending > 0) && !g_stop && now < deadline) {
             for (uint32_t k = 0; k < o->publishers && next < o->workflows; k++) {
-                if (!pub_has_room(c, k))
-                    continue;
+                if (!pub_has_room(c, k)) continue;
                 pub_request(c, k, REQ_CREATE, next++);
                 c->creates_pending++;
                 pub_flush(c, k);
@@ -859,12 +825,14 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
 
     /* Subscribers: a warm-up batch (1%, at most 100), then the memory the rest
      * cost is measured from there. */
-    r->warm = o->subscribers >= 1000 ? (o->subscribers / 100 < 100 ? o->subscribers / 100 : 100) : 0;
+    r->warm =
+        o->subscribers >= 1000 ? (o->subscribers / 100 < 100 ? o->subscribers / 100 : 100) : 0;
     if (r->warm == 0) fcb_proc_sample_pids(o->pids, o->npids, &r->srv_before);
     deadline = now + (uint64_t)(60 + o->subscribers / 200) * 1000000000u;
     for (uint32_t i = 0, queued = 0; queued < o->subscribers;) {
         uint32_t batch_end = queued < r->warm ? r->warm : o->subscribers;
-        for (; i < batch_end; i++) sub_enqueue(c, i, 0);
+        for (; i < batch_end; i++)
+            sub_enqueue(c, i, 0);
         queued = batch_end;
         while (c->ready + c->failed < queued && !g_stop && now < deadline) {
             start_connections(c, now);
@@ -903,11 +871,9 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         uint64_t wait = o->publish ? publish_some(c, now, start) : 10000000u;
         if (c->first_drop && c->down == 0 && r->storm_resumed_s == 0 && now >= resume_check) {
             resume_check = now + 5000000u;
-            if (resumed_all(c))
-                r->storm_resumed_s = (double)(now - c->first_drop) / 1e9;
+            if (resumed_all(c)) r->storm_resumed_s = (double)(now - c->first_drop) / 1e9;
         }
-        if (wait > until - now)
-            wait = until - now;
+        if (wait > until - now) wait = until - now;
         poll_once(c, wait);
         now = fcb_now_ns();
     }
@@ -920,8 +886,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         uint32_t inflight = 0;
         for (uint32_t k = 0; k < o->publishers; k++)
             inflight += c->pubs[k].count;
-        if (inflight == 0 && r->deliveries + r->lost >= r->expected)
-            break;
+        if (inflight == 0 && r->deliveries + r->lost >= r->expected) break;
         if (r->deliveries != seen) {
             seen = r->deliveries;
             quiet_since = now;
@@ -940,21 +905,18 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
 
     /* What never arrived: each subscriber against the acknowledged maximum. */
     for (uint32_t i = 0; i < o->subscribers; i++) {
-        if (!c->subs[i].ever_ready)
-            continue;
+        if (!c->subs[i].ever_ready) continue;
         for (uint32_t p = 0; p < c->P; p++) {
             uint32_t want = c->acked_max[(size_t)c->subs[i].wf * c->P + p];
             uint32_t have = c->last[(size_t)i * c->P + p];
-            if (want > have)
-                r->lost += want - have;
+            if (want > have) r->lost += want - have;
         }
     }
 out:
     for (uint32_t i = 0; i < o->subscribers; i++)
         sub_close_fd(&c->subs[i]);
     for (uint32_t k = 0; k < o->publishers; k++) {
-        if (c->pubs[k].fd >= 0)
-            close(c->pubs[k].fd);
+        if (c->pubs[k].fd >= 0) close(c->pubs[k].fd);
         free(c->pubs[k].ring);
         free(c->pubs[k].rbuf);
         free(c->pubs[k].wbuf);

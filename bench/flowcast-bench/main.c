@@ -173,15 +173,21 @@ static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
     fprintf(f, "== %s%s%s: %u subscribers on %u workflow(s), %u publisher(s)\n",
             target_name(o->target), o->label[0] ? " " : "", o->label, o->subscribers, o->workflows,
             o->publishers);
-    fprintf(f, "connect    %u ok, %u failed in %.3f s; per connection p50 %.2f ms p99 %.2f ms max %.2f ms\n",
+    fprintf(f,
+            "connect    %u ok, %u failed in %.3f s; per connection p50 %.2f ms p99 %.2f ms max "
+            "%.2f ms\n",
             r->connected, r->connect_failed, r->connect_s, us(fcb_hist_quantile(ch, 0.5)) / 1000,
             us(fcb_hist_quantile(ch, 0.99)) / 1000, us(fcb_hist_quantile(ch, 1)) / 1000);
     if (o->publish) {
-        fprintf(f, "publish    %llu sent, %llu acked (%.0f/s), %llu errors, %llu unknown; ack p50 %.0f us p99 %.0f us\n",
+        fprintf(f,
+                "publish    %llu sent, %llu acked (%.0f/s), %llu errors, %llu unknown; ack p50 "
+                "%.0f us p99 %.0f us\n",
                 (unsigned long long)r->pub_sent, (unsigned long long)r->pub_acked, cps,
                 (unsigned long long)r->pub_errors, (unsigned long long)r->pub_unknown,
                 us(fcb_hist_quantile(ah, 0.5)), us(fcb_hist_quantile(ah, 0.99)));
-        fprintf(f, "deliveries %llu of %llu expected in %.2f s = %.0f/s; lost %llu, duplicates %llu, out of order %llu, resyncs %llu, unparsed %llu\n",
+        fprintf(f,
+                "deliveries %llu of %llu expected in %.2f s = %.0f/s; lost %llu, duplicates %llu, "
+                "out of order %llu, resyncs %llu, unparsed %llu\n",
                 (unsigned long long)r->deliveries, (unsigned long long)r->expected, r->span_s, dps,
                 (unsigned long long)r->lost, (unsigned long long)r->duplicates,
                 (unsigned long long)r->out_of_order, (unsigned long long)r->resyncs,
@@ -192,7 +198,8 @@ static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
                 us(fcb_hist_quantile(lh, 1.0)));
     }
     if (r->disconnects)
-        fprintf(f, "storm      %llu drops; all reconnected after %.3f s, all resumed after %.3f s\n",
+        fprintf(f,
+                "storm      %llu drops; all reconnected after %.3f s, all resumed after %.3f s\n",
                 (unsigned long long)r->disconnects, r->storm_reconnected_s, r->storm_resumed_s);
     if (srv && o->publish)
         fprintf(f, "server     cpu %.2f s (%.1f%% of a core), %.0f deliveries per cpu-s\n", srv_cpu,
@@ -202,7 +209,9 @@ static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
         fprintf(f, "server     idle cpu %.2f s (%.2f%% of a core)\n", srv_cpu,
                 r->run_s > 0 ? 100 * srv_cpu / r->run_s : 0);
     if (srv)
-        fprintf(f, "server     rss %llu KiB before, %llu KiB connected, %llu KiB at the end (%.0f B per connection)\n",
+        fprintf(f,
+                "server     rss %llu KiB before, %llu KiB connected, %llu KiB at the end (%.0f B "
+                "per connection)\n",
                 (unsigned long long)r->srv_before.rss_kb,
                 (unsigned long long)r->srv_connected.rss_kb, (unsigned long long)r->srv_end.rss_kb,
                 rss_per_conn);
@@ -221,8 +230,7 @@ static void report_json(FILE *f, const fcb_opts *o, const fcb_result *r)
             "\"rate\":%.1f,\"publish\":%s,\"window\":%u,\"duration_s\":%.3f,",
             o->label, target_name(o->target), o->subscribers, o->workflows, o->publishers,
             o->pipeline, o->rate, o->publish ? "true" : "false", o->window, r->run_s);
-    fprintf(f,
-            "\"connected\":%u,\"connect_failed\":%u,\"connect_s\":%.4f,", r->connected,
+    fprintf(f, "\"connected\":%u,\"connect_failed\":%u,\"connect_s\":%.4f,", r->connected,
             r->connect_failed, r->connect_s);
     print_hist_json(f, "connect_ms", &r->connect_hist, 1e6);
     fprintf(f,
@@ -242,8 +250,8 @@ static void report_json(FILE *f, const fcb_opts *o, const fcb_result *r)
             (unsigned long long)r->resyncs, (unsigned long long)r->unparsed,
             (unsigned long long)r->disconnects);
     print_hist_json(f, "latency_us", &r->lat_hist, 1e3);
-    fprintf(f, ",\"storm_reconnected_s\":%.4f,\"storm_resumed_s\":%.4f,",
-            r->storm_reconnected_s, r->storm_resumed_s);
+    fprintf(f, ",\"storm_reconnected_s\":%.4f,\"storm_resumed_s\":%.4f,", r->storm_reconnected_s,
+            r->storm_resumed_s);
     if (srv)
         fprintf(f,
                 "\"server\":{\"pids\":%d,\"cpu_s\":%.3f,\"cpu_pct\":%.2f,"
@@ -252,8 +260,7 @@ static void report_json(FILE *f, const fcb_opts *o, const fcb_result *r)
                 o->npids, srv_cpu, r->run_s > 0 ? 100 * srv_cpu / r->run_s : 0,
                 srv_cpu > 0 ? (double)r->deliveries / srv_cpu : 0,
                 (unsigned long long)r->srv_before.rss_kb,
-                (unsigned long long)r->srv_connected.rss_kb,
-                (unsigned long long)r->srv_end.rss_kb,
+                (unsigned long long)r->srv_connected.rss_kb, (unsigned long long)r->srv_end.rss_kb,
                 r->connected ? (double)rss_delta * 1024.0 / r->connected : 0);
     else
         fprintf(f, "\"server\":null,");
@@ -265,13 +272,10 @@ static void report_json(FILE *f, const fcb_opts *o, const fcb_result *r)
 int main(int argc, char **argv)
 {
     fcb_opts o;
-    if (parse_opts(argc, argv, &o) < 0)
-        return 2;
+    if (parse_opts(argc, argv, &o) < 0) return 2;
     static fcb_result r;
-    if (fcb_run(&o, &r) < 0)
-        return 1;
+    if (fcb_run(&o, &r) < 0) return 1;
     report(o.json ? stderr : stdout, &o, &r);
-    if (o.json)
-        report_json(stdout, &o, &r);
+    if (o.json) report_json(stdout, &o, &r);
     return 0;
 }

@@ -84,17 +84,17 @@ typedef void (*fcc_state_cb)(fcc_watch *w, const fcc_state_info *s, void *data);
 
 /* Zero-initialise, then set what you need; zero means the default. */
 typedef struct fcc_watch_options {
-    fcc_update_cb on_update;       /* required */
-    fcc_state_cb on_state;         /* optional */
-    void *data;                    /* passed to both callbacks */
-    uint64_t backoff_initial_ms;   /* default 100 */
-    uint64_t backoff_max_ms;       /* default 30000 */
-    unsigned max_retries;          /* consecutive failed attempts before CLOSED; 0 = forever */
-    uint64_t ping_interval_ms;     /* ping the server after this much silence; default 15000 */
-    uint64_t pong_timeout_ms;      /* the server is dead when silent this long after a ping;
-                                      default 10000 */
-    uint64_t connect_timeout_ms;   /* TCP connect + handshake; default 10000 */
-    uint64_t seed;                 /* jitter seed; 0 = random */
+    fcc_update_cb on_update;     /* required */
+    fcc_state_cb on_state;       /* optional */
+    void *data;                  /* passed to both callbacks */
+    uint64_t backoff_initial_ms; /* default 100 */
+    uint64_t backoff_max_ms;     /* default 30000 */
+    unsigned max_retries;        /* consecutive failed attempts before CLOSED; 0 = forever */
+    uint64_t ping_interval_ms;   /* ping the server after this much silence; default 15000 */
+    uint64_t pong_timeout_ms;    /* the server is dead when silent this long after a ping;
+                                    default 10000 */
+    uint64_t connect_timeout_ms; /* TCP connect + handshake; default 10000 */
+    uint64_t seed;               /* jitter seed; 0 = random */
 } fcc_watch_options;
 
 /* Creates a watch of the server at url ("http://host:port"). loop may be
@@ -191,13 +191,13 @@ FCC_API int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *
                                 fcc_workflow *out, fcc_error *err);
 FCC_API int fcc_workflow_get(fcc_client *c, const char *id, fcc_workflow *out, fcc_error *err);
 /* One page, newest first; status and cursor may be NULL, limit 0 = server default. */
-FCC_API int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor,
-                              unsigned limit, fcc_workflow_page *out, fcc_error *err);
+FCC_API int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor, unsigned limit,
+                              fcc_workflow_page *out, fcc_error *err);
 /* Advances current_step by one (GET, then PATCH with if_seq, retried while
  * another writer wins the race). A pending or paused workflow becomes
  * running; reaching total_steps makes it completed. message may be NULL. */
-FCC_API int fcc_workflow_step(fcc_client *c, const char *id, const char *message,
-                              fcc_workflow *out, fcc_error *err);
+FCC_API int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_workflow *out,
+                              fcc_error *err);
 
 FCC_API void fcc_workflow_clear(fcc_workflow *w);
 FCC_API void fcc_workflow_page_clear(fcc_workflow_page *p);

@@ -79,7 +79,8 @@ static int parse_args(fc_conn *c, fc_http_req *req, int64_t *since, double *time
     char v[32];
     if (fc_http_query(req, "wait_since", v, sizeof v) != 1 ||
         (*since = fc__stream_parse_since(v)) < 0) {
-        fc_conn_respond_error(c, 400, NULL, "bad_request", "wait_since must be a non-negative integer");
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "wait_since must be a non-negative integer");
         return -1;
     }
     *timeout = LONGPOLL_DEFAULT_S;
@@ -88,7 +89,8 @@ static int parse_args(fc_conn *c, fc_http_req *req, int64_t *since, double *time
         char *end;
         *timeout = r == 1 ? strtod(v, &end) : -1;
         if (r < 0 || !*v || *end || !(*timeout >= 0 && *timeout <= LONGPOLL_MAX_S)) {
-            fc_conn_respond_error(c, 400, NULL, "bad_request", "timeout must be a number of seconds in 0..60");
+            fc_conn_respond_error(c, 400, NULL, "bad_request",
+                                  "timeout must be a number of seconds in 0..60");
             return -1;
         }
     }

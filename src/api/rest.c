@@ -30,12 +30,23 @@ static void respond_json(fc_conn *c, int status, const char *extra, char *json, 
 static void respond_store_error(fc_conn *c, int err, const char *msg)
 {
     switch (err) {
-    case FC_ENOTFOUND: fc_conn_respond_error(c, 404, NULL, "not_found", "%s", msg); return;
-    case FC_EEXISTS: fc_conn_respond_error(c, 409, NULL, "already_exists", "%s", msg); return;
-    case FC_ESEQ: fc_conn_respond_error(c, 409, NULL, "seq_mismatch", "%s", msg); return;
-    case FC_ETERMINAL: fc_conn_respond_error(c, 409, NULL, "terminal_status", "%s", msg); return;
-    case FC_EINVAL: fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", msg); return;
-    default: fc_conn_respond_error(c, 500, NULL, "internal", "%s", msg[0] ? msg : "storage error");
+    case FC_ENOTFOUND:
+        fc_conn_respond_error(c, 404, NULL, "not_found", "%s", msg);
+        return;
+    case FC_EEXISTS:
+        fc_conn_respond_error(c, 409, NULL, "already_exists", "%s", msg);
+        return;
+    case FC_ESEQ:
+        fc_conn_respond_error(c, 409, NULL, "seq_mismatch", "%s", msg);
+        return;
+    case FC_ETERMINAL:
+        fc_conn_respond_error(c, 409, NULL, "terminal_status", "%s", msg);
+        return;
+    case FC_EINVAL:
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", msg);
+        return;
+    default:
+        fc_conn_respond_error(c, 500, NULL, "internal", "%s", msg[0] ? msg : "storage error");
     }
 }
 
@@ -51,7 +62,8 @@ static int token_equal(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     unsigned char diff = (unsigned char)(la != lb);
-    for (size_t i = 0; i < la && i < lb; i++) diff |= (unsigned char)(a[i] ^ b[i]);
+    for (size_t i = 0; i < la && i < lb; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
     return diff == 0;
 }
 
@@ -174,7 +186,9 @@ static void get_workflow(fc_conn *c, const char *id)
     int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, &w);
     if (r != 0) {
         char msg[128];
-        snprintf(msg, sizeof msg, r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"", id);
+        snprintf(msg, sizeof msg,
+                 r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"",
+                 id);
         respond_store_error(c, r, msg);
         return;
     }
@@ -197,7 +211,8 @@ static void list_append(list_out *o, const char *s, size_t n)
     if (o->oom) return;
     if (o->len + n + 1 > o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 4096;
-        while (cap < o->len + n + 1) cap *= 2;
+        while (cap < o->len + n + 1)
+            cap *= 2;
         char *b = realloc(o->buf, cap);
         if (!b) {
             o->oom = 1;
@@ -236,7 +251,8 @@ static int parse_list_query(fc_conn *c, const fc_http_req *req, fc_list_query *q
         if (fc_status_parse(v, &q->status) != 0) {
             fc_conn_respond_error(c, 400, NULL, "bad_request",
                                   "unknown status \"%s\": must be one of pending, running, "
-                                  "paused, completed, failed, cancelled", v);
+                                  "paused, completed, failed, cancelled",
+                                  v);
             return -1;
         }
         q->has_status = 1;
@@ -246,7 +262,8 @@ static int parse_list_query(fc_conn *c, const fc_http_req *req, fc_list_query *q
         char *end;
         long n = strtol(v, &end, 10);
         if (r < 0 || !*v || *end || n < 1 || n > 1000) {
-            fc_conn_respond_error(c, 400, NULL, "bad_request", "limit must be an integer in 1..1000");
+            fc_conn_respond_error(c, 400, NULL, "bad_request",
+                                  "limit must be an integer in 1..1000");
             return -1;
         }
         q->limit = (int)n;
@@ -267,7 +284,8 @@ static void list_workflows(fc_conn *c, const fc_http_req *req)
     if (parse_list_query(c, req, &q, cursor, sizeof cursor)) return;
     list_out o = {.encode = fc_json_workflow};
     list_append(&o, "{\"workflows\":[", 14);
-    int r = fc_store_list(fc_server_store(fc_conn_server(c)), &q, append_row, &o, next, sizeof next);
+    int r =
+        fc_store_list(fc_server_store(fc_conn_server(c)), &q, append_row, &o, next, sizeof next);
     if (r != 0) {
         free(o.buf);
         respond_store_error(c, r, r == FC_EINVAL ? "invalid cursor" : "storage error");
@@ -305,20 +323,24 @@ static void history(fc_conn *c, const fc_http_req *req, const char *id)
     int64_t since = query_int(req, "since", 0, INT64_MAX);
     int64_t limit = query_int(req, "limit", 100, 1000);
     if (since < 0 || limit < 1) {
-        fc_conn_respond_error(c, 400, NULL, "bad_request",
-                              "since must be a non-negative integer and limit an integer in 1..1000");
+        fc_conn_respond_error(
+            c, 400, NULL, "bad_request",
+            "since must be a non-negative integer and limit an integer in 1..1000");
         return;
     }
     list_out o = {.encode = encode_event};
     char head[128];
-    list_append(&o, head, (size_t)snprintf(head, sizeof head, "{\"workflow_id\":\"%s\",\"events\":[", id));
+    list_append(&o, head,
+                (size_t)snprintf(head, sizeof head, "{\"workflow_id\":\"%s\",\"events\":[", id));
     int64_t oldest = 0;
     int r = fc_store_events_since(fc_server_store(fc_conn_server(c)), id, since, (int)limit,
                                   append_row, &o, &oldest);
     if (r != 0) {
         free(o.buf);
         char msg[128];
-        snprintf(msg, sizeof msg, r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"", id);
+        snprintf(msg, sizeof msg,
+                 r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"",
+                 id);
         respond_store_error(c, r, msg);
         return;
     }
@@ -370,17 +392,23 @@ static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
     if (*sub == '\0') {
         if (m == HTTP_GET && fc_http_query(req, "wait_since", probe, sizeof probe) != 0)
             fc_longpoll_start(c, req, id);
-        else if (m == HTTP_GET) get_workflow(c, id);
-        else if (m == HTTP_PATCH) update_workflow(c, req, id);
-        else if (m == HTTP_DELETE) delete_workflow(c, req, id);
-        else method_not_allowed(c, "GET, PATCH, DELETE");
+        else if (m == HTTP_GET)
+            get_workflow(c, id);
+        else if (m == HTTP_PATCH)
+            update_workflow(c, req, id);
+        else if (m == HTTP_DELETE)
+            delete_workflow(c, req, id);
+        else
+            method_not_allowed(c, "GET, PATCH, DELETE");
     } else if (strcmp(sub, "/updates") == 0) {
         fc_stream_open(c, req, FC_WS_UPDATES, id);
     } else if (strcmp(sub, "/events") == 0) {
         fc_sse_open(c, req, FC_SSE_ONE, id);
     } else if (strcmp(sub, "/history") == 0) {
-        if (m == HTTP_GET) history(c, req, id);
-        else method_not_allowed(c, "GET");
+        if (m == HTTP_GET)
+            history(c, req, id);
+        else
+            method_not_allowed(c, "GET");
     } else {
         fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource");
     }
@@ -402,15 +430,22 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
         return;
     }
     if (strcmp(path, "/healthz") == 0) {
-        if (m != HTTP_GET) method_not_allowed(c, "GET");
-        else fc_conn_respond(c, 200, NULL, "application/json", "{\"status\":\"ok\"}", 15);
+        if (m != HTTP_GET)
+            method_not_allowed(c, "GET");
+        else
+            fc_conn_respond(c, 200, NULL, "application/json", "{\"status\":\"ok\"}", 15);
     } else if (strcmp(path, "/metrics") == 0) {
-        if (m != HTTP_GET) method_not_allowed(c, "GET");
-        else metrics(c);
+        if (m != HTTP_GET)
+            method_not_allowed(c, "GET");
+        else
+            metrics(c);
     } else if (strcmp(path, "/api/workflows") == 0) {
-        if (m == HTTP_GET) list_workflows(c, req);
-        else if (m == HTTP_POST) create_workflow(c, req);
-        else method_not_allowed(c, "GET, POST");
+        if (m == HTTP_GET)
+            list_workflows(c, req);
+        else if (m == HTTP_POST)
+            create_workflow(c, req);
+        else
+            method_not_allowed(c, "GET, POST");
     } else if (strncmp(path, "/api/workflows/", 15) == 0) {
         workflow_routes(c, req, path + 15);
     } else if (strcmp(path, "/api/events") == 0) {
@@ -420,9 +455,11 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
     } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {
         fc_stream_open(c, req, FC_WS_ECHO, NULL);
     } else if ((asset = fc_assets_find(path)) != NULL) {
-        if (m != HTTP_GET) method_not_allowed(c, "GET");
-        else fc_conn_respond(c, 200, "Cache-Control: no-cache\r\n", asset->content_type,
-                             (const char *)asset->data, asset->len);
+        if (m != HTTP_GET)
+            method_not_allowed(c, "GET");
+        else
+            fc_conn_respond(c, 200, "Cache-Control: no-cache\r\n", asset->content_type,
+                            (const char *)asset->data, asset->len);
     } else {
         fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource: %s", path);
     }

@@ -15,8 +15,7 @@
 #define SSE_MAX_WORKFLOWS 100
 
 /* "id: <id>\ndata: <json>\n\n" — our JSON never holds a raw newline. */
-static fc_buf *sse_event(const char *id, const char *json, size_t len, const char *key,
-                         int64_t seq)
+static fc_buf *sse_event(const char *id, const char *json, size_t len, const char *key, int64_t seq)
 {
     size_t idlen = strlen(id);
     size_t total = 4 + idlen + 7 + len + 2;
@@ -180,8 +179,9 @@ static void open_multi(fc_conn *c, fc_http_req *req)
     int q = h ? (snprintf(cursor, sizeof cursor, "%s", h) < (int)sizeof cursor ? 1 : -1)
               : fc_http_query(req, "since", cursor, sizeof cursor);
     if (q < 0 || !cursor_valid(q ? cursor : "")) {
-        fc_conn_respond_error(c, 400, NULL, "bad_request",
-                              "Last-Event-ID or since must be a cursor from this stream (id:seq,...)");
+        fc_conn_respond_error(
+            c, 400, NULL, "bad_request",
+            "Last-Event-ID or since must be a cursor from this stream (id:seq,...)");
         return;
     }
     if (q == 0) cursor[0] = '\0';
@@ -195,7 +195,8 @@ static void open_multi(fc_conn *c, fc_http_req *req)
     int got = 0;
     for (; got < n; got++) {
         if (fc_store_get(fc_server_store(srv), ids[got], &ws[got]) != 0) {
-            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", ids[got]);
+            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"",
+                                  ids[got]);
             break;
         }
     }
@@ -212,7 +213,8 @@ static void open_multi(fc_conn *c, fc_http_req *req)
             sub->sub.last_seq = at;
         }
     }
-    for (int i = 0; i < n; i++) fc_workflow_clear(&ws[i]);
+    for (int i = 0; i < n; i++)
+        fc_workflow_clear(&ws[i]);
     free(ws);
 }
 

@@ -26,7 +26,8 @@ static int origin_allowed(const fc_config *cfg, const fc_http_req *req)
     const char *origin = fc_http_header(req, FC_H_ORIGIN);
     if (!origin) return 1;
     for (int i = 0; i < cfg->n_allow_origins; i++)
-        if (strcmp(cfg->allow_origins[i], "*") == 0 || strcasecmp(cfg->allow_origins[i], origin) == 0)
+        if (strcmp(cfg->allow_origins[i], "*") == 0 ||
+            strcasecmp(cfg->allow_origins[i], origin) == 0)
             return 1;
     /* Same host: the origin's host[:port] equals the Host header. */
     const char *host = fc_http_header(req, FC_H_HOST);
@@ -49,13 +50,15 @@ static int validate_upgrade(fc_conn *c, const fc_http_req *req, fc_stream_kind k
     }
     if (!upgrade || !fc_header_has_token(upgrade, strlen(upgrade), "websocket") || !connection ||
         !fc_header_has_token(connection, strlen(connection), "upgrade")) {
-        fc_conn_respond_error(c, 400, NULL, "bad_request",
-                              "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)");
+        fc_conn_respond_error(
+            c, 400, NULL, "bad_request",
+            "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)");
         return -1;
     }
     if (!version || strcmp(version, "13") != 0) {
         fc_conn_respond_error(c, 426, "Sec-WebSocket-Version: 13\r\n", "upgrade_required",
-                              "unsupported WebSocket version %s; use 13", version ? version : "(none)");
+                              "unsupported WebSocket version %s; use 13",
+                              version ? version : "(none)");
         return -1;
     }
     if (!key || !fc_ws_key_valid(key, strlen(key))) {
@@ -114,8 +117,10 @@ static int replay_row(const fc_workflow *w, void *ud)
 static void replay_free(replay *r, int send)
 {
     for (size_t i = 0; i < r->n; i++) {
-        if (send) fc_conn_send(r->c, r->frames[i]);
-        else fc_buf_unref(r->frames[i]);
+        if (send)
+            fc_conn_send(r->c, r->frames[i]);
+        else
+            fc_buf_unref(r->frames[i]);
     }
     free(r->frames);
 }
@@ -195,7 +200,8 @@ void fc_stream_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const cha
         open_updates(c, req, workflow_id, accept);
         return;
     }
-    if (fc_conn_upgrade(c, accept, kind) != 0) fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+    if (fc_conn_upgrade(c, accept, kind) != 0)
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
 }
 
 /* --- multi-workflow stream ops -------------------------------------------- */
@@ -259,7 +265,8 @@ static int check_ids(fc_conn *c, json_t *ids)
     }
     size_t i;
     json_t *v;
-    json_array_foreach(ids, i, v) {
+    json_array_foreach(ids, i, v)
+    {
         if (!json_is_string(v) || !fc_id_valid(json_string_value(v))) {
             send_op_error(c, "bad_request", "workflow_ids[%zu] is not a valid id", i);
             return -1;
@@ -318,7 +325,8 @@ static void op_subscribe(fc_conn *c, json_t *msg)
             fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
         }
     }
-    for (size_t i = 0; i < n; i++) fc_workflow_clear(&ws[i]);
+    for (size_t i = 0; i < n; i++)
+        fc_workflow_clear(&ws[i]);
     free(ws);
 }
 
@@ -328,7 +336,8 @@ static void op_unsubscribe(fc_conn *c, json_t *msg)
     if (check_ids(c, ids) != 0) return;
     size_t i;
     json_t *v;
-    json_array_foreach(ids, i, v) {
+    json_array_foreach(ids, i, v)
+    {
         fc_stream_sub *s = find_sub(c, json_string_value(v));
         if (s) fc__stream_drop_sub(c, s);
     }
@@ -352,17 +361,26 @@ void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
     json_error_t jerr;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!msg || !json_is_object(msg)) {
-        if (msg) send_op_error(c, "bad_request", "message must be a JSON object");
-        else send_op_error(c, "bad_request", "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column, jerr.text);
+        if (msg)
+            send_op_error(c, "bad_request", "message must be a JSON object");
+        else
+            send_op_error(c, "bad_request", "invalid JSON at line %d, column %d: %s", jerr.line,
+                          jerr.column, jerr.text);
         json_decref(msg);
         return;
     }
     const char *op = json_string_value(json_object_get(msg, "op"));
-    if (!op) send_op_error(c, "bad_request", "missing \"op\"");
-    else if (strcmp(op, "subscribe") == 0) op_subscribe(c, msg);
-    else if (strcmp(op, "unsubscribe") == 0) op_unsubscribe(c, msg);
-    else if (strcmp(op, "subscribe_all") == 0) op_subscribe_all(c);
-    else send_op_error(c, "bad_request", "unknown op \"%.40s\": use subscribe, unsubscribe or subscribe_all", op);
+    if (!op)
+        send_op_error(c, "bad_request", "missing \"op\"");
+    else if (strcmp(op, "subscribe") == 0)
+        op_subscribe(c, msg);
+    else if (strcmp(op, "unsubscribe") == 0)
+        op_unsubscribe(c, msg);
+    else if (strcmp(op, "subscribe_all") == 0)
+        op_subscribe_all(c);
+    else
+        send_op_error(c, "bad_request",
+                      "unknown op \"%.40s\": use subscribe, unsubscribe or subscribe_all", op);
     json_decref(msg);
 }
 
@@ -388,7 +406,8 @@ void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
         return;
     }
     /* An all-subscription already carries this workflow's changes. */
-    int duplicate = (kind == FC_WS_MULTI || kind == FC_SSE_MULTI) && !sub->all && fc_conn_has_all(c);
+    int duplicate =
+        (kind == FC_WS_MULTI || kind == FC_SSE_MULTI) && !sub->all && fc_conn_has_all(c);
     if (!duplicate) {
         fc_buf *out = fc_stream_is_sse(kind) ? fc_sse_from_frame(c, frame) : fc_buf_ref(frame);
         uint32_t limit = (uint32_t)fc_server_config(fc_conn_server(c))->backlog;

@@ -92,7 +92,9 @@ static fcc_client *client(const fc_cli_ctx *ctx)
 {
     int err = 0;
     fcc_client *c = fcc_client_new(ctx->server, ctx->token, &err);
-    if (!c) fprintf(stderr, "flowcast: invalid server URL \"%s\" (expected http://host:port)\n", ctx->server);
+    if (!c)
+        fprintf(stderr, "flowcast: invalid server URL \"%s\" (expected http://host:port)\n",
+                ctx->server);
     return c;
 }
 
@@ -112,8 +114,10 @@ static int finish(fcc_client *c, int r, fcc_workflow *w, const fcc_error *err)
 static int cmd_create(fc_cli_ctx *ctx, int argc, char **argv)
 {
     const char *steps = NULL, *id = NULL, *status = NULL, *message = NULL, *pos[1];
-    const fc_cli_opt opts[] = {{"--steps", &steps, NULL}, {"--id", &id, NULL},
-                               {"--status", &status, NULL}, {"--message", &message, NULL},
+    const fc_cli_opt opts[] = {{"--steps", &steps, NULL},
+                               {"--id", &id, NULL},
+                               {"--status", &status, NULL},
+                               {"--message", &message, NULL},
                                {NULL, NULL, NULL}};
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
     if (r) return r;
@@ -123,8 +127,12 @@ static int cmd_create(fc_cli_ctx *ctx, int argc, char **argv)
     if (total < 0) return bad_int(ctx, "--steps");
     fcc_client *c = client(ctx);
     if (!c) return FC_CLI_USAGE;
-    fcc_create p = {.name = pos[0], .total_steps = total, .id = id, .status = status,
-                    .current_step = -1, .message = message};
+    fcc_create p = {.name = pos[0],
+                    .total_steps = total,
+                    .id = id,
+                    .status = status,
+                    .current_step = -1,
+                    .message = message};
     fcc_workflow w;
     fcc_error err;
     r = fcc_workflow_create(c, &p, &w, &err);
@@ -134,18 +142,23 @@ static int cmd_create(fc_cli_ctx *ctx, int argc, char **argv)
 static int cmd_update(fc_cli_ctx *ctx, int argc, char **argv)
 {
     const char *status = NULL, *step = NULL, *total = NULL, *message = NULL, *pos[1];
-    const fc_cli_opt opts[] = {{"--status", &status, NULL}, {"--step", &step, NULL},
-                               {"--total", &total, NULL}, {"--message", &message, NULL},
+    const fc_cli_opt opts[] = {{"--status", &status, NULL},
+                               {"--step", &step, NULL},
+                               {"--total", &total, NULL},
+                               {"--message", &message, NULL},
                                {NULL, NULL, NULL}};
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
     if (r) return r;
     if (n != 1) return fc_cli_usage_error(ctx, "needs a workflow ID");
-    fcc_patch p = {.status = status, .current_step = int_opt(step), .total_steps = int_opt(total),
+    fcc_patch p = {.status = status,
+                   .current_step = int_opt(step),
+                   .total_steps = int_opt(total),
                    .message = message};
     if (p.current_step == -2) return bad_int(ctx, "--step");
     if (p.total_steps == -2) return bad_int(ctx, "--total");
     if (!status && !message && p.current_step < 0 && p.total_steps < 0)
-        return fc_cli_usage_error(ctx, "nothing to change: give --status, --step, --total or --message");
+        return fc_cli_usage_error(ctx,
+                                  "nothing to change: give --status, --step, --total or --message");
     fcc_client *c = client(ctx);
     if (!c) return FC_CLI_USAGE;
     fcc_workflow w;
@@ -188,8 +201,8 @@ static int cmd_get(fc_cli_ctx *ctx, int argc, char **argv)
 static int cmd_list(fc_cli_ctx *ctx, int argc, char **argv)
 {
     const char *status = NULL, *limit_s = NULL, *pos[1];
-    const fc_cli_opt opts[] = {{"--status", &status, NULL}, {"--limit", &limit_s, NULL},
-                               {NULL, NULL, NULL}};
+    const fc_cli_opt opts[] = {
+        {"--status", &status, NULL}, {"--limit", &limit_s, NULL}, {NULL, NULL, NULL}};
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 0, &n);
     if (r) return r;
     long long limit = int_opt(limit_s);
@@ -235,7 +248,8 @@ int fc_cli_is_command(const char *name)
 int fc_cli_run(int argc, char **argv)
 {
     const char *env_url = getenv("FLOWCAST_URL"), *env_token = getenv("FLOWCAST_API_TOKEN");
-    fc_cli_ctx ctx = {.cmd = argv[0], .server = env_url && *env_url ? env_url : DEFAULT_URL,
+    fc_cli_ctx ctx = {.cmd = argv[0],
+                      .server = env_url && *env_url ? env_url : DEFAULT_URL,
                       .token = env_token && *env_token ? env_token : NULL};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

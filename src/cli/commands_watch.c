@@ -111,7 +111,8 @@ static void format_row(const row *r, char *out, size_t cols)
     int64_t end = terminal(r->status) ? r->last_ms : now_ms();
     long long secs = r->start_ms && end > r->start_ms ? (end - r->start_ms) / 1000 : 0;
     if (secs >= 3600)
-        snprintf(elapsed, sizeof elapsed, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60, secs % 60);
+        snprintf(elapsed, sizeof elapsed, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60,
+                 secs % 60);
     else
         snprintf(elapsed, sizeof elapsed, "%lld:%02lld", secs / 60, secs % 60);
     snprintf(out, 1024, "%-18.18s [%s] %lld/%lld %3d%% %-9s %7s  %s", r->name[0] ? r->name : r->id,
@@ -217,7 +218,8 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
     if (s->state == FCC_STATE_RECONNECTING) {
         u->reconnecting = 1;
         snprintf(text, sizeof text, "%s; reconnecting in %.1f s (attempt %u)",
-                 s->reason ? s->reason : "connection lost", (double)s->delay_ms / 1000.0, s->attempt);
+                 s->reason ? s->reason : "connection lost", (double)s->delay_ms / 1000.0,
+                 s->attempt);
         note(u, text);
     } else if (s->state == FCC_STATE_OPEN && u->reconnecting) {
         u->reconnecting = 0;
@@ -266,8 +268,10 @@ int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)
     const char *ids[MAX_IDS];
     ui u = {.ctx = ctx};
     int all = 0, n, err = 0;
-    const fc_cli_opt opts[] = {{"--all", NULL, &all}, {"--json", NULL, &u.json},
-                               {"--exit-on-done", NULL, &u.exit_on_done}, {NULL, NULL, NULL}};
+    const fc_cli_opt opts[] = {{"--all", NULL, &all},
+                               {"--json", NULL, &u.json},
+                               {"--exit-on-done", NULL, &u.exit_on_done},
+                               {NULL, NULL, NULL}};
     int r = fc_cli_parse(ctx, argc, argv, opts, ids, MAX_IDS, &n);
     if (r) return r;
     if ((n == 0) == !all) return fc_cli_usage_error(ctx, "give workflow IDs or --all");
@@ -281,7 +285,8 @@ int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)
     if (!u.w) {
         fcc_client_free(u.rest);
         uv_loop_close(&loop);
-        fprintf(stderr, "flowcast: invalid server URL \"%s\" (expected http://host:port)\n", ctx->server);
+        fprintf(stderr, "flowcast: invalid server URL \"%s\" (expected http://host:port)\n",
+                ctx->server);
         return FC_CLI_USAGE;
     }
     fcc_client_set_timeout(u.rest, 2000);

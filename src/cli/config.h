@@ -10,24 +10,24 @@
 #define FC_MAX_ORIGINS 32
 
 typedef struct fc_config {
-    char listen_host[64];       /* --listen ADDR:PORT, default 127.0.0.1:8001 */
+    char listen_host[64]; /* --listen ADDR:PORT, default 127.0.0.1:8001 */
     int listen_port;
-    const char *db_path;        /* --db, default ./flowcast.db */
-    const char *api_token;      /* --api-token, NULL = no auth */
+    const char *db_path;                       /* --db, default ./flowcast.db */
+    const char *api_token;                     /* --api-token, NULL = no auth */
     const char *allow_origins[FC_MAX_ORIGINS]; /* --allow-origin, repeatable; "*" = any */
     int n_allow_origins;
-    int max_connections;        /* --max-connections, 0 = derived from the fd limit */
-    uint64_t max_message;       /* --max-message BYTES, default 65536 */
-    int backlog;                /* --backlog N, default 100 */
-    double ping_interval;       /* --ping-interval S, default 20 */
-    int sync_full;              /* --sync normal|full */
-    int enable_echo;            /* --enable-echo */
-    int no_websocket;           /* --no-websocket: SSE and long-poll only */
-    int log_level;              /* --log-level, fc_log_level */
-    int retention;              /* --retention N, default 1000 */
-    size_t max_body;            /* --max-body BYTES, default 65536 */
-    size_t max_header;          /* --max-header BYTES, default 8192 */
-    double slow_timeout;        /* --slow-timeout S, default 30 */
+    int max_connections;  /* --max-connections, 0 = derived from the fd limit */
+    uint64_t max_message; /* --max-message BYTES, default 65536 */
+    int backlog;          /* --backlog N, default 100 */
+    double ping_interval; /* --ping-interval S, default 20 */
+    int sync_full;        /* --sync normal|full */
+    int enable_echo;      /* --enable-echo */
+    int no_websocket;     /* --no-websocket: SSE and long-poll only */
+    int log_level;        /* --log-level, fc_log_level */
+    int retention;        /* --retention N, default 1000 */
+    size_t max_body;      /* --max-body BYTES, default 65536 */
+    size_t max_header;    /* --max-header BYTES, default 8192 */
+    double slow_timeout;  /* --slow-timeout S, default 30 */
 } fc_config;
 
 /* Fills cfg with defaults, then FLOWCAST_* environment variables, then

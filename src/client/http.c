@@ -67,8 +67,10 @@ static int open_socket(const fcc__url *u, unsigned timeout_ms)
             int w = wait_fd(fd, POLLOUT, timeout_ms);
             int soerr = 0;
             socklen_t sl = sizeof soerr;
-            if (w == 0) soerr = ETIMEDOUT;
-            else if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
+            if (w == 0)
+                soerr = ETIMEDOUT;
+            else if (w < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0)
+                soerr = errno;
             if (soerr == 0) {
                 freeaddrinfo(res);
                 return fd;
@@ -156,7 +158,8 @@ int fcc__http_request(const fcc__http_target *t, const char *method, const char 
     }
     size_t blen = body ? strlen(body) : 0;
     char auth[600] = "";
-    if (t->token && *t->token) snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t->token);
+    if (t->token && *t->token)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t->token);
     char *req = NULL;
     int n = body ? asprintf(&req,
                             "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libflowcast\r\n"

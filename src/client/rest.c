@@ -120,8 +120,8 @@ static int call(fcc_client *c, const char *method, const char *path, json_t *bod
         text = json_dumps(body, JSON_COMPACT);
         if (!text) return fail(err, FCC_ENOMEM, "out of memory");
     }
-    fcc__http_target t = {.url = &c->url, .url_text = c->url_text, .token = c->token,
-                          .timeout_ms = c->timeout_ms};
+    fcc__http_target t = {
+        .url = &c->url, .url_text = c->url_text, .token = c->token, .timeout_ms = c->timeout_ms};
     fcc__http_response resp;
     int r = fcc__http_request(&t, method, path, text, &resp, err);
     free(text);
@@ -155,8 +155,9 @@ static int call_workflow(fcc_client *c, const char *method, const char *path, js
 static int workflow_path(const char *id, char out[96], fcc_error *err)
 {
     size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                       "0123456789_-") != n)
+    if (n == 0 || n > 64 ||
+        strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789_-") != n)
         return fail(err, FCC_EINVAL, "invalid workflow id (allowed: 1-64 of A-Z a-z 0-9 _ -)");
     snprintf(out, 96, "/api/workflows/%s", id);
     return 0;
@@ -174,7 +175,8 @@ static void set_int(json_t *o, const char *key, int64_t v)
 
 int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, fcc_error *err)
 {
-    if (!p->name || p->total_steps < 0) return fail(err, FCC_EINVAL, "name and total_steps are required");
+    if (!p->name || p->total_steps < 0)
+        return fail(err, FCC_EINVAL, "name and total_steps are required");
     json_t *b = json_object();
     if (!b) return fail(err, FCC_ENOMEM, "out of memory");
     set_str(b, "name", p->name);
@@ -217,7 +219,8 @@ int fcc_workflow_get(fcc_client *c, const char *id, fcc_workflow *out, fcc_error
 static void query_param(char *out, size_t cap, const char *name, const char *s)
 {
     size_t n = strlen(out);
-    n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%c%s=", strchr(out, '?') ? '&' : '?', name);
+    n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%c%s=", strchr(out, '?') ? '&' : '?',
+                          name);
     for (; *s && n + 4 < cap; s++) {
         unsigned char ch = (unsigned char)*s;
         if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
@@ -283,8 +286,10 @@ int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_wo
             fcc_workflow_clear(&cur);
             return fail(err, FCC_EINVAL, msg);
         }
-        fcc_patch p = {.current_step = cur.current_step + 1, .total_steps = -1,
-                       .message = message, .if_seq = cur.seq};
+        fcc_patch p = {.current_step = cur.current_step + 1,
+                       .total_steps = -1,
+                       .message = message,
+                       .if_seq = cur.seq};
         if (strcmp(cur.status, "pending") == 0 || strcmp(cur.status, "paused") == 0)
             p.status = "running";
         if (p.current_step == cur.total_steps) p.status = "completed";

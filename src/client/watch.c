@@ -16,8 +16,8 @@ static void start_attempt(fcc_watch *w);
 void fcc__watch_emit(fcc_watch *w, fcc_state st, unsigned attempt, uint64_t delay, int err,
                      const char *reason)
 {
-    fcc_state_info s = {.state = st, .attempt = attempt, .delay_ms = delay, .error = err,
-                        .reason = reason};
+    fcc_state_info s = {
+        .state = st, .attempt = attempt, .delay_ms = delay, .error = err, .reason = reason};
     if (w->o.on_state) w->o.on_state(w, &s, w->o.data);
 }
 
@@ -195,8 +195,8 @@ void fcc__watch_conn_fail(fcc_watch *w, int err, const char *reason)
         fcc__watch_finish(w, FCC_ERETRIES, why);
         return;
     }
-    uint64_t delay = fcc_backoff_delay(w->o.backoff_initial_ms, w->o.backoff_max_ms, w->attempt,
-                                       &w->rng);
+    uint64_t delay =
+        fcc_backoff_delay(w->o.backoff_initial_ms, w->o.backoff_max_ms, w->attempt, &w->rng);
     w->attempt++;
     fcc__watch_emit(w, FCC_STATE_RECONNECTING, w->attempt, delay, err, reason);
     if (!w->closing) uv_timer_start(&w->retry, on_retry, delay, 0);
@@ -288,9 +288,12 @@ static int handshake(fcc_watch *w, fcc__conn *c)
         if (h.content_length >= 0 && blen < (size_t)h.content_length) return 0;
         fcc_error e;
         fcc__error_from_body(h.status, c->rbuf + h.head_len, blen, &e);
-        if (h.status == 404) fcc__watch_not_found(w, e.message);
-        else if (h.status >= 500 || h.status == 429) fcc__watch_conn_fail(w, FCC_EHTTP, e.message);
-        else fcc__watch_finish(w, FCC_EHTTP, e.message);
+        if (h.status == 404)
+            fcc__watch_not_found(w, e.message);
+        else if (h.status >= 500 || h.status == 429)
+            fcc__watch_conn_fail(w, FCC_EHTTP, e.message);
+        else
+            fcc__watch_finish(w, FCC_EHTTP, e.message);
         return 0;
     }
     char expect[FC_WS_ACCEPT_LEN + 1];
@@ -341,7 +344,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         if (c->got_close)
             snprintf(why, sizeof why, "server closed the connection (code %d)", c->got_close);
         else
-            snprintf(why, sizeof why, "connection lost: %s", n == UV_EOF ? "closed by the server" : uv_strerror((int)n));
+            snprintf(why, sizeof why, "connection lost: %s",
+                     n == UV_EOF ? "closed by the server" : uv_strerror((int)n));
         fcc__watch_conn_fail(w, FCC_ECONNECT, why);
         return;
     }

@@ -58,7 +58,7 @@ struct fcc_watch {
     fcc__conn *conn;
 
     uint64_t rng;
-    unsigned attempt;  /* retries since the last open connection */
+    unsigned attempt; /* retries since the last open connection */
     int started, opened_once, closing, closed_handles, handles_to_close;
     uint64_t last_rx, ping_sent;
     int ping_out;

@@ -49,16 +49,21 @@ static fcc__sub *single(fcc_watch *w)
 void fcc__watch_path(fcc_watch *w, char *out, size_t cap)
 {
     fcc__sub *s = single(w);
-    if (!s) snprintf(out, cap, "/api/updates");
-    else if (s->last_seq < 0) snprintf(out, cap, "/api/workflows/%s/updates", s->id);
-    else snprintf(out, cap, "/api/workflows/%s/updates?since=%lld", s->id, (long long)s->last_seq);
+    if (!s)
+        snprintf(out, cap, "/api/updates");
+    else if (s->last_seq < 0)
+        snprintf(out, cap, "/api/workflows/%s/updates", s->id);
+    else
+        snprintf(out, cap, "/api/workflows/%s/updates?since=%lld", s->id, (long long)s->last_seq);
 }
 
 static void send_json(fcc_watch *w, json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    if (!text) fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
-    else fcc__watch_send(w, FC_WS_OP_TEXT, text, strlen(text));
+    if (!text)
+        fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
+    else
+        fcc__watch_send(w, FC_WS_OP_TEXT, text, strlen(text));
     free(text);
     json_decref(j);
 }
@@ -92,18 +97,20 @@ void fcc__watch_subscribe(fcc_watch *w)
 }
 
 /* A workflow we knew is gone: tell the application once and forget it. */
-static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t seq, const char *ts, const char *json)
+static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t seq, const char *ts,
+                            const char *json)
 {
     char fallback[128];
     if (!json) {
-        snprintf(fallback, sizeof fallback, "{\"workflow_id\":\"%s\",\"deleted\":true,\"seq\":0}", s->id);
+        snprintf(fallback, sizeof fallback, "{\"workflow_id\":\"%s\",\"deleted\":true,\"seq\":0}",
+                 s->id);
         json = fallback;
     }
     char id[FCC__ID_MAX + 1];
     memcpy(id, s->id, sizeof id);
     fcc__sub_remove(w, s);
-    fcc_update u = {.workflow_id = id, .message = "", .timestamp = ts, .seq = seq,
-                    .deleted = 1, .json = json};
+    fcc_update u = {
+        .workflow_id = id, .message = "", .timestamp = ts, .seq = seq, .deleted = 1, .json = json};
     w->o.on_update(w, &u, w->o.data);
 }
 

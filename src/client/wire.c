@@ -1,4 +1,5 @@
-/* libflowcast wire helpers: masked WebSocket frames, handshake keys, HTTP response heads and error bodies. */
+/* libflowcast wire helpers: masked WebSocket frames, handshake keys, HTTP response heads and error
+ * bodies. */
 #include "client/internal.h"
 
 #include <jansson.h>

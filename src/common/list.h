@@ -8,7 +8,7 @@ typedef struct fc_list {
     struct fc_list *prev, *next;
 } fc_list;
 
-#define fc_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define fc_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void fc_list_init(fc_list *l)
 {

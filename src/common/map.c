@@ -73,7 +73,8 @@ int fc_map_put(fc_map *m, fc_map_node *node)
 void fc_map_remove(fc_map *m, fc_map_node *node)
 {
     fc_map_node **p = &m->buckets[node->hash & (m->n_buckets - 1)];
-    while (*p && *p != node) p = &(*p)->next;
+    while (*p && *p != node)
+        p = &(*p)->next;
     if (*p) {
         *p = node->next;
         m->count--;

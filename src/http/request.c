@@ -109,7 +109,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
     if (r->body_len + len > r->max_body) return fail(r, 413);
     if (r->body_len + len + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 1024;
-        while (cap < r->body_len + len + 1) cap *= 2;
+        while (cap < r->body_len + len + 1)
+            cap *= 2;
         char *b = realloc(r->body, cap);
         if (!b) return fail(r, 500);
         r->body = b;
@@ -155,7 +156,8 @@ void fc_http_req_free(fc_http_req *r)
 {
     if (!r) return;
     free(r->url.p);
-    for (int i = 0; i < FC_H_COUNT; i++) free(r->headers[i].p);
+    for (int i = 0; i < FC_H_COUNT; i++)
+        free(r->headers[i].p);
     free(r->body);
     free(r);
 }

@@ -40,9 +40,9 @@ typedef struct fc_http_req {
     char field[24];
     size_t field_len;
     int in_value;
-    int error;    /* HTTP status to answer with; parsing stopped (400, 411, 413, 431) */
-    int complete; /* the whole request (headers and body) has been read */
-    int has_body; /* Content-Length or chunked was given */
+    int error;       /* HTTP status to answer with; parsing stopped (400, 411, 413, 431) */
+    int complete;    /* the whole request (headers and body) has been read */
+    int has_body;    /* Content-Length or chunked was given */
     uint32_t ticket; /* set by the connection: answer order and keep-alive */
 } fc_http_req;
 

@@ -121,7 +121,8 @@ char *fc_metrics_render(uint64_t backlog_max, uint64_t backlog_total, size_t *le
             m->changes_committed);
 
     /* The backlog gauges are uint64 from the caller; Prometheus values are floats anyway. */
-    header(&o, "flowcast_backlog_max", "gauge", "Largest number of unsent messages queued for one subscriber.");
+    header(&o, "flowcast_backlog_max", "gauge",
+           "Largest number of unsent messages queued for one subscriber.");
     outf(&o, "flowcast_backlog_max %" PRIu64 "\n", backlog_max);
     header(&o, "flowcast_backlog_total", "gauge", "Unsent messages queued for all subscribers.");
     outf(&o, "flowcast_backlog_total %" PRIu64 "\n", backlog_total);

@@ -7,15 +7,15 @@
 #include <stdint.h>
 
 typedef struct fc_metrics {
-    int64_t ws_connections;          /* gauge: open WebSocket connections */
-    uint64_t ws_connections_opened;  /* counter */
-    int64_t http_connections;        /* gauge: open TCP connections of any kind */
-    int64_t subscriptions;           /* gauge */
-    uint64_t messages_written;       /* counter: update messages handed to the kernel */
-    uint64_t messages_coalesced;     /* counter: pending messages replaced by a later state */
-    uint64_t slow_consumers_closed;  /* counter */
-    uint64_t changes_committed;      /* counter */
-    uint64_t http_by_code[600];      /* requests by exact status code */
+    int64_t ws_connections;         /* gauge: open WebSocket connections */
+    uint64_t ws_connections_opened; /* counter */
+    int64_t http_connections;       /* gauge: open TCP connections of any kind */
+    int64_t subscriptions;          /* gauge */
+    uint64_t messages_written;      /* counter: update messages handed to the kernel */
+    uint64_t messages_coalesced;    /* counter: pending messages replaced by a later state */
+    uint64_t slow_consumers_closed; /* counter */
+    uint64_t changes_committed;     /* counter */
+    uint64_t http_by_code[600];     /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];
     uint64_t latency_count;

@@ -66,11 +66,13 @@ void fc_id_generate(char out[FC_ID_MAX + 1])
             ;
     } else {
         if (getrandom(id_last_rand, sizeof id_last_rand, 0) != (ssize_t)sizeof id_last_rand)
-            for (size_t i = 0; i < sizeof id_last_rand; i++) id_last_rand[i] = (uint8_t)rand();
+            for (size_t i = 0; i < sizeof id_last_rand; i++)
+                id_last_rand[i] = (uint8_t)rand();
         id_last_rand[0] &= 0x7f; /* headroom so increments within a ms never wrap */
         id_last_ms = ms;
     }
-    for (int i = 0; i < 6; i++) bytes[i] = (uint8_t)((uint64_t)ms >> (40 - 8 * i));
+    for (int i = 0; i < 6; i++)
+        bytes[i] = (uint8_t)((uint64_t)ms >> (40 - 8 * i));
     memcpy(bytes + 6, id_last_rand, 10);
     pthread_mutex_unlock(&id_lock);
 

@@ -46,9 +46,9 @@ struct fc_server {
     uv_idle_t flush_idle;   /* runs while flush work is left, so poll does not block */
     uv_timer_t sweep_timer; /* stuck writers and unanswered closes */
     uv_timer_t shutdown_timer;
-    fc_list flush_list;   /* connections with output to write this loop turn */
-    fc_list blocked_list; /* connections whose kernel buffer is full (uv_write pending) */
-    fc_list closing_list; /* WebSockets waiting for the peer's close frame */
+    fc_list flush_list;       /* connections with output to write this loop turn */
+    fc_list blocked_list;     /* connections whose kernel buffer is full (uv_write pending) */
+    fc_list closing_list;     /* WebSockets waiting for the peer's close frame */
     fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
     fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
     int n_conns;
@@ -69,14 +69,14 @@ typedef struct fc_ws_frag {
 } fc_ws_frag;
 
 struct fc_conn {
-    uv_tcp_t tcp; /* first: the handle pointer is the connection pointer */
-    uint8_t kind; /* FC_STREAM_NONE while in HTTP mode */
-    unsigned closing : 1;     /* uv_close called */
-    unsigned closed : 1;      /* close callback ran; memory kept while refs > 0 */
-    unsigned busy : 1;        /* a request waits for an asynchronous answer */
+    uv_tcp_t tcp;         /* first: the handle pointer is the connection pointer */
+    uint8_t kind;         /* FC_STREAM_NONE while in HTTP mode */
+    unsigned closing : 1; /* uv_close called */
+    unsigned closed : 1;  /* close callback ran; memory kept while refs > 0 */
+    unsigned busy : 1;    /* a request waits for an asynchronous answer */
     unsigned close_after_write : 1;
-    unsigned writing : 1;     /* a uv_write is in flight */
-    unsigned in_flush : 1;    /* io_link is in flush_list */
+    unsigned writing : 1;  /* a uv_write is in flight */
+    unsigned in_flush : 1; /* io_link is in flush_list */
     unsigned ws_close_sent : 1;
     unsigned awaiting_pong : 1;
     unsigned reading : 1;
@@ -87,8 +87,8 @@ struct fc_conn {
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
     fc_outq out;
-    fc_list io_link;    /* srv->flush_list or srv->blocked_list */
-    fc_list wheel_link; /* a wheel slot, or srv->closing_list */
+    fc_list io_link;      /* srv->flush_list or srv->blocked_list */
+    fc_list wheel_link;   /* a wheel slot, or srv->closing_list */
     uint64_t progress_ms; /* last write progress, or when the close was sent */
     union {
         struct {
@@ -97,9 +97,9 @@ struct fc_conn {
         };
         fc_ws_frag *frag; /* WebSocket: the fragmented message being reassembled */
     };
-    uint16_t next_seq; /* sequence number of the next request parsed */
-    uint16_t emit_seq; /* sequence number of the next answer to write */
-    uint16_t deferred; /* requests waiting for an asynchronous answer */
+    uint16_t next_seq;  /* sequence number of the next request parsed */
+    uint16_t emit_seq;  /* sequence number of the next answer to write */
+    uint16_t deferred;  /* requests waiting for an asynchronous answer */
     uint32_t answering; /* ticket fc_conn_respond answers next (deferred requests) */
     fc_sub sub;
     fc_list multi_subs;

@@ -50,7 +50,8 @@ static void pos_next(pos *p)
 static pos pos_at(const fc_outq *q, uint32_t skip)
 {
     pos p = {q->head, q->head_idx};
-    for (uint32_t i = 0; i < skip; i++) pos_next(&p);
+    for (uint32_t i = 0; i < skip; i++)
+        pos_next(&p);
     return p;
 }
 
@@ -94,7 +95,8 @@ static void truncate_at(fc_outq *q, pos end, uint32_t kept)
     unsigned idx = end.idx;
     if (idx == 0) { /* the last kept entry filled its chunk: find that chunk */
         fc_outq_chunk *c = q->head;
-        while (c->next != end.chunk) c = c->next;
+        while (c->next != end.chunk)
+            c = c->next;
         last = c;
         idx = FC_OUTQ_CHUNK;
     }
@@ -229,6 +231,7 @@ size_t fc_outq_bytes(const fc_outq *q)
 {
     size_t total = 0;
     pos p = {q->head, q->head_idx};
-    for (uint32_t i = 0; i < q->count; i++, pos_next(&p)) total += p.chunk->bufs[p.idx]->len;
+    for (uint32_t i = 0; i < q->count; i++, pos_next(&p))
+        total += p.chunk->bufs[p.idx]->len;
     return total - q->head_off;
 }

@@ -260,8 +260,8 @@ static int server_init(fc_server *srv, const fc_config *cfg, uv_loop_t *loop)
     if (!srv->read_buf || !srv->ping_frame || !srv->heartbeat || !srv->hub) return -1;
 
     char err[256] = "";
-    fc_store_config scfg = {.path = cfg->db_path, .sync_full = cfg->sync_full,
-                            .retention = cfg->retention};
+    fc_store_config scfg = {
+        .path = cfg->db_path, .sync_full = cfg->sync_full, .retention = cfg->retention};
     srv->store = fc_store_sqlite_open(loop, &scfg, err, sizeof err);
     if (!srv->store) {
         FC_ERROR("store", "cannot open %s: %s", cfg->db_path, err);
@@ -287,8 +287,8 @@ int fc_server_run(const fc_config *cfg)
     int ok = server_init(&srv, cfg, &loop) == 0 && start_listening(&srv) == 0;
     if (ok) {
         init_handles(&srv);
-        FC_INFO("server", "listening on %s:%d (db %s, sync %s)", cfg->listen_host,
-                cfg->listen_port, cfg->db_path, cfg->sync_full ? "full" : "normal");
+        FC_INFO("server", "listening on %s:%d (db %s, sync %s)", cfg->listen_host, cfg->listen_port,
+                cfg->db_path, cfg->sync_full ? "full" : "normal");
         uv_run(&loop, UV_RUN_DEFAULT);
     } else {
         if (uv_is_active((uv_handle_t *)&srv.listener) || srv.listener.loop)

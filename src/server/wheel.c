@@ -17,7 +17,8 @@ static void on_tick(uv_timer_t *t)
 
 void fc__wheel_init(fc_server *srv, fc_wheel *w, double period_s, void (*visit)(fc_conn *c))
 {
-    for (int i = 0; i < FC_WHEEL_SLOTS; i++) fc_list_init(&w->slots[i]);
+    for (int i = 0; i < FC_WHEEL_SLOTS; i++)
+        fc_list_init(&w->slots[i]);
     w->pos = 0;
     w->visit = visit;
     uv_timer_init(srv->loop, &w->timer);

@@ -67,8 +67,9 @@ static void on_close_frame(fc_conn *c, const uint8_t *payload, size_t len)
     uint16_t code;
     int r = fc_ws_close_parse(payload, len, &code);
     if (r < 0) {
-        fail(c, (uint16_t)-r, r == -FC_WS_CLOSE_INVALID_DATA ? "invalid UTF-8 in close reason"
-                                                              : "invalid close frame");
+        fail(c, (uint16_t)-r,
+             r == -FC_WS_CLOSE_INVALID_DATA ? "invalid UTF-8 in close reason"
+                                            : "invalid close frame");
         return;
     }
     if (c->ws_close_sent) { /* the peer answered our close: the handshake is done */
@@ -79,8 +80,10 @@ static void on_close_frame(fc_conn *c, const uint8_t *payload, size_t len)
     fc_buf *b = control_frame(FC_WS_OP_CLOSE, payload, len ? 2 : 0);
     c->ws_close_sent = 1;
     c->close_after_write = 1;
-    if (b) fc_conn_send(c, b);
-    else fc__conn_close(c);
+    if (b)
+        fc_conn_send(c, b);
+    else
+        fc__conn_close(c);
 }
 
 static void on_message(fc_conn *c, uint8_t opcode, char *data, size_t len)
@@ -99,7 +102,8 @@ static void on_message(fc_conn *c, uint8_t opcode, char *data, size_t len)
         }
         if (c->kind == FC_WS_MULTI) fc_stream_on_text(c, data, len);
         return;
-    default: return;
+    default:
+        return;
     }
 }
 
@@ -108,7 +112,8 @@ static int frag_append(fc_conn *c, const char *data, size_t len)
     fc_ws_frag *f = c->frag;
     if (f->len + len > f->cap) {
         size_t cap = f->cap ? f->cap : 4096;
-        while (cap < f->len + len) cap *= 2;
+        while (cap < f->len + len)
+            cap *= 2;
         fc_ws_frag *nf = realloc(f, sizeof *nf + cap);
         if (!nf) return -1;
         c->frag = f = nf;
@@ -172,8 +177,11 @@ static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload)
         if (b) fc_conn_send(c, b);
         return;
     }
-    case FC_WS_OP_PONG: return;
-    case FC_WS_OP_CLOSE: on_close_frame(c, (const uint8_t *)payload, (size_t)h->payload_len); return;
+    case FC_WS_OP_PONG:
+        return;
+    case FC_WS_OP_CLOSE:
+        on_close_frame(c, (const uint8_t *)payload, (size_t)h->payload_len);
+        return;
     default:
         if (!c->ws_close_sent) on_data_frame(c, h, payload);
         return;

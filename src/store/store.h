@@ -37,7 +37,7 @@ typedef struct fc_change {
     uint64_t commit_ns; /* monotonic time of the commit */
     void (*done)(struct fc_change *c);
     void *data;
-    uint32_t ticket; /* the caller's (e.g. the HTTP request to answer) */
+    uint32_t ticket;        /* the caller's (e.g. the HTTP request to answer) */
     struct fc_change *next; /* backend-private queue link */
 } fc_change;
 
@@ -57,9 +57,9 @@ typedef int (*fc_store_row_cb)(const fc_workflow *w, void *ud);
 typedef struct fc_store fc_store;
 
 typedef struct fc_store_config {
-    const char *path;      /* database file (SQLite) or connection string */
-    int sync_full;         /* 1: survive power loss (synchronous=FULL); 0: survive process crash */
-    int retention;         /* events kept per workflow (>= 1) */
+    const char *path; /* database file (SQLite) or connection string */
+    int sync_full;    /* 1: survive power loss (synchronous=FULL); 0: survive process crash */
+    int retention;    /* events kept per workflow (>= 1) */
 } fc_store_config;
 
 typedef struct fc_store_ops {

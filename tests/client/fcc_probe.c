@@ -29,9 +29,9 @@ static void on_update(fcc_watch *w, const fcc_update *u, void *data)
     (void)data;
     printf("{\"event\":\"update\",\"workflow_id\":\"%s\",\"seq\":%lld,\"status\":\"%s\","
            "\"current_step\":%lld,\"total_steps\":%lld,\"resync\":%s,\"deleted\":%s,\"raw\":%s}\n",
-           u->workflow_id, (long long)u->seq, u->status ? u->status : "", (long long)u->current_step,
-           (long long)u->total_steps, u->resync ? "true" : "false", u->deleted ? "true" : "false",
-           u->json);
+           u->workflow_id, (long long)u->seq, u->status ? u->status : "",
+           (long long)u->current_step, (long long)u->total_steps, u->resync ? "true" : "false",
+           u->deleted ? "true" : "false", u->json);
     fflush(stdout);
     if (++n_updates == max_updates) fcc_watch_close(w);
 }
@@ -42,9 +42,12 @@ static void escape(const char *s, char *out, size_t cap)
     size_t n = 0;
     for (; s && *s && n + 7 < cap; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') out[n++] = '\\', out[n++] = (char)ch;
-        else if (ch < 0x20) n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
-        else out[n++] = (char)ch;
+        if (ch == '"' || ch == '\\')
+            out[n++] = '\\', out[n++] = (char)ch;
+        else if (ch < 0x20)
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+        else
+            out[n++] = (char)ch;
     }
     out[n] = '\0';
 }
@@ -77,16 +80,24 @@ int main(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
-        if (strcmp(a, "--all") == 0) all = 1;
-        else if (strcmp(a, "--count") == 0 && has_val) max_updates = atol(argv[++i]);
-        else if (strcmp(a, "--ping") == 0 && has_val) o.ping_interval_ms = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(a, "--pong") == 0 && has_val) o.pong_timeout_ms = strtoull(argv[++i], NULL, 10);
+        if (strcmp(a, "--all") == 0)
+            all = 1;
+        else if (strcmp(a, "--count") == 0 && has_val)
+            max_updates = atol(argv[++i]);
+        else if (strcmp(a, "--ping") == 0 && has_val)
+            o.ping_interval_ms = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--pong") == 0 && has_val)
+            o.pong_timeout_ms = strtoull(argv[++i], NULL, 10);
         else if (strcmp(a, "--connect-timeout") == 0 && has_val)
             o.connect_timeout_ms = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(a, "--backoff-max") == 0 && has_val) o.backoff_max_ms = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(a, "--max-retries") == 0 && has_val) o.max_retries = (unsigned)atoi(argv[++i]);
-        else if (a[0] == '-' && strcmp(a, "--since") != 0) return usage();
-        else if (first_id == argc) first_id = i;
+        else if (strcmp(a, "--backoff-max") == 0 && has_val)
+            o.backoff_max_ms = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--max-retries") == 0 && has_val)
+            o.max_retries = (unsigned)atoi(argv[++i]);
+        else if (a[0] == '-' && strcmp(a, "--since") != 0)
+            return usage();
+        else if (first_id == argc)
+            first_id = i;
         if (first_id != argc) break; /* the ids (and their --since) come last */
     }
     int err = 0;

@@ -30,8 +30,8 @@ static void test_buckets(void **state)
     assert_true(fcb_hist_bucket_high(FCB_HIST_BUCKETS - 1) == UINT64_MAX);
     for (size_t i = 1; i < FCB_HIST_BUCKETS; i++)
         assert_true(fcb_hist_bucket_low(i) == fcb_hist_bucket_high(i - 1) + 1);
-    uint64_t vals[] = {1, 127, 300, 1000, 4095, 4096, 123456789, UINT64_C(1) << 40,
-                       (UINT64_C(1) << 62) + 12345};
+    uint64_t vals[] = {
+        1, 127, 300, 1000, 4095, 4096, 123456789, UINT64_C(1) << 40, (UINT64_C(1) << 62) + 12345};
     for (size_t k = 0; k < sizeof(vals) / sizeof(vals[0]); k++) {
         size_t i = fcb_hist_index(vals[k]);
         assert_true(fcb_hist_bucket_low(i) <= vals[k]);
@@ -120,9 +120,9 @@ static void test_merge(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buckets),        cmocka_unit_test(test_empty),
-        cmocka_unit_test(test_quantiles),      cmocka_unit_test(test_clamped_to_max),
-        cmocka_unit_test(test_tail),           cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_buckets),   cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_quantiles), cmocka_unit_test(test_clamped_to_max),
+        cmocka_unit_test(test_tail),      cmocka_unit_test(test_merge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -132,17 +132,17 @@ static void test_http_malformed(void **state)
     assert_int_equal(fcb_http_resp_parse(S("HTTP/1.1 2x0 OK\r\n\r\n"), 0, &r), -1);
     /* A keep-alive 200 without framing cannot be delimited. */
     assert_int_equal(fcb_http_resp_parse(S("HTTP/1.1 200 OK\r\n\r\nbody"), 0, &r), -1);
-    assert_int_equal(
-        fcb_http_resp_parse(S("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"), 0, &r), -1);
+    assert_int_equal(fcb_http_resp_parse(S("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"), 0, &r),
+                     -1);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_flowcast_update),     cmocka_unit_test(test_peer_payload),
-        cmocka_unit_test(test_no_send_time),        cmocka_unit_test(test_no_seq),
-        cmocka_unit_test(test_json_u64),            cmocka_unit_test(test_http_content_length),
-        cmocka_unit_test(test_http_chunked),        cmocka_unit_test(test_http_no_body_and_upgrade),
+        cmocka_unit_test(test_flowcast_update), cmocka_unit_test(test_peer_payload),
+        cmocka_unit_test(test_no_send_time),    cmocka_unit_test(test_no_seq),
+        cmocka_unit_test(test_json_u64),        cmocka_unit_test(test_http_content_length),
+        cmocka_unit_test(test_http_chunked),    cmocka_unit_test(test_http_no_body_and_upgrade),
         cmocka_unit_test(test_http_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

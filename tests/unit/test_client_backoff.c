@@ -1,4 +1,5 @@
-/* Unit tests for libflowcast's reconnect rule (src/client/common.c): ceilings, jitter range, seeding, URL parsing. */
+/* Unit tests for libflowcast's reconnect rule (src/client/common.c): ceilings, jitter range,
+ * seeding, URL parsing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -71,7 +72,7 @@ static void url_parse_accepts_http_host_port(void **state)
     assert_int_equal(fcc__url_parse("http://[::1]:9000", &u), 0);
     assert_string_equal(u.host, "::1");
     assert_string_equal(u.hostport, "[::1]:9000");
-    const char *bad[] = {"https://x:1", "x:1", "http://", "http://h:0", "http://h:70000",
+    const char *bad[] = {"https://x:1",     "x:1",        "http://", "http://h:0", "http://h:70000",
                          "http://h:1/path", "http://h:x", NULL};
     for (const char **b = bad; *b; b++)
         assert_int_equal(fcc__url_parse(*b, &u), FCC_EINVAL);

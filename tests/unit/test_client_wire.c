@@ -1,4 +1,5 @@
-/* Unit tests for libflowcast's wire helpers (src/client/wire.c): masked frames, keys, HTTP heads, error bodies. */
+/* Unit tests for libflowcast's wire helpers (src/client/wire.c): masked frames, keys, HTTP heads,
+ * error bodies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,7 +88,8 @@ static void error_body_gives_code_and_message(void **state)
 {
     (void)state;
     fcc_error e;
-    const char *body = "{\"error\":{\"code\":\"not_found\",\"message\":\"no workflow with id \\\"x\\\"\"}}";
+    const char *body =
+        "{\"error\":{\"code\":\"not_found\",\"message\":\"no workflow with id \\\"x\\\"\"}}";
     fcc__error_from_body(404, body, strlen(body), &e);
     assert_int_equal(e.http_status, 404);
     assert_string_equal(e.code, "not_found");

@@ -65,7 +65,8 @@ static void test_limits_and_errors(void **state)
     fc_http_req_free(r);
 
     r = fc_http_req_new(64, 64);
-    const char *hdrs = "GET / HTTP/1.1\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    const char *hdrs = "GET / HTTP/1.1\r\nX-Long: "
+                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     fc_http_req_feed(r, hdrs, strlen(hdrs));
     assert_int_equal(r->error, 431);
     fc_http_req_free(r);
@@ -93,7 +94,8 @@ static void test_query_decoding(void **state)
 {
     (void)state;
     size_t used;
-    fc_http_req *r = feed("GET /x?a=1&since=42&name=a%20b+c&bad=%zz&empty= HTTP/1.1\r\n\r\n", &used);
+    fc_http_req *r =
+        feed("GET /x?a=1&since=42&name=a%20b+c&bad=%zz&empty= HTTP/1.1\r\n\r\n", &used);
     char v[32];
     assert_int_equal(fc_http_query(r, "since", v, sizeof v), 1);
     assert_string_equal(v, "42");

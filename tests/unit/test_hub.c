@@ -27,13 +27,15 @@ static void deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
 
 static void sink_clear(sink *s)
 {
-    for (int i = 0; i < s->n; i++) fc_buf_unref(s->frames[i]);
+    for (int i = 0; i < s->n; i++)
+        fc_buf_unref(s->frames[i]);
     memset(s, 0, sizeof *s);
 }
 
 static fc_workflow wf(const char *id, int64_t seq)
 {
-    fc_workflow w = {.status = FC_STATUS_RUNNING, .current_step = seq, .total_steps = 10, .seq = seq};
+    fc_workflow w = {
+        .status = FC_STATUS_RUNNING, .current_step = seq, .total_steps = 10, .seq = seq};
     snprintf(w.id, sizeof w.id, "%s", id);
     w.name = "n";
     w.message = "m";

@@ -113,7 +113,8 @@ static void test_iov_respects_byte_cap(void **state)
 {
     (void)state;
     fc_outq q = {0};
-    for (int i = 1; i <= 10; i++) fc_outq_push(&q, change("k", i));
+    for (int i = 1; i <= 10; i++)
+        fc_outq_push(&q, change("k", i));
     uv_buf_t iov[16];
     size_t bytes;
     int n = fc_outq_iov(&q, iov, 16, 2, &bytes);
@@ -128,7 +129,8 @@ static void test_drop_unlocked_keeps_in_flight(void **state)
 {
     (void)state;
     fc_outq q = {0};
-    for (int i = 1; i <= 5; i++) fc_outq_push(&q, change("a", i));
+    for (int i = 1; i <= 5; i++)
+        fc_outq_push(&q, change("a", i));
     q.locked = 2;
     assert_int_equal(fc_outq_drop_unlocked(&q), 3);
     assert_int_equal(q.count, 2);
@@ -149,7 +151,8 @@ static void test_chunks_and_compaction(void **state)
 {
     (void)state;
     fc_outq q = {0};
-    for (int i = 1; i <= 100; i++) fc_outq_push(&q, change(i % 2 ? "odd" : "even", i));
+    for (int i = 1; i <= 100; i++)
+        fc_outq_push(&q, change(i % 2 ? "odd" : "even", i));
     assert_int_equal(q.count, 100);
     int dropped = fc_outq_push_coalesce(&q, change("even", 101), 50);
     assert_int_equal(dropped, 50);
@@ -164,14 +167,16 @@ static void test_chunks_and_compaction(void **state)
     }
     assert_null(q.head);
     /* Kept entries end exactly at a chunk border, with emptied chunks after it. */
-    for (int i = 1; i <= 90; i++) fc_outq_push(&q, change(i <= FC_OUTQ_CHUNK ? "a" : "b", i));
+    for (int i = 1; i <= 90; i++)
+        fc_outq_push(&q, change(i <= FC_OUTQ_CHUNK ? "a" : "b", i));
     assert_int_equal(fc_outq_push_coalesce(&q, change("b", 91), 10), 60);
     assert_int_equal(q.count, FC_OUTQ_CHUNK + 1);
     assert_int_equal(fc_outq_last(&q)->seq, 91);
     assert_int_equal(fc_outq_first(&q)->seq, 1);
     fc_outq_clear(&q);
     assert_null(q.head);
-    for (int i = 1; i <= 61; i++) fc_outq_push(&q, change("k", i)); /* exactly 2 full + 1 */
+    for (int i = 1; i <= 61; i++)
+        fc_outq_push(&q, change("k", i)); /* exactly 2 full + 1 */
     assert_int_equal(fc_outq_drop_unlocked(&q), 61);
     assert_null(q.head);
     assert_null(q.tail);

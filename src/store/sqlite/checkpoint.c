@@ -36,8 +36,7 @@ static void *checkpoint_main(void *arg)
     return NULL;
 }
 
-int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err,
-                                  size_t errlen)
+int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err, size_t errlen)
 {
     /* This thread does the copying. The writer still checkpoints when the WAL
      * passes 10,000 pages (about 40 MB): by then most frames are copied

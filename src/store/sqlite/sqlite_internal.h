@@ -99,8 +99,7 @@ int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *e
 
 /* Prepares the writer's statements on s->wdb and starts the writer thread. */
 int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen);
-int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err,
-                                  size_t errlen);
+int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err, size_t errlen);
 void fc__sqlite_checkpointer_stop(fc__sqlite_store *s);
 /* Queues c for the writer (loop thread). */
 void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *c);

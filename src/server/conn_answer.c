@@ -1,0 +1,160 @@
+/* HTTP answers in request order (pipelined changes are answered when the
+ * store commits them; an answer that overtakes an earlier one is parked), and
+ * the switches out of HTTP mode (WebSocket upgrade, SSE). */
+#include "server/internal.h"
+#include "api/workflow_json.h"
+#include "common/error.h"
+#include "http/response.h"
+#include "metrics/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static void end_request(fc_conn *c)
+{
+    fc_http_req_free(c->req);
+    c->req = NULL;
+    c->busy = 0;
+}
+
+/* Writes one answer; the last answer of a connection closes it once written. */
+static void write_answer(fc_conn *c, fc_buf *b, int keep)
+{
+    c->emit_seq++;
+    if (c->close_after_write) { /* an earlier answer ended the connection */
+        fc_buf_unref(b);
+        return;
+    }
+    fc_conn_send(c, b);
+    if (!keep) c->close_after_write = 1;
+}
+
+/* Answers leave in request order: an answer that overtook an earlier one
+ * waits (parked) until that one is written. */
+static void emit(fc_conn *c, uint16_t seq, int keep, fc_buf *b)
+{
+    if (seq != c->emit_seq) {
+        fc_parked *p = malloc(sizeof *p);
+        if (!p) {
+            fc_buf_unref(b);
+            fc__conn_close(c);
+            return;
+        }
+        *p = (fc_parked){.next = c->parked, .seq = seq, .keep_alive = (uint8_t)keep, .response = b};
+        c->parked = p;
+        return;
+    }
+    write_answer(c, b, keep);
+    for (int found = 1; found && c->parked;) {
+        found = 0;
+        for (fc_parked **pp = &c->parked; *pp; pp = &(*pp)->next) {
+            fc_parked *p = *pp;
+            if (p->seq != c->emit_seq) continue;
+            *pp = p->next;
+            write_answer(c, p->response, p->keep_alive);
+            free(p);
+            found = 1;
+            break;
+        }
+    }
+}
+
+void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,
+                     const char *body, size_t len)
+{
+    uint32_t ticket;
+    if (c->has_answering) {
+        ticket = c->answering;
+        c->has_answering = 0;
+    } else {
+        ticket = c->req ? c->req->ticket : (uint32_t)c->emit_seq << 1;
+        end_request(c);
+    }
+    if (c->closing) return;
+    int keep = (ticket & 1) && !FC_SRV(c)->shutting_down;
+    fc_buf *b = fc_http_response(status, extra_headers, content_type, body, len, keep);
+    fc_metrics_http_status(status);
+    if (!b) {
+        fc__conn_close(c);
+        return;
+    }
+    emit(c, (uint16_t)(ticket >> 1), keep, b);
+}
+
+uint32_t fc_conn_defer(fc_conn *c)
+{
+    uint32_t ticket = c->req->ticket;
+    c->refs++;
+    c->deferred++;
+    end_request(c); /* the next pipelined request may be parsed now */
+    return ticket;
+}
+
+void fc_conn_answer(fc_conn *c, uint32_t ticket)
+{
+    c->deferred--;
+    c->answering = ticket;
+    c->has_answering = 1;
+}
+
+void fc_conn_close_when_written(fc_conn *c)
+{
+    c->close_after_write = 1;
+    fc__conn_schedule_flush(c);
+}
+
+void fc_conn_close_after_reply(fc_conn *c)
+{
+    if (c->req) c->req->ticket &= ~1u; /* answer with Connection: close */
+    c->last_request = 1;
+}
+
+void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, const char *code,
+                           const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t len;
+    char *json = fc_json_error(code, msg, &len);
+    fc_conn_respond(c, status, extra_headers, "application/json", json ? json : "", json ? len : 0);
+    free(json);
+}
+
+int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind)
+{
+    char headers[160];
+    snprintf(headers, sizeof headers,
+             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
+             accept_key);
+    fc_buf *b = fc_http_response(101, headers, NULL, NULL, 0, 1);
+    if (!b) return FC_ENOMEM;
+    fc_metrics_http_status(101);
+    end_request(c);
+    c->kind = (uint8_t)kind;
+    fc_metrics_g.ws_connections++;
+    fc_metrics_g.ws_connections_opened++;
+    fc__ping_add(c);
+    fc_conn_send(c, b);
+    return 0;
+}
+
+int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind)
+{
+    static const char headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+    static const char head_fmt[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                   "Connection: close\r\n%s\r\n";
+    char head[256];
+    int n = snprintf(head, sizeof head, head_fmt, headers);
+    fc_buf *b = fc_buf_copy(head, (size_t)n);
+    if (!b) return FC_ENOMEM;
+    fc_metrics_http_status(200);
+    end_request(c);
+    c->kind = (uint8_t)kind;
+    fc__heartbeat_add(c);
+    fc_conn_send(c, b);
+    return 0;
+}

@@ -1,0 +1,147 @@
+/* Connection output: queues flushed with one writev per connection per loop
+ * turn, uv_write when the kernel buffer is full, delivery metrics. */
+#include "server/internal.h"
+#include "common/time.h"
+#include "metrics/metrics.h"
+
+#include <stdlib.h>
+
+#define FLUSH_MAX_IOV 64
+#define FLUSH_MAX_BYTES (256 * 1024)
+#define FLUSH_ROUNDS                                                                               \
+    4 /* writev calls per connection per turn, so one reader cannot starve others */
+
+typedef struct fc_write_req {
+    uv_write_t req;
+    size_t bytes;
+} fc_write_req;
+
+static uint64_t flush_now_ns; /* clock read once per connection flush, shared by its deliveries */
+
+static void on_delivered(const fc_buf *b)
+{
+    fc_metrics_g.messages_written++;
+    if (b->commit_ns && flush_now_ns > b->commit_ns)
+        fc_metrics_observe_latency(flush_now_ns - b->commit_ns);
+}
+
+void fc__conn_schedule_flush(fc_conn *c)
+{
+    if (c->in_flush || c->writing || c->closing) return;
+    fc_list_remove(&c->io_link);
+    fc_list_insert_tail(&FC_SRV(c)->flush_list, &c->io_link);
+    c->in_flush = 1;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    fc_write_req *wr = (fc_write_req *)req;
+    fc_conn *c = req->data;
+    size_t bytes = wr->bytes;
+    free(wr);
+    c->writing = 0;
+    if (status < 0 || c->closing) {
+        fc__conn_close(c);
+        return;
+    }
+    fc_list_remove(&c->io_link);
+    flush_now_ns = fc_time_mono_ns();
+    fc_outq_consume(&c->out, bytes, on_delivered);
+    c->out.locked = 0;
+    c->progress_ms = uv_now(FC_SRV(c)->loop);
+    fc__conn_schedule_flush(c);
+}
+
+/* The kernel buffer is full: hand the head of the queue to uv_write, which
+ * waits for writability; those entries are locked until it completes. */
+static void write_async(fc_conn *c)
+{
+    uv_buf_t iov[FLUSH_MAX_IOV];
+    size_t bytes;
+    int n = fc_outq_iov(&c->out, iov, FLUSH_MAX_IOV, FLUSH_MAX_BYTES, &bytes);
+    fc_write_req *wr = malloc(sizeof *wr);
+    if (!wr) {
+        fc__conn_close(c);
+        return;
+    }
+    wr->bytes = bytes;
+    wr->req.data = c;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) != 0) {
+        free(wr);
+        fc__conn_close(c);
+        return;
+    }
+    c->out.locked = (uint32_t)n;
+    c->writing = 1;
+    c->progress_ms = uv_now(FC_SRV(c)->loop);
+    fc_list_remove(&c->io_link);
+    fc_list_insert_tail(&FC_SRV(c)->blocked_list, &c->io_link);
+}
+
+void fc__conn_flush(fc_conn *c)
+{
+    c->in_flush = 0;
+    flush_now_ns = fc_time_mono_ns();
+    fc_list_remove(&c->io_link);
+    for (int round = 0; c->out.count && !c->writing && !c->closing; round++) {
+        if (round == FLUSH_ROUNDS) {
+            fc__conn_schedule_flush(c); /* more next turn, after the others */
+            return;
+        }
+        uv_buf_t iov[FLUSH_MAX_IOV];
+        size_t bytes;
+        int n = fc_outq_iov(&c->out, iov, FLUSH_MAX_IOV, FLUSH_MAX_BYTES, &bytes);
+        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+        if (r == UV_EAGAIN) r = 0;
+        if (r < 0) {
+            fc__conn_close(c);
+            return;
+        }
+        if (r > 0) {
+            fc_outq_consume(&c->out, (size_t)r, on_delivered);
+            c->progress_ms = uv_now(FC_SRV(c)->loop);
+        }
+        if ((size_t)r < bytes) write_async(c);
+    }
+    if (!c->out.count && c->close_after_write && !c->closing && !c->deferred) fc__conn_close(c);
+}
+
+void fc__conn_flush_all(fc_server *srv)
+{
+    /* Connections re-added during this pass (fairness) wait for the next turn. */
+    fc_list pass;
+    fc_list_init(&pass);
+    if (!fc_list_empty(&srv->flush_list)) {
+        pass.next = srv->flush_list.next;
+        pass.prev = srv->flush_list.prev;
+        pass.next->prev = &pass;
+        pass.prev->next = &pass;
+        fc_list_init(&srv->flush_list);
+    }
+    while (!fc_list_empty(&pass)) {
+        fc_conn *c = fc_container_of(pass.next, fc_conn, io_link);
+        fc__conn_flush(c); /* unlinks c from pass */
+    }
+}
+
+fc_server *fc_conn_server(const fc_conn *c)
+{
+    return FC_SRV(c);
+}
+
+void fc_conn_send(fc_conn *c, fc_buf *frame)
+{
+    if (c->closing || fc_outq_push(&c->out, frame) != 0) return;
+    fc__conn_schedule_flush(c);
+}
+
+int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit)
+{
+    if (c->closing) {
+        fc_buf_unref(frame);
+        return 0;
+    }
+    int dropped = fc_outq_push_coalesce(&c->out, frame, limit);
+    fc__conn_schedule_flush(c);
+    return dropped > 0 ? dropped : 0;
+}
