@@ -212,10 +212,12 @@ static void send_text(fc_conn *c, const char *s)
     if (b) fc_conn_send(c, b);
 }
 
-static void send_op_error(fc_conn *c, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* {"op":"error","code","message"}, plus "workflow_id" when one id is at fault. */
+static void send_op_error_for(fc_conn *c, const char *workflow_id, const char *code,
+                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void send_op_error(fc_conn *c, const char *code, const char *fmt, ...)
+static void send_op_error_for(fc_conn *c, const char *workflow_id, const char *code,
+                              const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -223,6 +225,7 @@ static void send_op_error(fc_conn *c, const char *code, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     json_t *o = json_pack("{s:s,s:s,s:s}", "op", "error", "code", code, "message", msg);
+    if (o && workflow_id) json_object_set_new(o, "workflow_id", json_string(workflow_id));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s) send_text(c, s);
     free(s);
@@ -260,7 +263,8 @@ void fc__stream_drop_sub(fc_conn *c, fc_stream_sub *s)
 static int check_ids(fc_conn *c, json_t *ids)
 {
     if (!json_is_array(ids) || json_array_size(ids) == 0) {
-        send_op_error(c, "bad_request", "\"workflow_ids\" must be a non-empty array of ids");
+        send_op_error_for(c, NULL, "bad_request",
+                          "\"workflow_ids\" must be a non-empty array of ids");
         return -1;
     }
     size_t i;
@@ -268,7 +272,7 @@ static int check_ids(fc_conn *c, json_t *ids)
     json_array_foreach(ids, i, v)
     {
         if (!json_is_string(v) || !fc_id_valid(json_string_value(v))) {
-            send_op_error(c, "bad_request", "workflow_ids[%zu] is not a valid id", i);
+            send_op_error_for(c, NULL, "bad_request", "workflow_ids[%zu] is not a valid id", i);
             return -1;
         }
     }
@@ -281,7 +285,7 @@ static int since_of(fc_conn *c, json_t *since, const char *id, int64_t *out)
     json_t *v = since ? json_object_get(since, id) : NULL;
     if (!v) return 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        send_op_error(c, "bad_request", "since.%s must be a non-negative integer", id);
+        send_op_error_for(c, id, "bad_request", "since.%s must be a non-negative integer", id);
         return -1;
     }
     *out = json_integer_value(v);
@@ -294,7 +298,7 @@ static void op_subscribe(fc_conn *c, json_t *msg)
     json_t *since = json_object_get(msg, "since");
     if (check_ids(c, ids) != 0) return;
     if (since && !json_is_object(since)) {
-        send_op_error(c, "bad_request", "\"since\" must be an object of id to seq");
+        send_op_error_for(c, NULL, "bad_request", "\"since\" must be an object of id to seq");
         return;
     }
     fc_server *srv = fc_conn_server(c);
@@ -307,7 +311,7 @@ static void op_subscribe(fc_conn *c, json_t *msg)
         int64_t s;
         if (since_of(c, since, id, &s) != 0) break;
         if (fc_store_get(fc_server_store(srv), id, &ws[got]) != 0) {
-            send_op_error(c, "not_found", "no workflow with id \"%s\"", id);
+            send_op_error_for(c, id, "not_found", "no workflow with id \"%s\"", id);
             break;
         }
     }
@@ -362,16 +366,16 @@ void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!msg || !json_is_object(msg)) {
         if (msg)
-            send_op_error(c, "bad_request", "message must be a JSON object");
+            send_op_error_for(c, NULL, "bad_request", "message must be a JSON object");
         else
-            send_op_error(c, "bad_request", "invalid JSON at line %d, column %d: %s", jerr.line,
-                          jerr.column, jerr.text);
+            send_op_error_for(c, NULL, "bad_request", "invalid JSON at line %d, column %d: %s",
+                              jerr.line, jerr.column, jerr.text);
         json_decref(msg);
         return;
     }
     const char *op = json_string_value(json_object_get(msg, "op"));
     if (!op)
-        send_op_error(c, "bad_request", "missing \"op\"");
+        send_op_error_for(c, NULL, "bad_request", "missing \"op\"");
     else if (strcmp(op, "subscribe") == 0)
         op_subscribe(c, msg);
     else if (strcmp(op, "unsubscribe") == 0)
@@ -379,8 +383,8 @@ void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
     else if (strcmp(op, "subscribe_all") == 0)
         op_subscribe_all(c);
     else
-        send_op_error(c, "bad_request",
-                      "unknown op \"%.40s\": use subscribe, unsubscribe or subscribe_all", op);
+        send_op_error_for(c, NULL, "bad_request",
+                          "unknown op \"%.40s\": use subscribe, unsubscribe or subscribe_all", op);
     json_decref(msg);
 }
 

@@ -146,7 +146,7 @@ def test_multi_errors_keep_connection_open(server):
         await _send(ws, {"op": "subscribe", "workflow_ids": ["a", "nope"]})
         m = await recv_json(ws)
         assert m["op"] == "error" and m["code"] == "not_found", m
-        assert "nope" in m["message"]
+        assert "nope" in m["message"] and m["workflow_id"] == "nope", m
         await expect_silence(ws, 0.2)
         await _send(ws, {"op": "subscribe", "workflow_ids": ["b"]})
         assert (await recv_json(ws))["op"] == "subscribed"
