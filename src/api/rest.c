@@ -420,11 +420,6 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
     const fc_asset *asset;
     fc_server *srv = fc_conn_server(c);
     int m = req->parser.method;
-    if (fc_server_over_limit(srv)) {
-        fc_conn_close_after_reply(c);
-        fc_conn_respond_error(c, 503, NULL, "unavailable", "connection limit reached");
-        return;
-    }
     if (fc_http_path(req, path, sizeof path) != 0) {
         fc_conn_respond_error(c, 404, NULL, "not_found", "path too long");
         return;

@@ -224,6 +224,7 @@ void fc_sse_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const char *
         fc_conn_respond_error(c, 405, "Allow: GET\r\n", "method_not_allowed", "use GET");
         return;
     }
+    if (fc__stream_refuse_over_limit(c)) return;
     if (kind == FC_SSE_ONE)
         open_one(c, req, workflow_id);
     else

@@ -156,6 +156,15 @@ fc_buf *fc__stream_encode_ws(fc_conn *c, const fc_workflow *w, int resync, void 
     return fc_hub_encode_update(w, resync);
 }
 
+int fc__stream_refuse_over_limit(fc_conn *c)
+{
+    if (!fc_server_over_limit(fc_conn_server(c))) return 0;
+    fc_conn_close_after_reply(c);
+    fc_conn_respond_error(c, 503, NULL, "unavailable",
+                          "too many streams open: the --max-connections limit is reached");
+    return 1;
+}
+
 int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w)
 {
     int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, w);
@@ -190,7 +199,7 @@ static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const cha
 void fc_stream_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const char *workflow_id)
 {
     char accept[FC_WS_ACCEPT_LEN + 1];
-    if (validate_upgrade(c, req, kind, accept) != 0) return;
+    if (validate_upgrade(c, req, kind, accept) != 0 || fc__stream_refuse_over_limit(c)) return;
     if (fc_server_config(fc_conn_server(c))->no_websocket && kind != FC_WS_ECHO) {
         fc_conn_respond_error(c, 404, NULL, "not_found",
                               "WebSocket transport is disabled on this server (--no-websocket)");

@@ -26,6 +26,9 @@ int64_t fc__stream_send_initial(fc_conn *c, const fc_workflow *w, int64_t since,
 /* Reads workflow id into w (caller clears it); when that fails, answers
  * 404 (unknown) or 500 and returns the error. */
 int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w);
+/* When the stream limit (--max-connections) is reached, answers 503, closes
+ * after it, and returns 1. */
+int fc__stream_refuse_over_limit(fc_conn *c);
 /* Parses a non-negative decimal seq; -1 when malformed. */
 int64_t fc__stream_parse_since(const char *s);
 /* Unsubscribes and frees one subscription of a multi-workflow stream. */

@@ -55,6 +55,8 @@ void fc__conn_close(fc_conn *c)
     if (c->closing) return;
     c->closing = 1;
     if (c->kind != FC_STREAM_NONE) fc_stream_on_close(c);
+    if (fc_stream_is_ws((fc_stream_kind)c->kind) || fc_stream_is_sse((fc_stream_kind)c->kind))
+        FC_SRV(c)->n_streams--;
     if (fc_stream_is_ws((fc_stream_kind)c->kind)) fc_metrics_g.ws_connections--;
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);

@@ -44,7 +44,8 @@ const struct fc_config *fc_server_config(const fc_server *s);
 uv_loop_t *fc_server_loop(const fc_server *s);
 struct fc_store *fc_server_store(const fc_server *s);
 fc_hub *fc_server_hub(const fc_server *s);
-/* Number of WebSocket connections open, and the configured limit. */
+/* True when the open WebSocket and SSE streams have reached --max-connections
+ * (plain requests are short-lived and never refused for it). */
 int fc_server_over_limit(const fc_server *s);
 
 /* Queues an HTTP response to the current request; keeps the connection

@@ -51,7 +51,8 @@ struct fc_server {
     fc_list closing_list;     /* WebSockets waiting for the peer's close frame */
     fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
     fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
-    int n_conns;
+    int n_conns;   /* open TCP connections */
+    int n_streams; /* of those, WebSocket and SSE streams: what --max-connections limits */
     int max_conns;
     int shutting_down;
     int exit_code;

@@ -37,7 +37,7 @@ fc_hub *fc_server_hub(const fc_server *s)
 
 int fc_server_over_limit(const fc_server *s)
 {
-    return s->n_conns > s->max_conns;
+    return s->n_streams >= s->max_conns;
 }
 
 /* Raises the soft open-file limit to the hard limit; returns the limit. */

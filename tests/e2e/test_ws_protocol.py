@@ -174,9 +174,12 @@ def test_max_connections_503(server_factory):
     r, rd = _read_503(s.port)
     assert_error(r, 503, "unavailable")
     assert rd.at_eof(5.0)
-    # plain HTTP counts as well
-    r, rd = _read_503(s.port)
-    assert r.status == 503
+    # an SSE stream counts as well
+    r = s.request("GET", "/api/workflows/wf/events")
+    assert_error(r, 503, "unavailable")
+    # plain requests are short-lived and never refused for the limit
+    assert s.request("GET", "/healthz").status == 200
+    assert s.request("PATCH", "/api/workflows/wf", {"message": "still served"}).status == 200
     held[0].close()
 
     def one_more():
@@ -192,7 +195,7 @@ def test_max_connections_503(server_factory):
         return False
 
     wait_for(one_more, 5.0, 0.1, "a slot frees after a close")
-    assert held[-1].recv_json()["seq"] == 1
+    assert held[-1].recv_json()["seq"] == 2  # the state after the PATCH above
 
 
 # ---------------------------------------------------------------- close codes
