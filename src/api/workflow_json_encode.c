@@ -230,6 +230,21 @@ static void enc_str(enc *e, const jstr *j)
     e->len = (size_t)(d - e->p);
 }
 
+/* ,"status":..,"current_step":..,"total_steps":..,"message":.. — shared by the
+ * workflow object and the update message. */
+static void enc_progress(enc *e, const fc_workflow *w, const jstr *msg)
+{
+    const char *status = fc_status_name(w->status);
+    enc_lit(e, ",\"status\":\"");
+    enc_raw(e, status, strlen(status));
+    enc_lit(e, "\",\"current_step\":");
+    enc_int(e, w->current_step);
+    enc_lit(e, ",\"total_steps\":");
+    enc_int(e, w->total_steps);
+    enc_lit(e, ",\"message\":");
+    enc_str(e, msg);
+}
+
 char *fc_json_workflow(const fc_workflow *w, size_t *len)
 {
     jstr id = measure(w->id), name = measure(w->name), msg = measure(w->message);
@@ -239,14 +254,7 @@ char *fc_json_workflow(const fc_workflow *w, size_t *len)
     enc_str(&e, &id);
     enc_lit(&e, ",\"name\":");
     enc_str(&e, &name);
-    enc_lit(&e, ",\"status\":\"");
-    enc_raw(&e, fc_status_name(w->status), strlen(fc_status_name(w->status)));
-    enc_lit(&e, "\",\"current_step\":");
-    enc_int(&e, w->current_step);
-    enc_lit(&e, ",\"total_steps\":");
-    enc_int(&e, w->total_steps);
-    enc_lit(&e, ",\"message\":");
-    enc_str(&e, &msg);
+    enc_progress(&e, w, &msg);
     enc_lit(&e, ",\"seq\":");
     enc_int(&e, w->seq);
     enc_lit(&e, ",\"created_at\":");
@@ -264,14 +272,7 @@ char *fc_json_update(const fc_workflow *w, int resync, size_t *len)
     enc_init(&e, ENC_FIXED_BYTES + id.esc + msg.esc);
     enc_lit(&e, "{\"workflow_id\":");
     enc_str(&e, &id);
-    enc_lit(&e, ",\"status\":\"");
-    enc_raw(&e, fc_status_name(w->status), strlen(fc_status_name(w->status)));
-    enc_lit(&e, "\",\"current_step\":");
-    enc_int(&e, w->current_step);
-    enc_lit(&e, ",\"total_steps\":");
-    enc_int(&e, w->total_steps);
-    enc_lit(&e, ",\"message\":");
-    enc_str(&e, &msg);
+    enc_progress(&e, w, &msg);
     enc_lit(&e, ",\"timestamp\":");
     enc_time(&e, w->updated_at_ms);
     enc_lit(&e, ",\"seq\":");
