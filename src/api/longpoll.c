@@ -124,5 +124,7 @@ void fc_longpoll_start(fc_conn *c, fc_http_req *req, const char *workflow_id)
     fc_conn_hold(c);
     fc_conn_set_kind(c, FC_LONGPOLL);
     fc_conn_set_ext(c, wt);
-    fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), workflow_id, c, seq);
+    /* Without the subscription (out of memory) it answers at once instead. */
+    if (fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), workflow_id, c, seq) != 0)
+        uv_timer_start(&wt->timer, on_timer, 0, 0);
 }

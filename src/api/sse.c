@@ -102,12 +102,11 @@ static void open_one(fc_conn *c, fc_http_req *req, const char *id)
 {
     int64_t since;
     if (single_since(c, req, &since) != 0) return;
-    fc_server *srv = fc_conn_server(c);
     fc_workflow w = {0};
     if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     if (fc_conn_start_sse(c, FC_SSE_ONE) == 0) {
         int64_t at = fc__stream_send_initial(c, &w, since, encode_initial, NULL);
-        fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), id, c, at);
+        fc__stream_subscribe_one(c, id, at);
     }
     fc_workflow_clear(&w);
 }
@@ -202,11 +201,9 @@ static void open_multi(fc_conn *c, fc_http_req *req)
     }
     if (got == n && fc_conn_start_sse(c, FC_SSE_MULTI) == 0) {
         for (int i = 0; i < n; i++) {
-            fc_stream_sub *sub = calloc(1, sizeof *sub);
-            if (!sub) break;
             /* Linked first, so the cursor of each initial event includes it. */
-            fc_hub_subscribe(fc_server_hub(srv), &sub->sub, ws[i].id, c, INT64_MAX);
-            fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
+            fc_stream_sub *sub = fc__stream_add_sub(c, ws[i].id, INT64_MAX);
+            if (!sub) break;
             int64_t since = cursor_seq(cursor, ws[i].id);
             sub->sub.last_seq = since >= 0 ? since : 0;
             int64_t at = fc__stream_send_initial(c, &ws[i], since, encode_initial, sub);

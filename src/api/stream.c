@@ -156,6 +156,36 @@ fc_buf *fc__stream_encode_ws(fc_conn *c, const fc_workflow *w, int resync, void 
     return fc_hub_encode_update(w, resync);
 }
 
+/* Out of memory while subscribing: a subscriber that silently misses changes
+ * would be worse than one that reconnects, so the connection is failed. */
+static void fail_oom(fc_conn *c)
+{
+    FC_ERROR("stream", "out of memory while subscribing: closing the connection");
+    if (fc_stream_is_ws(fc_conn_kind(c)))
+        fc_conn_ws_close(c, FC_WS_CLOSE_INTERNAL, "out of memory");
+    else
+        fc_conn_close_when_written(c);
+}
+
+int fc__stream_subscribe_one(fc_conn *c, const char *id, int64_t last_seq)
+{
+    int r = fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), fc_conn_sub(c), id, c, last_seq);
+    if (r != 0) fail_oom(c);
+    return r;
+}
+
+fc_stream_sub *fc__stream_add_sub(fc_conn *c, const char *id, int64_t last_seq)
+{
+    fc_stream_sub *sub = calloc(1, sizeof *sub);
+    if (!sub || fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), &sub->sub, id, c, last_seq)) {
+        free(sub);
+        fail_oom(c);
+        return NULL;
+    }
+    fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
+    return sub;
+}
+
 int fc__stream_refuse_over_limit(fc_conn *c)
 {
     if (!fc_server_over_limit(fc_conn_server(c))) return 0;
@@ -186,12 +216,11 @@ static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const cha
         fc_conn_respond_error(c, 400, NULL, "bad_request", "since must be a non-negative integer");
         return;
     }
-    fc_server *srv = fc_conn_server(c);
     fc_workflow w = {0};
     if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     if (fc_conn_upgrade(c, accept, FC_WS_UPDATES) == 0) {
         int64_t at = fc__stream_send_initial(c, &w, since, fc__stream_encode_ws, NULL);
-        fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), id, c, at);
+        fc__stream_subscribe_one(c, id, at);
     }
     fc_workflow_clear(&w);
 }
@@ -331,11 +360,8 @@ static void op_subscribe(fc_conn *c, json_t *msg)
             since_of(c, since, ws[i].id, &s);
             fc_stream_sub *old = find_sub(c, ws[i].id);
             if (old) fc__stream_drop_sub(c, old);
-            fc_stream_sub *sub = calloc(1, sizeof *sub);
-            if (!sub) break;
             int64_t at = fc__stream_send_initial(c, &ws[i], s, fc__stream_encode_ws, NULL);
-            fc_hub_subscribe(fc_server_hub(srv), &sub->sub, ws[i].id, c, at);
-            fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
+            if (!fc__stream_add_sub(c, ws[i].id, at)) break;
         }
     }
     for (size_t i = 0; i < n; i++)
@@ -360,10 +386,7 @@ static void op_unsubscribe(fc_conn *c, json_t *msg)
 static void op_subscribe_all(fc_conn *c)
 {
     if (!fc_conn_has_all(c)) {
-        fc_stream_sub *sub = calloc(1, sizeof *sub);
-        if (!sub) return;
-        fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), &sub->sub, NULL, c, 0);
-        fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
+        if (!fc__stream_add_sub(c, NULL, 0)) return;
         fc_conn_set_all(c, 1);
     }
     send_text(c, "{\"op\":\"subscribed\",\"all\":true}");

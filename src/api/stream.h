@@ -26,6 +26,11 @@ int64_t fc__stream_send_initial(fc_conn *c, const fc_workflow *w, int64_t since,
 /* Reads workflow id into w (caller clears it); when that fails, answers
  * 404 (unknown) or 500 and returns the error. */
 int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w);
+/* Subscribes c's own (single-workflow) subscription, or adds one entry to its
+ * multi-workflow list (id NULL: all workflows). Out of memory fails the
+ * connection: FC_ENOMEM / NULL. */
+int fc__stream_subscribe_one(fc_conn *c, const char *id, int64_t last_seq);
+fc_stream_sub *fc__stream_add_sub(fc_conn *c, const char *id, int64_t last_seq);
 /* When the stream limit (--max-connections) is reached, answers 503, closes
  * after it, and returns 1. */
 int fc__stream_refuse_over_limit(fc_conn *c);
