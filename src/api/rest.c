@@ -27,27 +27,24 @@ static void respond_json(fc_conn *c, int status, const char *extra, char *json, 
     free(json);
 }
 
+/* The HTTP status and error code of each store error. */
 static void respond_store_error(fc_conn *c, int err, const char *msg)
 {
-    switch (err) {
-    case FC_ENOTFOUND:
-        fc_conn_respond_error(c, 404, NULL, "not_found", "%s", msg);
-        return;
-    case FC_EEXISTS:
-        fc_conn_respond_error(c, 409, NULL, "already_exists", "%s", msg);
-        return;
-    case FC_ESEQ:
-        fc_conn_respond_error(c, 409, NULL, "seq_mismatch", "%s", msg);
-        return;
-    case FC_ETERMINAL:
-        fc_conn_respond_error(c, 409, NULL, "terminal_status", "%s", msg);
-        return;
-    case FC_EINVAL:
-        fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", msg);
-        return;
-    default:
-        fc_conn_respond_error(c, 500, NULL, "internal", "%s", msg[0] ? msg : "storage error");
+    static const struct {
+        int err, status;
+        const char *code;
+    } map[] = {
+        {FC_ENOTFOUND, 404, "not_found"}, {FC_EEXISTS, 409, "already_exists"},
+        {FC_ESEQ, 409, "seq_mismatch"},   {FC_ETERMINAL, 409, "terminal_status"},
+        {FC_EINVAL, 400, "bad_request"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+        if (map[i].err == err) {
+            fc_conn_respond_error(c, map[i].status, NULL, map[i].code, "%s", msg);
+            return;
+        }
     }
+    fc_conn_respond_error(c, 500, NULL, "internal", "%s", msg[0] ? msg : "storage error");
 }
 
 static void method_not_allowed(fc_conn *c, const char *allow)
