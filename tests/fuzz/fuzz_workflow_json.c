@@ -11,13 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -56,8 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     fc_patch p = {0};
     if (fc_json_parse_patch((const char *)data, size, &p, err, sizeof err) == 0)
-        CHECK(p.fields & (FC_PATCH_STATUS | FC_PATCH_CURRENT_STEP | FC_PATCH_TOTAL_STEPS |
-                          FC_PATCH_MESSAGE));
+        CHECK(p.fields &
+              (FC_PATCH_STATUS | FC_PATCH_CURRENT_STEP | FC_PATCH_TOTAL_STEPS | FC_PATCH_MESSAGE));
     else
         CHECK(err[0] != '\0');
     fc_patch_clear(&p);
