@@ -234,7 +234,7 @@ def markdown(groups, root, perf):
                     n = stat(fc, "connected")
                     if rss and cpu and n and n[0] > 0:
                         o.append("Projected to 1,000,000 connections (flowcast): %.2f GiB of "
-                                 "user-space memory, %.1f%% of a core idle." %
+                                 "user-space memory, %.1f%% of a core spent on pings while idle." %
                                  (rss[0] * 1e6 / 2**30, cpu[0] * 1e6 / n[0]))
                         o.append("")
     rest = [l for l in ORDER if l not in COMPARE and any((l, t) in groups for t in TARGETS)]
