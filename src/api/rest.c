@@ -180,15 +180,7 @@ static void delete_workflow(fc_conn *c, const fc_http_req *req, const char *id)
 static void get_workflow(fc_conn *c, const char *id)
 {
     fc_workflow w = {0};
-    int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, &w);
-    if (r != 0) {
-        char msg[128];
-        snprintf(msg, sizeof msg,
-                 r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"",
-                 id);
-        respond_store_error(c, r, msg);
-        return;
-    }
+    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     size_t len = 0;
     char *json = fc_json_workflow(&w, &len);
     respond_json(c, 200, NULL, json, len);
@@ -239,6 +231,17 @@ static int append_row(const fc_workflow *w, void *ud)
     return 0;
 }
 
+/* Reads an optional non-negative integer query parameter (def when absent);
+ * -1 when malformed, out of range or above max. */
+static int64_t query_int(const fc_http_req *req, const char *name, int64_t def, int64_t max)
+{
+    char v[32];
+    int r = fc_http_query(req, name, v, sizeof v);
+    if (r == 0) return def;
+    int64_t n = r == 1 ? fc__stream_parse_since(v) : -1;
+    return n > max ? -1 : n;
+}
+
 static int parse_list_query(fc_conn *c, const fc_http_req *req, fc_list_query *q, char *cursor,
                             size_t cursor_len)
 {
@@ -254,18 +257,13 @@ static int parse_list_query(fc_conn *c, const fc_http_req *req, fc_list_query *q
         }
         q->has_status = 1;
     }
-    int r = fc_http_query(req, "limit", v, sizeof v);
-    if (r != 0) {
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (r < 0 || !*v || *end || n < 1 || n > 1000) {
-            fc_conn_respond_error(c, 400, NULL, "bad_request",
-                                  "limit must be an integer in 1..1000");
-            return -1;
-        }
-        q->limit = (int)n;
+    int64_t limit = query_int(req, "limit", 100, 1000);
+    if (limit < 1) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "limit must be an integer in 1..1000");
+        return -1;
     }
-    r = fc_http_query(req, "cursor", cursor, cursor_len);
+    q->limit = (int)limit;
+    int r = fc_http_query(req, "cursor", cursor, cursor_len);
     if (r < 0) {
         fc_conn_respond_error(c, 400, NULL, "bad_request", "invalid cursor");
         return -1;
@@ -304,16 +302,6 @@ static char *encode_event(const fc_workflow *w, size_t *len)
     return fc_json_update(w, 0, len);
 }
 
-/* Reads an optional non-negative integer query parameter; -1 when malformed. */
-static int64_t query_int(const fc_http_req *req, const char *name, int64_t def, int64_t max)
-{
-    char v[32], *end;
-    int r = fc_http_query(req, name, v, sizeof v);
-    if (r == 0) return def;
-    long long n = r == 1 && *v ? strtoll(v, &end, 10) : -1;
-    return r < 0 || !*v || *end || n < 0 || n > max ? -1 : (int64_t)n;
-}
-
 /* GET /api/workflows/{id}/history?since=N&limit=M: logged changes, oldest first. */
 static void history(fc_conn *c, const fc_http_req *req, const char *id)
 {
@@ -334,11 +322,7 @@ static void history(fc_conn *c, const fc_http_req *req, const char *id)
                                   append_row, &o, &oldest);
     if (r != 0) {
         free(o.buf);
-        char msg[128];
-        snprintf(msg, sizeof msg,
-                 r == FC_ENOTFOUND ? "no workflow with id \"%s\"" : "storage error reading \"%s\"",
-                 id);
-        respond_store_error(c, r, msg);
+        fc__stream_answer_read_error(c, r, id);
         return;
     }
     char tail[96];

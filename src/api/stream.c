@@ -195,13 +195,18 @@ int fc__stream_refuse_over_limit(fc_conn *c)
     return 1;
 }
 
+void fc__stream_answer_read_error(fc_conn *c, int err, const char *id)
+{
+    if (err == FC_ENOTFOUND)
+        fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
+    else
+        fc_conn_respond_error(c, 500, NULL, "internal", "storage error reading \"%s\"", id);
+}
+
 int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w)
 {
     int r = fc_store_get(fc_server_store(fc_conn_server(c)), id, w);
-    if (r == FC_ENOTFOUND)
-        fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
-    else if (r != 0)
-        fc_conn_respond_error(c, 500, NULL, "internal", "storage error reading \"%s\"", id);
+    if (r != 0) fc__stream_answer_read_error(c, r, id);
     return r;
 }
 
@@ -342,7 +347,10 @@ static void op_subscribe(fc_conn *c, json_t *msg)
     fc_server *srv = fc_conn_server(c);
     size_t n = json_array_size(ids);
     fc_workflow *ws = calloc(n, sizeof *ws);
-    if (!ws) return;
+    if (!ws) {
+        send_op_error_for(c, NULL, "internal", "out of memory");
+        return;
+    }
     size_t got = 0;
     for (; got < n; got++) {
         const char *id = json_string_value(json_array_get(ids, got));

@@ -23,6 +23,8 @@ fc_buf *fc__stream_encode_ws(fc_conn *c, const fc_workflow *w, int resync, void 
  * the subscriber is now at. */
 int64_t fc__stream_send_initial(fc_conn *c, const fc_workflow *w, int64_t since,
                                 fc__stream_encoder encode, void *ud);
+/* Answers a failed read of workflow id: 404 (unknown) or 500. */
+void fc__stream_answer_read_error(fc_conn *c, int err, const char *id);
 /* Reads workflow id into w (caller clears it); when that fails, answers
  * 404 (unknown) or 500 and returns the error. */
 int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w);
