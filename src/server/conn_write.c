@@ -83,6 +83,10 @@ void fc__conn_flush(fc_conn *c)
     c->in_flush = 0;
     flush_now_ns = fc_time_mono_ns();
     fc_list_remove(&c->io_link);
+    if (c->broken) {
+        fc__conn_close(c);
+        return;
+    }
     for (int round = 0; c->out.count && !c->writing && !c->closing; round++) {
         if (round == FLUSH_ROUNDS) {
             fc__conn_schedule_flush(c); /* more next turn, after the others */
@@ -131,7 +135,15 @@ fc_server *fc_conn_server(const fc_conn *c)
 
 void fc_conn_send(fc_conn *c, fc_buf *frame)
 {
-    if (c->closing || fc_outq_push(&c->out, frame) != 0) return;
+    if (c->closing) {
+        fc_buf_unref(frame);
+        return;
+    }
+    /* A frame that cannot be queued (out of memory) would be a change the
+     * client misses without knowing: the connection is closed instead (it
+     * reconnects and resumes), by the next flush, since this may run inside a
+     * hub fan-out. */
+    if (fc_outq_push(&c->out, frame) != 0) c->broken = 1;
     fc__conn_schedule_flush(c);
 }
 
@@ -142,6 +154,7 @@ int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit)
         return 0;
     }
     int dropped = fc_outq_push_coalesce(&c->out, frame, limit);
+    if (dropped < 0) c->broken = 1; /* as in fc_conn_send */
     fc__conn_schedule_flush(c);
     return dropped > 0 ? dropped : 0;
 }

@@ -84,6 +84,7 @@ struct fc_conn {
     unsigned subscribed_all : 1;
     unsigned last_request : 1; /* the request being answered ends the connection */
     unsigned has_answering : 1;
+    unsigned broken : 1; /* a frame could not be queued: close on the next flush */
     uint16_t refs;
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
