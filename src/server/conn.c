@@ -70,8 +70,7 @@ void fc__conn_close(fc_conn *c)
 static void respond_parse_error(fc_conn *c, int status)
 {
     const fc_config *cfg = FC_SRV(c)->cfg;
-    c->req->ticket = (uint32_t)c->next_seq++ << 1; /* answered, then closed */
-    fc_conn_close_after_reply(c);                  /* the rest of the stream cannot be trusted */
+    fc_conn_close_after_reply(c); /* the rest of the stream cannot be trusted */
     switch (status) {
     case 411:
         fc_conn_respond_error(c, 411, NULL, "length_required",
@@ -114,16 +113,16 @@ static size_t http_input(fc_conn *c, char *data, size_t len)
         }
     }
     size_t n = fc_http_req_feed(c->req, data, len);
+    if (!c->req->error && !c->req->complete) return n;
+    /* Every request gets its place in the answer order, even a malformed one. */
+    int keep = !c->req->error && fc_http_keep_alive(c->req);
+    c->req->ticket = (uint32_t)c->next_seq++ << 1 | (uint32_t)keep;
+    if (!keep) c->last_request = 1;
     if (c->req->error) {
         respond_parse_error(c, c->req->error);
         return len;
     }
-    if (c->req->complete) {
-        int keep = fc_http_keep_alive(c->req);
-        c->req->ticket = (uint32_t)c->next_seq++ << 1 | (uint32_t)keep;
-        if (!keep) c->last_request = 1;
-        dispatch(c);
-    }
+    dispatch(c);
     return n;
 }
 
