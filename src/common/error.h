@@ -13,7 +13,4 @@ enum {
     FC_ENOMEM = -7,
 };
 
-/* Short machine-readable name of an error code ("not_found", "conflict", ...). */
-const char *fc_error_name(int err);
-
 #endif

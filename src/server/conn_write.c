@@ -78,7 +78,7 @@ static void write_async(fc_conn *c)
     fc_list_insert_tail(&FC_SRV(c)->blocked_list, &c->io_link);
 }
 
-void fc__conn_flush(fc_conn *c)
+static void flush(fc_conn *c)
 {
     c->in_flush = 0;
     flush_now_ns = fc_time_mono_ns();
@@ -124,7 +124,7 @@ void fc__conn_flush_all(fc_server *srv)
     }
     while (!fc_list_empty(&pass)) {
         fc_conn *c = fc_container_of(pass.next, fc_conn, io_link);
-        fc__conn_flush(c); /* unlinks c from pass */
+        flush(c); /* unlinks c from pass */
     }
 }
 

@@ -119,7 +119,6 @@ void fc__conn_foreach(fc_server *srv, void (*fn)(fc_conn *c, void *arg), void *a
 void fc__conn_start(fc_conn *c);
 void fc__conn_close(fc_conn *c);
 void fc__conn_schedule_flush(fc_conn *c);
-void fc__conn_flush(fc_conn *c);
 void fc__conn_flush_all(fc_server *srv);
 
 /* ws_session.c */
