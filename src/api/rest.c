@@ -4,6 +4,7 @@
 #include "api/workflow_json.h"
 #include "cli/config.h"
 #include "common/error.h"
+#include "common/log.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 #include "web/assets.h"
@@ -95,7 +96,10 @@ static void change_done(fc_change *ch)
     fc_server *srv = fc_conn_server(c);
     if (ch->result == 0) {
         fc_metrics_g.changes_committed++;
-        fc_hub_publish(fc_server_hub(srv), &ch->wf, ch->commit_ns, ch->kind == FC_CHANGE_DELETE);
+        if (fc_hub_publish(fc_server_hub(srv), &ch->wf, ch->commit_ns,
+                           ch->kind == FC_CHANGE_DELETE) < 0)
+            FC_ERROR("hub", "out of memory: change %lld of %s was stored but not broadcast",
+                     (long long)ch->wf.seq, ch->wf.id);
     }
     if (!fc_conn_is_closed(c)) {
         fc_conn_answer(c, ch->ticket);
