@@ -628,6 +628,122 @@ static void test_migration_idempotent(void **state)
     assert_null(fc_store_sqlite_open(&f->loop, &cfg, err, sizeof err));
 }
 
+/* Removes the database files, so the next open starts from nothing. */
+static void remove_db(fixture *f)
+{
+    char p[128];
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+}
+
+/* A version 2 database (each change rewrote the workflow row) opens as
+ * version 3 (the current state is the newest event) with every state kept,
+ * including a row whose newest state had not reached the log. */
+static void test_migration_from_v2(void **state)
+{
+    fixture *f = *state;
+    close_store(f);
+    remove_db(f);
+    sqlite3 *db = external(f);
+    exec_ok(db, "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                " applied_at INTEGER NOT NULL);"
+                "INSERT INTO schema_version VALUES (1, 0), (2, 0);"
+                "CREATE TABLE workflows (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+                " name TEXT NOT NULL, status TEXT NOT NULL, current_step INTEGER NOT NULL,"
+                " total_steps INTEGER NOT NULL, message TEXT NOT NULL, seq INTEGER NOT NULL,"
+                " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+                "CREATE TABLE events (workflow_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+                " status TEXT NOT NULL, current_step INTEGER NOT NULL,"
+                " total_steps INTEGER NOT NULL, message TEXT NOT NULL, ts INTEGER NOT NULL,"
+                " PRIMARY KEY (workflow_id, seq)) WITHOUT ROWID;"
+                "CREATE INDEX workflows_status ON workflows(status);"
+                "INSERT INTO workflows VALUES (1, 'old', 'deploy', 'running', 2, 9, 'two', 3,"
+                " 1000, 3000), (2, 'gap', 'etl', 'completed', 5, 5, 'done', 5, 1000, 5000);"
+                "INSERT INTO events VALUES ('old', 1, 'pending', 0, 9, 'q', 1000),"
+                " ('old', 2, 'running', 1, 9, 'one', 2000), ('old', 3, 'running', 2, 9, 'two', 3000),"
+                " ('gap', 2, 'running', 4, 5, 'four', 4000);");
+    sqlite3_close(db);
+    f->s = open_store(f, 100);
+    int max = 0;
+    assert_int_equal(count_versions(f, &max), fc__sqlite_schema_latest());
+
+    fc_workflow w = {0};
+    assert_int_equal(fc_store_get(f->s, "old", &w), 0);
+    assert_string_equal(w.name, "deploy");
+    assert_string_equal(w.message, "two");
+    assert_int_equal(w.status, FC_STATUS_RUNNING);
+    assert_int_equal(w.seq, 3);
+    assert_int_equal(w.current_step, 2);
+    assert_int_equal(w.created_at_ms, 1000);
+    assert_int_equal(w.updated_at_ms, 3000);
+    fc_workflow_clear(&w);
+    assert_int_equal(fc_store_get(f->s, "gap", &w), 0);
+    assert_int_equal(w.seq, 5);
+    assert_int_equal(w.status, FC_STATUS_COMPLETED);
+    assert_int_equal(w.updated_at_ms, 5000);
+    fc_workflow_clear(&w);
+
+    rows r = {0};
+    int64_t oldest = 0;
+    assert_int_equal(fc_store_events_since(f->s, "gap", 0, 0, collect, &r, &oldest), 0);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.seq[1], 5);
+    assert_int_equal(oldest, 2);
+
+    fc_list_query q = {.limit = 10, .has_status = 1, .status = FC_STATUS_COMPLETED};
+    char next[32];
+    memset(&r, 0, sizeof r);
+    assert_int_equal(fc_store_list(f->s, &q, collect, &r, next, sizeof next), 0);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.id[0], "gap");
+
+    /* Changes continue from the migrated state. */
+    fc_change *c = mk_step("old", 3);
+    assert_int_equal(run1(f, c), 0);
+    assert_int_equal(c->wf.seq, 4);
+    assert_string_equal(c->wf.name, "deploy");
+    free_change(c);
+    assert_int_equal(fc_store_get(f->s, "old", &w), 0);
+    assert_int_equal(w.seq, 4);
+    assert_int_equal(w.current_step, 3);
+    fc_workflow_clear(&w);
+}
+
+/* The log is trimmed in steps, but readers only ever see the last
+ * `retention` changes, and the table never holds more than a step more. */
+static void test_retention_trims_in_steps(void **state)
+{
+    fixture *f = *state;
+    close_store(f);
+    f->s = open_store(f, 3);
+    do1(f, mk_create("t", FC_STATUS_RUNNING, 0, 1000), 0);
+    for (int i = 1; i <= 3 * FC__SQLITE_TRIM_EVERY + 5; i++) {
+        do1(f, mk_step("t", i), 0);
+        int64_t seq = i + 1, oldest = 0;
+        rows r = {0};
+        assert_int_equal(fc_store_events_since(f->s, "t", 0, 0, collect, &r, &oldest), 0);
+        assert_int_equal(r.n, seq < 3 ? seq : 3);
+        assert_int_equal(r.seq[r.n - 1], seq);
+        assert_int_equal(oldest, seq < 3 ? 1 : seq - 2);
+        /* since older than the window: only the window comes back */
+        memset(&r, 0, sizeof r);
+        assert_int_equal(fc_store_events_since(f->s, "t", 1, 0, collect, &r, NULL), 0);
+        assert_int_equal(r.n, seq - 1 < 3 ? seq - 1 : 3);
+    }
+    sqlite3 *db = external(f);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM events", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    assert_true(n >= 3 && n <= 3 + FC__SQLITE_TRIM_EVERY);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 static void test_submit_before_close(void **state)
 {
     fixture *f = *state;
@@ -758,6 +874,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_done_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_trims_in_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_before_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_error_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),

@@ -2,6 +2,8 @@
 #ifndef FC_STORE_SQLITE_INTERNAL_H
 #define FC_STORE_SQLITE_INTERNAL_H
 
+#include "common/list.h"
+#include "common/map.h"
 #include "store/store.h"
 
 #include <pthread.h>
@@ -11,6 +13,14 @@
 
 #define FC__SQLITE_TAG "store.sqlite"
 
+/* The writer deletes events that fell out of retention once every this many
+ * changes of a workflow; the log holds up to this many more rows than
+ * retention, which readers skip. */
+#define FC__SQLITE_TRIM_EVERY 64
+
+/* Workflow states the writer keeps in memory (about 200 bytes each). */
+#define FC__SQLITE_CACHE_MAX 65536
+
 /* Writer-side prepared statements, indexes into fc__sqlite_store.w. */
 enum {
     FC__W_BEGIN,
@@ -18,7 +28,6 @@ enum {
     FC__W_ROLLBACK,
     FC__W_SELECT,
     FC__W_INSERT,
-    FC__W_UPDATE,
     FC__W_UPDATE_STATUS,
     FC__W_DELETE,
     FC__W_EV_INSERT,
@@ -39,10 +48,23 @@ enum {
     FC__R_COUNT
 };
 
+/* The writer's cache of current states (wcache.c): writer thread only. */
+typedef struct fc__wc_entry fc__wc_entry;
+typedef struct fc__wcache {
+    fc_map map;
+    fc_list lru; /* least recently used first */
+    size_t cap;  /* entries kept at most */
+} fc__wcache;
+
 typedef struct fc__sqlite_store {
     fc_store base; /* must stay first: fc_store * is cast back to this */
     uv_loop_t *loop;
-    uv_async_t async; /* the writer wakes the loop with this; freed in its close callback */
+    uv_async_t async; /* the writer wakes the loop with this */
+    /* Changes submitted during this loop turn (loop thread only): handed to the
+     * writer together by `handoff` once the turn's I/O is done. */
+    uv_idle_t handoff;
+    fc_change *p_head, *p_tail;
+    int open_handles; /* the struct is freed when both handles are closed */
     int retention;
 
     /* Read side: used only on the loop thread. */
@@ -52,6 +74,7 @@ typedef struct fc__sqlite_store {
     /* Write side: used only by the writer thread, and by close() after the join. */
     sqlite3 *wdb;
     sqlite3_stmt *w[FC__W_COUNT];
+    fc__wcache wc;
     pthread_t thread;
     int thread_started;
 
@@ -95,14 +118,29 @@ int fc__sqlite_schema_latest(void);
 /* Prepares a statement that lives as long as the connection. 0 or FC_EIO. */
 int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *err, size_t errlen);
 
+/* wcache.c */
+
+/* 0 or FC_ENOMEM. cap: entries kept at most (0: cache nothing). */
+int fc__wcache_init(fc__wcache *wc, size_t cap);
+void fc__wcache_destroy(fc__wcache *wc);
+/* Copies the cached state of id into out (freeing what out held) and its pk
+ * into *pk. 0, FC_ENOTFOUND (not cached) or FC_ENOMEM. */
+int fc__wcache_get(fc__wcache *wc, const char *id, int64_t *pk, fc_workflow *out);
+/* Caches a copy of w (replacing an older state), evicting the least recently
+ * used entry when full. 0 or FC_ENOMEM (then nothing is cached for w->id). */
+int fc__wcache_put(fc__wcache *wc, int64_t pk, const fc_workflow *w);
+void fc__wcache_drop(fc__wcache *wc, const char *id);
+/* Forgets everything: after a rollback the cached states may be ahead of the database. */
+void fc__wcache_clear(fc__wcache *wc);
+
 /* writer.c */
 
 /* Prepares the writer's statements on s->wdb and starts the writer thread. */
 int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen);
 int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err, size_t errlen);
 void fc__sqlite_checkpointer_stop(fc__sqlite_store *s);
-/* Queues c for the writer (loop thread). */
-void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *c);
+/* Queues the list head..tail (linked by next) for the writer (loop thread). */
+void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *head, fc_change *tail);
 /* Lets the writer commit everything queued, joins it and finalizes its statements. */
 void fc__sqlite_writer_stop(fc__sqlite_store *s);
 /* Runs done() for finished changes, in submission order (loop thread). drain:

@@ -15,19 +15,17 @@ static const char *const w_sql[FC__W_COUNT] = {
     [FC__W_BEGIN] = "BEGIN IMMEDIATE",
     [FC__W_COMMIT] = "COMMIT",
     [FC__W_ROLLBACK] = "ROLLBACK",
-    [FC__W_SELECT] = "SELECT pk, name, status, current_step, total_steps, message, seq,"
-                     " created_at, updated_at FROM workflows WHERE id = ?1",
+    /* The row and its newest event: the current state (schema v3). */
+    [FC__W_SELECT] = "SELECT w.pk, w.name, e.status, e.current_step, e.total_steps, e.message,"
+                     " e.seq, w.created_at, e.ts FROM workflows w JOIN events e"
+                     " ON e.workflow_id = w.id WHERE w.id = ?1 ORDER BY e.seq DESC LIMIT 1",
     /* DO NOTHING instead of a SELECT first: one statement both checks and inserts,
      * and sqlite3_changes() tells which happened. */
-    [FC__W_INSERT] = "INSERT INTO workflows (id, name, status, current_step, total_steps,"
-                     " message, seq, created_at, updated_at)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7) ON CONFLICT (id) DO NOTHING",
-    /* Two UPDATEs: SQLite rewrites the status index entry whenever status is in the
-     * SET list, and most updates only move the step. */
-    [FC__W_UPDATE] = "UPDATE workflows SET current_step = ?2, total_steps = ?3, message = ?4,"
-                     " seq = ?5, updated_at = ?6 WHERE pk = ?1",
-    [FC__W_UPDATE_STATUS] = "UPDATE workflows SET current_step = ?2, total_steps = ?3,"
-                            " message = ?4, seq = ?5, updated_at = ?6, status = ?7 WHERE pk = ?1",
+    [FC__W_INSERT] = "INSERT INTO workflows (id, name, status, created_at)"
+                     " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+    /* Only a new status touches the workflow row (the list filter's index);
+     * everything else of a change is its event row. */
+    [FC__W_UPDATE_STATUS] = "UPDATE workflows SET status = ?2 WHERE pk = ?1",
     [FC__W_DELETE] = "DELETE FROM workflows WHERE pk = ?1",
     [FC__W_EV_INSERT] = "INSERT INTO events (workflow_id, seq, status, current_step, total_steps,"
                         " message, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -69,12 +67,19 @@ static char *col_dup(sqlite3_stmt *st, int i)
     return p;
 }
 
-/* Reads the stored row of c->wf.id into c->wf (keeping id) and its pk into *pk. */
+/* Reads the current state of c->wf.id into c->wf (keeping id) and its pk into
+ * *pk: from the cache, else from the stored row (which then goes into the cache). */
 static int load_current(fc__sqlite_store *s, fc_change *c, int64_t *pk, char *ioerr, size_t n)
 {
+    int rc = fc__wcache_get(&s->wc, c->wf.id, pk, &c->wf);
+    if (rc == 0) return ROW_FOUND;
+    if (rc == FC_ENOMEM) {
+        fail(c, FC_ENOMEM, "out of memory reading workflow '%s'", c->wf.id);
+        return ROW_FAILED;
+    }
     sqlite3_stmt *st = s->w[FC__W_SELECT];
     sqlite3_bind_text(st, 1, c->wf.id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         sqlite3_reset(st);
         fail(c, FC_ENOTFOUND, "workflow '%s' not found", c->wf.id);
@@ -114,6 +119,7 @@ static int load_current(fc__sqlite_store *s, fc_change *c, int64_t *pk, char *io
     c->wf.created_at_ms = sqlite3_column_int64(st, 7);
     c->wf.updated_at_ms = sqlite3_column_int64(st, 8);
     sqlite3_reset(st);
+    fc__wcache_put(&s->wc, *pk, &c->wf); /* without it, the next change reads the row again */
     return ROW_FOUND;
 }
 
@@ -130,7 +136,10 @@ static int log_event(fc__sqlite_store *s, const fc_workflow *w, char *ioerr, siz
     sqlite3_bind_text(st, 6, w->message, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, w->updated_at_ms);
     if (run(s, st, ioerr, n) != 0) return FC_EIO;
-    if (w->seq - s->retention < 1) return 0; /* nothing old enough yet: skip the DELETE */
+    /* Trimming in steps: one DELETE per FC__SQLITE_TRIM_EVERY changes removes
+     * adjacent rows (a page or two) instead of dirtying the log's oldest page
+     * at every change. Readers never see the extra rows (fc__sqlite_log_floor). */
+    if (w->seq % FC__SQLITE_TRIM_EVERY != 0 || w->seq - s->retention < 1) return 0;
     st = s->w[FC__W_EV_TRIM];
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, w->seq - s->retention);
@@ -156,10 +165,7 @@ static int apply_create(fc__sqlite_store *s, fc_change *c, int64_t now, char *io
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, w->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, fc_status_name(w->status), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, w->current_step);
-    sqlite3_bind_int64(st, 5, w->total_steps);
-    sqlite3_bind_text(st, 6, w->message, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 7, now);
+    sqlite3_bind_int64(st, 4, now);
     if (run(s, st, ioerr, n) != 0) return FC_EIO;
     if (sqlite3_changes(s->wdb) == 0) {
         fail(c, FC_EEXISTS, "workflow '%s' already exists", w->id);
@@ -167,7 +173,9 @@ static int apply_create(fc__sqlite_store *s, fc_change *c, int64_t now, char *io
     }
     w->seq = 1;
     w->created_at_ms = w->updated_at_ms = now;
-    return log_event(s, w, ioerr, n);
+    if (log_event(s, w, ioerr, n) != 0) return FC_EIO;
+    fc__wcache_put(&s->wc, sqlite3_last_insert_rowid(s->wdb), w);
+    return 0;
 }
 
 static int apply_update(fc__sqlite_store *s, fc_change *c, int64_t now, char *ioerr, size_t n)
@@ -198,16 +206,15 @@ static int apply_update(fc__sqlite_store *s, fc_change *c, int64_t now, char *io
     }
     w->seq++;
     w->updated_at_ms = now;
-    sqlite3_stmt *st = s->w[status_changed ? FC__W_UPDATE_STATUS : FC__W_UPDATE];
-    sqlite3_bind_int64(st, 1, pk);
-    sqlite3_bind_int64(st, 2, w->current_step);
-    sqlite3_bind_int64(st, 3, w->total_steps);
-    sqlite3_bind_text(st, 4, w->message, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, w->seq);
-    sqlite3_bind_int64(st, 6, now);
-    if (status_changed) sqlite3_bind_text(st, 7, fc_status_name(w->status), -1, SQLITE_STATIC);
-    if (run(s, st, ioerr, n) != 0) return FC_EIO;
-    return log_event(s, w, ioerr, n);
+    if (status_changed) {
+        sqlite3_stmt *st = s->w[FC__W_UPDATE_STATUS];
+        sqlite3_bind_int64(st, 1, pk);
+        sqlite3_bind_text(st, 2, fc_status_name(w->status), -1, SQLITE_STATIC);
+        if (run(s, st, ioerr, n) != 0) return FC_EIO;
+    }
+    if (log_event(s, w, ioerr, n) != 0) return FC_EIO;
+    fc__wcache_put(&s->wc, pk, w);
+    return 0;
 }
 
 static int apply_delete(fc__sqlite_store *s, fc_change *c, char *ioerr, size_t n)
@@ -217,6 +224,7 @@ static int apply_delete(fc__sqlite_store *s, fc_change *c, char *ioerr, size_t n
     if (r != ROW_FOUND) return r == ROW_IOERR ? FC_EIO : 0;
     sqlite3_stmt *st = s->w[FC__W_DELETE];
     sqlite3_bind_int64(st, 1, pk);
+    fc__wcache_drop(&s->wc, c->wf.id);
     if (run(s, st, ioerr, n) != 0) return FC_EIO;
     st = s->w[FC__W_EV_DELETE];
     sqlite3_bind_text(st, 1, c->wf.id, -1, SQLITE_STATIC);
@@ -266,6 +274,7 @@ static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
                 FC_ERROR(FC__SQLITE_TAG, "rollback failed: %s", rberr);
         }
         FC_ERROR(FC__SQLITE_TAG, "batch of %d changes rolled back: %s", count, ioerr);
+        fc__wcache_clear(&s->wc);
         for (c = batch; c; c = c->next)
             fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
     }
@@ -308,6 +317,10 @@ static void *writer_main(void *arg)
 
 int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen)
 {
+    if (fc__wcache_init(&s->wc, FC__SQLITE_CACHE_MAX) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return FC_ENOMEM;
+    }
     for (int i = 0; i < FC__W_COUNT; i++)
         if (fc__sqlite_prepare(s->wdb, w_sql[i], &s->w[i], err, errlen) != 0) goto fail;
 
@@ -329,18 +342,19 @@ fail:
         sqlite3_finalize(s->w[i]);
         s->w[i] = NULL;
     }
+    fc__wcache_destroy(&s->wc);
     return FC_EIO;
 }
 
-void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *c)
+void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *head, fc_change *tail)
 {
-    c->next = NULL;
+    tail->next = NULL;
     pthread_mutex_lock(&s->qlock);
     if (s->q_tail)
-        s->q_tail->next = c;
+        s->q_tail->next = head;
     else
-        s->q_head = c;
-    s->q_tail = c;
+        s->q_head = head;
+    s->q_tail = tail;
     pthread_mutex_unlock(&s->qlock);
     /* Outside the lock: the writer wakes straight into a free mutex. */
     pthread_cond_signal(&s->qcond);
@@ -355,6 +369,7 @@ void fc__sqlite_writer_stop(fc__sqlite_store *s)
         pthread_cond_signal(&s->qcond);
         pthread_join(s->thread, NULL);
         s->thread_started = 0;
+        fc__wcache_destroy(&s->wc);
     }
     for (int i = 0; i < FC__W_COUNT; i++) {
         sqlite3_finalize(s->w[i]);
