@@ -19,7 +19,7 @@
 #define FC__SQLITE_TRIM_EVERY 64
 
 /* Workflow states the writer keeps in memory (about 200 bytes each). */
-#define FC__SQLITE_CACHE_MAX 65536
+#define FC__SQLITE_CACHE_MAX 16384
 
 /* Writer-side prepared statements, indexes into fc__sqlite_store.w. */
 enum {
