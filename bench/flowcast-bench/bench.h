@@ -49,6 +49,7 @@ typedef struct fcb_result {
     /* publish phase */
     double run_s;  /* publish (or idle) window */
     double span_s; /* first publish to last delivery */
+    double cpu_window_s; /* start of publishing to the end of the drain: what CPU is sampled over */
     uint64_t pub_sent, pub_acked, pub_errors, pub_unknown;
     fcb_hist ack_hist;
     /* deliveries */

@@ -901,6 +901,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
     }
     fcb_proc_sample_pids(o->pids, o->npids, &r->srv_end);
     r->self_cpu_s = fcb_proc_self_cpu() - self0;
+    r->cpu_window_s = (double)(fcb_now_ns() - start) / 1e9;
     r->span_s = (double)((c->last_delivery_t > start ? c->last_delivery_t : now) - start) / 1e9;
 
     /* What never arrived: each subscriber against the acknowledged maximum. */

@@ -171,10 +171,11 @@ static int apply_create(fc__sqlite_store *s, fc_change *c, int64_t now, char *io
         fail(c, FC_EEXISTS, "workflow '%s' already exists", w->id);
         return 0;
     }
+    int64_t pk = sqlite3_last_insert_rowid(s->wdb);
     w->seq = 1;
     w->created_at_ms = w->updated_at_ms = now;
     if (log_event(s, w, ioerr, n) != 0) return FC_EIO;
-    fc__wcache_put(&s->wc, sqlite3_last_insert_rowid(s->wdb), w);
+    fc__wcache_put(&s->wc, pk, w);
     return 0;
 }
 
