@@ -15,6 +15,7 @@
 static void *checkpoint_main(void *arg)
 {
     fc__sqlite_store *s = arg;
+    pthread_setname_np(pthread_self(), "fc-checkpoint"); /* shows in top -H and perf */
     pthread_mutex_lock(&s->clock);
     while (!s->cstop) {
         struct timespec ts;

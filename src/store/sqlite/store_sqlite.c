@@ -251,6 +251,7 @@ static void on_handoff(uv_idle_t *h)
 
 static void on_async(uv_async_t *h)
 {
+    handoff(h->data);
     fc__sqlite_deliver(h->data, 0);
 }
 
