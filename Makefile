@@ -63,6 +63,7 @@ bench: setup release
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/run.sh --runs $(BENCH_RUNS) \
 	  --results $(CURDIR)/$(BUILD)/bench-results/results-full.jsonl \
 	  many-workflows ingest storm
+	FCB_BUILD=$(CURDIR)/$(BUILD) bench/profile.sh
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/compare.sh --runs $(BENCH_RUNS)
 
 bench-compare: setup release

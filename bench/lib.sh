@@ -41,9 +41,10 @@ fcb_free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Waits until something accepts connections on 127.0.0.1:$1 (at most ~10 s).
+# Waits until something accepts connections on 127.0.0.1:$1 (at most ~10 s,
+# or FCB_WAIT_S seconds).
 fcb_wait_port() {
-  for _ in $(seq 200); do
+  for _ in $(seq $(( ${FCB_WAIT_S:-10} * 20 ))); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.05
   done
@@ -73,7 +74,9 @@ fcb_start_flowcast() {
   local port="${1:-}"; shift || true
   [ -z "$port" ] && port="$(fcb_free_port)"
   local db="${FCB_DB:-$FCB_TMP/flowcast-$port.db}"
-  taskset -c "$FCB_SERVER_CPU" "$FCB_BUILD/flowcast" serve --listen "127.0.0.1:$port" \
+  # FCB_WRAP: a command the server runs under (bench/profile.sh: valgrind).
+  # shellcheck disable=SC2086
+  taskset -c "$FCB_SERVER_CPU" ${FCB_WRAP:-} "$FCB_BUILD/flowcast" serve --listen "127.0.0.1:$port" \
     --db "$db" --log-level warn "$@" >>"$FCB_TMP/flowcast.log" 2>&1 &
   SERVER_PID=$!; SERVER_PIDS=$SERVER_PID; SERVER_PORT=$port
   FCB_PIDS+=("$SERVER_PID")

@@ -244,7 +244,7 @@ def markdown(groups, root, perf):
             o += ["### %s" % label, ""]
             table(groups, label, o)
     if perf and os.path.exists(perf):
-        o += ["## Profile: flowcast during fanout-10k", ""]
+        o += ["## Profile: flowcast during fan-out to 10,000 subscribers", ""]
         with open(perf) as f:
             o += [l.rstrip("\n") for l in f]
         o.append("")
