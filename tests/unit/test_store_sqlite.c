@@ -512,6 +512,34 @@ static void exec_ok(sqlite3 *db, const char *sql)
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 }
 
+/* Changes submitted during one loop turn reach the writer together and are
+ * committed in one transaction (one commit time), however fast the writer is. */
+static void test_one_turn_one_commit(void **state)
+{
+    fixture *f = *state;
+    enum { N = 10 };
+    fc_change *cs[N];
+    char id[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof id, "t%d", i);
+        cs[i] = mk_create(id, FC_STATUS_RUNNING, 0, 10);
+        cs[i]->data = (void *)(intptr_t)(f->ndone + i);
+    }
+    int base = f->ndone;
+    for (int i = 0; i < N; i++) {
+        fc_store_submit(f->s, cs[i]);
+        usleep(2000); /* a writer woken per change would have taken the first ones */
+    }
+    while (f->ndone < base + N)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(cs[i]->result, 0);
+        assert_true(cs[i]->commit_ns == cs[0]->commit_ns);
+    }
+    for (int i = 0; i < N; i++)
+        free_change(cs[i]);
+}
+
 /* Holding the write lock from outside parks the writer on a first change, so
  * the next ones pile up and must commit as one batch. */
 static void test_done_order(void **state)
@@ -526,7 +554,8 @@ static void test_done_order(void **state)
     cs[0] = mk_step("o", 1);
     cs[0]->data = (void *)(intptr_t)base;
     fc_store_submit(f->s, cs[0]);
-    usleep(100 * 1000); /* the writer takes cs[0] and waits for the lock */
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* this loop turn hands cs[0] to the writer */
+    usleep(100 * 1000);              /* the writer takes cs[0] and waits for the lock */
     cs[1] = mk_step("o", 2);
     cs[2] = mk_step("ghost", 1); /* fails, the others go on */
     cs[3] = mk_step("o", 3);
@@ -780,6 +809,7 @@ static void test_storage_error_rolls_back(void **state)
     cs[0] = mk_step("k", 1);
     cs[0]->data = (void *)(intptr_t)base;
     fc_store_submit(f->s, cs[0]);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* hands cs[0] to the writer on its own */
     usleep(100 * 1000);
     cs[1] = mk_create("k2", FC_STATUS_RUNNING, 0, 10);
     cs[2] = mk_step("k", 2);
@@ -875,6 +905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_turn_one_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_trims_in_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_before_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_error_rolls_back, setup, teardown),
