@@ -657,6 +657,24 @@ static void test_migration_idempotent(void **state)
     assert_null(fc_store_sqlite_open(&f->loop, &cfg, err, sizeof err));
 }
 
+/* The writer caches the states it committed; a change committed by someone
+ * else (another process on the same file) must not be overwritten from a
+ * stale cache. */
+static void test_external_commit_seen(void **state)
+{
+    fixture *f = *state;
+    do1(f, mk_create("x", FC_STATUS_RUNNING, 0, 10), 0);
+    do1(f, mk_step("x", 1), 0); /* seq 2, cached */
+    sqlite3 *db = external(f);
+    exec_ok(db, "INSERT INTO events VALUES ('x', 3, 'running', 7, 10, 'outside', 0)");
+    sqlite3_close(db);
+    fc_change *c = mk_step("x", 8);
+    assert_int_equal(run1(f, c), 0);
+    assert_int_equal(c->wf.seq, 4);
+    assert_string_equal(c->wf.message, "outside");
+    free_change(c);
+}
+
 /* Removes the database files, so the next open starts from nothing. */
 static void remove_db(fixture *f)
 {
@@ -906,6 +924,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migration_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_turn_one_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_external_commit_seen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_trims_in_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_before_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_error_rolls_back, setup, teardown),

@@ -24,6 +24,7 @@
 /* Writer-side prepared statements, indexes into fc__sqlite_store.w. */
 enum {
     FC__W_BEGIN,
+    FC__W_DATA_VERSION,
     FC__W_COMMIT,
     FC__W_ROLLBACK,
     FC__W_SELECT,
@@ -75,6 +76,7 @@ typedef struct fc__sqlite_store {
     sqlite3 *wdb;
     sqlite3_stmt *w[FC__W_COUNT];
     fc__wcache wc;
+    int64_t data_version; /* PRAGMA data_version when wc was last known good */
     pthread_t thread;
     int thread_started;
 

@@ -13,6 +13,8 @@
 
 static const char *const w_sql[FC__W_COUNT] = {
     [FC__W_BEGIN] = "BEGIN IMMEDIATE",
+    /* Changes when another connection (another process) has committed. */
+    [FC__W_DATA_VERSION] = "PRAGMA data_version",
     [FC__W_COMMIT] = "COMMIT",
     [FC__W_ROLLBACK] = "ROLLBACK",
     /* The row and its newest event: the current state (schema v3). */
@@ -138,7 +140,7 @@ static int log_event(fc__sqlite_store *s, const fc_workflow *w, char *ioerr, siz
     if (run(s, st, ioerr, n) != 0) return FC_EIO;
     /* Trimming in steps: one DELETE per FC__SQLITE_TRIM_EVERY changes removes
      * adjacent rows (a page or two) instead of dirtying the log's oldest page
-     * at every change. Readers never see the extra rows (fc__sqlite_log_floor). */
+     * at every change. Readers never see the extra rows (sq_events_since). */
     if (w->seq % FC__SQLITE_TRIM_EVERY != 0 || w->seq - s->retention < 1) return 0;
     st = s->w[FC__W_EV_TRIM];
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
@@ -232,6 +234,27 @@ static int apply_delete(fc__sqlite_store *s, fc_change *c, char *ioerr, size_t n
     return run(s, st, ioerr, n);
 }
 
+/* The cache holds what this writer committed; if anyone else committed since
+ * (another process on the same file), it may be stale: start over. Runs
+ * inside the batch's transaction, so nothing can change after the check. */
+static int check_cache(fc__sqlite_store *s, char *ioerr, size_t n)
+{
+    sqlite3_stmt *st = s->w[FC__W_DATA_VERSION];
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
+        sqlite3_reset(st);
+        return FC_EIO;
+    }
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (v != s->data_version) {
+        fc__wcache_clear(&s->wc);
+        s->data_version = v;
+    }
+    return 0;
+}
+
 /* Applies one batch in one transaction and returns its last change. Every
  * change gets its result; if SQLite fails, the batch is rolled back and every
  * change reports FC_EIO, because none of it was committed. */
@@ -240,6 +263,7 @@ static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
     char ioerr[96] = "";
     int64_t now = fc_time_now_ms(); /* one timestamp per batch = per commit */
     int failed = run(s, s->w[FC__W_BEGIN], ioerr, sizeof ioerr) != 0;
+    if (!failed) failed = check_cache(s, ioerr, sizeof ioerr) != 0;
     fc_change *c, *last = batch;
     int count = 0;
 
