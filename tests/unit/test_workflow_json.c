@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "common/time.h"
+
 #define T_2026_11_27 1795755600000LL /* 2026-11-27T05:00:00.000Z */
 #define STATUS_LIST "pending, running, paused, completed, failed, cancelled"
 
@@ -476,9 +478,34 @@ static void test_random_strings_encode_valid_json(void **state)
     }
 }
 
+/* The formatter reuses the seconds part within a second: it must follow the
+ * clock forwards, backwards and across a minute. */
+static void test_rfc3339_runs(void **state)
+{
+    (void)state;
+    char out[FC_TIME_RFC3339_LEN + 1];
+    static const struct {
+        int64_t ms;
+        const char *want;
+    } cases[] = {
+        {T_2026_11_27, "2026-11-27T05:00:00.000Z"},
+        {T_2026_11_27 + 999, "2026-11-27T05:00:00.999Z"},
+        {T_2026_11_27 + 1000, "2026-11-27T05:00:01.000Z"},
+        {T_2026_11_27 + 1042, "2026-11-27T05:00:01.042Z"},
+        {T_2026_11_27 - 1, "2026-11-27T04:59:59.999Z"},
+        {T_2026_11_27 + 60000, "2026-11-27T05:01:00.000Z"},
+        {T_2026_11_27 + 60007, "2026-11-27T05:01:00.007Z"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        fc_time_format_rfc3339(cases[i].ms, out);
+        assert_string_equal(out, cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rfc3339_runs),
         cmocka_unit_test(test_create_defaults),
         cmocka_unit_test(test_create_all_fields),
         cmocka_unit_test(test_create_limits_accepted),
