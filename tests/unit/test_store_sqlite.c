@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_ORDER 64
@@ -675,6 +676,36 @@ static void test_external_commit_seen(void **state)
     free_change(c);
 }
 
+static off_t db_file_size(fixture *f)
+{
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    return st.st_size;
+}
+
+/* A few changes stay in the WAL (a checkpoint that catches up makes the next
+ * commit restart the WAL, with an fsync): the database file is not written
+ * for them. Many changes are copied into it by the checkpoint thread. */
+static void test_checkpoints_follow_the_wal(void **state)
+{
+    fixture *f = *state;
+    off_t start = db_file_size(f);
+    do1(f, mk_create("c", FC_STATUS_RUNNING, 0, 100000), 0);
+    for (int i = 1; i <= 20; i++)
+        do1(f, mk_step("c", i), 0);
+    usleep(1000 * 1000); /* four checkpoint periods */
+    assert_int_equal(db_file_size(f), start);
+
+    /* One commit per change, each dirtying the workflow's newest events page
+     * and more as the log grows: well past the threshold of new frames. */
+    for (int i = 21; i <= 1500; i++)
+        do1(f, mk_step("c", i), 0);
+    int waited = 0;
+    while (db_file_size(f) == start && waited++ < 40)
+        usleep(50 * 1000);
+    assert_true(db_file_size(f) > start);
+}
+
 /* Removes the database files, so the next open starts from nothing. */
 static void remove_db(fixture *f)
 {
@@ -925,6 +956,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migration_from_v2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_turn_one_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_commit_seen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checkpoints_follow_the_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_trims_in_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_before_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_error_rolls_back, setup, teardown),

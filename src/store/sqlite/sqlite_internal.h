@@ -7,6 +7,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <uv.h>
@@ -99,6 +100,7 @@ typedef struct fc__sqlite_store {
     pthread_mutex_t clock;
     pthread_cond_t ccond;
     int cstop;
+    atomic_int wal_frames; /* frames in the WAL after the last commit (writer → checkpointer) */
 
     /* Being delivered right now (loop thread only). Kept in the store, not on the
      * stack, so a done() that calls close() still gets the rest delivered in order. */
