@@ -14,7 +14,6 @@
 #include "common/log.h"
 #include "common/time.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -57,7 +56,6 @@ static void *checkpoint_main(void *arg)
     fc__sqlite_store *s = arg;
     int mark = 0; /* WAL length at the last checkpoint */
     uint64_t last_ns = fc_time_mono_ns();
-    pthread_setname_np(pthread_self(), "fc-checkpoint"); /* shows in top -H and perf */
     pthread_mutex_lock(&s->clock);
     while (!s->cstop) {
         struct timespec ts;
@@ -91,11 +89,7 @@ int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *e
     if (fc__sqlite_connect(path, 0, 0, &s->cdb, err, errlen) != 0) return FC_EIO;
     if (pthread_mutex_init(&s->clock, NULL) != 0) goto fail_lock;
     if (pthread_cond_init(&s->ccond, NULL) != 0) goto fail_cond;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* signals belong to the loop thread */
-    int rc = pthread_create(&s->cthread, NULL, checkpoint_main, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = fc__sqlite_thread_start(&s->cthread, "fc-checkpoint", checkpoint_main, s);
     if (rc == 0) {
         s->cthread_started = 1;
         return 0;

@@ -139,6 +139,9 @@ void fc__wcache_clear(fc__wcache *wc);
 
 /* writer.c */
 
+/* Starts a store thread named name (up to 15 characters) with every signal
+ * blocked. pthread_create's result. */
+int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
 /* Prepares the writer's statements on s->wdb and starts the writer thread. */
 int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen);
 int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err, size_t errlen);

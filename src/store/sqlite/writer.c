@@ -314,7 +314,6 @@ static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
 static void *writer_main(void *arg)
 {
     fc__sqlite_store *s = arg;
-    pthread_setname_np(pthread_self(), "fc-writer"); /* shows in top -H and perf */
     pthread_mutex_lock(&s->qlock);
     for (;;) {
         while (!s->q_head && !s->stopping)
@@ -350,12 +349,7 @@ int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen)
     for (int i = 0; i < FC__W_COUNT; i++)
         if (fc__sqlite_prepare(s->wdb, w_sql[i], &s->w[i], err, errlen) != 0) goto fail;
 
-    /* Signals belong to the loop thread (uv_signal_t): the writer blocks them all. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&s->thread, NULL, writer_main, s);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = fc__sqlite_thread_start(&s->thread, "fc-writer", writer_main, s);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
         goto fail;
@@ -370,6 +364,18 @@ fail:
     }
     fc__wcache_destroy(&s->wc);
     return FC_EIO;
+}
+
+int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
+{
+    /* Signals belong to the loop thread (uv_signal_t): store threads block them all. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0) pthread_setname_np(*t, name); /* shows in top -H and perf */
+    return rc;
 }
 
 void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *head, fc_change *tail)
