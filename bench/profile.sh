@@ -38,20 +38,24 @@ kill -TERM "$SERVER_PID"
 for _ in $(seq 1200); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
 fcb_stop_server
 [ -s "$FCB_TMP/callgrind.out" ] || { fcb_log "callgrind wrote no profile"; exit 1; }
+
+# The top N rows of the perf profile by KEY (symbol, dso), self time.
+perf_top() {
+  perf report -i "$FCB_TMP/perf.data" --no-children --sort "$1" --stdio 2>/dev/null |
+    grep -E '^ +[0-9.]+%' | head -n "$2" | sed 's/ *$//'
+}
 {
   echo "\`perf record -g -F 999 -p <flowcast pid>\` during fanout-10k (10,000 subscribers,"
   echo "one workflow); self time by symbol, top 25 (\`perf report --no-children\`):"
   echo
   echo '```'
-  perf report -i "$FCB_TMP/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
-    grep -E '^ +[0-9.]+%' | head -n 25 | sed 's/ *$//'
+  perf_top symbol 25
   echo '```'
   echo
   echo "By shared object:"
   echo
   echo '```'
-  perf report -i "$FCB_TMP/perf.data" --no-children --sort dso --stdio 2>/dev/null |
-    grep -E '^ +[0-9.]+%' | head -n 8 | sed 's/ *$//'
+  perf_top dso 8
   echo '```'
   echo
   echo "\`valgrind --tool=callgrind\` on the server (user space only) during a lighter fan-out:"
