@@ -249,6 +249,10 @@ static void on_handoff(uv_idle_t *h)
     uv_idle_stop(h);
 }
 
+/* A batch is committed. What was submitted since goes to the writer first,
+ * so it commits that while this thread runs the callbacks and writes their
+ * answers (on two cores the two overlap; the idle handle would only hand it
+ * over after them). */
 static void on_async(uv_async_t *h)
 {
     handoff(h->data);
