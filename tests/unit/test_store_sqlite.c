@@ -706,6 +706,48 @@ static void test_checkpoints_follow_the_wal(void **state)
     assert_true(db_file_size(f) > start);
 }
 
+/* The writer's cache stays within its byte budget, dropping the least
+ * recently used states, and hands out copies of the newest state. */
+static void test_wcache_budget(void **state)
+{
+    (void)state;
+    fc__wcache wc;
+    assert_int_equal(fc__wcache_init(&wc, 2000), 0);
+    char msg[600];
+    memset(msg, 'm', sizeof msg - 1);
+    msg[sizeof msg - 1] = '\0';
+    fc_workflow w = {.name = "n", .message = msg, .seq = 1};
+    for (int i = 0; i < 8; i++) {
+        snprintf(w.id, sizeof w.id, "w%d", i);
+        assert_int_equal(fc__wcache_put(&wc, i + 1, &w), 0);
+        assert_true(wc.bytes <= 2000);
+    }
+    fc_workflow out = {0};
+    int64_t pk = 0;
+    assert_int_equal(fc__wcache_get(&wc, "w0", &pk, &out), FC_ENOTFOUND);
+    assert_int_equal(fc__wcache_get(&wc, "w7", &pk, &out), 0);
+    assert_int_equal(pk, 8);
+    assert_string_equal(out.message, msg);
+    assert_true(out.message != msg);
+
+    /* A newer state replaces the older one; one too big for the budget
+     * drops it rather than leave it stale. */
+    w.seq = 2;
+    w.message = "short";
+    assert_int_equal(fc__wcache_put(&wc, 8, &w), 0);
+    assert_int_equal(fc__wcache_get(&wc, "w7", &pk, &out), 0);
+    assert_int_equal(out.seq, 2);
+    assert_string_equal(out.message, "short");
+    char big[2100];
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    w.message = big;
+    assert_int_equal(fc__wcache_put(&wc, 8, &w), 0);
+    assert_int_equal(fc__wcache_get(&wc, "w7", &pk, &out), FC_ENOTFOUND);
+    fc_workflow_clear(&out);
+    fc__wcache_destroy(&wc);
+}
+
 /* Removes the database files, so the next open starts from nothing. */
 static void remove_db(fixture *f)
 {
@@ -957,6 +999,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_turn_one_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_commit_seen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoints_follow_the_wal, setup, teardown),
+        cmocka_unit_test(test_wcache_budget),
         cmocka_unit_test_setup_teardown(test_retention_trims_in_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_before_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_error_rolls_back, setup, teardown),

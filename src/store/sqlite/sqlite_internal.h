@@ -19,8 +19,9 @@
  * retention, which readers skip. */
 #define FC__SQLITE_TRIM_EVERY 64
 
-/* Workflow states the writer keeps in memory (about 200 bytes each). */
-#define FC__SQLITE_CACHE_MAX 16384
+/* Memory for the workflow states the writer keeps: about 200 bytes each
+ * with short names and messages (40,000 workflows), 4.5 KB at the most. */
+#define FC__SQLITE_CACHE_BYTES (8u << 20)
 
 /* Writer-side prepared statements, indexes into fc__sqlite_store.w. */
 enum {
@@ -54,8 +55,9 @@ enum {
 typedef struct fc__wc_entry fc__wc_entry;
 typedef struct fc__wcache {
     fc_map map;
-    fc_list lru; /* least recently used first */
-    size_t cap;  /* entries kept at most */
+    fc_list lru;   /* least recently used first */
+    size_t bytes;  /* what the entries take, their strings included */
+    size_t budget; /* bytes kept at most */
 } fc__wcache;
 
 typedef struct fc__sqlite_store {
@@ -124,14 +126,14 @@ int fc__sqlite_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **out, char *e
 
 /* wcache.c */
 
-/* 0 or FC_ENOMEM. cap: entries kept at most (0: cache nothing). */
-int fc__wcache_init(fc__wcache *wc, size_t cap);
+/* 0 or FC_ENOMEM. budget: bytes kept at most. */
+int fc__wcache_init(fc__wcache *wc, size_t budget);
 void fc__wcache_destroy(fc__wcache *wc);
 /* Copies the cached state of id into out (freeing what out held) and its pk
  * into *pk. 0, FC_ENOTFOUND (not cached) or FC_ENOMEM. */
 int fc__wcache_get(fc__wcache *wc, const char *id, int64_t *pk, fc_workflow *out);
 /* Caches a copy of w (replacing an older state), evicting the least recently
- * used entry when full. 0 or FC_ENOMEM (then nothing is cached for w->id). */
+ * used entries past the budget. 0 or FC_ENOMEM (then nothing is cached for w->id). */
 int fc__wcache_put(fc__wcache *wc, int64_t pk, const fc_workflow *w);
 void fc__wcache_drop(fc__wcache *wc, const char *id);
 /* Forgets everything: after a rollback the cached states may be ahead of the database. */

@@ -3,7 +3,9 @@
  * The writer is the only thread that changes the database, so the state it
  * wrote last is the stored state: an update reads it from here instead of
  * running a SELECT (an index seek by id and a row decode per change). The
- * cache holds the most recently written workflows, up to a fixed count. */
+ * cache holds the most recently written workflows, up to a byte budget:
+ * a name can take 256 bytes and a message 4 KiB, so a count alone would not
+ * bound the memory. */
 #include "store/sqlite/sqlite_internal.h"
 
 #include "common/error.h"
@@ -15,13 +17,15 @@ struct fc__wc_entry {
     fc_map_node node; /* key: wf.id */
     fc_list lru;      /* most recently used at the tail */
     int64_t pk;
+    size_t cost;    /* bytes counted against the budget */
     fc_workflow wf; /* owns its strings */
 };
 
-int fc__wcache_init(fc__wcache *wc, size_t cap)
+int fc__wcache_init(fc__wcache *wc, size_t budget)
 {
     fc_list_init(&wc->lru);
-    wc->cap = cap;
+    wc->bytes = 0;
+    wc->budget = budget;
     return fc_map_init(&wc->map);
 }
 
@@ -29,6 +33,7 @@ static void entry_free(fc__wcache *wc, fc__wc_entry *e)
 {
     fc_map_remove(&wc->map, &e->node);
     fc_list_remove(&e->lru);
+    wc->bytes -= e->cost;
     fc_workflow_clear(&e->wf);
     free(e);
 }
@@ -88,11 +93,13 @@ static int entry_set(fc__wc_entry *e, const fc_workflow *w)
 
 int fc__wcache_put(fc__wcache *wc, int64_t pk, const fc_workflow *w)
 {
+    size_t cost = sizeof(fc__wc_entry) + strlen(w->name) + strlen(w->message) + 2;
+    if (cost > wc->budget) {
+        fc__wcache_drop(wc, w->id); /* an older state must not stay */
+        return 0;
+    }
     fc__wc_entry *e = find(wc, w->id);
     if (!e) {
-        if (wc->cap == 0) return 0;
-        if (wc->map.count >= wc->cap)
-            entry_free(wc, fc_container_of(wc->lru.next, fc__wc_entry, lru));
         if (!(e = calloc(1, sizeof *e))) return FC_ENOMEM;
         fc_list_init(&e->lru);
         memcpy(e->wf.id, w->id, sizeof e->wf.id);
@@ -111,6 +118,11 @@ int fc__wcache_put(fc__wcache *wc, int64_t pk, const fc_workflow *w)
         entry_free(wc, e);
         return FC_ENOMEM;
     }
+    wc->bytes += cost - e->cost;
+    e->cost = cost;
+    /* e is the most recently used: the least recently used go first. */
+    while (wc->bytes > wc->budget)
+        entry_free(wc, fc_container_of(wc->lru.next, fc__wc_entry, lru));
     return 0;
 }
 

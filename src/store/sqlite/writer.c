@@ -342,7 +342,7 @@ static void *writer_main(void *arg)
 
 int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen)
 {
-    if (fc__wcache_init(&s->wc, FC__SQLITE_CACHE_MAX) != 0) {
+    if (fc__wcache_init(&s->wc, FC__SQLITE_CACHE_BYTES) != 0) {
         snprintf(err, errlen, "out of memory");
         return FC_ENOMEM;
     }
