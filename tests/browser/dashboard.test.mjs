@@ -26,7 +26,12 @@ test('shows a workflow created through the API, then a PATCH, without reload', a
 
   await server.create({ id: 'build-1', name: 'Nightly build', total_steps: 8 });
   await waitRow(page, 'build-1', { steps: '0 / 8', status: 'pending' });
-  assert.equal(await row(page, 'build-1').getByTestId('wf-name').textContent(), 'Nightly build');
+  // Updates carry no name: the page fetches it after the row first shows
+  // (with the id in its place), so the name may land a moment later.
+  await page.waitForFunction(
+    () => document.querySelector('[data-testid="workflow-row"][data-id="build-1"] [data-testid="wf-name"]')
+      .textContent === 'Nightly build',
+    null, { timeout: 15000, polling: 50 });
 
   let navigations = 0;
   page.on('framenavigated', () => navigations++);
