@@ -2,12 +2,18 @@
  * const fc_store_ops table behind an fc_store. The hub and the API use only
  * this header.
  *
- * Threading: every function here is called on the event-loop thread. Reads
- * are synchronous (they must be fast point or range lookups). Changes are
- * asynchronous: fc_store_submit() queues a change; the backend commits
- * changes that arrive together in one transaction (group commit) on its own
- * thread, and calls each change's done() callback on the loop thread, on a
- * later loop turn, in submission order, after the commit is durable. */
+ * Threading: a handle belongs to one event loop and every function on it is
+ * called on that loop's thread. Reads are synchronous (they must be fast
+ * point or range lookups). Changes are asynchronous: fc_store_submit()
+ * queues a change; the backend commits changes that arrive together in one
+ * transaction (group commit) on its own thread, and calls each change's
+ * done() callback on the loop thread, on a later loop turn, in submission
+ * order, after the commit is durable.
+ *
+ * Several loops share one store through handles (fc_store_attach), one per
+ * loop. Every handle hears of every change committed through any of them,
+ * in commit order, through its commit callback: that is how each loop
+ * publishes every change to its own subscribers in the same order. */
 #ifndef FC_STORE_STORE_H
 #define FC_STORE_STORE_H
 
@@ -39,6 +45,7 @@ typedef struct fc_change {
     void *data;
     uint32_t ticket;        /* the caller's (e.g. the HTTP request to answer) */
     struct fc_change *next; /* backend-private queue link */
+    void *origin;           /* backend-private: the handle it was submitted on */
 } fc_change;
 
 /* Frees the strings inside c (wf and patch), not c itself. */
@@ -56,6 +63,12 @@ typedef int (*fc_store_row_cb)(const fc_workflow *w, void *ud);
 
 typedef struct fc_store fc_store;
 
+/* A committed change as every handle hears of it: the state after it (for a
+ * deletion, the state just before), the monotonic time of its commit, and
+ * whether it deleted the workflow. state is only valid during the call. */
+typedef void (*fc_store_commit_fn)(void *ud, const fc_workflow *state, uint64_t commit_ns,
+                                   int deleted);
+
 typedef struct fc_store_config {
     const char *path; /* database file (SQLite) or connection string */
     int sync_full;    /* 1: survive power loss (synchronous=FULL); 0: survive process crash */
@@ -63,10 +76,19 @@ typedef struct fc_store_config {
 } fc_store_config;
 
 typedef struct fc_store_ops {
-    int version; /* 1 */
+    int version; /* 2 */
     const char *name;
-    /* Commits everything queued, stops the writer, checkpoints, frees the store. */
+    /* Finishes the handle's queued changes (their done() runs inside close)
+     * and frees the handle; the last handle's close also stops the writer,
+     * checkpoints and frees the store. */
     void (*close)(fc_store *s);
+    /* A new handle on the same store for another loop; it hears of changes
+     * committed after it was attached. NULL with a reason in err. */
+    fc_store *(*attach)(fc_store *s, uv_loop_t *loop, char *err, size_t errlen);
+    /* Sets the handle's commit callback (NULL: none). It runs on the handle's
+     * loop once for every change committed through any handle, in commit
+     * order; for the handle's own changes, just before their done(). */
+    void (*on_commit)(fc_store *s, fc_store_commit_fn fn, void *ud);
     /* Queues a change (see fc_change). Never calls done() from inside. */
     void (*submit)(fc_store *s, fc_change *c);
     /* Reads one workflow into out (caller clears it). 0, FC_ENOTFOUND or FC_EIO. */
@@ -91,6 +113,14 @@ struct fc_store {
 static inline void fc_store_close(fc_store *s)
 {
     s->ops->close(s);
+}
+static inline fc_store *fc_store_attach(fc_store *s, uv_loop_t *loop, char *err, size_t errlen)
+{
+    return s->ops->attach(s, loop, err, errlen);
+}
+static inline void fc_store_on_commit(fc_store *s, fc_store_commit_fn fn, void *ud)
+{
+    s->ops->on_commit(s, fn, ud);
 }
 static inline void fc_store_submit(fc_store *s, fc_change *c)
 {

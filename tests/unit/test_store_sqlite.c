@@ -768,23 +768,24 @@ static void test_migration_from_v2(void **state)
     close_store(f);
     remove_db(f);
     sqlite3 *db = external(f);
-    exec_ok(db, "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
-                " applied_at INTEGER NOT NULL);"
-                "INSERT INTO schema_version VALUES (1, 0), (2, 0);"
-                "CREATE TABLE workflows (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-                " name TEXT NOT NULL, status TEXT NOT NULL, current_step INTEGER NOT NULL,"
-                " total_steps INTEGER NOT NULL, message TEXT NOT NULL, seq INTEGER NOT NULL,"
-                " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
-                "CREATE TABLE events (workflow_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-                " status TEXT NOT NULL, current_step INTEGER NOT NULL,"
-                " total_steps INTEGER NOT NULL, message TEXT NOT NULL, ts INTEGER NOT NULL,"
-                " PRIMARY KEY (workflow_id, seq)) WITHOUT ROWID;"
-                "CREATE INDEX workflows_status ON workflows(status);"
-                "INSERT INTO workflows VALUES (1, 'old', 'deploy', 'running', 2, 9, 'two', 3,"
-                " 1000, 3000), (2, 'gap', 'etl', 'completed', 5, 5, 'done', 5, 1000, 5000);"
-                "INSERT INTO events VALUES ('old', 1, 'pending', 0, 9, 'q', 1000),"
-                " ('old', 2, 'running', 1, 9, 'one', 2000), ('old', 3, 'running', 2, 9, 'two', 3000),"
-                " ('gap', 2, 'running', 4, 5, 'four', 4000);");
+    exec_ok(db,
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+            " applied_at INTEGER NOT NULL);"
+            "INSERT INTO schema_version VALUES (1, 0), (2, 0);"
+            "CREATE TABLE workflows (pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+            " name TEXT NOT NULL, status TEXT NOT NULL, current_step INTEGER NOT NULL,"
+            " total_steps INTEGER NOT NULL, message TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+            "CREATE TABLE events (workflow_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " status TEXT NOT NULL, current_step INTEGER NOT NULL,"
+            " total_steps INTEGER NOT NULL, message TEXT NOT NULL, ts INTEGER NOT NULL,"
+            " PRIMARY KEY (workflow_id, seq)) WITHOUT ROWID;"
+            "CREATE INDEX workflows_status ON workflows(status);"
+            "INSERT INTO workflows VALUES (1, 'old', 'deploy', 'running', 2, 9, 'two', 3,"
+            " 1000, 3000), (2, 'gap', 'etl', 'completed', 5, 5, 'done', 5, 1000, 5000);"
+            "INSERT INTO events VALUES ('old', 1, 'pending', 0, 9, 'q', 1000),"
+            " ('old', 2, 'running', 1, 9, 'one', 2000), ('old', 3, 'running', 2, 9, 'two', 3000),"
+            " ('gap', 2, 'running', 4, 5, 'four', 4000);");
     sqlite3_close(db);
     f->s = open_store(f, 100);
     int max = 0;
@@ -936,6 +937,129 @@ static void test_storage_error_rolls_back(void **state)
     do1(f, mk_create("k2", FC_STATUS_RUNNING, 0, 10), 0);
 }
 
+/* What one handle's commit callback heard. */
+typedef struct heard {
+    int n;
+    int64_t seq[64];
+    int deleted[64];
+    int own_done; /* done() calls of this handle's own changes */
+} heard;
+
+static void on_heard(void *ud, const fc_workflow *w, uint64_t commit_ns, int deleted)
+{
+    heard *h = ud;
+    assert_true(h->n < 64);
+    assert_string_equal(w->id, "sh");
+    assert_true(commit_ns > 0);
+    h->seq[h->n] = w->seq;
+    h->deleted[h->n] = deleted;
+    h->n++;
+}
+
+static void count_done(fc_change *c)
+{
+    heard *h = c->data;
+    h->own_done++;
+    /* The handle heard of its own change before done(). */
+    int heard_it = c->result != 0;
+    for (int i = h->n - 1; i >= 0 && !heard_it; i--)
+        heard_it = h->seq[i] == c->wf.seq;
+    assert_true(heard_it);
+    free_change(c);
+}
+
+static fc_change *mk_step_on(heard *h, int64_t step)
+{
+    fc_change *c = mk_step("sh", step);
+    c->done = count_done;
+    c->data = h;
+    return c;
+}
+
+/* Runs both loops until the handles heard n1 and n2 changes. */
+static void run_both(fixture *f, uv_loop_t *loop2, heard *h1, heard *h2, int n1, int n2)
+{
+    while (h1->n < n1 || h2->n < n2) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        uv_run(loop2, UV_RUN_NOWAIT);
+        usleep(200);
+    }
+}
+
+/* Two loops share one store: changes to one workflow submitted on both
+ * handles reach both commit callbacks once each in commit (= seq) order,
+ * and done() runs only on the handle that submitted. A handle closed with
+ * changes in flight finishes them inside close; the other carries on. */
+static void test_shared_handles_hear_commit_order(void **state)
+{
+    fixture *f = *state;
+    heard h1 = {0}, h2 = {0};
+    fc_store_on_commit(f->s, on_heard, &h1);
+    fc_change *c = mk_create("sh", FC_STATUS_RUNNING, 0, 100);
+    c->done = count_done;
+    c->data = &h1;
+    fc_store_submit(f->s, c);
+    while (h1.own_done < 1)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(h1.n, 1); /* one handle: heard before its done() */
+
+    uv_loop_t loop2;
+    char err[256] = "";
+    assert_int_equal(uv_loop_init(&loop2), 0);
+    fc_store *s2 = fc_store_attach(f->s, &loop2, err, sizeof err);
+    assert_non_null(s2);
+    fc_store_on_commit(s2, on_heard, &h2);
+
+    /* 40 steps, both handles submitting in every turn of both loops. */
+    for (int i = 1; i <= 40; i += 4) {
+        fc_store_submit(f->s, mk_step_on(&h1, i));
+        fc_store_submit(s2, mk_step_on(&h2, i + 1));
+        fc_store_submit(s2, mk_step_on(&h2, i + 2));
+        fc_store_submit(f->s, mk_step_on(&h1, i + 3));
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        uv_run(&loop2, UV_RUN_NOWAIT);
+    }
+    run_both(f, &loop2, &h1, &h2, 41, 40);
+    assert_int_equal(h1.own_done, 1 + 20);
+    assert_int_equal(h2.own_done, 20);
+    /* h2 was attached after the create: it hears seq 2.. */
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(h1.seq[i + 1], i + 2);
+        assert_int_equal(h2.seq[i], i + 2);
+        assert_int_equal(h2.deleted[i], 0);
+    }
+
+    /* A deletion through handle 2 reaches both as a deletion. */
+    c = mk(FC_CHANGE_DELETE, "sh");
+    c->done = count_done;
+    c->data = &h2;
+    fc_store_submit(s2, c);
+    run_both(f, &loop2, &h1, &h2, 42, 41);
+    assert_int_equal(h1.deleted[41], 1);
+    assert_int_equal(h2.deleted[40], 1);
+    assert_int_equal(h1.seq[41], 41);
+
+    /* Handle 2 closes with a change in flight: its done() runs inside close,
+     * handle 1 still hears it, and the store stays open for handle 1. */
+    c = mk_create("sh", FC_STATUS_RUNNING, 0, 5);
+    c->done = count_done;
+    c->data = &h2;
+    fc_store_submit(s2, c);
+    fc_store_close(s2);
+    assert_int_equal(h2.own_done, 22);
+    assert_int_equal(uv_run(&loop2, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop2), 0);
+    while (h1.n < 43)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(h1.seq[42], 1);
+    assert_int_equal(h1.deleted[42], 0);
+    fc_workflow w = {0};
+    assert_int_equal(fc_store_get(f->s, "sh", &w), 0);
+    assert_int_equal(w.total_steps, 5);
+    fc_workflow_clear(&w);
+    fc_store_on_commit(f->s, NULL, NULL);
+}
+
 /* Not a pass/fail test: prints the group-commit throughput for the record. */
 static void test_throughput(void **state)
 {
@@ -1002,6 +1126,7 @@ int main(void)
         cmocka_unit_test(test_wcache_budget),
         cmocka_unit_test_setup_teardown(test_retention_trims_in_steps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_before_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_handles_hear_commit_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_error_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
     };

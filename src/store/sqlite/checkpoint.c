@@ -34,7 +34,7 @@
  * of frames now in the WAL. */
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
 {
-    fc__sqlite_store *s = arg;
+    fc__sqlite_core *s = arg;
     atomic_store_explicit(&s->wal_frames, frames, memory_order_relaxed);
     if (frames >= WRITER_CHECKPOINT_FRAMES)
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -43,7 +43,7 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
 
 /* Whether the WAL has grown enough since the last checkpoint (whose WAL
  * length was *mark) to copy it now. */
-static int checkpoint_due(fc__sqlite_store *s, int mark, uint64_t last_ns)
+static int checkpoint_due(fc__sqlite_core *s, int mark, uint64_t last_ns)
 {
     int frames = atomic_load_explicit(&s->wal_frames, memory_order_relaxed);
     int fresh = frames >= mark ? frames - mark : frames; /* fewer: the WAL restarted */
@@ -53,7 +53,7 @@ static int checkpoint_due(fc__sqlite_store *s, int mark, uint64_t last_ns)
 
 static void *checkpoint_main(void *arg)
 {
-    fc__sqlite_store *s = arg;
+    fc__sqlite_core *s = arg;
     int mark = 0; /* WAL length at the last checkpoint */
     uint64_t last_ns = fc_time_mono_ns();
     pthread_mutex_lock(&s->clock);
@@ -81,12 +81,12 @@ static void *checkpoint_main(void *arg)
     return NULL;
 }
 
-int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err, size_t errlen)
+int fc__sqlite_checkpointer_start(fc__sqlite_core *s, char *err, size_t errlen)
 {
     /* No commit can run yet (the store is still opening): the hook is in
      * place before the first one. */
     sqlite3_wal_hook(s->wdb, on_wal_commit, s);
-    if (fc__sqlite_connect(path, 0, 0, &s->cdb, err, errlen) != 0) return FC_EIO;
+    if (fc__sqlite_connect(s->path, 0, 0, &s->cdb, err, errlen) != 0) return FC_EIO;
     if (pthread_mutex_init(&s->clock, NULL) != 0) goto fail_lock;
     if (pthread_cond_init(&s->ccond, NULL) != 0) goto fail_cond;
     int rc = fc__sqlite_thread_start(&s->cthread, "fc-checkpoint", checkpoint_main, s);
@@ -105,7 +105,7 @@ fail_lock:
     return FC_EIO;
 }
 
-void fc__sqlite_checkpointer_stop(fc__sqlite_store *s)
+void fc__sqlite_checkpointer_stop(fc__sqlite_core *s)
 {
     if (!s->cthread_started) return;
     pthread_mutex_lock(&s->clock);

@@ -60,22 +60,41 @@ typedef struct fc__wcache {
     size_t budget; /* bytes kept at most */
 } fc__wcache;
 
-typedef struct fc__sqlite_store {
-    fc_store base; /* must stay first: fc_store * is cast back to this */
-    uv_loop_t *loop;
-    uv_async_t async; /* the writer wakes the loop with this */
-    /* Changes submitted during this loop turn (loop thread only): handed to the
-     * writer together by `handoff` once the turn's I/O is done. */
-    uv_idle_t handoff;
-    fc_change *p_head, *p_tail;
-    int open_handles; /* the struct is freed when both handles are closed */
+/* Handles a store can have: one per event loop. */
+#define FC__SQLITE_MAX_HANDLES 64
+
+typedef struct fc__sqlite_store fc__sqlite_store;
+
+/* One committed batch, as the handles see it once the store has more than
+ * one (see fc__sqlite_core.shared): a copy of every state the batch
+ * committed, in commit order, and per handle its own changes to finish.
+ * One allocation; the strings of the states live in it too. */
+typedef struct fc__batch_item {
+    fc_workflow wf;
+    uint64_t commit_ns;
+    int deleted;
+} fc__batch_item;
+
+typedef struct fc__batch_slot {
+    struct fc__batch *next; /* the handle's next batch */
+    fc_change *own;         /* the handle's changes of this batch, in order */
+} fc__batch_slot;
+
+typedef struct fc__batch {
+    atomic_int refs; /* handles that have not delivered it yet */
+    int count;
+    fc__batch_item *items;
+    fc__batch_slot slots[]; /* one per handle index */
+} fc__batch;
+
+/* What the handles share: the writer, its connection and queue, the
+ * checkpointer. Freed when the last handle closes. */
+typedef struct fc__sqlite_core {
+    char *path;
+    int sync_full;
     int retention;
 
-    /* Read side: used only on the loop thread. */
-    sqlite3 *rdb;
-    sqlite3_stmt *r[FC__R_COUNT];
-
-    /* Write side: used only by the writer thread, and by close() after the join. */
+    /* Write side: used only by the writer thread, and by the last close after the join. */
     sqlite3 *wdb;
     sqlite3_stmt *w[FC__W_COUNT];
     fc__wcache wc;
@@ -89,10 +108,14 @@ typedef struct fc__sqlite_store {
     fc_change *q_head, *q_tail;
     int stopping;
 
-    /* Committed (or failed), waiting for done() on the loop thread. Guarded by dlock;
-     * a second lock so the loop's submits never wait behind the writer's hand-off. */
+    /* The handles and their finished changes. Guarded by dlock, a second lock
+     * so the loops' submits never wait behind the writer's hand-back; dcond
+     * is signalled after every hand-back (a closing handle waits on it). */
     pthread_mutex_t dlock;
-    fc_change *d_head, *d_tail;
+    pthread_cond_t dcond;
+    fc__sqlite_store *handles[FC__SQLITE_MAX_HANDLES];
+    int n_handles; /* open ones */
+    int shared;    /* a second handle was attached: batches go out as fc__batch */
 
     /* Background checkpoints (checkpoint.c): their own connection and thread,
      * so a commit never waits for WAL pages to be copied back and fsynced. */
@@ -103,12 +126,40 @@ typedef struct fc__sqlite_store {
     pthread_cond_t ccond;
     int cstop;
     atomic_int wal_frames; /* frames in the WAL after the last commit (writer → checkpointer) */
+} fc__sqlite_core;
 
-    /* Being delivered right now (loop thread only). Kept in the store, not on the
+/* One event loop's handle on the store. */
+struct fc__sqlite_store {
+    fc_store base; /* must stay first: fc_store * is cast back to this */
+    fc__sqlite_core *core;
+    int index; /* in core->handles */
+    uv_loop_t *loop;
+    uv_async_t async; /* the writer wakes the loop with this */
+    /* Changes submitted during this loop turn (loop thread only): handed to the
+     * writer together by `handoff` once the turn's I/O is done. */
+    uv_idle_t handoff;
+    fc_change *p_head, *p_tail;
+    int open_handles; /* the struct is freed when both handles are closed */
+    int outstanding;  /* submitted, done() not called yet (loop thread) */
+    fc_store_commit_fn on_commit;
+    void *commit_ud;
+
+    /* Read side: used only on the loop thread. */
+    sqlite3 *rdb;
+    sqlite3_stmt *r[FC__R_COUNT];
+
+    /* Finished, waiting for the loop thread; guarded by core->dlock. Before
+     * the store is shared, the changes themselves (d_); after, batches (b_). */
+    fc_change *d_head, *d_tail;
+    fc__batch *b_head, *b_tail;
+
+    /* Being delivered right now (loop thread only). Kept here, not on the
      * stack, so a done() that calls close() still gets the rest delivered in order. */
     fc_change *delivering;
+    fc__batch *cur; /* and the batch list, cur's items delivered up to pos */
+    int pos;
     int closed;
-} fc__sqlite_store;
+};
 
 /* schema.c */
 
@@ -145,15 +196,17 @@ void fc__wcache_clear(fc__wcache *wc);
  * blocked. pthread_create's result. */
 int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);
 /* Prepares the writer's statements on s->wdb and starts the writer thread. */
-int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen);
-int fc__sqlite_checkpointer_start(fc__sqlite_store *s, const char *path, char *err, size_t errlen);
-void fc__sqlite_checkpointer_stop(fc__sqlite_store *s);
+int fc__sqlite_writer_start(fc__sqlite_core *s, char *err, size_t errlen);
+int fc__sqlite_checkpointer_start(fc__sqlite_core *s, char *err, size_t errlen);
+void fc__sqlite_checkpointer_stop(fc__sqlite_core *s);
 /* Queues the list head..tail (linked by next) for the writer (loop thread). */
-void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *head, fc_change *tail);
+void fc__sqlite_writer_push(fc__sqlite_core *s, fc_change *head, fc_change *tail);
 /* Lets the writer commit everything queued, joins it and finalizes its statements. */
-void fc__sqlite_writer_stop(fc__sqlite_store *s);
-/* Runs done() for finished changes, in submission order (loop thread). drain:
- * keep going until nothing is left; only valid once the writer is joined. */
-void fc__sqlite_deliver(fc__sqlite_store *s, int drain);
+void fc__sqlite_writer_stop(fc__sqlite_core *s);
+/* On h's loop thread: reports every committed state that reached h to its
+ * commit callback and runs done() for h's own changes, in commit order. */
+void fc__sqlite_deliver(fc__sqlite_store *h);
+/* Drops the batches h has not delivered (h is detached: no more arrive). */
+void fc__sqlite_drop_batches(fc__sqlite_store *h);
 
 #endif

@@ -171,7 +171,7 @@ static int sq_events_since(fc_store *bs, const char *id, int64_t since, int limi
     /* The log may still hold a few rows older than retention (trimmed in
      * steps, see FC__SQLITE_TRIM_EVERY): they are not part of it. */
     int64_t first = sqlite3_column_int64(head, 3); /* NULL (empty log) reads as 0 */
-    int64_t floor = sqlite3_column_int64(head, 2) - s->retention + 1;
+    int64_t floor = sqlite3_column_int64(head, 2) - s->core->retention + 1;
     if (first > 0 && first < floor) first = floor;
     if (oldest) *oldest = first;
     if (since < first - 1) since = first - 1;
@@ -220,6 +220,8 @@ static void sq_submit(fc_store *bs, fc_change *c)
     c->result = 0;
     c->errmsg[0] = '\0';
     c->next = NULL;
+    c->origin = s;
+    s->outstanding++;
     if (s->p_tail)
         s->p_tail->next = c;
     else {
@@ -229,11 +231,18 @@ static void sq_submit(fc_store *bs, fc_change *c)
     s->p_tail = c;
 }
 
+static void sq_on_commit(fc_store *bs, fc_store_commit_fn fn, void *ud)
+{
+    fc__sqlite_store *s = from_base(bs);
+    s->on_commit = fn;
+    s->commit_ud = ud;
+}
+
 /* Hands the changes submitted so far to the writer in one go. */
 static void handoff(fc__sqlite_store *s)
 {
     if (!s->p_head) return;
-    fc__sqlite_writer_push(s, s->p_head, s->p_tail);
+    fc__sqlite_writer_push(s->core, s->p_head, s->p_tail);
     s->p_head = s->p_tail = NULL;
 }
 
@@ -256,21 +265,18 @@ static void on_handoff(uv_idle_t *h)
 static void on_async(uv_async_t *h)
 {
     handoff(h->data);
-    fc__sqlite_deliver(h->data, 0);
+    fc__sqlite_deliver(h->data);
 }
 
-/* Frees the store once libuv is done with both handles inside it. */
+/* Frees the handle once libuv is done with both loop handles inside it. */
 static void on_handle_closed(uv_handle_t *h)
 {
     fc__sqlite_store *s = h->data;
     if (--s->open_handles == 0) free(s);
 }
 
-/* Releases everything but the loop handles and the struct itself. */
-static void release(fc__sqlite_store *s)
+static void close_reader(fc__sqlite_store *s)
 {
-    fc__sqlite_checkpointer_stop(s);
-    fc__sqlite_writer_stop(s);
     for (int i = 0; i < FC__R_COUNT; i++) {
         sqlite3_finalize(s->r[i]);
         s->r[i] = NULL;
@@ -278,6 +284,29 @@ static void release(fc__sqlite_store *s)
     if (s->rdb && sqlite3_close(s->rdb) != SQLITE_OK)
         FC_ERROR(FC__SQLITE_TAG, "closing the read connection: %s", sqlite3_errmsg(s->rdb));
     s->rdb = NULL;
+}
+
+/* Opens the handle's read connection. 0 or FC_EIO with a reason in err. */
+static int open_reader(fc__sqlite_store *s, char *err, size_t errlen)
+{
+    fc__sqlite_core *core = s->core;
+    if (fc__sqlite_connect(core->path, 0, core->sync_full, &s->rdb, err, errlen) != 0)
+        return FC_EIO;
+    /* The read connection only reads; query_only turns a slip into an error. */
+    if (sqlite3_exec(s->rdb, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot configure the read connection: %s", sqlite3_errmsg(s->rdb));
+        return FC_EIO;
+    }
+    for (int i = 0; i < FC__R_COUNT; i++)
+        if (fc__sqlite_prepare(s->rdb, r_sql[i], &s->r[i], err, errlen) != 0) return FC_EIO;
+    return 0;
+}
+
+/* Stops the threads, checkpoints and closes the write side, frees the core. */
+static void core_free(fc__sqlite_core *s)
+{
+    fc__sqlite_checkpointer_stop(s);
+    fc__sqlite_writer_stop(s);
     if (s->wdb) {
         /* Readers are gone: fold the whole WAL into the database and empty it, so
          * the next open starts without a recovery pass over a large WAL. */
@@ -286,48 +315,173 @@ static void release(fc__sqlite_store *s)
             FC_WARN(FC__SQLITE_TAG, "final checkpoint failed: %s", sqlite3_errmsg(s->wdb));
         if (sqlite3_close(s->wdb) != SQLITE_OK)
             FC_ERROR(FC__SQLITE_TAG, "closing the write connection: %s", sqlite3_errmsg(s->wdb));
-        s->wdb = NULL;
+    }
+    pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->dcond);
+    pthread_mutex_destroy(&s->dlock);
+    free(s->path);
+    free(s);
+}
+
+/* Runs done() for every change this handle submitted, right here (the handle
+ * is going away, so they cannot wait for a later loop turn). */
+static void finish_outstanding(fc__sqlite_store *s)
+{
+    fc__sqlite_core *core = s->core;
+    handoff(s);
+    fc__sqlite_deliver(s);
+    while (s->outstanding > 0) {
+        pthread_mutex_lock(&core->dlock);
+        while (!s->d_head && !s->b_head)
+            pthread_cond_wait(&core->dcond, &core->dlock);
+        pthread_mutex_unlock(&core->dlock);
+        fc__sqlite_deliver(s);
     }
 }
 
-/* Commits everything still queued, runs the remaining done() callbacks right
- * here (the store is going away, so they cannot wait for a later loop turn),
- * checkpoints and closes the database. The memory is freed in the handles'
- * close callbacks: the caller must run the loop once more (e.g.
- * uv_run(loop, UV_RUN_DEFAULT) or UV_RUN_NOWAIT) after close to free it. */
+/* Finishes this handle's changes, detaches it and closes its read
+ * connection; the last handle also closes the store. The handle's memory is
+ * freed in its loop handles' close callbacks: the caller must run the loop
+ * once more (e.g. uv_run(loop, UV_RUN_DEFAULT) or UV_RUN_NOWAIT) after close. */
 static void sq_close(fc_store *bs)
 {
     fc__sqlite_store *s = from_base(bs);
+    fc__sqlite_core *core = s->core;
     if (s->closed) return;
     s->closed = 1;
-    handoff(s);
-    fc__sqlite_writer_stop(s);
-    fc__sqlite_deliver(s, 1);
-    release(s);
-    pthread_cond_destroy(&s->qcond);
-    pthread_mutex_destroy(&s->qlock);
-    pthread_mutex_destroy(&s->dlock);
-    FC_INFO(FC__SQLITE_TAG, "closed");
+    finish_outstanding(s);
+    pthread_mutex_lock(&core->dlock);
+    core->handles[s->index] = NULL;
+    int last = --core->n_handles == 0;
+    fc__sqlite_drop_batches(s); /* what others committed since: nobody here to tell */
+    pthread_mutex_unlock(&core->dlock);
+    close_reader(s);
+    if (last) {
+        core_free(core);
+        FC_INFO(FC__SQLITE_TAG, "closed");
+    }
+    s->core = NULL;
     uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
     uv_close((uv_handle_t *)&s->async, on_handle_closed);
 }
 
+static fc_store *sq_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen);
+
 static const fc_store_ops fc_store_sqlite_ops = {
-    .version = 1,
+    .version = 2,
     .name = "sqlite",
     .close = sq_close,
+    .attach = sq_attach,
+    .on_commit = sq_on_commit,
     .submit = sq_submit,
     .get = sq_get,
     .list = sq_list,
     .events_since = sq_events_since,
 };
 
+/* A new handle of core on loop, in a free slot. NULL with a reason in err. */
+static fc__sqlite_store *handle_new(fc__sqlite_core *core, uv_loop_t *loop, char *err,
+                                    size_t errlen)
+{
+    fc__sqlite_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &fc_store_sqlite_ops;
+    s->core = core;
+    s->loop = loop;
+    if (open_reader(s, err, errlen) != 0) goto fail;
+    if (uv_async_init(loop, &s->async, on_async) != 0) {
+        snprintf(err, errlen, "cannot set up the store's wake-up");
+        goto fail;
+    }
+    s->async.data = s;
+    uv_idle_init(loop, &s->handoff); /* cannot fail */
+    s->handoff.data = s;
+    s->open_handles = 2;
+
+    pthread_mutex_lock(&core->dlock);
+    int i = 0;
+    while (i < FC__SQLITE_MAX_HANDLES && core->handles[i])
+        i++;
+    if (i < FC__SQLITE_MAX_HANDLES) {
+        s->index = i;
+        core->handles[i] = s;
+        core->shared |= core->n_handles > 0;
+        core->n_handles++;
+    }
+    pthread_mutex_unlock(&core->dlock);
+    if (i == FC__SQLITE_MAX_HANDLES) {
+        snprintf(err, errlen, "more than %d loops on one store", FC__SQLITE_MAX_HANDLES);
+        s->closed = 1;
+        close_reader(s);
+        s->core = NULL;
+        uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
+        uv_close((uv_handle_t *)&s->async, on_handle_closed);
+        return NULL;
+    }
+    return s;
+
+fail:
+    close_reader(s);
+    free(s);
+    return NULL;
+}
+
+static fc_store *sq_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen)
+{
+    fc__sqlite_store *s = handle_new(from_base(bs)->core, loop, err, errlen);
+    return s ? &s->base : NULL;
+}
+
+/* The shared part: migrations, the writer, the checkpointer. NULL with a reason in err. */
+static fc__sqlite_core *core_open(const fc_store_config *cfg, int *version, char *err,
+                                  size_t errlen)
+{
+    fc__sqlite_core *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = strdup(cfg->path))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->sync_full = cfg->sync_full;
+    s->retention = cfg->retention;
+    int locks = 0;
+    if (fc__sqlite_connect(cfg->path, 1, cfg->sync_full, &s->wdb, err, errlen) != 0) goto fail;
+    if (fc__sqlite_migrate(s->wdb, version, err, errlen) != 0) goto fail;
+    if (pthread_mutex_init(&s->qlock, NULL) != 0) goto fail_sys;
+    locks++;
+    if (pthread_mutex_init(&s->dlock, NULL) != 0) goto fail_sys;
+    locks++;
+    if (pthread_cond_init(&s->qcond, NULL) != 0) goto fail_sys;
+    locks++;
+    if (pthread_cond_init(&s->dcond, NULL) != 0) goto fail_sys;
+    locks++;
+    if (fc__sqlite_writer_start(s, err, errlen) != 0) goto fail;
+    if (fc__sqlite_checkpointer_start(s, err, errlen) != 0) goto fail;
+    return s;
+
+fail_sys:
+    snprintf(err, errlen, "cannot set up store synchronisation");
+fail:
+    fc__sqlite_checkpointer_stop(s);
+    fc__sqlite_writer_stop(s);
+    if (s->wdb) sqlite3_close(s->wdb);
+    if (locks > 3) pthread_cond_destroy(&s->dcond);
+    if (locks > 2) pthread_cond_destroy(&s->qcond);
+    if (locks > 1) pthread_mutex_destroy(&s->dlock);
+    if (locks > 0) pthread_mutex_destroy(&s->qlock);
+    free(s->path);
+    free(s);
+    return NULL;
+}
+
 fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char *err,
                                size_t errlen)
 {
-    fc__sqlite_store *s = NULL;
-    int version = 0, locks = 0;
-
+    int version = 0;
     if (!cfg || !cfg->path || !cfg->path[0]) {
         snprintf(err, errlen, "no database path");
         return NULL;
@@ -340,52 +494,14 @@ fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char
         snprintf(err, errlen, "SQLite was built without thread support");
         return NULL;
     }
-    if (!(s = calloc(1, sizeof *s))) {
-        snprintf(err, errlen, "out of memory");
+    fc__sqlite_core *core = core_open(cfg, &version, err, errlen);
+    if (!core) return NULL;
+    fc__sqlite_store *s = handle_new(core, loop, err, errlen);
+    if (!s) {
+        core_free(core);
         return NULL;
     }
-    s->base.ops = &fc_store_sqlite_ops;
-    s->loop = loop;
-    s->retention = cfg->retention;
-
-    if (fc__sqlite_connect(cfg->path, 1, cfg->sync_full, &s->wdb, err, errlen) != 0) goto fail;
-    if (fc__sqlite_migrate(s->wdb, &version, err, errlen) != 0) goto fail;
-    /* The read connection only reads; query_only turns a slip into an error. */
-    if (fc__sqlite_connect(cfg->path, 0, cfg->sync_full, &s->rdb, err, errlen) != 0) goto fail;
-    if (sqlite3_exec(s->rdb, "PRAGMA query_only=1", NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot configure the read connection: %s", sqlite3_errmsg(s->rdb));
-        goto fail;
-    }
-    for (int i = 0; i < FC__R_COUNT; i++)
-        if (fc__sqlite_prepare(s->rdb, r_sql[i], &s->r[i], err, errlen) != 0) goto fail;
-
-    if (pthread_mutex_init(&s->qlock, NULL) != 0) goto fail_sys;
-    locks++;
-    if (pthread_mutex_init(&s->dlock, NULL) != 0) goto fail_sys;
-    locks++;
-    if (pthread_cond_init(&s->qcond, NULL) != 0) goto fail_sys;
-    locks++;
-    if (fc__sqlite_writer_start(s, err, errlen) != 0) goto fail;
-    if (fc__sqlite_checkpointer_start(s, cfg->path, err, errlen) != 0) goto fail;
-    /* After the thread: the writer touches the handle only after a batch, and no
-     * change can be submitted before we return. A failure here then needs no
-     * uv_close, so open never leaves anything for the loop to finish. */
-    if (uv_async_init(loop, &s->async, on_async) != 0) goto fail_sys;
-    s->async.data = s;
-    uv_idle_init(loop, &s->handoff); /* cannot fail */
-    s->handoff.data = s;
-    s->open_handles = 2;
     FC_INFO(FC__SQLITE_TAG, "opened %s (schema v%d, synchronous=%s, retention=%d)", cfg->path,
-            version, cfg->sync_full ? "FULL" : "NORMAL", s->retention);
+            version, cfg->sync_full ? "FULL" : "NORMAL", core->retention);
     return &s->base;
-
-fail_sys:
-    snprintf(err, errlen, "cannot set up store synchronisation");
-fail:
-    release(s);
-    if (locks > 2) pthread_cond_destroy(&s->qcond);
-    if (locks > 1) pthread_mutex_destroy(&s->dlock);
-    if (locks > 0) pthread_mutex_destroy(&s->qlock);
-    free(s);
-    return NULL;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const w_sql[FC__W_COUNT] = {
     [FC__W_BEGIN] = "BEGIN IMMEDIATE",
@@ -40,7 +41,7 @@ enum { ROW_MISSING = 0, ROW_FOUND = 1, ROW_FAILED = -1 /* c->result set */, ROW_
 
 /* Steps a write statement to completion and resets it for the next use. On
  * failure copies SQLite's reason into ioerr (before the reset can lose it). */
-static int run(fc__sqlite_store *s, sqlite3_stmt *st, char *ioerr, size_t n)
+static int run(fc__sqlite_core *s, sqlite3_stmt *st, char *ioerr, size_t n)
 {
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
@@ -71,7 +72,7 @@ static char *col_dup(sqlite3_stmt *st, int i)
 
 /* Reads the current state of c->wf.id into c->wf (keeping id) and its pk into
  * *pk: from the cache, else from the stored row (which then goes into the cache). */
-static int load_current(fc__sqlite_store *s, fc_change *c, int64_t *pk, char *ioerr, size_t n)
+static int load_current(fc__sqlite_core *s, fc_change *c, int64_t *pk, char *ioerr, size_t n)
 {
     int rc = fc__wcache_get(&s->wc, c->wf.id, pk, &c->wf);
     if (rc == 0) return ROW_FOUND;
@@ -127,7 +128,7 @@ static int load_current(fc__sqlite_store *s, fc_change *c, int64_t *pk, char *io
 
 /* Appends the state in c->wf to the log as change c->wf.seq and drops what
  * falls out of the retention window. */
-static int log_event(fc__sqlite_store *s, const fc_workflow *w, char *ioerr, size_t n)
+static int log_event(fc__sqlite_core *s, const fc_workflow *w, char *ioerr, size_t n)
 {
     sqlite3_stmt *st = s->w[FC__W_EV_INSERT];
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
@@ -148,7 +149,7 @@ static int log_event(fc__sqlite_store *s, const fc_workflow *w, char *ioerr, siz
     return run(s, st, ioerr, n);
 }
 
-static int apply_create(fc__sqlite_store *s, fc_change *c, int64_t now, char *ioerr, size_t n)
+static int apply_create(fc__sqlite_core *s, fc_change *c, int64_t now, char *ioerr, size_t n)
 {
     fc_workflow *w = &c->wf;
     if (w->current_step > w->total_steps) {
@@ -181,7 +182,7 @@ static int apply_create(fc__sqlite_store *s, fc_change *c, int64_t now, char *io
     return 0;
 }
 
-static int apply_update(fc__sqlite_store *s, fc_change *c, int64_t now, char *ioerr, size_t n)
+static int apply_update(fc__sqlite_core *s, fc_change *c, int64_t now, char *ioerr, size_t n)
 {
     fc_workflow *w = &c->wf;
     fc_patch *p = &c->patch;
@@ -220,7 +221,7 @@ static int apply_update(fc__sqlite_store *s, fc_change *c, int64_t now, char *io
     return 0;
 }
 
-static int apply_delete(fc__sqlite_store *s, fc_change *c, char *ioerr, size_t n)
+static int apply_delete(fc__sqlite_core *s, fc_change *c, char *ioerr, size_t n)
 {
     int64_t pk = 0;
     int r = load_current(s, c, &pk, ioerr, n);
@@ -237,7 +238,7 @@ static int apply_delete(fc__sqlite_store *s, fc_change *c, char *ioerr, size_t n
 /* The cache holds what this writer committed; if anyone else committed since
  * (another process on the same file), it may be stale: start over. Runs
  * inside the batch's transaction, so nothing can change after the check. */
-static int check_cache(fc__sqlite_store *s, char *ioerr, size_t n)
+static int check_cache(fc__sqlite_core *s, char *ioerr, size_t n)
 {
     sqlite3_stmt *st = s->w[FC__W_DATA_VERSION];
     int rc = sqlite3_step(st);
@@ -258,7 +259,7 @@ static int check_cache(fc__sqlite_store *s, char *ioerr, size_t n)
 /* Applies one batch in one transaction and returns its last change. Every
  * change gets its result; if SQLite fails, the batch is rolled back and every
  * change reports FC_EIO, because none of it was committed. */
-static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
+static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
 {
     char ioerr[96] = "";
     int64_t now = fc_time_now_ms(); /* one timestamp per batch = per commit */
@@ -309,11 +310,103 @@ static fc_change *apply_batch(fc__sqlite_store *s, fc_change *batch)
     return last;
 }
 
+/* Copies what every handle must hear of a committed batch into one
+ * allocation, and splits the batch's changes by the handle they came from.
+ * NULL when out of memory. */
+static fc__batch *batch_build(fc_change *batch)
+{
+    int count = 0;
+    size_t strings = 0;
+    for (fc_change *c = batch; c; c = c->next) {
+        if (c->result != 0) continue;
+        count++;
+        strings += strlen(c->wf.name) + strlen(c->wf.message) + 2;
+    }
+    size_t head = sizeof(fc__batch) + FC__SQLITE_MAX_HANDLES * sizeof(fc__batch_slot);
+    head = (head + 15) & ~(size_t)15;
+    fc__batch *b = calloc(1, head + (size_t)count * sizeof(fc__batch_item) + strings);
+    if (!b) return NULL;
+    b->items = (fc__batch_item *)(void *)((char *)b + head);
+    char *arena = (char *)(b->items + count);
+    fc_change *tails[FC__SQLITE_MAX_HANDLES] = {0};
+    for (fc_change *c = batch, *next; c; c = next) {
+        next = c->next;
+        if (c->result == 0) {
+            fc__batch_item *it = &b->items[b->count++];
+            it->wf = c->wf;
+            it->wf.name = arena;
+            arena = stpcpy(arena, c->wf.name) + 1;
+            it->wf.message = arena;
+            arena = stpcpy(arena, c->wf.message) + 1;
+            it->commit_ns = c->commit_ns;
+            it->deleted = c->kind == FC_CHANGE_DELETE;
+        }
+        int h = ((fc__sqlite_store *)c->origin)->index;
+        c->next = NULL;
+        if (tails[h])
+            tails[h]->next = c;
+        else
+            b->slots[h].own = c;
+        tails[h] = c;
+    }
+    return b;
+}
+
+/* Hands a committed batch back to the handles. With one handle, the changes
+ * go back as they are; once shared, every handle gets the batch (its own
+ * changes to finish, and every state to publish), so every loop sees the
+ * changes in commit order. A change's state is read before any handle can
+ * see it: its owner may free it as soon as it is handed back. */
+static void hand_back(fc__sqlite_core *s, fc_change *batch, fc_change *last)
+{
+    pthread_mutex_lock(&s->dlock);
+    int shared = s->shared;
+    if (!shared) {
+        fc__sqlite_store *h = batch->origin;
+        if (h->d_tail)
+            h->d_tail->next = batch;
+        else
+            h->d_head = batch;
+        h->d_tail = last;
+        uv_async_send(&h->async);
+    }
+    pthread_mutex_unlock(&s->dlock);
+    if (!shared) {
+        pthread_cond_broadcast(&s->dcond);
+        return;
+    }
+
+    fc__batch *b;
+    while (!(b = batch_build(batch))) {
+        /* Committed changes cannot be dropped or reported as failed: wait for memory. */
+        FC_ERROR(FC__SQLITE_TAG, "out of memory handing back a committed batch; retrying");
+        usleep(10000);
+    }
+    pthread_mutex_lock(&s->dlock);
+    int refs = 0;
+    for (int i = 0; i < FC__SQLITE_MAX_HANDLES; i++) {
+        fc__sqlite_store *h = s->handles[i];
+        if (!h) continue;
+        refs++;
+        if (h->b_tail)
+            h->b_tail->slots[i].next = b;
+        else
+            h->b_head = b;
+        h->b_tail = b;
+    }
+    atomic_store_explicit(&b->refs, refs, memory_order_relaxed);
+    for (int i = 0; i < FC__SQLITE_MAX_HANDLES; i++)
+        if (s->handles[i]) uv_async_send(&s->handles[i]->async);
+    pthread_mutex_unlock(&s->dlock);
+    pthread_cond_broadcast(&s->dcond);
+    if (refs == 0) free(b);
+}
+
 /* The writer takes every queued change at once and applies them in one
  * transaction, so a burst costs one commit (and with FULL, one fsync). */
 static void *writer_main(void *arg)
 {
-    fc__sqlite_store *s = arg;
+    fc__sqlite_core *s = arg;
     pthread_mutex_lock(&s->qlock);
     for (;;) {
         while (!s->q_head && !s->stopping)
@@ -323,16 +416,7 @@ static void *writer_main(void *arg)
         s->q_head = s->q_tail = NULL;
         pthread_mutex_unlock(&s->qlock);
 
-        fc_change *last = apply_batch(s, batch);
-
-        pthread_mutex_lock(&s->dlock);
-        if (s->d_tail)
-            s->d_tail->next = batch;
-        else
-            s->d_head = batch;
-        s->d_tail = last;
-        pthread_mutex_unlock(&s->dlock);
-        uv_async_send(&s->async);
+        hand_back(s, batch, apply_batch(s, batch));
 
         pthread_mutex_lock(&s->qlock);
     }
@@ -340,7 +424,7 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int fc__sqlite_writer_start(fc__sqlite_store *s, char *err, size_t errlen)
+int fc__sqlite_writer_start(fc__sqlite_core *s, char *err, size_t errlen)
 {
     if (fc__wcache_init(&s->wc, FC__SQLITE_CACHE_BYTES) != 0) {
         snprintf(err, errlen, "out of memory");
@@ -378,7 +462,7 @@ int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *),
     return rc;
 }
 
-void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *head, fc_change *tail)
+void fc__sqlite_writer_push(fc__sqlite_core *s, fc_change *head, fc_change *tail)
 {
     tail->next = NULL;
     pthread_mutex_lock(&s->qlock);
@@ -392,7 +476,7 @@ void fc__sqlite_writer_push(fc__sqlite_store *s, fc_change *head, fc_change *tai
     pthread_cond_signal(&s->qcond);
 }
 
-void fc__sqlite_writer_stop(fc__sqlite_store *s)
+void fc__sqlite_writer_stop(fc__sqlite_core *s)
 {
     if (s->thread_started) {
         pthread_mutex_lock(&s->qlock);
@@ -409,22 +493,66 @@ void fc__sqlite_writer_stop(fc__sqlite_store *s)
     }
 }
 
-void fc__sqlite_deliver(fc__sqlite_store *s, int drain)
+static void report(fc__sqlite_store *h, const fc_workflow *w, uint64_t commit_ns, int deleted)
 {
-    do {
-        /* Take new batches only once the current list is empty, so a done() that
-         * re-enters (through close) cannot reorder deliveries. */
-        if (!s->delivering) {
-            pthread_mutex_lock(&s->dlock);
-            s->delivering = s->d_head;
-            s->d_head = s->d_tail = NULL;
-            pthread_mutex_unlock(&s->dlock);
+    if (h->on_commit) h->on_commit(h->commit_ud, w, commit_ns, deleted);
+}
+
+static void finish(fc__sqlite_store *h, fc_change *c)
+{
+    c->next = NULL;
+    h->outstanding--;
+    c->done(c); /* may free c */
+}
+
+static void batch_unref(fc__batch *b)
+{
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
+}
+
+/* Every step re-reads the handle's state: a done() may close the handle,
+ * and close delivers the rest from where this left off. */
+void fc__sqlite_deliver(fc__sqlite_store *h)
+{
+    fc__sqlite_core *s = h->core;
+    if (!h->delivering && !h->cur) {
+        pthread_mutex_lock(&s->dlock);
+        h->delivering = h->d_head;
+        h->d_head = h->d_tail = NULL;
+        h->cur = h->b_head;
+        h->b_head = h->b_tail = NULL;
+        pthread_mutex_unlock(&s->dlock);
+    }
+    fc_change *c;
+    while ((c = h->delivering)) {
+        h->delivering = c->next;
+        if (c->result == 0) report(h, &c->wf, c->commit_ns, c->kind == FC_CHANGE_DELETE);
+        finish(h, c);
+    }
+    fc__batch *b;
+    while ((b = h->cur)) {
+        fc__batch_slot *slot = &b->slots[h->index];
+        if (h->pos < b->count) {
+            fc__batch_item *it = &b->items[h->pos++];
+            report(h, &it->wf, it->commit_ns, it->deleted);
+        } else if ((c = slot->own)) {
+            slot->own = c->next;
+            finish(h, c);
+        } else {
+            h->cur = slot->next;
+            h->pos = 0;
+            batch_unref(b);
         }
-        fc_change *c;
-        while ((c = s->delivering)) {
-            s->delivering = c->next; /* done() may free c */
-            c->next = NULL;
-            c->done(c);
-        }
-    } while (drain && s->d_head);
+    }
+}
+
+void fc__sqlite_drop_batches(fc__sqlite_store *h)
+{
+    fc__batch *b = h->b_head;
+    h->b_head = h->b_tail = NULL;
+    while (b) {
+        fc__batch *next = b->slots[h->index].next;
+        batch_unref(b);
+        b = next;
+    }
 }
