@@ -62,7 +62,7 @@ bench: setup release
 	@rm -f $(BUILD)/bench-results/results-full.jsonl
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/run.sh --runs $(BENCH_RUNS) \
 	  --results $(CURDIR)/$(BUILD)/bench-results/results-full.jsonl \
-	  many-workflows ingest storm
+	  many-workflows ingest storm io-threads
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/profile.sh
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/compare.sh --runs $(BENCH_RUNS)
 

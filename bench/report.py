@@ -19,6 +19,9 @@ import sys
 
 ORDER = ["seed", "fanout-1k", "fanout-10k", "many-workflows", "ingest-sync-normal",
          "ingest-sync-full", "capacity", "storm"]
+# The io-threads scenario: flowcast on both cores with 1 and 2 I/O threads.
+ORDER += ["%s-2cpu-%dt" % (s, n) for s in ("fanout-10k", "many-workflows", "ingest")
+          for n in (1, 2)]
 TARGETS = ["flowcast", "ws", "nchan"]
 COMPARE = ["seed", "fanout-1k", "fanout-10k", "capacity"]
 
@@ -67,7 +70,7 @@ METRICS = {
 
 
 def kind(label):
-    if label.startswith("fanout") or label == "many-workflows":
+    if label.startswith("fanout") or label.startswith("many-workflows"):
         return "fanout"
     if label.startswith("ingest"):
         return "ingest"

@@ -4,9 +4,9 @@
 # Each starts a fresh server, runs flowcast-bench once, stops the server.
 # Sourced by bench/run.sh after bench/lib.sh.
 
-FCB_SCENARIOS="seed fanout-1k fanout-10k many-workflows ingest capacity storm"
+FCB_SCENARIOS="seed fanout-1k fanout-10k many-workflows ingest capacity storm io-threads"
 # Scenarios that need flowcast's REST model or resume (?since=) run on it only.
-FCB_FLOWCAST_ONLY="ingest storm"
+FCB_FLOWCAST_ONLY="ingest storm io-threads"
 
 fcb_sz() { [ "$FCB_SIZE" = tiny ] && echo "$2" || echo "$1"; }
 
@@ -81,5 +81,30 @@ fcb_scenario_storm() {
   wait "$bpid"; local rc=$?
   fcb_forget_pid "$bpid"
   fcb_stop_server
+  return $rc
+}
+
+# io-threads: flowcast on both cores (flowcast-bench shares CPU 1 with it),
+# with one I/O thread and with two: fanout-10k, many-workflows and ingest.
+# Labels end in -1t / -2t. Every other scenario pins the server to one core.
+fcb_scenario_io-threads() {
+  local n rc=0 saved="$FCB_SERVER_CPU"
+  [ "$(nproc)" -ge 2 ] && FCB_SERVER_CPU=0,1
+  for n in 1 2; do
+    fcb_start_flowcast "" --io-threads "$n" || { rc=1; break; }
+    fcb_bench flowcast "fanout-10k-2cpu-${n}t" --subscribers "$(fcb_sz 10000 50)" --workflows 1 \
+      --publishers 64 --window 64 --rate 0 --duration "$(fcb_sz 10 2)" || rc=1
+    fcb_stop_server
+    fcb_start_flowcast "" --io-threads "$n" || { rc=1; break; }
+    fcb_bench flowcast "many-workflows-2cpu-${n}t" --subscribers "$(fcb_sz 10000 50)" \
+      --workflows "$(fcb_sz 1000 10)" --publishers 8 --window 1000 --rate 0 \
+      --duration "$(fcb_sz 10 2)" || rc=1
+    fcb_stop_server
+    fcb_start_flowcast "" --io-threads "$n" || { rc=1; break; }
+    fcb_bench flowcast "ingest-2cpu-${n}t" --subscribers 0 --workflows "$(fcb_sz 1000 10)" \
+      --publishers "$(fcb_sz 64 4)" --rate 0 --duration "$(fcb_sz 10 2)" || rc=1
+    fcb_stop_server
+  done
+  FCB_SERVER_CPU="$saved"
   return $rc
 }

@@ -93,14 +93,8 @@ static int json_body(fc_conn *c, const fc_http_req *req)
 static void change_done(fc_change *ch)
 {
     fc_conn *c = ch->data;
-    fc_server *srv = fc_conn_server(c);
-    if (ch->result == 0) {
-        fc_metrics_g.changes_committed++;
-        if (fc_hub_publish(fc_server_hub(srv), &ch->wf, ch->commit_ns,
-                           ch->kind == FC_CHANGE_DELETE) < 0)
-            FC_ERROR("hub", "out of memory: change %lld of %s was stored but not broadcast",
-                     (long long)ch->wf.seq, ch->wf.id);
-    }
+    /* The store has already reported the change to every loop's hub. */
+    if (ch->result == 0) FC_METRIC_ADD(changes_committed, 1);
     if (!fc_conn_is_closed(c)) {
         fc_conn_answer(c, ch->ticket);
         if (ch->result != 0) {
@@ -341,12 +335,9 @@ static void history(fc_conn *c, const fc_http_req *req, const char *id)
 
 static void metrics(fc_conn *c)
 {
-    fc_server *srv = fc_conn_server(c);
-    uint64_t max, total;
-    fc_server_backlog(srv, &max, &total);
-    fc_metrics_g.subscriptions = (int64_t)fc_hub_subscriptions(fc_server_hub(srv));
+    fc_server_update_gauges(fc_conn_server(c));
     size_t len;
-    char *text = fc_metrics_render(max, total, &len);
+    char *text = fc_metrics_render(&len);
     if (!text) {
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
         return;

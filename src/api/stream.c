@@ -455,7 +455,7 @@ void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
     if (!duplicate) {
         fc_buf *out = fc_stream_is_sse(kind) ? fc_sse_from_frame(c, frame) : fc_buf_ref(frame);
         uint32_t limit = (uint32_t)fc_server_config(fc_conn_server(c))->backlog;
-        if (out) fc_metrics_g.messages_coalesced += (uint64_t)fc_conn_send_coalesce(c, out, limit);
+        if (out) FC_METRIC_ADD(messages_coalesced, (uint64_t)fc_conn_send_coalesce(c, out, limit));
     }
     if (!deleted || sub->all) return;
     if (kind == FC_WS_UPDATES)

@@ -28,6 +28,7 @@ typedef struct fc_config {
     size_t max_body;      /* --max-body BYTES, default 65536 */
     size_t max_header;    /* --max-header BYTES, default 8192 */
     double slow_timeout;  /* --slow-timeout S, default 30 */
+    int io_threads;       /* --io-threads N, 0 = one per available core */
 } fc_config;
 
 /* Fills cfg with defaults, then FLOWCAST_* environment variables, then

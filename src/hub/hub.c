@@ -1,5 +1,6 @@
 /* Broadcast hub: topic index and fan-out of shared, encode-once frames. */
 #include "hub/hub.h"
+#include "metrics/metrics.h"
 #include "api/workflow_json.h"
 #include "common/error.h"
 #include "common/map.h"
@@ -79,6 +80,7 @@ int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *ow
         fc_list_insert_tail(&t->subs, &sub->link);
     }
     hub->n_subs++;
+    FC_METRIC_ADD(subscriptions, 1);
     return 0;
 }
 
@@ -87,6 +89,7 @@ void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub)
     if (!fc_list_linked(&sub->link)) return;
     fc_list_remove(&sub->link);
     hub->n_subs--;
+    FC_METRIC_ADD(subscriptions, -1);
     if (sub->topic) topic_release_if_empty(hub, sub->topic);
     sub->topic = NULL;
     sub->all = 0;
@@ -140,6 +143,7 @@ static int fan_out(fc_hub *hub, fc_list *subs, fc_buf *frame, int deleted)
                 /* The workflow is gone: unlink first so the owner may free sub. */
                 fc_list_remove(&sub->link);
                 hub->n_subs--;
+                FC_METRIC_ADD(subscriptions, -1);
                 sub->topic = NULL;
             }
             hub->deliver(sub->owner, sub, frame, deleted);

@@ -3,7 +3,9 @@
  * whether they come from the local store or, later, from a broker: it
  * encodes the change once into a shared WebSocket frame and hands a
  * reference to each subscriber of that workflow, so its cost is
- * proportional to that workflow's subscribers, not to all connections. */
+ * proportional to that workflow's subscribers, not to all connections.
+ * A hub belongs to one loop thread; it keeps that thread's
+ * flowcast_subscriptions gauge. */
 #ifndef FC_HUB_HUB_H
 #define FC_HUB_HUB_H
 

@@ -1,15 +1,20 @@
-/* Process-wide counters and the commit-to-write latency histogram, rendered in the
- * Prometheus text exposition format 0.0.4. */
+/* Per-thread counters and the commit-to-write latency histogram, summed and
+ * rendered in the Prometheus text exposition format 0.0.4. */
 #include "metrics/metrics.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-fc_metrics fc_metrics_g;
+_Thread_local fc_metrics fc_metrics_g;
+
+#define MAX_SHARDS 64
+static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
+static fc_metrics *shards[MAX_SHARDS];
 
 /* Upper bounds compared in integer nanoseconds, so an observation exactly on a bound lands in
  * that bucket ("le" is inclusive) without floating-point surprises. The labels are written
@@ -30,7 +35,7 @@ _Static_assert(sizeof latency_bounds / sizeof latency_bounds[0] ==
 
 void fc_metrics_http_status(int code)
 {
-    if (code >= 100 && code <= 599) fc_metrics_g.http_by_code[code]++;
+    if (code >= 100 && code <= 599) FC_METRIC_ADD(http_by_code[code], 1);
 }
 
 void fc_metrics_observe_latency(uint64_t ns)
@@ -39,9 +44,66 @@ void fc_metrics_observe_latency(uint64_t ns)
     /* The last bound is UINT64_MAX, so the loop always stops inside the array. */
     while (ns > latency_bounds[i].le_ns)
         i++;
-    fc_metrics_g.latency_buckets[i]++;
-    fc_metrics_g.latency_count++;
-    fc_metrics_g.latency_sum += (double)ns / 1e9;
+    FC_METRIC_ADD(latency_buckets[i], 1);
+    FC_METRIC_ADD(latency_count, 1);
+    FC_METRIC_ADD(latency_sum_ns, ns);
+}
+
+void fc_metrics_thread_register(void)
+{
+    pthread_mutex_lock(&shards_lock);
+    for (int i = 0; i < MAX_SHARDS; i++)
+        if (!shards[i]) {
+            shards[i] = &fc_metrics_g;
+            break;
+        }
+    pthread_mutex_unlock(&shards_lock);
+}
+
+void fc_metrics_thread_unregister(void)
+{
+    pthread_mutex_lock(&shards_lock);
+    for (int i = 0; i < MAX_SHARDS; i++)
+        if (shards[i] == &fc_metrics_g) shards[i] = NULL;
+    pthread_mutex_unlock(&shards_lock);
+}
+
+#define LOAD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
+
+static void add_shard(fc_metrics *sum, fc_metrics *m)
+{
+    sum->ws_connections += LOAD(m->ws_connections);
+    sum->ws_connections_opened += LOAD(m->ws_connections_opened);
+    sum->http_connections += LOAD(m->http_connections);
+    sum->subscriptions += LOAD(m->subscriptions);
+    uint64_t bmax = LOAD(m->backlog_max);
+    if (bmax > sum->backlog_max) sum->backlog_max = bmax;
+    sum->backlog_total += LOAD(m->backlog_total);
+    sum->messages_written += LOAD(m->messages_written);
+    sum->messages_coalesced += LOAD(m->messages_coalesced);
+    sum->slow_consumers_closed += LOAD(m->slow_consumers_closed);
+    sum->changes_committed += LOAD(m->changes_committed);
+    for (int i = 100; i <= 599; i++)
+        sum->http_by_code[i] += LOAD(m->http_by_code[i]);
+    for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
+        sum->latency_buckets[i] += LOAD(m->latency_buckets[i]);
+    sum->latency_count += LOAD(m->latency_count);
+    sum->latency_sum_ns += LOAD(m->latency_sum_ns);
+}
+
+/* The sum of every registered shard, and of this thread's. */
+static void sum_shards(fc_metrics *sum)
+{
+    int mine = 0;
+    memset(sum, 0, sizeof *sum);
+    pthread_mutex_lock(&shards_lock);
+    for (int i = 0; i < MAX_SHARDS; i++) {
+        if (!shards[i]) continue;
+        mine |= shards[i] == &fc_metrics_g;
+        add_shard(sum, shards[i]);
+    }
+    pthread_mutex_unlock(&shards_lock);
+    if (!mine) add_shard(sum, &fc_metrics_g);
 }
 
 typedef struct out {
@@ -98,9 +160,11 @@ static void counter(out *o, const char *name, const char *help, uint64_t v)
     outf(o, "%s %" PRIu64 "\n", name, v);
 }
 
-char *fc_metrics_render(uint64_t backlog_max, uint64_t backlog_total, size_t *len)
+char *fc_metrics_render(size_t *len)
 {
-    const fc_metrics *m = &fc_metrics_g;
+    fc_metrics sum;
+    const fc_metrics *m = &sum;
+    sum_shards(&sum);
     out o = {.cap = 4096};
     o.p = malloc(o.cap);
     if (o.p == NULL) return NULL;
@@ -120,12 +184,12 @@ char *fc_metrics_render(uint64_t backlog_max, uint64_t backlog_total, size_t *le
     counter(&o, "flowcast_changes_committed_total", "Workflow changes committed to the store.",
             m->changes_committed);
 
-    /* The backlog gauges are uint64 from the caller; Prometheus values are floats anyway. */
+    /* The backlog gauges are uint64; Prometheus values are floats anyway. */
     header(&o, "flowcast_backlog_max", "gauge",
            "Largest number of unsent messages queued for one subscriber.");
-    outf(&o, "flowcast_backlog_max %" PRIu64 "\n", backlog_max);
+    outf(&o, "flowcast_backlog_max %" PRIu64 "\n", m->backlog_max);
     header(&o, "flowcast_backlog_total", "gauge", "Unsent messages queued for all subscribers.");
-    outf(&o, "flowcast_backlog_total %" PRIu64 "\n", backlog_total);
+    outf(&o, "flowcast_backlog_total %" PRIu64 "\n", m->backlog_total);
 
     header(&o, "flowcast_http_requests_total", "counter", "HTTP responses by status code.");
     for (int code = 100; code <= 599; code++)
@@ -142,7 +206,7 @@ char *fc_metrics_render(uint64_t backlog_max, uint64_t backlog_total, size_t *le
         outf(&o, "flowcast_commit_to_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
              latency_bounds[i].label, cumulative);
     }
-    outf(&o, "flowcast_commit_to_write_seconds_sum %.9f\n", m->latency_sum);
+    outf(&o, "flowcast_commit_to_write_seconds_sum %.9f\n", (double)m->latency_sum_ns / 1e9);
     outf(&o, "flowcast_commit_to_write_seconds_count %" PRIu64 "\n", m->latency_count);
 
     if (o.failed) {

@@ -1,5 +1,7 @@
-/* Process-wide counters and a latency histogram, rendered in the
- * Prometheus text format. Updated only from the event-loop thread. */
+/* Counters, gauges and a latency histogram, rendered in the Prometheus text
+ * format. Each event-loop thread counts into its own shard (fc_metrics_g is
+ * thread-local), so counting takes no lock and no atomic read-modify-write;
+ * a scrape sums the shards of every registered thread. */
 #ifndef FC_METRICS_METRICS_H
 #define FC_METRICS_METRICS_H
 
@@ -10,7 +12,9 @@ typedef struct fc_metrics {
     int64_t ws_connections;         /* gauge: open WebSocket connections */
     uint64_t ws_connections_opened; /* counter */
     int64_t http_connections;       /* gauge: open TCP connections of any kind */
-    int64_t subscriptions;          /* gauge */
+    int64_t subscriptions;          /* gauge: moved by the loop's hub */
+    uint64_t backlog_max;           /* gauge: set by the loop from its connections */
+    uint64_t backlog_total;         /* gauge: same */
     uint64_t messages_written;      /* counter: update messages handed to the kernel */
     uint64_t messages_coalesced;    /* counter: pending messages replaced by a later state */
     uint64_t slow_consumers_closed; /* counter */
@@ -19,18 +23,33 @@ typedef struct fc_metrics {
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];
     uint64_t latency_count;
-    double latency_sum;
+    uint64_t latency_sum_ns;
 } fc_metrics;
 
-extern fc_metrics fc_metrics_g;
+/* This thread's shard. */
+extern _Thread_local fc_metrics fc_metrics_g;
+
+/* Changes a field of this thread's shard. Only this thread writes it, but a
+ * scrape on another thread may read it at the same time: the store is a
+ * relaxed atomic (a plain mov on x86), which makes that read well-defined. */
+#define FC_METRIC_ADD(field, n)                                                                    \
+    __atomic_store_n(&fc_metrics_g.field, fc_metrics_g.field + (n), __ATOMIC_RELAXED)
+#define FC_METRIC_SET(field, v) __atomic_store_n(&fc_metrics_g.field, (v), __ATOMIC_RELAXED)
+
+/* Registers this thread's shard for scrapes (each loop thread, at start);
+ * unregister before the thread exits. At most 64 threads. */
+void fc_metrics_thread_register(void);
+void fc_metrics_thread_unregister(void);
 
 /* Counts one HTTP response with this status code. */
 void fc_metrics_http_status(int code);
 /* Records one commit-to-write latency in nanoseconds. */
 void fc_metrics_observe_latency(uint64_t ns);
 
-/* Renders all metrics; backlog_max/backlog_total come from the connections.
- * Returns a malloc'ed string (caller frees) with its length in *len, or NULL. */
-char *fc_metrics_render(uint64_t backlog_max, uint64_t backlog_total, size_t *len);
+/* Renders the sum of the registered shards (and of the calling thread's,
+ * registered or not): gauges and counters add up, backlog_max is the
+ * largest. Returns a malloc'ed string (caller frees) with its length in
+ * *len, or NULL. */
+char *fc_metrics_render(size_t *len);
 
 #endif

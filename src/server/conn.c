@@ -56,12 +56,12 @@ void fc__conn_close(fc_conn *c)
     c->closing = 1;
     if (c->kind != FC_STREAM_NONE) fc_stream_on_close(c);
     if (fc_stream_is_ws((fc_stream_kind)c->kind) || fc_stream_is_sse((fc_stream_kind)c->kind))
-        FC_SRV(c)->n_streams--;
-    if (fc_stream_is_ws((fc_stream_kind)c->kind)) fc_metrics_g.ws_connections--;
+        atomic_fetch_sub_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
+    if (fc_stream_is_ws((fc_stream_kind)c->kind)) FC_METRIC_ADD(ws_connections, -1);
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);
     c->in_flush = 0;
-    fc_metrics_g.http_connections--;
+    FC_METRIC_ADD(http_connections, -1);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -227,7 +227,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 void fc__conn_start(fc_conn *c)
 {
-    fc_metrics_g.http_connections++;
+    FC_METRIC_ADD(http_connections, 1);
     c->reading = 1;
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) fc__conn_close(c);
 }
@@ -308,7 +308,7 @@ typedef struct walk_ctx {
 static void walk_cb(uv_handle_t *h, void *arg)
 {
     walk_ctx *w = arg;
-    if (h->type != UV_TCP || h == (uv_handle_t *)&w->srv->listener || uv_is_closing(h)) return;
+    if (h->type != UV_TCP || uv_is_closing(h)) return;
     w->fn((fc_conn *)h, w->arg);
 }
 
@@ -318,18 +318,25 @@ void fc__conn_foreach(fc_server *srv, void (*fn)(fc_conn *c, void *arg), void *a
     uv_walk(srv->loop, walk_cb, &w);
 }
 
-static void add_backlog(fc_conn *c, void *arg)
+/* Adds the backlogs on one list (io_link) of connections to acc = [max, total]. */
+static void add_backlogs(const fc_list *list, uint64_t *acc)
 {
-    uint64_t *acc = arg; /* [max, total] */
-    if (c->kind == FC_STREAM_NONE || c->kind == FC_LONGPOLL) return;
-    acc[1] += c->out.count;
-    if (c->out.count > acc[0]) acc[0] = c->out.count;
+    for (const fc_list *it = list->next; it != list; it = it->next) {
+        const fc_conn *c = fc_container_of(it, fc_conn, io_link);
+        if (c->kind == FC_STREAM_NONE || c->kind == FC_LONGPOLL) continue;
+        acc[1] += c->out.count;
+        if (c->out.count > acc[0]) acc[0] = c->out.count;
+    }
 }
 
-void fc_server_backlog(const fc_server *s, uint64_t *max, uint64_t *total)
+/* A connection with unsent output is always on the flush list (written this
+ * turn) or the blocked list (the kernel buffer is full): the two lists hold
+ * every backlog, without a walk over every connection. */
+void fc_server_update_gauges(fc_server *s)
 {
     uint64_t acc[2] = {0, 0};
-    fc__conn_foreach((fc_server *)s, add_backlog, acc);
-    *max = acc[0];
-    *total = acc[1];
+    add_backlogs(&s->flush_list, acc);
+    add_backlogs(&s->blocked_list, acc);
+    FC_METRIC_SET(backlog_max, acc[0]);
+    FC_METRIC_SET(backlog_total, acc[1]);
 }

@@ -90,8 +90,11 @@ int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit);
 /* Whether a multi-workflow stream has subscribed to all workflows. */
 int fc_conn_has_all(const fc_conn *c);
 void fc_conn_set_all(fc_conn *c, int on);
-/* Largest and total unsent backlog (messages) over all connections. */
-void fc_server_backlog(const fc_server *s, uint64_t *max, uint64_t *total);
+/* Sets this loop's backlog gauges in its metrics shard: the largest and
+ * total unsent backlog (messages) of its connections. Each loop does it four
+ * times a second; a scrape does it for its own loop first, so the other
+ * loops' part of the figure is up to 250 ms old. */
+void fc_server_update_gauges(fc_server *s);
 
 /* Starts the closing handshake with code and reason. */
 void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason);

@@ -135,9 +135,9 @@ int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind)
     fc_metrics_http_status(101);
     end_request(c);
     c->kind = (uint8_t)kind;
-    FC_SRV(c)->n_streams++;
-    fc_metrics_g.ws_connections++;
-    fc_metrics_g.ws_connections_opened++;
+    atomic_fetch_add_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
+    FC_METRIC_ADD(ws_connections, 1);
+    FC_METRIC_ADD(ws_connections_opened, 1);
     fc__ping_add(c);
     fc_conn_send(c, b);
     return 0;
@@ -155,7 +155,7 @@ int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind)
     fc_metrics_http_status(200);
     end_request(c);
     c->kind = (uint8_t)kind;
-    FC_SRV(c)->n_streams++;
+    atomic_fetch_add_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
     fc__heartbeat_add(c);
     fc_conn_send(c, b);
     return 0;

@@ -16,11 +16,12 @@ typedef struct fc_write_req {
     size_t bytes;
 } fc_write_req;
 
-static uint64_t flush_now_ns; /* clock read once per connection flush, shared by its deliveries */
+static _Thread_local uint64_t
+    flush_now_ns; /* clock read once per connection flush, shared by its deliveries */
 
 static void on_delivered(const fc_buf *b)
 {
-    fc_metrics_g.messages_written++;
+    FC_METRIC_ADD(messages_written, 1);
     if (b->commit_ns && flush_now_ns > b->commit_ns)
         fc_metrics_observe_latency(flush_now_ns - b->commit_ns);
 }

@@ -10,6 +10,7 @@
 #include "server/outq.h"
 #include "store/store.h"
 
+#include <stdatomic.h>
 #include <uv.h>
 
 #define FC_WHEEL_SLOTS 20
@@ -35,28 +36,50 @@ typedef struct fc_wheel {
     void (*visit)(fc_conn *c);
 } fc_wheel;
 
+/* What the loops share: the configuration, the listening socket (watched
+ * by loop 0), the stream count that --max-connections limits, shutdown. */
+typedef struct fc_cluster {
+    const fc_config *cfg;
+    int n_loops;
+    struct fc_server *loops; /* n_loops of them; loop 0 runs on the main thread */
+    int listen_fd;
+    uv_poll_t listen_poll;       /* on loop 0 */
+    uv_timer_t accept_pause;     /* restarts accepting after running out of descriptors */
+    uv_signal_t sigint, sigterm; /* on loop 0 */
+    unsigned next_loop;          /* round-robin for accepted sockets (loop 0 only) */
+    int max_conns;
+    atomic_int n_streams; /* WebSocket and SSE streams of all loops */
+    int shutting_down;    /* loop 0 only */
+} fc_cluster;
+
+/* One event loop and everything it owns: its connections, hub, store
+ * handle, wheels and timers. Nothing in it is touched by another thread,
+ * except the inbox (under inbox_lock) and the stop flag. */
 struct fc_server {
+    fc_cluster *cl;
+    int index;
     uv_loop_t *loop;
+    uv_thread_t thread; /* loops other than 0 */
     const fc_config *cfg;
     fc_store *store;
     fc_hub *hub;
-    uv_tcp_t listener;
-    uv_signal_t sigint, sigterm;
+    uv_async_t wake; /* sockets in the inbox, or a shutdown */
+    uv_mutex_t inbox_lock;
+    int *inbox; /* accepted sockets for this loop; guarded by inbox_lock */
+    int inbox_len, inbox_cap;
+    atomic_int stop_requested;
     uv_check_t flush_check;
     uv_idle_t flush_idle;   /* runs while flush work is left, so poll does not block */
-    uv_timer_t sweep_timer; /* stuck writers and unanswered closes */
+    uv_timer_t sweep_timer; /* stuck writers, unanswered closes, the metrics gauges */
     uv_timer_t shutdown_timer;
     fc_list flush_list;       /* connections with output to write this loop turn */
     fc_list blocked_list;     /* connections whose kernel buffer is full (uv_write pending) */
     fc_list closing_list;     /* WebSockets waiting for the peer's close frame */
     fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
     fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
-    int n_conns;   /* open TCP connections */
-    int n_streams; /* of those, WebSocket and SSE streams: what --max-connections limits */
-    int max_conns;
+    int n_conns;              /* open TCP connections */
     int shutting_down;
-    int exit_code;
-    char *read_buf; /* shared by all connections: an idle connection owns no read buffer */
+    char *read_buf; /* shared by the loop's connections: an idle one owns no read buffer */
     fc_buf *ping_frame;
     fc_buf *heartbeat; /* ": keep-alive" SSE comment, shared */
 };
@@ -135,5 +158,14 @@ fc_buf *fc__ws_ping_frame(void);
 
 /* server.c */
 void fc__server_conn_gone(fc_server *srv);
+/* Starts serving an accepted socket on srv's loop (srv's thread). */
+void fc__server_adopt(fc_server *srv, int fd);
+/* Asks every loop to shut down (loop 0's thread). */
+void fc__cluster_shutdown(fc_cluster *cl);
+
+/* listener.c */
+/* Binds and listens, and accepts on loop 0. 0 or a libuv error (logged). */
+int fc__listener_start(fc_cluster *cl);
+void fc__listener_stop(fc_cluster *cl);
 
 #endif

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static fc_outq_chunk *pool;
+/* Per loop thread: a chunk is taken and returned on the thread that owns its connection. */
+static _Thread_local fc_outq_chunk *pool;
 
 static fc_outq_chunk *chunk_get(void)
 {

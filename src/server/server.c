@@ -1,5 +1,6 @@
-/* Server lifecycle: listen and accept, the per-turn flush, timers, and a
- * graceful shutdown (close 1001, finish writes, checkpoint, exit 0). */
+/* Server lifecycle: the loops (one per I/O thread), the per-turn flush,
+ * timers, and a graceful shutdown (close 1001, finish writes, checkpoint,
+ * exit 0). */
 #include "server/server.h"
 #include "server/internal.h"
 #include "api/api.h"
@@ -11,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #define SHUTDOWN_GRACE_MS 3000
 #define FD_RESERVE 64 /* descriptors kept for the store, logs and the listener */
+#define MAX_LOOPS 64
 
 const fc_config *fc_server_config(const fc_server *s)
 {
@@ -35,9 +38,11 @@ fc_hub *fc_server_hub(const fc_server *s)
     return s->hub;
 }
 
+/* Checked before a stream is counted: with several loops, a few may pass the
+ * check together, so the limit can be passed by up to one per loop. */
 int fc_server_over_limit(const fc_server *s)
 {
-    return s->n_streams >= s->max_conns;
+    return atomic_load_explicit(&s->cl->n_streams, memory_order_relaxed) >= s->cl->max_conns;
 }
 
 /* Raises the soft open-file limit to the hard limit; returns the limit. */
@@ -75,7 +80,7 @@ static void close_stuck(fc_server *srv, fc_conn *c, uint64_t now)
 {
     FC_INFO("ws", "subscriber stuck for %.1f s with %u messages queued: closing (1008)",
             srv->cfg->slow_timeout, c->out.count);
-    fc_metrics_g.slow_consumers_closed++;
+    FC_METRIC_ADD(slow_consumers_closed, 1);
     if (!fc_stream_is_ws((fc_stream_kind)c->kind)) {
         fc__conn_close(c);
         return;
@@ -105,22 +110,37 @@ static void on_sweep_timer(uv_timer_t *t)
     uint64_t now = uv_now(srv->loop);
     sweep_stuck_writers(srv, now);
     fc__ws_sweep_closing(srv, now);
+    fc_server_update_gauges(srv);
 }
 
 static void close_handle(uv_handle_t *h)
 {
-    if (!uv_is_closing(h)) uv_close(h, NULL);
+    if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
 }
 
-/* Every connection is gone: stop the timers and close the store (which
- * commits what is queued and checkpoints). uv_run then returns. */
+/* Closes the sockets handed to this loop that it will no longer serve. */
+static void close_inbox(fc_server *srv)
+{
+    uv_mutex_lock(&srv->inbox_lock);
+    for (int i = 0; i < srv->inbox_len; i++)
+        close(srv->inbox[i]);
+    srv->inbox_len = 0;
+    uv_mutex_unlock(&srv->inbox_lock);
+}
+
+/* Every connection of this loop is gone: stop its timers and close its store
+ * handle (the last loop's also commits what is queued and checkpoints).
+ * uv_run then returns. */
 static void finish(fc_server *srv)
 {
     if (srv->shutting_down == 2) return;
     srv->shutting_down = 2;
-    close_handle((uv_handle_t *)&srv->listener);
-    close_handle((uv_handle_t *)&srv->sigint);
-    close_handle((uv_handle_t *)&srv->sigterm);
+    close_inbox(srv);
+    if (srv->index == 0) {
+        close_handle((uv_handle_t *)&srv->cl->sigint);
+        close_handle((uv_handle_t *)&srv->cl->sigterm);
+    }
+    close_handle((uv_handle_t *)&srv->wake);
     close_handle((uv_handle_t *)&srv->flush_check);
     close_handle((uv_handle_t *)&srv->flush_idle);
     close_handle((uv_handle_t *)&srv->ping_wheel.timer);
@@ -129,7 +149,7 @@ static void finish(fc_server *srv)
     close_handle((uv_handle_t *)&srv->shutdown_timer);
     fc_store_close(srv->store);
     srv->store = NULL;
-    FC_INFO("server", "stopped");
+    if (srv->cl->n_loops > 1) FC_DEBUG("server", "I/O thread %d stopped", srv->index);
 }
 
 void fc__server_conn_gone(fc_server *srv)
@@ -165,37 +185,55 @@ static void start_closing(fc_conn *c, void *arg)
 static void begin_shutdown(fc_server *srv)
 {
     if (srv->shutting_down) return;
-    FC_INFO("server", "shutting down: closing %d connections", srv->n_conns);
     srv->shutting_down = 1;
-    close_handle((uv_handle_t *)&srv->listener);
     fc__conn_foreach(srv, start_closing, NULL);
     uv_timer_start(&srv->shutdown_timer, on_shutdown_timer, SHUTDOWN_GRACE_MS, 0);
     if (srv->n_conns == 0) finish(srv);
 }
 
+static int open_connections(const fc_cluster *cl)
+{
+    int n = 0;
+    for (int i = 0; i < cl->n_loops; i++)
+        n += cl->loops[i].n_conns; /* a racy read, only for the log line */
+    return n;
+}
+
+void fc__cluster_shutdown(fc_cluster *cl)
+{
+    if (cl->shutting_down) return;
+    cl->shutting_down = 1;
+    FC_INFO("server", "shutting down: closing %d connections", open_connections(cl));
+    fc__listener_stop(cl);
+    for (int i = 1; i < cl->n_loops; i++) {
+        atomic_store(&cl->loops[i].stop_requested, 1);
+        uv_async_send(&cl->loops[i].wake);
+    }
+    begin_shutdown(&cl->loops[0]);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)signum;
-    begin_shutdown(h->data);
+    fc__cluster_shutdown(h->data);
 }
 
-static void free_unaccepted(uv_handle_t *h)
+static void free_unopened(uv_handle_t *h)
 {
     free(h); /* the handle is the first member of its fc_conn */
 }
 
-static void on_connection(uv_stream_t *listener, int status)
+void fc__server_adopt(fc_server *srv, int fd)
 {
-    fc_server *srv = listener->data;
-    if (status < 0) {
-        FC_WARN("server", "accept: %s", uv_strerror(status));
+    fc_conn *c = srv->shutting_down ? NULL : fc__conn_new();
+    if (!c) {
+        close(fd);
         return;
     }
-    fc_conn *c = fc__conn_new();
-    if (!c) return;
     uv_tcp_init(srv->loop, &c->tcp);
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
+    if (uv_tcp_open(&c->tcp, fd) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&c->tcp, free_unopened);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -203,23 +241,32 @@ static void on_connection(uv_stream_t *listener, int status)
     fc__conn_start(c);
 }
 
-static int start_listening(fc_server *srv)
+/* Sockets from loop 0's listener, and shutdown requests. */
+static void on_wake(uv_async_t *h)
 {
-    const fc_config *cfg = srv->cfg;
-    struct sockaddr_storage addr;
-    const char *host = strcmp(cfg->listen_host, "localhost") == 0 ? "127.0.0.1" : cfg->listen_host;
-    int r = strchr(host, ':') ? uv_ip6_addr(host, cfg->listen_port, (struct sockaddr_in6 *)&addr)
-                              : uv_ip4_addr(host, cfg->listen_port, (struct sockaddr_in *)&addr);
-    if (r == 0) r = uv_tcp_init(srv->loop, &srv->listener);
-    if (r == 0) r = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
-    if (r == 0) r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
-    if (r != 0) {
-        FC_ERROR("server", "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
-                 uv_strerror(r));
-        return r;
+    fc_server *srv = h->data;
+    int batch[64];
+    for (;;) {
+        int n = 0;
+        uv_mutex_lock(&srv->inbox_lock);
+        while (n < 64 && srv->inbox_len > 0)
+            batch[n++] = srv->inbox[--srv->inbox_len];
+        uv_mutex_unlock(&srv->inbox_lock);
+        if (n == 0) break;
+        for (int i = 0; i < n; i++)
+            fc__server_adopt(srv, batch[i]);
     }
-    srv->listener.data = srv;
-    return 0;
+    if (atomic_load(&srv->stop_requested)) begin_shutdown(srv);
+}
+
+/* The loop's committed changes, from whichever loop they came: published
+ * to this loop's subscribers in commit order. */
+static void on_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
+{
+    fc_server *srv = ud;
+    if (fc_hub_publish(srv->hub, state, commit_ns, deleted) < 0)
+        FC_ERROR("hub", "out of memory: change %lld of %s was stored but not broadcast",
+                 (long long)state->seq, state->id);
 }
 
 static void init_handles(fc_server *srv)
@@ -228,31 +275,44 @@ static void init_handles(fc_server *srv)
     uv_idle_init(srv->loop, &srv->flush_idle);
     uv_timer_init(srv->loop, &srv->sweep_timer);
     uv_timer_init(srv->loop, &srv->shutdown_timer);
-    uv_signal_init(srv->loop, &srv->sigint);
-    uv_signal_init(srv->loop, &srv->sigterm);
-    srv->flush_check.data = srv->sweep_timer.data = srv;
-    srv->shutdown_timer.data = srv->sigint.data = srv->sigterm.data = srv;
+    srv->flush_check.data = srv->sweep_timer.data = srv->shutdown_timer.data = srv;
     uv_check_start(&srv->flush_check, on_check);
     fc__ping_init(srv);
     fc__heartbeat_init(srv);
     uv_timer_start(&srv->sweep_timer, on_sweep_timer, 250, 250);
-    uv_signal_start(&srv->sigint, on_signal, SIGINT);
-    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
 }
 
-static int server_init(fc_server *srv, const fc_config *cfg, uv_loop_t *loop)
+static void init_signals(fc_cluster *cl)
 {
-    memset(srv, 0, sizeof *srv);
-    srv->loop = loop;
-    srv->cfg = cfg;
-    loop->data = srv; /* connections find their server through their loop */
+    uv_loop_t *loop = cl->loops[0].loop;
+    uv_signal_init(loop, &cl->sigint);
+    uv_signal_init(loop, &cl->sigterm);
+    cl->sigint.data = cl->sigterm.data = cl;
+    uv_signal_start(&cl->sigint, on_signal, SIGINT);
+    uv_signal_start(&cl->sigterm, on_signal, SIGTERM);
+}
+
+/* Sets up loop i: its libuv loop, wake-up, hub and store handle (loop 0
+ * opens the store, the others attach to it). */
+static int loop_init(fc_cluster *cl, int i)
+{
+    fc_server *srv = &cl->loops[i];
+    srv->cl = cl;
+    srv->index = i;
+    srv->cfg = cl->cfg;
+    srv->loop = malloc(sizeof *srv->loop);
+    if (!srv->loop || uv_loop_init(srv->loop) != 0) {
+        free(srv->loop);
+        srv->loop = NULL;
+        return -1;
+    }
+    srv->loop->data = srv; /* connections find their server through their loop */
     fc_list_init(&srv->flush_list);
     fc_list_init(&srv->blocked_list);
     fc_list_init(&srv->closing_list);
-    int fd_limit = raise_fd_limit();
-    srv->max_conns = cfg->max_connections ? cfg->max_connections : fd_limit - FD_RESERVE;
-    FC_INFO("server", "open-file limit %d allows about %d connections; limit set to %d", fd_limit,
-            fd_limit - FD_RESERVE, srv->max_conns);
+    uv_mutex_init(&srv->inbox_lock);
+    uv_async_init(srv->loop, &srv->wake, on_wake);
+    srv->wake.data = srv;
     srv->read_buf = malloc(FC_READ_BUF_SIZE);
     srv->ping_frame = fc__ws_ping_frame();
     srv->heartbeat = fc_buf_copy(": keep-alive\n\n", 14);
@@ -260,43 +320,125 @@ static int server_init(fc_server *srv, const fc_config *cfg, uv_loop_t *loop)
     if (!srv->read_buf || !srv->ping_frame || !srv->heartbeat || !srv->hub) return -1;
 
     char err[256] = "";
-    fc_store_config scfg = {
-        .path = cfg->db_path, .sync_full = cfg->sync_full, .retention = cfg->retention};
-    srv->store = fc_store_sqlite_open(loop, &scfg, err, sizeof err);
+    if (i == 0) {
+        fc_store_config scfg = {.path = cl->cfg->db_path,
+                                .sync_full = cl->cfg->sync_full,
+                                .retention = cl->cfg->retention};
+        srv->store = fc_store_sqlite_open(srv->loop, &scfg, err, sizeof err);
+    } else {
+        srv->store = fc_store_attach(cl->loops[0].store, srv->loop, err, sizeof err);
+    }
     if (!srv->store) {
-        FC_ERROR("store", "cannot open %s: %s", cfg->db_path, err);
+        FC_ERROR("store", "cannot open %s: %s", cl->cfg->db_path, err);
         return -1;
     }
+    fc_store_on_commit(srv->store, on_commit, srv);
     return 0;
 }
 
-static void server_free(fc_server *srv)
+static void close_any(uv_handle_t *h, void *arg)
 {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* After a failed start: closes whatever loop i opened and runs it dry. */
+static void loop_abandon(fc_server *srv)
+{
+    if (!srv->loop) return;
+    close_inbox(srv);
+    if (srv->store) fc_store_close(srv->store);
+    srv->store = NULL;
+    uv_walk(srv->loop, close_any, NULL);
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+}
+
+/* Frees loop i once its uv_run returned (on any thread, but only then). */
+static void loop_free(fc_server *srv)
+{
+    if (!srv->loop) return;
     fc_hub_free(srv->hub);
     fc_buf_unref(srv->ping_frame);
     fc_buf_unref(srv->heartbeat);
     free(srv->read_buf);
-    fc_outq_pool_trim();
+    free(srv->inbox);
+    uv_mutex_destroy(&srv->inbox_lock);
+    if (uv_loop_close(srv->loop) != 0) FC_WARN("server", "loop closed with handles still open");
+    free(srv->loop);
+}
+
+/* An I/O thread other than the main one: runs its loop to the end. */
+static void loop_main(void *arg)
+{
+    fc_server *srv = arg;
+    fc_metrics_thread_register();
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    fc_outq_pool_trim(); /* the pool is per thread */
+    fc_metrics_thread_unregister();
+}
+
+/* --io-threads, or one per core this process may run on (its CPU affinity). */
+static int loop_count(const fc_config *cfg)
+{
+    int n = cfg->io_threads > 0 ? cfg->io_threads : (int)uv_available_parallelism();
+    return n < 1 ? 1 : n > MAX_LOOPS ? MAX_LOOPS : n;
+}
+
+static void run_loops(fc_cluster *cl)
+{
+    int started = 1;
+    for (int i = 0; i < cl->n_loops; i++)
+        init_handles(&cl->loops[i]);
+    init_signals(cl);
+    for (int i = 1; i < cl->n_loops; i++) {
+        if (uv_thread_create(&cl->loops[i].thread, loop_main, &cl->loops[i]) != 0) {
+            FC_ERROR("server", "cannot start I/O thread %d; shutting down", i);
+            fc__cluster_shutdown(cl);
+            break;
+        }
+        started++;
+    }
+    const fc_config *cfg = cl->cfg;
+    FC_INFO("server", "listening on %s:%d (db %s, sync %s, %d I/O thread%s)", cfg->listen_host,
+            cfg->listen_port, cfg->db_path, cfg->sync_full ? "full" : "normal", cl->n_loops,
+            cl->n_loops == 1 ? "" : "s");
+    uv_run(cl->loops[0].loop, UV_RUN_DEFAULT);
+    for (int i = 1; i < started; i++)
+        uv_thread_join(&cl->loops[i].thread);
+    /* Loops that never got a thread: shut down in place. */
+    for (int i = started; i < cl->n_loops; i++) {
+        begin_shutdown(&cl->loops[i]);
+        uv_run(cl->loops[i].loop, UV_RUN_DEFAULT);
+    }
+    FC_INFO("server", "stopped");
 }
 
 int fc_server_run(const fc_config *cfg)
 {
-    uv_loop_t loop;
-    fc_server srv;
-    if (uv_loop_init(&loop) != 0) return 1;
-    int ok = server_init(&srv, cfg, &loop) == 0 && start_listening(&srv) == 0;
+    fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
+    cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);
+    if (!cl.loops) return 1;
+    int fd_limit = raise_fd_limit();
+    cl.max_conns = cfg->max_connections ? cfg->max_connections : fd_limit - FD_RESERVE;
+    FC_INFO("server", "open-file limit %d allows about %d connections; limit set to %d", fd_limit,
+            fd_limit - FD_RESERVE, cl.max_conns);
+    fc_metrics_thread_register();
+
+    int ok = 1;
+    for (int i = 0; i < cl.n_loops && ok; i++)
+        ok = loop_init(&cl, i) == 0;
+    ok = ok && fc__listener_start(&cl) == 0;
     if (ok) {
-        init_handles(&srv);
-        FC_INFO("server", "listening on %s:%d (db %s, sync %s)", cfg->listen_host, cfg->listen_port,
-                cfg->db_path, cfg->sync_full ? "full" : "normal");
-        uv_run(&loop, UV_RUN_DEFAULT);
+        run_loops(&cl);
     } else {
-        if (uv_is_active((uv_handle_t *)&srv.listener) || srv.listener.loop)
-            close_handle((uv_handle_t *)&srv.listener);
-        if (srv.store) fc_store_close(srv.store);
-        uv_run(&loop, UV_RUN_DEFAULT);
+        /* The attached handles first: loop 0's close is the store's last. */
+        for (int i = cl.n_loops - 1; i >= 0; i--)
+            loop_abandon(&cl.loops[i]);
     }
-    server_free(&srv);
-    if (uv_loop_close(&loop) != 0) FC_WARN("server", "loop closed with handles still open");
+    for (int i = 0; i < cl.n_loops; i++)
+        loop_free(&cl.loops[i]);
+    free(cl.loops);
+    fc_outq_pool_trim();
+    fc_metrics_thread_unregister();
     return ok ? 0 : 1;
 }

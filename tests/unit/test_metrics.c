@@ -9,9 +9,11 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "metrics/metrics.h"
 
-/* The metrics are a process global, so every test starts from zero. */
+/* Each test starts from a zeroed shard for this thread. */
 static int reset(void **state)
 {
     (void)state;
@@ -36,7 +38,9 @@ static int has_line(const char *text, const char *line)
 static char *render(uint64_t bmax, uint64_t btotal)
 {
     size_t len = 0;
-    char *s = fc_metrics_render(bmax, btotal, &len);
+    fc_metrics_g.backlog_max = bmax;
+    fc_metrics_g.backlog_total = btotal;
+    char *s = fc_metrics_render(&len);
     assert_non_null(s);
     assert_int_equal(strlen(s), len);
     assert_true(len > 0 && s[len - 1] == '\n');
@@ -196,9 +200,72 @@ static void test_histogram(void **state)
 static void test_len_optional(void **state)
 {
     (void)state;
-    char *s = fc_metrics_render(0, 0, NULL);
+    char *s = fc_metrics_render(NULL);
     assert_non_null(s);
     free(s);
+}
+
+/* A second loop thread with its own shard, registered while it runs. */
+typedef struct other {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int ready, done;
+} other;
+
+static void *other_thread(void *arg)
+{
+    other *o = arg;
+    fc_metrics_thread_register();
+    FC_METRIC_ADD(ws_connections, 2);
+    FC_METRIC_ADD(changes_committed, 5);
+    FC_METRIC_SET(backlog_max, 9);
+    FC_METRIC_SET(backlog_total, 11);
+    fc_metrics_http_status(200);
+    pthread_mutex_lock(&o->lock);
+    o->ready = 1;
+    pthread_cond_broadcast(&o->cond);
+    while (!o->done)
+        pthread_cond_wait(&o->cond, &o->lock);
+    pthread_mutex_unlock(&o->lock);
+    fc_metrics_thread_unregister();
+    return NULL;
+}
+
+/* A scrape sums the shards of every registered thread (the largest backlog
+ * wins), and a thread that stops takes its shard with it. */
+static void test_shards_add_up(void **state)
+{
+    (void)state;
+    other o = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    pthread_t t;
+    fc_metrics_thread_register();
+    FC_METRIC_ADD(ws_connections, 3);
+    FC_METRIC_ADD(changes_committed, 1);
+    fc_metrics_http_status(200);
+    assert_int_equal(pthread_create(&t, NULL, other_thread, &o), 0);
+    pthread_mutex_lock(&o.lock);
+    while (!o.ready)
+        pthread_cond_wait(&o.cond, &o.lock);
+    pthread_mutex_unlock(&o.lock);
+
+    char *s = render(4, 6);
+    ASSERT_LINE(s, "flowcast_ws_connections 5");
+    ASSERT_LINE(s, "flowcast_changes_committed_total 6");
+    ASSERT_LINE(s, "flowcast_backlog_max 9");
+    ASSERT_LINE(s, "flowcast_backlog_total 17");
+    ASSERT_LINE(s, "flowcast_http_requests_total{code=\"200\"} 2");
+    free(s);
+
+    pthread_mutex_lock(&o.lock);
+    o.done = 1;
+    pthread_cond_broadcast(&o.cond);
+    pthread_mutex_unlock(&o.lock);
+    pthread_join(t, NULL);
+    s = render(4, 6);
+    ASSERT_LINE(s, "flowcast_ws_connections 3");
+    ASSERT_LINE(s, "flowcast_backlog_max 4");
+    free(s);
+    fc_metrics_thread_unregister();
 }
 
 int main(void)
@@ -209,6 +276,7 @@ int main(void)
         cmocka_unit_test_setup(test_http_codes, reset),
         cmocka_unit_test_setup(test_histogram, reset),
         cmocka_unit_test_setup(test_len_optional, reset),
+        cmocka_unit_test_setup(test_shards_add_up, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

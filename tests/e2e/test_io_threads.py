@@ -1,0 +1,122 @@
+"""Several I/O threads (--io-threads): connections spread over the loops,
+every subscriber on every loop sees every change once and in order even when
+producers on different loops change one workflow at the same time, metrics
+add up over the loops, and a shutdown closes every loop's streams."""
+
+import asyncio
+import json
+import subprocess
+import threading
+
+from fc_helpers import (KeepAliveClient, in_thread, recv_json, run, wait_for, ws_connect)
+
+
+def _producers(server, wid, n_producers, per_producer):
+    """n_producers threads, each on its own keep-alive connection (so on
+    different loops), PATCHing wid per_producer times, all at once."""
+    errors = []
+    start = threading.Barrier(n_producers)
+
+    def produce(p):
+        c = KeepAliveClient(server)
+        try:
+            start.wait()
+            for i in range(per_producer):
+                status, body = c.patch(wid, message="p%d-%d" % (p, i))
+                if status != 200:
+                    errors.append((status, body))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=produce, args=(p,)) for p in range(n_producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+
+
+async def _watchers(server, wid, n):
+    """n single-workflow streams of wid, each past its first state."""
+    conns = [await ws_connect(server, "/api/workflows/%s/updates" % wid) for _ in range(n)]
+    for ws in conns:
+        await recv_json(ws)
+    return conns
+
+
+def test_every_loop_sees_every_change_in_order(server_factory):
+    # A backlog this large never coalesces, so every seq must arrive.
+    server = server_factory("--io-threads", "3", "--backlog", "100000")
+    assert "3 I/O threads" in server.log_tail()
+    server.create(id="race", total_steps=10)
+    n_producers, per_producer = 4, 50
+    last = 1 + n_producers * per_producer
+
+    async def single(ws):
+        seqs = [(await recv_json(ws, 10))["seq"] for _ in range(last)]
+        await ws.close()
+        return seqs
+
+    async def multi(ws):
+        await ws.send(json.dumps({"op": "subscribe", "workflow_ids": ["race"]}))
+        assert (await recv_json(ws))["op"] == "subscribed"
+        seqs = [(await recv_json(ws, 10))["seq"] for _ in range(last)]
+        await ws.close()
+        return seqs
+
+    async def main():
+        singles = [await ws_connect(server, "/api/workflows/race/updates") for _ in range(24)]
+        multis = [await ws_connect(server, "/api/updates") for _ in range(6)]
+        readers = [asyncio.ensure_future(single(ws)) for ws in singles]
+        readers += [asyncio.ensure_future(multi(ws)) for ws in multis]
+        await asyncio.sleep(0.2)  # every stream has its first state or subscription
+        await in_thread(_producers, server, "race", n_producers, per_producer)
+        return await asyncio.gather(*readers)
+
+    for seqs in run(main(), timeout=90):
+        assert seqs == list(range(1, last + 1)), seqs[:10]
+    assert server.get("race")["seq"] == last
+
+
+def test_metrics_add_up_over_loops(server_factory):
+    server = server_factory("--io-threads", "2")
+    server.create(id="m", total_steps=3)
+
+    async def main():
+        conns = await _watchers(server, "m", 7)
+        # ws_connections is counted as it changes; subscriptions every 250 ms per loop.
+        await in_thread(wait_for, lambda: server.metrics()["flowcast_ws_connections"] == 7,
+                        what="7 WebSockets counted")
+        await in_thread(wait_for, lambda: server.metrics()["flowcast_subscriptions"] == 7,
+                        what="7 subscriptions counted")
+        for ws in conns:
+            await ws.close()
+        await in_thread(wait_for, lambda: server.metrics()["flowcast_ws_connections"] == 0,
+                        what="all WebSockets gone")
+
+    run(main(), timeout=30)
+    server.patch("m", current_step=1)
+    assert server.metrics()["flowcast_changes_committed_total"] == 2
+
+
+def test_shutdown_closes_every_loop(server_factory):
+    server = server_factory("--io-threads", "4")
+    server.create(id="s", total_steps=3)
+
+    async def main():
+        conns = await _watchers(server, "s", 8)
+        await in_thread(server.stop)
+        for ws in conns:
+            await ws.wait_closed()
+        return [ws.close_code for ws in conns]
+
+    assert run(main(), timeout=30) == [1001] * 8
+    assert server.proc.returncode == 0
+
+
+def test_io_threads_flag_is_checked(flowcast):
+    for bad in ("-1", "65", "two"):
+        p = subprocess.run([flowcast, "serve", "--io-threads", bad], capture_output=True,
+                           text=True, timeout=10)
+        assert p.returncode == 2, (bad, p.stderr)
+        assert "--io-threads" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
