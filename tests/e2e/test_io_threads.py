@@ -120,3 +120,57 @@ def test_io_threads_flag_is_checked(flowcast):
                            text=True, timeout=10)
         assert p.returncode == 2, (bad, p.stderr)
         assert "--io-threads" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_accepting_pauses_when_out_of_descriptors(flowcast, tmp_path):
+    """With the open-file limit reached, the listener pauses instead of
+    spinning on a readable socket, and accepts again once sockets close."""
+    import resource
+    import socket
+    import time
+
+    from fc_helpers import free_port
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([flowcast, "serve", "--listen", "127.0.0.1:%d" % port,
+                                 "--db", str(tmp_path / "x.db"), "--io-threads", "2"],
+                                stdout=logf, stderr=logf, preexec_fn=low_limit)
+    try:
+        wait_for(lambda: _healthy(port), 10, what="server up")
+        socks = []
+        for _ in range(150):
+            c = socket.create_connection(("127.0.0.1", port), timeout=5)
+            socks.append(c)
+        wait_for(lambda: b"pausing accepts" in log.read_bytes(), 10, what="accepts paused")
+        cpu0 = _cpu_seconds(proc.pid)
+        time.sleep(1.0)
+        assert _cpu_seconds(proc.pid) - cpu0 < 0.5, "the server spins while out of descriptors"
+        for c in socks:
+            c.close()
+        wait_for(lambda: _healthy(port), 10, what="accepting again")
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+def _healthy(port):
+    import http.client
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", "/healthz")
+        ok = c.getresponse().status == 200
+        c.close()
+        return ok
+    except OSError:
+        return False
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
