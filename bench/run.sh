@@ -3,7 +3,8 @@
 # line per run (flowcast-bench --json) in a results file.
 #   bench/run.sh [--size full|tiny] [--runs N] [--targets "flowcast ws nchan"]
 #                [--results FILE] [SCENARIO... | all]
-# Scenarios: seed fanout-1k fanout-10k many-workflows ingest capacity storm.
+# Scenarios: seed fanout-1k fanout-10k many-workflows ingest capacity storm
+# io-threads (flowcast on both cores, one against two I/O threads).
 # The server runs on CPU 0 and flowcast-bench on CPU 1 (taskset); ingest and
 # storm run against flowcast only. Needs build/flowcast and
 # build/flowcast-bench (make release) and, for the peers, scripts/setup-bench.
