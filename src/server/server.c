@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -413,8 +414,20 @@ static void run_loops(fc_cluster *cl)
     FC_INFO("server", "stopped");
 }
 
+/* A write to a peer that has gone away must fail with EPIPE, not raise
+ * SIGPIPE and end the process: libuv writes with plain writev, which has no
+ * MSG_NOSIGNAL, and leaves this to the application. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
 int fc_server_run(const fc_config *cfg)
 {
+    ignore_sigpipe();
     fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
     cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);
     if (!cl.loops) return 1;

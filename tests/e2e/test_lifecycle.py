@@ -182,6 +182,14 @@ def test_shutdown_sends_1001(server_factory, sig):
     run(main())
 
 
+def test_sigpipe_is_ignored(server):
+    """A write to a peer that vanished must fail with EPIPE, not raise SIGPIPE
+    (whose default action ends the process): libuv leaves this to us."""
+    with open("/proc/%d/status" % server.proc.pid) as f:
+        ignored = int(next(l for l in f if l.startswith("SigIgn:")).split()[1], 16)
+    assert ignored & (1 << (13 - 1)), "SIGPIPE (13) is not ignored: %x" % ignored
+
+
 def test_shutdown_idle_exits_0(server_factory):
     s = server_factory()
     s.create()
