@@ -4,13 +4,15 @@
  * benchmark issue (seed latency, idle pings, ingest answers), measured
  * without flowcast in the way.
  *
- *   flowcast-send-cost [SOCKETS [ROUNDS [PAUSE_US [BYTES]]]]
+ *   flowcast-send-cost [SOCKETS [ROUNDS [PAUSE_US [BYTES [spin]]]]]
  *
  * A child process on CPU 1 reads every socket (epoll); the parent on CPU 0
  * sends BYTES to each of SOCKETS connections per round, pausing PAUSE_US
  * between rounds, first with write(), then with io_uring (IORING_OP_SEND,
  * MSG_DONTWAIT, so every send completes within the submission), twice each.
- * It prints the sender's user+system CPU per send. */
+ * It prints the sender's user+system CPU per send. With "spin" the reader
+ * polls (epoll_wait with no timeout) instead of sleeping, so no send has to
+ * wake it: what is left is the TCP path itself. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -32,6 +34,7 @@
 
 typedef struct opts {
     int sockets, rounds, pause_us, bytes;
+    int spin; /* the reader never sleeps */
 } opts;
 
 static void pin(int cpu)
@@ -72,7 +75,7 @@ static int connect_pairs(int n, int *srv, int *cli)
 }
 
 /* The receiving side: drains every client socket until they close. */
-static void drain(int n, const int *cli)
+static void drain(int n, const int *cli, int spin)
 {
     pin(1);
     int ep = epoll_create1(0);
@@ -83,7 +86,7 @@ static void drain(int n, const int *cli)
     static char buf[65536];
     struct epoll_event evs[1024];
     for (;;) {
-        int k = epoll_wait(ep, evs, 1024, -1);
+        int k = epoll_wait(ep, evs, 1024, spin ? 0 : -1);
         for (int j = 0; j < k; j++)
             if (read(evs[j].data.fd, buf, sizeof buf) <= 0) _exit(0);
     }
@@ -126,12 +129,15 @@ int main(int argc, char **argv)
     if (argc > 2) o.rounds = atoi(argv[2]);
     if (argc > 3) o.pause_us = atoi(argv[3]);
     if (argc > 4) o.bytes = atoi(argv[4]);
+    if (argc > 5) o.spin = strcmp(argv[5], "spin") == 0;
     if (o.sockets < 1 || o.sockets > 4096 || o.rounds < 1 || o.pause_us < 0 || o.bytes < 1 ||
-        o.bytes > 4096) {
-        fprintf(stderr, "usage: flowcast-send-cost [SOCKETS<=4096 [ROUNDS [PAUSE_US [BYTES<=4096]]]]\n");
+        o.bytes > 4096 || (argc > 5 && !o.spin)) {
+        fprintf(stderr, "usage: flowcast-send-cost [SOCKETS<=4096 [ROUNDS [PAUSE_US "
+                        "[BYTES<=4096 [spin]]]]]\n");
         return 2;
     }
-    int *srv = calloc((size_t)o.sockets, sizeof *srv), *cli = calloc((size_t)o.sockets, sizeof *cli);
+    int *srv = calloc((size_t)o.sockets, sizeof *srv),
+        *cli = calloc((size_t)o.sockets, sizeof *cli);
     char *msg = malloc((size_t)o.bytes);
     struct io_uring ring;
     if (!srv || !cli || !msg || connect_pairs(o.sockets, srv, cli) != 0) {
@@ -145,7 +151,7 @@ int main(int argc, char **argv)
         return 1;
     }
     pid_t child = fork();
-    if (child == 0) drain(o.sockets, cli);
+    if (child == 0) drain(o.sockets, cli, o.spin);
     pin(0);
     for (int pass = 0; pass < 4; pass++) {
         int uring = pass & 1;
