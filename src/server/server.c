@@ -385,7 +385,8 @@ static int loop_count(const fc_config *cfg)
     return n < 1 ? 1 : n > MAX_LOOPS ? MAX_LOOPS : n;
 }
 
-static void run_loops(fc_cluster *cl)
+/* Runs every loop until shutdown; 0, or -1 when an I/O thread could not start. */
+static int run_loops(fc_cluster *cl)
 {
     int started = 1;
     for (int i = 0; i < cl->n_loops; i++)
@@ -412,6 +413,7 @@ static void run_loops(fc_cluster *cl)
         uv_run(cl->loops[i].loop, UV_RUN_DEFAULT);
     }
     FC_INFO("server", "stopped");
+    return started == cl->n_loops ? 0 : -1;
 }
 
 /* A write to a peer that has gone away must fail with EPIPE, not raise
@@ -442,7 +444,7 @@ int fc_server_run(const fc_config *cfg)
         ok = loop_init(&cl, i) == 0;
     ok = ok && fc__listener_start(&cl) == 0;
     if (ok) {
-        run_loops(&cl);
+        ok = run_loops(&cl) == 0;
     } else {
         /* The attached handles first: loop 0's close is the store's last. */
         for (int i = cl.n_loops - 1; i >= 0; i--)
