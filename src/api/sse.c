@@ -104,9 +104,12 @@ static void open_one(fc_conn *c, fc_http_req *req, const char *id)
     if (single_since(c, req, &since) != 0) return;
     fc_workflow w = {0};
     if (fc__stream_get_or_answer(c, id, &w) != 0) return;
-    if (fc_conn_start_sse(c, FC_SSE_ONE) == 0) {
+    int r = fc_conn_start_sse(c, FC_SSE_ONE);
+    if (r == 0) {
         int64_t at = fc__stream_send_initial(c, &w, since, encode_initial, NULL);
         fc__stream_subscribe_one(c, id, at);
+    } else if (r == FC_ENOMEM) {
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
     }
     fc_workflow_clear(&w);
 }
@@ -199,7 +202,9 @@ static void open_multi(fc_conn *c, fc_http_req *req)
             break;
         }
     }
-    if (got == n && fc_conn_start_sse(c, FC_SSE_MULTI) == 0) {
+    int r = got == n ? fc_conn_start_sse(c, FC_SSE_MULTI) : FC_ENOTFOUND;
+    if (r == FC_ENOMEM) fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+    if (r == 0) {
         for (int i = 0; i < n; i++) {
             /* Linked first, so the cursor of each initial event includes it. */
             fc_stream_sub *sub = fc__stream_add_sub(c, ws[i].id, INT64_MAX);

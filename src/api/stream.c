@@ -189,9 +189,7 @@ fc_stream_sub *fc__stream_add_sub(fc_conn *c, const char *id, int64_t last_seq)
 int fc__stream_refuse_over_limit(fc_conn *c)
 {
     if (!fc_server_over_limit(fc_conn_server(c))) return 0;
-    fc_conn_close_after_reply(c);
-    fc_conn_respond_error(c, 503, NULL, "unavailable",
-                          "too many streams open: the --max-connections limit is reached");
+    fc_conn_refuse_stream(c);
     return 1;
 }
 
@@ -223,9 +221,12 @@ static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const cha
     }
     fc_workflow w = {0};
     if (fc__stream_get_or_answer(c, id, &w) != 0) return;
-    if (fc_conn_upgrade(c, accept, FC_WS_UPDATES) == 0) {
+    int r = fc_conn_upgrade(c, accept, FC_WS_UPDATES);
+    if (r == 0) {
         int64_t at = fc__stream_send_initial(c, &w, since, fc__stream_encode_ws, NULL);
         fc__stream_subscribe_one(c, id, at);
+    } else if (r == FC_ENOMEM) {
+        fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
     }
     fc_workflow_clear(&w);
 }
@@ -243,7 +244,7 @@ void fc_stream_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const cha
         open_updates(c, req, workflow_id, accept);
         return;
     }
-    if (fc_conn_upgrade(c, accept, kind) != 0)
+    if (fc_conn_upgrade(c, accept, kind) == FC_ENOMEM)
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
 }
 

@@ -11,6 +11,7 @@ enum {
     FC_EINVAL = -5,    /* invalid input (message says why) */
     FC_EIO = -6,       /* storage failure */
     FC_ENOMEM = -7,
+    FC_ELIMIT = -8, /* a configured limit is reached (answered already) */
 };
 
 #endif

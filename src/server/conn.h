@@ -45,8 +45,11 @@ uv_loop_t *fc_server_loop(const fc_server *s);
 struct fc_store *fc_server_store(const fc_server *s);
 fc_hub *fc_server_hub(const fc_server *s);
 /* True when the open WebSocket and SSE streams have reached --max-connections
- * (plain requests are short-lived and never refused for it). */
+ * (plain requests are short-lived and never refused for it). A cheap early
+ * check: fc_conn_upgrade and fc_conn_start_sse take the slot itself. */
 int fc_server_over_limit(const fc_server *s);
+/* Answers 503 for a stream over --max-connections and closes after it. */
+void fc_conn_refuse_stream(fc_conn *c);
 
 /* Queues an HTTP response to the current request; keeps the connection
  * open when the request allows it. Ends the current request. */
@@ -77,7 +80,9 @@ void fc_conn_release(fc_conn *c);
 int fc_conn_is_closed(const fc_conn *c);
 
 /* Answers 101 and turns c into a WebSocket of the given kind. The request
- * must have been validated (fc_api). Returns 0 or FC_ENOMEM. */
+ * must have been validated (fc_api). Takes one --max-connections slot,
+ * atomically across the loops. Returns 0; FC_ELIMIT when no slot is left
+ * (503 answered); or FC_ENOMEM (nothing answered). */
 int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind);
 fc_stream_kind fc_conn_kind(const fc_conn *c);
 
@@ -100,7 +105,8 @@ void fc_server_update_gauges(fc_server *s);
 void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason);
 
 /* Turns c into a Server-Sent Events stream: answers 200 text/event-stream
- * (the body lasts until the connection closes) and sends heartbeats. */
+ * (the body lasts until the connection closes) and sends heartbeats.
+ * Returns like fc_conn_upgrade. */
 int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind);
 /* Marks c as waiting for a change (long-poll) or back to plain HTTP. */
 void fc_conn_set_kind(fc_conn *c, fc_stream_kind kind);

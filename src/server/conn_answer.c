@@ -124,18 +124,49 @@ void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, co
     free(json);
 }
 
+void fc_conn_refuse_stream(fc_conn *c)
+{
+    fc_conn_close_after_reply(c);
+    fc_conn_respond_error(c, 503, NULL, "unavailable",
+                          "too many streams open: the --max-connections limit is reached");
+}
+
+/* Takes one of the --max-connections stream slots, or answers 503. The
+ * compare-and-swap makes the limit exact when loops open streams at once. */
+static int take_stream_slot(fc_conn *c)
+{
+    fc_cluster *cl = FC_SRV(c)->cl;
+    int n = atomic_load_explicit(&cl->n_streams, memory_order_relaxed);
+    do {
+        if (n >= cl->max_conns) {
+            fc_conn_refuse_stream(c);
+            return -1;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&cl->n_streams, &n, n + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return 0;
+}
+
+static void release_stream_slot(fc_conn *c)
+{
+    atomic_fetch_sub_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
+}
+
 int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind)
 {
     char headers[160];
     snprintf(headers, sizeof headers,
              "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
              accept_key);
+    if (take_stream_slot(c) != 0) return FC_ELIMIT;
     fc_buf *b = fc_http_response(101, headers, NULL, NULL, 0, 1);
-    if (!b) return FC_ENOMEM;
+    if (!b) {
+        release_stream_slot(c);
+        return FC_ENOMEM;
+    }
     fc_metrics_http_status(101);
     end_request(c);
     c->kind = (uint8_t)kind;
-    atomic_fetch_add_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
     FC_METRIC_ADD(ws_connections, 1);
     FC_METRIC_ADD(ws_connections_opened, 1);
     fc__ping_add(c);
@@ -150,12 +181,15 @@ int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind)
                                    "Connection: close\r\n%s\r\n";
     char head[256];
     int n = snprintf(head, sizeof head, head_fmt, headers);
+    if (take_stream_slot(c) != 0) return FC_ELIMIT;
     fc_buf *b = fc_buf_copy(head, (size_t)n);
-    if (!b) return FC_ENOMEM;
+    if (!b) {
+        release_stream_slot(c);
+        return FC_ENOMEM;
+    }
     fc_metrics_http_status(200);
     end_request(c);
     c->kind = (uint8_t)kind;
-    atomic_fetch_add_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
     fc__heartbeat_add(c);
     fc_conn_send(c, b);
     return 0;

@@ -8,6 +8,8 @@ import json
 import subprocess
 import threading
 
+import websockets
+
 from fc_helpers import (KeepAliveClient, in_thread, recv_json, run, wait_for, ws_connect)
 
 
@@ -268,3 +270,31 @@ def test_churn_across_loops(server_factory):
         m["flowcast_messages_written_total"]))
     assert m["flowcast_ws_connections_opened_total"] >= 50, m  # the churn really churned
     assert m["flowcast_changes_committed_total"] >= 200, m
+
+
+def test_stream_limit_is_exact_across_loops(server_factory):
+    """--max-connections holds exactly when streams open on several loops at
+    the same moment: of 40 concurrent upgrades with a limit of 20, exactly
+    20 are accepted and 20 refused with 503, round after round."""
+    server = server_factory("--io-threads", "2", "--max-connections", "20")
+    server.create(id="lim", total_steps=3)
+
+    async def attempt():
+        try:
+            ws = await ws_connect(server, "/api/workflows/lim/updates")
+        except websockets.exceptions.InvalidStatusCode as e:
+            assert e.status_code == 503, e.status_code
+            return None
+        return ws
+
+    async def main():
+        for _ in range(5):
+            got = await asyncio.gather(*(attempt() for _ in range(40)))
+            opened = [ws for ws in got if ws is not None]
+            assert len(opened) == 20, len(opened)
+            for ws in opened:
+                await ws.close()
+            await in_thread(wait_for, lambda: server.metrics()["flowcast_ws_connections"] == 0,
+                            what="all closed")
+
+    run(main(), timeout=60)
