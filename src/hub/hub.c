@@ -24,6 +24,16 @@ struct fc_hub {
     fc_hub_deliver_fn deliver;
 };
 
+/* The hub's count and its thread's flowcast_subscriptions gauge move together. */
+static void count_sub(fc_hub *hub, int linked)
+{
+    if (linked)
+        hub->n_subs++;
+    else
+        hub->n_subs--;
+    FC_METRIC_ADD(subscriptions, linked ? 1 : -1);
+}
+
 fc_hub *fc_hub_new(fc_hub_deliver_fn deliver)
 {
     fc_hub *hub = calloc(1, sizeof *hub);
@@ -79,8 +89,7 @@ int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *ow
         sub->topic = t;
         fc_list_insert_tail(&t->subs, &sub->link);
     }
-    hub->n_subs++;
-    FC_METRIC_ADD(subscriptions, 1);
+    count_sub(hub, 1);
     return 0;
 }
 
@@ -88,8 +97,7 @@ void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub)
 {
     if (!fc_list_linked(&sub->link)) return;
     fc_list_remove(&sub->link);
-    hub->n_subs--;
-    FC_METRIC_ADD(subscriptions, -1);
+    count_sub(hub, 0);
     if (sub->topic) topic_release_if_empty(hub, sub->topic);
     sub->topic = NULL;
     sub->all = 0;
@@ -142,8 +150,7 @@ static int fan_out(fc_hub *hub, fc_list *subs, fc_buf *frame, int deleted)
             if (deleted && !sub->all) {
                 /* The workflow is gone: unlink first so the owner may free sub. */
                 fc_list_remove(&sub->link);
-                hub->n_subs--;
-                FC_METRIC_ADD(subscriptions, -1);
+                count_sub(hub, 0);
                 sub->topic = NULL;
             }
             hub->deliver(sub->owner, sub, frame, deleted);

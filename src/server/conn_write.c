@@ -16,8 +16,8 @@ typedef struct fc_write_req {
     size_t bytes;
 } fc_write_req;
 
-static _Thread_local uint64_t
-    flush_now_ns; /* clock read once per connection flush, shared by its deliveries */
+/* The clock, read once per connection flush and shared by its deliveries. */
+static _Thread_local uint64_t flush_now_ns;
 
 static void on_delivered(const fc_buf *b)
 {

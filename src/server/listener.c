@@ -62,13 +62,13 @@ static void on_readable(uv_poll_t *h, int status, int events)
     for (int n = 0; n < ACCEPT_BATCH; n++) {
         int fd = accept4(cl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                pause_accepting(cl, -errno);
-            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                     errno != ECONNABORTED)
-                FC_WARN("server", "accept: %s", uv_strerror(-errno));
-            if (errno != ECONNABORTED && errno != EINTR) break;
-            continue;
+            int err = errno;                                   /* before logging can change it */
+            if (err == EINTR || err == ECONNABORTED) continue; /* the next one may be fine */
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+                pause_accepting(cl, -err);
+            else if (err != EAGAIN && err != EWOULDBLOCK)
+                FC_WARN("server", "accept: %s", uv_strerror(-err));
+            break;
         }
         fc_server *srv = &cl->loops[cl->next_loop];
         cl->next_loop = (cl->next_loop + 1) % (unsigned)cl->n_loops;

@@ -39,8 +39,8 @@ fc_hub *fc_server_hub(const fc_server *s)
     return s->hub;
 }
 
-/* Checked before a stream is counted: with several loops, a few may pass the
- * check together, so the limit can be passed by up to one per loop. */
+/* An early, cheap check (a refused stream reads nothing from the store);
+ * the slot itself is taken atomically in fc_conn_upgrade / fc_conn_start_sse. */
 int fc_server_over_limit(const fc_server *s)
 {
     return atomic_load_explicit(&s->cl->n_streams, memory_order_relaxed) >= s->cl->max_conns;
@@ -242,21 +242,19 @@ void fc__server_adopt(fc_server *srv, int fd)
     fc__conn_start(c);
 }
 
-/* Sockets from loop 0's listener, and shutdown requests. */
+/* Sockets from loop 0's listener, and shutdown requests. The inbox is taken
+ * whole, so the lock is held only for the swap. */
 static void on_wake(uv_async_t *h)
 {
     fc_server *srv = h->data;
-    int batch[64];
-    for (;;) {
-        int n = 0;
-        uv_mutex_lock(&srv->inbox_lock);
-        while (n < 64 && srv->inbox_len > 0)
-            batch[n++] = srv->inbox[--srv->inbox_len];
-        uv_mutex_unlock(&srv->inbox_lock);
-        if (n == 0) break;
-        for (int i = 0; i < n; i++)
-            fc__server_adopt(srv, batch[i]);
-    }
+    uv_mutex_lock(&srv->inbox_lock);
+    int *fds = srv->inbox, n = srv->inbox_len;
+    srv->inbox = NULL;
+    srv->inbox_len = srv->inbox_cap = 0;
+    uv_mutex_unlock(&srv->inbox_lock);
+    for (int i = 0; i < n; i++)
+        fc__server_adopt(srv, fds[i]);
+    free(fds);
     if (atomic_load(&srv->stop_requested)) begin_shutdown(srv);
 }
 
@@ -312,7 +310,10 @@ static int loop_init(fc_cluster *cl, int i)
     fc_list_init(&srv->blocked_list);
     fc_list_init(&srv->closing_list);
     uv_mutex_init(&srv->inbox_lock);
-    uv_async_init(srv->loop, &srv->wake, on_wake);
+    if (uv_async_init(srv->loop, &srv->wake, on_wake) != 0) {
+        FC_ERROR("server", "cannot set up the wake-up of I/O thread %d", i);
+        return -1;
+    }
     srv->wake.data = srv;
     srv->read_buf = malloc(FC_READ_BUF_SIZE);
     srv->ping_frame = fc__ws_ping_frame();
