@@ -161,6 +161,17 @@ struct fc__sqlite_store {
     int closed;
 };
 
+/* Appends the list first..last (linked by next) to the list *head..*tail. */
+static inline void fc__changes_append(fc_change **head, fc_change **tail, fc_change *first,
+                                      fc_change *last)
+{
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
 /* schema.c */
 
 /* Opens one connection with the server's pragmas (WAL, synchronous, busy_timeout).

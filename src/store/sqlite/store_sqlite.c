@@ -222,13 +222,8 @@ static void sq_submit(fc_store *bs, fc_change *c)
     c->next = NULL;
     c->origin = s;
     s->outstanding++;
-    if (s->p_tail)
-        s->p_tail->next = c;
-    else {
-        s->p_head = c;
-        uv_idle_start(&s->handoff, on_handoff);
-    }
-    s->p_tail = c;
+    if (!s->p_head) uv_idle_start(&s->handoff, on_handoff);
+    fc__changes_append(&s->p_head, &s->p_tail, c, c);
 }
 
 static void sq_on_commit(fc_store *bs, fc_store_commit_fn fn, void *ud)
@@ -324,6 +319,16 @@ static void core_free(fc__sqlite_core *s)
     free(s);
 }
 
+/* Releases what a detached handle holds: its read connection and its loop
+ * handles (the struct is freed in their close callbacks). */
+static void handle_release(fc__sqlite_store *s)
+{
+    close_reader(s);
+    s->core = NULL;
+    uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
+    uv_close((uv_handle_t *)&s->async, on_handle_closed);
+}
+
 /* Runs done() for every change this handle submitted, right here (the handle
  * is going away, so they cannot wait for a later loop turn). */
 static void finish_outstanding(fc__sqlite_store *s)
@@ -356,14 +361,11 @@ static void sq_close(fc_store *bs)
     int last = --core->n_handles == 0;
     fc__sqlite_drop_batches(s); /* what others committed since: nobody here to tell */
     pthread_mutex_unlock(&core->dlock);
-    close_reader(s);
+    handle_release(s);
     if (last) {
         core_free(core);
         FC_INFO(FC__SQLITE_TAG, "closed");
     }
-    s->core = NULL;
-    uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
-    uv_close((uv_handle_t *)&s->async, on_handle_closed);
 }
 
 static fc_store *sq_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen);
@@ -416,10 +418,7 @@ static fc__sqlite_store *handle_new(fc__sqlite_core *core, uv_loop_t *loop, char
     if (i == FC__SQLITE_MAX_HANDLES) {
         snprintf(err, errlen, "more than %d loops on one store", FC__SQLITE_MAX_HANDLES);
         s->closed = 1;
-        close_reader(s);
-        s->core = NULL;
-        uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
-        uv_close((uv_handle_t *)&s->async, on_handle_closed);
+        handle_release(s);
         return NULL;
     }
     return s;

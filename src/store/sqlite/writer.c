@@ -363,11 +363,7 @@ static void hand_back(fc__sqlite_core *s, fc_change *batch, fc_change *last)
     int shared = s->shared;
     if (!shared) {
         fc__sqlite_store *h = batch->origin;
-        if (h->d_tail)
-            h->d_tail->next = batch;
-        else
-            h->d_head = batch;
-        h->d_tail = last;
+        fc__changes_append(&h->d_head, &h->d_tail, batch, last);
         uv_async_send(&h->async);
     }
     pthread_mutex_unlock(&s->dlock);
@@ -466,11 +462,7 @@ void fc__sqlite_writer_push(fc__sqlite_core *s, fc_change *head, fc_change *tail
 {
     tail->next = NULL;
     pthread_mutex_lock(&s->qlock);
-    if (s->q_tail)
-        s->q_tail->next = head;
-    else
-        s->q_head = head;
-    s->q_tail = tail;
+    fc__changes_append(&s->q_head, &s->q_tail, head, tail);
     pthread_mutex_unlock(&s->qlock);
     /* Outside the lock: the writer wakes straight into a free mutex. */
     pthread_cond_signal(&s->qcond);
