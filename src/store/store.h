@@ -87,7 +87,7 @@ typedef struct fc_store_ops {
     fc_store *(*attach)(fc_store *s, uv_loop_t *loop, char *err, size_t errlen);
     /* Sets the handle's commit callback (NULL: none). It runs on the handle's
      * loop once for every change committed through any handle, in commit
-     * order; for the handle's own changes, just before their done(). */
+     * order; for the handle's own changes, before their done(). */
     void (*on_commit)(fc_store *s, fc_store_commit_fn fn, void *ud);
     /* Queues a change (see fc_change). Never calls done() from inside. */
     void (*submit)(fc_store *s, fc_change *c);
