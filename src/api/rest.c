@@ -5,6 +5,7 @@
 #include "cli/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "http/host.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 #include "web/assets.h"
@@ -348,6 +349,35 @@ static void metrics(fc_conn *c)
 
 /* --- routing ------------------------------------------------------------ */
 
+/* HEAD is a GET whose answer keeps its status and headers and drops the body
+ * (RFC 9110 §9.3.2; fc_conn_respond drops it), so every read route takes it. */
+static int is_read(int method)
+{
+    return method == HTTP_GET || method == HTTP_HEAD;
+}
+
+/* Every request, before routing: a Host header as RFC 9112 §3.2 wants it
+ * (else 400), naming a host this server may serve (else 421: a page on a
+ * name rebound to this address must not reach the API). */
+static int host_ok(fc_conn *c, const fc_http_req *req)
+{
+    const char *why = fc_http_host_problem(req);
+    if (why) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", why);
+        return 0;
+    }
+    const fc_config *cfg = fc_server_config(fc_conn_server(c));
+    const char *host = fc_http_header(req, FC_H_HOST);
+    if (host && !fc_http_host_allowed(host, cfg->listen_host, cfg->allow_hosts, cfg->n_allow_hosts)) {
+        fc_conn_respond_error(c, 421, NULL, "host_not_allowed",
+                              "Host \"%.100s\" is not served here; start the server with "
+                              "--allow-host NAME to allow it",
+                              host);
+        return 0;
+    }
+    return 1;
+}
+
 static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
 {
     char id[FC_ID_MAX + 1];
@@ -368,23 +398,23 @@ static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
     if (*sub == '\0') {
         if (m == HTTP_GET && fc_http_query(req, "wait_since", probe, sizeof probe) != 0)
             fc_longpoll_start(c, req, id);
-        else if (m == HTTP_GET)
+        else if (is_read(m)) /* HEAD never waits: it has no body to wait for */
             get_workflow(c, id);
         else if (m == HTTP_PATCH)
             update_workflow(c, req, id);
         else if (m == HTTP_DELETE)
             delete_workflow(c, req, id);
         else
-            method_not_allowed(c, "GET, PATCH, DELETE");
+            method_not_allowed(c, "GET, HEAD, PATCH, DELETE");
     } else if (strcmp(sub, "/updates") == 0) {
         fc_stream_open(c, req, FC_WS_UPDATES, id);
     } else if (strcmp(sub, "/events") == 0) {
         fc_sse_open(c, req, FC_SSE_ONE, id);
     } else if (strcmp(sub, "/history") == 0) {
-        if (m == HTTP_GET)
+        if (is_read(m))
             history(c, req, id);
         else
-            method_not_allowed(c, "GET");
+            method_not_allowed(c, "GET, HEAD");
     } else {
         fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource");
     }
@@ -396,27 +426,28 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
     const fc_asset *asset;
     fc_server *srv = fc_conn_server(c);
     int m = req->parser.method;
+    if (!host_ok(c, req)) return;
     if (fc_http_path(req, path, sizeof path) != 0) {
         fc_conn_respond_error(c, 404, NULL, "not_found", "path too long");
         return;
     }
     if (strcmp(path, "/healthz") == 0) {
-        if (m != HTTP_GET)
-            method_not_allowed(c, "GET");
+        if (!is_read(m))
+            method_not_allowed(c, "GET, HEAD");
         else
             fc_conn_respond(c, 200, NULL, "application/json", "{\"status\":\"ok\"}", 15);
     } else if (strcmp(path, "/metrics") == 0) {
-        if (m != HTTP_GET)
-            method_not_allowed(c, "GET");
+        if (!is_read(m))
+            method_not_allowed(c, "GET, HEAD");
         else
             metrics(c);
     } else if (strcmp(path, "/api/workflows") == 0) {
-        if (m == HTTP_GET)
+        if (is_read(m))
             list_workflows(c, req);
         else if (m == HTTP_POST)
             create_workflow(c, req);
         else
-            method_not_allowed(c, "GET, POST");
+            method_not_allowed(c, "GET, HEAD, POST");
     } else if (strncmp(path, "/api/workflows/", 15) == 0) {
         workflow_routes(c, req, path + 15);
     } else if (strcmp(path, "/api/events") == 0) {
@@ -426,8 +457,8 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
     } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {
         fc_stream_open(c, req, FC_WS_ECHO, NULL);
     } else if ((asset = fc_assets_find(path)) != NULL) {
-        if (m != HTTP_GET)
-            method_not_allowed(c, "GET");
+        if (!is_read(m))
+            method_not_allowed(c, "GET, HEAD");
         else
             fc_conn_respond(c, 200, "Cache-Control: no-cache\r\n", asset->content_type,
                             (const char *)asset->data, asset->len);

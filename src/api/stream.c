@@ -48,6 +48,14 @@ static int validate_upgrade(fc_conn *c, const fc_http_req *req, fc_stream_kind k
                               "a WebSocket handshake must use GET");
         return -1;
     }
+    /* RFC 6455 §4.1: HTTP/1.1 or later. An HTTP/1.0 upgrade also arrives
+     * without Host, so nothing proves which server it was meant for. */
+    if (!fc_http_is_11(req)) {
+        fc_conn_close_after_reply(c);
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "a WebSocket handshake needs HTTP/1.1 or later");
+        return -1;
+    }
     if (!upgrade || !fc_header_has_token(upgrade, strlen(upgrade), "websocket") || !connection ||
         !fc_header_has_token(connection, strlen(connection), "upgrade")) {
         fc_conn_respond_error(

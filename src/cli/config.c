@@ -17,7 +17,7 @@ typedef enum {
     OPT_BYTES_SIZE, /* size_t field, same syntax as OPT_BYTES_U64 */
     OPT_SECONDS,    /* double field, plain decimal seconds in [min, max] */
     OPT_STRING,     /* const char * field, non-empty, points into argv/environ */
-    OPT_ORIGINS,    /* allow_origins[]: repeatable flag, comma-separated in the environment */
+    OPT_LIST,       /* const char *[] + count: repeatable flag, comma-separated in the environment */
     OPT_BOOL,       /* int field; the bare flag means true */
     OPT_LISTEN,     /* listen_host + listen_port */
     OPT_SYNC,       /* sync_full: "normal" = 0, "full" = 1 */
@@ -33,9 +33,17 @@ typedef struct opt {
     const char *def;     /* default, parsed like any other value, so it obeys the same range */
     const char *metavar; /* shown in --help; NULL for OPT_BOOL */
     const char *help;
+    const char *over_max; /* OPT_BYTES_*: why a value above max cannot work (NULL: plain range) */
+    bool empty_env_error; /* an empty variable is an error, not "unset" (a secret must not vanish) */
+    size_t count_offset;  /* OPT_LIST: the int counting the items */
+    int list_max;         /* OPT_LIST: most items */
+    int env_slot;         /* OPT_LIST: which env_lists buffer holds the split variable */
 } opt;
 
 #define FIELD(f) .offset = offsetof(fc_config, f), .size = sizeof(((fc_config *)0)->f)
+#define LIST(f, n, max, slot)                                                                      \
+    FIELD(f), .count_offset = offsetof(fc_config, n), .list_max = (max), .env_slot = (slot)
+#define N_ENV_LISTS 2
 
 /* The single source of truth: parsing, defaults and usage are all generated from this. */
 static const opt options[] = {
@@ -58,13 +66,23 @@ static const opt options[] = {
      .type = OPT_STRING,
      FIELD(api_token),
      .metavar = "TOKEN",
-     .help = "Bearer token required by the REST API (unset = no auth)."},
+     .empty_env_error = true,
+     .help = "Bearer token that POST, PATCH and DELETE (every change) must carry; reads "
+             "(GET, HEAD, WebSocket, SSE, long-poll, /metrics, /healthz) stay open. "
+             "Unset = no auth; empty is an error."},
     {.name = "allow-origin",
      .env = "FLOWCAST_ALLOW_ORIGIN",
-     .type = OPT_ORIGINS,
-     FIELD(allow_origins),
+     .type = OPT_LIST,
+     LIST(allow_origins, n_allow_origins, FC_MAX_ORIGINS, 0),
      .metavar = "ORIGIN",
      .help = "Allowed WebSocket/CORS origin, \"*\" = any; repeatable (env: comma-separated)."},
+    {.name = "allow-host",
+     .env = "FLOWCAST_ALLOW_HOST",
+     .type = OPT_LIST,
+     LIST(allow_hosts, n_allow_hosts, FC_MAX_HOSTS, 1),
+     .metavar = "NAME",
+     .help = "Host name clients may use besides the listen address and the loopback names "
+             "(against DNS rebinding); \"*\" = any; repeatable (env: comma-separated)."},
     {.name = "max-connections",
      .env = "FLOWCAST_MAX_CONNECTIONS",
      .type = OPT_INT,
@@ -159,10 +177,11 @@ static const opt options[] = {
      .type = OPT_BYTES_SIZE,
      FIELD(max_header),
      .min = 256,
-     .max = 1024 * 1024,
+     .max = FC_MAX_HEADER_LIMIT,
      .def = "8192",
      .metavar = "BYTES",
-     .help = "Largest HTTP request head (K/M suffixes allowed)."},
+     .over_max = "is above 81920 (80K), the most libhttp-parser reads of a request head",
+     .help = "Largest HTTP request head (K/M suffixes allowed); libhttp-parser caps it at 80K."},
     {.name = "slow-timeout",
      .env = "FLOWCAST_SLOW_TIMEOUT",
      .type = OPT_SECONDS,
@@ -172,13 +191,24 @@ static const opt options[] = {
      .def = "30",
      .metavar = "S",
      .help = "Grace period before a consumer over its output limit is closed."},
+    {.name = "startup-check",
+     .env = "FLOWCAST_STARTUP_CHECK",
+     .type = OPT_SECONDS,
+     FIELD(startup_check),
+     .min = 0,
+     .max = 86400,
+     .def = "10",
+     .metavar = "S",
+     .help = "Time allowed for the database integrity check (quick_check) at start; when it "
+             "runs out the rest is skipped with a warning; 0 = no check."},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
-/* FLOWCAST_ALLOW_ORIGIN is split in place, and environ must not be modified, so the origins
- * point into this copy. It is overwritten by the next fc_config_parse call. */
-static char env_origins[4096];
+/* FLOWCAST_ALLOW_ORIGIN and FLOWCAST_ALLOW_HOST are split in place, and environ must not be
+ * modified, so the items point into these copies (one per list option, see env_slot). They are
+ * overwritten by the next fc_config_parse call. */
+static char env_lists[N_ENV_LISTS][4096];
 
 /* Accepts an optional '-' and decimal digits only: strtoll alone would also take leading
  * spaces, '+' and trailing garbage. */
@@ -278,23 +308,32 @@ static bool parse_bool(const char *s, int *out)
     return false;
 }
 
-static bool add_origin(fc_config *cfg, const char *origin)
+static int *list_count(fc_config *cfg, const opt *o)
 {
-    if (cfg->n_allow_origins >= FC_MAX_ORIGINS) return false;
-    cfg->allow_origins[cfg->n_allow_origins++] = origin;
+    return (int *)(void *)((char *)cfg + o->count_offset);
+}
+
+static bool list_add(fc_config *cfg, const opt *o, const char *item)
+{
+    int *n = list_count(cfg, o);
+    if (o->size != (size_t)o->list_max * sizeof(const char *)) abort(); /* table mismatch */
+    if (*n >= o->list_max) return false;
+    ((const char **)(void *)((char *)cfg + o->offset))[(*n)++] = item;
     return true;
 }
 
-/* Splits a comma-separated environment value into env_origins, trimming blanks and skipping
- * empty items so "a, b," means two origins. */
-static int set_origins_from_env(fc_config *cfg, const char *val, char *why, size_t whylen)
+/* Splits a comma-separated environment value into the option's env_lists buffer, trimming
+ * blanks and skipping empty items so "a, b," means two items. */
+static int set_list_from_env(fc_config *cfg, const opt *o, const char *val, char *why,
+                             size_t whylen)
 {
-    if (strlen(val) >= sizeof env_origins) {
-        snprintf(why, whylen, "is longer than %zu bytes", sizeof env_origins - 1);
+    char *buf = env_lists[o->env_slot];
+    if (strlen(val) >= sizeof env_lists[0]) {
+        snprintf(why, whylen, "is longer than %zu bytes", sizeof env_lists[0] - 1);
         return -1;
     }
-    strcpy(env_origins, val);
-    for (char *save = NULL, *tok = strtok_r(env_origins, ",", &save); tok != NULL;
+    strcpy(buf, val);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ' || *tok == '\t')
             tok++;
@@ -302,8 +341,8 @@ static int set_origins_from_env(fc_config *cfg, const char *val, char *why, size
         while (end > tok && (end[-1] == ' ' || end[-1] == '\t'))
             *--end = '\0';
         if (*tok == '\0') continue;
-        if (!add_origin(cfg, tok)) {
-            snprintf(why, whylen, "has more than %d origins", FC_MAX_ORIGINS);
+        if (!list_add(cfg, o, tok)) {
+            snprintf(why, whylen, "has more than %d items", o->list_max);
             return -1;
         }
     }
@@ -338,6 +377,10 @@ static int opt_set(fc_config *cfg, const opt *o, const char *val, bool from_env,
     case OPT_BYTES_U64:
     case OPT_BYTES_SIZE: {
         uint64_t v;
+        if (parse_bytes(val, &v) && (double)v > o->max && o->over_max) {
+            snprintf(why, whylen, "%s", o->over_max);
+            return -1;
+        }
         if (!parse_bytes(val, &v) || (double)v < o->min || (double)v > o->max) {
             snprintf(why, whylen, "is not a byte count in %.0f..%.0f (K and M suffixes allowed)",
                      o->min, o->max);
@@ -367,14 +410,14 @@ static int opt_set(fc_config *cfg, const opt *o, const char *val, bool from_env,
         }
         store(field, o, &val, sizeof val);
         return 0;
-    case OPT_ORIGINS:
-        if (from_env) return set_origins_from_env(cfg, val, why, whylen);
+    case OPT_LIST:
+        if (from_env) return set_list_from_env(cfg, o, val, why, whylen);
         if (val[0] == '\0') {
             snprintf(why, whylen, "is empty");
             return -1;
         }
-        if (!add_origin(cfg, val)) {
-            snprintf(why, whylen, "is one origin more than the limit of %d", FC_MAX_ORIGINS);
+        if (!list_add(cfg, o, val)) {
+            snprintf(why, whylen, "is one item more than the limit of %d", o->list_max);
             return -1;
         }
         return 0;
@@ -446,8 +489,9 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const opt *o = &options[i];
         const char *val = getenv(o->env);
-        /* An empty variable counts as unset, so `FLOWCAST_X= flowcast` is harmless. */
-        if (val == NULL || val[0] == '\0') continue;
+        /* An empty variable counts as unset, so `FLOWCAST_X= flowcast` is harmless; but an
+         * empty token would silently turn authentication off, so that one is an error. */
+        if (val == NULL || (val[0] == '\0' && !o->empty_env_error)) continue;
         if (opt_set(cfg, o, val, true, why, sizeof why) != 0) {
             report("", o->env, val, why);
             return 2;
@@ -455,7 +499,7 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
     }
 
     /* Like getopt, argv[0] is the program (or subcommand) name and is skipped. */
-    bool origins_from_flags = false;
+    bool list_from_flags[N_OPTIONS] = {false};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -488,10 +532,10 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
             return 2;
         }
 
-        /* Flags replace the environment's origin list rather than extending it. */
-        if (o->type == OPT_ORIGINS && !origins_from_flags) {
-            cfg->n_allow_origins = 0;
-            origins_from_flags = true;
+        /* Flags replace the environment's list rather than extending it. */
+        if (o->type == OPT_LIST && !list_from_flags[o - options]) {
+            *list_count(cfg, o) = 0;
+            list_from_flags[o - options] = true;
         }
         if (opt_set(cfg, o, val, false, why, sizeof why) != 0) {
             report("--", o->name, val, why);
@@ -524,8 +568,8 @@ void fc_config_usage(FILE *out)
         case OPT_SECONDS:
             fprintf(out, " Range %g..%g.", o->min, o->max);
             break;
-        case OPT_ORIGINS:
-            fprintf(out, " At most %d.", FC_MAX_ORIGINS);
+        case OPT_LIST:
+            fprintf(out, " At most %d.", o->list_max);
             break;
         case OPT_STRING:
         case OPT_BOOL:

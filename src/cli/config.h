@@ -8,6 +8,10 @@
 #include <stdint.h>
 
 #define FC_MAX_ORIGINS 32
+#define FC_MAX_HOSTS 32
+/* libhttp-parser's own cap on a request head (HTTP_MAX_HEADER_SIZE, 80 KiB):
+ * a larger --max-header could never take effect. */
+#define FC_MAX_HEADER_LIMIT (80 * 1024)
 
 typedef struct fc_config {
     char listen_host[64]; /* --listen ADDR:PORT, default 127.0.0.1:8001 */
@@ -16,6 +20,8 @@ typedef struct fc_config {
     const char *api_token;                     /* --api-token, NULL = no auth */
     const char *allow_origins[FC_MAX_ORIGINS]; /* --allow-origin, repeatable; "*" = any */
     int n_allow_origins;
+    const char *allow_hosts[FC_MAX_HOSTS]; /* --allow-host, repeatable; "*" = any Host */
+    int n_allow_hosts;
     int max_connections;  /* --max-connections, 0 = derived from the fd limit */
     uint64_t max_message; /* --max-message BYTES, default 65536 */
     int backlog;          /* --backlog N, default 100 */
@@ -28,6 +34,7 @@ typedef struct fc_config {
     size_t max_body;      /* --max-body BYTES, default 65536 */
     size_t max_header;    /* --max-header BYTES, default 8192 */
     double slow_timeout;  /* --slow-timeout S, default 30 */
+    double startup_check; /* --startup-check S, default 10; 0 = no integrity check */
     int io_threads;       /* --io-threads N, 0 = one per available core */
 } fc_config;
 

@@ -15,6 +15,7 @@ static const char *const header_names[FC_H_COUNT] = {
     [FC_H_CONTENT_TYPE] = "content-type",
     [FC_H_AUTHORIZATION] = "authorization",
     [FC_H_LAST_EVENT_ID] = "last-event-id",
+    [FC_H_EXPECT] = "expect",
 };
 
 static fc_http_req *req_of(http_parser *p)
@@ -82,6 +83,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         r->cur_header = -1;
         for (int i = 0; i < FC_H_COUNT; i++)
             if (strcasecmp(r->field, header_names[i]) == 0) r->cur_header = i;
+        if (r->cur_header == FC_H_HOST) r->host_count++;
         if (r->cur_header >= 0 && r->headers[r->cur_header].p) {
             if (str_append(&r->headers[r->cur_header], "", 0, 1)) return fail(r, 500);
         }
@@ -90,17 +92,31 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return str_append(&r->headers[r->cur_header], at, len, 0) ? fail(r, 500) : 0;
 }
 
+/* RFC 9110 §10.1.1: 100-continue is the only expectation defined; any other
+ * is 417. An HTTP/1.0 client cannot have meant it, so there it is ignored. */
+static int check_expect(fc_http_req *r)
+{
+    const char *e = r->headers[FC_H_EXPECT].p;
+    if (!e) return 0;
+    if (strcasecmp(e, "100-continue") != 0) return fail(r, 417);
+    /* Nothing to wait for without a body (Content-Length: 0 included). */
+    int body = (r->parser.flags & F_CHUNKED) || r->parser.content_length > 0;
+    r->expect_continue = body && r->has_body && fc_http_is_11(r);
+    return 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     fc_http_req *r = req_of(p);
     int chunked = p->flags & F_CHUNKED;
     int has_length = p->flags & F_CONTENTLENGTH;
     r->has_body = chunked || has_length;
+    r->head_done = 1;
     if (has_length && p->content_length > r->max_body) return fail(r, 413);
     if ((p->method == HTTP_POST || p->method == HTTP_PATCH || p->method == HTTP_PUT) &&
         !r->has_body)
         return fail(r, 411);
-    return 0;
+    return check_expect(r);
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
@@ -245,4 +261,41 @@ int fc_http_query(const fc_http_req *r, const char *name, char *out, size_t outl
 int fc_http_keep_alive(const fc_http_req *r)
 {
     return http_should_keep_alive(&r->parser);
+}
+
+int fc_http_is_11(const fc_http_req *r)
+{
+    return r->parser.http_major > 1 || (r->parser.http_major == 1 && r->parser.http_minor >= 1);
+}
+
+/* uri-host [":" port] (RFC 3986 §3.2.2): a bracketed IPv6 literal, or a
+ * reg-name / IPv4 of unreserved, sub-delims and %-escapes; port digits. */
+static int host_syntax_ok(const char *h)
+{
+    const char *p = h;
+    if (*p == '[') {
+        p += strspn(p + 1, "0123456789abcdefABCDEF:.") + 1;
+        if (*p != ']' || p == h + 1) return 0;
+        p++;
+    } else {
+        p += strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                       "-._~%!$&'()*+,;=");
+        if (p == h) return 0;
+    }
+    if (*p == ':') {
+        size_t n = strspn(p + 1, "0123456789");
+        if (n > 5) return 0;
+        p += 1 + n;
+    }
+    return *p == '\0';
+}
+
+const char *fc_http_host_problem(const fc_http_req *r)
+{
+    const char *host = r->headers[FC_H_HOST].p;
+    if (r->host_count > 1) return "more than one Host header";
+    if (!host || r->host_count == 0) return fc_http_is_11(r) ? "missing Host header" : NULL;
+    if (!*host) return "empty Host header";
+    if (!host_syntax_ok(host)) return "malformed Host header";
+    return NULL;
 }

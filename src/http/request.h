@@ -20,6 +20,7 @@ typedef enum {
     FC_H_CONTENT_TYPE,
     FC_H_AUTHORIZATION,
     FC_H_LAST_EVENT_ID,
+    FC_H_EXPECT,
     FC_H_COUNT
 } fc_header_id;
 
@@ -40,9 +41,15 @@ typedef struct fc_http_req {
     char field[24];
     size_t field_len;
     int in_value;
-    int error;       /* HTTP status to answer with; parsing stopped (400, 411, 413, 431) */
+    int error;       /* HTTP status to answer with; parsing stopped (400, 411, 413, 417, 431) */
     int complete;    /* the whole request (headers and body) has been read */
     int has_body;    /* Content-Length or chunked was given */
+    int head_done;   /* the request line and headers have been read */
+    int host_count;  /* Host header lines seen: RFC 9112 §3.2 wants exactly one */
+    /* "Expect: 100-continue" on an HTTP/1.1 request with a body: the client
+     * waits for "100 Continue" before it sends the body. continue_sent is the
+     * connection's note that it was sent (or is not wanted any more). */
+    int expect_continue, continue_sent;
     uint32_t ticket; /* set by the connection: answer order and keep-alive */
 } fc_http_req;
 
@@ -65,5 +72,11 @@ int fc_http_path(const fc_http_req *r, char *out, size_t outlen);
 int fc_http_query(const fc_http_req *r, const char *name, char *out, size_t outlen);
 /* True when the request keeps the connection open after the reply. */
 int fc_http_keep_alive(const fc_http_req *r);
+/* Checks the Host header as RFC 9112 §3.2 asks: exactly one, non-empty and
+ * well-formed (uri-host [":" port]); only an HTTP/1.0 request may omit it.
+ * Returns NULL when acceptable, else the reason for a 400. */
+const char *fc_http_host_problem(const fc_http_req *r);
+/* True when the request is HTTP/1.1 or later. */
+int fc_http_is_11(const fc_http_req *r);
 
 #endif

@@ -7,6 +7,8 @@
 const char *fc_http_reason(int status)
 {
     switch (status) {
+    case 100:
+        return "Continue";
     case 101:
         return "Switching Protocols";
     case 200:
@@ -33,6 +35,10 @@ const char *fc_http_reason(int status)
         return "Payload Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
     case 426:
         return "Upgrade Required";
     case 431:
@@ -41,6 +47,8 @@ const char *fc_http_reason(int status)
         return "Internal Server Error";
     case 503:
         return "Service Unavailable";
+    case 507:
+        return "Insufficient Storage";
     default:
         return "Unknown";
     }

@@ -80,6 +80,10 @@ static void respond_parse_error(fc_conn *c, int status)
         fc_conn_respond_error(c, 413, NULL, "payload_too_large",
                               "request body exceeds the limit of %zu bytes", cfg->max_body);
         return;
+    case 417:
+        fc_conn_respond_error(c, 417, NULL, "expectation_failed",
+                              "the only expectation supported is Expect: 100-continue");
+        return;
     case 431:
         fc_conn_respond_error(c, 431, NULL, "headers_too_large",
                               "request headers exceed the limit of %zu bytes", cfg->max_header);
@@ -103,6 +107,23 @@ static void dispatch(fc_conn *c)
     fc_api_handle(c, c->req);
 }
 
+/* The head of a request with "Expect: 100-continue" is in and its body is
+ * not: the client waits for "100 Continue" (curl: one second) before it
+ * sends the body. It is written only when every earlier request of the
+ * connection has been answered, as it must not overtake their answers; with
+ * answers still pending, the client sends the body after its own wait. */
+static void maybe_continue(fc_conn *c, fc_http_req *r)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!r->expect_continue || r->continue_sent || !r->head_done) return;
+    r->continue_sent = 1;
+    if (c->emit_seq != c->next_seq || c->deferred || c->close_after_write) return;
+    fc_buf *b = fc_buf_copy(line, sizeof line - 1);
+    if (!b) return; /* the client sends the body after its wait anyway */
+    fc_metrics_http_status(100);
+    fc_conn_send(c, b);
+}
+
 static size_t http_input(fc_conn *c, char *data, size_t len)
 {
     if (!c->req) {
@@ -113,7 +134,10 @@ static size_t http_input(fc_conn *c, char *data, size_t len)
         }
     }
     size_t n = fc_http_req_feed(c->req, data, len);
-    if (!c->req->error && !c->req->complete) return n;
+    if (!c->req->error && !c->req->complete) {
+        maybe_continue(c, c->req);
+        return n;
+    }
     /* Every request gets its place in the answer order, even a malformed one. */
     int keep = !c->req->error && fc_http_keep_alive(c->req);
     c->req->ticket = (uint32_t)c->next_seq++ << 1 | (uint32_t)keep;

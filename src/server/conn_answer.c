@@ -64,11 +64,13 @@ void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const ch
                      const char *body, size_t len)
 {
     uint32_t ticket;
+    int head = 0; /* HEAD is never deferred: the request is still here */
     if (c->has_answering) {
         ticket = c->answering;
         c->has_answering = 0;
     } else {
         ticket = c->req ? c->req->ticket : (uint32_t)c->emit_seq << 1;
+        head = c->req && c->req->parser.method == HTTP_HEAD;
         end_request(c);
     }
     if (c->closing) return;
@@ -79,6 +81,8 @@ void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const ch
         fc__conn_close(c);
         return;
     }
+    /* RFC 9110 §9.3.2: the GET's status and headers (Content-Length too), no body. */
+    if (head && content_type) b->len -= (uint32_t)len;
     emit(c, (uint16_t)(ticket >> 1), keep, b);
 }
 

@@ -239,7 +239,7 @@ def test_churn_across_loops(server_factory):
 
     async def sse_once():
         r, w = await asyncio.open_connection("127.0.0.1", server.port)
-        w.write(("GET /api/workflows/%s/events HTTP/1.1\r\nHost: x\r\n\r\n" %
+        w.write(("GET /api/workflows/%s/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" %
                  rng.choice(ids)).encode())
         await w.drain()
         try:
