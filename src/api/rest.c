@@ -38,7 +38,7 @@ static void respond_store_error(fc_conn *c, int err, const char *msg)
     } map[] = {
         {FC_ENOTFOUND, 404, "not_found"}, {FC_EEXISTS, 409, "already_exists"},
         {FC_ESEQ, 409, "seq_mismatch"},   {FC_ETERMINAL, 409, "terminal_status"},
-        {FC_EINVAL, 400, "bad_request"},
+        {FC_EINVAL, 400, "bad_request"},   {FC_EFULL, 507, "storage_full"},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         if (map[i].err == err) {

@@ -12,6 +12,8 @@ enum {
     FC_EIO = -6,       /* storage failure */
     FC_ENOMEM = -7,
     FC_ELIMIT = -8, /* a configured limit is reached (answered already) */
+    FC_EBUSY = -20, /* the resource is held by another process (the database lock) */
+    FC_EFULL = -21, /* storage is full (SQLITE_FULL, ENOSPC): the change was not saved */
 };
 
 #endif

@@ -46,6 +46,7 @@ typedef struct fc_cluster {
     uv_poll_t listen_poll;       /* on loop 0 */
     uv_timer_t accept_pause;     /* restarts accepting after running out of descriptors */
     uv_signal_t sigint, sigterm; /* on loop 0 */
+    uv_signal_t sighup;          /* on loop 0: logs a line, never ends the server */
     unsigned next_loop;          /* round-robin for accepted sockets (loop 0 only) */
     int max_conns;
     atomic_int n_streams; /* WebSocket and SSE streams of all loops */

@@ -140,6 +140,7 @@ static void finish(fc_server *srv)
     if (srv->index == 0) {
         close_handle((uv_handle_t *)&srv->cl->sigint);
         close_handle((uv_handle_t *)&srv->cl->sigterm);
+        close_handle((uv_handle_t *)&srv->cl->sighup);
     }
     close_handle((uv_handle_t *)&srv->wake);
     close_handle((uv_handle_t *)&srv->flush_check);
@@ -219,6 +220,18 @@ static void on_signal(uv_signal_t *h, int signum)
     fc__cluster_shutdown(h->data);
 }
 
+/* SIGHUP conventionally means "reopen your logs": flowcast logs to stderr,
+ * which whoever started it owns, so there is nothing to reopen. It is
+ * answered with a log line (proof the server is alive) and never ends the
+ * server, which would skip the checkpoint. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    fc_cluster *cl = h->data;
+    FC_INFO("server", "SIGHUP: still serving, %d connections open (logs go to stderr: nothing to "
+            "reopen)", open_connections(cl));
+}
+
 static void free_unopened(uv_handle_t *h)
 {
     free(h); /* the handle is the first member of its fc_conn */
@@ -286,9 +299,11 @@ static void init_signals(fc_cluster *cl)
     uv_loop_t *loop = cl->loops[0].loop;
     uv_signal_init(loop, &cl->sigint);
     uv_signal_init(loop, &cl->sigterm);
-    cl->sigint.data = cl->sigterm.data = cl;
+    uv_signal_init(loop, &cl->sighup);
+    cl->sigint.data = cl->sigterm.data = cl->sighup.data = cl;
     uv_signal_start(&cl->sigint, on_signal, SIGINT);
     uv_signal_start(&cl->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&cl->sighup, on_sighup, SIGHUP);
 }
 
 /* Sets up loop i: its libuv loop, wake-up, hub and store handle (loop 0
@@ -325,7 +340,8 @@ static int loop_init(fc_cluster *cl, int i)
     if (i == 0) {
         fc_store_config scfg = {.path = cl->cfg->db_path,
                                 .sync_full = cl->cfg->sync_full,
-                                .retention = cl->cfg->retention};
+                                .retention = cl->cfg->retention,
+                                .check_seconds = cl->cfg->startup_check};
         srv->store = fc_store_sqlite_open(srv->loop, &scfg, err, sizeof err);
     } else {
         srv->store = fc_store_attach(cl->loops[0].store, srv->loop, err, sizeof err);
@@ -420,17 +436,20 @@ static int run_loops(fc_cluster *cl)
 /* A write to a peer that has gone away must fail with EPIPE, not raise
  * SIGPIPE and end the process: libuv writes with plain writev, which has no
  * MSG_NOSIGNAL, and leaves this to the application. */
-static void ignore_sigpipe(void)
+static void ignore_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* Until its handler is installed (after the store is open), a SIGHUP
+     * must not end the process either. */
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 int fc_server_run(const fc_config *cfg)
 {
-    ignore_sigpipe();
+    ignore_signals();
     fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
     cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);
     if (!cl.loops) return 1;

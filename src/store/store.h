@@ -32,7 +32,8 @@ typedef enum { FC_CHANGE_CREATE, FC_CHANGE_UPDATE, FC_CHANGE_DELETE } fc_change_
  *   UPDATE: input `wf.id` and `patch`. Output `wf` = state after the change.
  *   DELETE: input `wf.id`. Output `wf` = the state just before deletion.
  * result is 0 or FC_ENOTFOUND, FC_EEXISTS, FC_ESEQ, FC_ETERMINAL,
- * FC_EINVAL (current_step > total_steps after the patch), FC_EIO; errmsg
+ * FC_EINVAL (current_step > total_steps after the patch), FC_EFULL (the
+ * disk is full; reads go on working), FC_EIO; errmsg
  * then holds a human-readable reason. */
 typedef struct fc_change {
     fc_change_kind kind;
@@ -73,6 +74,10 @@ typedef struct fc_store_config {
     const char *path; /* database file (SQLite) or connection string */
     int sync_full;    /* 1: survive power loss (synchronous=FULL); 0: survive process crash */
     int retention;    /* events kept per workflow (>= 1) */
+    /* Seconds the integrity check at open may take (SQLite: PRAGMA
+     * quick_check); past it the rest is skipped with a warning. 0: no check.
+     * A failed check fails the open. */
+    double check_seconds;
 } fc_store_config;
 
 typedef struct fc_store_ops {
@@ -141,7 +146,20 @@ static inline int fc_store_events_since(fc_store *s, const char *id, int64_t sin
     return s->ops->events_since(s, id, since, limit, cb, ud, oldest);
 }
 
+/* The lock that gives one process a SQLite database file: an flock on the
+ * sidecar "<path>.lock", held until released or the process ends. The server
+ * takes it in fc_store_sqlite_open; offline tools working on the file take it
+ * the same way, so they never run beside a server. NULL with a reason in err
+ * and *code (if not NULL) FC_EBUSY when another process holds it, FC_EIO or
+ * FC_ENOMEM otherwise. */
+typedef struct fc_store_lock fc_store_lock;
+fc_store_lock *fc_store_lock_acquire(const char *db_path, int *code, char *err, size_t errlen);
+/* Releases the lock (removes the lock file) and frees l; NULL is fine. */
+void fc_store_lock_release(fc_store_lock *l);
+
 /* Opens (creating and migrating) the SQLite store; done() callbacks run on loop.
+ * Takes the database lock (fc_store_lock_acquire) for as long as the store is
+ * open, and checks the file's integrity (cfg->check_seconds) before using it.
  * Returns NULL and writes a reason into err on failure. */
 fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char *err,
                                size_t errlen);

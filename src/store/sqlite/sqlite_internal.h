@@ -93,12 +93,14 @@ typedef struct fc__sqlite_core {
     char *path;
     int sync_full;
     int retention;
+    fc_store_lock *lock; /* this process's hold on the file, for the core's life */
 
     /* Write side: used only by the writer thread, and by the last close after the join. */
     sqlite3 *wdb;
     sqlite3_stmt *w[FC__W_COUNT];
     fc__wcache wc;
     int64_t data_version; /* PRAGMA data_version when wc was last known good */
+    int full;             /* a write of the current batch failed with SQLITE_FULL */
     pthread_t thread;
     int thread_started;
 
@@ -181,6 +183,10 @@ int fc__sqlite_connect(const char *path, int create, int sync_full, sqlite3 **ou
 /* Brings the schema up to date, one transaction per missing step, and stores the
  * resulting version in *version. Returns 0 or FC_EIO with a reason in err. */
 int fc__sqlite_migrate(sqlite3 *db, int *version, char *err, size_t errlen);
+/* Runs PRAGMA quick_check for at most seconds (0: not at all). 0 when the
+ * file is sound or the time ran out (logged), FC_EIO with the first problem
+ * in err when it is corrupt. */
+int fc__sqlite_check(sqlite3 *db, double seconds, char *err, size_t errlen);
 /* Number of migration steps this build knows (the schema version it produces). */
 int fc__sqlite_schema_latest(void);
 /* Prepares a statement that lives as long as the connection. 0 or FC_EIO. */

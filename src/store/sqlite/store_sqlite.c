@@ -315,6 +315,7 @@ static void core_free(fc__sqlite_core *s)
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->dcond);
     pthread_mutex_destroy(&s->dlock);
+    fc_store_lock_release(s->lock); /* last: every write is done */
     free(s->path);
     free(s);
 }
@@ -448,7 +449,10 @@ static fc__sqlite_core *core_open(const fc_store_config *cfg, int *version, char
     s->sync_full = cfg->sync_full;
     s->retention = cfg->retention;
     int locks = 0;
+    /* Before SQLite touches the file: a second server must not even recover its WAL. */
+    if (!(s->lock = fc_store_lock_acquire(cfg->path, NULL, err, errlen))) goto fail;
     if (fc__sqlite_connect(cfg->path, 1, cfg->sync_full, &s->wdb, err, errlen) != 0) goto fail;
+    if (fc__sqlite_check(s->wdb, cfg->check_seconds, err, errlen) != 0) goto fail;
     if (fc__sqlite_migrate(s->wdb, version, err, errlen) != 0) goto fail;
     if (pthread_mutex_init(&s->qlock, NULL) != 0) goto fail_sys;
     locks++;
@@ -472,6 +476,7 @@ fail:
     if (locks > 2) pthread_cond_destroy(&s->qcond);
     if (locks > 1) pthread_mutex_destroy(&s->dlock);
     if (locks > 0) pthread_mutex_destroy(&s->qlock);
+    fc_store_lock_release(s->lock);
     free(s->path);
     free(s);
     return NULL;

@@ -45,6 +45,7 @@ static int run(fc__sqlite_core *s, sqlite3_stmt *st, char *ioerr, size_t n)
 {
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
+    if ((rc & 0xff) == SQLITE_FULL) s->full = 1; /* the batch fails as FC_EFULL */
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : FC_EIO;
 }
@@ -263,6 +264,7 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
 {
     char ioerr[96] = "";
     int64_t now = fc_time_now_ms(); /* one timestamp per batch = per commit */
+    s->full = 0;
     int failed = run(s, s->w[FC__W_BEGIN], ioerr, sizeof ioerr) != 0;
     if (!failed) failed = check_cache(s, ioerr, sizeof ioerr) != 0;
     fc_change *c, *last = batch;
@@ -301,8 +303,12 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
         }
         FC_ERROR(FC__SQLITE_TAG, "batch of %d changes rolled back: %s", count, ioerr);
         fc__wcache_clear(&s->wc);
-        for (c = batch; c; c = c->next)
-            fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
+        for (c = batch; c; c = c->next) {
+            if (s->full)
+                fail(c, FC_EFULL, "storage full, change not saved: %s", ioerr);
+            else
+                fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
+        }
     }
     uint64_t t = fc_time_mono_ns();
     for (c = batch; c; c = c->next)
