@@ -162,7 +162,9 @@ static size_t process_input(fc_conn *c, char *data, size_t len)
 {
     size_t off = 0;
     if (request_waiting(c) && !c->busy && !c->deferred) dispatch(c); /* it waited */
-    while (off < len && !c->closing && !c->busy && c->deferred < FC_PIPELINE_MAX) {
+    atomic_int *stop_now = &FC_SRV(c)->cl->stop_now; /* SIGTERM: back to the poll at once */
+    while (off < len && !c->closing && !c->busy && c->deferred < FC_PIPELINE_MAX &&
+           !atomic_load_explicit(stop_now, memory_order_relaxed)) {
         if (c->close_after_write) return len; /* failing or closing: discard */
         if (request_waiting(c)) break;        /* waits for the answers before it */
         if (c->last_request && !c->req && c->kind == FC_STREAM_NONE) return len;

@@ -10,6 +10,7 @@
 #include "server/outq.h"
 #include "store/store.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
 
@@ -45,8 +46,12 @@ typedef struct fc_cluster {
     int listen_fd;
     uv_poll_t listen_poll;       /* on loop 0 */
     uv_timer_t accept_pause;     /* restarts accepting after running out of descriptors */
-    uv_signal_t sigint, sigterm; /* on loop 0 */
-    uv_signal_t sighup;          /* on loop 0: logs a line, never ends the server */
+    uv_async_t sig_async; /* on loop 0: the signal thread saw a signal (signals.c) */
+    pthread_t sig_thread;
+    int sig_thread_started;
+    atomic_int sig_thread_stop;
+    atomic_int sig_pending; /* signals seen, not yet handled on loop 0 */
+    atomic_int stop_now;    /* SIGTERM/SIGINT seen: loops stop taking new requests at once */
     unsigned next_loop;          /* round-robin for accepted sockets (loop 0 only) */
     int max_conns;
     atomic_int n_streams; /* WebSocket and SSE streams of all loops */
@@ -163,6 +168,17 @@ void fc__server_conn_gone(fc_server *srv);
 void fc__server_adopt(fc_server *srv, int fd);
 /* Asks every loop to shut down (loop 0's thread). */
 void fc__cluster_shutdown(fc_cluster *cl);
+
+/* signals.c */
+/* Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and every thread
+ * it starts later (call first): only the signal thread takes them. */
+void fc__signals_block(void);
+/* Starts the signal thread and its wake-up on loop 0. 0 or -1. */
+int fc__signals_start(fc_cluster *cl);
+/* Closes the wake-up handle (loop 0's thread, at the end of its loop). */
+void fc__signals_close(fc_cluster *cl);
+/* Stops and joins the signal thread (after the loops ended). */
+void fc__signals_stop(fc_cluster *cl);
 
 /* listener.c */
 /* Binds and listens, and accepts on loop 0. 0 or a libuv error (logged). */

@@ -138,9 +138,7 @@ static void finish(fc_server *srv)
     srv->shutting_down = 2;
     close_inbox(srv);
     if (srv->index == 0) {
-        close_handle((uv_handle_t *)&srv->cl->sigint);
-        close_handle((uv_handle_t *)&srv->cl->sigterm);
-        close_handle((uv_handle_t *)&srv->cl->sighup);
+        fc__signals_close(srv->cl);
     }
     close_handle((uv_handle_t *)&srv->wake);
     close_handle((uv_handle_t *)&srv->flush_check);
@@ -214,24 +212,6 @@ void fc__cluster_shutdown(fc_cluster *cl)
     begin_shutdown(&cl->loops[0]);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
-{
-    (void)signum;
-    fc__cluster_shutdown(h->data);
-}
-
-/* SIGHUP conventionally means "reopen your logs": flowcast logs to stderr,
- * which whoever started it owns, so there is nothing to reopen. It is
- * answered with a log line (proof the server is alive) and never ends the
- * server, which would skip the checkpoint. */
-static void on_sighup(uv_signal_t *h, int signum)
-{
-    (void)signum;
-    fc_cluster *cl = h->data;
-    FC_INFO("server", "SIGHUP: still serving, %d connections open (logs go to stderr: nothing to "
-            "reopen)", open_connections(cl));
-}
-
 static void free_unopened(uv_handle_t *h)
 {
     free(h); /* the handle is the first member of its fc_conn */
@@ -292,18 +272,6 @@ static void init_handles(fc_server *srv)
     fc__ping_init(srv);
     fc__heartbeat_init(srv);
     uv_timer_start(&srv->sweep_timer, on_sweep_timer, 250, 250);
-}
-
-static void init_signals(fc_cluster *cl)
-{
-    uv_loop_t *loop = cl->loops[0].loop;
-    uv_signal_init(loop, &cl->sigint);
-    uv_signal_init(loop, &cl->sigterm);
-    uv_signal_init(loop, &cl->sighup);
-    cl->sigint.data = cl->sigterm.data = cl->sighup.data = cl;
-    uv_signal_start(&cl->sigint, on_signal, SIGINT);
-    uv_signal_start(&cl->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&cl->sighup, on_sighup, SIGHUP);
 }
 
 /* Sets up loop i: its libuv loop, wake-up, hub and store handle (loop 0
@@ -408,7 +376,10 @@ static int run_loops(fc_cluster *cl)
     int started = 1;
     for (int i = 0; i < cl->n_loops; i++)
         init_handles(&cl->loops[i]);
-    init_signals(cl);
+    if (fc__signals_start(cl) != 0) {
+        FC_ERROR("server", "cannot start the signal thread");
+        fc__cluster_shutdown(cl);
+    }
     for (int i = 1; i < cl->n_loops; i++) {
         if (uv_thread_create(&cl->loops[i].thread, loop_main, &cl->loops[i]) != 0) {
             FC_ERROR("server", "cannot start I/O thread %d; shutting down", i);
@@ -429,6 +400,7 @@ static int run_loops(fc_cluster *cl)
         begin_shutdown(&cl->loops[i]);
         uv_run(cl->loops[i].loop, UV_RUN_DEFAULT);
     }
+    fc__signals_stop(cl);
     FC_INFO("server", "stopped");
     return started == cl->n_loops ? 0 : -1;
 }
@@ -436,20 +408,18 @@ static int run_loops(fc_cluster *cl)
 /* A write to a peer that has gone away must fail with EPIPE, not raise
  * SIGPIPE and end the process: libuv writes with plain writev, which has no
  * MSG_NOSIGNAL, and leaves this to the application. */
-static void ignore_signals(void)
+static void ignore_sigpipe(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    /* Until its handler is installed (after the store is open), a SIGHUP
-     * must not end the process either. */
-    sigaction(SIGHUP, &sa, NULL);
 }
 
 int fc_server_run(const fc_config *cfg)
 {
-    ignore_signals();
+    ignore_sigpipe();
+    fc__signals_block(); /* before any thread starts: they inherit the mask */
     fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
     cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);
     if (!cl.loops) return 1;
