@@ -38,11 +38,13 @@ typedef struct opt {
     size_t count_offset;  /* OPT_LIST: the int counting the items */
     int list_max;         /* OPT_LIST: most items */
     int env_slot;         /* OPT_LIST: which env_lists buffer holds the split variable */
+    const char *noun;     /* OPT_LIST: what an item is, plural, for errors ("origins") */
 } opt;
 
 #define FIELD(f) .offset = offsetof(fc_config, f), .size = sizeof(((fc_config *)0)->f)
-#define LIST(f, n, max, slot)                                                                      \
-    FIELD(f), .count_offset = offsetof(fc_config, n), .list_max = (max), .env_slot = (slot)
+#define LIST(f, n, max, slot, what)                                                                \
+    FIELD(f), .count_offset = offsetof(fc_config, n), .list_max = (max), .env_slot = (slot),       \
+        .noun = (what)
 #define N_ENV_LISTS 2
 
 /* The single source of truth: parsing, defaults and usage are all generated from this. */
@@ -73,13 +75,13 @@ static const opt options[] = {
     {.name = "allow-origin",
      .env = "FLOWCAST_ALLOW_ORIGIN",
      .type = OPT_LIST,
-     LIST(allow_origins, n_allow_origins, FC_MAX_ORIGINS, 0),
+     LIST(allow_origins, n_allow_origins, FC_MAX_ORIGINS, 0, "origins"),
      .metavar = "ORIGIN",
      .help = "Allowed WebSocket/CORS origin, \"*\" = any; repeatable (env: comma-separated)."},
     {.name = "allow-host",
      .env = "FLOWCAST_ALLOW_HOST",
      .type = OPT_LIST,
-     LIST(allow_hosts, n_allow_hosts, FC_MAX_HOSTS, 1),
+     LIST(allow_hosts, n_allow_hosts, FC_MAX_HOSTS, 1, "hosts"),
      .metavar = "NAME",
      .help = "Host name clients may use besides the listen address and the loopback names "
              "(against DNS rebinding); \"*\" = any; repeatable (env: comma-separated)."},
@@ -342,7 +344,7 @@ static int set_list_from_env(fc_config *cfg, const opt *o, const char *val, char
             *--end = '\0';
         if (*tok == '\0') continue;
         if (!list_add(cfg, o, tok)) {
-            snprintf(why, whylen, "has more than %d items", o->list_max);
+            snprintf(why, whylen, "has more than %d %s", o->list_max, o->noun);
             return -1;
         }
     }
@@ -417,7 +419,7 @@ static int opt_set(fc_config *cfg, const opt *o, const char *val, bool from_env,
             return -1;
         }
         if (!list_add(cfg, o, val)) {
-            snprintf(why, whylen, "is one item more than the limit of %d", o->list_max);
+            snprintf(why, whylen, "is past the limit of %d %s", o->list_max, o->noun);
             return -1;
         }
         return 0;

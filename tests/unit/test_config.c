@@ -29,6 +29,8 @@ static const char *const env_names[] = {
     "FLOWCAST_MAX_BODY",
     "FLOWCAST_MAX_HEADER",
     "FLOWCAST_SLOW_TIMEOUT",
+    "FLOWCAST_ALLOW_HOST",
+    "FLOWCAST_STARTUP_CHECK",
 };
 #define N_ENV (sizeof env_names / sizeof env_names[0])
 
@@ -152,14 +154,18 @@ static void test_env(void **state)
     assert_true(c.slow_timeout == 1.25);
 }
 
+/* An empty variable means "unset", except for the API token: an empty token
+ * used to turn authentication off silently (issue 8); now it is an error,
+ * like --api-token "". */
 static void test_empty_env_is_unset(void **state)
 {
     (void)state;
     setenv("FLOWCAST_BACKLOG", "", 1);
-    setenv("FLOWCAST_API_TOKEN", "", 1);
+    setenv("FLOWCAST_ALLOW_HOST", "", 1);
     fc_config c;
     assert_int_equal(parse(&c, NULL), 0);
     assert_int_equal(c.backlog, 100);
+    assert_int_equal(c.n_allow_hosts, 0);
     assert_null(c.api_token);
 }
 
@@ -188,7 +194,7 @@ static void test_equals_form_and_flags(void **state)
     (void)state;
     fc_config c;
     assert_int_equal(parse(&c, "--listen=localhost:0", "--db=/data/f.db", "--api-token=t=1",
-                           "--max-message=4K", "--max-body", "64M", "--max-header=1M",
+                           "--max-message=4K", "--max-body", "64M", "--max-header=80K",
                            "--ping-interval=.05", "--slow-timeout", "86400", "--sync=normal",
                            "--log-level=error", "--retention=10000000",
                            "--max-connections=10000000", "--enable-echo", NULL),
@@ -199,7 +205,7 @@ static void test_equals_form_and_flags(void **state)
     assert_string_equal(c.api_token, "t=1");
     assert_int_equal(c.max_message, 4096);
     assert_int_equal(c.max_body, 64 * 1024 * 1024);
-    assert_int_equal(c.max_header, 1024 * 1024);
+    assert_int_equal(c.max_header, 80 * 1024);
     assert_true(c.ping_interval == 0.05);
     assert_true(c.slow_timeout == 86400.0);
     assert_int_equal(c.sync_full, 0);
@@ -275,7 +281,7 @@ static void test_flag_errors(void **state)
     ASSERT_ERROR("--max-message: \"-5\"", "--max-message=-5");
     ASSERT_ERROR("--max-message: \"18446744073709551615K\"", "--max-message=18446744073709551615K");
     ASSERT_ERROR("--max-body: \"15\" is not a byte count in 16..67108864", "--max-body=15");
-    ASSERT_ERROR("--max-header: \"2M\" is not a byte count in 256..1048576", "--max-header=2M");
+    ASSERT_ERROR("--max-header: \"2M\" is above 81920 (80K)", "--max-header=2M");
     ASSERT_ERROR("--ping-interval: \"0.01\" is not a number of seconds in 0.05..86400",
                  "--ping-interval=0.01");
     ASSERT_ERROR("--ping-interval: \"inf\"", "--ping-interval=inf");
@@ -333,6 +339,57 @@ static void test_env_errors(void **state)
     ASSERT_ERROR("aaa...\" is longer than 4095 bytes", "--db", "x");
 }
 
+static void test_empty_env_token_is_an_error(void **state)
+{
+    (void)state;
+    setenv("FLOWCAST_API_TOKEN", "", 1);
+    ASSERT_ERROR("flowcast: FLOWCAST_API_TOKEN: \"\" is empty\n", "--db", "x");
+    /* A flag does not rescue it: the mistake is in the environment. */
+    ASSERT_ERROR("FLOWCAST_API_TOKEN", "--api-token", "t");
+}
+
+static void test_allow_hosts(void **state)
+{
+    (void)state;
+    fc_config c;
+    assert_int_equal(parse(&c, NULL), 0);
+    assert_int_equal(c.n_allow_hosts, 0);
+    setenv("FLOWCAST_ALLOW_HOST", " a.example ,b.example:8080,, ", 1);
+    assert_int_equal(parse(&c, NULL), 0);
+    assert_int_equal(c.n_allow_hosts, 2);
+    assert_string_equal(c.allow_hosts[0], "a.example");
+    assert_string_equal(c.allow_hosts[1], "b.example:8080");
+    /* Flags replace the environment's list, and leave the origins alone. */
+    assert_int_equal(parse(&c, "--allow-host", "*", "--allow-host=c.example", NULL), 0);
+    assert_int_equal(c.n_allow_hosts, 2);
+    assert_string_equal(c.allow_hosts[0], "*");
+    assert_string_equal(c.allow_hosts[1], "c.example");
+    assert_int_equal(c.n_allow_origins, 0);
+    ASSERT_ERROR("--allow-host: \"\" is empty", "--allow-host=");
+    char list[FC_MAX_HOSTS * 3 + 8] = "";
+    for (int i = 0; i <= FC_MAX_HOSTS; i++)
+        strcat(list, "h,");
+    setenv("FLOWCAST_ALLOW_HOST", list, 1);
+    ASSERT_ERROR("has more than 32 hosts", "--db", "x");
+}
+
+static void test_max_header_cap(void **state)
+{
+    (void)state;
+    fc_config c;
+    assert_int_equal(parse(&c, "--max-header=80K", NULL), 0);
+    assert_int_equal(c.max_header, FC_MAX_HEADER_LIMIT);
+    assert_int_equal(FC_MAX_HEADER_LIMIT, 80 * 1024); /* libhttp-parser's HTTP_MAX_HEADER_SIZE */
+    ASSERT_ERROR("--max-header: \"81921\" is above 81920 (80K), the most libhttp-parser reads",
+                 "--max-header=81921");
+    ASSERT_ERROR("--max-header: \"1M\" is above 81920", "--max-header", "1M");
+    ASSERT_ERROR("--max-header: \"255\" is not a byte count in 256..81920", "--max-header=255");
+    assert_int_equal(parse(&c, "--startup-check=0", NULL), 0);
+    assert_true(c.startup_check == 0.0);
+    assert_int_equal(parse(&c, NULL), 0);
+    assert_true(c.startup_check == 10.0);
+}
+
 static void test_help(void **state)
 {
     (void)state;
@@ -361,6 +418,9 @@ int main(void)
         cmocka_unit_test_setup(test_defaults, clear_env),
         cmocka_unit_test_setup(test_env, clear_env),
         cmocka_unit_test_setup(test_empty_env_is_unset, clear_env),
+        cmocka_unit_test_setup(test_empty_env_token_is_an_error, clear_env),
+        cmocka_unit_test_setup(test_allow_hosts, clear_env),
+        cmocka_unit_test_setup(test_max_header_cap, clear_env),
         cmocka_unit_test_setup(test_flag_overrides_env, clear_env),
         cmocka_unit_test_setup(test_equals_form_and_flags, clear_env),
         cmocka_unit_test_setup(test_repeatable_origins, clear_env),

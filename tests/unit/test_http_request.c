@@ -1,4 +1,6 @@
-/* Unit tests for src/http/request.c: pipelining, limits, headers, query strings. */
+/* Unit tests for src/http/request.c and src/http/host.c: pipelining, limits, headers, query
+ * strings, Host (RFC 9112 §3.2), Expect, the allowed-hosts check. */
+#include "http/host.h"
 #include "http/request.h"
 
 #include <setjmp.h>
@@ -109,6 +111,108 @@ static void test_query_decoding(void **state)
     fc_http_req_free(r);
 }
 
+static void assert_host(const char *head, const char *problem)
+{
+    size_t used;
+    fc_http_req *r = feed(head, &used);
+    assert_true(r->complete);
+    const char *got = fc_http_host_problem(r);
+    if (problem == NULL && got != NULL) fail_msg("%s: unexpected \"%s\"", head, got);
+    if (problem != NULL && (got == NULL || strcmp(got, problem) != 0))
+        fail_msg("%s: want \"%s\", got \"%s\"", head, problem, got ? got : "(none)");
+    fc_http_req_free(r);
+}
+
+static void test_host_header_rules(void **state)
+{
+    (void)state;
+    assert_host("GET / HTTP/1.1\r\nHost: h\r\n\r\n", NULL);
+    assert_host("GET / HTTP/1.1\r\nHost: 127.0.0.1:8001\r\n\r\n", NULL);
+    assert_host("GET / HTTP/1.1\r\nHost: [::1]:8001\r\n\r\n", NULL);
+    assert_host("GET / HTTP/1.1\r\nhOsT: a-b.example.\r\n\r\n", NULL);
+    assert_host("GET / HTTP/1.0\r\n\r\n", NULL); /* HTTP/1.0 may omit it */
+    assert_host("GET / HTTP/1.1\r\n\r\n", "missing Host header");
+    assert_host("GET / HTTP/1.1\r\nHost:\r\n\r\n", "empty Host header");
+    assert_host("GET / HTTP/1.1\r\nHost:   \r\n\r\n", "empty Host header");
+    assert_host("GET / HTTP/1.0\r\nHost:\r\n\r\n", "empty Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", "more than one Host header");
+    assert_host("GET / HTTP/1.0\r\nHost: a\r\nX: y\r\nHOST: b\r\n\r\n", "more than one Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "malformed Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", "malformed Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", "malformed Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", "malformed Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: []\r\n\r\n", "malformed Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: user@h\r\n\r\n", "malformed Host header");
+    assert_host("GET / HTTP/1.1\r\nHost: h/x\r\n\r\n", "malformed Host header");
+}
+
+static void test_expect(void **state)
+{
+    (void)state;
+    size_t used;
+    /* The head is in, the body is not: the connection sends 100 Continue. */
+    fc_http_req *r = feed("POST /x HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\n"
+                          "Content-Length: 2\r\n\r\n",
+                          &used);
+    assert_false(r->complete);
+    assert_true(r->head_done);
+    assert_true(r->expect_continue);
+    assert_int_equal(fc_http_req_feed(r, "{}", 2), 2);
+    assert_true(r->complete);
+    fc_http_req_free(r);
+    /* Nothing to wait for: no body, an empty body, or HTTP/1.0. */
+    r = feed("GET /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n", &used);
+    assert_true(r->complete && !r->expect_continue && !r->error);
+    fc_http_req_free(r);
+    r = feed("POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n", &used);
+    assert_true(r->complete && !r->expect_continue && !r->error);
+    fc_http_req_free(r);
+    r = feed("POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", &used);
+    assert_true(!r->expect_continue && !r->error);
+    fc_http_req_free(r);
+    r = feed("POST /x HTTP/1.1\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+             &used);
+    assert_true(r->expect_continue);
+    fc_http_req_free(r);
+    /* Any other expectation is 417, before the body. */
+    r = feed("POST /x HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}", &used);
+    assert_int_equal(r->error, 417);
+    fc_http_req_free(r);
+}
+
+static void test_allowed_hosts(void **state)
+{
+    (void)state;
+    const char *none[1] = {NULL};
+    const char *const some[] = {"flowcast.internal", "Other.Example:9000"};
+    const char *const any[] = {"x", "*"};
+    static const char *const loop_ok[] = {
+        "localhost",   "LocalHost:80", "localhost.",    "a.b.localhost:1", "ip6-localhost",
+        "ip6-loopback", "127.0.0.1",   "127.9.8.7:123", "[::1]",           "[::1]:8001",
+    };
+    for (size_t i = 0; i < sizeof loop_ok / sizeof *loop_ok; i++)
+        if (!fc_http_host_allowed(loop_ok[i], "127.0.0.1", none, 0))
+            fail_msg("%s refused", loop_ok[i]);
+    static const char *const evil[] = {
+        "evil.example",    "evil.example:8001", "localhost.evil.example", "127.0.0.1.nip.io",
+        "10.0.0.1",        "[2001:db8::1]",     "localhostx",             "flowcast.internal.x",
+        "[::ffff:7f00:1", "",
+    };
+    for (size_t i = 0; i < sizeof evil / sizeof *evil; i++)
+        if (fc_http_host_allowed(evil[i], "127.0.0.1", some, 2)) fail_msg("%s allowed", evil[i]);
+    assert_true(fc_http_host_allowed("FLOWCAST.internal:1234", "127.0.0.1", some, 2));
+    assert_true(fc_http_host_allowed("other.example:9000", "127.0.0.1", some, 2));
+    assert_true(fc_http_host_allowed("evil.example", "127.0.0.1", any, 2));
+    /* The listen address itself, and any IP literal behind a wildcard. */
+    assert_true(fc_http_host_allowed("192.0.2.1:80", "192.0.2.1", none, 0));
+    assert_false(fc_http_host_allowed("192.0.2.2", "192.0.2.1", none, 0));
+    assert_true(fc_http_host_allowed("[2001:db8::1]:80", "2001:db8::1", none, 0));
+    assert_true(fc_http_host_allowed("192.0.2.2", "0.0.0.0", none, 0));
+    assert_true(fc_http_host_allowed("[2001:db8::2]", "::", none, 0));
+    assert_false(fc_http_host_allowed("evil.example", "0.0.0.0", none, 0));
+    assert_false(fc_http_host_allowed(NULL, "127.0.0.1", none, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -117,6 +221,9 @@ int main(void)
         cmocka_unit_test(test_limits_and_errors),
         cmocka_unit_test(test_upgrade_leaves_frame_bytes),
         cmocka_unit_test(test_query_decoding),
+        cmocka_unit_test(test_host_header_rules),
+        cmocka_unit_test(test_expect),
+        cmocka_unit_test(test_allowed_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
