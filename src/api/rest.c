@@ -38,7 +38,7 @@ static void respond_store_error(fc_conn *c, int err, const char *msg)
     } map[] = {
         {FC_ENOTFOUND, 404, "not_found"}, {FC_EEXISTS, 409, "already_exists"},
         {FC_ESEQ, 409, "seq_mismatch"},   {FC_ETERMINAL, 409, "terminal_status"},
-        {FC_EINVAL, 400, "bad_request"},   {FC_EFULL, 507, "storage_full"},
+        {FC_EINVAL, 400, "bad_request"},  {FC_EFULL, 507, "storage_full"},
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         if (map[i].err == err) {
@@ -368,7 +368,8 @@ static int host_ok(fc_conn *c, const fc_http_req *req)
     }
     const fc_config *cfg = fc_server_config(fc_conn_server(c));
     const char *host = fc_http_header(req, FC_H_HOST);
-    if (host && !fc_http_host_allowed(host, cfg->listen_host, cfg->allow_hosts, cfg->n_allow_hosts)) {
+    if (host &&
+        !fc_http_host_allowed(host, cfg->listen_host, cfg->allow_hosts, cfg->n_allow_hosts)) {
         fc_conn_respond_error(c, 421, NULL, "host_not_allowed",
                               "Host \"%.100s\" is not served here; start the server with "
                               "--allow-host NAME to allow it",

@@ -17,11 +17,11 @@ typedef enum {
     OPT_BYTES_SIZE, /* size_t field, same syntax as OPT_BYTES_U64 */
     OPT_SECONDS,    /* double field, plain decimal seconds in [min, max] */
     OPT_STRING,     /* const char * field, non-empty, points into argv/environ */
-    OPT_LIST,       /* const char *[] + count: repeatable flag, comma-separated in the environment */
-    OPT_BOOL,       /* int field; the bare flag means true */
-    OPT_LISTEN,     /* listen_host + listen_port */
-    OPT_SYNC,       /* sync_full: "normal" = 0, "full" = 1 */
-    OPT_LOG_LEVEL,  /* log_level, via fc_log_parse_level */
+    OPT_LIST,      /* const char *[] + count: repeatable flag, comma-separated in the environment */
+    OPT_BOOL,      /* int field; the bare flag means true */
+    OPT_LISTEN,    /* listen_host + listen_port */
+    OPT_SYNC,      /* sync_full: "normal" = 0, "full" = 1 */
+    OPT_LOG_LEVEL, /* log_level, via fc_log_parse_level */
 } opt_type;
 
 typedef struct opt {
@@ -34,7 +34,7 @@ typedef struct opt {
     const char *metavar; /* shown in --help; NULL for OPT_BOOL */
     const char *help;
     const char *over_max; /* OPT_BYTES_*: why a value above max cannot work (NULL: plain range) */
-    bool empty_env_error; /* an empty variable is an error, not "unset" (a secret must not vanish) */
+    bool empty_env_error; /* an empty variable is an error, not "unset" (secrets) */
     size_t count_offset;  /* OPT_LIST: the int counting the items */
     int list_max;         /* OPT_LIST: most items */
     int env_slot;         /* OPT_LIST: which env_lists buffer holds the split variable */
@@ -44,7 +44,7 @@ typedef struct opt {
 #define FIELD(f) .offset = offsetof(fc_config, f), .size = sizeof(((fc_config *)0)->f)
 #define LIST(f, n, max, slot, what)                                                                \
     FIELD(f), .count_offset = offsetof(fc_config, n), .list_max = (max), .env_slot = (slot),       \
-        .noun = (what)
+              .noun = (what)
 #define N_ENV_LISTS 2
 
 /* The single source of truth: parsing, defaults and usage are all generated from this. */
@@ -199,7 +199,7 @@ static const opt options[] = {
      FIELD(startup_check),
      .min = 0,
      .max = 86400,
-     .def = "10",
+     .def = "5",
      .metavar = "S",
      .help = "Time allowed for the database integrity check (quick_check) at start; when it "
              "runs out the rest is skipped with a warning; 0 = no check."},

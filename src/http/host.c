@@ -55,8 +55,7 @@ static int ip_allowed(const char *name, int ip6, const char *listen_host)
     return lfamily == family && memcmp(a, l, family == AF_INET ? 4 : 16) == 0;
 }
 
-int fc_http_host_allowed(const char *host, const char *listen_host, const char *const *allow,
-                         int n)
+int fc_http_host_allowed(const char *host, const char *listen_host, const char *const *allow, int n)
 {
     for (int i = 0; i < n; i++)
         if (strcmp(allow[i], "*") == 0) return 1;

@@ -41,11 +41,11 @@ typedef struct fc_http_req {
     char field[24];
     size_t field_len;
     int in_value;
-    int error;       /* HTTP status to answer with; parsing stopped (400, 411, 413, 417, 431) */
-    int complete;    /* the whole request (headers and body) has been read */
-    int has_body;    /* Content-Length or chunked was given */
-    int head_done;   /* the request line and headers have been read */
-    int host_count;  /* Host header lines seen: RFC 9112 §3.2 wants exactly one */
+    int error;      /* HTTP status to answer with; parsing stopped (400, 411, 413, 417, 431) */
+    int complete;   /* the whole request (headers and body) has been read */
+    int has_body;   /* Content-Length or chunked was given */
+    int head_done;  /* the request line and headers have been read */
+    int host_count; /* Host header lines seen: RFC 9112 §3.2 wants exactly one */
     /* "Expect: 100-continue" on an HTTP/1.1 request with a body: the client
      * waits for "100 Continue" before it sends the body. continue_sent is the
      * connection's note that it was sent (or is not wanted any more). */

@@ -44,15 +44,15 @@ typedef struct fc_cluster {
     int n_loops;
     struct fc_server *loops; /* n_loops of them; loop 0 runs on the main thread */
     int listen_fd;
-    uv_poll_t listen_poll;       /* on loop 0 */
-    uv_timer_t accept_pause;     /* restarts accepting after running out of descriptors */
-    uv_async_t sig_async; /* on loop 0: the signal thread saw a signal (signals.c) */
+    uv_poll_t listen_poll;   /* on loop 0 */
+    uv_timer_t accept_pause; /* restarts accepting after running out of descriptors */
+    uv_async_t sig_async;    /* on loop 0: the signal thread saw a signal (signals.c) */
     pthread_t sig_thread;
     int sig_thread_started;
     atomic_int sig_thread_stop;
     atomic_int sig_pending; /* signals seen, not yet handled on loop 0 */
     atomic_int stop_now;    /* SIGTERM/SIGINT seen: loops stop taking new requests at once */
-    unsigned next_loop;          /* round-robin for accepted sockets (loop 0 only) */
+    unsigned next_loop;     /* round-robin for accepted sockets (loop 0 only) */
     int max_conns;
     atomic_int n_streams; /* WebSocket and SSE streams of all loops */
     int shutting_down;    /* loop 0 only */

@@ -48,8 +48,9 @@ static void on_signal_async(uv_async_t *h)
     fc_cluster *cl = h->data;
     int pending = atomic_exchange(&cl->sig_pending, 0);
     if (pending & PENDING_HUP)
-        FC_INFO("server", "SIGHUP: still serving, %d connections open (logs go to stderr: "
-                          "nothing to reopen)",
+        FC_INFO("server",
+                "SIGHUP: still serving, %d connections open (logs go to stderr: "
+                "nothing to reopen)",
                 open_connections(cl));
     if (pending & PENDING_STOP) fc__cluster_shutdown(cl);
 }

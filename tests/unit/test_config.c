@@ -387,7 +387,7 @@ static void test_max_header_cap(void **state)
     assert_int_equal(parse(&c, "--startup-check=0", NULL), 0);
     assert_true(c.startup_check == 0.0);
     assert_int_equal(parse(&c, NULL), 0);
-    assert_true(c.startup_check == 10.0);
+    assert_true(c.startup_check == 5.0);
 }
 
 static void test_help(void **state)

@@ -136,7 +136,8 @@ static void test_host_header_rules(void **state)
     assert_host("GET / HTTP/1.1\r\nHost:   \r\n\r\n", "empty Host header");
     assert_host("GET / HTTP/1.0\r\nHost:\r\n\r\n", "empty Host header");
     assert_host("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", "more than one Host header");
-    assert_host("GET / HTTP/1.0\r\nHost: a\r\nX: y\r\nHOST: b\r\n\r\n", "more than one Host header");
+    assert_host("GET / HTTP/1.0\r\nHost: a\r\nX: y\r\nHOST: b\r\n\r\n",
+                "more than one Host header");
     assert_host("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "malformed Host header");
     assert_host("GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n", "malformed Host header");
     assert_host("GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n", "malformed Host header");
@@ -187,16 +188,23 @@ static void test_allowed_hosts(void **state)
     const char *const some[] = {"flowcast.internal", "Other.Example:9000"};
     const char *const any[] = {"x", "*"};
     static const char *const loop_ok[] = {
-        "localhost",   "LocalHost:80", "localhost.",    "a.b.localhost:1", "ip6-localhost",
-        "ip6-loopback", "127.0.0.1",   "127.9.8.7:123", "[::1]",           "[::1]:8001",
+        "localhost",    "LocalHost:80", "localhost.",    "a.b.localhost:1", "ip6-localhost",
+        "ip6-loopback", "127.0.0.1",    "127.9.8.7:123", "[::1]",           "[::1]:8001",
     };
     for (size_t i = 0; i < sizeof loop_ok / sizeof *loop_ok; i++)
         if (!fc_http_host_allowed(loop_ok[i], "127.0.0.1", none, 0))
             fail_msg("%s refused", loop_ok[i]);
     static const char *const evil[] = {
-        "evil.example",    "evil.example:8001", "localhost.evil.example", "127.0.0.1.nip.io",
-        "10.0.0.1",        "[2001:db8::1]",     "localhostx",             "flowcast.internal.x",
-        "[::ffff:7f00:1", "",
+        "evil.example",
+        "evil.example:8001",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "10.0.0.1",
+        "[2001:db8::1]",
+        "localhostx",
+        "flowcast.internal.x",
+        "[::ffff:7f00:1",
+        "",
     };
     for (size_t i = 0; i < sizeof evil / sizeof *evil; i++)
         if (fc_http_host_allowed(evil[i], "127.0.0.1", some, 2)) fail_msg("%s allowed", evil[i]);

@@ -162,48 +162,6 @@ fail:
     return FC_EIO;
 }
 
-/* Interrupts the integrity check once its deadline (a fc_time_mono_ns value) passed. */
-static int check_deadline(void *arg)
-{
-    return fc_time_mono_ns() > *(const uint64_t *)arg;
-}
-
-int fc__sqlite_check(sqlite3 *db, double seconds, char *err, size_t errlen)
-{
-    if (seconds <= 0) return 0;
-    uint64_t start = fc_time_mono_ns();
-    uint64_t deadline = start + (uint64_t)(seconds * 1e9);
-    sqlite3_stmt *st = NULL;
-    /* quick_check reads every page but skips the costly index-content checks
-     * of integrity_check: linear in the file size. One row "ok", or one row
-     * per problem. */
-    sqlite3_progress_handler(db, 10000, check_deadline, &deadline);
-    int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
-    const char *row = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
-    int ret = 0;
-    double took = (double)(fc_time_mono_ns() - start) / 1e9;
-    if (rc == SQLITE_INTERRUPT) {
-        FC_WARN(FC__SQLITE_TAG,
-                "integrity check did not finish within %.1f s (--startup-check); the rest of "
-                "the file is not checked",
-                seconds);
-    } else if (rc != SQLITE_ROW) {
-        snprintf(err, errlen, "the database is corrupt or unreadable (integrity check: %s)",
-                 sqlite3_errmsg(db));
-        ret = FC_EIO;
-    } else if (!row || strcmp(row, "ok") != 0) {
-        snprintf(err, errlen, "the database is corrupt (integrity check: %.120s)",
-                 row ? row : "no result");
-        ret = FC_EIO;
-    } else {
-        FC_INFO(FC__SQLITE_TAG, "integrity check ok (%.3f s)", took);
-    }
-    sqlite3_finalize(st);
-    sqlite3_progress_handler(db, 0, NULL, NULL);
-    return ret;
-}
-
 /* Reads the highest applied migration into *v (0 for a new database). */
 static int read_version(sqlite3 *db, int *v, char *err, size_t errlen)
 {

@@ -454,7 +454,7 @@ fail:
 
 int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
-    /* Signals belong to the loop thread (uv_signal_t): store threads block them all. */
+    /* Signals belong to the server's signal thread: store threads block them all. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
