@@ -1,6 +1,7 @@
 /* libFuzzer driver for HTTP request parsing (src/http/request.c): a byte
  * stream split into two reads, parsed request after request as the server
  * does with pipelining, with the header, path and query accessors. */
+#include "http/host.h"
 #include "http/request.h"
 
 #include <stddef.h>
@@ -28,6 +29,10 @@ static void inspect(const fc_http_req *r)
         if (v) CHECK(strlen(v) <= r->header_bytes);
     }
     if (r->complete) CHECK(r->body_len <= r->max_body);
+    /* A Host that passes the syntax check goes to the allowed-hosts check. */
+    static const char *const allow[] = {"flowcast.internal", "a.example:80"};
+    if (r->complete && !fc_http_host_problem(r))
+        (void)fc_http_host_allowed(fc_http_header(r, FC_H_HOST), "0.0.0.0", allow, 2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -46,8 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(n <= end - off);
         off += n;
         if (r->error) {
-            CHECK(r->error == 400 || r->error == 411 || r->error == 413 || r->error == 431 ||
-                  r->error == 500);
+            CHECK(r->error == 400 || r->error == 411 || r->error == 413 || r->error == 417 ||
+                  r->error == 431 || r->error == 500);
             break;
         }
         if (r->complete) {
