@@ -408,17 +408,20 @@ static int run_loops(fc_cluster *cl)
 /* A write to a peer that has gone away must fail with EPIPE, not raise
  * SIGPIPE and end the process: libuv writes with plain writev, which has no
  * MSG_NOSIGNAL, and leaves this to the application. */
-static void ignore_sigpipe(void)
+static void ignore_write_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+    /* Likewise a write past the file-size limit (RLIMIT_FSIZE) must fail with
+     * EFBIG, which the store answers 507, not end the process. */
+    sigaction(SIGXFSZ, &sa, NULL);
 }
 
 int fc_server_run(const fc_config *cfg)
 {
-    ignore_sigpipe();
+    ignore_write_signals();
     fc__signals_block(); /* before any thread starts: they inherit the mask */
     fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
     cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);

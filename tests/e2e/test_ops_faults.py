@@ -257,3 +257,22 @@ def test_disk_full_507_and_reads_keep_working(server_factory, tiny_fs):
     w2 = s.patch("r", message="after")
     assert w2["seq"] == w["seq"] + 1
     assert s.stop() == 0
+
+
+def test_file_size_limit_507_and_server_survives(server_factory, tmp_path):
+    """RLIMIT_FSIZE: a write past it fails with EFBIG (and would raise SIGXFSZ,
+    which used to end the process); it is the same fault as a full disk."""
+    s = server_factory(db=str(tmp_path / "fsize.db"))
+    s.create(id="r")
+    limit = os.path.getsize(s.db + "-wal") + 256 * 1024
+    subprocess.run(["prlimit", "--pid", str(s.proc.pid), "--fsize=%d:unlimited" % limit], check=True)
+    r = None
+    for i in range(400):
+        r = s.request("PATCH", API + "/r", {"message": "x" * 4000, "current_step": i % 10})
+        if r.status != 200:
+            break
+    assert_error(r, 507, "storage_full")
+    assert s.alive()
+    assert s.request("GET", API + "/r").status == 200
+    subprocess.run(["prlimit", "--pid", str(s.proc.pid), "--fsize=unlimited:unlimited"], check=True)
+    s.patch("r", message="after")

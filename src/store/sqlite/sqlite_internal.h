@@ -209,6 +209,9 @@ void fc__wcache_clear(fc__wcache *wc);
 
 /* writer.c */
 
+/* True when rc (from a statement on db) means the disk is full: SQLITE_FULL,
+ * or a write error from ENOSPC, EFBIG (file-size limit) or EDQUOT. */
+int fc__sqlite_is_full(sqlite3 *db, int rc);
 /* Starts a store thread named name (up to 15 characters) with every signal
  * blocked. pthread_create's result. */
 int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/time.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,9 +46,34 @@ static int run(fc__sqlite_core *s, sqlite3_stmt *st, char *ioerr, size_t n)
 {
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
-    if ((rc & 0xff) == SQLITE_FULL) s->full = 1; /* the batch fails as FC_EFULL */
+    if (fc__sqlite_is_full(s->wdb, rc)) s->full = 1; /* the batch fails as FC_EFULL */
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : FC_EIO;
+}
+
+/* The errno of the last failed write to the WAL (or, failing that, to the
+ * database file). sqlite3_system_errno cannot tell: it reads errno after the
+ * rollback has overwritten it. */
+static int last_write_errno(sqlite3 *db)
+{
+    int e = 0;
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK && wal &&
+        wal->pMethods)
+        wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e);
+    if (!e) sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO, &e);
+    return e;
+}
+
+int fc__sqlite_is_full(sqlite3 *db, int rc)
+{
+    /* SQLite reports ENOSPC as SQLITE_FULL, but a file-size limit (EFBIG) or a
+     * quota (EDQUOT) as a plain write error: to the client all three mean the
+     * same, no room for the change. */
+    if ((rc & 0xff) == SQLITE_FULL) return 1;
+    if (rc != SQLITE_IOERR_WRITE) return 0;
+    int e = last_write_errno(db);
+    return e == ENOSPC || e == EFBIG || e == EDQUOT;
 }
 
 /* Fails one change without touching the database. */
