@@ -175,9 +175,8 @@ void fc__cluster_shutdown(fc_cluster *cl);
 void fc__signals_block(void);
 /* Starts the signal thread and its wake-up on loop 0. 0 or -1. */
 int fc__signals_start(fc_cluster *cl);
-/* Closes the wake-up handle (loop 0's thread, at the end of its loop). */
-void fc__signals_close(fc_cluster *cl);
-/* Stops and joins the signal thread (after the loops ended). */
+/* Stops and joins the signal thread and closes its wake-up handle (loop 0's
+ * thread, when loop 0 finishes). Safe to call when it never started. */
 void fc__signals_stop(fc_cluster *cl);
 
 /* listener.c */

@@ -137,9 +137,7 @@ static void finish(fc_server *srv)
     if (srv->shutting_down == 2) return;
     srv->shutting_down = 2;
     close_inbox(srv);
-    if (srv->index == 0) {
-        fc__signals_close(srv->cl);
-    }
+    if (srv->index == 0) fc__signals_stop(srv->cl);
     close_handle((uv_handle_t *)&srv->wake);
     close_handle((uv_handle_t *)&srv->flush_check);
     close_handle((uv_handle_t *)&srv->flush_idle);
@@ -400,7 +398,6 @@ static int run_loops(fc_cluster *cl)
         begin_shutdown(&cl->loops[i]);
         uv_run(cl->loops[i].loop, UV_RUN_DEFAULT);
     }
-    fc__signals_stop(cl);
     FC_INFO("server", "stopped");
     return started == cl->n_loops ? 0 : -1;
 }

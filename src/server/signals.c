@@ -59,9 +59,11 @@ static void *signal_main(void *arg)
 {
     fc_cluster *cl = arg;
     sigset_t set = handled_set();
-    const struct timespec tick = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
-    while (!atomic_load(&cl->sig_thread_stop)) {
-        int sig = sigtimedwait(&set, NULL, &tick); /* the tick lets it see sig_thread_stop */
+    /* The tick only bounds the wait; fc__signals_stop wakes the thread at once. */
+    const struct timespec tick = {.tv_sec = 1, .tv_nsec = 0};
+    for (;;) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (atomic_load(&cl->sig_thread_stop)) break;
         if (sig < 0) continue;
         if (sig == SIGHUP) {
             atomic_fetch_or(&cl->sig_pending, PENDING_HUP);
@@ -86,18 +88,19 @@ int fc__signals_start(fc_cluster *cl)
     return 0;
 }
 
-void fc__signals_close(fc_cluster *cl)
-{
-    if (cl->sig_async.loop && !uv_is_closing((uv_handle_t *)&cl->sig_async))
-        uv_close((uv_handle_t *)&cl->sig_async, NULL);
-}
-
 void fc__signals_stop(fc_cluster *cl)
 {
-    if (!cl->sig_thread_started) return;
-    atomic_store(&cl->sig_thread_stop, 1);
-    pthread_join(cl->sig_thread, NULL);
-    cl->sig_thread_started = 0;
+    if (cl->sig_thread_started) {
+        /* Joined before the wake-up handle closes, so the thread never sends
+         * to a closed handle. The signal is blocked everywhere, so it only
+         * wakes the thread's sigtimedwait, which then sees the flag. */
+        atomic_store(&cl->sig_thread_stop, 1);
+        pthread_kill(cl->sig_thread, SIGHUP);
+        pthread_join(cl->sig_thread, NULL);
+        cl->sig_thread_started = 0;
+    }
+    if (cl->sig_async.loop && !uv_is_closing((uv_handle_t *)&cl->sig_async))
+        uv_close((uv_handle_t *)&cl->sig_async, NULL);
     /* The signals stay blocked: one that arrives from here on is moot (the
      * server is stopping anyway) and must not turn exit status 0 into a kill. */
 }
