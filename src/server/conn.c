@@ -109,15 +109,18 @@ static void dispatch(fc_conn *c)
 
 /* The head of a request with "Expect: 100-continue" is in and its body is
  * not: the client waits for "100 Continue" (curl: one second) before it
- * sends the body. It is written only when every earlier request of the
- * connection has been answered, as it must not overtake their answers; with
- * answers still pending, the client sends the body after its own wait. */
-static void maybe_continue(fc_conn *c, fc_http_req *r)
+ * sends the body. It must not overtake the answers to earlier pipelined
+ * requests, so it goes out once they are all out: now, or from emit() when
+ * the last of them is written. */
+void fc__conn_maybe_continue(fc_conn *c)
 {
     static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (!r->expect_continue || r->continue_sent || !r->head_done) return;
+    fc_http_req *r = c->kind == FC_STREAM_NONE ? c->req : NULL; /* else the union is a frag */
+    if (!r || !r->expect_continue || r->continue_sent || !r->head_done || r->complete ||
+        r->error || c->closing || c->close_after_write)
+        return;
+    if (c->emit_seq != c->next_seq || c->deferred) return; /* earlier answers first */
     r->continue_sent = 1;
-    if (c->emit_seq != c->next_seq || c->deferred || c->close_after_write) return;
     fc_buf *b = fc_buf_copy(line, sizeof line - 1);
     if (!b) return; /* the client sends the body after its wait anyway */
     fc_metrics_http_status(100);
@@ -135,7 +138,7 @@ static size_t http_input(fc_conn *c, char *data, size_t len)
     }
     size_t n = fc_http_req_feed(c->req, data, len);
     if (!c->req->error && !c->req->complete) {
-        maybe_continue(c, c->req);
+        fc__conn_maybe_continue(c);
         return n;
     }
     /* Every request gets its place in the answer order, even a malformed one. */

@@ -58,6 +58,7 @@ static void emit(fc_conn *c, uint16_t seq, int keep, fc_buf *b)
             break;
         }
     }
+    fc__conn_maybe_continue(c); /* a request may wait for its 100 behind these */
 }
 
 void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,

@@ -149,6 +149,9 @@ void fc__conn_start(fc_conn *c);
 void fc__conn_close(fc_conn *c);
 void fc__conn_schedule_flush(fc_conn *c);
 void fc__conn_flush_all(fc_server *srv);
+/* Sends "100 Continue" for the request being read when it asked for one and
+ * every earlier answer is out (conn_answer.c calls it after each answer). */
+void fc__conn_maybe_continue(fc_conn *c);
 
 /* ws_session.c */
 size_t fc__ws_input(fc_conn *c, char *data, size_t len);

@@ -169,6 +169,25 @@ def test_expect_100_continue_before_body(srv):
     assert rd.read_response().status == 200
 
 
+def test_expect_100_continue_behind_pipelined_answers(srv):
+    """The 100 must not overtake the answers to earlier pipelined requests:
+    it follows them, still before the body is sent."""
+    srv.create(id="pipe100")
+    patch = b'{"message":"p"}'
+    body = json.dumps({"id": "cont2", "name": "c", "total_steps": 2}).encode()
+    head = http_request_bytes("POST", API, srv.port, {
+        "Content-Type": "application/json", "Content-Length": str(len(body)),
+        "Expect": "100-continue"})
+    rd = SockReader(connect(srv.port))
+    rd.sock.sendall(http_request_bytes("PATCH", API + "/pipe100", srv.port, {
+        "Content-Type": "application/json", "Content-Length": str(len(patch))}, patch) + head)
+    first = rd.read_response()
+    assert first.status == 200 and first.json()["seq"] == 2, first
+    assert rd.read_until(b"\r\n\r\n", timeout=5.0) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    rd.sock.sendall(body)
+    assert rd.read_response().status == 201
+
+
 def test_expect_100_continue_with_curl(srv):
     body = json.dumps({"id": "curl100", "name": "c", "total_steps": 2})
     out = subprocess.run(
