@@ -116,8 +116,8 @@ void fc__conn_maybe_continue(fc_conn *c)
 {
     static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
     fc_http_req *r = c->kind == FC_STREAM_NONE ? c->req : NULL; /* else the union is a frag */
-    if (!r || !r->expect_continue || r->continue_sent || !r->head_done || r->complete ||
-        r->error || c->closing || c->close_after_write)
+    if (!r || !r->expect_continue || r->continue_sent || !r->head_done || r->complete || r->error ||
+        c->closing || c->close_after_write)
         return;
     if (c->emit_seq != c->next_seq || c->deferred) return; /* earlier answers first */
     r->continue_sent = 1;
