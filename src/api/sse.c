@@ -222,8 +222,8 @@ static void open_multi(fc_conn *c, fc_http_req *req)
 
 void fc_sse_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const char *workflow_id)
 {
-    if (req->parser.method != HTTP_GET) {
-        fc_conn_respond_error(c, 405, "Allow: GET\r\n", "method_not_allowed", "use GET");
+    if (req->parser.method != HTTP_GET && req->parser.method != HTTP_HEAD) {
+        fc_conn_respond_error(c, 405, "Allow: GET, HEAD\r\n", "method_not_allowed", "use GET");
         return;
     }
     if (fc__stream_refuse_over_limit(c)) return;

@@ -106,7 +106,8 @@ void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason);
 
 /* Turns c into a Server-Sent Events stream: answers 200 text/event-stream
  * (the body lasts until the connection closes) and sends heartbeats.
- * Returns like fc_conn_upgrade. */
+ * Returns like fc_conn_upgrade, or 1 for a HEAD request: its answer (the same
+ * status and headers, no body) is sent and no stream starts. */
 int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind);
 /* Marks c as waiting for a change (long-poll) or back to plain HTTP. */
 void fc_conn_set_kind(fc_conn *c, fc_stream_kind kind);

@@ -186,6 +186,17 @@ int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind)
                                    "Connection: close\r\n%s\r\n";
     char head[256];
     int n = snprintf(head, sizeof head, head_fmt, headers);
+    if (c->req && c->req->parser.method == HTTP_HEAD) {
+        /* HEAD: the stream's status and headers, then the end of the body
+         * that "Connection: close" announces; no stream, no slot taken. */
+        fc_buf *b = fc_buf_copy(head, (size_t)n);
+        if (!b) return FC_ENOMEM;
+        fc_metrics_http_status(200);
+        end_request(c);
+        fc_conn_send(c, b);
+        fc_conn_close_when_written(c);
+        return 1;
+    }
     if (take_stream_slot(c) != 0) return FC_ELIMIT;
     fc_buf *b = fc_buf_copy(head, (size_t)n);
     if (!b) {

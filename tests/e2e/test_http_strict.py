@@ -244,3 +244,18 @@ def test_head_in_allow_and_other_methods_still_405(srv):
     r = srv.request("PUT", API + "/wf", {"name": "x"})
     assert_error(r, 405, "method_not_allowed")
     assert "HEAD" in r.header("allow")
+
+
+@pytest.mark.parametrize("path,status", [
+    (API + "/wf/events", 200), ("/api/events?workflow_ids=wf", 200),
+    (API + "/nope/events", 404), ("/api/events?workflow_ids=nope", 404), ("/api/events", 400)])
+def test_head_on_event_streams(srv, path, status):
+    """HEAD on an SSE route: the stream's status and headers, then the end
+    of the (connection-delimited) body at once; no stream is opened."""
+    rd = SockReader(connect(srv.port))
+    rd.sock.sendall(http_request_bytes("HEAD", path, srv.port))
+    h = rd.read_response(timeout=5.0, head_only=True)
+    assert h.status == status, h
+    if status == 200:
+        assert h.header("content-type") == "text/event-stream", h
+        assert rd.read_to_eof(timeout=5.0) == b""  # closed, nothing after the head
