@@ -160,14 +160,23 @@ static int request_waiting(const fc_conn *c)
     return c->kind == FC_STREAM_NONE && c->req && c->req->complete;
 }
 
+/* Between a SIGTERM and this loop's start of shutdown, the loop takes no new
+ * work, so that however much input is queued it gets back to its poll, where
+ * the shutdown starts. From then on input is read again: the closing
+ * handshakes need the clients' close frames, and answers close their
+ * connections, so what is left to do is bounded. */
+static int stopping(const fc_server *srv)
+{
+    return !srv->shutting_down && atomic_load_explicit(&srv->cl->stop_now, memory_order_relaxed);
+}
+
 /* Consumes what it can of data; returns the bytes used. */
 static size_t process_input(fc_conn *c, char *data, size_t len)
 {
     size_t off = 0;
     if (request_waiting(c) && !c->busy && !c->deferred) dispatch(c); /* it waited */
-    atomic_int *stop_now = &FC_SRV(c)->cl->stop_now; /* SIGTERM: back to the poll at once */
     while (off < len && !c->closing && !c->busy && c->deferred < FC_PIPELINE_MAX &&
-           !atomic_load_explicit(stop_now, memory_order_relaxed)) {
+           !stopping(FC_SRV(c))) {
         if (c->close_after_write) return len; /* failing or closing: discard */
         if (request_waiting(c)) break;        /* waits for the answers before it */
         if (c->last_request && !c->req && c->kind == FC_STREAM_NONE) return len;
