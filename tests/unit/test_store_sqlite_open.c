@@ -117,12 +117,56 @@ static void test_sound_file_passes_check(void **state)
     assert_non_null(f->s);
 }
 
+/* Runs fc_store_sqlite_open with stderr captured into out. */
+static fc_store *open_capturing(fixture *f, double check_seconds, char *out, size_t outlen)
+{
+    char err[256] = "";
+    fc_store_config cfg = {.path = f->path, .retention = 10, .check_seconds = check_seconds};
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(tmp), 2);
+    fc_store *s = fc_store_sqlite_open(&f->loop, &cfg, err, sizeof err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, outlen - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    if (!s) fprintf(stderr, "open failed: %s\n", err);
+    return s;
+}
+
+/* 30 MB cannot be checked within 1 ms: the watchdog interrupts the check,
+ * which is logged, and the store opens. */
+static void test_check_is_bounded(void **state)
+{
+    fixture *f = *state;
+    close_store(f);
+    sqlite3 *db = external(f);
+    exec_ok(db, "CREATE TABLE filler (b BLOB);"
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000)"
+                " INSERT INTO filler SELECT randomblob(1000) FROM n;");
+    sqlite3_close(db);
+    static char log[8192];
+    f->s = open_capturing(f, 0.001, log, sizeof log);
+    assert_non_null(f->s);
+    assert_non_null(strstr(log, "integrity check did not finish within"));
+    close_store(f);
+    f->s = open_capturing(f, 60, log, sizeof log);
+    assert_non_null(f->s);
+    assert_non_null(strstr(log, "integrity check ok"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_pages_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sound_file_passes_check, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_is_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
