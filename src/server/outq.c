@@ -1,9 +1,10 @@
 /* Per-connection output queues in pooled chunks, with same-workflow coalescing. */
 #include "server/outq.h"
 #include "common/error.h"
+#include "common/list.h"
+#include "common/map.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 /* Per loop thread: a chunk is taken and returned on the thread that owns its connection. */
 static _Thread_local fc_outq_chunk *pool;
@@ -48,12 +49,91 @@ static void pos_next(pos *p)
     }
 }
 
-static pos pos_at(const fc_outq *q, uint32_t skip)
+/* --- the coalescing index ------------------------------------------------- */
+
+/* Where the newest queued entry of one workflow is. Entries never move while
+ * queued (only the head advances), so a slot stays valid until the entry is
+ * taken off the head or the queue is filtered (which frees the index). */
+typedef struct idx_node {
+    fc_map_node node; /* key: the queued buffer's key */
+    fc_outq_chunk *chunk;
+    uint32_t slot;
+    uint32_t num; /* entry number (popped + position), to tell pinned entries */
+} idx_node;
+
+struct fc_outq_index {
+    fc_map map;
+    uint32_t floor; /* the index is freed when the queue gets shorter than this */
+};
+
+static void index_free(fc_outq *q)
 {
+    struct fc_outq_index *ix = q->index;
+    if (!ix) return;
+    for (size_t i = 0; i < ix->map.n_buckets; i++) {
+        fc_map_node *n = ix->map.buckets[i];
+        while (n) {
+            fc_map_node *next = n->next;
+            free(fc_container_of(n, idx_node, node));
+            n = next;
+        }
+    }
+    fc_map_destroy(&ix->map);
+    free(ix);
+    q->index = NULL;
+}
+
+/* Records that entry num, at chunk[slot], is the newest of its key. Out of
+ * memory drops the whole index (coalescing then appends until it is rebuilt). */
+static void index_note(fc_outq *q, fc_outq_chunk *chunk, unsigned slot, uint32_t num)
+{
+    fc_buf *b = chunk->bufs[slot];
+    fc_map_node *n = fc_map_get(&q->index->map, b->key);
+    idx_node *e = n ? fc_container_of(n, idx_node, node) : calloc(1, sizeof *e);
+    if (!e) {
+        index_free(q);
+        return;
+    }
+    e->node.key = b->key; /* the same string, now owned by the newer buffer */
+    e->chunk = chunk;
+    e->slot = slot;
+    e->num = num;
+    if (!n) fc_map_put(&q->index->map, &e->node);
+}
+
+/* Forgets entry num (of buffer b) when the index points at it. */
+static void index_forget(fc_outq *q, const fc_buf *b, uint32_t num)
+{
+    fc_map_node *n = fc_map_get(&q->index->map, b->key);
+    if (!n || fc_container_of(n, idx_node, node)->num != num) return;
+    fc_map_remove(&q->index->map, n);
+    free(fc_container_of(n, idx_node, node));
+}
+
+/* Builds the index over the queue: one pass when the queue reaches its limit. */
+static void index_build(fc_outq *q, uint32_t limit)
+{
+    q->index = calloc(1, sizeof *q->index);
+    if (!q->index) return;
+    if (fc_map_init(&q->index->map) != 0) {
+        free(q->index);
+        q->index = NULL;
+        return;
+    }
+    q->index->floor = limit / 2;
     pos p = {q->head, q->head_idx};
-    for (uint32_t i = 0; i < skip; i++)
-        pos_next(&p);
-    return p;
+    for (uint32_t i = 0; i < q->count && q->index; i++, pos_next(&p))
+        if (p.chunk->bufs[p.idx]->key) index_note(q, p.chunk, p.idx, q->popped + i);
+}
+
+static void link_chunk(fc_outq *q, fc_outq_chunk *c)
+{
+    if (q->tail)
+        q->tail->next = c;
+    else
+        q->head = c, q->head_idx = 0;
+    q->tail = c;
+    q->tail_idx = 0;
 }
 
 int fc_outq_push(fc_outq *q, fc_buf *buf)
@@ -64,15 +144,13 @@ int fc_outq_push(fc_outq *q, fc_buf *buf)
             fc_buf_unref(buf);
             return FC_ENOMEM;
         }
-        if (q->tail)
-            q->tail->next = c;
-        else
-            q->head = c, q->head_idx = 0;
-        q->tail = c;
-        q->tail_idx = 0;
+        link_chunk(q, c);
     }
-    q->tail->bufs[q->tail_idx++] = buf;
+    q->tail->bufs[q->tail_idx] = buf;
+    if (q->index && buf->key) index_note(q, q->tail, q->tail_idx, q->popped + q->count);
+    q->tail_idx++;
     q->count++;
+    q->bytes += buf->len;
     return 0;
 }
 
@@ -122,9 +200,14 @@ static uint32_t pinned(const fc_outq *q)
  * releases the others. Returns how many were released. */
 static uint32_t filter(fc_outq *q, int (*keep)(const fc_buf *b, const void *arg), const void *arg)
 {
+    index_free(q); /* entries move */
     uint32_t n = q->count, fixed = pinned(q);
     if (n <= fixed) return 0;
-    pos rd = pos_at(q, fixed), wr = rd;
+    pos rd = {q->head, q->head_idx};
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < fixed; i++, pos_next(&rd))
+        bytes += rd.chunk->bufs[rd.idx]->len;
+    pos wr = rd;
     uint32_t kept = fixed;
     for (uint32_t i = fixed; i < n; i++, pos_next(&rd)) {
         fc_buf *b = rd.chunk->bufs[rd.idx];
@@ -132,25 +215,35 @@ static uint32_t filter(fc_outq *q, int (*keep)(const fc_buf *b, const void *arg)
             wr.chunk->bufs[wr.idx] = b;
             pos_next(&wr);
             kept++;
+            bytes += b->len;
         } else {
             fc_buf_unref(b);
         }
     }
     truncate_at(q, wr, kept);
+    q->bytes = bytes - q->head_off;
     return n - kept;
-}
-
-static int other_key(const fc_buf *b, const void *key)
-{
-    return !b->key || strcmp(b->key, key) != 0;
 }
 
 int fc_outq_push_coalesce(fc_outq *q, fc_buf *buf, uint32_t limit)
 {
-    int dropped = 0;
-    if (q->count >= limit && buf->key) dropped = (int)filter(q, other_key, buf->key);
-    int rc = fc_outq_push(q, buf);
-    return rc < 0 ? rc : dropped;
+    if (q->count < limit || !buf->key) return fc_outq_push(q, buf);
+    if (!q->index) index_build(q, limit);
+    fc_map_node *n = q->index ? fc_map_get(&q->index->map, buf->key) : NULL;
+    if (n) {
+        idx_node *e = fc_container_of(n, idx_node, node);
+        fc_buf *old = e->chunk->bufs[e->slot];
+        /* Only an unsent, older state is replaced: never bytes already in a
+         * write, and never a later seq (a deletion followed by a re-creation). */
+        if (e->num - q->popped >= pinned(q) && old->seq < buf->seq) {
+            e->chunk->bufs[e->slot] = buf;
+            e->node.key = buf->key;
+            q->bytes = q->bytes - old->len + buf->len;
+            fc_buf_unref(old);
+            return 1;
+        }
+    }
+    return fc_outq_push(q, buf);
 }
 
 uint32_t fc_outq_drop_unlocked(fc_outq *q)
@@ -180,9 +273,12 @@ int fc_outq_iov(const fc_outq *q, uv_buf_t *iov, int max, size_t max_bytes, size
 static fc_buf *pop_head(fc_outq *q)
 {
     fc_buf *b = q->head->bufs[q->head_idx++];
+    if (q->index && b->key) index_forget(q, b, q->popped);
+    q->popped++;
     q->count--;
     if (q->locked) q->locked--;
     q->head_off = 0;
+    if (q->index && q->count < q->index->floor) index_free(q);
     if (q->count == 0 || q->head_idx == FC_OUTQ_CHUNK) {
         fc_outq_chunk *c = q->head;
         q->head = c->next;
@@ -203,9 +299,11 @@ void fc_outq_consume(fc_outq *q, size_t n, void (*on_done)(const fc_buf *buf))
         size_t left = head->len - q->head_off;
         if (n < left) {
             q->head_off += (uint32_t)n;
+            q->bytes -= n;
             return;
         }
         n -= left;
+        q->bytes -= left;
         fc_buf *b = pop_head(q);
         if (on_done && b->seq) on_done(b);
         fc_buf_unref(b);
@@ -226,13 +324,4 @@ fc_buf *fc_outq_first(const fc_outq *q)
 fc_buf *fc_outq_last(const fc_outq *q)
 {
     return q->count ? q->tail->bufs[q->tail_idx - 1] : NULL;
-}
-
-size_t fc_outq_bytes(const fc_outq *q)
-{
-    size_t total = 0;
-    pos p = {q->head, q->head_idx};
-    for (uint32_t i = 0; i < q->count; i++, pos_next(&p))
-        total += p.chunk->bufs[p.idx]->len;
-    return total - q->head_off;
 }

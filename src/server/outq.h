@@ -20,6 +20,8 @@ typedef struct fc_outq_chunk {
     fc_buf *bufs[FC_OUTQ_CHUNK];
 } fc_outq_chunk;
 
+struct fc_outq_index;
+
 typedef struct fc_outq {
     fc_outq_chunk *head, *tail;
     uint16_t head_idx; /* first queued slot in head */
@@ -27,6 +29,11 @@ typedef struct fc_outq {
     uint32_t count;    /* entries queued, including the locked ones */
     uint32_t locked;   /* head entries referenced by an in-flight write: never dropped */
     uint32_t head_off; /* bytes of the head entry already written */
+    uint32_t popped;   /* entries ever taken off the head (wraps): numbers entries */
+    size_t bytes;      /* bytes still to write */
+    /* Pending entry of each workflow, only while the queue is over its
+     * coalescing limit (built once when it gets there, freed below half). */
+    struct fc_outq_index *index;
 } fc_outq;
 
 /* Queues buf, taking over one reference from the caller. 0 or FC_ENOMEM
@@ -34,9 +41,11 @@ typedef struct fc_outq {
 int fc_outq_push(fc_outq *q, fc_buf *buf);
 
 /* Queues buf like fc_outq_push; when the queue already holds limit or more
- * entries and buf has a key, first drops the queued, unlocked, unstarted
- * entries with the same key (older states of the same workflow). Returns
- * the number dropped, or FC_ENOMEM. */
+ * entries and buf has a key, buf instead replaces, in its place, the
+ * queued, unlocked, unstarted entry with the same key (the pending older
+ * state of the same workflow), found through an index that exists only
+ * while the queue is over the limit: O(1) per change, never a scan of the
+ * queue. Returns the number replaced (0 or 1), or FC_ENOMEM. */
 int fc_outq_push_coalesce(fc_outq *q, fc_buf *buf, uint32_t limit);
 
 /* Fills up to max iovecs from the head, at most max_bytes in all (at least
@@ -57,8 +66,11 @@ void fc_outq_clear(fc_outq *q);
 fc_buf *fc_outq_first(const fc_outq *q);
 fc_buf *fc_outq_last(const fc_outq *q);
 
-/* Bytes still to write. O(n); for metrics and tests. */
-size_t fc_outq_bytes(const fc_outq *q);
+/* Bytes still to write. O(1). */
+static inline size_t fc_outq_bytes(const fc_outq *q)
+{
+    return q->bytes;
+}
 
 /* Releases the pooled chunks not in use (at shutdown). */
 void fc_outq_pool_trim(void);
