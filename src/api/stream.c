@@ -185,12 +185,20 @@ int fc__stream_subscribe_one(fc_conn *c, const char *id, int64_t last_seq)
 fc_stream_sub *fc__stream_add_sub(fc_conn *c, const char *id, int64_t last_seq)
 {
     fc_stream_sub *sub = calloc(1, sizeof *sub);
-    if (!sub || fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), &sub->sub, id, c, last_seq)) {
+    fc_map *index = id ? fc_conn_multi_index(c) : NULL;
+    if (!sub || (id && !index) ||
+        fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), &sub->sub, id, c, last_seq)) {
         free(sub);
         fail_oom(c);
         return NULL;
     }
     fc_list_insert_tail(fc_conn_multi_subs(c), &sub->conn_link);
+    /* Indexed by the topic's id, which lives as long as the subscription;
+     * only the first of a repeated id is (the callers pass sets). */
+    if (id && !fc_map_get(index, id)) {
+        sub->by_id.key = fc_hub_topic_id(sub->sub.topic);
+        fc_map_put(index, &sub->by_id);
+    }
     return sub;
 }
 
@@ -293,18 +301,19 @@ static void send_op_reply(fc_conn *c, const char *op, json_t *ids)
     json_decref(o);
 }
 
+/* The connection's subscription to id: a hash lookup, whatever the count. */
 static fc_stream_sub *find_sub(fc_conn *c, const char *id)
 {
-    fc_list *subs = fc_conn_multi_subs(c);
-    for (fc_list *it = subs->next; it != subs; it = it->next) {
-        fc_stream_sub *s = fc_container_of(it, fc_stream_sub, conn_link);
-        if (!s->sub.all && s->sub.topic && strcmp(fc_hub_topic_id(s->sub.topic), id) == 0) return s;
-    }
-    return NULL;
+    fc_map *index = fc_conn_multi_index(c);
+    fc_map_node *n = index ? fc_map_get(index, id) : NULL;
+    return n ? fc_container_of(n, fc_stream_sub, by_id) : NULL;
 }
 
 void fc__stream_drop_sub(fc_conn *c, fc_stream_sub *s)
 {
+    /* Out of the index first: removal reads only the node, never its key,
+     * whose topic the hub may free below. */
+    if (s->by_id.key) fc_map_remove(fc_conn_multi_index(c), &s->by_id);
     fc_hub_unsubscribe(fc_server_hub(fc_conn_server(c)), &s->sub);
     fc_list_remove(&s->conn_link);
     if (s->sub.all) fc_conn_set_all(c, 0);
@@ -331,6 +340,34 @@ static int check_ids(fc_conn *c, json_t *ids)
     return 0;
 }
 
+/* workflow_ids as a set: a new array with each id once, in first-seen order
+ * (a message repeating one id 10,000 times subscribes it once). NULL when
+ * out of memory (answered). */
+static json_t *unique_ids(fc_conn *c, json_t *ids)
+{
+    size_t n = json_array_size(ids);
+    fc_map seen;
+    fc_map_node *nodes = calloc(n, sizeof *nodes);
+    json_t *out = json_array();
+    if (!nodes || !out || fc_map_init(&seen) != 0) {
+        free(nodes);
+        json_decref(out);
+        send_op_error_for(c, NULL, "internal", "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(ids, i);
+        const char *id = json_string_value(v);
+        if (fc_map_get(&seen, id)) continue;
+        nodes[i].key = id;
+        fc_map_put(&seen, &nodes[i]);
+        json_array_append(out, v);
+    }
+    fc_map_destroy(&seen);
+    free(nodes);
+    return out;
+}
+
 static int since_of(fc_conn *c, json_t *since, const char *id, int64_t *out)
 {
     *out = -1;
@@ -346,17 +383,20 @@ static int since_of(fc_conn *c, json_t *since, const char *id, int64_t *out)
 
 static void op_subscribe(fc_conn *c, json_t *msg)
 {
-    json_t *ids = json_object_get(msg, "workflow_ids");
+    json_t *all_ids = json_object_get(msg, "workflow_ids");
     json_t *since = json_object_get(msg, "since");
-    if (check_ids(c, ids) != 0) return;
+    if (check_ids(c, all_ids) != 0) return;
     if (since && !json_is_object(since)) {
         send_op_error_for(c, NULL, "bad_request", "\"since\" must be an object of id to seq");
         return;
     }
+    json_t *ids = unique_ids(c, all_ids);
+    if (!ids) return;
     fc_server *srv = fc_conn_server(c);
     size_t n = json_array_size(ids);
     fc_workflow *ws = calloc(n, sizeof *ws);
     if (!ws) {
+        json_decref(ids);
         send_op_error_for(c, NULL, "internal", "out of memory");
         return;
     }
@@ -384,12 +424,15 @@ static void op_subscribe(fc_conn *c, json_t *msg)
     for (size_t i = 0; i < n; i++)
         fc_workflow_clear(&ws[i]);
     free(ws);
+    json_decref(ids);
 }
 
 static void op_unsubscribe(fc_conn *c, json_t *msg)
 {
-    json_t *ids = json_object_get(msg, "workflow_ids");
-    if (check_ids(c, ids) != 0) return;
+    json_t *all_ids = json_object_get(msg, "workflow_ids");
+    if (check_ids(c, all_ids) != 0) return;
+    json_t *ids = unique_ids(c, all_ids);
+    if (!ids) return;
     size_t i;
     json_t *v;
     json_array_foreach(ids, i, v)
@@ -398,6 +441,7 @@ static void op_unsubscribe(fc_conn *c, json_t *msg)
         if (s) fc__stream_drop_sub(c, s);
     }
     send_op_reply(c, "unsubscribed", ids);
+    json_decref(ids);
 }
 
 static void op_subscribe_all(fc_conn *c)

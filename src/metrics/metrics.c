@@ -82,6 +82,14 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->messages_written += LOAD(m->messages_written);
     sum->messages_coalesced += LOAD(m->messages_coalesced);
     sum->slow_consumers_closed += LOAD(m->slow_consumers_closed);
+    sum->output_bytes += LOAD(m->output_bytes);
+    uint64_t omax = LOAD(m->output_bytes_max);
+    if (omax > sum->output_bytes_max) sum->output_bytes_max = omax;
+    sum->output_limit_reached += LOAD(m->output_limit_reached);
+    sum->output_limit_closed += LOAD(m->output_limit_closed);
+    sum->http_request_timeouts += LOAD(m->http_request_timeouts);
+    sum->http_idle_closed += LOAD(m->http_idle_closed);
+    sum->memory_trims += LOAD(m->memory_trims);
     sum->changes_committed += LOAD(m->changes_committed);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
@@ -180,7 +188,22 @@ char *fc_metrics_render(size_t *len)
             "Pending messages replaced by a later state before being written.",
             m->messages_coalesced);
     counter(&o, "flowcast_slow_consumers_closed_total",
-            "Connections closed for falling behind their output limit.", m->slow_consumers_closed);
+            "Subscribers closed for making no write progress for --slow-timeout.",
+            m->slow_consumers_closed);
+    counter(&o, "flowcast_output_limit_reached_total",
+            "Times a connection's unsent output passed --max-output (its input pauses).",
+            m->output_limit_reached);
+    counter(&o, "flowcast_output_limit_closed_total",
+            "Connections closed for staying over --max-output for --slow-timeout.",
+            m->output_limit_closed);
+    counter(&o, "flowcast_http_request_timeouts_total",
+            "HTTP connections closed for not completing a request within --request-timeout.",
+            m->http_request_timeouts);
+    counter(&o, "flowcast_http_idle_closed_total",
+            "Keep-alive HTTP connections closed after --idle-timeout without a request.",
+            m->http_idle_closed);
+    counter(&o, "flowcast_memory_trims_total",
+            "Times freed memory was returned to the system after large frees.", m->memory_trims);
     counter(&o, "flowcast_changes_committed_total", "Workflow changes committed to the store.",
             m->changes_committed);
 
@@ -190,6 +213,10 @@ char *fc_metrics_render(size_t *len)
     outf(&o, "flowcast_backlog_max %" PRIu64 "\n", m->backlog_max);
     header(&o, "flowcast_backlog_total", "gauge", "Unsent messages queued for all subscribers.");
     outf(&o, "flowcast_backlog_total %" PRIu64 "\n", m->backlog_total);
+    header(&o, "flowcast_output_bytes", "gauge", "Unsent bytes queued for all connections.");
+    outf(&o, "flowcast_output_bytes %" PRIu64 "\n", m->output_bytes);
+    header(&o, "flowcast_output_bytes_max", "gauge", "Largest unsent output of one connection.");
+    outf(&o, "flowcast_output_bytes_max %" PRIu64 "\n", m->output_bytes_max);
 
     header(&o, "flowcast_http_requests_total", "counter", "HTTP responses by status code.");
     for (int code = 100; code <= 599; code++)

@@ -18,6 +18,13 @@ typedef struct fc_metrics {
     uint64_t messages_written;      /* counter: update messages handed to the kernel */
     uint64_t messages_coalesced;    /* counter: pending messages replaced by a later state */
     uint64_t slow_consumers_closed; /* counter */
+    uint64_t output_bytes;          /* gauge: unsent bytes of all connections, set like backlog */
+    uint64_t output_bytes_max;      /* gauge: the largest of one connection */
+    uint64_t output_limit_reached;  /* counter: a connection's unsent output passed --max-output */
+    uint64_t output_limit_closed;   /* counter: closed for staying over it past --slow-timeout */
+    uint64_t http_request_timeouts; /* counter: --request-timeout expired */
+    uint64_t http_idle_closed;      /* counter: --idle-timeout expired */
+    uint64_t memory_trims;          /* counter: malloc_trim after large frees */
     uint64_t changes_committed;     /* counter */
     uint64_t http_by_code[600];     /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */

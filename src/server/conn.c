@@ -16,6 +16,7 @@ fc_conn *fc__conn_new(void)
     if (!c) return NULL;
     fc_list_init(&c->io_link);
     fc_list_init(&c->wheel_link);
+    fc_list_init(&c->input_link);
     fc_list_init(&c->sub.link);
     fc_list_init(&c->multi_subs);
     c->refs = 1;
@@ -25,6 +26,7 @@ fc_conn *fc__conn_new(void)
 static void free_conn(fc_conn *c)
 {
     fc_outq_clear(&c->out);
+    fc_map_destroy(&c->multi_index); /* its nodes went with the subscriptions */
     if (fc_stream_is_ws((fc_stream_kind)c->kind)) {
         fc__ws_free_frag(c);
     } else {
@@ -60,7 +62,9 @@ void fc__conn_close(fc_conn *c)
     if (fc_stream_is_ws((fc_stream_kind)c->kind)) FC_METRIC_ADD(ws_connections, -1);
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);
+    fc_list_remove(&c->input_link);
     c->in_flush = 0;
+    c->http_timer = FC__TIMER_NONE;
     FC_METRIC_ADD(http_connections, -1);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -170,25 +174,44 @@ static int stopping(const fc_server *srv)
     return !srv->shutting_down && atomic_load_explicit(&srv->cl->stop_now, memory_order_relaxed);
 }
 
-/* Consumes what it can of data; returns the bytes used. */
+/* Whether c must stop taking requests or frames for now: it waits for
+ * earlier answers, or its unsent output is over --max-output. */
+static int input_blocked(const fc_conn *c)
+{
+    return c->busy || c->deferred >= FC_PIPELINE_MAX || request_waiting(c) || c->over_limit;
+}
+
+/* Consumes what it can of data, within this turn's budget (FC_INPUT_BUDGET_*):
+ * past it, c goes on input_list and the rest waits in the stash for a later
+ * turn, so one client's pipelined requests cannot hold the loop. Returns the
+ * bytes used. */
 static size_t process_input(fc_conn *c, char *data, size_t len)
 {
     size_t off = 0;
-    if (request_waiting(c) && !c->busy && !c->deferred) dispatch(c); /* it waited */
-    while (off < len && !c->closing && !c->busy && c->deferred < FC_PIPELINE_MAX &&
-           !stopping(FC_SRV(c))) {
+    int items = 0;
+    uint64_t t0 = uv_hrtime();
+    if (request_waiting(c) && !c->busy && !c->deferred && !c->over_limit) { /* it waited */
+        dispatch(c);
+        items++;
+    }
+    while (off < len && !c->closing && !input_blocked(c) && !stopping(FC_SRV(c))) {
         if (c->close_after_write) return len; /* failing or closing: discard */
-        if (request_waiting(c)) break;        /* waits for the answers before it */
         if (c->last_request && !c->req && c->kind == FC_STREAM_NONE) return len;
+        if (fc_stream_is_sse((fc_stream_kind)c->kind))
+            return len; /* nothing is expected from an event-stream client */
+        if (items == FC_INPUT_BUDGET_ITEMS || uv_hrtime() - t0 > FC_INPUT_BUDGET_NS) {
+            fc_list_remove(&c->input_link);
+            fc_list_insert_tail(&FC_SRV(c)->input_list, &c->input_link);
+            break;
+        }
         size_t n;
         if (fc_stream_is_ws((fc_stream_kind)c->kind))
             n = fc__ws_input(c, data + off, len - off);
-        else if (fc_stream_is_sse((fc_stream_kind)c->kind))
-            return len; /* nothing is expected from an event-stream client */
         else
             n = http_input(c, data + off, len - off);
         if (n == 0) break;
         off += n;
+        items++;
     }
     return off;
 }
@@ -232,6 +255,97 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(FC_SRV(c)->read_buf, FC_READ_BUF_SIZE);
 }
 
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Backpressure: while c cannot take more input (it waits for the store, for
+ * its output to drain, or for its next turn), later requests and frames are
+ * stashed; past a bound, it stops reading. A client that waits for each
+ * answer never gets here, which saves two epoll_ctl calls per request. */
+static void update_reading(fc_conn *c)
+{
+    if (c->closing) return;
+    int stop = (input_blocked(c) || fc_list_linked(&c->input_link)) && c->in_len > FC_READ_BUF_SIZE;
+    if (stop && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    } else if (!stop && !c->reading && !c->close_after_write) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    }
+}
+
+/* --- HTTP deadlines ------------------------------------------------------- */
+
+/* Puts c on the deadline list its state calls for: a request begun (or a
+ * connection that has sent nothing yet) must complete within
+ * --request-timeout of its start, dribbling bytes does not extend it; a
+ * keep-alive connection between requests may wait --idle-timeout. While the
+ * server owes an answer, or c is a stream, no HTTP deadline runs. */
+static void update_http_timer(fc_conn *c)
+{
+    if (c->closing || c->kind != FC_STREAM_NONE) return;
+    unsigned want;
+    if (input_blocked(c) || c->deferred || c->close_after_write || c->last_request ||
+        fc_list_linked(&c->input_link))
+        want = FC__TIMER_NONE;
+    else if (c->req || c->next_seq == 0)
+        want = FC__TIMER_REQUEST;
+    else
+        want = FC__TIMER_IDLE;
+    /* A running request deadline belongs to the request it started with. */
+    if (want == c->http_timer && (want != FC__TIMER_REQUEST || c->timer_seq == c->next_seq))
+        return;
+    fc_server *srv = FC_SRV(c);
+    fc_list_remove(&c->wheel_link);
+    c->http_timer = (uint8_t)want;
+    if (want == FC__TIMER_NONE) return;
+    c->timer_ms = uv_now(srv->loop);
+    c->timer_seq = c->next_seq;
+    fc_list_insert_tail(want == FC__TIMER_REQUEST ? &srv->request_list : &srv->idle_list,
+                        &c->wheel_link);
+}
+
+/* A request that did not complete in time gets 408 and the connection
+ * closes after it; a connection that never sent a byte is just closed. */
+static void request_timed_out(fc_conn *c)
+{
+    FC_METRIC_ADD(http_request_timeouts, 1);
+    if (!c->req) {
+        FC_DEBUG("http", "no request within --request-timeout: closing");
+        fc__conn_close(c);
+        return;
+    }
+    FC_DEBUG("http", "request incomplete after --request-timeout: 408 and close");
+    c->req->ticket = (uint32_t)c->next_seq++ << 1; /* its place in the answer order, no keep-alive */
+    c->last_request = 1;
+    fc_conn_respond_error(c, 408, NULL, "request_timeout",
+                          "the request was not complete within %.1f s",
+                          FC_SRV(c)->cfg->request_timeout);
+}
+
+static void sweep_list(fc_list *list, uint64_t now, double timeout_s, int request)
+{
+    uint64_t timeout = (uint64_t)(timeout_s * 1000.0);
+    while (!fc_list_empty(list)) {
+        fc_conn *c = fc_container_of(list->next, fc_conn, wheel_link);
+        if (now - c->timer_ms < timeout) return; /* sorted: the rest are later */
+        fc_list_remove(&c->wheel_link);
+        c->http_timer = FC__TIMER_NONE;
+        if (request) {
+            request_timed_out(c);
+        } else {
+            FC_METRIC_ADD(http_idle_closed, 1);
+            fc__conn_close(c);
+        }
+    }
+}
+
+void fc__conn_sweep_http(fc_server *srv, uint64_t now)
+{
+    sweep_list(&srv->request_list, now, srv->cfg->request_timeout, 1);
+    sweep_list(&srv->idle_list, now, srv->cfg->idle_timeout, 0);
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     fc_conn *c = (fc_conn *)s;
@@ -240,6 +354,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == 0 || c->closing) return;
+    c->awaiting_pong = 0; /* any bytes prove the peer is alive, even a frame's middle */
     if (c->in_len) {
         if (stash_input(c, buf->base, (size_t)nread)) {
             fc__conn_close(c);
@@ -252,22 +367,52 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             stash_input(c, buf->base + used, (size_t)nread - used))
             fc__conn_close(c);
     }
-    /* Backpressure for pipelining clients: while a request waits for the store,
-     * later requests are stashed; past a bound, stop reading. A client that
-     * waits for each answer never gets here, which saves two epoll_ctl calls
-     * per request. */
-    int waiting = c->busy || c->deferred >= FC_PIPELINE_MAX || request_waiting(c);
-    if (waiting && c->reading && !c->closing && c->in_len > FC_READ_BUF_SIZE) {
-        uv_read_stop(s);
-        c->reading = 0;
-    }
+    update_reading(c);
+    update_http_timer(c);
 }
 
 void fc__conn_start(fc_conn *c)
 {
     FC_METRIC_ADD(http_connections, 1);
     c->reading = 1;
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) fc__conn_close(c);
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
+        fc__conn_close(c);
+        return;
+    }
+    update_http_timer(c); /* a connection that never sends a byte is closed too */
+}
+
+/* Goes on with stashed input (within a budget), then reading and deadlines. */
+static void resume_input(fc_conn *c)
+{
+    if (c->closing) return;
+    if (c->in_len || request_waiting(c)) drain_stash(c);
+    update_reading(c);
+    update_http_timer(c);
+}
+
+void fc__conn_run_input(fc_server *srv)
+{
+    /* Connections re-added during this pass (budget spent again) wait for the next turn. */
+    fc_list pass;
+    fc_list_init(&pass);
+    if (fc_list_empty(&srv->input_list)) return;
+    pass.next = srv->input_list.next;
+    pass.prev = srv->input_list.prev;
+    pass.next->prev = &pass;
+    pass.prev->next = &pass;
+    fc_list_init(&srv->input_list);
+    while (!fc_list_empty(&pass)) {
+        fc_conn *c = fc_container_of(pass.next, fc_conn, input_link);
+        fc_list_remove(&c->input_link);
+        if (!c->busy) resume_input(c);
+    }
+}
+
+void fc__conn_input_ready(fc_conn *c)
+{
+    if (c->closing || fc_list_linked(&c->input_link)) return;
+    fc_list_insert_tail(&FC_SRV(c)->input_list, &c->input_link);
 }
 
 void fc_conn_hold(fc_conn *c)
@@ -279,14 +424,8 @@ void fc_conn_hold(fc_conn *c)
 void fc_conn_release(fc_conn *c)
 {
     if (--c->refs > 0) {
-        if (!c->busy && !c->closing) {
-            /* The answer is queued: go on with pipelined input, then read again. */
-            if (c->in_len || request_waiting(c)) drain_stash(c);
-            if (!c->busy && !c->reading && !c->closing && !c->close_after_write) {
-                c->reading = 1;
-                uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
-            }
-        }
+        /* The answer is queued: go on with pipelined input, then read again. */
+        if (!c->busy) resume_input(c);
         return;
     }
     free_conn(c);
@@ -300,6 +439,10 @@ int fc_conn_is_closed(const fc_conn *c)
 void fc_conn_set_kind(fc_conn *c, fc_stream_kind kind)
 {
     c->kind = (uint8_t)kind;
+    if (kind != FC_STREAM_NONE && c->http_timer != FC__TIMER_NONE) {
+        fc_list_remove(&c->wheel_link); /* a long-poll waits for the store, not the client */
+        c->http_timer = FC__TIMER_NONE;
+    }
 }
 
 void *fc_conn_ext(const fc_conn *c)
@@ -325,6 +468,12 @@ fc_sub *fc_conn_sub(fc_conn *c)
 fc_list *fc_conn_multi_subs(fc_conn *c)
 {
     return &c->multi_subs;
+}
+
+fc_map *fc_conn_multi_index(fc_conn *c)
+{
+    if (!c->multi_index.buckets && fc_map_init(&c->multi_index) != 0) return NULL;
+    return &c->multi_index;
 }
 
 int fc_conn_has_all(const fc_conn *c)
@@ -356,11 +505,16 @@ void fc__conn_foreach(fc_server *srv, void (*fn)(fc_conn *c, void *arg), void *a
     uv_walk(srv->loop, walk_cb, &w);
 }
 
-/* Adds the backlogs on one list (io_link) of connections to acc = [max, total]. */
+/* Adds the backlogs on one list (io_link) of connections to acc = [max
+ * messages, total messages, max bytes, total bytes]; messages count only
+ * streams, bytes every connection. */
 static void add_backlogs(const fc_list *list, uint64_t *acc)
 {
     for (const fc_list *it = list->next; it != list; it = it->next) {
         const fc_conn *c = fc_container_of(it, fc_conn, io_link);
+        uint64_t bytes = fc_outq_bytes(&c->out);
+        acc[3] += bytes;
+        if (bytes > acc[2]) acc[2] = bytes;
         if (c->kind == FC_STREAM_NONE || c->kind == FC_LONGPOLL) continue;
         acc[1] += c->out.count;
         if (c->out.count > acc[0]) acc[0] = c->out.count;
@@ -372,9 +526,11 @@ static void add_backlogs(const fc_list *list, uint64_t *acc)
  * every backlog, without a walk over every connection. */
 void fc_server_update_gauges(fc_server *s)
 {
-    uint64_t acc[2] = {0, 0};
+    uint64_t acc[4] = {0, 0, 0, 0};
     add_backlogs(&s->flush_list, acc);
     add_backlogs(&s->blocked_list, acc);
     FC_METRIC_SET(backlog_max, acc[0]);
     FC_METRIC_SET(backlog_total, acc[1]);
+    FC_METRIC_SET(output_bytes_max, acc[2]);
+    FC_METRIC_SET(output_bytes, acc[3]);
 }

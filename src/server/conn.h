@@ -7,6 +7,7 @@
 
 #include "common/buf.h"
 #include "common/list.h"
+#include "common/map.h"
 #include "hub/hub.h"
 #include "http/request.h"
 
@@ -116,8 +117,10 @@ void *fc_conn_ext(const fc_conn *c);
 void fc_conn_set_ext(fc_conn *c, void *ext);
 
 /* The single-workflow subscription embedded in every connection, and the
- * list of fc_stream_sub of a multi-workflow stream. */
+ * list of fc_stream_sub of a multi-workflow stream, with its index by
+ * workflow id (set up on first use: NULL when out of memory). */
 fc_sub *fc_conn_sub(fc_conn *c);
 fc_list *fc_conn_multi_subs(fc_conn *c);
+fc_map *fc_conn_multi_index(fc_conn *c);
 
 #endif

@@ -1,8 +1,10 @@
 /* Connection output: queues flushed with one writev per connection per loop
  * turn, uv_write when the kernel buffer is full, delivery metrics. */
 #include "server/internal.h"
+#include "common/log.h"
 #include "common/time.h"
 #include "metrics/metrics.h"
+#include "ws/frame.h"
 
 #include <stdlib.h>
 
@@ -25,6 +27,72 @@ static void on_delivered(const fc_buf *b)
     if (b->commit_ns && flush_now_ns > b->commit_ns)
         fc_metrics_observe_latency(flush_now_ns - b->commit_ns);
 }
+
+/* --- the output limit ---------------------------------------------------- */
+
+/* Output was queued: past --max-output, c stops taking input (requests,
+ * frames) and its --slow-timeout grace starts. */
+static void output_grew(fc_conn *c)
+{
+    if (c->over_limit || fc_outq_bytes(&c->out) <= FC_SRV(c)->cfg->max_output) return;
+    c->over_limit = 1;
+    c->over_since_ms = uv_now(FC_SRV(c)->loop);
+    FC_METRIC_ADD(output_limit_reached, 1);
+}
+
+/* Output was written or dropped: once it is down to half the limit, c is no
+ * longer over it and takes input again. Half, so that a trickle that only
+ * just dips under the limit before the next answer refills it counts as
+ * staying over it. */
+static void output_shrank(fc_conn *c)
+{
+    if (!c->over_limit || fc_outq_bytes(&c->out) > FC_SRV(c)->cfg->max_output / 2) return;
+    c->over_limit = 0;
+    fc__conn_input_ready(c);
+}
+
+/* Over the limit past --slow-timeout: a WebSocket gets its backlog dropped
+ * and 1008 queued behind the write in flight (the closing sweep drops it if
+ * the peer does not read that within the grace period); anything else is
+ * closed at once. */
+static void close_over_limit(fc_conn *c, uint64_t now)
+{
+    FC_INFO("server", "connection over its output limit (%zu bytes unsent) for %.1f s: closing",
+            fc_outq_bytes(&c->out), FC_SRV(c)->cfg->slow_timeout);
+    FC_METRIC_ADD(output_limit_closed, 1);
+    if (!fc_stream_is_ws((fc_stream_kind)c->kind)) {
+        fc__conn_close(c);
+        return;
+    }
+    fc_outq_drop_unlocked(&c->out);
+    output_shrank(c);
+    fc_conn_ws_close(c, FC_WS_CLOSE_POLICY, "output limit exceeded");
+    c->close_after_write = 1;
+    c->progress_ms = now;
+}
+
+static void sweep_list_over_limit(fc_list *list, uint64_t now, uint64_t grace)
+{
+    fc_list *it = list->next;
+    while (it != list) {
+        fc_list *next = it->next;
+        fc_conn *c = fc_container_of(it, fc_conn, io_link);
+        /* Once the close frame is queued, the closing sweep owns the deadline. */
+        if (c->over_limit && !c->ws_close_sent && now - c->over_since_ms >= grace)
+            close_over_limit(c, now);
+        it = next;
+    }
+}
+
+/* A connection over its limit has unsent output, so it is on one of these lists. */
+void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now)
+{
+    uint64_t grace = (uint64_t)(srv->cfg->slow_timeout * 1000.0);
+    sweep_list_over_limit(&srv->blocked_list, now, grace);
+    sweep_list_over_limit(&srv->flush_list, now, grace);
+}
+
+/* --- flushing ------------------------------------------------------------- */
 
 void fc__conn_schedule_flush(fc_conn *c)
 {
@@ -50,6 +118,7 @@ static void on_write(uv_write_t *req, int status)
     fc_outq_consume(&c->out, bytes, on_delivered);
     c->out.locked = 0;
     c->progress_ms = uv_now(FC_SRV(c)->loop);
+    output_shrank(c);
     fc__conn_schedule_flush(c);
 }
 
@@ -105,6 +174,7 @@ static void flush(fc_conn *c)
         if (r > 0) {
             fc_outq_consume(&c->out, (size_t)r, on_delivered);
             c->progress_ms = uv_now(FC_SRV(c)->loop);
+            output_shrank(c);
         }
         if ((size_t)r < bytes) write_async(c);
     }
@@ -145,6 +215,7 @@ void fc_conn_send(fc_conn *c, fc_buf *frame)
      * reconnects and resumes), by the next flush, since this may run inside a
      * hub fan-out. */
     if (fc_outq_push(&c->out, frame) != 0) c->broken = 1;
+    output_grew(c);
     fc__conn_schedule_flush(c);
 }
 
@@ -156,6 +227,7 @@ int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit)
     }
     int dropped = fc_outq_push_coalesce(&c->out, frame, limit);
     if (dropped < 0) c->broken = 1; /* as in fc_conn_send */
+    output_grew(c);
     fc__conn_schedule_flush(c);
     return dropped > 0 ? dropped : 0;
 }

@@ -19,6 +19,10 @@
 #define FC_CLOSE_GRACE_MS 2000
 #define FC_SSE_HEARTBEAT_S 15.0
 #define FC_PIPELINE_MAX 32 /* requests of one connection in flight at once */
+/* Work one connection's input may do per loop turn before the others get
+ * theirs: requests or frames, and time. The rest waits in its stash. */
+#define FC_INPUT_BUDGET_ITEMS 32
+#define FC_INPUT_BUDGET_NS (2 * 1000 * 1000)
 
 /* An answer written before an earlier request of its connection was answered. */
 typedef struct fc_parked {
@@ -81,6 +85,13 @@ struct fc_server {
     fc_list flush_list;       /* connections with output to write this loop turn */
     fc_list blocked_list;     /* connections whose kernel buffer is full (uv_write pending) */
     fc_list closing_list;     /* WebSockets waiting for the peer's close frame */
+    fc_list input_list;       /* connections with input left over from an earlier turn */
+    /* HTTP connections by deadline: every entry is appended with "now" and
+     * the timeout is the same for all, so each list is sorted by deadline
+     * and the sweep looks only at its head. */
+    fc_list request_list; /* a request begun (or a fresh connection): --request-timeout */
+    fc_list idle_list;    /* keep-alive, between requests: --idle-timeout */
+    size_t freed_since_trim; /* bytes of answers freed since the last malloc_trim */
     fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
     fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
     int n_conns;              /* open TCP connections */
@@ -114,13 +125,19 @@ struct fc_conn {
     unsigned last_request : 1; /* the request being answered ends the connection */
     unsigned has_answering : 1;
     unsigned broken : 1; /* a frame could not be queued: close on the next flush */
+    unsigned over_limit : 1; /* unsent output passed --max-output and has not drained to half */
+    unsigned http_timer : 2; /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
     uint16_t refs;
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
     fc_outq out;
     fc_list io_link;      /* srv->flush_list or srv->blocked_list */
-    fc_list wheel_link;   /* a wheel slot, or srv->closing_list */
+    fc_list wheel_link;   /* a wheel slot, srv->closing_list, or an HTTP deadline list */
+    fc_list input_link;   /* srv->input_list */
     uint64_t progress_ms; /* last write progress, or when the close was sent */
+    uint64_t over_since_ms; /* when over_limit was set */
+    uint64_t timer_ms;      /* when the HTTP deadline (http_timer) started */
+    uint16_t timer_seq;     /* next_seq when a request deadline started */
     union {
         struct {
             fc_http_req *req; /* HTTP, SSE, long-poll: the request being parsed or answered */
@@ -134,6 +151,7 @@ struct fc_conn {
     uint32_t answering; /* ticket fc_conn_respond answers next (deferred requests) */
     fc_sub sub;
     fc_list multi_subs;
+    fc_map multi_index; /* multi_subs by workflow id; no buckets until first used */
     void *ext; /* API-layer stream state (a long-poll waiter) */
 };
 
@@ -141,8 +159,16 @@ struct fc_conn {
  * pointer per connection (the loop's data is the server). */
 #define FC_SRV(c) ((fc_server *)(c)->tcp.loop->data)
 
+enum { FC__TIMER_NONE, FC__TIMER_REQUEST, FC__TIMER_IDLE };
+
 /* conn.c */
 fc_conn *fc__conn_new(void);
+/* Processes the input the connections on input_list have left (a budget each). */
+void fc__conn_run_input(fc_server *srv);
+/* The connection's output drained under its limit: resume its input. */
+void fc__conn_input_ready(fc_conn *c);
+/* Closes HTTP connections past --request-timeout or --idle-timeout. */
+void fc__conn_sweep_http(fc_server *srv, uint64_t now);
 /* Calls fn for every open connection (libuv's handle list: no list of our own). */
 void fc__conn_foreach(fc_server *srv, void (*fn)(fc_conn *c, void *arg), void *arg);
 void fc__conn_start(fc_conn *c);
@@ -152,6 +178,8 @@ void fc__conn_flush_all(fc_server *srv);
 /* Sends "100 Continue" for the request being read when it asked for one and
  * every earlier answer is out (conn_answer.c calls it after each answer). */
 void fc__conn_maybe_continue(fc_conn *c);
+/* conn_write.c: closes connections over --max-output past --slow-timeout. */
+void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now);
 
 /* ws_session.c */
 size_t fc__ws_input(fc_conn *c, char *data, size_t len);

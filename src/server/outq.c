@@ -8,6 +8,22 @@
 
 /* Per loop thread: a chunk is taken and returned on the thread that owns its connection. */
 static _Thread_local fc_outq_chunk *pool;
+/* Bytes of buffers whose last reference a queue of this thread dropped. */
+static _Thread_local size_t freed;
+
+/* Drops the queue's reference to b, counting the bytes when that frees it. */
+static void release(fc_buf *b)
+{
+    if (b->refs == 1) freed += b->len;
+    fc_buf_unref(b);
+}
+
+size_t fc_outq_take_freed(void)
+{
+    size_t n = freed;
+    freed = 0;
+    return n;
+}
 
 static fc_outq_chunk *chunk_get(void)
 {
@@ -217,7 +233,7 @@ static uint32_t filter(fc_outq *q, int (*keep)(const fc_buf *b, const void *arg)
             kept++;
             bytes += b->len;
         } else {
-            fc_buf_unref(b);
+            release(b);
         }
     }
     truncate_at(q, wr, kept);
@@ -239,7 +255,7 @@ int fc_outq_push_coalesce(fc_outq *q, fc_buf *buf, uint32_t limit)
             e->chunk->bufs[e->slot] = buf;
             e->node.key = buf->key;
             q->bytes = q->bytes - old->len + buf->len;
-            fc_buf_unref(old);
+            release(old);
             return 1;
         }
     }
@@ -306,7 +322,7 @@ void fc_outq_consume(fc_outq *q, size_t n, void (*on_done)(const fc_buf *buf))
         q->bytes -= left;
         fc_buf *b = pop_head(q);
         if (on_done && b->seq) on_done(b);
-        fc_buf_unref(b);
+        release(b);
     }
 }
 

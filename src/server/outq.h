@@ -72,6 +72,11 @@ static inline size_t fc_outq_bytes(const fc_outq *q)
     return q->bytes;
 }
 
+/* Bytes of buffers freed by this thread's queues since the last call (their
+ * last reference was the queue's): tells when returning memory to the
+ * system is worth it. */
+size_t fc_outq_take_freed(void);
+
 /* Releases the pooled chunks not in use (at shutdown). */
 void fc_outq_pool_trim(void);
 

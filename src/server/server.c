@@ -8,16 +8,24 @@
 #include "metrics/metrics.h"
 #include "ws/frame.h"
 
+#include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define SHUTDOWN_GRACE_MS 3000
 #define FD_RESERVE 64 /* descriptors kept for the store, logs and the listener */
 #define MAX_LOOPS 64
+/* Freed output past which the loop hands free heap pages back to the system:
+ * after a burst of large answers the allocator would otherwise keep the peak
+ * resident for ever. */
+#define TRIM_AFTER_BYTES (64u * 1024 * 1024)
 
 const fc_config *fc_server_config(const fc_server *s)
 {
@@ -67,8 +75,9 @@ static void noop_idle(uv_idle_t *h)
 static void on_check(uv_check_t *h)
 {
     fc_server *srv = h->data;
+    fc__conn_run_input(srv); /* input left from earlier turns, a budget each */
     fc__conn_flush_all(srv);
-    if (fc_list_empty(&srv->flush_list))
+    if (fc_list_empty(&srv->flush_list) && fc_list_empty(&srv->input_list))
         uv_idle_stop(&srv->flush_idle);
     else
         uv_idle_start(&srv->flush_idle, noop_idle); /* leftovers: do not block in poll */
@@ -105,13 +114,28 @@ static void sweep_stuck_writers(fc_server *srv, uint64_t now)
     }
 }
 
+/* Returns free heap pages to the system once enough output was freed. */
+static void trim_memory(fc_server *srv)
+{
+    srv->freed_since_trim += fc_outq_take_freed();
+    if (srv->freed_since_trim < TRIM_AFTER_BYTES) return;
+    srv->freed_since_trim = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+    FC_METRIC_ADD(memory_trims, 1);
+#endif
+}
+
 static void on_sweep_timer(uv_timer_t *t)
 {
     fc_server *srv = t->data;
     uint64_t now = uv_now(srv->loop);
     sweep_stuck_writers(srv, now);
+    fc__conn_sweep_over_limit(srv, now);
     fc__ws_sweep_closing(srv, now);
+    fc__conn_sweep_http(srv, now);
     fc_server_update_gauges(srv);
+    trim_memory(srv);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -215,6 +239,21 @@ static void free_unopened(uv_handle_t *h)
     free(h); /* the handle is the first member of its fc_conn */
 }
 
+/* TCP keepalive reaps half-open sockets (a peer that vanished without a FIN
+ * or RST) that no timeout of ours would see: an idle WebSocket between pings
+ * is covered, an SSE stream or a long-poll waiting on a quiet workflow is not.
+ * Probes start after idle_s seconds of silence; three unanswered probes, a
+ * sixth of that apart, end the connection. */
+static void set_keepalive(int fd, int idle_s)
+{
+    if (idle_s <= 0) return;
+    int on = 1, intvl = idle_s / 6 > 0 ? idle_s / 6 : 1, cnt = 3;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) != 0) return;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
 void fc__server_adopt(fc_server *srv, int fd)
 {
     fc_conn *c = srv->shutting_down ? NULL : fc__conn_new();
@@ -229,6 +268,7 @@ void fc__server_adopt(fc_server *srv, int fd)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    set_keepalive(fd, srv->cfg->tcp_keepalive);
     srv->n_conns++;
     fc__conn_start(c);
 }
@@ -290,6 +330,9 @@ static int loop_init(fc_cluster *cl, int i)
     fc_list_init(&srv->flush_list);
     fc_list_init(&srv->blocked_list);
     fc_list_init(&srv->closing_list);
+    fc_list_init(&srv->input_list);
+    fc_list_init(&srv->request_list);
+    fc_list_init(&srv->idle_list);
     uv_mutex_init(&srv->inbox_lock);
     if (uv_async_init(srv->loop, &srv->wake, on_wake) != 0) {
         FC_ERROR("server", "cannot set up the wake-up of I/O thread %d", i);

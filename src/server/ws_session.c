@@ -169,7 +169,6 @@ static void on_data_frame(fc_conn *c, const fc_ws_header *h, char *payload)
 
 static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload)
 {
-    c->awaiting_pong = 0; /* any frame proves the peer is alive */
     switch (h->opcode) {
     case FC_WS_OP_PING: {
         if (c->ws_close_sent) return;
@@ -205,9 +204,16 @@ size_t fc__ws_input(fc_conn *c, char *data, size_t len)
 
 /* --- keep-alive ----------------------------------------------------------- */
 
-/* Ping wheel visit: a connection that sent nothing since the last ping is dead. */
+/* Ping wheel visit: a connection that sent nothing since the last ping is
+ * dead (any byte counts, see read_cb). One that is not being read (its
+ * output is over --max-output) cannot show it is alive: the output limit's
+ * grace period decides for it, and it gets no ping meanwhile. */
 static void ping_visit(fc_conn *c)
 {
+    if (c->over_limit || !c->reading) {
+        c->awaiting_pong = 0; /* judged afresh once it is read again */
+        return;
+    }
     if (c->awaiting_pong) {
         FC_DEBUG("ws", "no answer to ping within the interval: dropping connection");
         fc__conn_close(c);
