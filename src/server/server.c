@@ -88,7 +88,7 @@ static void on_check(uv_check_t *h)
  * it within the close grace period, the closing sweep drops the socket. */
 static void close_stuck(fc_server *srv, fc_conn *c, uint64_t now)
 {
-    FC_INFO("ws", "subscriber stuck for %.1f s with %u messages queued: closing (1008)",
+    FC_INFO("server", "connection stuck for %.1f s with %u messages queued: closing",
             srv->cfg->slow_timeout, c->out.count);
     FC_METRIC_ADD(slow_consumers_closed, 1);
     if (!fc_stream_is_ws((fc_stream_kind)c->kind)) {
@@ -108,8 +108,10 @@ static void sweep_stuck_writers(fc_server *srv, uint64_t now)
     while (it != &srv->blocked_list) {
         fc_list *next = it->next;
         fc_conn *c = fc_container_of(it, fc_conn, io_link);
-        /* Once the close frame is queued, the closing sweep owns the deadline. */
-        if (!c->ws_close_sent && now - c->progress_ms >= limit) close_stuck(srv, c, now);
+        /* Once the close frame is queued, the closing sweep owns the deadline;
+         * over --max-output, the output limit's sweep does. */
+        if (!c->ws_close_sent && !c->over_limit && now - c->progress_ms >= limit)
+            close_stuck(srv, c, now);
         it = next;
     }
 }
