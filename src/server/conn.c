@@ -292,9 +292,9 @@ static void update_http_timer(fc_conn *c)
         want = FC__TIMER_REQUEST;
     else
         want = FC__TIMER_IDLE;
-    /* A running request deadline belongs to the request it started with. */
-    if (want == c->http_timer && (want != FC__TIMER_REQUEST || c->timer_seq == c->next_seq))
-        return;
+    /* A running deadline belongs to the request (or the wait after the
+     * answer) it started with: every request that completes starts afresh. */
+    if (want == c->http_timer && (want == FC__TIMER_NONE || c->timer_seq == c->next_seq)) return;
     fc_server *srv = FC_SRV(c);
     fc_list_remove(&c->wheel_link);
     c->http_timer = (uint8_t)want;

@@ -32,7 +32,8 @@ void fc__wheel_add(fc_wheel *w, fc_conn *c)
 {
     /* The slot just visited comes round again after a full period. */
     unsigned slot = (w->pos + FC_WHEEL_SLOTS - 1) % FC_WHEEL_SLOTS;
-    fc_list_remove(&c->wheel_link);
+    fc_list_remove(&c->wheel_link); /* out of an HTTP deadline list, on upgrade */
+    c->http_timer = FC__TIMER_NONE;
     fc_list_insert_tail(&w->slots[slot], &c->wheel_link);
 }
 

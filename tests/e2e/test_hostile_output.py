@@ -22,6 +22,7 @@ def _attack(server, sock, chunk):
     w = Watch(server)
     sent = flood(sock, chunk, ATTACK_S)
     growth, slowest = w.stop()
+    print("growth %.0f MB, slowest /healthz %.3f s, %d bytes sent" % (growth, slowest, sent))
     return growth, slowest, sent
 
 
@@ -74,6 +75,7 @@ def test_subscribe_repeating_one_id(server_factory):
         ws.send_text(msg)
     time.sleep(1.0)
     growth, slowest = w.stop()
+    print("growth %.0f MB, slowest /healthz %.3f s" % (growth, slowest))
     assert growth < 50, "server grew by %.0f MB" % growth
     assert slowest < MAX_HEALTHZ_S, slowest
     states = 0
