@@ -112,6 +112,10 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_body, 65536);
     assert_int_equal(c.max_header, 8192);
     assert_true(c.slow_timeout == 30.0);
+    assert_int_equal(c.max_output, 1024 * 1024);
+    assert_true(c.request_timeout == 10.0);
+    assert_true(c.idle_timeout == 60.0);
+    assert_int_equal(c.tcp_keepalive, 60);
 }
 
 static void test_env(void **state)
@@ -197,8 +201,14 @@ static void test_equals_form_and_flags(void **state)
                            "--max-message=4K", "--max-body", "64M", "--max-header=80K",
                            "--ping-interval=.05", "--slow-timeout", "86400", "--sync=normal",
                            "--log-level=error", "--retention=10000000",
-                           "--max-connections=10000000", "--enable-echo", NULL),
+                           "--max-connections=10000000", "--enable-echo", "--max-output=4K",
+                           "--request-timeout", "0.5", "--idle-timeout=2", "--tcp-keepalive=0",
+                           NULL),
                      0);
+    assert_int_equal(c.max_output, 4096);
+    assert_true(c.request_timeout == 0.5);
+    assert_true(c.idle_timeout == 2.0);
+    assert_int_equal(c.tcp_keepalive, 0);
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 0);
     assert_string_equal(c.db_path, "/data/f.db");
@@ -289,6 +299,11 @@ static void test_flag_errors(void **state)
     ASSERT_ERROR("--ping-interval: \".\"", "--ping-interval=.");
     ASSERT_ERROR("--slow-timeout: \"86400.5\" is not a number of seconds in 0.1..86400",
                  "--slow-timeout=86400.5");
+    ASSERT_ERROR("--max-output: \"4095\" is not a byte count in 4096..1073741824",
+                 "--max-output=4095");
+    ASSERT_ERROR("--request-timeout: \"0\"", "--request-timeout=0");
+    ASSERT_ERROR("--idle-timeout: \"0.05\"", "--idle-timeout=0.05");
+    ASSERT_ERROR("--tcp-keepalive: \"-1\" is not an integer in 0..86400", "--tcp-keepalive=-1");
     ASSERT_ERROR("--listen: \"127.0.0.1\" is not ADDR:PORT", "--listen=127.0.0.1");
     ASSERT_ERROR("--listen: \"127.0.0.1:65536\"", "--listen=127.0.0.1:65536");
     ASSERT_ERROR("--listen: \"127.0.0.1:-1\"", "--listen=127.0.0.1:-1");
