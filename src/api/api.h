@@ -30,8 +30,8 @@ void fc_longpoll_cancel(fc_conn *c);
 /* One subscription of a multi-workflow stream (GET /api/updates). */
 typedef struct fc_stream_sub {
     fc_sub sub;
-    fc_list conn_link;  /* in fc_conn_multi_subs() */
-    fc_map_node by_id;  /* in fc_conn_multi_index(); key NULL when not indexed */
+    fc_list conn_link; /* in fc_conn_multi_subs() */
+    fc_map_node by_id; /* in fc_conn_multi_index(); key NULL when not indexed */
 } fc_stream_sub;
 
 #endif

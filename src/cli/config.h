@@ -35,11 +35,13 @@ typedef struct fc_config {
     size_t max_header;    /* --max-header BYTES, default 8192 */
     double slow_timeout;  /* --slow-timeout S, default 30 */
     double startup_check; /* --startup-check S, default 5; 0 = no integrity check */
-    size_t max_output;    /* --max-output BYTES, default 1 MiB */
-    double request_timeout; /* --request-timeout S, default 10 */
-    double idle_timeout;  /* --idle-timeout S, default 60 */
-    int tcp_keepalive;    /* --tcp-keepalive S, default 60, 0 = off */
     int io_threads;       /* --io-threads N, 0 = one per available core */
+
+    /* What one connection may cost (docs/protocol.md, Limits). */
+    size_t max_output;      /* --max-output BYTES, default 1 MiB */
+    double request_timeout; /* --request-timeout S, default 10 */
+    double idle_timeout;    /* --idle-timeout S, default 60 */
+    int tcp_keepalive;      /* --tcp-keepalive S, default 60, 0 = off */
 } fc_config;
 
 /* Fills cfg with defaults, then FLOWCAST_* environment variables, then

@@ -26,7 +26,10 @@ fc_conn *fc__conn_new(void)
 static void free_conn(fc_conn *c)
 {
     fc_outq_clear(&c->out);
-    fc_map_destroy(&c->multi_index); /* its nodes went with the subscriptions */
+    if (c->multi_index) { /* its nodes went with the subscriptions */
+        fc_map_destroy(c->multi_index);
+        free(c->multi_index);
+    }
     if (fc_stream_is_ws((fc_stream_kind)c->kind)) {
         fc__ws_free_frag(c);
     } else {
@@ -316,7 +319,8 @@ static void request_timed_out(fc_conn *c)
         return;
     }
     FC_DEBUG("http", "request incomplete after --request-timeout: 408 and close");
-    c->req->ticket = (uint32_t)c->next_seq++ << 1; /* its place in the answer order, no keep-alive */
+    c->req->ticket = (uint32_t)c->next_seq++
+                     << 1; /* its place in the answer order, no keep-alive */
     c->last_request = 1;
     fc_conn_respond_error(c, 408, NULL, "request_timeout",
                           "the request was not complete within %.1f s",
@@ -472,8 +476,13 @@ fc_list *fc_conn_multi_subs(fc_conn *c)
 
 fc_map *fc_conn_multi_index(fc_conn *c)
 {
-    if (!c->multi_index.buckets && fc_map_init(&c->multi_index) != 0) return NULL;
-    return &c->multi_index;
+    if (c->multi_index) return c->multi_index;
+    fc_map *m = malloc(sizeof *m);
+    if (!m || fc_map_init(m) != 0) {
+        free(m);
+        return NULL;
+    }
+    return c->multi_index = m;
 }
 
 int fc_conn_has_all(const fc_conn *c)

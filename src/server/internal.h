@@ -82,16 +82,16 @@ struct fc_server {
     uv_idle_t flush_idle;   /* runs while flush work is left, so poll does not block */
     uv_timer_t sweep_timer; /* stuck writers, unanswered closes, the metrics gauges */
     uv_timer_t shutdown_timer;
-    fc_list flush_list;       /* connections with output to write this loop turn */
-    fc_list blocked_list;     /* connections whose kernel buffer is full (uv_write pending) */
-    fc_list closing_list;     /* WebSockets waiting for the peer's close frame */
-    fc_list input_list;       /* connections with input left over from an earlier turn */
+    fc_list flush_list;   /* connections with output to write this loop turn */
+    fc_list blocked_list; /* connections whose kernel buffer is full (uv_write pending) */
+    fc_list closing_list; /* WebSockets waiting for the peer's close frame */
+    fc_list input_list;   /* connections with input left over from an earlier turn */
     /* HTTP connections by deadline: every entry is appended with "now" and
      * the timeout is the same for all, so each list is sorted by deadline
      * and the sweep looks only at its head. */
-    fc_list request_list; /* a request begun (or a fresh connection): --request-timeout */
-    fc_list idle_list;    /* keep-alive, between requests: --idle-timeout */
-    size_t freed_since_trim; /* bytes of answers freed since the last malloc_trim */
+    fc_list request_list;     /* a request begun (or a fresh connection): --request-timeout */
+    fc_list idle_list;        /* keep-alive, between requests: --idle-timeout */
+    size_t freed_since_trim;  /* bytes of answers freed since the last malloc_trim */
     fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
     fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
     int n_conns;              /* open TCP connections */
@@ -124,20 +124,19 @@ struct fc_conn {
     unsigned subscribed_all : 1;
     unsigned last_request : 1; /* the request being answered ends the connection */
     unsigned has_answering : 1;
-    unsigned broken : 1; /* a frame could not be queued: close on the next flush */
+    unsigned broken : 1;     /* a frame could not be queued: close on the next flush */
     unsigned over_limit : 1; /* unsent output passed --max-output and has not drained to half */
     unsigned http_timer : 2; /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
     uint16_t refs;
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
     fc_outq out;
-    fc_list io_link;      /* srv->flush_list or srv->blocked_list */
-    fc_list wheel_link;   /* a wheel slot, srv->closing_list, or an HTTP deadline list */
-    fc_list input_link;   /* srv->input_list */
-    uint64_t progress_ms; /* last write progress, or when the close was sent */
+    fc_list io_link;        /* srv->flush_list or srv->blocked_list */
+    fc_list wheel_link;     /* a wheel slot, srv->closing_list, or an HTTP deadline list */
+    fc_list input_link;     /* srv->input_list */
+    uint64_t progress_ms;   /* last write progress, or when the close was sent */
     uint64_t over_since_ms; /* when over_limit was set */
     uint64_t timer_ms;      /* when the HTTP deadline (http_timer) started */
-    uint16_t timer_seq;     /* next_seq when a request deadline started */
     union {
         struct {
             fc_http_req *req; /* HTTP, SSE, long-poll: the request being parsed or answered */
@@ -148,11 +147,12 @@ struct fc_conn {
     uint16_t next_seq;  /* sequence number of the next request parsed */
     uint16_t emit_seq;  /* sequence number of the next answer to write */
     uint16_t deferred;  /* requests waiting for an asynchronous answer */
+    uint16_t timer_seq; /* next_seq when the HTTP deadline started */
     uint32_t answering; /* ticket fc_conn_respond answers next (deferred requests) */
     fc_sub sub;
     fc_list multi_subs;
-    fc_map multi_index; /* multi_subs by workflow id; no buckets until first used */
-    void *ext; /* API-layer stream state (a long-poll waiter) */
+    fc_map *multi_index; /* multi_subs by workflow id; allocated on first use */
+    void *ext;           /* API-layer stream state (a long-poll waiter) */
 };
 
 /* Every connection reaches its server through the loop, which saves a

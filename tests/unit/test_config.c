@@ -193,6 +193,19 @@ static void test_flag_overrides_env(void **state)
     assert_int_equal(c.listen_port, 80);
 }
 
+static void test_connection_limits(void **state)
+{
+    (void)state;
+    fc_config c;
+    assert_int_equal(parse(&c, "--max-output=4K", "--request-timeout", "0.5", "--idle-timeout=2",
+                           "--tcp-keepalive=0", NULL),
+                     0);
+    assert_int_equal(c.max_output, 4096);
+    assert_true(c.request_timeout == 0.5);
+    assert_true(c.idle_timeout == 2.0);
+    assert_int_equal(c.tcp_keepalive, 0);
+}
+
 static void test_equals_form_and_flags(void **state)
 {
     (void)state;
@@ -201,14 +214,8 @@ static void test_equals_form_and_flags(void **state)
                            "--max-message=4K", "--max-body", "64M", "--max-header=80K",
                            "--ping-interval=.05", "--slow-timeout", "86400", "--sync=normal",
                            "--log-level=error", "--retention=10000000",
-                           "--max-connections=10000000", "--enable-echo", "--max-output=4K",
-                           "--request-timeout", "0.5", "--idle-timeout=2", "--tcp-keepalive=0",
-                           NULL),
+                           "--max-connections=10000000", "--enable-echo", NULL),
                      0);
-    assert_int_equal(c.max_output, 4096);
-    assert_true(c.request_timeout == 0.5);
-    assert_true(c.idle_timeout == 2.0);
-    assert_int_equal(c.tcp_keepalive, 0);
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 0);
     assert_string_equal(c.db_path, "/data/f.db");
@@ -438,6 +445,7 @@ int main(void)
         cmocka_unit_test_setup(test_max_header_cap, clear_env),
         cmocka_unit_test_setup(test_flag_overrides_env, clear_env),
         cmocka_unit_test_setup(test_equals_form_and_flags, clear_env),
+        cmocka_unit_test_setup(test_connection_limits, clear_env),
         cmocka_unit_test_setup(test_repeatable_origins, clear_env),
         cmocka_unit_test_setup(test_flag_errors, clear_env),
         cmocka_unit_test_setup(test_env_errors, clear_env),
