@@ -334,6 +334,13 @@ static void sweep_list(fc_list *list, uint64_t now, double timeout_s, int reques
         fc_conn *c = fc_container_of(list->next, fc_conn, wheel_link);
         if (now - c->timer_ms < timeout) return; /* sorted: the rest are later */
         fc_list_remove(&c->wheel_link);
+        if (!request && c->out.count) {
+            /* Still writing the last answer (a slow download is the
+             * write-progress check's business): idle counts from later. */
+            c->timer_ms = now;
+            fc_list_insert_tail(list, &c->wheel_link);
+            continue;
+        }
         c->http_timer = FC__TIMER_NONE;
         if (request) {
             request_timed_out(c);
