@@ -319,8 +319,8 @@ static void request_timed_out(fc_conn *c)
         return;
     }
     FC_DEBUG("http", "request incomplete after --request-timeout: 408 and close");
-    c->req->ticket = (uint32_t)c->next_seq++
-                     << 1; /* its place in the answer order, no keep-alive */
+    /* Its place in the answer order, without keep-alive. */
+    c->req->ticket = (uint32_t)c->next_seq++ << 1;
     c->last_request = 1;
     fc_conn_respond_error(c, 408, NULL, "request_timeout",
                           "the request was not complete within %.1f s",
