@@ -5,11 +5,12 @@ complete within --request-timeout of its start (a fresh connection within
 --idle-timeout for its next request, accepted sockets use TCP keepalive, and
 a WebSocket peer that is visibly sending is never dropped as silent."""
 
-import socket
+import os
 import subprocess
 import time
 
-from fc_helpers import OP_PING, OP_PONG, OP_TEXT, RawWS, SockReader, build_frame, connect
+from fc_helpers import (OP_PING, OP_PONG, OP_TEXT, RawWS, Server, SockReader, build_frame, connect,
+                        free_port)
 
 
 def _closed_within(sock, seconds):
@@ -133,4 +134,31 @@ def test_silent_websocket_is_still_dropped(server_factory):
     assert ws.rd.at_eof(5)
     assert time.monotonic() - t0 < 3
     ws.close()
-    assert socket  # (socket is used by the helpers' timeouts)
+
+
+def test_idle_sockets_do_not_starve_new_clients(flowcast, tmp_path):
+    """With a low descriptor limit, sockets that never send used to fill it
+    for good, and a normal request then timed out. They are closed after
+    --request-timeout, so the normal request gets through."""
+    port = free_port()
+    args = ["--nofile=128:128", flowcast, "serve", "--listen", "127.0.0.1:%d" % port,
+            "--db", str(tmp_path / "x.db"), "--request-timeout", "1"]
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
+    s = Server("prlimit", port, str(tmp_path / "x.db"), str(tmp_path / "server.log"), args, env)
+    s.start()
+    try:
+        s.wait_ready(10)
+        idle = [connect(port) for _ in range(200)]  # more than the server can hold
+        t0 = time.monotonic()
+        r = s.request("GET", "/healthz", timeout=8)
+        took = time.monotonic() - t0
+        print("a normal request behind 200 idle sockets: %.2f s" % took)
+        assert r.status == 200, r
+        assert took < 6, took
+        for sock in idle:
+            sock.close()
+        assert s.stop() == 0
+    finally:
+        if s.alive():
+            s.kill9()
+        s.logf.close()
