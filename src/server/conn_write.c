@@ -34,7 +34,7 @@ static void on_delivered(const fc_buf *b)
  * frames) and its --slow-timeout grace starts. */
 static void output_grew(fc_conn *c)
 {
-    if (c->over_limit || fc_outq_bytes(&c->out) <= FC_SRV(c)->cfg->max_output) return;
+    if (c->over_limit || fc_outq_cost(&c->out) <= FC_SRV(c)->cfg->max_output) return;
     c->over_limit = 1;
     c->over_since_ms = uv_now(FC_SRV(c)->loop);
     FC_METRIC_ADD(output_limit_reached, 1);
@@ -46,7 +46,7 @@ static void output_grew(fc_conn *c)
  * staying over it. */
 static void output_shrank(fc_conn *c)
 {
-    if (!c->over_limit || fc_outq_bytes(&c->out) > FC_SRV(c)->cfg->max_output / 2) return;
+    if (!c->over_limit || fc_outq_cost(&c->out) > FC_SRV(c)->cfg->max_output / 2) return;
     c->over_limit = 0;
     fc__conn_input_ready(c);
 }

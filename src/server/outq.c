@@ -6,15 +6,20 @@
 
 #include <stdlib.h>
 
+/* Chunks kept for reuse per thread (about 1 MB); more are freed, so that a
+ * burst of long queues does not stay resident. */
+#define POOL_MAX 4096
+
 /* Per loop thread: a chunk is taken and returned on the thread that owns its connection. */
 static _Thread_local fc_outq_chunk *pool;
-/* Bytes of buffers whose last reference a queue of this thread dropped. */
+static _Thread_local unsigned pool_len;
+/* Bytes of buffers (and chunks) this thread's queues freed. */
 static _Thread_local size_t freed;
 
 /* Drops the queue's reference to b, counting the bytes when that frees it. */
 static void release(fc_buf *b)
 {
-    if (b->refs == 1) freed += b->len;
+    if (b->refs == 1) freed += sizeof *b + b->len;
     fc_buf_unref(b);
 }
 
@@ -28,18 +33,26 @@ size_t fc_outq_take_freed(void)
 static fc_outq_chunk *chunk_get(void)
 {
     fc_outq_chunk *c = pool;
-    if (c)
+    if (c) {
         pool = c->next;
-    else if (!(c = malloc(sizeof *c)))
+        pool_len--;
+    } else if (!(c = malloc(sizeof *c))) {
         return NULL;
+    }
     c->next = NULL;
     return c;
 }
 
 static void chunk_put(fc_outq_chunk *c)
 {
+    if (pool_len == POOL_MAX) {
+        free(c);
+        freed += sizeof *c;
+        return;
+    }
     c->next = pool;
     pool = c;
+    pool_len++;
 }
 
 void fc_outq_pool_trim(void)
@@ -49,6 +62,7 @@ void fc_outq_pool_trim(void)
         pool = c->next;
         free(c);
     }
+    pool_len = 0;
 }
 
 /* A position in the queue: chunk and slot. */

@@ -72,6 +72,17 @@ static inline size_t fc_outq_bytes(const fc_outq *q)
     return q->bytes;
 }
 
+/* What a queued entry costs besides its bytes: the buffer's header and the
+ * allocator's overhead, and the reference in its chunk. */
+#define FC_OUTQ_ENTRY_COST 64
+
+/* The memory the queue holds, about: what the output limit counts, so that
+ * a flood of 2-byte pongs costs what it really does. O(1). */
+static inline size_t fc_outq_cost(const fc_outq *q)
+{
+    return q->bytes + (size_t)q->count * FC_OUTQ_ENTRY_COST;
+}
+
 /* Bytes of buffers freed by this thread's queues since the last call (their
  * last reference was the queue's): tells when returning memory to the
  * system is worth it. */

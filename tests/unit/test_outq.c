@@ -99,6 +99,7 @@ static void test_coalesce_replaces_pending_in_place(void **state)
     assert_int_equal(q.count, 9);
     assert_non_null(q.index);
     assert_int_equal(fc_outq_bytes(&q), walk_bytes(&q));
+    assert_int_equal(fc_outq_cost(&q), walk_bytes(&q) + 9 * FC_OUTQ_ENTRY_COST);
     /* And again: the index points at the replaced entry. */
     assert_int_equal(fc_outq_push_coalesce(&q, change("a", 6), 3), 1);
     assert_int_equal(fc_outq_push_coalesce(&q, change("c", 1), 3), 0); /* a new key: appended */
