@@ -22,7 +22,7 @@ def test_pipelined_lists_in_one_send_do_not_hold_the_loop(server_factory):
     after a few seconds it goes away."""
     s = server_factory("--io-threads", "1", env=ASAN_ENV)
     bulk_create(s, ["w%03d" % i for i in range(100)], message="m" * 1000)
-    req = b"GET /api/workflows HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = b"GET /api/workflows HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     n = 65536 // len(req)
     sock = connect(s.port, timeout=60)
     statuses = []
@@ -110,7 +110,7 @@ def _produce(server, ids, message, rounds):
                 out = []
                 for wid in ids[i:i + 100]:
                     body = json.dumps({"message": "%d %s" % (r, message)}).encode()
-                    out.append(b"PATCH /api/workflows/%s HTTP/1.1\r\nHost: x\r\n"
+                    out.append(b"PATCH /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                                % (wid.encode(), len(body), body))
                 sock.sendall(b"".join(out))

@@ -32,7 +32,7 @@ def test_pipelined_static_file_never_read(server_factory):
     """GET /flowcast.js (29 bytes in, 25 KB out) pipelined, never read."""
     s = server_factory(env=ASAN_ENV)
     sock = small_rcvbuf_socket(s.port)
-    growth, slowest, sent = _attack(s, sock, b"GET /flowcast.js HTTP/1.1\r\nHost: x\r\n\r\n" * 200)
+    growth, slowest, sent = _attack(s, sock, b"GET /flowcast.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 200)
     assert growth < MAX_GROWTH_MB, "server grew by %.0f MB (client sent %d bytes)" % (growth, sent)
     assert slowest < MAX_HEALTHZ_S, slowest
     m = s.metrics()
@@ -46,10 +46,11 @@ def test_pipelined_large_lists_never_read(server_factory):
     s = server_factory(env=ASAN_ENV)
     bulk_create(s, ["w%04d" % i for i in range(300)])
     sock = small_rcvbuf_socket(s.port)
-    req = b"GET /api/workflows?limit=1000 HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = b"GET /api/workflows?limit=1000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     growth, slowest, sent = _attack(s, sock, req * 100)
     assert growth < MAX_GROWTH_MB, "server grew by %.0f MB (client sent %d bytes)" % (growth, sent)
     assert slowest < MAX_HEALTHZ_S, slowest
+    assert s.metrics()["flowcast_output_limit_reached_total"] >= 1
     sock.close()
 
 
@@ -64,6 +65,8 @@ def test_ping_flood_never_read(server_factory, payload):
     growth, slowest, sent = _attack(s, ws.sock, ping * (50000 // len(ping)))
     assert growth < MAX_GROWTH_MB, "server grew by %.0f MB (client sent %d bytes)" % (growth, sent)
     assert slowest < MAX_HEALTHZ_S, slowest
+    if payload:  # (empty pongs may all fit in the kernel's 4 MB send buffer)
+        assert s.metrics()["flowcast_output_limit_reached_total"] >= 1
     ws.close()
 
 
@@ -104,7 +107,7 @@ def test_trickle_reader_of_large_answers_is_closed(server_factory):
     kernel buffers it cannot empty mean no write ever completes)."""
     s = server_factory("--slow-timeout", "1", env=ASAN_ENV)
     sock = small_rcvbuf_socket(s.port)
-    sock.sendall(b"GET /flowcast.js HTTP/1.1\r\nHost: x\r\n\r\n" * 1000)
+    sock.sendall(b"GET /flowcast.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 1000)
     w = Watch(s)
     reader = threading.Thread(target=read_until_eof, args=(sock, 4096, 0.5, 8), daemon=True)
     reader.start()
@@ -132,7 +135,7 @@ def _patch_round_robin(server, ids, stop, message):
             out = []
             for _ in range(100):
                 body = json.dumps({"message": "%d %s" % (i, message)}).encode()
-                out.append(b"PATCH /api/workflows/%s HTTP/1.1\r\nHost: x\r\n"
+                out.append(b"PATCH /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                            % (ids[i % len(ids)].encode(), len(body), body))
                 i += 1
@@ -189,9 +192,9 @@ def test_reader_that_drains_gets_every_answer(server_factory):
     pipelines 300 requests and reads them late gets all 300, in order."""
     s = server_factory("--max-output", "64K", env=ASAN_ENV)
     sock = connect(s.port)
-    reqs = b"".join(b"GET /api/workflows/none%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+    reqs = b"".join(b"GET /api/workflows/none%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % i
                     for i in range(300))
-    sock.sendall(reqs + b"GET /flowcast.js HTTP/1.1\r\nHost: x\r\n\r\n" * 20)
+    sock.sendall(reqs + b"GET /flowcast.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 20)
     time.sleep(0.5)
     rd = SockReader(sock)
     for i in range(300):

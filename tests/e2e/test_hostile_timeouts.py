@@ -37,7 +37,7 @@ def test_dribbled_request_gets_408_and_close(server_factory):
     s = server_factory("--request-timeout", "1")
     sock = connect(s.port)
     rd = SockReader(sock)
-    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
     t0 = time.monotonic()
     answered = None
     for b in head:
@@ -63,7 +63,7 @@ def test_request_completed_in_time_is_served(server_factory):
     sock = connect(s.port)
     rd = SockReader(sock)
     for _ in range(2):
-        for part in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+        for part in (b"GET /healthz HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"\r\n"):
             sock.sendall(part)
             time.sleep(0.3)
         assert rd.read_response(5).status == 200
@@ -76,7 +76,7 @@ def test_idle_keepalive_connection_is_closed(server_factory):
     rd = SockReader(sock)
     # requests every 0.6 s keep it open past the timeout
     for _ in range(4):
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert rd.read_response(5).status == 200
         time.sleep(0.6)
     t0 = time.monotonic()
@@ -91,7 +91,7 @@ def test_accepted_sockets_use_tcp_keepalive(server_factory):
     keepalive: the server's side of a connection runs a keepalive timer."""
     s = server_factory("--tcp-keepalive", "30")
     sock = connect(s.port)
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert SockReader(sock).read_response(5).status == 200
     out = subprocess.run(["ss", "-tnoH", "state", "established", "( sport = :%d )" % s.port],
                          capture_output=True, text=True, timeout=10).stdout
