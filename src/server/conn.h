@@ -90,8 +90,9 @@ fc_stream_kind fc_conn_kind(const fc_conn *c);
 /* Queues a frame (takes over one reference). */
 void fc_conn_send(fc_conn *c, fc_buf *frame);
 /* Queues a change frame for a subscriber (takes over one reference); when
- * its backlog has passed limit, older queued states of the same workflow
- * are dropped first. Returns how many were dropped. */
+ * its socket takes no more (a write is pending) and its backlog has passed
+ * limit, the queued state of the same workflow is replaced instead. Returns
+ * how many were dropped. */
 int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit);
 /* Whether a multi-workflow stream has subscribed to all workflows. */
 int fc_conn_has_all(const fc_conn *c);

@@ -225,7 +225,10 @@ int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit)
         fc_buf_unref(frame);
         return 0;
     }
-    int dropped = fc_outq_push_coalesce(&c->out, frame, limit);
+    /* Only a subscriber whose socket takes no more (a write is pending) is
+     * slow: a reader that keeps up can still be handed more than limit
+     * changes in one loop turn (a large group commit), and must see each. */
+    int dropped = fc_outq_push_coalesce(&c->out, frame, c->writing ? limit : UINT32_MAX);
     if (dropped < 0) c->broken = 1; /* as in fc_conn_send */
     output_grew(c);
     fc__conn_schedule_flush(c);

@@ -6,7 +6,8 @@ import json
 import threading
 import time
 
-from fc_helpers import (OP_CLOSE, OP_TEXT, KeepAliveClient, RawWS, in_thread, recv_json, run,
+from fc_helpers import (OP_CLOSE, OP_TEXT, KeepAliveClient, RawWS, SockReader, connect,
+                        http_request_bytes, in_thread, recv_json, run,
                         ws_connect)
 
 MSG = "x" * 3990  # with the "%05d " prefix: just under the 4096-byte limit
@@ -166,3 +167,32 @@ def test_stuck_consumer_closed(server_factory):
     p = s.patch("other", message="fine")
     assert healthy.recv_json()["seq"] == p["seq"]
     assert s.request("GET", "/healthz").status == 200
+
+
+def test_reader_that_keeps_up_sees_every_change_of_a_large_commit(server_factory):
+    """A group commit can hand a subscriber more changes in one loop turn than
+    --backlog; a reader whose socket takes them is not slow and must see each
+    one (coalescing used to start on the queue's length alone)."""
+    s = server_factory("--backlog", "2")
+    s.create(id="burst", total_steps=1000)
+    fast = RawWS.open(s, "/api/workflows/burst/updates")
+    assert fast.recv_frame(5).json()["seq"] == 1
+    producer = connect(s.port)
+    rounds, per_round = 5, 30
+    try:
+        for r in range(rounds):
+            body = lambda i: json.dumps({"current_step": r * per_round + i}).encode()
+            producer.sendall(b"".join(
+                http_request_bytes("PATCH", "/api/workflows/burst", s.port,
+                                   {"Content-Type": "application/json",
+                                    "Content-Length": str(len(body(i)))}, body(i))
+                for i in range(1, per_round + 1)))
+            rd = SockReader(producer)
+            for _ in range(per_round):
+                assert rd.read_response(10).status == 200
+    finally:
+        producer.close()
+    last = rounds * per_round + 1
+    seqs = [m["seq"] for m in _read_all(fast, last)]
+    assert seqs == list(range(2, last + 1)), seqs
+    assert s.metrics()["flowcast_messages_coalesced_total"] == 0
