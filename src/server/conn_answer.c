@@ -172,6 +172,8 @@ int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind)
     fc_metrics_http_status(101);
     end_request(c);
     c->kind = (uint8_t)kind;
+    c->frag = NULL; /* the WebSocket side of the request/frame union */
+    c->rx = (fc_ws_rx){0};
     FC_METRIC_ADD(ws_connections, 1);
     FC_METRIC_ADD(ws_connections_opened, 1);
     fc__ping_add(c);

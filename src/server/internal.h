@@ -109,6 +109,15 @@ typedef struct fc_ws_frag {
     char data[];
 } fc_ws_frag;
 
+/* The frame at the head of a WebSocket's input while its payload arrives over
+ * several reads: how many payload bytes are already unmasked (and, for text,
+ * validated), and the UTF-8 state after them. The input stash holds at most
+ * UINT32_MAX bytes, so done fits. */
+typedef struct fc_ws_rx {
+    uint32_t done;
+    uint32_t utf8;
+} fc_ws_rx;
+
 struct fc_conn {
     uv_tcp_t tcp;         /* first: the handle pointer is the connection pointer */
     uint8_t kind;         /* FC_STREAM_NONE while in HTTP mode */
@@ -142,7 +151,10 @@ struct fc_conn {
             fc_http_req *req; /* HTTP, SSE, long-poll: the request being parsed or answered */
             struct fc_parked *parked; /* answers waiting for an earlier one (pipelining) */
         };
-        fc_ws_frag *frag; /* WebSocket: the fragmented message being reassembled */
+        struct {              /* WebSocket */
+            fc_ws_frag *frag; /* the fragmented message being reassembled */
+            fc_ws_rx rx;      /* the partly received frame at the head of the input */
+        };
     };
     uint16_t next_seq;  /* sequence number of the next request parsed */
     uint16_t emit_seq;  /* sequence number of the next answer to write */

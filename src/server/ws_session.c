@@ -124,21 +124,32 @@ static int frag_append(fc_conn *c, const char *data, size_t len)
     return 0;
 }
 
-static void on_data_frame(fc_conn *c, const fc_ws_header *h, char *payload)
+/* A data frame may start a message only when none is in progress, and
+ * continue one only when one is; the reassembled message has a size limit.
+ * Both are known from the header, so they fail the connection before any
+ * payload is awaited. Returns 0 after failing it. */
+static int data_frame_allowed(fc_conn *c, const fc_ws_header *h)
 {
-    size_t len = (size_t)h->payload_len;
     if (h->opcode == FC_WS_OP_CONT ? !c->frag : c->frag != NULL) {
         fail(c, FC_WS_CLOSE_PROTOCOL, "unexpected continuation or data frame");
-        return;
+        return 0;
     }
+    if (c->frag && c->frag->len + h->payload_len > FC_SRV(c)->cfg->max_message) {
+        fail(c, FC_WS_CLOSE_TOO_BIG, "message too big");
+        return 0;
+    }
+    return 1;
+}
+
+/* A complete data frame; utf8 is the message's UTF-8 state after its payload
+ * (fc__ws_input validated the payload as it arrived). */
+static void on_data_frame(fc_conn *c, const fc_ws_header *h, char *payload, uint32_t utf8)
+{
+    size_t len = (size_t)h->payload_len;
     uint8_t opcode = c->frag ? c->frag->opcode : h->opcode;
-    uint32_t utf8 = c->frag ? c->frag->utf8_state : FC_UTF8_ACCEPT;
-    if (opcode == FC_WS_OP_TEXT) {
-        utf8 = fc_utf8_validate(utf8, (const uint8_t *)payload, len);
-        if (utf8 == FC_UTF8_REJECT || (h->fin && utf8 != FC_UTF8_ACCEPT)) {
-            fail(c, FC_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-            return;
-        }
+    if (opcode == FC_WS_OP_TEXT && h->fin && utf8 != FC_UTF8_ACCEPT) {
+        fail(c, FC_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+        return;
     }
     if (h->fin && !c->frag) { /* the common case: one frame, no copy */
         on_message(c, opcode, payload, len);
@@ -152,10 +163,6 @@ static void on_data_frame(fc_conn *c, const fc_ws_header *h, char *payload)
         }
         c->frag->opcode = opcode;
     }
-    if (c->frag->len + len > FC_SRV(c)->cfg->max_message) {
-        fail(c, FC_WS_CLOSE_TOO_BIG, "message too big");
-        return;
-    }
     if (frag_append(c, payload, len)) {
         fc__conn_close(c);
         return;
@@ -167,7 +174,7 @@ static void on_data_frame(fc_conn *c, const fc_ws_header *h, char *payload)
     }
 }
 
-static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload)
+static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload, uint32_t utf8)
 {
     switch (h->opcode) {
     case FC_WS_OP_PING: {
@@ -182,9 +189,39 @@ static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload)
         on_close_frame(c, (const uint8_t *)payload, (size_t)h->payload_len);
         return;
     default:
-        if (!c->ws_close_sent) on_data_frame(c, h, payload);
+        if (!c->ws_close_sent) on_data_frame(c, h, payload, utf8);
         return;
     }
+}
+
+/* Unmasks the payload bytes [rx.done, avail) of the frame at the head of the
+ * input and, in a text message, validates them, carrying the UTF-8 state in
+ * c->rx. So a frame that arrives over many reads is checked as it comes, each
+ * byte once, and invalid UTF-8 fails the connection at the read that brings
+ * it rather than when the frame is complete (Autobahn 6.4.3/6.4.4). The input
+ * is processed from the frame start until the frame is whole (conn.c keeps it
+ * in the stash), so the unmasked prefix stays in place. Returns 0 after
+ * failing the connection. */
+static int take_payload(fc_conn *c, const fc_ws_header *h, char *payload, size_t avail)
+{
+    int data = !(h->opcode & 0x08) && !c->ws_close_sent;
+    if (c->rx.done == 0 && data) {
+        if (!data_frame_allowed(c, h)) return 0;
+        c->rx.utf8 = c->frag ? c->frag->utf8_state : FC_UTF8_ACCEPT;
+    }
+    size_t done = c->rx.done;
+    if (avail == done) return 1;
+    fc_ws_unmask((uint8_t *)payload + done, avail - done, h->mask, done);
+    uint8_t opcode = c->frag ? c->frag->opcode : h->opcode;
+    if (data && opcode == FC_WS_OP_TEXT) {
+        c->rx.utf8 = fc_utf8_validate(c->rx.utf8, (const uint8_t *)payload + done, avail - done);
+        if (c->rx.utf8 == FC_UTF8_REJECT) {
+            fail(c, FC_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+            return 0;
+        }
+    }
+    c->rx.done = (uint32_t)avail;
+    return 1;
 }
 
 size_t fc__ws_input(fc_conn *c, char *data, size_t len)
@@ -195,10 +232,14 @@ size_t fc__ws_input(fc_conn *c, char *data, size_t len)
         fail(c, (uint16_t)-r, r == -FC_WS_CLOSE_TOO_BIG ? "message too big" : "protocol error");
         return len;
     }
-    if (r == 0 || len - (size_t)r < h.payload_len) return 0; /* wait for the whole frame */
+    if (r == 0) return 0; /* wait for the whole header */
     char *payload = data + r;
-    fc_ws_unmask((uint8_t *)payload, (size_t)h.payload_len, h.mask, 0);
-    on_frame(c, &h, payload);
+    size_t avail = len - (size_t)r < h.payload_len ? len - (size_t)r : (size_t)h.payload_len;
+    if (!take_payload(c, &h, payload, avail)) return len;
+    if (avail < h.payload_len) return 0; /* the rest of the frame is on its way */
+    uint32_t utf8 = c->rx.utf8;
+    c->rx = (fc_ws_rx){0};
+    on_frame(c, &h, payload, utf8);
     return (size_t)r + (size_t)h.payload_len;
 }
 
