@@ -23,18 +23,31 @@ test: setup
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFC_SANITIZE=ON >/dev/null
 	@cmake --build $(TEST_BUILD) -j $(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS)
-	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=3
 	FLOWCAST_BIN=$(CURDIR)/$(TEST_BUILD)/flowcast $(PYTHON) -m pytest -q -x tests/e2e
 	FLOWCAST_BIN=$(CURDIR)/$(TEST_BUILD)/flowcast tests/browser/run.sh
 	$(MAKE) --no-print-directory bench-smoke
 
+# Each driver runs FUZZ_SECONDS from its committed seeds (tests/fuzz/corpus/<driver>)
+# plus what earlier runs found ($(FUZZ_BUILD)/corpus/<driver>, where new inputs
+# go), and prints its final coverage (cov: edges, ft: features). The log and
+# any crash input are in $(FUZZ_BUILD)/fuzz-logs.
 FUZZ_SECONDS ?= 60
 fuzz:
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFC_SANITIZE=ON -DFC_FUZZ=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@mkdir -p $(FUZZ_BUILD)/fuzz-logs
 	@for f in $(FUZZ_BUILD)/fuzz_*; do \
-	  echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 2>&1 | tail -n 2 || exit 1; \
+	  [ -f "$$f" ] && [ -x "$$f" ] || continue; \
+	  name=$$(basename $$f); log=$(FUZZ_BUILD)/fuzz-logs/$$name.log; \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	    -artifact_prefix=$(FUZZ_BUILD)/fuzz-logs/$$name- \
+	    $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name >$$log 2>&1; rc=$$?; \
+	  stats=$$(grep -E '^#[0-9]+[[:space:]]+DONE' $$log | tail -n 1 | \
+	    sed -E 's/^#([0-9]+)[[:space:]]+DONE[[:space:]]+(cov: [0-9]+ ft: [0-9]+ corp: [^ ]+).*exec\/s: ([0-9]+).*/\2 runs: \1 exec\/s: \3/'); \
+	  printf 'fuzz: %-20s %ss  %s\n' $$name $(FUZZ_SECONDS) "$$stats"; \
+	  if [ $$rc -ne 0 ]; then tail -n 40 $$log; exit 1; fi; \
 	done
 
 # Installs flowcast, libflowcast (static + shared), its header and flowcast.pc

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz drivers: tests/fuzz/corpus/<driver>/<seed>.
+
+libhttp-parser and jansson are not built with coverage instrumentation, so
+the fuzzer gets no feedback inside them and, from nothing, never gets past a
+request line or a JSON brace; these seeds start it from valid input of every
+kind (every route, upgrades, bodies, frames, ops, cursors, server answers).
+The files are committed; rerun this after changing it:
+    python3 tests/fuzz/make_corpus.py
+"""
+
+import json
+import os
+import shutil
+import struct
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def req(method, path, headers=None, body=b""):
+    h = {"Host": "127.0.0.1:8001"}
+    h.update(headers or {})
+    if body and "Transfer-Encoding" not in h:
+        h["Content-Length"] = str(len(body))
+    head = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in h.items())
+    return (head + "\r\n").encode() + body
+
+
+def upgrade(path, extra=None):
+    h = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+         "Sec-WebSocket-Key": KEY}
+    h.update(extra or {})
+    return req("GET", path, h)
+
+
+def jbody(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def frame(op, payload=b"", fin=True, mask=b"\0\0\0\0", rsv=0):
+    """A client frame (masked; key 0 keeps the payload readable unless given)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    b0 = (0x80 if fin else 0) | (rsv << 4) | op
+    n = len(payload)
+    mbit = 0x80 if mask is not None else 0
+    if n < 126:
+        hdr = struct.pack("!BB", b0, mbit | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, mbit | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+    if mask is None:
+        return hdr + payload
+    return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def sframe(op, payload=b"", fin=True):
+    """A server frame (unmasked)."""
+    return frame(op, payload, fin, mask=None)
+
+
+def close(code, reason=b""):
+    return struct.pack("!H", code) + reason
+
+
+TEXT, BIN, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 0xA
+
+CREATE = jbody({"id": "fz", "name": "fuzz build", "total_steps": 10, "status": "running",
+                "current_step": 2, "message": "compiling"})
+PATCH = jbody({"status": "running", "current_step": 3, "message": "linking", "if_seq": 1})
+
+REQUESTS = {
+    "get_healthz": req("GET", "/healthz"),
+    "get_metrics": req("GET", "/metrics"),
+    "get_dashboard": req("GET", "/"),
+    "get_flowcast_js": req("GET", "/flowcast.js", {"Accept-Encoding": "gzip"}),
+    "list": req("GET", "/api/workflows?status=running&limit=10&cursor=MTIzNDU2Nzg5MA"),
+    "get_one": req("GET", "/api/workflows/w1"),
+    "longpoll": req("GET", "/api/workflows/w1?wait_since=0&timeout=1"),
+    "history": req("GET", "/api/workflows/w1/history?since=1&limit=5"),
+    "create": req("POST", "/api/workflows", {"Content-Type": "application/json",
+                                             "Authorization": "Bearer tok"}, CREATE),
+    "create_chunked": req("POST", "/api/workflows",
+                          {"Content-Type": "application/json; charset=utf-8",
+                           "Transfer-Encoding": "chunked"},
+                          b"%x\r\n%s\r\n0\r\n\r\n" % (len(CREATE), CREATE)),
+    "create_expect": req("POST", "/api/workflows", {"Content-Type": "application/json",
+                                                    "Expect": "100-continue"}, CREATE),
+    "patch": req("PATCH", "/api/workflows/fz", {"Content-Type": "application/json",
+                                                "Idempotency-Key": "k-123"}, PATCH),
+    "delete": req("DELETE", "/api/workflows/fz"),
+    "head": req("HEAD", "/api/workflows/w1"),
+    "options": req("OPTIONS", "/api/workflows"),
+    "sse_one": req("GET", "/api/workflows/w1/events", {"Last-Event-ID": "1",
+                                                       "Accept": "text/event-stream"}),
+    "sse_multi": req("GET", "/api/events?workflow_ids=w1,w2&since=w1:1,w2:0"),
+    "sse_multi_last_id": req("GET", "/api/events?workflow_ids=w1,w-3",
+                             {"Last-Event-ID": "w1:2,w-3:1"}),
+    "upgrade_single": upgrade("/api/workflows/w1/updates?since=1",
+                              {"Origin": "http://127.0.0.1:8001"}),
+    "upgrade_multi": upgrade("/api/updates"),
+    "upgrade_echo": upgrade("/ws/echo", {"Origin": "http://evil.example",
+                                         "Sec-WebSocket-Protocol": "chat"}),
+    "http10_keepalive": b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    "pipelined": req("GET", "/healthz") + req("GET", "/api/workflows?limit=1") +
+    req("GET", "/api/workflows/w2", {"Connection": "close"}),
+}
+
+JSON_BODIES = {
+    "create_min": jbody({"name": "n", "total_steps": 0}),
+    "create_full": CREATE,
+    "create_unicode": '{"name":"caf\\u00e9 \u2603 \\ud83d\\ude00","total_steps":1000000000,'
+                      '"message":"\\"quoted\\"\\n","status":"paused"}'.encode(),
+    "patch_each": PATCH,
+    "patch_status": jbody({"status": "completed"}),
+    "patch_steps": jbody({"current_step": 0, "total_steps": 5}),
+    "patch_message": jbody({"message": "x" * 100}),
+    "bad_type": b'{"name":5,"total_steps":"5"}',
+    "bad_float": b'{"name":"n","total_steps":5.0}',
+    "unknown_field": b'{"name":"n","total_steps":1,"extra":[1,{"a":null}]}',
+    "nested_deep": b'{"name":' + b"[" * 40 + b"]" * 40 + b"}",
+    "not_object": b"[1,2,3]",
+}
+
+WS_FRAMES = {
+    "text": frame(TEXT, "hello", mask=b"\x37\xfa\x21\x3d"),
+    "binary_126": frame(BIN, bytes(range(200)), mask=b"\x01\x02\x03\x04"),
+    "len64_partial": frame(TEXT, b"a" * 70000)[:200],
+    "ping_pong": frame(PING, "p") + frame(PONG, ""),
+    "close_reason": frame(CLOSE, close(1000, "bye \u00e9".encode())),
+    "fragmented": frame(TEXT, "frag", fin=False) + frame(PING, "mid") + frame(CONT, "ment"),
+    "utf8_split": frame(TEXT, b"\xe2\x82", fin=False) + frame(CONT, b"\xac"),
+}
+
+SESSION = {
+    "echo_text": frame(TEXT, "hello") + frame(CLOSE, close(1000)),
+    "echo_fragments": frame(TEXT, "\u03ba\u1f79".encode()[:3], fin=False) + frame(PING, "p") +
+    frame(CONT, "\u03ba\u1f79".encode()[3:], fin=False) + frame(CONT, b"", fin=True),
+    "binary_then_close": frame(BIN, b"\0\1\2") + frame(CLOSE, close(4000, b"app")),
+    "invalid_utf8": frame(TEXT, b"ok \xf4\x90\x80\x80 rest"),
+    "invalid_close_reason": frame(CLOSE, close(1000, b"\xff")),
+    "pong_then_text_126": frame(PONG, "x") + frame(TEXT, "y" * 130, mask=b"\x11\x22\x33\x44"),
+    "subscribe": frame(TEXT, jbody({"op": "subscribe", "workflow_ids": ["w1"]})),
+}
+# byte 0: stream kind (bit 0: multi) and --max-message (bits 1-3); byte 1: cut seed.
+SESSION = {k: bytes([(i % 2) | (4 << 1), 7 * i + 1]) + v for i, (k, v) in enumerate(SESSION.items())}
+
+CONN = {
+    "get_and_list": req("GET", "/api/workflows/w1") + req("GET", "/api/workflows?limit=2"),
+    "write_cycle": req("POST", "/api/workflows", {"Content-Type": "application/json"}, CREATE) +
+    req("PATCH", "/api/workflows/fz", {"Content-Type": "application/json"},
+        jbody({"current_step": 3, "message": "m"})) +
+    req("GET", "/api/workflows/fz/history?since=0") + req("DELETE", "/api/workflows/fz"),
+    "longpoll_ready": req("GET", "/api/workflows/w2?wait_since=0&timeout=1"),
+    "ws_single": upgrade("/api/workflows/w1/updates?since=1") + frame(PING, "hi") +
+    frame(TEXT, "ignored") + frame(CLOSE, close(1000)),
+    "ws_multi": upgrade("/api/updates") +
+    frame(TEXT, jbody({"op": "subscribe", "workflow_ids": ["w1", "w2"], "since": {"w1": 1}})) +
+    frame(TEXT, jbody({"op": "unsubscribe", "workflow_ids": ["w2"]})) +
+    frame(TEXT, jbody({"op": "subscribe_all"})) + frame(CLOSE, close(1001)),
+    "ws_echo": upgrade("/ws/echo") + frame(TEXT, "a" * 300, fin=False) +
+    frame(CONT, "b" * 300) + frame(BIN, b"\xff" * 10),
+    "sse_multi": req("GET", "/api/events?workflow_ids=w1,w-3&since=w1:1,w-3:0"),
+    "sse_one": req("GET", "/api/workflows/w2/events?since=1"),
+    "metrics_health": req("GET", "/metrics") + req("GET", "/healthz") + req("GET", "/flowcast.js"),
+    "bad_then_more": b"GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: zz\r\n\r\n" + req("GET", "/"),
+}
+# byte 0: bit 7 on: the stream is cut into reads.
+CONN = {k: bytes([0x80 | (i * 37 % 128) if i % 2 else 0]) + v for i, (k, v) in enumerate(CONN.items())}
+
+OPS = {
+    "subscribe_since": jbody({"op": "subscribe", "workflow_ids": ["w1", "w2"],
+                              "since": {"w1": 1, "w2": 0}}),
+    "subscribe_twice": jbody({"op": "subscribe", "workflow_ids": ["w1", "w1", "w-3"]}) + b"\0" +
+    jbody({"op": "subscribe", "workflow_ids": ["w1"], "since": {"w1": 99}}),
+    "unsubscribe": jbody({"op": "subscribe", "workflow_ids": ["w2"]}) + b"\0" +
+    jbody({"op": "unsubscribe", "workflow_ids": ["w2", "nope"]}),
+    "subscribe_all": jbody({"op": "subscribe_all"}) + b"\0" +
+    jbody({"op": "subscribe", "workflow_ids": ["w-3"]}),
+    "fragmented": b"\x01" + jbody({"op": "subscribe", "workflow_ids": ["w1"]}),
+    "errors": b'{"op":"subscribe","workflow_ids":[]}\0{"op":"dance"}\0[1]\0{"op":1}\0' +
+    b'{"op":"subscribe","workflow_ids":["w1"],"since":{"w1":-1}}\0{"op":"subscribe","workflow_ids":["bad id"]}',
+}
+
+SSE = {
+    "multi_cursor": b"workflow_ids=w1,w2&since=w1:1,w2:2\nw1:1,w2:2",
+    "multi_header": b"workflow_ids=w1,w-3\nw1:0,w-3:1",
+    "ids_only": b"workflow_ids=w2",
+    "list_query": b"status=running&limit=2&cursor=abc%3D&workflow_ids=w1",
+    "history_query": b"since=1&limit=1&workflow_ids=w1,w1",
+    "escapes": b"workflow_ids=w%31,w%2D3&since=w1%3A1\n",
+}
+
+WORKFLOW = {"id": "w1", "name": "n", "status": "running", "current_step": 1, "total_steps": 10,
+            "message": "m", "seq": 2, "created_at": "2026-11-27T05:00:00.000Z",
+            "updated_at": "2026-11-27T05:00:01.250Z"}
+
+
+def resp(status, body=b"", headers=None, length=True):
+    reason = {200: "OK", 201: "Created", 404: "Not Found", 409: "Conflict", 101: "Switching Protocols",
+              500: "Internal Server Error"}.get(status, "X")
+    h = {"Content-Type": "application/json", "Connection": "close"}
+    h.update(headers or {})
+    if length:
+        h["Content-Length"] = str(len(body))
+    return ("HTTP/1.1 %d %s\r\n" % (status, reason) + "".join("%s: %s\r\n" % kv for kv in h.items()) +
+            "\r\n").encode() + body
+
+
+CLIENT_HTTP = {
+    "workflow": resp(200, jbody(WORKFLOW)),
+    "page": resp(200, jbody({"workflows": [WORKFLOW, dict(WORKFLOW, id="w2")], "next_cursor": "c2"})),
+    "last_page": resp(200, jbody({"workflows": [], "next_cursor": None})),
+    "not_found": resp(404, jbody({"error": {"code": "not_found", "message": "no workflow"}})),
+    "seq_mismatch": resp(409, jbody({"error": {"code": "seq_mismatch", "message": "seq is 3"}})),
+    "no_length": resp(200, jbody(WORKFLOW), length=False),
+    "extra_bytes": resp(200, jbody(WORKFLOW)) + b"HTTP/1.1 200 OK\r\n\r\n",
+    "http10": b"HTTP/1.0 500 X\r\n\r\noops",
+}
+CLIENT_HTTP = {k: bytes([0x35 * i % 256]) + v for i, (k, v) in enumerate(CLIENT_HTTP.items())}
+
+
+def update(wid, seq, **kw):
+    m = dict(WORKFLOW, workflow_id=wid, seq=seq)
+    del m["id"]
+    m.update(kw)
+    return sframe(TEXT, jbody(m))
+
+
+HS = resp(101, headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                        "Sec-WebSocket-Accept": ACCEPT}, length=False)
+CLIENT_WS = {
+    "single_updates": HS + update("w1", 1) + update("w1", 2) + update("w1", 2) + update("w1", 3),
+    "resync_and_delete": HS + update("w1", 5) + update("w1", 4, resync=True) +
+    sframe(TEXT, jbody({"workflow_id": "w1", "deleted": True, "seq": 6})),
+    "multi_ops": HS + sframe(TEXT, jbody({"op": "subscribed", "workflow_ids": ["w1"]})) +
+    sframe(TEXT, jbody({"op": "error", "code": "not_found", "workflow_id": "w2",
+                        "message": "no workflow"})) + update("w1", 3) + update("w-3", 1),
+    "fragments_and_control": HS + sframe(TEXT, b'{"workflow_id":"w1",', fin=False) +
+    sframe(PING, b"p") + sframe(CONT, b'"seq":7,"status":"running"}') + sframe(CLOSE, close(1001)),
+    "refused": resp(404, jbody({"error": {"code": "not_found", "message": "gone"}})),
+    "binary_and_bad": HS + sframe(BIN, b"\0") + sframe(CONT, b"x") + sframe(TEXT, b"{"),
+}
+# byte 0: bits 0-1 how many workflows, 2 resume, 3 all, 7 cut into reads.
+CLIENT_WS = {k: bytes([(i * 0x29) % 256]) + v for i, (k, v) in enumerate(CLIENT_WS.items())}
+
+CORPORA = {
+    "fuzz_http_request": {k: bytes([len(v) // 3 % 256]) + v for k, v in REQUESTS.items()},
+    "fuzz_workflow_json": JSON_BODIES,
+    "fuzz_ws_frame": WS_FRAMES,
+    "fuzz_ws_session": SESSION,
+    "fuzz_server_conn": CONN,
+    "fuzz_server_ops": OPS,
+    "fuzz_server_sse": SSE,
+    "fuzz_client_http": CLIENT_HTTP,
+    "fuzz_client_ws": CLIENT_WS,
+}
+
+
+def main():
+    for driver, seeds in CORPORA.items():
+        d = os.path.join(ROOT, driver)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        for name, data in seeds.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+    print("wrote %d seeds for %d drivers under %s" %
+          (sum(len(s) for s in CORPORA.values()), len(CORPORA), ROOT))
+
+
+if __name__ == "__main__":
+    main()
