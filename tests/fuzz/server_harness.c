@@ -37,7 +37,7 @@ static uv_loop_t loop;
 static uv_check_t flush_check;
 static struct sockaddr_in listen_addr;
 static int listen_fd = -1;
-static char db_path[64];
+static char db_dir[32], db_path[64];
 
 static void on_check(uv_check_t *h)
 {
@@ -51,11 +51,25 @@ static void on_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, in
     (void)fc_hub_publish(srv.hub, state, commit_ns, deleted);
 }
 
+/* The database goes when the fuzzer exits (the store may still hold it
+ * open: unlinking is fine). */
+static void remove_db(void)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    char path[80];
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        snprintf(path, sizeof path, "%s%s", db_path, suffixes[i]);
+        unlink(path);
+    }
+    rmdir(db_dir);
+}
+
 static void setup_loop(void)
 {
-    char dir[] = "/tmp/fc-fuzz-XXXXXX";
-    CHECK(mkdtemp(dir));
-    snprintf(db_path, sizeof db_path, "%s/fuzz.db", dir);
+    snprintf(db_dir, sizeof db_dir, "/tmp/fc-fuzz-XXXXXX");
+    CHECK(mkdtemp(db_dir));
+    snprintf(db_path, sizeof db_path, "%s/fuzz.db", db_dir);
+    atexit(remove_db);
     char *argv[] = {"serve",
                     "--db",
                     db_path,
