@@ -561,3 +561,30 @@ def test_9_and_10_1_large_messages(echo, opcode, frag):
                              for i, c in enumerate(chunks)))
     echo_ok(ws, opcode, payload, timeout=30.0)
     close_cleanly(ws)
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+@pytest.mark.parametrize("chop", [64, 4096])
+def test_9_5_and_9_6_chopped_1mib(echo, opcode, chop):
+    """1 MiB in one frame, written in chops of 64 or 4,096 bytes: the server
+    checks each piece as it arrives and still echoes the message intact."""
+    payload = ("κόσμε€😀" * 60000).encode()[:1 << 20] if opcode == OP_TEXT else \
+        bytes(i * 7 & 0xFF for i in range(1 << 20))
+    while opcode == OP_TEXT and first_invalid(payload) is not None:
+        payload = payload[:-1]
+    ws = ws_open(echo)
+    frame = build_frame(opcode, payload)
+    for i in range(0, len(frame), chop):
+        ws.send_raw(frame[i:i + chop])
+    echo_ok(ws, opcode, payload, timeout=30.0)
+    close_cleanly(ws)
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_9_7_and_9_8_thousand_round_trips(echo, opcode):
+    ws = ws_open(echo)
+    for i in range(1000):
+        payload = b"%016d" % i
+        ws.send_frame(opcode, payload)
+        echo_ok(ws, opcode, payload)
+    close_cleanly(ws)
