@@ -204,7 +204,7 @@ static void on_frame(fc_conn *c, const fc_ws_header *h, char *payload, uint32_t 
  * failing the connection. */
 static int take_payload(fc_conn *c, const fc_ws_header *h, char *payload, size_t avail)
 {
-    int data = !(h->opcode & 0x08) && !c->ws_close_sent;
+    int data = h->opcode < FC_WS_OP_CLOSE && !c->ws_close_sent; /* a data frame we act on */
     if (c->rx.done == 0 && data) {
         if (!data_frame_allowed(c, h)) return 0;
         c->rx.utf8 = c->frag ? c->frag->utf8_state : FC_UTF8_ACCEPT;
