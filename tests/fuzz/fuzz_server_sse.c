@@ -35,12 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(asprintf(&extra, "%s%s%s", nl ? "Last-Event-ID: " : "", nl ? nl + 1 : "",
                    nl ? "\r\n" : "") >= 0);
     char *req = NULL;
-    int n = asprintf(&req, "GET /api/events?%s HTTP/1.1\r\nHost: h\r\n%s\r\n", q, extra);
+    int n = asprintf(&req, "GET /api/events?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n", q, extra);
     send_request(req, n);
     n = asprintf(&req,
-                 "GET /api/workflows?%s HTTP/1.1\r\nHost: h\r\n\r\n"
-                 "GET /api/workflows/w1/history?%s HTTP/1.1\r\nHost: h\r\n\r\n"
-                 "GET /api/workflows/w1/events?%s HTTP/1.1\r\nHost: h\r\n%s\r\n",
+                 "GET /api/workflows?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                 "GET /api/workflows/w1/history?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                 "GET /api/workflows/w1/events?%s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n",
                  q, q, q, extra);
     send_request(req, n);
     free(extra);

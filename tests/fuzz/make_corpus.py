@@ -105,6 +105,8 @@ REQUESTS = {
     "upgrade_echo": upgrade("/ws/echo", {"Origin": "http://evil.example",
                                          "Sec-WebSocket-Protocol": "chat"}),
     "http10_keepalive": b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    "host_forms": req("GET", "/healthz", {"Host": "[::1]:8001"}) +
+    req("GET", "/healthz", {"Host": "flowcast.internal"}) + b"GET / HTTP/1.1\r\n\r\n",
     "pipelined": req("GET", "/healthz") + req("GET", "/api/workflows?limit=1") +
     req("GET", "/api/workflows/w2", {"Connection": "close"}),
 }
@@ -166,7 +168,13 @@ CONN = {
     "sse_multi": req("GET", "/api/events?workflow_ids=w1,w-3&since=w1:1,w-3:0"),
     "sse_one": req("GET", "/api/workflows/w2/events?since=1"),
     "metrics_health": req("GET", "/metrics") + req("GET", "/healthz") + req("GET", "/flowcast.js"),
-    "bad_then_more": b"GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: zz\r\n\r\n" + req("GET", "/"),
+    "bad_then_more": b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: zz\r\n\r\n" +
+    req("GET", "/"),
+    "hosts": req("GET", "/healthz", {"Host": "fuzz.example:8001"}) +
+    req("GET", "/healthz", {"Host": "evil.example"}),
+    "expect_head": req("HEAD", "/api/workflows/w1") + req("HEAD", "/api/events?workflow_ids=w1") +
+    req("PATCH", "/api/workflows/w2", {"Content-Type": "application/json", "Expect": "100-continue"},
+        jbody({"message": "m"})),
 }
 # byte 0: bit 7 on: the stream is cut into reads.
 CONN = {k: bytes([0x80 | (i * 37 % 128) if i % 2 else 0]) + v for i, (k, v) in enumerate(CONN.items())}

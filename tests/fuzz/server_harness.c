@@ -55,7 +55,7 @@ static void on_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, in
  * open: unlinking is fine). */
 static void remove_db(void)
 {
-    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal", ".lock"};
     char path[80];
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
         snprintf(path, sizeof path, "%s%s", db_path, suffixes[i]);
@@ -81,7 +81,9 @@ static void setup_loop(void)
                     "--backlog",
                     "4",
                     "--max-connections",
-                    "64"};
+                    "64",
+                    "--allow-host",
+                    "fuzz.example"};
     CHECK(fc_config_parse(&cfg, (int)(sizeof argv / sizeof *argv), argv) == 0);
     fc_log_threshold = FC_LOG_OFF;
 
@@ -227,22 +229,24 @@ static void ensure_workflow(const char *id)
     if (usable) return;
     char req[512];
     if (r == 0) {
-        snprintf(req, sizeof req, "DELETE /api/workflows/%s HTTP/1.1\r\nHost: h\r\n\r\n", id);
+        snprintf(req, sizeof req, "DELETE /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                 id);
         send_text(req);
     }
     static const char body_fmt[] = "{\"id\":\"%s\",\"name\":\"fuzz\",\"total_steps\":10}";
     char body[128];
     int blen = snprintf(body, sizeof body, body_fmt, id);
     snprintf(req, sizeof req,
-             "POST /api/workflows HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+             "POST /api/workflows HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
              "Content-Length: %d\r\n\r\n%s",
              blen, body);
     send_text(req);
     static const char patch[] = "{\"current_step\":1,\"message\":\"one\"}";
-    snprintf(req, sizeof req,
-             "PATCH /api/workflows/%s HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
-             "Content-Length: %zu\r\n\r\n%s",
-             id, sizeof patch - 1, patch);
+    snprintf(
+        req, sizeof req,
+        "PATCH /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: %zu\r\n\r\n%s",
+        id, sizeof patch - 1, patch);
     send_text(req);
     send_text(req);
 }
