@@ -1,8 +1,9 @@
 /* The in-process flowcast loop of the fuzz_server_* drivers (see
  * server_harness.h). It is set up as src/server/server.c sets up a loop,
  * minus the listener thread, signals and timers that only matter over
- * seconds: accepted sockets go to fc__server_adopt, the flush runs in a check
- * handle, changes commit through the real SQLite writer. */
+ * seconds: accepted sockets go to fc__server_adopt, leftover input and the
+ * flush run in a check handle, changes commit through the real SQLite
+ * writer. Keep it in step with loop_init and on_check in server.c. */
 #include "server_harness.h"
 
 #include "api/api.h"
@@ -39,9 +40,11 @@ static struct sockaddr_in listen_addr;
 static int listen_fd = -1;
 static char db_dir[32], db_path[64];
 
+/* server.c's check handle: input left over by the per-turn budget, then output. */
 static void on_check(uv_check_t *h)
 {
     (void)h;
+    fc__conn_run_input(&srv);
     fc__conn_flush_all(&srv);
 }
 
@@ -100,6 +103,9 @@ static void setup_loop(void)
     fc_list_init(&srv.flush_list);
     fc_list_init(&srv.blocked_list);
     fc_list_init(&srv.closing_list);
+    fc_list_init(&srv.input_list);
+    fc_list_init(&srv.request_list);
+    fc_list_init(&srv.idle_list);
     srv.read_buf = malloc(FC_READ_BUF_SIZE);
     srv.ping_frame = fc__ws_ping_frame();
     srv.heartbeat = fc_buf_copy(": keep-alive\n\n", 14);
@@ -133,7 +139,8 @@ typedef struct {
 static void conn_state(fc_conn *c, void *arg)
 {
     loop_state *st = arg;
-    if (c->busy || c->deferred || c->out.count || c->writing) st->working = 1;
+    if (c->busy || c->deferred || c->out.count || c->writing || fc_list_linked(&c->input_link))
+        st->working = 1;
 }
 
 /* Reads and drops what the server wrote; returns the byte count. */
