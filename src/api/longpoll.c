@@ -1,6 +1,9 @@
-/* Long-poll: GET /api/workflows/{id}?wait_since=N&timeout=S answers at once
- * when the workflow's seq is past N, else at its next change, else after S
- * seconds (at most 60) with the unchanged state. */
+/* Long-poll: GET /api/workflows/{id}?wait_since=N&epoch=E&timeout=S answers
+ * at once when the workflow's seq is past N, else at its next change, else
+ * after S seconds (at most 60) with the unchanged state. When N cannot be
+ * proven to be of the current incarnation (another epoch, or no epoch for a
+ * workflow that was deleted here before), it answers at once with
+ * "resync":true. */
 #include "api/api.h"
 #include "api/stream.h"
 #include "api/workflow_json.h"
@@ -18,20 +21,39 @@ typedef struct waiter {
     uv_timer_t timer; /* the timeout, or 0 ms once a change woke the waiter */
     fc_conn *c;       /* NULL once cancelled */
     char id[FC_ID_MAX + 1];
+    int64_t epoch; /* the incarnation waited on */
 } waiter;
 
-/* Answers with the current state (404 if the workflow is gone). */
-static void answer(fc_conn *c, const char *id)
+/* Answers with the workflow object w, plus "resync":true when resync. */
+static void answer_state(fc_conn *c, const fc_workflow *w, int resync)
 {
-    fc_workflow w = {0};
-    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     size_t len = 0;
-    char *json = fc_json_workflow(&w, &len);
+    char *json = fc_json_workflow(w, &len);
+    if (json && resync) {
+        /* {..."updated_at":"..."} becomes {...,"resync":true} */
+        char *more = realloc(json, len + sizeof ",\"resync\":true");
+        if (more) {
+            json = more;
+            len += (size_t)sprintf(json + len - 1, ",\"resync\":true}") - 1;
+        } else {
+            free(json);
+            json = NULL;
+        }
+    }
     if (json)
         fc_conn_respond(c, 200, NULL, "application/json", json, len);
     else
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
     free(json);
+}
+
+/* Answers with the current state (404 if the workflow is gone), with
+ * "resync":true when it is no longer the incarnation waited on. */
+static void answer(fc_conn *c, const char *id, int64_t epoch)
+{
+    fc_workflow w = {0};
+    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
+    answer_state(c, &w, w.epoch != epoch);
     fc_workflow_clear(&w);
 }
 
@@ -48,7 +70,7 @@ static void finish(waiter *wt)
     fc_hub_unsubscribe(fc_server_hub(fc_conn_server(c)), fc_conn_sub(c));
     fc_conn_set_kind(c, FC_STREAM_NONE);
     fc_conn_set_ext(c, NULL);
-    if (!fc_conn_is_closed(c)) answer(c, wt->id);
+    if (!fc_conn_is_closed(c)) answer(c, wt->id, wt->epoch);
     uv_close((uv_handle_t *)&wt->timer, free_waiter);
     fc_conn_release(c);
 }
@@ -73,15 +95,26 @@ void fc_longpoll_cancel(fc_conn *c)
     if (wt && wt->c) finish(wt);
 }
 
-/* Parses wait_since and timeout; answers 400 and returns -1 when malformed. */
-static int parse_args(fc_conn *c, fc_http_req *req, int64_t *since, double *timeout)
+/* Parses wait_since, epoch and timeout; answers 400 and returns -1 when malformed. */
+static int parse_args(fc_conn *c, fc_http_req *req, fc__stream_pos *pos, double *timeout)
 {
     char v[32];
     if (fc_http_query(req, "wait_since", v, sizeof v) != 1 ||
-        (*since = fc__stream_parse_since(v)) < 0) {
+        fc__stream_parse_pos(v, strlen(v), pos) != 0) {
         fc_conn_respond_error(c, 400, NULL, "bad_request",
-                              "wait_since must be a non-negative integer");
+                              "wait_since must be a non-negative integer (or epoch:seq)");
         return -1;
+    }
+    int e = fc_http_query(req, "epoch", v, sizeof v);
+    if (e != 0) {
+        int64_t epoch = e == 1 ? fc__stream_parse_epoch(v) : -1;
+        if (epoch < 0 || (pos->epoch != 0 && pos->epoch != epoch)) {
+            fc_conn_respond_error(c, 400, NULL, "bad_request",
+                                  "epoch must be an integer in 1..9007199254740991 "
+                                  "(and agree with wait_since)");
+            return -1;
+        }
+        pos->epoch = epoch;
     }
     *timeout = LONGPOLL_DEFAULT_S;
     int r = fc_http_query(req, "timeout", v, sizeof v);
@@ -99,24 +132,32 @@ static int parse_args(fc_conn *c, fc_http_req *req, int64_t *since, double *time
 
 void fc_longpoll_start(fc_conn *c, fc_http_req *req, const char *workflow_id)
 {
-    int64_t since;
+    fc__stream_pos pos;
+    fc__stream_resume res;
     double timeout;
-    if (parse_args(c, req, &since, &timeout) != 0) return;
+    if (parse_args(c, req, &pos, &timeout) != 0) return;
     fc_server *srv = fc_conn_server(c);
-    fc_workflow w = {0};
-    int r = fc_store_get(fc_server_store(srv), workflow_id, &w);
-    int64_t seq = w.seq;
-    fc_workflow_clear(&w);
-    if (r != 0 || seq > since || timeout == 0) {
-        answer(c, workflow_id);
+    int r = fc__stream_resume_read(c, workflow_id, pos, &res);
+    if (r != 0 || !res.exists) { /* gone: 404, as a plain GET */
+        if (r == 0) fc__stream_resume_clear(&res);
+        fc__stream_answer_read_error(c, r == 0 ? FC_ENOTFOUND : r, workflow_id);
         return;
     }
+    int64_t epoch = res.w.epoch, seq = res.w.seq;
+    int resync = res.mode == FC__RESUME_RESYNC || pos.seq > seq;
+    if (resync || seq > pos.seq || timeout == 0) {
+        answer_state(c, &res.w, resync);
+        fc__stream_resume_clear(&res);
+        return;
+    }
+    fc__stream_resume_clear(&res);
     waiter *wt = calloc(1, sizeof *wt);
     if (!wt) {
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
         return;
     }
     wt->c = c;
+    wt->epoch = epoch;
     snprintf(wt->id, sizeof wt->id, "%s", workflow_id);
     uv_timer_init(fc_server_loop(srv), &wt->timer);
     wt->timer.data = wt;
@@ -125,6 +166,6 @@ void fc_longpoll_start(fc_conn *c, fc_http_req *req, const char *workflow_id)
     fc_conn_set_kind(c, FC_LONGPOLL);
     fc_conn_set_ext(c, wt);
     /* Without the subscription (out of memory) it answers at once instead. */
-    if (fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), workflow_id, c, seq) != 0)
+    if (fc_hub_subscribe(fc_server_hub(srv), fc_conn_sub(c), workflow_id, c, epoch, seq) != 0)
         uv_timer_start(&wt->timer, on_timer, 0, 0);
 }

@@ -301,37 +301,95 @@ static char *encode_event(const fc_workflow *w, size_t *len)
     return fc_json_update(w, 0, len);
 }
 
-/* GET /api/workflows/{id}/history?since=N&limit=M: logged changes, oldest first. */
-static void history(fc_conn *c, const fc_http_req *req, const char *id)
+/* The history's rows, all of one incarnation. */
+typedef struct history_out {
+    list_out o;
+    int64_t epoch;
+    int other; /* a row of another incarnation: re-created between the two reads */
+} history_out;
+
+static int history_row(const fc_workflow *w, void *ud)
 {
-    int64_t since = query_int(req, "since", 0, INT64_MAX);
-    int64_t limit = query_int(req, "limit", 100, 1000);
-    if (since < 0 || limit < 1) {
-        fc_conn_respond_error(
-            c, 400, NULL, "bad_request",
-            "since must be a non-negative integer and limit an integer in 1..1000");
+    history_out *h = ud;
+    if (w->epoch != h->epoch) return h->other = 1;
+    return append_row(w, &h->o);
+}
+
+/* Reads since (N or epoch:N, default 0) and epoch; answers 400 when malformed. */
+static int history_args(fc_conn *c, fc_http_req *req, fc__stream_pos *pos, int64_t *limit)
+{
+    char v[32];
+    int q = fc_http_query(req, "since", v, sizeof v);
+    *pos = (fc__stream_pos){.seq = 0};
+    *limit = query_int(req, "limit", 100, 1000);
+    int bad = (q != 0 && (q < 0 || fc__stream_parse_pos(v, strlen(v), pos) != 0)) || *limit < 1;
+    int e = bad ? 0 : fc_http_query(req, "epoch", v, sizeof v);
+    if (e != 0) {
+        int64_t epoch = e == 1 ? fc__stream_parse_epoch(v) : -1;
+        bad = epoch < 0 || (pos->epoch != 0 && pos->epoch != epoch);
+        pos->epoch = epoch;
+    }
+    if (bad)
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "since must be a non-negative integer (or epoch:seq), epoch an "
+                              "integer in 1..9007199254740991 and limit an integer in 1..1000");
+    return bad ? -1 : 0;
+}
+
+/* GET /api/workflows/{id}/history?since=N&epoch=E&limit=M: logged changes,
+ * oldest first. A position of another incarnation (or a bare seq of a
+ * workflow deleted here before) is answered with the current incarnation's
+ * log from its start and "resync":true. */
+static void history(fc_conn *c, fc_http_req *req, const char *id)
+{
+    fc__stream_pos pos;
+    int64_t limit;
+    if (history_args(c, req, &pos, &limit) != 0) return;
+    /* Two reads (the state, then the log) race a delete and re-create of
+     * the id in between only by microseconds: reading again settles it. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        fc__stream_resume res;
+        int r = fc__stream_resume_read(c, id, pos, &res);
+        if (r == 0 && !res.exists) r = FC_ENOTFOUND; /* history of a deleted workflow */
+        if (r != 0) {
+            if (r != FC_ENOTFOUND) fc__stream_resume_clear(&res);
+            fc__stream_answer_read_error(c, r, id);
+            return;
+        }
+        /* A client ahead of the log holds a position this database never had. */
+        int resync = res.mode == FC__RESUME_RESYNC || pos.seq > res.w.seq;
+        history_out h = {.o = {.encode = encode_event}, .epoch = res.w.epoch};
+        char head[160];
+        list_append(&h.o, head,
+                    (size_t)snprintf(head, sizeof head,
+                                     "{\"workflow_id\":\"%s\",\"epoch\":%lld,%s"
+                                     "\"events\":[",
+                                     id, (long long)h.epoch, resync ? "\"resync\":true," : ""));
+        fc__stream_resume_clear(&res);
+        int64_t oldest = 0;
+        r = fc_store_events_since(fc_server_store(fc_conn_server(c)), id, resync ? 0 : pos.seq,
+                                  (int)limit, history_row, &h, &oldest);
+        if (r == 0 && h.other) {
+            free(h.o.buf);
+            continue;
+        }
+        if (r != 0) {
+            free(h.o.buf);
+            fc__stream_answer_read_error(c, r, id);
+            return;
+        }
+        char tail[96];
+        int n = snprintf(tail, sizeof tail, "],\"oldest_seq\":%lld}", (long long)oldest);
+        list_append(&h.o, tail, (size_t)n);
+        if (h.o.oom) {
+            free(h.o.buf);
+            h.o.buf = NULL;
+        }
+        respond_json(c, 200, NULL, h.o.buf, h.o.len);
         return;
     }
-    list_out o = {.encode = encode_event};
-    char head[128];
-    list_append(&o, head,
-                (size_t)snprintf(head, sizeof head, "{\"workflow_id\":\"%s\",\"events\":[", id));
-    int64_t oldest = 0;
-    int r = fc_store_events_since(fc_server_store(fc_conn_server(c)), id, since, (int)limit,
-                                  append_row, &o, &oldest);
-    if (r != 0) {
-        free(o.buf);
-        fc__stream_answer_read_error(c, r, id);
-        return;
-    }
-    char tail[96];
-    int n = snprintf(tail, sizeof tail, "],\"oldest_seq\":%lld}", (long long)oldest);
-    list_append(&o, tail, (size_t)n);
-    if (o.oom) {
-        free(o.buf);
-        o.buf = NULL;
-    }
-    respond_json(c, 200, NULL, o.buf, o.len);
+    fc_conn_respond_error(c, 503, NULL, "unavailable",
+                          "workflow \"%s\" is being deleted and re-created; retry", id);
 }
 
 static void metrics(fc_conn *c)

@@ -15,11 +15,11 @@
 #define SSE_MAX_WORKFLOWS 100
 
 /* "id: <id>\ndata: <json>\n\n" — our JSON never holds a raw newline. */
-static fc_buf *sse_event(const char *id, const char *json, size_t len, const char *key, int64_t seq)
+static fc_buf *sse_event(const char *id, const char *json, size_t len, const fc_buf *frame)
 {
     size_t idlen = strlen(id);
     size_t total = 4 + idlen + 7 + len + 2;
-    fc_buf *b = key ? fc_buf_new_keyed(total, key) : fc_buf_new(total);
+    fc_buf *b = frame->key ? fc_buf_new_keyed(total, frame->key) : fc_buf_new(total);
     if (!b) return NULL;
     uint8_t *p = b->data;
     memcpy(p, "id: ", 4), p += 4;
@@ -27,11 +27,13 @@ static fc_buf *sse_event(const char *id, const char *json, size_t len, const cha
     memcpy(p, "\ndata: ", 7), p += 7;
     memcpy(p, json, len), p += len;
     memcpy(p, "\n\n", 2);
-    b->seq = seq;
+    b->seq = frame->seq;
+    b->epoch = frame->epoch;
+    b->commit_ns = frame->commit_ns;
     return b;
 }
 
-/* The cursor of a several-workflow stream: "id:seq,id:seq" of every subscription. */
+/* The cursor of a several-workflow stream: "id:epoch:seq,..." of every subscription. */
 static void multi_cursor(fc_conn *c, char *out, size_t outlen)
 {
     size_t n = 0;
@@ -40,59 +42,55 @@ static void multi_cursor(fc_conn *c, char *out, size_t outlen)
     for (fc_list *it = subs->next; it != subs; it = it->next) {
         fc_stream_sub *s = fc_container_of(it, fc_stream_sub, conn_link);
         if (!s->sub.topic) continue;
-        int w = snprintf(out + n, outlen - n, "%s%s:%lld", n ? "," : "",
-                         fc_hub_topic_id(s->sub.topic), (long long)s->sub.last_seq);
+        int w = snprintf(out + n, outlen - n, "%s%s:%lld:%lld", n ? "," : "",
+                         fc_hub_topic_id(s->sub.topic), (long long)s->sub.last_epoch,
+                         (long long)s->sub.last_seq);
         if (w < 0 || (size_t)w >= outlen - n) break;
         n += (size_t)w;
     }
 }
 
-static fc_buf *encode_sse(fc_conn *c, const char *json, size_t len, const char *key, int64_t seq)
-{
-    char id[SSE_MAX_WORKFLOWS * (FC_ID_MAX + 22)];
-    if (fc_conn_kind(c) == FC_SSE_ONE)
-        snprintf(id, sizeof id, "%lld", (long long)seq);
-    else
-        multi_cursor(c, id, sizeof id);
-    return sse_event(id, json, len, key, seq);
-}
+/* An SSE event id: "epoch:seq" on a one-workflow stream, the cursor on a
+ * several-workflow one. Either way, a position that names one change of
+ * one incarnation (see fc__stream_parse_pos). */
+#define SSE_CURSOR_MAX (SSE_MAX_WORKFLOWS * (FC_ID_MAX + 42))
 
 fc_buf *fc_sse_from_frame(fc_conn *c, fc_buf *frame)
 {
     if (fc_conn_kind(c) == FC_SSE_ONE && frame->alt) return fc_buf_ref(frame->alt);
     fc_ws_header h;
     if (fc_ws_header_parse(frame->data, frame->len, 0, UINT32_MAX, &h) <= 0) return NULL;
-    fc_buf *b = encode_sse(c, (const char *)frame->data + h.header_len, (size_t)h.payload_len,
-                           frame->key, frame->seq);
-    if (!b) return NULL;
-    b->commit_ns = frame->commit_ns;
-    if (fc_conn_kind(c) == FC_SSE_ONE) frame->alt = fc_buf_ref(b); /* shared by the next ones */
+    char id[SSE_CURSOR_MAX];
+    if (fc_conn_kind(c) == FC_SSE_ONE)
+        snprintf(id, sizeof id, "%lld:%lld", (long long)frame->epoch, (long long)frame->seq);
+    else
+        multi_cursor(c, id, sizeof id);
+    fc_buf *b =
+        sse_event(id, (const char *)frame->data + h.header_len, (size_t)h.payload_len, frame);
+    if (b && fc_conn_kind(c) == FC_SSE_ONE)
+        frame->alt = fc_buf_ref(b); /* shared by the next ones */
     return b;
 }
 
-static fc_buf *encode_initial(fc_conn *c, const fc_workflow *w, int resync, void *ud)
+static fc_buf *encode_initial(fc_conn *c, fc_buf *frame, void *ud)
 {
     fc_stream_sub *sub = ud;
-    if (sub) sub->sub.last_seq = w->seq; /* the cursor includes this event */
-    fc_buf *frame = fc_hub_encode_update(w, resync);
-    if (!frame) return NULL;
-    fc_buf *b = fc_sse_from_frame(c, frame);
-    fc_buf_unref(frame);
-    return b;
+    if (sub) { /* the cursor includes this event */
+        sub->sub.last_epoch = frame->epoch;
+        sub->sub.last_seq = frame->seq;
+    }
+    return fc_sse_from_frame(c, frame);
 }
 
-/* Resume point of a one-workflow stream: Last-Event-ID wins over ?since=. */
-static int single_since(fc_conn *c, fc_http_req *req, int64_t *since)
+/* Resume point of a one-workflow stream: Last-Event-ID ("epoch:seq", or a
+ * legacy bare seq) wins over ?since= and ?epoch=. */
+static int single_pos(fc_conn *c, fc_http_req *req, fc__stream_pos *pos)
 {
-    char v[32];
     const char *h = fc_http_header(req, FC_H_LAST_EVENT_ID);
-    int q = h ? (snprintf(v, sizeof v, "%s", h) < (int)sizeof v ? 1 : -1)
-              : fc_http_query(req, "since", v, sizeof v);
-    *since = -1;
-    if (q == 0) return 0;
-    if (q < 0 || (*since = fc__stream_parse_since(v)) < 0) {
+    if (!h) return fc__stream_query_pos(c, req, pos);
+    if (fc__stream_parse_pos(h, strlen(h), pos) != 0) {
         fc_conn_respond_error(c, 400, NULL, "bad_request",
-                              "Last-Event-ID or since must be a non-negative integer");
+                              "Last-Event-ID must be an event id of this stream (epoch:seq)");
         return -1;
     }
     return 0;
@@ -100,63 +98,37 @@ static int single_since(fc_conn *c, fc_http_req *req, int64_t *since)
 
 static void open_one(fc_conn *c, fc_http_req *req, const char *id)
 {
-    int64_t since;
-    if (single_since(c, req, &since) != 0) return;
-    fc_workflow w = {0};
-    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
-    int r = fc_conn_start_sse(c, FC_SSE_ONE);
+    fc__stream_pos pos, at;
+    fc__stream_resume res;
+    if (single_pos(c, req, &pos) != 0) return;
+    int r = fc__stream_resume_read(c, id, pos, &res);
+    if (r != 0) {
+        fc__stream_answer_read_error(c, r, id);
+        return;
+    }
+    r = fc_conn_start_sse(c, FC_SSE_ONE);
     if (r == 0) {
-        int64_t at = fc__stream_send_initial(c, &w, since, encode_initial, NULL);
-        fc__stream_subscribe_one(c, id, at);
+        if (fc__stream_resume_send(c, &res, encode_initial, NULL, &at) == 0)
+            fc__stream_subscribe_one(c, id, at);
+        else /* gone: the event stream ends with the deletion, as for a live one */
+            fc_conn_close_when_written(c);
     } else if (r == FC_ENOMEM) {
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
     }
-    fc_workflow_clear(&w);
+    fc__stream_resume_clear(&res);
 }
 
-/* Finds id's seq in a cursor "a:5,b:7"; -1 when absent. */
-static int64_t cursor_seq(const char *cursor, const char *id)
-{
-    size_t idlen = strlen(id);
-    for (const char *p = cursor; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
-        if (strncmp(p, id, idlen) == 0 && p[idlen] == ':') {
-            char num[24];
-            size_t n = strcspn(p + idlen + 1, ",");
-            if (n == 0 || n >= sizeof num) return -1;
-            memcpy(num, p + idlen + 1, n);
-            num[n] = '\0';
-            return fc__stream_parse_since(num);
-        }
-    }
-    return -1;
-}
-
-/* True when cursor is "" or "id:seq[,id:seq]..." as multi_cursor writes it. */
-static int cursor_valid(const char *cursor)
-{
-    for (const char *p = cursor; *p;) {
-        size_t item = strcspn(p, ",");
-        const char *colon = memchr(p, ':', item);
-        if (!colon || colon == p || (size_t)(colon - p) > FC_ID_MAX || colon + 1 == p + item)
-            return 0;
-        for (const char *q = p; q < colon; q++)
-            if (!(*q == '-' || *q == '_' || (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') ||
-                  (*q >= 'A' && *q <= 'Z')))
-                return 0;
-        for (const char *q = colon + 1; q < p + item; q++)
-            if (*q < '0' || *q > '9') return 0;
-        p += item;
-        if (*p == ',') p++;
-    }
-    return 1;
-}
-
-/* Splits "a,b,c" into ids; returns the count or -1 with an error answered. */
+/* Splits "a,b,c" into distinct ids (a repeated id is one subscription);
+ * returns the count or -1 with an error answered. */
 static int parse_ids(fc_conn *c, char *list, char *ids[SSE_MAX_WORKFLOWS])
 {
     int n = 0;
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
+        int dup = 0;
+        for (int i = 0; i < n && !dup; i++) /* at most 100: a scan is cheap */
+            dup = strcmp(ids[i], tok) == 0;
+        if (dup) continue;
         if (n == SSE_MAX_WORKFLOWS || !fc_id_valid(tok)) {
             fc_conn_respond_error(c, 400, NULL, "bad_request",
                                   n == SSE_MAX_WORKFLOWS ? "at most 100 workflow_ids"
@@ -170,54 +142,86 @@ static int parse_ids(fc_conn *c, char *list, char *ids[SSE_MAX_WORKFLOWS])
     return n ? n : -1;
 }
 
-static void open_multi(fc_conn *c, fc_http_req *req)
+/* Parses a cursor "id:epoch:seq,..." (or legacy "id:seq" items) into one
+ * position per id of the stream (seq -1 for ids it does not name). A cursor
+ * is only ever one this stream wrote: an id outside the stream, a repeated
+ * id or a malformed item is an error. */
+static int parse_cursor(char *cursor, char *ids[], int n, fc__stream_pos pos[])
 {
-    char list[SSE_MAX_WORKFLOWS * (FC_ID_MAX + 1)], cursor[sizeof list + 2200] = "";
-    char *ids[SSE_MAX_WORKFLOWS];
-    if (fc_http_query(req, "workflow_ids", list, sizeof list) != 1) list[0] = '\0';
-    int n = parse_ids(c, list, ids);
-    if (n < 0) return;
+    for (int i = 0; i < n; i++)
+        pos[i] = (fc__stream_pos){.seq = -1};
+    for (char *save = NULL, *item = strtok_r(cursor, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(item, ':');
+        if (!colon) return -1;
+        *colon = '\0';
+        int i = 0;
+        while (i < n && strcmp(ids[i], item) != 0)
+            i++;
+        if (i == n || pos[i].seq >= 0) return -1;
+        if (fc__stream_parse_pos(colon + 1, strlen(colon + 1), &pos[i]) != 0) return -1;
+    }
+    return 0;
+}
+
+/* The multi stream's resume point: Last-Event-ID wins over ?since=. */
+static int multi_pos(fc_conn *c, fc_http_req *req, char *ids[], int n, fc__stream_pos pos[])
+{
+    char cursor[SSE_CURSOR_MAX + 1] = "";
     const char *h = fc_http_header(req, FC_H_LAST_EVENT_ID);
     int q = h ? (snprintf(cursor, sizeof cursor, "%s", h) < (int)sizeof cursor ? 1 : -1)
               : fc_http_query(req, "since", cursor, sizeof cursor);
-    if (q < 0 || !cursor_valid(q ? cursor : "")) {
-        fc_conn_respond_error(
-            c, 400, NULL, "bad_request",
-            "Last-Event-ID or since must be a cursor from this stream (id:seq,...)");
-        return;
-    }
     if (q == 0) cursor[0] = '\0';
+    if (q < 0 || parse_cursor(cursor, ids, n, pos) != 0) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "Last-Event-ID or since must be a cursor of this stream "
+                              "(id:epoch:seq,... naming only its workflow_ids, each once)");
+        return -1;
+    }
+    return 0;
+}
 
-    fc_server *srv = fc_conn_server(c);
-    fc_workflow *ws = calloc((size_t)n, sizeof *ws);
-    if (!ws) {
+static void open_multi(fc_conn *c, fc_http_req *req)
+{
+    char list[SSE_MAX_WORKFLOWS * (FC_ID_MAX + 1)];
+    char *ids[SSE_MAX_WORKFLOWS];
+    fc__stream_pos pos[SSE_MAX_WORKFLOWS];
+    if (fc_http_query(req, "workflow_ids", list, sizeof list) != 1) list[0] = '\0';
+    int n = parse_ids(c, list, ids);
+    if (n < 0 || multi_pos(c, req, ids, n, pos) != 0) return;
+
+    fc__stream_resume *res = calloc((size_t)n, sizeof *res);
+    if (!res) {
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
         return;
     }
-    int got = 0;
+    int got = 0, r = 0;
     for (; got < n; got++) {
-        if (fc_store_get(fc_server_store(srv), ids[got], &ws[got]) != 0) {
-            fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"",
-                                  ids[got]);
+        if ((r = fc__stream_resume_read(c, ids[got], pos[got], &res[got])) != 0) {
+            fc__stream_answer_read_error(c, r, ids[got]);
             break;
         }
     }
-    int r = got == n ? fc_conn_start_sse(c, FC_SSE_MULTI) : FC_ENOTFOUND;
+    r = got == n ? fc_conn_start_sse(c, FC_SSE_MULTI) : FC_ENOTFOUND;
     if (r == FC_ENOMEM) fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
-    if (r == 0) {
-        for (int i = 0; i < n; i++) {
-            /* Linked first, so the cursor of each initial event includes it. */
-            fc_stream_sub *sub = fc__stream_add_sub(c, ws[i].id, INT64_MAX);
-            if (!sub) break;
-            int64_t since = cursor_seq(cursor, ws[i].id);
-            sub->sub.last_seq = since >= 0 ? since : 0;
-            int64_t at = fc__stream_send_initial(c, &ws[i], since, encode_initial, sub);
-            sub->sub.last_seq = at;
+    for (int i = 0; r == 0 && i < n; i++) {
+        fc__stream_pos at;
+        if (!res[i].exists) { /* gone since the cursor: its deletion, no subscription */
+            fc__stream_resume_send(c, &res[i], encode_initial, NULL, &at);
+            continue;
         }
+        /* Linked first, so the cursor of each initial event includes it (each
+         * event moves it: encode_initial). Nothing is published to it before
+         * this returns: publications run on a later loop turn. */
+        fc_stream_sub *sub = fc__stream_add_sub(c, ids[i], (fc__stream_pos){.seq = 0});
+        if (!sub) break;
+        fc__stream_resume_send(c, &res[i], encode_initial, sub, &at);
+        sub->sub.last_epoch = at.epoch;
+        sub->sub.last_seq = at.seq;
     }
-    for (int i = 0; i < n; i++)
-        fc_workflow_clear(&ws[i]);
-    free(ws);
+    for (int i = 0; i < got; i++)
+        fc__stream_resume_clear(&res[i]);
+    free(res);
 }
 
 void fc_sse_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const char *workflow_id)

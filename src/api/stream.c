@@ -6,6 +6,7 @@
 #include "cli/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/map.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 #include "ws/frame.h"
@@ -93,77 +94,6 @@ int64_t fc__stream_parse_since(const char *s)
     return *end || v < 0 || errno == ERANGE ? -1 : (int64_t)v;
 }
 
-/* --- initial messages --------------------------------------------------- */
-
-typedef struct replay {
-    fc_conn *c;
-    fc__stream_encoder encode;
-    void *ud;
-    fc_buf **frames;
-    size_t n, cap;
-    int64_t last_seq;
-    int oom;
-} replay;
-
-static int replay_row(const fc_workflow *w, void *ud)
-{
-    replay *r = ud;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        fc_buf **f = realloc(r->frames, cap * sizeof *f);
-        if (!f) return r->oom = 1;
-        r->frames = f;
-        r->cap = cap;
-    }
-    fc_buf *b = r->encode(r->c, w, 0, r->ud);
-    if (!b) return r->oom = 1;
-    r->frames[r->n++] = b;
-    r->last_seq = w->seq;
-    return 0;
-}
-
-static void replay_free(replay *r, int send)
-{
-    for (size_t i = 0; i < r->n; i++) {
-        if (send)
-            fc_conn_send(r->c, r->frames[i]);
-        else
-            fc_buf_unref(r->frames[i]);
-    }
-    free(r->frames);
-}
-
-int64_t fc__stream_send_initial(fc_conn *c, const fc_workflow *w, int64_t since,
-                                fc__stream_encoder encode, void *ud)
-{
-    int resync = 0;
-    if (since >= 0 && since < w->seq) {
-        replay r = {.c = c, .encode = encode, .ud = ud};
-        int64_t oldest = 0;
-        int rc = fc_store_events_since(fc_server_store(fc_conn_server(c)), w->id, since, 0,
-                                       replay_row, &r, &oldest);
-        if (rc == 0 && !r.oom && oldest != 0 && oldest <= since + 1) {
-            replay_free(&r, 1);
-            return r.last_seq > w->seq ? r.last_seq : w->seq;
-        }
-        replay_free(&r, 0);
-        resync = 1;
-    } else if (since >= 0) {
-        if (since == w->seq) return w->seq; /* up to date: nothing to send */
-        resync = 1; /* the client is ahead of the server (e.g. a restored database) */
-    }
-    fc_buf *b = encode(c, w, resync, ud);
-    if (b) fc_conn_send(c, b);
-    return w->seq;
-}
-
-fc_buf *fc__stream_encode_ws(fc_conn *c, const fc_workflow *w, int resync, void *ud)
-{
-    (void)c;
-    (void)ud;
-    return fc_hub_encode_update(w, resync);
-}
-
 /* Out of memory while subscribing: a subscriber that silently misses changes
  * would be worse than one that reconnects, so the connection is failed. */
 static void fail_oom(fc_conn *c)
@@ -175,19 +105,20 @@ static void fail_oom(fc_conn *c)
         fc_conn_close_when_written(c);
 }
 
-int fc__stream_subscribe_one(fc_conn *c, const char *id, int64_t last_seq)
+int fc__stream_subscribe_one(fc_conn *c, const char *id, fc__stream_pos at)
 {
-    int r = fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), fc_conn_sub(c), id, c, last_seq);
+    int r =
+        fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), fc_conn_sub(c), id, c, at.epoch, at.seq);
     if (r != 0) fail_oom(c);
     return r;
 }
 
-fc_stream_sub *fc__stream_add_sub(fc_conn *c, const char *id, int64_t last_seq)
+fc_stream_sub *fc__stream_add_sub(fc_conn *c, const char *id, fc__stream_pos at)
 {
     fc_stream_sub *sub = calloc(1, sizeof *sub);
     fc_map *index = id ? fc_conn_multi_index(c) : NULL;
     if (!sub || (id && !index) ||
-        fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), &sub->sub, id, c, last_seq)) {
+        fc_hub_subscribe(fc_server_hub(fc_conn_server(c)), &sub->sub, id, c, at.epoch, at.seq)) {
         free(sub);
         fail_oom(c);
         return NULL;
@@ -226,25 +157,51 @@ int fc__stream_get_or_answer(fc_conn *c, const char *id, fc_workflow *w)
 
 /* --- single-workflow stream --------------------------------------------- */
 
-static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const char *accept)
+int fc__stream_query_pos(fc_conn *c, fc_http_req *req, fc__stream_pos *pos)
 {
     char v[32];
-    int64_t since = -1;
+    pos->seq = -1;
+    pos->epoch = 0;
     int q = fc_http_query(req, "since", v, sizeof v);
-    if (q != 0 && (q < 0 || (since = fc__stream_parse_since(v)) < 0)) {
-        fc_conn_respond_error(c, 400, NULL, "bad_request", "since must be a non-negative integer");
+    if (q != 0 && (q < 0 || fc__stream_parse_pos(v, strlen(v), pos) != 0)) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              "since must be a non-negative integer (or epoch:seq)");
+        return -1;
+    }
+    int e = fc_http_query(req, "epoch", v, sizeof v);
+    if (e == 0) return 0;
+    int64_t epoch = e == 1 ? fc__stream_parse_epoch(v) : -1;
+    if (epoch < 0 || q == 0 || (pos->epoch != 0 && pos->epoch != epoch)) {
+        fc_conn_respond_error(c, 400, NULL, "bad_request",
+                              q == 0 ? "epoch is only meaningful with since"
+                                     : "epoch must be an integer in 1..9007199254740991 "
+                                       "(and agree with since)");
+        return -1;
+    }
+    pos->epoch = epoch;
+    return 0;
+}
+
+static void open_updates(fc_conn *c, fc_http_req *req, const char *id, const char *accept)
+{
+    fc__stream_pos pos, at;
+    fc__stream_resume res;
+    if (fc__stream_query_pos(c, req, &pos) != 0) return;
+    int r = fc__stream_resume_read(c, id, pos, &res);
+    if (r != 0) {
+        fc__stream_answer_read_error(c, r, id);
         return;
     }
-    fc_workflow w = {0};
-    if (fc__stream_get_or_answer(c, id, &w) != 0) return;
-    int r = fc_conn_upgrade(c, accept, FC_WS_UPDATES);
+    r = fc_conn_upgrade(c, accept, FC_WS_UPDATES);
     if (r == 0) {
-        int64_t at = fc__stream_send_initial(c, &w, since, fc__stream_encode_ws, NULL);
-        fc__stream_subscribe_one(c, id, at);
+        if (fc__stream_resume_send(c, &res, fc__stream_encode_ws, NULL, &at) == 0)
+            fc__stream_subscribe_one(c, id, at);
+        else /* gone: the deletion was the last message, as for a live one */
+            fc_conn_ws_close(c, FC_WS_CLOSE_NORMAL, "workflow deleted");
     } else if (r == FC_ENOMEM) {
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
     }
-    fc_workflow_clear(&w);
+    fc__stream_resume_clear(&res);
 }
 
 void fc_stream_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const char *workflow_id)
@@ -340,114 +297,165 @@ static int check_ids(fc_conn *c, json_t *ids)
     return 0;
 }
 
-/* workflow_ids as a set: a new array with each id once, in first-seen order
- * (a message repeating one id 10,000 times subscribes it once). NULL when
- * out of memory (answered). */
-static json_t *unique_ids(fc_conn *c, json_t *ids)
+/* Reads since[id] into pos: a bare seq (legacy) or {"epoch":E,"seq":N}. */
+static int since_of(fc_conn *c, json_t *since, const char *id, fc__stream_pos *pos)
 {
-    size_t n = json_array_size(ids);
-    fc_map seen;
-    fc_map_node *nodes = calloc(n, sizeof *nodes);
-    json_t *out = json_array();
-    if (!nodes || !out || fc_map_init(&seen) != 0) {
-        free(nodes);
-        json_decref(out);
-        send_op_error_for(c, NULL, "internal", "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = json_array_get(ids, i);
-        const char *id = json_string_value(v);
-        if (fc_map_get(&seen, id)) continue;
-        nodes[i].key = id;
-        fc_map_put(&seen, &nodes[i]);
-        json_array_append(out, v);
-    }
-    fc_map_destroy(&seen);
-    free(nodes);
-    return out;
-}
-
-static int since_of(fc_conn *c, json_t *since, const char *id, int64_t *out)
-{
-    *out = -1;
+    pos->seq = -1;
+    pos->epoch = 0;
     json_t *v = since ? json_object_get(since, id) : NULL;
     if (!v) return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        send_op_error_for(c, id, "bad_request", "since.%s must be a non-negative integer", id);
-        return -1;
+    json_t *e = json_object_get(v, "epoch"), *n = json_object_get(v, "seq");
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        pos->seq = json_integer_value(v);
+        return 0;
     }
-    *out = json_integer_value(v);
+    if (json_is_object(v) && json_object_size(v) == 2 && json_is_integer(e) &&
+        json_integer_value(e) >= 1 && json_integer_value(e) <= FC_EPOCH_MAX && json_is_integer(n) &&
+        json_integer_value(n) >= 0) {
+        pos->epoch = json_integer_value(e);
+        pos->seq = json_integer_value(n);
+        return 0;
+    }
+    send_op_error_for(c, id, "bad_request",
+                      "since.%s must be {\"epoch\":1..2^53-1,\"seq\":N} or a non-negative "
+                      "integer",
+                      id);
+    return -1;
+}
+
+/* One distinct id of an op and, for subscribe, what resuming it needs. */
+typedef struct sub_req {
+    fc_map_node node; /* key = the id, inside the op's JSON */
+    fc__stream_resume res;
+} sub_req;
+
+/* An op's workflow_ids as a set, in first-seen order: a repeated id is one
+ * (un)subscription, gets its initial messages once and is listed once in
+ * the reply. */
+typedef struct id_set {
+    sub_req *reqs;
+    size_t n;
+    fc_map seen;  /* the ids, for since_in_set */
+    json_t *list; /* the distinct ids, for the reply */
+} id_set;
+
+static void id_set_free(id_set *set)
+{
+    fc_map_destroy(&set->seen);
+    json_decref(set->list);
+    free(set->reqs);
+}
+
+/* Fills set from ids (validated by check_ids); out of memory answers the op
+ * error and returns -1 (set is then freed). */
+static int id_set_make(fc_conn *c, json_t *ids, id_set *set)
+{
+    memset(set, 0, sizeof *set);
+    int ok = fc_map_init(&set->seen) == 0;
+    set->reqs = ok ? calloc(json_array_size(ids), sizeof *set->reqs) : NULL;
+    set->list = json_array();
+    ok = set->reqs && set->list;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (!ok || fc_map_get(&set->seen, id)) continue;
+        set->reqs[set->n].node.key = id;
+        ok = fc_map_put(&set->seen, &set->reqs[set->n].node) == 0 &&
+             json_array_append(set->list, v) == 0;
+        set->n++;
+    }
+    if (ok) return 0;
+    id_set_free(set);
+    send_op_error_for(c, NULL, "internal", "out of memory");
+    return -1;
+}
+
+/* since may only name ids the op subscribes. */
+static int since_in_set(fc_conn *c, json_t *since, const fc_map *seen)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(since, key, v)
+    {
+        if (!fc_map_get(seen, key)) {
+            send_op_error_for(c, NULL, "bad_request",
+                              "since names \"%.64s\", which is not in workflow_ids", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads every id's resume point; on the first failure answers the op error.
+ * *got counts the points read (to clear). */
+static int read_all(fc_conn *c, json_t *since, sub_req *reqs, size_t n, size_t *got)
+{
+    for (*got = 0; *got < n; (*got)++) {
+        const char *id = reqs[*got].node.key;
+        fc__stream_pos pos;
+        if (since_of(c, since, id, &pos) != 0) return -1;
+        int r = fc__stream_resume_read(c, id, pos, &reqs[*got].res);
+        if (r != 0) {
+            if (r == FC_ENOTFOUND)
+                send_op_error_for(c, id, "not_found", "no workflow with id \"%s\"", id);
+            else
+                send_op_error_for(c, id, "internal", "storage error reading \"%s\"", id);
+            return -1;
+        }
+    }
     return 0;
 }
 
 static void op_subscribe(fc_conn *c, json_t *msg)
 {
-    json_t *all_ids = json_object_get(msg, "workflow_ids");
+    json_t *ids = json_object_get(msg, "workflow_ids");
     json_t *since = json_object_get(msg, "since");
-    if (check_ids(c, all_ids) != 0) return;
-    if (since && !json_is_object(since)) {
-        send_op_error_for(c, NULL, "bad_request", "\"since\" must be an object of id to seq");
-        return;
-    }
-    json_t *ids = unique_ids(c, all_ids);
-    if (!ids) return;
-    fc_server *srv = fc_conn_server(c);
-    size_t n = json_array_size(ids);
-    fc_workflow *ws = calloc(n, sizeof *ws);
-    if (!ws) {
-        json_decref(ids);
-        send_op_error_for(c, NULL, "internal", "out of memory");
-        return;
-    }
+    id_set set;
     size_t got = 0;
-    for (; got < n; got++) {
-        const char *id = json_string_value(json_array_get(ids, got));
-        int64_t s;
-        if (since_of(c, since, id, &s) != 0) break;
-        if (fc_store_get(fc_server_store(srv), id, &ws[got]) != 0) {
-            send_op_error_for(c, id, "not_found", "no workflow with id \"%s\"", id);
-            break;
-        }
+    if (check_ids(c, ids) != 0) return;
+    if (since && !json_is_object(since)) {
+        send_op_error_for(c, NULL, "bad_request", "\"since\" must be an object of id to position");
+        return;
     }
-    if (got == n) {
-        send_op_reply(c, "subscribed", ids);
-        for (size_t i = 0; i < n; i++) {
-            int64_t s;
-            since_of(c, since, ws[i].id, &s);
-            fc_stream_sub *old = find_sub(c, ws[i].id);
+    if (id_set_make(c, ids, &set) != 0) return;
+    if ((!since || since_in_set(c, since, &set.seen) == 0) &&
+        read_all(c, since, set.reqs, set.n, &got) == 0) {
+        send_op_reply(c, "subscribed", set.list);
+        for (size_t i = 0; i < set.n; i++) {
+            const char *id = set.reqs[i].node.key;
+            fc__stream_pos at;
+            fc_stream_sub *old = find_sub(c, id);
             if (old) fc__stream_drop_sub(c, old);
-            int64_t at = fc__stream_send_initial(c, &ws[i], s, fc__stream_encode_ws, NULL);
-            if (!fc__stream_add_sub(c, ws[i].id, at)) break;
+            /* A workflow gone since the position gets its deletion and no subscription. */
+            if (fc__stream_resume_send(c, &set.reqs[i].res, fc__stream_encode_ws, NULL, &at) == 0 &&
+                !fc__stream_add_sub(c, id, at))
+                break;
         }
     }
-    for (size_t i = 0; i < n; i++)
-        fc_workflow_clear(&ws[i]);
-    free(ws);
-    json_decref(ids);
+    for (size_t i = 0; i < got; i++)
+        fc__stream_resume_clear(&set.reqs[i].res);
+    id_set_free(&set);
 }
 
 static void op_unsubscribe(fc_conn *c, json_t *msg)
 {
-    json_t *all_ids = json_object_get(msg, "workflow_ids");
-    if (check_ids(c, all_ids) != 0) return;
-    json_t *ids = unique_ids(c, all_ids);
-    if (!ids) return;
-    size_t i;
-    json_t *v;
-    json_array_foreach(ids, i, v)
-    {
-        fc_stream_sub *s = find_sub(c, json_string_value(v));
+    json_t *ids = json_object_get(msg, "workflow_ids");
+    id_set set;
+    if (check_ids(c, ids) != 0 || id_set_make(c, ids, &set) != 0) return;
+    for (size_t i = 0; i < set.n; i++) {
+        fc_stream_sub *s = find_sub(c, set.reqs[i].node.key);
         if (s) fc__stream_drop_sub(c, s);
     }
-    send_op_reply(c, "unsubscribed", ids);
-    json_decref(ids);
+    send_op_reply(c, "unsubscribed", set.list);
+    id_set_free(&set);
 }
 
 static void op_subscribe_all(fc_conn *c)
 {
     if (!fc_conn_has_all(c)) {
-        if (!fc__stream_add_sub(c, NULL, 0)) return;
+        if (!fc__stream_add_sub(c, NULL, (fc__stream_pos){.seq = 0})) return;
         fc_conn_set_all(c, 1);
     }
     send_text(c, "{\"op\":\"subscribed\",\"all\":true}");

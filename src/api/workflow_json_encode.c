@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for every key, punctuation, up to four 20-digit integers and two
+/* Room for every key, punctuation, up to five 20-digit integers and two
  * timestamps in any one message; strings are measured and added on top, so
  * the first malloc is almost always the only one. */
 #define ENC_FIXED_BYTES 320
@@ -252,6 +252,8 @@ char *fc_json_workflow(const fc_workflow *w, size_t *len)
     enc_init(&e, ENC_FIXED_BYTES + id.esc + name.esc + msg.esc);
     enc_lit(&e, "{\"id\":");
     enc_str(&e, &id);
+    enc_lit(&e, ",\"epoch\":");
+    enc_int(&e, w->epoch);
     enc_lit(&e, ",\"name\":");
     enc_str(&e, &name);
     enc_progress(&e, w, &msg);
@@ -272,6 +274,8 @@ char *fc_json_update(const fc_workflow *w, int resync, size_t *len)
     enc_init(&e, ENC_FIXED_BYTES + id.esc + msg.esc);
     enc_lit(&e, "{\"workflow_id\":");
     enc_str(&e, &id);
+    enc_lit(&e, ",\"epoch\":");
+    enc_int(&e, w->epoch);
     enc_progress(&e, w, &msg);
     enc_lit(&e, ",\"timestamp\":");
     enc_time(&e, w->updated_at_ms);
@@ -289,6 +293,8 @@ char *fc_json_deleted(const fc_workflow *w, int64_t deleted_at_ms, size_t *len)
     enc_init(&e, ENC_FIXED_BYTES + id.esc);
     enc_lit(&e, "{\"workflow_id\":");
     enc_str(&e, &id);
+    enc_lit(&e, ",\"epoch\":");
+    enc_int(&e, w->epoch);
     enc_lit(&e, ",\"deleted\":true,\"seq\":");
     enc_int(&e, w->seq);
     enc_lit(&e, ",\"timestamp\":");

@@ -13,6 +13,7 @@ static fc_buf *alloc_buf(size_t len, size_t extra)
     b->len = (uint32_t)len;
     b->commit_ns = 0;
     b->seq = 0;
+    b->epoch = 0;
     b->key = NULL;
     b->alt = NULL;
     return b;

@@ -13,6 +13,7 @@ typedef struct fc_buf {
     uint32_t len;
     uint64_t commit_ns; /* monotonic time the change was committed; 0 if not a change */
     int64_t seq;        /* the change's seq; 0 if not a change */
+    int64_t epoch;      /* the change's incarnation (fc_workflow.epoch); 0 if not a change */
     const char *key;    /* workflow id the change belongs to (stored after data); NULL if none */
     struct fc_buf *alt; /* the same change encoded for another transport (SSE), owned */
     uint8_t data[];

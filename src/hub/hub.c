@@ -74,10 +74,11 @@ static void topic_release_if_empty(fc_hub *hub, fc_topic *t)
     free(t);
 }
 
-int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *owner,
+int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *owner, int64_t epoch,
                      int64_t last_seq)
 {
     sub->owner = owner;
+    sub->last_epoch = epoch;
     sub->last_seq = last_seq;
     sub->topic = NULL;
     sub->all = workflow_id == NULL;
@@ -121,7 +122,22 @@ fc_buf *fc_hub_encode_update(const fc_workflow *w, int resync)
     size_t len = 0;
     char *json = fc_json_update(w, resync, &len);
     fc_buf *b = frame_from_json(json, len, w->id);
-    if (b) b->seq = w->seq;
+    if (b) {
+        b->seq = w->seq;
+        b->epoch = w->epoch;
+    }
+    return b;
+}
+
+fc_buf *fc_hub_encode_deleted(const fc_workflow *w, int64_t deleted_at_ms)
+{
+    size_t len = 0;
+    char *json = fc_json_deleted(w, deleted_at_ms, &len);
+    fc_buf *b = frame_from_json(json, len, NULL);
+    if (b) {
+        b->seq = w->seq;
+        b->epoch = w->epoch;
+    }
     return b;
 }
 
@@ -143,9 +159,14 @@ static int fan_out(fc_hub *hub, fc_list *subs, fc_buf *frame, int deleted)
     while (it != subs) {
         fc_list *next = it->next;
         fc_sub *sub = fc_container_of(it, fc_sub, link);
-        /* last_seq filters per-workflow subscriptions only: an all-subscription
-         * sees many workflows whose seqs are unrelated. */
-        if (sub->all || deleted || frame->seq > sub->last_seq) {
+        /* (epoch, seq) filters per-workflow subscriptions only: an
+         * all-subscription sees many workflows whose seqs are unrelated, and
+         * every incarnation of each. A per-workflow subscription is to one
+         * incarnation: another epoch can only be an older one's change that
+         * this loop publishes after the subscription read the newer state
+         * (a newer one comes after this one's deletion, which ends it). */
+        if (sub->all ||
+            (frame->epoch == sub->last_epoch && (deleted || frame->seq > sub->last_seq))) {
             if (!deleted && !sub->all) sub->last_seq = frame->seq;
             if (deleted && !sub->all) {
                 /* The workflow is gone: unlink first so the owner may free sub. */
@@ -171,10 +192,7 @@ int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, in
         /* The deletion is the workflow's last change: it takes the next seq. */
         fc_workflow last = *state;
         last.seq++;
-        size_t len = 0;
-        char *json = fc_json_deleted(&last, fc_time_now_ms(), &len);
-        frame = frame_from_json(json, len, state->id);
-        if (frame) frame->seq = last.seq;
+        frame = fc_hub_encode_deleted(&last, fc_time_now_ms());
     } else {
         frame = fc_hub_encode_update(state, 0);
     }

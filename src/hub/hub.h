@@ -25,8 +25,12 @@ typedef struct fc_sub {
     fc_list link;           /* in the topic's (or the all-set's) list */
     struct fc_topic *topic; /* NULL when unsubscribed or an all-subscription */
     void *owner;
-    int64_t last_seq; /* changes with seq <= last_seq are not delivered (resume race) */
-    uint8_t all;      /* subscribed to every workflow */
+    /* A per-workflow subscription is to one incarnation: it gets only changes
+     * of epoch last_epoch with seq > last_seq (the resume race), and its
+     * workflow's deletion ends it. An all-subscription has no filter. */
+    int64_t last_epoch;
+    int64_t last_seq;
+    uint8_t all; /* subscribed to every workflow */
 } fc_sub;
 
 /* Called once per subscriber per change, synchronously from
@@ -40,9 +44,9 @@ fc_hub *fc_hub_new(fc_hub_deliver_fn deliver);
 /* Frees the hub; all subscriptions must be gone. */
 void fc_hub_free(fc_hub *hub);
 
-/* Links sub to workflow_id (or to every workflow when workflow_id is NULL).
- * Returns 0 or FC_ENOMEM. */
-int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *owner,
+/* Links sub to workflow_id (or to every workflow when workflow_id is NULL),
+ * at change (epoch, last_seq) of it. Returns 0 or FC_ENOMEM. */
+int fc_hub_subscribe(fc_hub *hub, fc_sub *sub, const char *workflow_id, void *owner, int64_t epoch,
                      int64_t last_seq);
 /* Unlinks sub; safe to call on an unlinked sub. */
 void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub);
@@ -52,8 +56,11 @@ void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub);
 int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, int deleted);
 
 /* Encodes one WebSocket text frame carrying an update message for w
- * (with "resync":true when resync); key = w->id, seq = w->seq. NULL on OOM. */
+ * (with "resync":true when resync); key = w->id, epoch and seq = w's. NULL on OOM. */
 fc_buf *fc_hub_encode_update(const fc_workflow *w, int resync);
+/* Encodes the text frame of a deletion: w's id and epoch, w->seq the seq the
+ * deletion took. No key: a deletion is never coalesced away. NULL on OOM. */
+fc_buf *fc_hub_encode_deleted(const fc_workflow *w, int64_t deleted_at_ms);
 /* Encodes one text frame with the given payload. NULL on OOM. */
 fc_buf *fc_hub_encode_text(const char *payload, size_t len);
 

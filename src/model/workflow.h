@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #define FC_ID_MAX 64
+/* Epochs are in [1, FC_EPOCH_MAX] = 2^53-1: exact as a JavaScript number. */
+#define FC_EPOCH_MAX INT64_C(9007199254740991)
 
 typedef enum {
     FC_STATUS_PENDING = 0,
@@ -26,9 +28,13 @@ typedef struct fc_workflow {
     int64_t current_step;
     int64_t total_steps;
     char *message;
+    /* The incarnation: a random number in [1, 2^53-1] the store draws when it
+     * commits the create. (id, epoch, seq) names one change for ever, even
+     * when the id is deleted and created again (seq starts at 1 again). */
+    int64_t epoch;
     int64_t seq;
-    int64_t created_at_ms; /* epoch ms */
-    int64_t updated_at_ms; /* epoch ms; the commit time of change `seq` */
+    int64_t created_at_ms; /* Unix time in ms */
+    int64_t updated_at_ms; /* Unix time in ms; the commit time of change `seq` */
 } fc_workflow;
 
 /* Which fields a PATCH sets. */

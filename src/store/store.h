@@ -28,9 +28,12 @@ typedef enum { FC_CHANGE_CREATE, FC_CHANGE_UPDATE, FC_CHANGE_DELETE } fc_change_
 /* One change request. The caller allocates it, fills the input fields and
  * keeps it alive until done() runs; done() may free it.
  *   CREATE: input `wf` (id, name, status, current_step, total_steps, message;
- *           seq and times are set by the store). Output `wf` = stored state, seq 1.
+ *           epoch, seq and times are set by the store). Output `wf` = stored
+ *           state, seq 1, with the new incarnation's epoch.
  *   UPDATE: input `wf.id` and `patch`. Output `wf` = state after the change.
- *   DELETE: input `wf.id`. Output `wf` = the state just before deletion.
+ *   DELETE: input `wf.id`. Output `wf` = the state just before deletion; the
+ *           deletion itself is change seq + 1 of that epoch, and the store
+ *           keeps it as the id's tombstone.
  * result is 0 or FC_ENOTFOUND, FC_EEXISTS, FC_ESEQ, FC_ETERMINAL,
  * FC_EINVAL (current_step > total_steps after the patch), FC_EFULL (the
  * disk is full; reads go on working), FC_EIO; errmsg
@@ -70,6 +73,16 @@ typedef struct fc_store fc_store;
 typedef void (*fc_store_commit_fn)(void *ud, const fc_workflow *state, uint64_t commit_ns,
                                    int deleted);
 
+/* The last deletion of an id: its incarnation, the seq the deletion took
+ * (the deleted state's seq + 1) and when it was committed (Unix ms). A
+ * tombstone with epoch 0 means "the id's past is unknown" (it existed before
+ * the store kept tombstones): no position of it can be proven continuous. */
+typedef struct fc_tombstone {
+    int64_t epoch;
+    int64_t seq;
+    int64_t deleted_at_ms;
+} fc_tombstone;
+
 typedef struct fc_store_config {
     const char *path; /* database file (SQLite) or connection string */
     int sync_full;    /* 1: survive power loss (synchronous=FULL); 0: survive process crash */
@@ -81,7 +94,7 @@ typedef struct fc_store_config {
 } fc_store_config;
 
 typedef struct fc_store_ops {
-    int version; /* 2 */
+    int version; /* 3: epochs and tombstones */
     const char *name;
     /* Finishes the handle's queued changes (their done() runs inside close)
      * and frees the handle; the last handle's close also stops the writer,
@@ -96,18 +109,23 @@ typedef struct fc_store_ops {
     void (*on_commit)(fc_store *s, fc_store_commit_fn fn, void *ud);
     /* Queues a change (see fc_change). Never calls done() from inside. */
     void (*submit)(fc_store *s, fc_change *c);
-    /* Reads one workflow into out (caller clears it). 0, FC_ENOTFOUND or FC_EIO. */
+    /* Reads one workflow into out (caller clears it), its epoch included.
+     * 0, FC_ENOTFOUND or FC_EIO. */
     int (*get)(fc_store *s, const char *id, fc_workflow *out);
     /* Lists workflows newest first. next_cursor gets "" when there is no next page. */
     int (*list)(fc_store *s, const fc_list_query *q, fc_store_row_cb cb, void *ud,
                 char *next_cursor, size_t cursor_len);
     /* Calls cb for each logged change of id with seq > since, oldest first, at
      * most limit rows (limit <= 0: all). Each row is the workflow state after
-     * that change (name and created_at may be empty/0). *oldest gets the
-     * lowest seq still in the log (0 when the log is empty).
+     * that change (name and created_at may be empty/0), with the epoch of
+     * the current incarnation (the log only ever holds that one's changes).
+     * *oldest gets the lowest seq still in the log (0 when the log is empty).
      * 0, FC_ENOTFOUND (no such workflow) or FC_EIO. */
     int (*events_since)(fc_store *s, const char *id, int64_t since, int limit, fc_store_row_cb cb,
                         void *ud, int64_t *oldest);
+    /* Reads the tombstone of id into out: 0, FC_ENOTFOUND (never deleted in
+     * this database, as far as it knows) or FC_EIO. */
+    int (*tombstone)(fc_store *s, const char *id, fc_tombstone *out);
 } fc_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -144,6 +162,11 @@ static inline int fc_store_events_since(fc_store *s, const char *id, int64_t sin
                                         fc_store_row_cb cb, void *ud, int64_t *oldest)
 {
     return s->ops->events_since(s, id, since, limit, cb, ud, oldest);
+}
+
+static inline int fc_store_tombstone(fc_store *s, const char *id, fc_tombstone *out)
+{
+    return s->ops->tombstone(s, id, out);
 }
 
 /* The lock that gives one process a SQLite database file: an flock on the

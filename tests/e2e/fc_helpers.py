@@ -23,9 +23,13 @@ HOST = "127.0.0.1"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 GEN_ID_RE = re.compile(r"^[0-9A-Z]{26}$")
-UPDATE_KEYS = {"workflow_id", "status", "current_step", "total_steps", "message", "timestamp", "seq"}
-WORKFLOW_KEYS = {"id", "name", "status", "current_step", "total_steps", "message", "seq",
+# Every workflow object and update carries its incarnation ("epoch", issue 8).
+UPDATE_KEYS = {"workflow_id", "epoch", "status", "current_step", "total_steps", "message",
+               "timestamp", "seq"}
+WORKFLOW_KEYS = {"id", "epoch", "name", "status", "current_step", "total_steps", "message", "seq",
                  "created_at", "updated_at"}
+DELETED_KEYS = {"workflow_id", "epoch", "deleted", "seq", "timestamp"}
+EPOCH_MAX = 2**53 - 1
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -80,6 +84,7 @@ def assert_workflow(w):
     assert TIME_RE.match(w["updated_at"]), w
     assert w["updated_at"] >= w["created_at"], w
     assert isinstance(w["seq"], int) and w["seq"] >= 1, w
+    assert isinstance(w["epoch"], int) and 1 <= w["epoch"] <= EPOCH_MAX, w
     return w
 
 
@@ -87,6 +92,7 @@ def assert_update(m, wid=None):
     assert UPDATE_KEYS <= set(m.keys()), m
     assert set(m.keys()) - UPDATE_KEYS <= {"resync"}, m
     assert TIME_RE.match(m["timestamp"]), m
+    assert isinstance(m["epoch"], int) and 1 <= m["epoch"] <= EPOCH_MAX, m
     if wid is not None:
         assert m["workflow_id"] == wid, m
     return m

@@ -6,7 +6,7 @@ import time
 
 import websockets
 
-from fc_helpers import (RawWS, assert_update, build_frame, connect, expect_silence,
+from fc_helpers import (DELETED_KEYS, RawWS, assert_update, build_frame, connect, expect_silence,
                         http_request_bytes, in_thread, recv_json, recv_until_closed, run,
                         ws_connect, wait_for, OP_TEXT)
 
@@ -123,7 +123,7 @@ def test_websocket_full_lifecycle(server):
         msgs, code = await recv_until_closed(ws, 5)
         assert len(msgs) == 1, msgs
         d = json.loads(msgs[0])
-        assert set(d) == {"workflow_id", "deleted", "seq", "timestamp"}, d
+        assert set(d) == DELETED_KEYS, d
         assert d["workflow_id"] == "life" and d["deleted"] is True and d["seq"] > seq
         assert code == 1000
         # the workflow is gone: the handshake now fails with 404

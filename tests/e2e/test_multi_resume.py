@@ -3,7 +3,7 @@
 import asyncio
 import json
 
-from fc_helpers import (assert_update, expect_silence, in_thread, recv_json,
+from fc_helpers import (DELETED_KEYS, assert_update, expect_silence, in_thread, recv_json,
                         recv_until_closed, run, ws_connect)
 
 MULTI = "/api/updates"
@@ -173,7 +173,7 @@ def test_multi_delete_keeps_connection(server):
         await recv_json(ws)
         await in_thread(server.delete, "a")
         d = await recv_json(ws)
-        assert set(d) == {"workflow_id", "deleted", "seq", "timestamp"}, d
+        assert set(d) == DELETED_KEYS, d
         assert d["workflow_id"] == "a" and d["deleted"] is True and d["seq"] >= 2
         await in_thread(server.patch, "b", message="alive")
         m = await recv_json(ws)

@@ -52,6 +52,11 @@ class SSE:
         self.sock.close()
 
 
+def _eid(m):
+    """The SSE event id of a message: its epoch and seq ("E:N")."""
+    return "%d:%d" % (m["epoch"], m["seq"])
+
+
 def _sse_ok(s):
     assert s.resp.status == 200, s.resp
     assert s.resp.header("content-type", "").startswith("text/event-stream"), s.resp
@@ -69,8 +74,8 @@ def test_sse_first_event_is_current_state(server):
     s = SSE(server, _events("a"))
     _sse_ok(s)
     eid, m = s.event()
-    assert eid == "2"
     assert_update(m, "a")
+    assert eid == "%d:2" % w["epoch"]
     assert (m["seq"], m["status"], m["current_step"], m["message"]) == (2, "running", 2, "two")
     assert m["timestamp"] == w["updated_at"]
     assert "resync" not in m
@@ -79,13 +84,13 @@ def test_sse_first_event_is_current_state(server):
 
 
 def test_sse_live_events_in_order(server):
-    server.create(id="a")
+    e = server.create(id="a")["epoch"]
     s = SSE(server, _events("a"))
-    assert s.event()[0] == "1"
+    assert s.event()[0] == "%d:1" % e
     for i in range(1, 4):
         server.patch("a", current_step=i, message="m%d" % i)
     got = s.events(3)
-    assert [e[0] for e in got] == ["2", "3", "4"]
+    assert [e[0] for e in got] == ["%d:%d" % (e, n) for n in (2, 3, 4)]
     assert [(m["seq"], m["current_step"], m["message"]) for _, m in got] == \
         [(2, 1, "m1"), (3, 2, "m2"), (4, 3, "m3")]
     for _, m in got:
@@ -94,17 +99,18 @@ def test_sse_live_events_in_order(server):
 
 
 def test_sse_resume_with_last_event_id(server):
-    server.create(id="a")
+    """A legacy bare seq still resumes a workflow never deleted; ids are E:N."""
+    e = server.create(id="a")["epoch"]
     for i in range(1, 5):
         server.patch("a", current_step=i)  # seq 5
     s = SSE(server, _events("a"), {"Last-Event-ID": "2"})
     _sse_ok(s)
     got = s.events(3)
     assert [(e[0], m["seq"], m["current_step"]) for e in got for m in [e[1]]] == \
-        [("3", 3, 2), ("4", 4, 3), ("5", 5, 4)]
+        [("%d:3" % e, 3, 2), ("%d:4" % e, 4, 3), ("%d:5" % e, 5, 4)]
     assert s.silent()
     server.patch("a", current_step=5)
-    assert s.event()[0] == "6"
+    assert s.event()[0] == "%d:6" % e
     s.close()
 
 
@@ -127,7 +133,8 @@ def test_sse_resume_at_current_seq_waits_for_next_change(server):
     assert s.silent(0.4)
     server.patch("a", current_step=2)
     eid, m = s.event()
-    assert (eid, m["seq"], m["current_step"]) == ("3", 3, 2)
+    assert (eid, m["seq"], m["current_step"]) == (_eid(m), 3, 2)
+    assert eid.endswith(":3")
     s.close()
 
 
@@ -161,12 +168,14 @@ def test_sse_bad_since_query_400(server):
 def test_sse_delete_ends_single_stream(server):
     server.create(id="a")
     server.patch("a", current_step=1)
+    e = server.get("a")["epoch"]
     s = SSE(server, _events("a"))
-    assert s.event()[0] == "2"
+    assert s.event()[0] == "%d:2" % e
     server.delete("a")
     eid, m = s.event()
     assert m["workflow_id"] == "a" and m["deleted"] is True and m["seq"] == 3, m
-    assert eid == "3"
+    assert m["epoch"] == e
+    assert eid == "%d:3" % e
     assert s.rd.at_eof(5.0), "the stream must end after the deletion"
     s.close()
 
@@ -358,8 +367,9 @@ def test_history_all_since_limit(server):
     r = server.request("GET", _history("a"))
     assert r.status == 200, r
     h = r.json()
-    assert set(h) == {"workflow_id", "events", "oldest_seq"}
+    assert set(h) == {"workflow_id", "epoch", "events", "oldest_seq"}
     assert h["workflow_id"] == "a" and h["oldest_seq"] == 1
+    assert h["epoch"] == server.get("a")["epoch"]
     assert [e["seq"] for e in h["events"]] == [1, 2, 3, 4, 5, 6]
     for e in h["events"]:
         assert_update(e, "a")
@@ -371,7 +381,10 @@ def test_history_all_since_limit(server):
     assert [e["seq"] for e in h["events"]] == [3, 4]
     assert h["oldest_seq"] == 1
     assert server.request("GET", _history("a", "?since=6")).json()["events"] == []
-    assert server.request("GET", _history("a", "?since=100")).json()["events"] == []
+    # Ahead of the log: a position this database never had (issue 8: it used
+    # to answer [] as if up to date); the log from its start, marked resync.
+    h = server.request("GET", _history("a", "?since=100")).json()
+    assert h["resync"] is True and [e["seq"] for e in h["events"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_history_oldest_seq_follows_retention(server_factory):

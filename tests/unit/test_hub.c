@@ -32,14 +32,25 @@ static void sink_clear(sink *s)
     memset(s, 0, sizeof *s);
 }
 
-static fc_workflow wf(const char *id, int64_t seq)
+#define E1 41 /* the epochs of two incarnations of one id */
+#define E2 97
+
+static fc_workflow wfe(const char *id, int64_t epoch, int64_t seq)
 {
-    fc_workflow w = {
-        .status = FC_STATUS_RUNNING, .current_step = seq, .total_steps = 10, .seq = seq};
+    fc_workflow w = {.status = FC_STATUS_RUNNING,
+                     .current_step = seq,
+                     .total_steps = 10,
+                     .epoch = epoch,
+                     .seq = seq};
     snprintf(w.id, sizeof w.id, "%s", id);
     w.name = "n";
     w.message = "m";
     return w;
+}
+
+static fc_workflow wf(const char *id, int64_t seq)
+{
+    return wfe(id, E1, seq);
 }
 
 static void test_fanout_shares_one_frame(void **state)
@@ -48,9 +59,9 @@ static void test_fanout_shares_one_frame(void **state)
     fc_hub *hub = fc_hub_new(deliver);
     sink s1 = {0}, s2 = {0}, other = {0};
     fc_sub a = {0}, b = {0}, c = {0};
-    assert_int_equal(fc_hub_subscribe(hub, &a, "wf1", &s1, 0), 0);
-    assert_int_equal(fc_hub_subscribe(hub, &b, "wf1", &s2, 0), 0);
-    assert_int_equal(fc_hub_subscribe(hub, &c, "wf2", &other, 0), 0);
+    assert_int_equal(fc_hub_subscribe(hub, &a, "wf1", &s1, E1, 0), 0);
+    assert_int_equal(fc_hub_subscribe(hub, &b, "wf1", &s2, E1, 0), 0);
+    assert_int_equal(fc_hub_subscribe(hub, &c, "wf2", &other, E1, 0), 0);
     assert_int_equal(fc_hub_subscriptions(hub), 3);
 
     fc_workflow w = wf("wf1", 1);
@@ -61,6 +72,7 @@ static void test_fanout_shares_one_frame(void **state)
     assert_ptr_equal(s1.frames[0], s2.frames[0]); /* the same bytes, not a copy */
     assert_int_equal(s1.frames[0]->refs, 2);
     assert_int_equal(s1.frames[0]->seq, 1);
+    assert_int_equal(s1.frames[0]->epoch, E1);
     assert_int_equal(s1.frames[0]->commit_ns, 123);
     assert_string_equal(s1.frames[0]->key, "wf1");
     /* A text frame with the update JSON. */
@@ -85,8 +97,8 @@ static void test_resume_filter_and_all(void **state)
     fc_hub *hub = fc_hub_new(deliver);
     sink s = {0}, all = {0};
     fc_sub a = {0}, any = {0};
-    fc_hub_subscribe(hub, &a, "wf1", &s, 5); /* already has seq 5 from the log */
-    fc_hub_subscribe(hub, &any, NULL, &all, 0);
+    fc_hub_subscribe(hub, &a, "wf1", &s, E1, 5); /* already has seq 5 from the log */
+    fc_hub_subscribe(hub, &any, NULL, &all, 0, 0);
     fc_workflow w5 = wf("wf1", 5), w6 = wf("wf1", 6), x1 = wf("x", 1);
     assert_int_equal(fc_hub_publish(hub, &w5, 0, 0), 1); /* only the all-subscriber */
     assert_int_equal(fc_hub_publish(hub, &w6, 0, 0), 2);
@@ -107,16 +119,56 @@ static void test_delete_unlinks_subscribers(void **state)
     fc_hub *hub = fc_hub_new(deliver);
     sink s = {0};
     fc_sub a = {0};
-    fc_hub_subscribe(hub, &a, "wf1", &s, 0);
+    fc_hub_subscribe(hub, &a, "wf1", &s, E1, 0);
     fc_workflow w = wf("wf1", 3);
     assert_int_equal(fc_hub_publish(hub, &w, 0, 1), 1);
     assert_int_equal(s.deleted, 1);
     assert_null(a.topic);
     assert_int_equal(fc_hub_subscriptions(hub), 0);
     assert_non_null(memmem(s.frames[0]->data, s.frames[0]->len, "\"deleted\":true", 14));
+    /* The deletion takes the next seq of its incarnation, and is never coalesced. */
+    assert_int_equal(s.frames[0]->seq, 4);
+    assert_int_equal(s.frames[0]->epoch, E1);
+    assert_null(s.frames[0]->key);
     /* Nobody left: publishing costs nothing and reaches no one. */
     assert_int_equal(fc_hub_publish(hub, &w, 0, 0), 0);
     sink_clear(&s);
+    fc_hub_free(hub);
+}
+
+/* A subscription is to one incarnation: a late publication of an older one
+ * (the loop publishes a deletion and re-creation after the subscriber read
+ * the new state) is not delivered, however its seq compares; an
+ * all-subscription sees every incarnation: the deletion, then the new one. */
+static void test_epoch_filter(void **state)
+{
+    (void)state;
+    fc_hub *hub = fc_hub_new(deliver);
+    sink s = {0}, all = {0};
+    fc_sub a = {0}, any = {0};
+    fc_hub_subscribe(hub, &a, "w", &s, E2, 1); /* read the new incarnation at seq 1 */
+    fc_hub_subscribe(hub, &any, NULL, &all, 0, 0);
+    fc_workflow old3 = wfe("w", E1, 3), new1 = wfe("w", E2, 1), new2 = wfe("w", E2, 2);
+    assert_int_equal(fc_hub_publish(hub, &old3, 0, 0), 1); /* seq 3 > 1, but E1 */
+    assert_int_equal(fc_hub_publish(hub, &old3, 0, 1), 1); /* E1's deletion does not end it */
+    assert_int_equal(fc_hub_publish(hub, &new1, 0, 0), 1); /* already read */
+    assert_int_equal(fc_hub_publish(hub, &new2, 0, 0), 2);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.frames[0]->epoch, E2);
+    assert_int_equal(s.frames[0]->seq, 2);
+    assert_non_null(a.topic);
+    assert_int_equal(all.n, 4);
+    assert_int_equal(all.deleted, 1);
+    assert_int_equal(all.frames[1]->epoch, E1);
+    assert_int_equal(all.frames[2]->epoch, E2);
+    assert_int_equal(all.frames[2]->seq, 1); /* not "older" than E1's 4 */
+    /* Its own incarnation's deletion ends it. */
+    assert_int_equal(fc_hub_publish(hub, &new2, 0, 1), 2);
+    assert_null(a.topic);
+    fc_hub_unsubscribe(hub, &any);
+    assert_int_equal(fc_hub_subscriptions(hub), 0);
+    sink_clear(&s);
+    sink_clear(&all);
     fc_hub_free(hub);
 }
 
@@ -126,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_fanout_shares_one_frame),
         cmocka_unit_test(test_resume_filter_and_all),
         cmocka_unit_test(test_delete_unlinks_subscribers),
+        cmocka_unit_test(test_epoch_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

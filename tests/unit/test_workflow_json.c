@@ -285,6 +285,7 @@ static fc_workflow sample(const char *name, const char *message)
     fc_workflow w = {.status = FC_STATUS_RUNNING,
                      .current_step = 3,
                      .total_steps = 10,
+                     .epoch = FC_EPOCH_MAX, /* the largest: exact in JavaScript */
                      .seq = 42,
                      .created_at_ms = T_2026_11_27,
                      .updated_at_ms = T_2026_11_27 + 1234};
@@ -300,11 +301,11 @@ static void test_encode_workflow(void **state)
     fc_workflow w = sample("deploy", "copying files");
     size_t len = 0;
     char *s = fc_json_workflow(&w, &len);
-    const char *want =
-        "{\"id\":\"wf_1\",\"name\":\"deploy\",\"status\":\"running\",\"current_step\":3,"
-        "\"total_steps\":10,\"message\":\"copying files\",\"seq\":42,"
-        "\"created_at\":\"2026-11-27T05:00:00.000Z\","
-        "\"updated_at\":\"2026-11-27T05:00:01.234Z\"}";
+    const char *want = "{\"id\":\"wf_1\",\"epoch\":9007199254740991,\"name\":\"deploy\",\"status\":"
+                       "\"running\",\"current_step\":3,"
+                       "\"total_steps\":10,\"message\":\"copying files\",\"seq\":42,"
+                       "\"created_at\":\"2026-11-27T05:00:00.000Z\","
+                       "\"updated_at\":\"2026-11-27T05:00:01.234Z\"}";
     assert_string_equal(s, want);
     assert_int_equal(len, strlen(want));
     free(s);
@@ -316,7 +317,8 @@ static void test_encode_update(void **state)
     fc_workflow w = sample("deploy", "copying files");
     size_t len = 0;
     char *s = fc_json_update(&w, 0, &len);
-    const char *want = "{\"workflow_id\":\"wf_1\",\"status\":\"running\",\"current_step\":3,"
+    const char *want = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"status\":"
+                       "\"running\",\"current_step\":3,"
                        "\"total_steps\":10,\"message\":\"copying files\","
                        "\"timestamp\":\"2026-11-27T05:00:01.234Z\",\"seq\":42}";
     assert_string_equal(s, want);
@@ -324,7 +326,8 @@ static void test_encode_update(void **state)
     free(s);
 
     s = fc_json_update(&w, 1, &len);
-    const char *want_resync = "{\"workflow_id\":\"wf_1\",\"status\":\"running\",\"current_step\":3,"
+    const char *want_resync = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"status\":"
+                              "\"running\",\"current_step\":3,"
                               "\"total_steps\":10,\"message\":\"copying files\","
                               "\"timestamp\":\"2026-11-27T05:00:01.234Z\",\"seq\":42,"
                               "\"resync\":true}";
@@ -340,7 +343,8 @@ static void test_encode_deleted_and_error(void **state)
     w.seq = 43;
     size_t len = 0;
     char *s = fc_json_deleted(&w, T_2026_11_27 + 60000, &len);
-    assert_string_equal(s, "{\"workflow_id\":\"wf_1\",\"deleted\":true,\"seq\":43,"
+    assert_string_equal(s, "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,"
+                           "\"deleted\":true,\"seq\":43,"
                            "\"timestamp\":\"2026-11-27T05:01:00.000Z\"}");
     assert_int_equal(len, strlen(s));
     free(s);
@@ -401,8 +405,9 @@ static void assert_roundtrip(const fc_workflow *w)
     json_error_t jerr;
     json_t *o = json_loadb(s, len, JSON_REJECT_DUPLICATES, &jerr);
     assert_non_null(o);
-    assert_int_equal(json_object_size(o), 9);
+    assert_int_equal(json_object_size(o), 10);
     assert_string_equal(json_string_value(json_object_get(o, "id")), w->id);
+    assert_int_equal(json_integer_value(json_object_get(o, "epoch")), w->epoch);
     assert_string_equal(json_string_value(json_object_get(o, "name")), w->name);
     assert_string_equal(json_string_value(json_object_get(o, "status")), fc_status_name(w->status));
     assert_int_equal(json_integer_value(json_object_get(o, "current_step")), w->current_step);
@@ -433,6 +438,7 @@ static void test_roundtrip(void **state)
     char *body = fc_json_workflow(&w, &len);
     /* The workflow encoding has server-side fields; the message alone must parse back. */
     json_t *o = json_loads(body, 0, NULL);
+    json_object_del(o, "epoch");
     json_object_del(o, "seq");
     json_object_del(o, "created_at");
     json_object_del(o, "updated_at");

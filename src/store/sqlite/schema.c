@@ -68,6 +68,28 @@ static const char *const migrations[] = {
     "DROP TABLE workflows;"
     "ALTER TABLE workflows_v3 RENAME TO workflows;"
     "CREATE INDEX workflows_status ON workflows(status);",
+    /* 4: incarnations. A workflow's epoch is drawn at random when it is
+     * created, so (id, epoch, seq) never names two different changes, even
+     * when the id is deleted and created again (seq restarts at 1). The log
+     * holds only the current incarnation's events (a deletion drops them),
+     * so events take their epoch from the workflows row. A deletion leaves a
+     * tombstone: the deleted incarnation and the seq the deletion took, so a
+     * watcher resuming that incarnation is told of the deletion. Workflows
+     * that exist now get an epoch, and a tombstone of epoch 0: whether they
+     * were deleted and re-created before tombstones were kept is unknown, so
+     * a resume without an epoch cannot be proven continuous for them.
+     * random() is evaluated per row; % keeps it within 2^53-1 (JavaScript's
+     * exact integers), and abs() of a remainder cannot overflow. */
+    "ALTER TABLE workflows ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE workflows SET epoch = 1 + abs(random() % 9007199254740991);"
+    "CREATE TABLE tombstones ("
+    "  id TEXT PRIMARY KEY,"
+    "  epoch INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  deleted_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "INSERT INTO tombstones (id, epoch, seq, deleted_at)"
+    "  SELECT id, 0, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM workflows;",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))

@@ -36,6 +36,8 @@ enum {
     FC__W_EV_INSERT,
     FC__W_EV_TRIM,
     FC__W_EV_DELETE,
+    FC__W_TOMB_GET,
+    FC__W_TOMB_PUT,
     FC__W_COUNT
 };
 
@@ -48,6 +50,7 @@ enum {
     FC__R_LIST_STATUS,
     FC__R_EV_HEAD,
     FC__R_EVENTS,
+    FC__R_TOMB,
     FC__R_COUNT
 };
 
@@ -212,6 +215,11 @@ void fc__wcache_clear(fc__wcache *wc);
 /* True when rc (from a statement on db) means the disk is full: SQLITE_FULL,
  * or a write error from ENOSPC, EFBIG (file-size limit) or EDQUOT. */
 int fc__sqlite_is_full(sqlite3 *db, int rc);
+
+/* A new epoch for id: random in [1, FC_EPOCH_MAX], never `avoid` (the id's
+ * tombstone or its current epoch, 0 for none). Thread-safe. */
+int64_t fc__sqlite_new_epoch(int64_t avoid);
+
 /* Starts a store thread named name (up to 15 characters) with every signal
  * blocked. pthread_create's result. */
 int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg);

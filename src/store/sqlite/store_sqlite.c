@@ -18,7 +18,8 @@
 /* get and list read the same columns, list with pk in front: the workflow row
  * joined with its newest event, which holds the current state (schema v3). */
 #define WF_COLUMNS                                                                                 \
-    "w.id, w.name, e.status, e.current_step, e.total_steps, e.message, e.seq, w.created_at, e.ts"
+    "w.id, w.name, e.status, e.current_step, e.total_steps, e.message, e.seq, w.created_at, e.ts," \
+    " w.epoch"
 #define WF_NEWEST_EVENT                                                                            \
     " JOIN events e ON e.workflow_id = w.id"                                                       \
     " AND e.seq = (SELECT MAX(seq) FROM events WHERE workflow_id = w.id)"
@@ -34,10 +35,11 @@ static const char *const r_sql[FC__R_COUNT] = {
                            " WHERE w.status = ?3 AND w.pk < ?1 ORDER BY w.pk DESC LIMIT ?2"),
     [FC__R_EV_HEAD] = ("SELECT name, created_at,"
                        " (SELECT MAX(seq) FROM events WHERE workflow_id = ?1),"
-                       " (SELECT MIN(seq) FROM events WHERE workflow_id = ?1)"
+                       " (SELECT MIN(seq) FROM events WHERE workflow_id = ?1), epoch"
                        " FROM workflows WHERE id = ?1"),
     [FC__R_EVENTS] = ("SELECT seq, status, current_step, total_steps, message, ts FROM events"
                       " WHERE workflow_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"),
+    [FC__R_TOMB] = "SELECT epoch, seq, deleted_at FROM tombstones WHERE id = ?1",
 };
 
 static fc__sqlite_store *from_base(fc_store *bs)
@@ -70,6 +72,7 @@ static int read_row(sqlite3_stmt *st, int at, fc_workflow *w)
     w->seq = sqlite3_column_int64(st, at + 6);
     w->created_at_ms = sqlite3_column_int64(st, at + 7);
     w->updated_at_ms = sqlite3_column_int64(st, at + 8);
+    w->epoch = sqlite3_column_int64(st, at + 9);
     return 0;
 }
 
@@ -181,6 +184,7 @@ static int sq_events_since(fc_store *bs, const char *id, int64_t since, int limi
     snprintf(w.id, sizeof w.id, "%s", id);
     w.name = col_text(head, 0);
     w.created_at_ms = sqlite3_column_int64(head, 1);
+    w.epoch = sqlite3_column_int64(head, 4);
     sqlite3_bind_text(ev, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(ev, 2, since);
     sqlite3_bind_int(ev, 3, limit > 0 ? limit : -1); /* LIMIT -1: no limit */
@@ -208,6 +212,26 @@ out:
     rc = sqlite3_step(s->r[FC__R_COMMIT]);
     sqlite3_reset(s->r[FC__R_COMMIT]);
     if (rc != SQLITE_DONE && ret == 0) ret = read_failed(s, "events_since commit");
+    return ret;
+}
+
+static int sq_tombstone(fc_store *bs, const char *id, fc_tombstone *out)
+{
+    fc__sqlite_store *s = from_base(bs);
+    sqlite3_stmt *st = s->r[FC__R_TOMB];
+    int ret = FC_ENOTFOUND;
+    memset(out, 0, sizeof *out);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->epoch = sqlite3_column_int64(st, 0);
+        out->seq = sqlite3_column_int64(st, 1);
+        out->deleted_at_ms = sqlite3_column_int64(st, 2);
+        ret = 0;
+    } else if (rc != SQLITE_DONE) {
+        ret = read_failed(s, "tombstone");
+    }
+    sqlite3_reset(st);
     return ret;
 }
 
@@ -372,7 +396,7 @@ static void sq_close(fc_store *bs)
 static fc_store *sq_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen);
 
 static const fc_store_ops fc_store_sqlite_ops = {
-    .version = 2,
+    .version = 3,
     .name = "sqlite",
     .close = sq_close,
     .attach = sq_attach,
@@ -381,6 +405,7 @@ static const fc_store_ops fc_store_sqlite_ops = {
     .get = sq_get,
     .list = sq_list,
     .events_since = sq_events_since,
+    .tombstone = sq_tombstone,
 };
 
 /* A new handle of core on loop, in a free slot. NULL with a reason in err. */

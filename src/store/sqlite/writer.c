@@ -21,12 +21,12 @@ static const char *const w_sql[FC__W_COUNT] = {
     [FC__W_ROLLBACK] = "ROLLBACK",
     /* The row and its newest event: the current state (schema v3). */
     [FC__W_SELECT] = "SELECT w.pk, w.name, e.status, e.current_step, e.total_steps, e.message,"
-                     " e.seq, w.created_at, e.ts FROM workflows w JOIN events e"
+                     " e.seq, w.created_at, e.ts, w.epoch FROM workflows w JOIN events e"
                      " ON e.workflow_id = w.id WHERE w.id = ?1 ORDER BY e.seq DESC LIMIT 1",
     /* DO NOTHING instead of a SELECT first: one statement both checks and inserts,
      * and sqlite3_changes() tells which happened. */
-    [FC__W_INSERT] = "INSERT INTO workflows (id, name, status, created_at)"
-                     " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+    [FC__W_INSERT] = "INSERT INTO workflows (id, name, status, created_at, epoch)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
     /* Only a new status touches the workflow row (the list filter's index);
      * everything else of a change is its event row. */
     [FC__W_UPDATE_STATUS] = "UPDATE workflows SET status = ?2 WHERE pk = ?1",
@@ -35,6 +35,11 @@ static const char *const w_sql[FC__W_COUNT] = {
                         " message, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [FC__W_EV_TRIM] = "DELETE FROM events WHERE workflow_id = ?1 AND seq <= ?2",
     [FC__W_EV_DELETE] = "DELETE FROM events WHERE workflow_id = ?1",
+    [FC__W_TOMB_GET] = "SELECT epoch FROM tombstones WHERE id = ?1",
+    /* One row per id: the latest deletion is the only one a resume can name
+     * (an older incarnation's watcher is told to resync, not of the deletion). */
+    [FC__W_TOMB_PUT] = "INSERT OR REPLACE INTO tombstones (id, epoch, seq, deleted_at)"
+                       " VALUES (?1, ?2, ?3, ?4)",
 };
 
 /* Outcome of reading a change's current row. */
@@ -148,6 +153,7 @@ static int load_current(fc__sqlite_core *s, fc_change *c, int64_t *pk, char *ioe
     c->wf.seq = sqlite3_column_int64(st, 6);
     c->wf.created_at_ms = sqlite3_column_int64(st, 7);
     c->wf.updated_at_ms = sqlite3_column_int64(st, 8);
+    c->wf.epoch = sqlite3_column_int64(st, 9);
     sqlite3_reset(st);
     fc__wcache_put(&s->wc, *pk, &c->wf); /* without it, the next change reads the row again */
     return ROW_FOUND;
@@ -176,6 +182,29 @@ static int log_event(fc__sqlite_core *s, const fc_workflow *w, char *ioerr, size
     return run(s, st, ioerr, n);
 }
 
+int64_t fc__sqlite_new_epoch(int64_t avoid)
+{
+    uint64_t r;
+    do {
+        sqlite3_randomness(sizeof r, &r); /* SQLite's PRNG, seeded by the OS, thread-safe */
+        r &= (uint64_t)FC_EPOCH_MAX;
+    } while (r == 0 || (int64_t)r == avoid);
+    return (int64_t)r;
+}
+
+/* The epoch of id's tombstone into *epoch (0 when it has none). */
+static int tombstone_epoch(fc__sqlite_core *s, const char *id, int64_t *epoch, char *ioerr,
+                           size_t n)
+{
+    sqlite3_stmt *st = s->w[FC__W_TOMB_GET];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *epoch = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : FC_EIO;
+}
+
 static int apply_create(fc__sqlite_core *s, fc_change *c, int64_t now, char *ioerr, size_t n)
 {
     fc_workflow *w = &c->wf;
@@ -191,11 +220,17 @@ static int apply_create(fc__sqlite_core *s, fc_change *c, int64_t now, char *ioe
         fail(c, FC_ENOMEM, "out of memory creating workflow '%s'", w->id);
         return 0;
     }
+    /* Drawn inside the committing transaction, so the epoch and the row it
+     * names become visible together; never the deleted incarnation's again. */
+    int64_t dead;
+    if (tombstone_epoch(s, w->id, &dead, ioerr, n) != 0) return FC_EIO;
+    w->epoch = fc__sqlite_new_epoch(dead);
     sqlite3_stmt *st = s->w[FC__W_INSERT];
     sqlite3_bind_text(st, 1, w->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, w->name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, fc_status_name(w->status), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_int64(st, 5, w->epoch);
     if (run(s, st, ioerr, n) != 0) return FC_EIO;
     if (sqlite3_changes(s->wdb) == 0) {
         fail(c, FC_EEXISTS, "workflow '%s' already exists", w->id);
@@ -248,7 +283,7 @@ static int apply_update(fc__sqlite_core *s, fc_change *c, int64_t now, char *ioe
     return 0;
 }
 
-static int apply_delete(fc__sqlite_core *s, fc_change *c, char *ioerr, size_t n)
+static int apply_delete(fc__sqlite_core *s, fc_change *c, int64_t now, char *ioerr, size_t n)
 {
     int64_t pk = 0;
     int r = load_current(s, c, &pk, ioerr, n);
@@ -259,6 +294,13 @@ static int apply_delete(fc__sqlite_core *s, fc_change *c, char *ioerr, size_t n)
     if (run(s, st, ioerr, n) != 0) return FC_EIO;
     st = s->w[FC__W_EV_DELETE];
     sqlite3_bind_text(st, 1, c->wf.id, -1, SQLITE_STATIC);
+    if (run(s, st, ioerr, n) != 0) return FC_EIO;
+    /* The deletion is the incarnation's last change: it takes the next seq. */
+    st = s->w[FC__W_TOMB_PUT];
+    sqlite3_bind_text(st, 1, c->wf.id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, c->wf.epoch);
+    sqlite3_bind_int64(st, 3, c->wf.seq + 1);
+    sqlite3_bind_int64(st, 4, now);
     return run(s, st, ioerr, n);
 }
 
@@ -311,7 +353,7 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
             rc = apply_update(s, c, now, ioerr, sizeof ioerr);
             break;
         case FC_CHANGE_DELETE:
-            rc = apply_delete(s, c, ioerr, sizeof ioerr);
+            rc = apply_delete(s, c, now, ioerr, sizeof ioerr);
             break;
         default:
             fail(c, FC_EINVAL, "unknown change kind %d", (int)c->kind);
