@@ -12,6 +12,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: flowcast <command> [options]\n\n"
                  "commands:\n"
                  "  serve       run the server (flowcast serve --help for its options)\n");
+    fc_cli_admin_usage(out);
     fc_cli_usage(out);
     fprintf(out, "\n  --help      show this text\n"
                  "  --version   print the version\n");
@@ -45,6 +46,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "serve") == 0) return serve(argc - 1, argv + 1); /* argv[0] is "serve" */
+    if (strcmp(cmd, "rotate-epochs") == 0) return fc_cli_rotate_epochs(argc - 1, argv + 1);
     if (fc_cli_is_command(cmd)) return fc_cli_run(argc - 1, argv + 1);
     fprintf(stderr, "flowcast: unknown command \"%s\" (see flowcast --help)\n", cmd);
     return 2;

@@ -36,6 +36,11 @@ int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts,
 /* Prints "flowcast: <message>" to stderr and returns FC_CLI_USAGE. */
 int fc_cli_usage_error(const fc_cli_ctx *ctx, const char *message);
 
+/* flowcast rotate-epochs (commands_admin.c): argv[0] is its name. */
+int fc_cli_rotate_epochs(int argc, char **argv);
+/* The usage lines of the administration subcommands, for flowcast --help. */
+void fc_cli_admin_usage(FILE *out);
+
 /* flowcast watch (commands_watch.c). */
 int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv);
 

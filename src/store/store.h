@@ -187,4 +187,11 @@ void fc_store_lock_release(fc_store_lock *l);
 fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char *err,
                                size_t errlen);
 
+/* Gives every workflow of the SQLite database at path a new epoch, so that
+ * no position a client holds from before counts as continuous (after a
+ * backup was restored, or the file replaced): offline, refused while a
+ * server has the file open. *rotated gets the number of workflows.
+ * 0 or FC_EIO with a reason in err. */
+int fc_store_sqlite_rotate_epochs(const char *path, int64_t *rotated, char *err, size_t errlen);
+
 #endif

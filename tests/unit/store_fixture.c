@@ -159,6 +159,7 @@ int collect(const fc_workflow *w, void *ud)
     snprintf(r->msg[r->n], sizeof r->msg[0], "%s", w->message);
     r->seq[r->n] = w->seq;
     r->step[r->n] = w->current_step;
+    r->epoch[r->n] = w->epoch;
     r->n++;
     return r->stop_after && r->n >= r->stop_after;
 }

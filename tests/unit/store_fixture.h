@@ -57,7 +57,7 @@ typedef struct rows {
     int n;
     int stop_after; /* 0: never */
     char id[32][FC_ID_MAX + 1];
-    int64_t seq[32], step[32];
+    int64_t seq[32], step[32], epoch[32];
     char msg[32][32];
 } rows;
 
