@@ -164,7 +164,8 @@ static int parse_cursor(char *cursor, char *ids[], int n, fc__stream_pos pos[])
     return 0;
 }
 
-/* The multi stream's resume point: Last-Event-ID wins over ?since=. */
+/* The multi stream's resume point: Last-Event-ID wins over ?since=.
+ * Returns 1 when there is one (a resume), 0 when not, -1 after a 400. */
 static int multi_pos(fc_conn *c, fc_http_req *req, char *ids[], int n, fc__stream_pos pos[])
 {
     char cursor[SSE_CURSOR_MAX + 1] = "";
@@ -178,7 +179,18 @@ static int multi_pos(fc_conn *c, fc_http_req *req, char *ids[], int n, fc__strea
                               "(id:epoch:seq,... naming only its workflow_ids, each once)");
         return -1;
     }
-    return 0;
+    return cursor[0] != '\0';
+}
+
+/* On a resume, an id of the stream that the cursor no longer names was
+ * deleted while the client watched (its deletion event was the last to
+ * carry it): when it is gone and was deleted here, it is skipped rather
+ * than failing the whole stream, so EventSource's reconnect to the same
+ * URL keeps the other workflows. */
+static int deleted_meanwhile(fc_conn *c, const char *id)
+{
+    fc_tombstone t;
+    return fc_store_tombstone(fc_server_store(fc_conn_server(c)), id, &t) == 0;
 }
 
 static void open_multi(fc_conn *c, fc_http_req *req)
@@ -187,8 +199,8 @@ static void open_multi(fc_conn *c, fc_http_req *req)
     char *ids[SSE_MAX_WORKFLOWS];
     fc__stream_pos pos[SSE_MAX_WORKFLOWS];
     if (fc_http_query(req, "workflow_ids", list, sizeof list) != 1) list[0] = '\0';
-    int n = parse_ids(c, list, ids);
-    if (n < 0 || multi_pos(c, req, ids, n, pos) != 0) return;
+    int n = parse_ids(c, list, ids), resuming;
+    if (n < 0 || (resuming = multi_pos(c, req, ids, n, pos)) < 0) return;
 
     fc__stream_resume *res = calloc((size_t)n, sizeof *res);
     if (!res) {
@@ -197,7 +209,10 @@ static void open_multi(fc_conn *c, fc_http_req *req)
     }
     int got = 0, r = 0;
     for (; got < n; got++) {
-        if ((r = fc__stream_resume_read(c, ids[got], pos[got], &res[got])) != 0) {
+        r = fc__stream_resume_read(c, ids[got], pos[got], &res[got]);
+        if (r == FC_ENOTFOUND && resuming && pos[got].seq < 0 && deleted_meanwhile(c, ids[got]))
+            r = 0; /* res[got] is zero: not subscribed, nothing sent */
+        if (r != 0) {
             fc__stream_answer_read_error(c, r, ids[got]);
             break;
         }

@@ -347,6 +347,52 @@ def test_sse_multi_cursor_across_recreate(server):
         s.close()
 
 
+def test_sse_multi_reconnect_after_live_deletion(server):
+    """EventSource reconnects to the same URL: a workflow deleted while the
+    client watched is told once (again, if the client may have missed it)
+    and then skipped, never a 404 that would end the other workflows' stream."""
+    ea = server.create(id="a")["epoch"]
+    eb = server.create(id="b")["epoch"]
+    url = "/api/events?workflow_ids=a,b"
+    s = SSE(server, url)
+    before, _ = s.events(2)[-1]
+    assert set(before.split(",")) == {"a:%d:1" % ea, "b:%d:1" % eb}
+    server.delete("a")
+    del_cursor, m = s.event()
+    _is_deletion(m, "a", ea, 2)
+    assert del_cursor == "b:%d:1" % eb  # the deletion's event no longer names a
+    server.patch("b", current_step=1)
+    b_cursor, m = s.event()
+    assert (m["workflow_id"], m["seq"]) == ("b", 2)
+    assert b_cursor == "b:%d:2" % eb
+    s.close()
+    # From a cursor before the deletion (the client may have missed it): the
+    # deletion, then b's change after its position.
+    s = SSE(server, url, {"Last-Event-ID": before})
+    assert s.resp.status == 200, s.resp
+    got = s.events(2)
+    _is_deletion(got[0][1], "a", ea, 2)
+    assert (got[1][1]["workflow_id"], got[1][1]["seq"]) == ("b", 2)
+    assert got[1][0] == "b:%d:2" % eb
+    s.close()
+    # From the deletion's cursor: a is skipped (its deletion was seen).
+    s = SSE(server, url, {"Last-Event-ID": del_cursor})
+    assert s.resp.status == 200, s.resp
+    _, m = s.event()
+    assert (m["workflow_id"], m["seq"]) == ("b", 2)
+    s.close()
+    # From a later cursor (a no longer named): a is skipped, b resumes.
+    s = SSE(server, url, {"Last-Event-ID": b_cursor})
+    assert s.resp.status == 200, s.resp
+    assert s.silent(0.3)
+    server.patch("b", current_step=2)
+    eid, m = s.event()
+    assert (m["workflow_id"], m["seq"], eid) == ("b", 3, "b:%d:3" % eb)
+    s.close()
+    # Without a cursor (a new stream) an unknown id is still 404.
+    assert_error(server.request("GET", url), 404, "not_found")
+
+
 def test_sse_multi_legacy_cursor_never_deleted_replays(server):
     server.create(id="a")
     for i in range(1, 4):
