@@ -259,9 +259,49 @@ def test_multi_subscribe_duplicate_ids_is_a_set(server):
         await in_thread(server.patch, "w", current_step=1)
         assert (await recv_json(ws))["seq"] == 2
         await expect_silence(ws, 0.3)  # each change once
+        await _send(ws, {"op": "unsubscribe", "workflow_ids": ["w", "w"]})
+        assert await recv_json(ws) == {"op": "unsubscribed", "workflow_ids": ["w"]}
         await ws.close()
 
     run(main())
+
+
+def _rss_kb(server):
+    with open("/proc/%d/status" % server.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_multi_subscribe_one_id_repeated_10000_times(server):
+    """Issue 8 item 2's example: a 40 KB subscribe repeating one id 10,000
+    times queued the state once per repeat (+42 MB per message). As a set it
+    is one subscription and one initial message."""
+    server.create(id="w")
+    msg = json.dumps({"op": "subscribe", "workflow_ids": ["w"] * 10000})
+    assert 40000 < len(msg) < 65536
+
+    async def main():
+        ws = await ws_connect(server, MULTI)
+        await _send(ws, {"op": "subscribe", "workflow_ids": ["w"]})
+        await recv_json(ws)
+        await recv_json(ws)
+        before = _rss_kb(server)
+        for _ in range(20):
+            await ws.send(msg)
+            assert await recv_json(ws) == {"op": "subscribed", "workflow_ids": ["w"]}
+            assert (await recv_json(ws))["seq"] == 1
+        await expect_silence(ws, 0.3)
+        grown = _rss_kb(server) - before
+        # 20 such messages used to cost ~840 MB; allow ASan's allocator slack.
+        assert grown < 32 * 1024, "RSS grew by %d KB" % grown
+        t0 = time.monotonic()
+        assert server.request("GET", "/healthz").status == 200
+        assert time.monotonic() - t0 < 5.0
+        await ws.close()
+
+    run(main(), timeout=60)
 
 
 def test_sse_multi_duplicate_ids_is_a_set(server):
