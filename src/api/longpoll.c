@@ -8,6 +8,7 @@
 #include "api/stream.h"
 #include "api/workflow_json.h"
 #include "common/error.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 
 #include <stdio.h>
@@ -29,6 +30,7 @@ static void answer_state(fc_conn *c, const fc_workflow *w, int resync)
 {
     size_t len = 0;
     char *json = fc_json_workflow(w, &len);
+    if (resync) FC_METRIC_ADD(resyncs, 1);
     if (json && resync) {
         /* {..."updated_at":"..."} becomes {...,"resync":true} */
         char *more = realloc(json, len + sizeof ",\"resync\":true");

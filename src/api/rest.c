@@ -358,6 +358,7 @@ static void history(fc_conn *c, fc_http_req *req, const char *id)
         }
         /* A client ahead of the log holds a position this database never had. */
         int resync = res.mode == FC__RESUME_RESYNC || pos.seq > res.w.seq;
+        if (resync && attempt == 0) FC_METRIC_ADD(resyncs, 1);
         history_out h = {.o = {.encode = encode_event}, .epoch = res.w.epoch};
         char head[160];
         list_append(&h.o, head,

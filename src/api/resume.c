@@ -5,6 +5,7 @@
  * SSE single and multi). */
 #include "api/stream.h"
 #include "common/error.h"
+#include "metrics/metrics.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -161,6 +162,7 @@ int fc__stream_resume_send(fc_conn *c, const fc__stream_resume *r, fc__stream_en
         fc_workflow gone = {.epoch = r->tomb.epoch, .seq = r->tomb.seq};
         memcpy(gone.id, r->w.id, sizeof gone.id);
         send_frame(c, fc_hub_encode_deleted(&gone, r->tomb.deleted_at_ms), encode, ud);
+        FC_METRIC_ADD(deletions_told, 1);
     }
     if (!r->exists) return 1;
     const fc_workflow *w = &r->w;
@@ -181,6 +183,7 @@ int fc__stream_resume_send(fc_conn *c, const fc__stream_resume *r, fc__stream_en
          * server (a database restored without rotate-epochs). */
         resync = 1;
     }
+    if (resync) FC_METRIC_ADD(resyncs, 1);
     send_frame(c, fc_hub_encode_update(w, resync), encode, ud);
     return 0;
 }

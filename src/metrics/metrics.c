@@ -91,6 +91,8 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->http_idle_closed += LOAD(m->http_idle_closed);
     sum->memory_trims += LOAD(m->memory_trims);
     sum->changes_committed += LOAD(m->changes_committed);
+    sum->resyncs += LOAD(m->resyncs);
+    sum->deletions_told += LOAD(m->deletions_told);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
     for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
@@ -206,6 +208,11 @@ char *fc_metrics_render(size_t *len)
             "Times freed memory was returned to the system after large frees.", m->memory_trims);
     counter(&o, "flowcast_changes_committed_total", "Workflow changes committed to the store.",
             m->changes_committed);
+    counter(&o, "flowcast_resyncs_total",
+            "Resumes answered with the current state and resync:true instead of a replay.",
+            m->resyncs);
+    counter(&o, "flowcast_resume_deletions_total",
+            "Deletions of an incarnation told in-band to a client resuming it.", m->deletions_told);
 
     /* The backlog gauges are uint64; Prometheus values are floats anyway. */
     header(&o, "flowcast_backlog_max", "gauge",

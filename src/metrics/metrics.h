@@ -26,6 +26,8 @@ typedef struct fc_metrics {
     uint64_t http_idle_closed;      /* counter: --idle-timeout expired */
     uint64_t memory_trims;          /* counter: malloc_trim after large frees */
     uint64_t changes_committed;     /* counter */
+    uint64_t resyncs;               /* counter: resumes answered with "resync":true */
+    uint64_t deletions_told;        /* counter: deletions sent in-band to a resume */
     uint64_t http_by_code[600];     /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];

@@ -72,6 +72,9 @@ def test_ws_resume_across_recreate_gets_deletion_then_resync(server, new_patches
         await ws.close()
 
     run(main())
+    m = server.metrics()
+    assert m["flowcast_resyncs_total"] == 1, m
+    assert m["flowcast_resume_deletions_total"] == 1, m
 
 
 def test_ws_resume_with_epoch_colon_form(server):
