@@ -57,17 +57,22 @@ int fc_store_sqlite_rotate_epochs(const char *path, int64_t *rotated, char *err,
     sqlite3 *db = NULL;
     int version;
     *rotated = 0;
+    /* The servers' own lock first: a running server's loops would go on with
+     * the old epochs in their subscriptions. */
+    fc_store_lock *lock = fc_store_lock_acquire(path, NULL, err, errlen);
+    if (!lock) return FC_EIO;
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", path,
                  db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
+        fc_store_lock_release(lock);
         return FC_EIO;
     }
     sqlite3_extended_result_codes(db, 1);
     /* EXCLUSIVE locking, set before the file is first read: the connection
      * then takes the database file for itself (no shared memory), which
-     * fails at once while a server (any other connection) has it open: its
-     * loops would otherwise go on with the old epochs in their subscriptions. */
+     * fails at once while any other connection has it open (a server from
+     * before the lock file, a backup tool). */
     int r = exec_or(db, "PRAGMA locking_mode=EXCLUSIVE", "cannot lock", err, errlen);
     if (r == 0) r = exec_or(db, "BEGIN EXCLUSIVE; COMMIT", "cannot lock", err, errlen);
     if (r == 0) r = fc__sqlite_migrate(db, &version, err, errlen);
@@ -77,5 +82,6 @@ int fc_store_sqlite_rotate_epochs(const char *path, int64_t *rotated, char *err,
     if (r != 0 && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     if (r != 0) *rotated = 0;
     sqlite3_close(db);
+    fc_store_lock_release(lock);
     return r;
 }
