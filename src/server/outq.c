@@ -263,9 +263,11 @@ int fc_outq_push_coalesce(fc_outq *q, fc_buf *buf, uint32_t limit)
     if (n) {
         idx_node *e = fc_container_of(n, idx_node, node);
         fc_buf *old = e->chunk->bufs[e->slot];
-        /* Only an unsent, older state is replaced: never bytes already in a
-         * write, and never a later seq (a deletion followed by a re-creation). */
-        if (e->num - q->popped >= pinned(q) && old->seq < buf->seq) {
+        /* Only an unsent, older state of the same incarnation is replaced:
+         * never bytes already in a write, never a later seq, and never a
+         * state of another epoch (a re-created workflow, whose states must
+         * stay after the old one's deletion, which has no key). */
+        if (e->num - q->popped >= pinned(q) && old->epoch == buf->epoch && old->seq < buf->seq) {
             e->chunk->bufs[e->slot] = buf;
             e->node.key = buf->key;
             q->bytes = q->bytes - old->len + buf->len;

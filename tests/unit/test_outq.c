@@ -132,6 +132,11 @@ static void test_coalesce_spares_locked_and_started_entries(void **state)
     /* Never replaced by a lower seq (a re-created workflow starts again at 1). */
     assert_int_equal(fc_outq_push_coalesce(&q, change("a", 1), 1), 0);
     assert_int_equal(q.count, 4);
+    /* Nor by another incarnation's state, whatever its seq. */
+    fc_buf *other = change("a", 9);
+    other->epoch = 77;
+    assert_int_equal(fc_outq_push_coalesce(&q, other, 1), 0);
+    assert_int_equal(q.count, 5);
     assert_int_equal(fc_outq_bytes(&q), walk_bytes(&q));
     fc_outq_clear(&q);
     assert_int_equal(q.count, 0);
