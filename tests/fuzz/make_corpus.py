@@ -189,6 +189,9 @@ OPS = {
     "subscribe_all": jbody({"op": "subscribe_all"}) + b"\0" +
     jbody({"op": "subscribe", "workflow_ids": ["w-3"]}),
     "fragmented": b"\x01" + jbody({"op": "subscribe", "workflow_ids": ["w1"]}),
+    "subscribe_epoch": jbody({"op": "subscribe", "workflow_ids": ["w1", "w2", "w1"],
+                              "since": {"w1": {"epoch": 5, "seq": 1},
+                                        "w2": {"epoch": 9007199254740991, "seq": 0}}}),
     "errors": b'{"op":"subscribe","workflow_ids":[]}\0{"op":"dance"}\0[1]\0{"op":1}\0' +
     b'{"op":"subscribe","workflow_ids":["w1"],"since":{"w1":-1}}\0{"op":"subscribe","workflow_ids":["bad id"]}',
 }
@@ -200,6 +203,8 @@ SSE = {
     "list_query": b"status=running&limit=2&cursor=abc%3D&workflow_ids=w1",
     "history_query": b"since=1&limit=1&workflow_ids=w1,w1",
     "escapes": b"workflow_ids=w%31,w%2D3&since=w1%3A1\n",
+    "epoch_cursor": b"workflow_ids=w1,w2&since=w1:5:1,w2:7:0\nw1:5:1,w2:9007199254740991:2",
+    "epoch_query": b"since=3&epoch=42&workflow_ids=w1\n42:3",
 }
 
 WORKFLOW = {"id": "w1", "name": "n", "status": "running", "current_step": 1, "total_steps": 10,
