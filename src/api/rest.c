@@ -1,5 +1,6 @@
 /* REST handlers: routing, auth, workflows CRUD through the store, health and metrics. */
 #include "api/api.h"
+#include "api/idempotency.h"
 #include "api/stream.h"
 #include "api/workflow_json.h"
 #include "cli/config.h"
@@ -29,8 +30,8 @@ static void respond_json(fc_conn *c, int status, const char *extra, char *json, 
     free(json);
 }
 
-/* The HTTP status and error code of each store error. */
-static void respond_store_error(fc_conn *c, int err, const char *msg)
+/* The HTTP status and error code of each store error (extra: headers or NULL). */
+static void respond_store_error(fc_conn *c, const char *extra, int err, const char *msg)
 {
     static const struct {
         int err, status;
@@ -42,11 +43,11 @@ static void respond_store_error(fc_conn *c, int err, const char *msg)
     };
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         if (map[i].err == err) {
-            fc_conn_respond_error(c, map[i].status, NULL, map[i].code, "%s", msg);
+            fc_conn_respond_error(c, map[i].status, extra, map[i].code, "%s", msg);
             return;
         }
     }
-    fc_conn_respond_error(c, 500, NULL, "internal", "%s", msg[0] ? msg : "storage error");
+    fc_conn_respond_error(c, 500, extra, "internal", "%s", msg[0] ? msg : "storage error");
 }
 
 static void method_not_allowed(fc_conn *c, const char *allow)
@@ -91,25 +92,46 @@ static int json_body(fc_conn *c, const fc_http_req *req)
 
 /* --- changes (asynchronous: answered when the store has committed) ---- */
 
+/* Marks an answer given again for a retry (as Stripe's API does): the
+ * status and body are the first answer's, byte for byte. */
+#define REPLAYED_HEADER "Idempotent-Replayed: true\r\n"
+
+/* The answer to a change: from the store's result and state, so a replayed
+ * outcome gets the same status and body as the first time. */
+static void answer_change(fc_conn *c, fc_change *ch)
+{
+    const char *replayed = ch->replayed ? REPLAYED_HEADER : NULL;
+    if (ch->result == FC_EKEYREUSED) {
+        fc_conn_respond_error(c, 422, NULL, "idempotency_key_reused",
+                              "Idempotency-Key \"%s\" was already used for a different request "
+                              "(another method, path or body); use a new key for a new request",
+                              ch->idem_key);
+    } else if (ch->result != 0) {
+        respond_store_error(c, replayed, ch->result, ch->errmsg);
+    } else if (ch->kind == FC_CHANGE_DELETE) {
+        fc_conn_respond(c, 204, replayed, NULL, NULL, 0);
+    } else {
+        size_t len;
+        char *json = fc_json_workflow(&ch->wf, &len);
+        char hdr[192];
+        int created = ch->kind == FC_CHANGE_CREATE;
+        snprintf(hdr, sizeof hdr, "%s%s%s%s", created ? "Location: /api/workflows/" : "",
+                 created ? ch->wf.id : "", created ? "\r\n" : "", replayed ? replayed : "");
+        respond_json(c, created ? 201 : 200, hdr[0] ? hdr : NULL, json, len);
+    }
+}
+
 static void change_done(fc_change *ch)
 {
     fc_conn *c = ch->data;
     /* The store has already reported the change to every loop's hub. */
-    if (ch->result == 0) FC_METRIC_ADD(changes_committed, 1);
+    if (ch->replayed)
+        FC_METRIC_ADD(idempotent_replays, 1);
+    else if (ch->result == 0)
+        FC_METRIC_ADD(changes_committed, 1);
     if (!fc_conn_is_closed(c)) {
         fc_conn_answer(c, ch->ticket);
-        if (ch->result != 0) {
-            respond_store_error(c, ch->result, ch->errmsg);
-        } else if (ch->kind == FC_CHANGE_DELETE) {
-            fc_conn_respond(c, 204, NULL, NULL, NULL, 0);
-        } else {
-            size_t len;
-            char *json = fc_json_workflow(&ch->wf, &len);
-            char loc[128];
-            snprintf(loc, sizeof loc, "Location: /api/workflows/%s\r\n", ch->wf.id);
-            int created = ch->kind == FC_CHANGE_CREATE;
-            respond_json(c, created ? 201 : 200, created ? loc : NULL, json, len);
-        }
+        answer_change(c, ch);
     }
     fc_change_clear(ch);
     free(ch);
@@ -135,10 +157,23 @@ static void submit(fc_conn *c, fc_change *ch)
     fc_store_submit(fc_server_store(fc_conn_server(c)), ch);
 }
 
+/* A new change of kind for the request on path, with its Idempotency-Key;
+ * NULL when it was answered (out of memory, malformed key). */
+static fc_change *change_for(fc_conn *c, const fc_http_req *req, const char *path,
+                             fc_change_kind kind)
+{
+    fc_change *ch = change_new(c, kind);
+    if (ch && fc__idem_take(c, req, path, ch) != 0) {
+        free(ch);
+        return NULL;
+    }
+    return ch;
+}
+
 static void create_workflow(fc_conn *c, const fc_http_req *req)
 {
     if (!authorized(c, req) || !json_body(c, req)) return;
-    fc_change *ch = change_new(c, FC_CHANGE_CREATE);
+    fc_change *ch = change_for(c, req, "/api/workflows", FC_CHANGE_CREATE);
     if (!ch) return;
     char err[256];
     if (fc_json_parse_create(req->body ? req->body : "", req->body_len, &ch->wf, err, sizeof err)) {
@@ -152,7 +187,9 @@ static void create_workflow(fc_conn *c, const fc_http_req *req)
 static void update_workflow(fc_conn *c, const fc_http_req *req, const char *id)
 {
     if (!authorized(c, req) || !json_body(c, req)) return;
-    fc_change *ch = change_new(c, FC_CHANGE_UPDATE);
+    char path[FC_ID_MAX + 32];
+    snprintf(path, sizeof path, "/api/workflows/%s", id);
+    fc_change *ch = change_for(c, req, path, FC_CHANGE_UPDATE);
     if (!ch) return;
     char err[256];
     if (fc_json_parse_patch(req->body ? req->body : "", req->body_len, &ch->patch, err,
@@ -168,7 +205,9 @@ static void update_workflow(fc_conn *c, const fc_http_req *req, const char *id)
 static void delete_workflow(fc_conn *c, const fc_http_req *req, const char *id)
 {
     if (!authorized(c, req)) return;
-    fc_change *ch = change_new(c, FC_CHANGE_DELETE);
+    char path[FC_ID_MAX + 32];
+    snprintf(path, sizeof path, "/api/workflows/%s", id);
+    fc_change *ch = change_for(c, req, path, FC_CHANGE_DELETE);
     if (!ch) return;
     snprintf(ch->wf.id, sizeof ch->wf.id, "%s", id);
     submit(c, ch);
@@ -282,7 +321,7 @@ static void list_workflows(fc_conn *c, const fc_http_req *req)
         fc_store_list(fc_server_store(fc_conn_server(c)), &q, append_row, &o, next, sizeof next);
     if (r != 0) {
         free(o.buf);
-        respond_store_error(c, r, r == FC_EINVAL ? "invalid cursor" : "storage error");
+        respond_store_error(c, NULL, r, r == FC_EINVAL ? "invalid cursor" : "storage error");
         return;
     }
     char tail[96];

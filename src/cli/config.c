@@ -239,6 +239,15 @@ static const opt options[] = {
      .def = "60",
      .metavar = "S",
      .help = "Idle seconds before TCP keepalive probes reap a half-open socket; 0 = off."},
+    {.name = "idempotency-window",
+     .env = "FLOWCAST_IDEMPOTENCY_WINDOW",
+     .type = OPT_SECONDS,
+     FIELD(idempotency_window),
+     .min = 1,
+     .max = 30 * 86400,
+     .def = "86400",
+     .metavar = "S",
+     .help = "Seconds an Idempotency-Key is remembered: a retry within it gets the first answer."},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

@@ -14,6 +14,8 @@ enum {
     FC_ELIMIT = -8, /* a configured limit is reached (answered already) */
     FC_EBUSY = -20, /* the resource is held by another process (the database lock) */
     FC_EFULL = -21, /* storage is full (SQLITE_FULL, ENOSPC): the change was not saved */
+    /* An idempotency key already used for another request. */
+    FC_EKEYREUSED = -22,
 };
 
 #endif

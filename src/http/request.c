@@ -16,6 +16,7 @@ static const char *const header_names[FC_H_COUNT] = {
     [FC_H_AUTHORIZATION] = "authorization",
     [FC_H_LAST_EVENT_ID] = "last-event-id",
     [FC_H_EXPECT] = "expect",
+    [FC_H_IDEMPOTENCY_KEY] = "idempotency-key",
 };
 
 static fc_http_req *req_of(http_parser *p)

@@ -21,6 +21,7 @@ typedef enum {
     FC_H_AUTHORIZATION,
     FC_H_LAST_EVENT_ID,
     FC_H_EXPECT,
+    FC_H_IDEMPOTENCY_KEY,
     FC_H_COUNT
 } fc_header_id;
 

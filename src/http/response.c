@@ -39,6 +39,8 @@ const char *fc_http_reason(int status)
         return "Expectation Failed";
     case 421:
         return "Misdirected Request";
+    case 422:
+        return "Unprocessable Content";
     case 426:
         return "Upgrade Required";
     case 431:

@@ -93,6 +93,7 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->changes_committed += LOAD(m->changes_committed);
     sum->resyncs += LOAD(m->resyncs);
     sum->deletions_told += LOAD(m->deletions_told);
+    sum->idempotent_replays += LOAD(m->idempotent_replays);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
     for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
@@ -213,6 +214,9 @@ char *fc_metrics_render(size_t *len)
             m->resyncs);
     counter(&o, "flowcast_resume_deletions_total",
             "Deletions of an incarnation told in-band to a client resuming it.", m->deletions_told);
+    counter(&o, "flowcast_idempotent_replays_total",
+            "Retried changes answered from their Idempotency-Key, not applied again.",
+            m->idempotent_replays);
 
     /* The backlog gauges are uint64; Prometheus values are floats anyway. */
     header(&o, "flowcast_backlog_max", "gauge",

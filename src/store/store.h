@@ -13,7 +13,16 @@
  * Several loops share one store through handles (fc_store_attach), one per
  * loop. Every handle hears of every change committed through any of them,
  * in commit order, through its commit callback: that is how each loop
- * publishes every change to its own subscribers in the same order. */
+ * publishes every change to its own subscribers in the same order.
+ *
+ * Idempotency: a change may carry a key (fc_change.idem_key). The backend
+ * stores the key with the change's outcome in the change's own transaction,
+ * and checks for an earlier use of the key inside that same transaction, so
+ * of any number of concurrent submissions of one key exactly one is applied:
+ * a later one with the same fingerprint gets the stored outcome back
+ * (replayed = 1, nothing committed, nothing reported to on_commit), one with
+ * another fingerprint fails with FC_EKEYREUSED. A key is remembered for the
+ * window of fc_store_config; an older one counts as never used. */
 #ifndef FC_STORE_STORE_H
 #define FC_STORE_STORE_H
 
@@ -22,6 +31,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+/* Idempotency keys: 1..FC_IDEM_KEY_MAX visible ASCII characters. */
+#define FC_IDEM_KEY_MAX 128
+/* The fingerprint of the request a key was first used with (a SHA-256). */
+#define FC_IDEM_FP_LEN 32
+/* How long a key is remembered when fc_store_config leaves it at 0: 24 h. */
+#define FC_IDEM_WINDOW_DEFAULT_MS (24 * 3600 * 1000LL)
 
 typedef enum { FC_CHANGE_CREATE, FC_CHANGE_UPDATE, FC_CHANGE_DELETE } fc_change_kind;
 
@@ -36,8 +52,15 @@ typedef enum { FC_CHANGE_CREATE, FC_CHANGE_UPDATE, FC_CHANGE_DELETE } fc_change_
  *           keeps it as the id's tombstone.
  * result is 0 or FC_ENOTFOUND, FC_EEXISTS, FC_ESEQ, FC_ETERMINAL,
  * FC_EINVAL (current_step > total_steps after the patch), FC_EFULL (the
- * disk is full; reads go on working), FC_EIO; errmsg
- * then holds a human-readable reason. */
+ * disk is full; reads go on working), FC_EKEYREUSED, FC_EIO; errmsg then
+ * holds a human-readable reason.
+ *   Optional input idem_key ("" = none) with idem_fp, the fingerprint of the
+ * request (opaque to the store; equal fingerprints mean the same request).
+ * When the key was used within the window with the same fingerprint, the
+ * change is not applied: result, errmsg and wf are the first outcome's and
+ * replayed is 1. The outcomes remembered are the ones that depend only on
+ * the request and the stored data (0, FC_ENOTFOUND, FC_EEXISTS, FC_ESEQ,
+ * FC_ETERMINAL, FC_EINVAL); after any other failure the key stays unused. */
 typedef struct fc_change {
     fc_change_kind kind;
     fc_workflow wf;
@@ -45,6 +68,9 @@ typedef struct fc_change {
     int result;
     char errmsg[160];
     uint64_t commit_ns; /* monotonic time of the commit */
+    char idem_key[FC_IDEM_KEY_MAX + 1];
+    unsigned char idem_fp[FC_IDEM_FP_LEN];
+    int replayed; /* output: the outcome of the key's first use, nothing applied */
     void (*done)(struct fc_change *c);
     void *data;
     uint32_t ticket;        /* the caller's (e.g. the HTTP request to answer) */
@@ -91,10 +117,12 @@ typedef struct fc_store_config {
      * quick_check); past it the rest is skipped with a warning. 0: no check.
      * A failed check fails the open. */
     double check_seconds;
+    /* Idempotency keys are remembered this long; 0: FC_IDEM_WINDOW_DEFAULT_MS. */
+    int64_t idem_window_ms;
 } fc_store_config;
 
 typedef struct fc_store_ops {
-    int version; /* 3: epochs and tombstones */
+    int version; /* 4: changes carry idempotency keys (3: epochs and tombstones) */
     const char *name;
     /* Finishes the handle's queued changes (their done() runs inside close)
      * and frees the handle; the last handle's close also stops the writer,

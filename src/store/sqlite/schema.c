@@ -90,6 +90,29 @@ static const char *const migrations[] = {
     ") WITHOUT ROWID;"
     "INSERT INTO tombstones (id, epoch, seq, deleted_at)"
     "  SELECT id, 0, 0, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM workflows;",
+    /* 5: idempotency keys (idempotency.c). One row per key: the fingerprint of
+     * the request it came with, when it was first used, and that request's
+     * outcome (result names the store error, "ok" on success; the state
+     * columns hold fc_change.wf), so a retry is answered without the event
+     * log, which may have moved on or been deleted with its workflow. The
+     * created_at index finds expired keys for trimming, oldest first. */
+    "CREATE TABLE idempotency_keys ("
+    "  key TEXT NOT NULL UNIQUE,"
+    "  fingerprint BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  result TEXT NOT NULL,"
+    "  errmsg TEXT NOT NULL,"
+    "  workflow_id TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  current_step INTEGER NOT NULL,"
+    "  total_steps INTEGER NOT NULL,"
+    "  message TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  wf_created_at INTEGER NOT NULL,"
+    "  wf_updated_at INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof *migrations))

@@ -23,6 +23,13 @@
  * with short names and messages (40,000 workflows), 4.5 KB at the most. */
 #define FC__SQLITE_CACHE_BYTES (8u << 20)
 
+/* Expired idempotency keys are deleted at most once a second, at most this
+ * many (plus two per keyed change of the batch) in one commit, so trimming
+ * a day's backlog never makes one commit slow; a full trim runs again at
+ * the next commit until it catches up. */
+#define FC__SQLITE_IDEM_TRIM 256
+#define FC__SQLITE_IDEM_TRIM_EVERY_MS 1000
+
 /* Writer-side prepared statements, indexes into fc__sqlite_store.w. */
 enum {
     FC__W_BEGIN,
@@ -38,6 +45,9 @@ enum {
     FC__W_EV_DELETE,
     FC__W_TOMB_GET,
     FC__W_TOMB_PUT,
+    FC__W_IDEM_SELECT,
+    FC__W_IDEM_PUT,
+    FC__W_IDEM_TRIM,
     FC__W_COUNT
 };
 
@@ -97,6 +107,7 @@ typedef struct fc__sqlite_core {
     int sync_full;
     int retention;
     fc_store_lock *lock; /* this process's hold on the file, for the core's life */
+    int64_t idem_window_ms;
 
     /* Write side: used only by the writer thread, and by the last close after the join. */
     sqlite3 *wdb;
@@ -104,6 +115,10 @@ typedef struct fc__sqlite_core {
     fc__wcache wc;
     int64_t data_version; /* PRAGMA data_version when wc was last known good */
     int full;             /* a write of the current batch failed with SQLITE_FULL */
+    /* When expired idempotency keys were last trimmed, and whether that
+     * trim hit its limit (more may be waiting). */
+    int64_t idem_trimmed_ms;
+    int idem_trim_full;
     pthread_t thread;
     int thread_started;
 
@@ -166,6 +181,12 @@ struct fc__sqlite_store {
     int closed;
 };
 
+/* True when c changed the store (committed, not refused, not a replay). */
+static inline int fc__change_applied(const fc_change *c)
+{
+    return c->result == 0 && !c->replayed;
+}
+
 /* Appends the list first..last (linked by next) to the list *head..*tail. */
 static inline void fc__changes_append(fc_change **head, fc_change **tail, fc_change *first,
                                       fc_change *last)
@@ -209,6 +230,20 @@ int fc__wcache_put(fc__wcache *wc, int64_t pk, const fc_workflow *w);
 void fc__wcache_drop(fc__wcache *wc, const char *id);
 /* Forgets everything: after a rollback the cached states may be ahead of the database. */
 void fc__wcache_clear(fc__wcache *wc);
+
+/* idempotency.c (writer thread, inside the batch's transaction) */
+
+enum { FC__IDEM_NEW = 0, FC__IDEM_ANSWERED = 1 };
+/* Looks c's key up (c->idem_key must be set). FC__IDEM_NEW: unused or
+ * expired, apply c. FC__IDEM_ANSWERED: c->result (and for a replay
+ * c->replayed, c->errmsg and c->wf) is set, do not apply c. FC_EIO with
+ * SQLite's reason in ioerr. */
+int fc__idem_check(fc__sqlite_core *s, fc_change *c, int64_t now, char *ioerr, size_t n);
+/* Stores c's key with its outcome when it has a key and an outcome worth
+ * repeating (see fc_change). 0 or FC_EIO. */
+int fc__idem_record(fc__sqlite_core *s, const fc_change *c, int64_t now, char *ioerr, size_t n);
+/* Deletes expired keys when due, at most FC__SQLITE_IDEM_TRIM + 2 * keyed. 0 or FC_EIO. */
+int fc__idem_trim(fc__sqlite_core *s, int64_t now, int keyed, char *ioerr, size_t n);
 
 /* writer.c */
 

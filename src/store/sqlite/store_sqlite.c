@@ -243,6 +243,7 @@ static void sq_submit(fc_store *bs, fc_change *c)
     assert(!s->closed && "fc_store_submit after fc_store_close");
     c->result = 0;
     c->errmsg[0] = '\0';
+    c->replayed = 0;
     c->next = NULL;
     c->origin = s;
     s->outstanding++;
@@ -473,6 +474,7 @@ static fc__sqlite_core *core_open(const fc_store_config *cfg, int *version, char
     }
     s->sync_full = cfg->sync_full;
     s->retention = cfg->retention;
+    s->idem_window_ms = cfg->idem_window_ms > 0 ? cfg->idem_window_ms : FC_IDEM_WINDOW_DEFAULT_MS;
     int locks = 0;
     /* Before SQLite touches the file: a second server must not even recover its WAL. */
     if (!(s->lock = fc_store_lock_acquire(cfg->path, NULL, err, errlen))) goto fail;

@@ -40,6 +40,16 @@ static const char *const w_sql[FC__W_COUNT] = {
      * (an older incarnation's watcher is told to resync, not of the deletion). */
     [FC__W_TOMB_PUT] = "INSERT OR REPLACE INTO tombstones (id, epoch, seq, deleted_at)"
                        " VALUES (?1, ?2, ?3, ?4)",
+    [FC__W_IDEM_SELECT] = "SELECT fingerprint, created_at, result, errmsg, workflow_id, name,"
+                          " status, current_step, total_steps, message, seq, wf_created_at,"
+                          " wf_updated_at FROM idempotency_keys WHERE key = ?1",
+    /* REPLACE: the only row it can meet is an expired use of the same key. */
+    [FC__W_IDEM_PUT] = "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, created_at,"
+                       " result, errmsg, workflow_id, name, status, current_step, total_steps,"
+                       " message, seq, wf_created_at, wf_updated_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [FC__W_IDEM_TRIM] = "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM"
+                        " idempotency_keys WHERE created_at <= ?1 ORDER BY created_at LIMIT ?2)",
 };
 
 /* Outcome of reading a change's current row. */
@@ -325,6 +335,40 @@ static int check_cache(fc__sqlite_core *s, char *ioerr, size_t n)
     return 0;
 }
 
+/* Applies one change inside the batch's transaction: a change with an
+ * idempotency key that was already used is answered from the key instead
+ * (checked here, inside the transaction, so two submissions of one key in
+ * any batches apply once), and a new key is stored with the outcome. 0 or
+ * FC_EIO (the batch must roll back). */
+static int apply_one(fc__sqlite_core *s, fc_change *c, int64_t now, int *keyed, char *ioerr,
+                     size_t n)
+{
+    c->result = 0;
+    c->errmsg[0] = '\0';
+    c->replayed = 0;
+    if (c->idem_key[0]) {
+        int r = fc__idem_check(s, c, now, ioerr, n);
+        if (r != FC__IDEM_NEW) return r == FC__IDEM_ANSWERED ? 0 : FC_EIO;
+        (*keyed)++;
+    }
+    int rc = 0;
+    switch (c->kind) {
+    case FC_CHANGE_CREATE:
+        rc = apply_create(s, c, now, ioerr, n);
+        break;
+    case FC_CHANGE_UPDATE:
+        rc = apply_update(s, c, now, ioerr, n);
+        break;
+    case FC_CHANGE_DELETE:
+        rc = apply_delete(s, c, now, ioerr, n);
+        break;
+    default:
+        fail(c, FC_EINVAL, "unknown change kind %d", (int)c->kind);
+        break;
+    }
+    return rc != 0 ? rc : fc__idem_record(s, c, now, ioerr, n);
+}
+
 /* Applies one batch in one transaction and returns its last change. Every
  * change gets its result; if SQLite fails, the batch is rolled back and every
  * change reports FC_EIO, because none of it was committed. */
@@ -336,31 +380,14 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
     int failed = run(s, s->w[FC__W_BEGIN], ioerr, sizeof ioerr) != 0;
     if (!failed) failed = check_cache(s, ioerr, sizeof ioerr) != 0;
     fc_change *c, *last = batch;
-    int count = 0;
+    int count = 0, keyed = 0;
 
     for (c = batch; c; c = c->next) {
         last = c;
         count++;
-        if (failed) continue;
-        c->result = 0;
-        c->errmsg[0] = '\0';
-        int rc = 0;
-        switch (c->kind) {
-        case FC_CHANGE_CREATE:
-            rc = apply_create(s, c, now, ioerr, sizeof ioerr);
-            break;
-        case FC_CHANGE_UPDATE:
-            rc = apply_update(s, c, now, ioerr, sizeof ioerr);
-            break;
-        case FC_CHANGE_DELETE:
-            rc = apply_delete(s, c, now, ioerr, sizeof ioerr);
-            break;
-        default:
-            fail(c, FC_EINVAL, "unknown change kind %d", (int)c->kind);
-            break;
-        }
-        if (rc != 0) failed = 1;
+        if (!failed && apply_one(s, c, now, &keyed, ioerr, sizeof ioerr) != 0) failed = 1;
     }
+    if (!failed && fc__idem_trim(s, now, keyed, ioerr, sizeof ioerr) != 0) failed = 1;
     if (!failed && run(s, s->w[FC__W_COMMIT], ioerr, sizeof ioerr) != 0) failed = 1;
     if (failed) {
         /* SQLite may already have rolled back on its own (e.g. SQLITE_FULL). */
@@ -372,6 +399,7 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
         FC_ERROR(FC__SQLITE_TAG, "batch of %d changes rolled back: %s", count, ioerr);
         fc__wcache_clear(&s->wc);
         for (c = batch; c; c = c->next) {
+            c->replayed = 0;
             if (s->full)
                 fail(c, FC_EFULL, "storage full, change not saved: %s", ioerr);
             else
@@ -392,7 +420,7 @@ static fc__batch *batch_build(fc_change *batch)
     int count = 0;
     size_t strings = 0;
     for (fc_change *c = batch; c; c = c->next) {
-        if (c->result != 0) continue;
+        if (!fc__change_applied(c)) continue;
         count++;
         strings += strlen(c->wf.name) + strlen(c->wf.message) + 2;
     }
@@ -405,7 +433,7 @@ static fc__batch *batch_build(fc_change *batch)
     fc_change *tails[FC__SQLITE_MAX_HANDLES] = {0};
     for (fc_change *c = batch, *next; c; c = next) {
         next = c->next;
-        if (c->result == 0) {
+        if (fc__change_applied(c)) {
             fc__batch_item *it = &b->items[b->count++];
             it->wf = c->wf;
             it->wf.name = arena;
@@ -592,7 +620,7 @@ void fc__sqlite_deliver(fc__sqlite_store *h)
     fc_change *c;
     while ((c = h->delivering)) {
         h->delivering = c->next;
-        if (c->result == 0) report(h, &c->wf, c->commit_ns, c->kind == FC_CHANGE_DELETE);
+        if (fc__change_applied(c)) report(h, &c->wf, c->commit_ns, c->kind == FC_CHANGE_DELETE);
         finish(h, c);
     }
     fc__batch *b;
