@@ -155,7 +155,11 @@ typedef struct fcc_workflow_page {
     char *next_cursor; /* NULL on the last page */
 } fcc_workflow_page;
 
-/* Fields to create; name and total_steps are required, NULL/negative = unset. */
+/* Longest Idempotency-Key the server accepts (visible ASCII characters). */
+#define FCC_IDEMPOTENCY_KEY_MAX 128
+
+/* Fields to create; name and total_steps are required, NULL/negative = unset.
+ * idempotency_key: see "Retries and idempotency" below; NULL = a new random key. */
 typedef struct fcc_create {
     const char *name;
     int64_t total_steps;
@@ -163,16 +167,37 @@ typedef struct fcc_create {
     const char *status;
     int64_t current_step; /* < 0: unset */
     const char *message;
+    const char *idempotency_key;
 } fcc_create;
 
-/* Fields to change; NULL / negative = unchanged. if_seq > 0 makes it a compare-and-set. */
+/* Fields to change; NULL / negative = unchanged. if_seq > 0 makes it a compare-and-set.
+ * idempotency_key: see "Retries and idempotency" below; NULL = a new random key. */
 typedef struct fcc_patch {
     const char *status;
     int64_t current_step;
     int64_t total_steps;
     const char *message;
     int64_t if_seq;
+    const char *idempotency_key;
 } fcc_patch;
+
+/* Retries and idempotency. When the answer to a request is lost (the
+ * connection fails, breaks or times out: FCC_ECONNECT, FCC_ETIMEOUT,
+ * FCC_EPROTO), the client sends the same request again, up to 4 more times
+ * by default, after a random delay of at most min(backoff_max_ms,
+ * 100 ms * 2^n) before retry n (full jitter, see fcc_backoff_delay). Every
+ * create and update carries an Idempotency-Key header, the same on each
+ * retry: a server that already applied the change (its answer was lost, or
+ * it was killed after the commit) answers the retry with the first answer
+ * and applies nothing, so a change is applied at most once however often it
+ * is sent. The key is random per call unless fcc_create.idempotency_key /
+ * fcc_patch.idempotency_key gives one (1..FCC_IDEMPOTENCY_KEY_MAX visible
+ * ASCII characters): a producer that records its key before sending can
+ * send the same change again after its own restart. A key is remembered by
+ * the server for its --idempotency-window (24 h by default); the same key
+ * with another request is answered 422 (FCC_EHTTP, code
+ * "idempotency_key_reused"). fcc_workflow_step makes one key per PATCH it
+ * sends; its retries after a lost answer reuse it. */
 
 /* A client for url ("http://host:port"); token (may be NULL) is sent as
  * "Authorization: Bearer". Requests are blocking, one connection each.
@@ -183,6 +208,10 @@ FCC_API void fcc_client_free(fcc_client *c);
 FCC_API void fcc_client_set_timeout(fcc_client *c, unsigned ms);
 /* The URL the client was made with. */
 FCC_API const char *fcc_client_url(const fcc_client *c);
+/* Retries after a lost answer (see above): retries more attempts at most
+ * (0: none; default 4), backoff_max_ms the longest wait before one (0: the
+ * default, 2000). */
+FCC_API void fcc_client_set_retries(fcc_client *c, unsigned retries, uint64_t backoff_max_ms);
 
 /* Each returns 0 and fills *out, or FCC_E* and fills *err (err may be NULL). */
 FCC_API int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out,

@@ -17,13 +17,19 @@ void fc_cli_usage(FILE *out)
             "              one JSON line per update otherwise or with --json);\n"
             "              --exit-on-done: exit when all are terminal (0 all completed, 1 else)\n"
             "  create NAME --steps N [--id ID] [--status S] [--message M]\n"
+            "              [--idempotency-key K] [--retries N]\n"
             "  update ID [--status S] [--step N] [--total N] [--message M]\n"
-            "  step ID [--message M]   advance by one step (pending becomes running,\n"
-            "                          the last step completes the workflow)\n"
+            "            [--idempotency-key K] [--retries N]\n"
+            "  step ID [--message M] [--retries N]\n"
+            "              advance by one step (pending becomes running,\n"
+            "              the last step completes the workflow)\n"
             "  get ID\n"
             "  list [--status S] [--limit N]   one JSON line per workflow, newest first\n\n"
             "client options: --server URL (default $FLOWCAST_URL or " DEFAULT_URL ");\n"
             "the token for changes is read from $FLOWCAST_API_TOKEN.\n"
+            "create, update and step send an Idempotency-Key (random, or --idempotency-key K\n"
+            "to repeat a change safely across runs) and resend the same request up to\n"
+            "--retries N times (default 4) when the answer is lost: the server applies it once.\n"
             "Client commands print the workflow as JSON; errors print one line and exit 1\n"
             "(2 for usage errors).\n");
 }
@@ -98,6 +104,20 @@ static fcc_client *client(const fc_cli_ctx *ctx)
     return c;
 }
 
+/* A client for a change command: --retries (NULL: the library's default). */
+static fcc_client *change_client(const fc_cli_ctx *ctx, const char *retries, int *rc)
+{
+    long long n = int_opt(retries);
+    if (n == -2 || n > 1000) {
+        *rc = fc_cli_usage_error(ctx, "--retries needs an integer in 0..1000");
+        return NULL;
+    }
+    fcc_client *c = client(ctx);
+    *rc = c ? 0 : FC_CLI_USAGE;
+    if (c && n >= 0) fcc_client_set_retries(c, (unsigned)n, 0);
+    return c;
+}
+
 /* Prints the workflow or the error line; returns the exit status. */
 static int finish(fcc_client *c, int r, fcc_workflow *w, const fcc_error *err)
 {
@@ -113,11 +133,14 @@ static int finish(fcc_client *c, int r, fcc_workflow *w, const fcc_error *err)
 
 static int cmd_create(fc_cli_ctx *ctx, int argc, char **argv)
 {
-    const char *steps = NULL, *id = NULL, *status = NULL, *message = NULL, *pos[1];
+    const char *steps = NULL, *id = NULL, *status = NULL, *message = NULL, *key = NULL,
+               *retries = NULL, *pos[1];
     const fc_cli_opt opts[] = {{"--steps", &steps, NULL},
                                {"--id", &id, NULL},
                                {"--status", &status, NULL},
                                {"--message", &message, NULL},
+                               {"--idempotency-key", &key, NULL},
+                               {"--retries", &retries, NULL},
                                {NULL, NULL, NULL}};
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
     if (r) return r;
@@ -125,14 +148,15 @@ static int cmd_create(fc_cli_ctx *ctx, int argc, char **argv)
     long long total = int_opt(steps);
     if (total == -1) return fc_cli_usage_error(ctx, "needs --steps N");
     if (total < 0) return bad_int(ctx, "--steps");
-    fcc_client *c = client(ctx);
-    if (!c) return FC_CLI_USAGE;
+    fcc_client *c = change_client(ctx, retries, &r);
+    if (!c) return r;
     fcc_create p = {.name = pos[0],
                     .total_steps = total,
                     .id = id,
                     .status = status,
                     .current_step = -1,
-                    .message = message};
+                    .message = message,
+                    .idempotency_key = key};
     fcc_workflow w;
     fcc_error err;
     r = fcc_workflow_create(c, &p, &w, &err);
@@ -141,11 +165,14 @@ static int cmd_create(fc_cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_update(fc_cli_ctx *ctx, int argc, char **argv)
 {
-    const char *status = NULL, *step = NULL, *total = NULL, *message = NULL, *pos[1];
+    const char *status = NULL, *step = NULL, *total = NULL, *message = NULL, *key = NULL,
+               *retries = NULL, *pos[1];
     const fc_cli_opt opts[] = {{"--status", &status, NULL},
                                {"--step", &step, NULL},
                                {"--total", &total, NULL},
                                {"--message", &message, NULL},
+                               {"--idempotency-key", &key, NULL},
+                               {"--retries", &retries, NULL},
                                {NULL, NULL, NULL}};
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
     if (r) return r;
@@ -153,14 +180,15 @@ static int cmd_update(fc_cli_ctx *ctx, int argc, char **argv)
     fcc_patch p = {.status = status,
                    .current_step = int_opt(step),
                    .total_steps = int_opt(total),
-                   .message = message};
+                   .message = message,
+                   .idempotency_key = key};
     if (p.current_step == -2) return bad_int(ctx, "--step");
     if (p.total_steps == -2) return bad_int(ctx, "--total");
     if (!status && !message && p.current_step < 0 && p.total_steps < 0)
         return fc_cli_usage_error(ctx,
                                   "nothing to change: give --status, --step, --total or --message");
-    fcc_client *c = client(ctx);
-    if (!c) return FC_CLI_USAGE;
+    fcc_client *c = change_client(ctx, retries, &r);
+    if (!c) return r;
     fcc_workflow w;
     fcc_error err;
     r = fcc_workflow_update(c, pos[0], &p, &w, &err);
@@ -169,13 +197,14 @@ static int cmd_update(fc_cli_ctx *ctx, int argc, char **argv)
 
 static int cmd_step(fc_cli_ctx *ctx, int argc, char **argv)
 {
-    const char *message = NULL, *pos[1];
-    const fc_cli_opt opts[] = {{"--message", &message, NULL}, {NULL, NULL, NULL}};
+    const char *message = NULL, *retries = NULL, *pos[1];
+    const fc_cli_opt opts[] = {
+        {"--message", &message, NULL}, {"--retries", &retries, NULL}, {NULL, NULL, NULL}};
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
     if (r) return r;
     if (n != 1) return fc_cli_usage_error(ctx, "needs a workflow ID");
-    fcc_client *c = client(ctx);
-    if (!c) return FC_CLI_USAGE;
+    fcc_client *c = change_client(ctx, retries, &r);
+    if (!c) return r;
     fcc_workflow w;
     fcc_error err;
     r = fcc_workflow_step(c, pos[0], message, &w, &err);

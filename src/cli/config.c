@@ -244,7 +244,7 @@ static const opt options[] = {
      .type = OPT_SECONDS,
      FIELD(idempotency_window),
      .min = 1,
-     .max = 30 * 86400,
+     .max = 7 * 86400,
      .def = "86400",
      .metavar = "S",
      .help = "Seconds an Idempotency-Key is remembered: a retry within it gets the first answer."},

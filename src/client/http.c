@@ -146,7 +146,8 @@ static int recv_all(int fd, char **out, size_t *out_len, unsigned timeout_ms)
 }
 
 int fcc__http_request(const fcc__http_target *t, const char *method, const char *path,
-                      const char *body, fcc__http_response *resp, fcc_error *err)
+                      const char *body, const char *idem_key, fcc__http_response *resp,
+                      fcc_error *err)
 {
     memset(resp, 0, sizeof *resp);
     char what[128];
@@ -160,16 +161,18 @@ int fcc__http_request(const fcc__http_target *t, const char *method, const char 
     char auth[600] = "";
     if (t->token && *t->token)
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t->token);
+    char key[160] = "";
+    if (idem_key) snprintf(key, sizeof key, "Idempotency-Key: %s\r\n", idem_key);
     char *req = NULL;
     int n = body ? asprintf(&req,
                             "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libflowcast\r\n"
-                            "Accept: application/json\r\nConnection: close\r\n%s"
+                            "Accept: application/json\r\nConnection: close\r\n%s%s"
                             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                            method, path, t->url->hostport, auth, blen, body)
+                            method, path, t->url->hostport, auth, key, blen, body)
                  : asprintf(&req,
                             "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: libflowcast\r\n"
-                            "Accept: application/json\r\nConnection: close\r\n%s\r\n",
-                            method, path, t->url->hostport, auth);
+                            "Accept: application/json\r\nConnection: close\r\n%s%s\r\n",
+                            method, path, t->url->hostport, auth, key);
     if (n < 0) {
         close(fd);
         return set_error(err, FCC_ENOMEM, "out of memory");

@@ -17,10 +17,12 @@ typedef struct fcc__http_response {
     size_t body_len;
 } fcc__http_response;
 
-/* Sends one request (body: JSON text or NULL) and reads the response.
- * 0 when the server answered (any status), else FCC_ECONNECT / FCC_ETIMEOUT /
- * FCC_EPROTO / FCC_ENOMEM with a one-line err->message. */
+/* Sends one request (body: JSON text or NULL; idem_key: an Idempotency-Key
+ * or NULL) and reads the response. 0 when the server answered (any status),
+ * else FCC_ECONNECT / FCC_ETIMEOUT / FCC_EPROTO / FCC_ENOMEM with a one-line
+ * err->message. */
 int fcc__http_request(const fcc__http_target *t, const char *method, const char *path,
-                      const char *body, fcc__http_response *resp, fcc_error *err);
+                      const char *body, const char *idem_key, fcc__http_response *resp,
+                      fcc_error *err);
 
 #endif

@@ -5,14 +5,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #define STEP_RETRIES 50
+/* Retries of a request whose answer was lost, and their backoff (ms). */
+#define RETRIES_DEFAULT 4
+#define RETRY_INITIAL_MS 100
+#define RETRY_MAX_MS_DEFAULT 2000
+/* Idempotency keys made by the library: 128 random bits in hex. */
+#define KEY_HEX_LEN 32
 
 struct fcc_client {
     fcc__url url;
     char *url_text;
     char *token;
     unsigned timeout_ms;
+    unsigned retries;
+    uint64_t retry_max_ms;
+    uint64_t rng; /* backoff jitter */
 };
 
 fcc_client *fcc_client_new(const char *url, const char *token, int *err)
@@ -23,6 +34,9 @@ fcc_client *fcc_client_new(const char *url, const char *token, int *err)
         c->url_text = strdup(url);
         c->token = token ? strdup(token) : NULL;
         c->timeout_ms = 10000;
+        c->retries = RETRIES_DEFAULT;
+        c->retry_max_ms = RETRY_MAX_MS_DEFAULT;
+        c->rng = fcc__seed();
         if (!c->url_text || (token && !c->token)) e = FCC_ENOMEM;
     }
     if (e != 0) {
@@ -49,6 +63,12 @@ void fcc_client_set_timeout(fcc_client *c, unsigned ms)
 const char *fcc_client_url(const fcc_client *c)
 {
     return c->url_text;
+}
+
+void fcc_client_set_retries(fcc_client *c, unsigned retries, uint64_t backoff_max_ms)
+{
+    c->retries = retries;
+    c->retry_max_ms = backoff_max_ms ? backoff_max_ms : RETRY_MAX_MS_DEFAULT;
 }
 
 void fcc_workflow_clear(fcc_workflow *w)
@@ -111,9 +131,25 @@ static int workflow_from_json(json_t *o, fcc_workflow *w)
     return 0;
 }
 
-/* Sends a request and parses a 2xx JSON body into *out (caller decrefs). */
-static int call(fcc_client *c, const char *method, const char *path, json_t *body, json_t **out,
-                fcc_error *err)
+/* The answer was lost: the server may or may not have seen the request. */
+static int answer_lost(int r)
+{
+    return r == FCC_ECONNECT || r == FCC_ETIMEOUT || r == FCC_EPROTO;
+}
+
+static void sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Sends a request, again with the same body and key while its answer is
+ * lost (up to c->retries times), and parses a 2xx JSON body into *out
+ * (caller decrefs). Replaying a change is safe only because of the key: the
+ * server answers a retry of a change it applied with its first answer. */
+static int call(fcc_client *c, const char *method, const char *path, json_t *body,
+                const char *idem_key, json_t **out, fcc_error *err)
 {
     char *text = NULL;
     if (body) {
@@ -123,7 +159,12 @@ static int call(fcc_client *c, const char *method, const char *path, json_t *bod
     fcc__http_target t = {
         .url = &c->url, .url_text = c->url_text, .token = c->token, .timeout_ms = c->timeout_ms};
     fcc__http_response resp;
-    int r = fcc__http_request(&t, method, path, text, &resp, err);
+    int r;
+    for (unsigned attempt = 0;; attempt++) {
+        r = fcc__http_request(&t, method, path, text, idem_key, &resp, err);
+        if (r == 0 || !answer_lost(r) || attempt >= c->retries) break;
+        sleep_ms(fcc_backoff_delay(RETRY_INITIAL_MS, c->retry_max_ms, attempt, &c->rng));
+    }
     free(text);
     if (r != 0) return r;
     if (resp.status < 200 || resp.status > 299) {
@@ -139,10 +180,10 @@ static int call(fcc_client *c, const char *method, const char *path, json_t *bod
 }
 
 static int call_workflow(fcc_client *c, const char *method, const char *path, json_t *body,
-                         fcc_workflow *out, fcc_error *err)
+                         const char *idem_key, fcc_workflow *out, fcc_error *err)
 {
     json_t *j = NULL;
-    int r = call(c, method, path, body, &j, err);
+    int r = call(c, method, path, body, idem_key, &j, err);
     if (r == 0) {
         r = workflow_from_json(j, out);
         if (r != 0) fail(err, r, "the server's answer is not a workflow");
@@ -163,6 +204,32 @@ static int workflow_path(const char *id, char out[96], fcc_error *err)
     return 0;
 }
 
+/* The key of one change: the caller's (checked), else 128 random bits. */
+static int change_key(fcc_client *c, const char *given, char out[FCC_IDEMPOTENCY_KEY_MAX + 1],
+                      fcc_error *err)
+{
+    if (given) {
+        size_t n = strlen(given);
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)given[i] < 0x21 || (unsigned char)given[i] > 0x7e) n = 0;
+        if (n == 0 || n > FCC_IDEMPOTENCY_KEY_MAX)
+            return fail(err, FCC_EINVAL, "invalid idempotency key (1-128 visible ASCII characters)");
+        memcpy(out, given, n + 1);
+        return 0;
+    }
+    unsigned char raw[KEY_HEX_LEN / 2];
+    if (getrandom(raw, sizeof raw, GRND_NONBLOCK) != (ssize_t)sizeof raw) {
+        /* No entropy yet (early boot): unique enough for one client's retries. */
+        for (size_t i = 0; i < sizeof raw; i += 8) {
+            uint64_t v = fcc__rand(&c->rng);
+            memcpy(raw + i, &v, 8);
+        }
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
 static void set_str(json_t *o, const char *key, const char *v)
 {
     if (v) json_object_set_new(o, key, json_string(v));
@@ -177,6 +244,9 @@ int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, f
 {
     if (!p->name || p->total_steps < 0)
         return fail(err, FCC_EINVAL, "name and total_steps are required");
+    char key[FCC_IDEMPOTENCY_KEY_MAX + 1];
+    int r = change_key(c, p->idempotency_key, key, err);
+    if (r != 0) return r;
     json_t *b = json_object();
     if (!b) return fail(err, FCC_ENOMEM, "out of memory");
     set_str(b, "name", p->name);
@@ -185,7 +255,7 @@ int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, f
     set_str(b, "status", p->status);
     set_int(b, "current_step", p->current_step);
     set_str(b, "message", p->message);
-    int r = call_workflow(c, "POST", "/api/workflows", b, out, err);
+    r = call_workflow(c, "POST", "/api/workflows", b, key, out, err);
     json_decref(b);
     return r;
 }
@@ -193,8 +263,9 @@ int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, f
 int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *p, fcc_workflow *out,
                         fcc_error *err)
 {
-    char path[96];
+    char path[96], key[FCC_IDEMPOTENCY_KEY_MAX + 1];
     int r = workflow_path(id, path, err);
+    if (r == 0) r = change_key(c, p->idempotency_key, key, err);
     if (r != 0) return r;
     json_t *b = json_object();
     if (!b) return fail(err, FCC_ENOMEM, "out of memory");
@@ -203,7 +274,7 @@ int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *p, fcc_w
     set_int(b, "total_steps", p->total_steps);
     set_str(b, "message", p->message);
     if (p->if_seq > 0) json_object_set_new(b, "if_seq", json_integer(p->if_seq));
-    r = call_workflow(c, "PATCH", path, b, out, err);
+    r = call_workflow(c, "PATCH", path, b, key, out, err);
     json_decref(b);
     return r;
 }
@@ -212,7 +283,7 @@ int fcc_workflow_get(fcc_client *c, const char *id, fcc_workflow *out, fcc_error
 {
     char path[96];
     int r = workflow_path(id, path, err);
-    return r ? r : call_workflow(c, "GET", path, NULL, out, err);
+    return r ? r : call_workflow(c, "GET", path, NULL, NULL, out, err);
 }
 
 /* Appends s to out percent-encoded (everything but unreserved characters). */
@@ -244,7 +315,7 @@ int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor, uns
         query_param(path, sizeof path, "limit", num);
     }
     json_t *j = NULL;
-    int r = call(c, "GET", path, NULL, &j, err);
+    int r = call(c, "GET", path, NULL, NULL, &j, err);
     if (r != 0) return r;
     json_t *arr = json_object_get(j, "workflows");
     if (!json_is_array(arr)) {
