@@ -38,6 +38,15 @@ export function backoffDelay(attempt, { initial = 100, max = 30000 } = {}, rando
   return Math.round(random() * ceiling);
 }
 
+/* A new Idempotency-Key: 128 random bits in hex (getRandomValues also
+ * works on pages that are not a secure context, unlike randomUUID). */
+export function newIdempotencyKey() {
+  const b = new Uint8Array(16);
+  if (globalThis.crypto && globalThis.crypto.getRandomValues) globalThis.crypto.getRandomValues(b);
+  else for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
 /* The update message for a workflow object from the REST API. */
 export function workflowToUpdate(w) {
   return {
@@ -71,6 +80,9 @@ export class FlowcastClient {
    *   upgradeDelay ms on a fallback transport before checking whether a
    *                better one works again (default 10000, doubling to 5 min)
    *   token        bearer token for the REST helpers that write
+   *   requestRetries  resends of a change whose answer was lost (default 4),
+   *                after backoffDelay(n, requestBackoff) ms; requestBackoff
+   *                defaults to {initial: 100, max: 2000}. See request().
    *   autoConnect  connect on the first subscribe (default true) */
   constructor(opts = {}) {
     const loc = typeof location !== 'undefined' ? location.origin : 'http://127.0.0.1:8001';
@@ -86,6 +98,8 @@ export class FlowcastClient {
     this.longPollTimeout = Math.min(60, opts.longPollTimeout ?? 25);
     this.maxWaiters = opts.maxWaiters ?? 4;
     this.token = opts.token || null;
+    this.requestRetries = opts.requestRetries ?? 4;
+    this.requestBackoff = { initial: 100, max: 2000, ...(opts.requestBackoff || {}) };
     this.autoConnect = opts.autoConnect ?? true;
     this.upgradeDelay = opts.upgradeDelay ?? 10000;
 
@@ -327,18 +341,36 @@ export class FlowcastClient {
 
   /* --- REST helpers (return parsed JSON, throw HttpError) ------------------ */
 
-  async request(method, path, body, signal) {
+  /* A change (any method but GET) carries an Idempotency-Key: opts.idempotencyKey,
+   * else a new random one. When its answer is lost (fetch rejects: the
+   * connection failed or broke), the same request with the same key is sent
+   * again, up to opts.retries (default requestRetries) times: the server
+   * answers a change it already applied with its first answer, so it is
+   * applied once. GETs are not resent unless opts.retries says so (the
+   * transports detect a lost server through them). An abort is never resent. */
+  async request(method, path, body, signal, opts = {}) {
+    const change = method !== 'GET';
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (this.token && method !== 'GET') headers.Authorization = `Bearer ${this.token}`;
-    const r = await fetch(this.url + path, {
-      method, headers, signal, cache: 'no-store',
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    const data = text ? JSON.parse(text) : null;
-    if (!r.ok) throw new HttpError(r.status, data);
-    return data;
+    if (this.token && change) headers.Authorization = `Bearer ${this.token}`;
+    if (change) headers['Idempotency-Key'] = opts.idempotencyKey || newIdempotencyKey();
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const retries = opts.retries ?? (change ? this.requestRetries : 0);
+    for (let attempt = 0; ; attempt++) {
+      let r, text;
+      try {
+        r = await fetch(this.url + path, { method, headers, signal, cache: 'no-store', body: payload });
+        text = await r.text();
+      } catch (err) {
+        if ((signal && signal.aborted) || attempt >= retries) throw err;
+        await new Promise((res) => setTimeout(res, backoffDelay(attempt, this.requestBackoff)));
+        if (signal && signal.aborted) throw err;
+        continue;
+      }
+      const data = text ? JSON.parse(text) : null;
+      if (!r.ok) throw new HttpError(r.status, data);
+      return data;
+    }
   }
 
   list({ status, limit, cursor } = {}, signal) {
@@ -356,9 +388,10 @@ export class FlowcastClient {
     return this.request('GET', `/api/workflows/${encodeURIComponent(id)}/history?since=${since}&limit=${limit}`, undefined, signal);
   }
 
-  create(fields) { return this.request('POST', '/api/workflows', fields); }
-  update(id, fields) { return this.request('PATCH', `/api/workflows/${encodeURIComponent(id)}`, fields); }
-  remove(id) { return this.request('DELETE', `/api/workflows/${encodeURIComponent(id)}`); }
+  /* opts: {idempotencyKey, retries}, see request(). */
+  create(fields, opts) { return this.request('POST', '/api/workflows', fields, undefined, opts); }
+  update(id, fields, opts) { return this.request('PATCH', `/api/workflows/${encodeURIComponent(id)}`, fields, undefined, opts); }
+  remove(id, opts) { return this.request('DELETE', `/api/workflows/${encodeURIComponent(id)}`, undefined, undefined, opts); }
 }
 
 /* --- transports -------------------------------------------------------------
