@@ -32,14 +32,20 @@ static const char *outcome_name(int result)
 static int outcome_parse(const char *name, int *result)
 {
     for (size_t i = 0; i < sizeof outcomes / sizeof *outcomes; i++)
-        if (name && strcmp(outcomes[i].name, name) == 0) return (*result = outcomes[i].result), 0;
+        if (strcmp(outcomes[i].name, name) == 0) return (*result = outcomes[i].result), 0;
     return -1;
+}
+
+/* A text column, "" for NULL (SQLite gives NULL on OOM too). */
+static const char *text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
 }
 
 static char *text_dup(sqlite3_stmt *st, int i)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return strdup(t ? (const char *)t : "");
+    return strdup(text(st, i));
 }
 
 /* Copies a stored outcome (the columns after fingerprint and created_at)
@@ -48,9 +54,7 @@ static int replay(fc_change *c, sqlite3_stmt *st)
 {
     fc_status status;
     int result;
-    const char *rname = (const char *)sqlite3_column_text(st, 2);
-    if (outcome_parse(rname, &result) != 0 ||
-        fc_status_parse((const char *)sqlite3_column_text(st, 6), &status) != 0) {
+    if (outcome_parse(text(st, 2), &result) != 0 || fc_status_parse(text(st, 6), &status) != 0) {
         c->result = FC_EIO;
         snprintf(c->errmsg, sizeof c->errmsg, "stored outcome of idempotency key is not valid");
         return FC__IDEM_ANSWERED;
@@ -66,7 +70,7 @@ static int replay(fc_change *c, sqlite3_stmt *st)
     fc_workflow *w = &c->wf;
     free(w->name);
     free(w->message);
-    snprintf(w->id, sizeof w->id, "%s", (const char *)sqlite3_column_text(st, 4));
+    snprintf(w->id, sizeof w->id, "%s", text(st, 4));
     w->name = name;
     w->status = status;
     w->current_step = sqlite3_column_int64(st, 7);
@@ -76,7 +80,7 @@ static int replay(fc_change *c, sqlite3_stmt *st)
     w->created_at_ms = sqlite3_column_int64(st, 11);
     w->updated_at_ms = sqlite3_column_int64(st, 12);
     c->result = result;
-    snprintf(c->errmsg, sizeof c->errmsg, "%s", (const char *)sqlite3_column_text(st, 3));
+    snprintf(c->errmsg, sizeof c->errmsg, "%s", text(st, 3));
     c->replayed = 1;
     return FC__IDEM_ANSWERED;
 }
