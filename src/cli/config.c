@@ -242,7 +242,7 @@ static const opt options[] = {
     {.name = "idempotency-window",
      .env = "FLOWCAST_IDEMPOTENCY_WINDOW",
      .type = OPT_SECONDS,
-     FIELD(idempotency_window),
+     FIELD(idem_window),
      .min = 1,
      .max = 7 * 86400,
      .def = "86400",

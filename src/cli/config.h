@@ -42,7 +42,8 @@ typedef struct fc_config {
     double request_timeout; /* --request-timeout S, default 10 */
     double idle_timeout;    /* --idle-timeout S, default 60 */
     int tcp_keepalive;      /* --tcp-keepalive S, default 60, 0 = off */
-    double idempotency_window; /* --idempotency-window S, default 86400 (24 h) */
+
+    double idem_window; /* --idempotency-window S, default 86400 (24 h) */
 } fc_config;
 
 /* Fills cfg with defaults, then FLOWCAST_* environment variables, then

@@ -189,6 +189,13 @@ int fcc__http_request(const fcc__http_target *t, const char *method, const char 
                          "request to %s failed: %s", t->url_text, what);
     }
     fcc__http_head h;
+    if (raw_len == 0) {
+        /* The request may have been applied: only a resend with its
+         * Idempotency-Key can tell (see call() in rest.c). */
+        free(raw);
+        return set_error(err, FCC_ECONNECT, "%s closed the connection without an answer",
+                         t->url_text);
+    }
     if (fcc__http_head_parse(raw, raw_len, &h) != 1) {
         free(raw);
         return set_error(err, FCC_EPROTO, "%s: not an HTTP response", t->url_text);

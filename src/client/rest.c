@@ -213,7 +213,8 @@ static int change_key(fcc_client *c, const char *given, char out[FCC_IDEMPOTENCY
         for (size_t i = 0; i < n; i++)
             if ((unsigned char)given[i] < 0x21 || (unsigned char)given[i] > 0x7e) n = 0;
         if (n == 0 || n > FCC_IDEMPOTENCY_KEY_MAX)
-            return fail(err, FCC_EINVAL, "invalid idempotency key (1-128 visible ASCII characters)");
+            return fail(err, FCC_EINVAL,
+                        "invalid idempotency key (1-128 visible ASCII characters)");
         memcpy(out, given, n + 1);
         return 0;
     }

@@ -353,7 +353,7 @@ static int loop_init(fc_cluster *cl, int i)
                                 .sync_full = cl->cfg->sync_full,
                                 .retention = cl->cfg->retention,
                                 .check_seconds = cl->cfg->startup_check,
-                                .idem_window_ms = (int64_t)(cl->cfg->idempotency_window * 1000)};
+                                .idem_window_ms = (int64_t)(cl->cfg->idem_window * 1000)};
         srv->store = fc_store_sqlite_open(srv->loop, &scfg, err, sizeof err);
     } else {
         srv->store = fc_store_attach(cl->loops[0].store, srv->loop, err, sizeof err);

@@ -266,6 +266,39 @@ def test_lost_answers_are_resent_and_applied_once(flowcast, server):
     assert server.metrics()["flowcast_idempotent_replays_total"] >= 2
 
 
+def test_cli_keys_and_retries(flowcast, server):
+    """--idempotency-key makes a change safe to repeat across runs of the
+    CLI; a bad key or --retries value is refused before anything is sent;
+    --retries 0 gives up on the first lost answer."""
+    server.create(id="c", total_steps=10)
+    args = ("update", "c", "--step", 3, "--idempotency-key", "job-7-step-3")
+    a = cli(flowcast, server, *args)
+    b = cli(flowcast, server, *args)
+    assert (a.returncode, b.returncode) == (0, 0), (a, b)
+    assert a.stdout == b.stdout and json.loads(a.stdout)["seq"] == 2
+    r = cli(flowcast, server, "update", "c", "--step", 4, "--idempotency-key", "job-7-step-3")
+    assert r.returncode == 1 and "idempotency_key_reused" not in r.stderr, r
+    assert r.stderr.startswith('flowcast: Idempotency-Key "job-7-step-3" was already used'), r
+    c1 = cli(flowcast, server, "create", "n", "--steps", 2, "--idempotency-key", "mk-n")
+    c2 = cli(flowcast, server, "create", "n", "--steps", 2, "--idempotency-key", "mk-n")
+    assert c1.returncode == 0 and c2.stdout == c1.stdout, (c1, c2)  # one workflow, same id
+    r = cli(flowcast, server, "update", "c", "--step", 5, "--idempotency-key", "a b")
+    assert r.returncode == 1 and "invalid idempotency key" in r.stderr, r
+    for bad in ("x", "-1", "1001"):
+        r = cli(flowcast, server, "step", "c", "--retries", bad)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r
+    assert server.get("c")["seq"] == 2
+    proxy = LossyProxy(server.port, drop_alternate=True)
+    try:
+        url = "http://127.0.0.1:%d" % proxy.listen_port
+        r = cli(flowcast, server, "update", "c", "--message", "lost", "--retries", 0, url=url)
+    finally:
+        proxy.close()
+    assert r.returncode == 1, r
+    assert r.stderr == "flowcast: %s closed the connection without an answer\n" % url, r
+    assert server.get("c")["message"] == "lost"  # applied, answer lost: why keys matter
+
+
 def test_kill9_while_producers_retry_applies_every_step_once(flowcast, server_factory):
     """The issue's test: producers step their workflows through the CLI
     (libflowcast, which resends with the same key) while the server is killed

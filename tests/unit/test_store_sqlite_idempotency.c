@@ -279,8 +279,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_expires_after_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_keys_trimmed_in_bounded_batches, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_rolled_back_change_keeps_key_unused, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rolled_back_change_keeps_key_unused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
