@@ -109,6 +109,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.enable_echo, 0);
     assert_int_equal(c.log_level, FC_LOG_INFO);
     assert_int_equal(c.retention, 1000);
+    assert_true(c.idem_window == 86400.0);
     assert_int_equal(c.max_body, 65536);
     assert_int_equal(c.max_header, 8192);
     assert_true(c.slow_timeout == 30.0);
@@ -291,6 +292,8 @@ static void test_flag_errors(void **state)
     ASSERT_ERROR("--max-connections: \"-1\" is not an integer in 0..10000000",
                  "--max-connections=-1");
     ASSERT_ERROR("--retention: \"0\"", "--retention=0");
+    ASSERT_ERROR("--idempotency-window: \"0.5\" is not a number of seconds in 1..604800",
+                 "--idempotency-window=0.5");
     ASSERT_ERROR("--max-message: \"124\" is not a byte count in 125..268435456",
                  "--max-message=124");
     ASSERT_ERROR("--max-message: \"257M\"", "--max-message=257M");
