@@ -1,9 +1,11 @@
 // web/flowcast.js's REST helper without a browser (fetch replaced): changes
 // carry an Idempotency-Key and are resent with the same key and body when
-// their answer is lost; HTTP errors, GETs and aborts are not resent.
+// their answer is lost; HTTP errors, GETs and aborts are not resent. Then
+// the same against the real server, across a kill -9 and restart.
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
 import { FlowcastClient, newIdempotencyKey } from '../../web/flowcast.js';
+import { Server, sleep } from './lib.mjs';
 
 const realFetch = globalThis.fetch;
 afterEach(() => { globalThis.fetch = realFetch; });
@@ -73,4 +75,26 @@ test('an aborted change is not resent', async () => {
   ac.abort();
   await assert.rejects(client().request('PATCH', '/api/workflows/w', { message: 'm' }, ac.signal));
   assert.equal(calls.length, 1);
+});
+
+test('real server: a retry with the key is answered once; a change survives a restart in flight', async () => {
+  const s = await Server.start();
+  try {
+    const c = new FlowcastClient({ url: s.url, autoConnect: false, requestRetries: 20, requestBackoff: { initial: 50, max: 300 } });
+    await c.create({ id: 'js-1', name: 'js', total_steps: 5 });
+    const a = await c.update('js-1', { current_step: 1 }, { idempotencyKey: 'js-step-1' });
+    const b = await c.update('js-1', { current_step: 1 }, { idempotencyKey: 'js-step-1' });
+    assert.deepEqual(b, a);
+    await assert.rejects(c.update('js-1', { current_step: 2 }, { idempotencyKey: 'js-step-1' }),
+      (e) => e.status === 422 && e.code === 'idempotency_key_reused');
+    await s.stop('SIGKILL');
+    const pending = c.update('js-1', { current_step: 2, message: 'while down' });
+    await sleep(400);
+    await s.restart();
+    const w = await pending;
+    assert.equal(w.seq, 3);
+    assert.deepEqual((await c.get('js-1')).seq, 3);
+  } finally {
+    await s.stop();
+  }
 });
