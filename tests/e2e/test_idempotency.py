@@ -103,11 +103,11 @@ def test_malformed_key_is_400_and_applies_nothing(server):
 
 
 def test_keys_expire_after_the_window(server_factory):
-    s = server_factory("--idempotency-window", "1")
+    s = server_factory("--idempotency-window", "2")
     s.create(id="e", total_steps=10)
     a = _send(s, "PATCH", "/api/workflows/e", {"current_step": 1}, key="w")
     assert _send(s, "PATCH", "/api/workflows/e", {"current_step": 1}, key="w").body == a.body
-    time.sleep(1.3)
+    time.sleep(2.3)
     c = _send(s, "PATCH", "/api/workflows/e", {"current_step": 2}, key="w")
     assert c.status == 200 and c.json()["seq"] == 3, c
 

@@ -203,14 +203,14 @@ static void test_one_key_twice_in_one_batch(void **state)
 static void test_key_expires_after_window(void **state)
 {
     fixture *f = *state;
-    reopen_with_window(f, 150);
+    reopen_with_window(f, 500);
     do1(f, mk_create("e", FC_STATUS_RUNNING, 0, 10), 0);
     do1(f, keyed(mk_step("e", 1), "short", 5), 0);
     fc_change *c = keyed(mk_step("e", 1), "short", 5);
     assert_int_equal(run1(f, c), 0);
     assert_int_equal(c->replayed, 1);
     free_change(c);
-    usleep(300 * 1000);
+    usleep(700 * 1000);
     c = keyed(mk_step("e", 2), "short", 6); /* even with another request */
     assert_int_equal(run1(f, c), 0);
     assert_int_equal(c->replayed, 0);
