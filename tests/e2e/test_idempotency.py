@@ -60,6 +60,33 @@ def test_retry_gets_first_answer_and_commits_nothing(server):
     assert m["flowcast_changes_committed_total"] == 4  # create, 2 patches, delete
 
 
+def test_concurrent_retries_on_several_threads_apply_once(server_factory):
+    """The same keyed PATCH sent at once on many connections (spread over
+    two I/O threads): one is applied, every other gets its answer."""
+    s = server_factory("--io-threads", "2")
+    s.create(id="c", total_steps=100)
+    for round_ in range(5):
+        key = "burst-%d" % round_
+        go = threading.Event()
+        out = []
+
+        def send():
+            go.wait(5)
+            out.append(_send(s, "PATCH", "/api/workflows/c", {"current_step": round_ + 1}, key=key))
+
+        ts = [threading.Thread(target=send) for _ in range(8)]
+        for t in ts:
+            t.start()
+        go.set()
+        for t in ts:
+            t.join(30)
+        assert [r.status for r in out] == [200] * 8, out
+        assert len({r.body for r in out}) == 1, out
+        assert sum(r.header("idempotent-replayed") is None for r in out) == 1, out
+    assert s.get("c")["seq"] == 6
+    assert _history_seqs(s, "c")[0] == [1, 2, 3, 4, 5, 6]
+
+
 def test_same_key_other_request_is_422(server):
     server.create(id="m", total_steps=10)
     assert _send(server, "PATCH", "/api/workflows/m", {"current_step": 1}, key="k").status == 200
