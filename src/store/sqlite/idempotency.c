@@ -132,10 +132,7 @@ int fc__idem_record(fc__sqlite_core *s, const fc_change *c, int64_t now, char *i
     sqlite3_bind_int64(st, 12, w->seq);
     sqlite3_bind_int64(st, 13, w->created_at_ms);
     sqlite3_bind_int64(st, 14, w->updated_at_ms);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : FC_EIO;
+    return fc__sqlite_run(s, st, ioerr, n);
 }
 
 int fc__idem_trim(fc__sqlite_core *s, int64_t now, int keyed, char *ioerr, size_t n)
@@ -145,10 +142,7 @@ int fc__idem_trim(fc__sqlite_core *s, int64_t now, int keyed, char *ioerr, size_
     sqlite3_stmt *st = s->w[FC__W_IDEM_TRIM];
     sqlite3_bind_int64(st, 1, now - s->idem_window_ms);
     sqlite3_bind_int(st, 2, limit);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) snprintf(ioerr, n, "%s", sqlite3_errmsg(s->wdb));
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return FC_EIO;
+    if (fc__sqlite_run(s, st, ioerr, n) != 0) return FC_EIO;
     s->idem_trimmed_ms = now;
     s->idem_trim_full = sqlite3_changes(s->wdb) >= limit;
     return 0;

@@ -250,6 +250,10 @@ int fc__idem_trim(fc__sqlite_core *s, int64_t now, int keyed, char *ioerr, size_
 /* True when rc (from a statement on db) means the disk is full: SQLITE_FULL,
  * or a write error from ENOSPC, EFBIG (file-size limit) or EDQUOT. */
 int fc__sqlite_is_full(sqlite3 *db, int rc);
+/* Steps a write statement of the writer to completion and resets it; on
+ * failure SQLite's reason goes to ioerr and a full disk marks the batch
+ * (s->full). 0 or FC_EIO. */
+int fc__sqlite_run(fc__sqlite_core *s, sqlite3_stmt *st, char *ioerr, size_t n);
 
 /* A new epoch for id: random in [1, FC_EPOCH_MAX], never `avoid` (the id's
  * tombstone or its current epoch, 0 for none). Thread-safe. */

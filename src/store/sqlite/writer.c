@@ -66,6 +66,11 @@ static int run(fc__sqlite_core *s, sqlite3_stmt *st, char *ioerr, size_t n)
     return rc == SQLITE_DONE ? 0 : FC_EIO;
 }
 
+int fc__sqlite_run(fc__sqlite_core *s, sqlite3_stmt *st, char *ioerr, size_t n)
+{
+    return run(s, st, ioerr, n);
+}
+
 /* The errno of the last failed write to the WAL (or, failing that, to the
  * database file). sqlite3_system_errno cannot tell: it reads errno after the
  * rollback has overwritten it. */
