@@ -6,7 +6,9 @@ key, so steps apply exactly once through a connection that loses answers and
 across kill -9 of the server."""
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -111,7 +113,7 @@ def test_malformed_key_is_400_and_applies_nothing(server):
         assert_error(r, 400, "bad_request")
         assert "Idempotency-Key" in r.json()["error"]["message"], (key, r)
     # Two headers are two keys for one request: refused.
-    req = (b"PATCH /api/workflows/b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    req = (b"PATCH /api/workflows/b HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
            b"Idempotency-Key: a\r\nIdempotency-Key: a\r\nContent-Length: 18\r\n"
            b"Connection: close\r\n\r\n{\"current_step\":1}")
     # Non-ASCII bytes in the key.
@@ -158,6 +160,29 @@ def test_key_survives_kill9(server_factory):
     b = _send(s2, "PATCH", "/api/workflows/k9", {"current_step": 4}, key="durable")
     assert (b.status, b.body) == (200, a.body)
     assert s2.get("k9")["seq"] == 2
+
+
+def test_storage_full_stores_no_key(server_factory, tmp_path):
+    """A change that fails for a full disk (507, rolled back) leaves its key
+    unused: once there is room, the same request is applied, not replayed."""
+    s = server_factory(db=str(tmp_path / "fsize.db"))
+    s.create(id="f")
+    limit = os.path.getsize(s.db + "-wal") + 256 * 1024
+    subprocess.run(["prlimit", "--pid", str(s.proc.pid), "--fsize=%d:unlimited" % limit],
+                   check=True)
+    r = None
+    for i in range(400):
+        body = {"message": "x" * 4000, "current_step": i % 10}
+        r = _send(s, "PATCH", "/api/workflows/f", body, key="fill-%d" % i)
+        if r.status != 200:
+            break
+    assert_error(r, 507, "storage_full")
+    before = s.get("f")["seq"]
+    subprocess.run(["prlimit", "--pid", str(s.proc.pid), "--fsize=unlimited:unlimited"],
+                   check=True)
+    again = _send(s, "PATCH", "/api/workflows/f", body, key="fill-%d" % i)
+    assert again.status == 200 and again.header("idempotent-replayed") is None, again
+    assert again.json()["seq"] == before + 1
 
 
 class LossyProxy:
