@@ -94,6 +94,8 @@ static void test_same_key_replays_without_commit(void **state)
     assert_string_equal(b->wf.message, a->wf.message);
     assert_int_equal(b->wf.created_at_ms, a->wf.created_at_ms);
     assert_int_equal(b->wf.updated_at_ms, a->wf.updated_at_ms);
+    assert_true(a->wf.epoch != 0);
+    assert_int_equal(b->wf.epoch, a->wf.epoch);
     assert_int_equal(current_seq(f, "r"), 3);
     assert_int_equal(commits, 3);
     rows r = {0};
@@ -228,7 +230,7 @@ static void test_expired_keys_trimmed_in_bounded_batches(void **state)
     sqlite3 *db = external(f);
     exec_ok(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)"
                 " INSERT INTO idempotency_keys SELECT 'old-' || i, zeroblob(32), i, 'ok', '',"
-                " 't', 'build', 'running', 0, 10, '', 1, 0, 0 FROM n");
+                " 't', 1, 'build', 'running', 0, 10, '', 1, 0, 0 FROM n");
     sqlite3_close(db);
     const char *count = "SELECT COUNT(*) FROM idempotency_keys";
     assert_int_equal(count_rows(f, count), 600);

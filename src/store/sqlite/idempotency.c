@@ -1,5 +1,5 @@
 /* SQLite store: idempotency keys, checked, recorded and trimmed by the writer
- * inside the transaction of the change they belong to (schema v4). */
+ * inside the transaction of the change they belong to (schema v5). */
 #include "store/sqlite/sqlite_internal.h"
 
 #include "common/error.h"
@@ -79,6 +79,7 @@ static int replay(fc_change *c, sqlite3_stmt *st)
     w->seq = sqlite3_column_int64(st, 10);
     w->created_at_ms = sqlite3_column_int64(st, 11);
     w->updated_at_ms = sqlite3_column_int64(st, 12);
+    w->epoch = sqlite3_column_int64(st, 13);
     c->result = result;
     snprintf(c->errmsg, sizeof c->errmsg, "%s", text(st, 3));
     c->replayed = 1;
@@ -132,6 +133,7 @@ int fc__idem_record(fc__sqlite_core *s, const fc_change *c, int64_t now, char *i
     sqlite3_bind_int64(st, 12, w->seq);
     sqlite3_bind_int64(st, 13, w->created_at_ms);
     sqlite3_bind_int64(st, 14, w->updated_at_ms);
+    sqlite3_bind_int64(st, 15, w->epoch);
     return fc__sqlite_run(s, st, ioerr, n);
 }
 

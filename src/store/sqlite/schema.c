@@ -103,6 +103,7 @@ static const char *const migrations[] = {
     "  result TEXT NOT NULL,"
     "  errmsg TEXT NOT NULL,"
     "  workflow_id TEXT NOT NULL,"
+    "  epoch INTEGER NOT NULL,"
     "  name TEXT NOT NULL,"
     "  status TEXT NOT NULL,"
     "  current_step INTEGER NOT NULL,"

@@ -42,12 +42,12 @@ static const char *const w_sql[FC__W_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4)",
     [FC__W_IDEM_SELECT] = "SELECT fingerprint, created_at, result, errmsg, workflow_id, name,"
                           " status, current_step, total_steps, message, seq, wf_created_at,"
-                          " wf_updated_at FROM idempotency_keys WHERE key = ?1",
+                          " wf_updated_at, epoch FROM idempotency_keys WHERE key = ?1",
     /* REPLACE: the only row it can meet is an expired use of the same key. */
     [FC__W_IDEM_PUT] = "INSERT OR REPLACE INTO idempotency_keys (key, fingerprint, created_at,"
                        " result, errmsg, workflow_id, name, status, current_step, total_steps,"
-                       " message, seq, wf_created_at, wf_updated_at)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                       " message, seq, wf_created_at, wf_updated_at, epoch)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [FC__W_IDEM_TRIM] = "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM"
                         " idempotency_keys WHERE created_at <= ?1 ORDER BY created_at LIMIT ?2)",
 };
