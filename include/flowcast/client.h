@@ -50,7 +50,16 @@ FCC_API uint64_t fcc_backoff_ceiling(uint64_t initial_ms, uint64_t max_ms, unsig
 typedef struct fcc_watch fcc_watch;
 
 /* One change of one workflow, as the server sent it. Every pointer is valid
- * only during the callback (copy what you keep). */
+ * only during the callback (copy what you keep).
+ *
+ * A position in a workflow's history is the pair (epoch, seq): the epoch names
+ * one incarnation of the id (the server draws a new one each time a workflow
+ * is created, so a workflow deleted and created again under the same id has
+ * another epoch) and seq counts that incarnation's changes from 1. An update
+ * whose epoch differs from the previous one of the same id is a new workflow:
+ * take it as a fresh state (it comes with resync set, or is its creation),
+ * never as a continuation. To resume in another process, keep the last
+ * (epoch, seq) delivered and pass both to fcc_watch_add_from. */
 typedef struct fcc_update {
     const char *workflow_id;
     const char *status;    /* "pending", "running", ...; NULL when deleted */
@@ -59,9 +68,18 @@ typedef struct fcc_update {
     const char *message;   /* "" when none or deleted */
     const char *timestamp; /* RFC 3339 commit time; NULL when unknown */
     int64_t seq;           /* 0 when a deletion was only noticed on resubscribe */
-    int resync;            /* 1: a current state replacing history the server no longer has */
-    int deleted;           /* 1: the workflow was deleted; no more updates of it follow */
+    int resync;            /* 1: a current state replacing history the watch cannot have:
+                              the log no longer reaches back, or a new incarnation */
+    int deleted;           /* 1: this incarnation (epoch) was deleted. A watch of given ids
+                              delivers a later incarnation of the id only when the server
+                              sends it on the same stream (a resume across the deletion);
+                              otherwise no more updates of the id follow */
     const char *json;      /* the message exactly as received (one JSON object) */
+    int64_t epoch;         /* the incarnation, in [1, 2^53-1]; 0 when the server sent none
+                              (an older server; also a deletion only noticed on
+                              resubscribe carries the epoch the watch knew). Last in the
+                              struct so that code built against the older header still
+                              reads the fields above at the same offsets */
 } fcc_update;
 
 typedef enum fcc_state {
@@ -104,14 +122,29 @@ FCC_API fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_wat
                                  int *err);
 
 /* Adds a workflow to watch, before fcc_watch_start. since < 0: start with its
- * current state; since >= 0: every change after seq `since`. */
+ * current state; since >= 0: every change after seq `since` of the incarnation
+ * the server holds now. Without an epoch the server resumes only when it can
+ * prove the id was never deleted; otherwise the first update is the current
+ * state with resync set. Adding an id that is already added changes nothing
+ * (ids are a set: each change is delivered once); the first position wins. */
 FCC_API int fcc_watch_add(fcc_watch *w, const char *workflow_id, int64_t since);
+/* The same, resuming from a position (epoch, since) the application kept from
+ * an earlier fcc_update (or fcc_workflow). epoch 0 = unknown, as fcc_watch_add.
+ * When the workflow was deleted and created again since that position, the
+ * watch delivers the deletion of the old incarnation (when the server still
+ * knows it), then the new incarnation's current state with resync set, and
+ * follows the new incarnation; when it was deleted and not created again, the
+ * deletion, and the id is no longer watched. */
+FCC_API int fcc_watch_add_from(fcc_watch *w, const char *workflow_id, int64_t epoch,
+                               int64_t since);
 /* Watches every workflow (each change of any workflow, no initial states). */
 FCC_API int fcc_watch_add_all(fcc_watch *w);
 
 /* Starts connecting. One workflow uses GET /api/workflows/{id}/updates; several
  * or all use GET /api/updates. Every change is delivered once, in seq order per
- * workflow, across reconnects (a skipped range is announced by resync). */
+ * incarnation of a workflow, across reconnects: the watch resumes each workflow
+ * from the (epoch, seq) it last delivered, and a skipped range or a new
+ * incarnation is announced by resync (and a deletion), never continued silently. */
 FCC_API int fcc_watch_start(fcc_watch *w);
 
 /* Closes the connection and handles. The CLOSED state callback (error 0) is
@@ -144,6 +177,7 @@ typedef struct fcc_workflow {
     int64_t total_steps;
     char *message;
     int64_t seq;
+    int64_t epoch; /* the incarnation (see fcc_update); 0 from an older server */
     char *created_at;
     char *updated_at;
     char *json; /* the object as one line of JSON */

@@ -122,6 +122,7 @@ static int workflow_from_json(json_t *o, fcc_workflow *w)
     w->current_step = json_integer_value(json_object_get(o, "current_step"));
     w->total_steps = json_integer_value(json_object_get(o, "total_steps"));
     w->seq = json_integer_value(json_object_get(o, "seq"));
+    w->epoch = json_integer_value(json_object_get(o, "epoch"));
     w->json = json_dumps(o, JSON_COMPACT);
     if (!w->id || !w->name || !w->status || !w->message || !w->created_at || !w->updated_at ||
         !w->json) {

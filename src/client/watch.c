@@ -61,14 +61,20 @@ fail:
     return NULL;
 }
 
-int fcc_watch_add(fcc_watch *w, const char *id, int64_t since)
+int fcc_watch_add_from(fcc_watch *w, const char *id, int64_t epoch, int64_t since)
 {
     size_t n = id ? strlen(id) : 0;
-    if (w->started || n == 0 || n > FCC__ID_MAX ||
+    if (w->started || n == 0 || n > FCC__ID_MAX || epoch < 0 ||
         strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != n)
         return FCC_EINVAL;
-    if (fc_map_get(&w->subs, id)) return 0;
-    return fcc__sub_add(w, id, since < 0 ? -1 : since) ? 0 : FCC_ENOMEM;
+    if (fc_map_get(&w->subs, id)) return 0; /* a set: the first position wins */
+    if (since < 0) epoch = 0; /* a position needs a seq; without one, start from the state */
+    return fcc__sub_add(w, id, epoch, since < 0 ? -1 : since) ? 0 : FCC_ENOMEM;
+}
+
+int fcc_watch_add(fcc_watch *w, const char *id, int64_t since)
+{
+    return fcc_watch_add_from(w, id, 0, since);
 }
 
 int fcc_watch_add_all(fcc_watch *w)
@@ -88,7 +94,7 @@ int fcc_watch_start(fcc_watch *w)
 
 size_t fcc__watch_sub_count(const fcc_watch *w)
 {
-    return w->subs.count;
+    return w->subs.count - w->gone_n;
 }
 
 /* ---------------------------------------------------------------- closing */

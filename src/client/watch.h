@@ -10,13 +10,20 @@
 #define FCC__ID_MAX 64
 #define FCC__MAX_MESSAGE (16u << 20)
 
-/* One watched workflow and the last seq delivered to the application. */
+/* One watched workflow and the last position (epoch, seq) delivered to the
+ * application: the watch resumes from it and drops what does not follow it. */
 typedef struct fcc__sub {
     fc_map_node node; /* key = id */
     fc_list link;     /* in fcc_watch.sub_list, in order of addition */
     char id[FCC__ID_MAX + 1];
+    int64_t epoch;    /* incarnation of last_seq; 0 while unknown */
+    int64_t retired;  /* the incarnation epoch replaced (0: none): a late message of it
+                         is old, not yet another incarnation */
     int64_t last_seq; /* -1 before the first update */
     int seen;         /* the server has confirmed it exists */
+    int gone;         /* incarnation `epoch` was deleted: not subscribed again, but
+                         kept (watches of given ids only) so that a repeat of the
+                         deletion is dropped and a new incarnation revives it */
 } fcc__sub;
 
 /* One TCP connection attempt; freed in its close callback. */
@@ -46,6 +53,7 @@ struct fcc_watch {
 
     fc_map subs;
     fc_list sub_list;
+    size_t gone_n; /* subs marked gone */
     int all;
 
     char (*pending)[FCC__ID_MAX + 1]; /* ids of sent subscribe ops awaiting an answer */
@@ -75,11 +83,17 @@ void fcc__watch_conn_fail(fcc_watch *w, int err, const char *reason);
 void fcc__watch_finish(fcc_watch *w, int err, const char *reason);
 /* Sends a masked frame on the current connection. */
 void fcc__watch_send(fcc_watch *w, uint8_t opcode, const void *payload, size_t len);
-/* Number of workflows still watched (deleted ones are dropped). */
+/* Number of workflows still watched (deleted ones do not count). */
 size_t fcc__watch_sub_count(const fcc_watch *w);
 
 /* watch_msg.c */
-fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t since);
+fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t epoch, int64_t since);
+/* Whether a message at (epoch, seq) of s is new to the application: another
+ * incarnation than the tracked one always is (its seq starts again at 1),
+ * the tracked one only past the last seq or as a resync, the one it replaced
+ * never. epoch 0 (unknown on either side) compares by seq alone. A sub marked
+ * gone takes only another incarnation, never a second deletion. */
+int fcc__sub_fresh(const fcc__sub *s, int64_t epoch, int64_t seq, int resync, int deleted);
 void fcc__sub_remove(fcc_watch *w, fcc__sub *s);
 /* Builds the upgrade request path for this connection into out. */
 void fcc__watch_path(fcc_watch *w, char *out, size_t cap);
@@ -87,6 +101,9 @@ void fcc__watch_path(fcc_watch *w, char *out, size_t cap);
 void fcc__watch_subscribe(fcc_watch *w);
 /* Consumes complete frames from c->rbuf. */
 void fcc__watch_frames(fcc_watch *w, fcc__conn *c);
+/* Handles one complete text message (NUL-terminated, len bytes): an op answer
+ * or an update, delivered unless it repeats one the application has. */
+void fcc__watch_message(fcc_watch *w, const char *text, size_t len);
 /* The single-workflow handshake answered 404: deleted (known) or unknown. */
 void fcc__watch_not_found(fcc_watch *w, const char *message);
 

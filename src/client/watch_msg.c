@@ -1,5 +1,6 @@
 /* libflowcast live-update watch: frames from the server, update messages,
- * subscriptions and the per-workflow seq that makes resume exactly-once. */
+ * subscriptions and the per-workflow (epoch, seq) that makes resume
+ * exactly-once and tells a re-created workflow from a continued one. */
 #include "client/watch.h"
 
 #include <jansson.h>
@@ -9,11 +10,12 @@
 
 #include "ws/frame.h"
 
-fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t since)
+fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t epoch, int64_t since)
 {
     fcc__sub *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     snprintf(s->id, sizeof s->id, "%s", id);
+    s->epoch = epoch;
     s->last_seq = since;
     s->node.key = s->id;
     s->node.hash = fc_map_hash(s->id);
@@ -27,9 +29,18 @@ fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t since)
 
 void fcc__sub_remove(fcc_watch *w, fcc__sub *s)
 {
+    if (s->gone) w->gone_n--;
     fc_map_remove(&w->subs, &s->node);
     fc_list_remove(&s->link);
     free(s);
+}
+
+int fcc__sub_fresh(const fcc__sub *s, int64_t epoch, int64_t seq, int resync, int deleted)
+{
+    if (epoch != 0 && epoch == s->retired) return 0;
+    int other = epoch != 0 && s->epoch != 0 && epoch != s->epoch;
+    if (s->gone) return other && !deleted;
+    return other || seq > s->last_seq || resync;
 }
 
 static fcc__sub *find_sub(fcc_watch *w, const char *id)
@@ -43,7 +54,11 @@ static fcc__sub *find_sub(fcc_watch *w, const char *id)
 static fcc__sub *single(fcc_watch *w)
 {
     if (w->all || fcc__watch_sub_count(w) != 1) return NULL;
-    return fc_container_of(w->sub_list.next, fcc__sub, link);
+    for (fc_list *l = w->sub_list.next; l != &w->sub_list; l = l->next) {
+        fcc__sub *s = fc_container_of(l, fcc__sub, link);
+        if (!s->gone) return s;
+    }
+    return NULL;
 }
 
 void fcc__watch_path(fcc_watch *w, char *out, size_t cap)
@@ -53,8 +68,20 @@ void fcc__watch_path(fcc_watch *w, char *out, size_t cap)
         snprintf(out, cap, "/api/updates");
     else if (s->last_seq < 0)
         snprintf(out, cap, "/api/workflows/%s/updates", s->id);
-    else
+    else if (s->epoch == 0)
         snprintf(out, cap, "/api/workflows/%s/updates?since=%lld", s->id, (long long)s->last_seq);
+    else
+        snprintf(out, cap, "/api/workflows/%s/updates?since=%lld&epoch=%lld", s->id,
+                 (long long)s->last_seq, (long long)s->epoch);
+}
+
+/* The resume position of s for a subscribe op: {"epoch":E,"seq":N}, or the
+ * bare seq while the epoch is unknown (the server then resumes only when it
+ * can prove the id was never deleted). */
+static json_t *position(const fcc__sub *s)
+{
+    if (s->epoch == 0) return json_integer(s->last_seq);
+    return json_pack("{s:I, s:I}", "epoch", (json_int_t)s->epoch, "seq", (json_int_t)s->last_seq);
 }
 
 static void send_json(fcc_watch *w, json_t *j)
@@ -87,30 +114,49 @@ void fcc__watch_subscribe(fcc_watch *w)
     }
     for (fc_list *l = w->sub_list.next; l != &w->sub_list; l = l->next) {
         fcc__sub *s = fc_container_of(l, fcc__sub, link);
+        if (s->gone) continue;
         json_t *j = json_pack("{s:s, s:[s]}", "op", "subscribe", "workflow_ids", s->id);
         if (j && s->last_seq >= 0)
-            json_object_set_new(j, "since", json_pack("{s:I}", s->id, (json_int_t)s->last_seq));
+            json_object_set_new(j, "since", json_pack("{s:o}", s->id, position(s)));
         memcpy(w->pending[w->pending_n++], s->id, sizeof s->id);
         send_json(w, j);
     }
     if (w->all) send_json(w, json_pack("{s:s}", "op", "subscribe_all"));
 }
 
-/* A workflow we knew is gone: tell the application once and forget it. */
-static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t seq, const char *ts,
-                            const char *json)
+/* An incarnation we knew is gone: tell the application once. A watch of
+ * given ids keeps the sub, marked gone, for a new incarnation that may
+ * follow on the same stream; a watch of all forgets it (a new incarnation
+ * arrives as a creation), so its memory follows the live workflows. */
+static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t epoch, int64_t seq,
+                            const char *ts, const char *json)
 {
-    char fallback[128];
+    char fallback[160], ep[40] = "";
+    if (epoch == 0) epoch = s->epoch;
     if (!json) {
-        snprintf(fallback, sizeof fallback, "{\"workflow_id\":\"%s\",\"deleted\":true,\"seq\":0}",
-                 s->id);
+        if (epoch) snprintf(ep, sizeof ep, "\"epoch\":%lld,", (long long)epoch);
+        snprintf(fallback, sizeof fallback, "{\"workflow_id\":\"%s\",%s\"deleted\":true,\"seq\":0}",
+                 s->id, ep);
         json = fallback;
     }
     char id[FCC__ID_MAX + 1];
     memcpy(id, s->id, sizeof id);
-    fcc__sub_remove(w, s);
-    fcc_update u = {
-        .workflow_id = id, .message = "", .timestamp = ts, .seq = seq, .deleted = 1, .json = json};
+    if (w->all) {
+        fcc__sub_remove(w, s);
+    } else {
+        if (!s->gone) w->gone_n++;
+        s->gone = 1;
+        if (s->epoch != 0 && epoch != s->epoch) s->retired = s->epoch;
+        s->epoch = epoch;
+        if (seq > 0) s->last_seq = seq;
+    }
+    fcc_update u = {.workflow_id = id,
+                    .message = "",
+                    .timestamp = ts,
+                    .seq = seq,
+                    .deleted = 1,
+                    .json = json,
+                    .epoch = epoch};
     w->o.on_update(w, &u, w->o.data);
 }
 
@@ -118,7 +164,7 @@ void fcc__watch_not_found(fcc_watch *w, const char *message)
 {
     fcc__sub *s = single(w);
     if (s && s->seen) {
-        deliver_deleted(w, s, 0, NULL, NULL);
+        deliver_deleted(w, s, 0, 0, NULL, NULL);
         fcc__watch_conn_fail(w, 0, "workflow deleted");
     } else {
         fcc__watch_finish(w, FCC_ENOTFOUND, message);
@@ -140,11 +186,13 @@ static void on_op(fcc_watch *w, json_t *j, const char *op)
         w->pending_head++, w->pending_n--;
     }
     if (s && code && strcmp(code, "not_found") == 0) {
-        if (!s->seen) {
+        if (!s->seen && !s->gone) {
             fcc__watch_finish(w, FCC_ENOTFOUND, msg ? msg : "unknown workflow");
             return;
         }
-        deliver_deleted(w, s, 0, NULL, NULL);
+        /* Seen before: deleted while we were away. Gone already: the server
+         * sent the deletion in-band before refusing the resume. */
+        if (!s->gone) deliver_deleted(w, s, 0, 0, NULL, NULL);
         if (!w->all && fcc__watch_sub_count(w) == 0)
             fcc__watch_finish(w, 0, "every watched workflow was deleted");
         return;
@@ -152,8 +200,7 @@ static void on_op(fcc_watch *w, json_t *j, const char *op)
     fcc__watch_finish(w, FCC_EPROTO, msg ? msg : "the server refused a subscription");
 }
 
-/* Delivers an update unless it repeats one the application already has. */
-static void on_message(fcc_watch *w, const char *text, size_t len)
+void fcc__watch_message(fcc_watch *w, const char *text, size_t len)
 {
     json_t *j = json_loadb(text, len, 0, NULL);
     const char *op = json_string_value(json_object_get(j, "op"));
@@ -163,21 +210,33 @@ static void on_message(fcc_watch *w, const char *text, size_t len)
         json_decref(j);
         return;
     }
-    fcc__sub *s = find_sub(w, id);
-    if (!s && w->all) s = fcc__sub_add(w, id, -1);
-    json_int_t seq = json_integer_value(json_object_get(j, "seq"));
+    json_t *jseq = json_object_get(j, "seq");
+    json_int_t seq = json_integer_value(jseq);
+    json_int_t epoch = json_integer_value(json_object_get(j, "epoch"));
     int resync = json_is_true(json_object_get(j, "resync"));
+    int deleted = json_is_true(json_object_get(j, "deleted"));
     const char *ts = json_string_value(json_object_get(j, "timestamp"));
-    if (!s || (seq <= s->last_seq && !resync)) {
+    fcc__sub *s = NULL;
+    if (json_is_integer(jseq) && seq >= 0 && epoch >= 0) {
+        s = find_sub(w, id);
+        /* A watch of all learns ids as they come; a deletion of one it
+         * never saw (or already forgot) is not news. */
+        if (!s && w->all && !deleted && strlen(id) <= FCC__ID_MAX) s = fcc__sub_add(w, id, 0, -1);
+    }
+    if (!s || !fcc__sub_fresh(s, epoch, seq, resync, deleted)) {
         json_decref(j);
         return;
     }
-    if (json_is_true(json_object_get(j, "deleted"))) {
-        deliver_deleted(w, s, seq, ts, text);
+    if (deleted) {
+        deliver_deleted(w, s, epoch, seq, ts, text);
         json_decref(j);
         return;
     }
     const char *msg = json_string_value(json_object_get(j, "message"));
+    if (s->gone) w->gone_n--;
+    s->gone = 0;
+    if (epoch != 0 && s->epoch != 0 && epoch != s->epoch) s->retired = s->epoch;
+    if (epoch != 0) s->epoch = epoch;
     fcc_update u = {
         .workflow_id = s->id,
         .status = json_string_value(json_object_get(j, "status")),
@@ -188,6 +247,7 @@ static void on_message(fcc_watch *w, const char *text, size_t len)
         .seq = seq,
         .resync = resync,
         .json = text,
+        .epoch = epoch,
     };
     s->last_seq = seq;
     s->seen = 1;
@@ -205,7 +265,7 @@ static void data_message(fcc_watch *w, const uint8_t *p, size_t len)
     }
     memcpy(text, p, len);
     text[len] = '\0';
-    on_message(w, text, len);
+    fcc__watch_message(w, text, len);
     free(text);
 }
 

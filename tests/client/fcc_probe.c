@@ -27,9 +27,10 @@ static const char *state_name(fcc_state s)
 static void on_update(fcc_watch *w, const fcc_update *u, void *data)
 {
     (void)data;
-    printf("{\"event\":\"update\",\"workflow_id\":\"%s\",\"seq\":%lld,\"status\":\"%s\","
-           "\"current_step\":%lld,\"total_steps\":%lld,\"resync\":%s,\"deleted\":%s,\"raw\":%s}\n",
-           u->workflow_id, (long long)u->seq, u->status ? u->status : "",
+    printf("{\"event\":\"update\",\"workflow_id\":\"%s\",\"epoch\":%lld,\"seq\":%lld,"
+           "\"status\":\"%s\",\"current_step\":%lld,\"total_steps\":%lld,\"resync\":%s,"
+           "\"deleted\":%s,\"raw\":%s}\n",
+           u->workflow_id, (long long)u->epoch, (long long)u->seq, u->status ? u->status : "",
            (long long)u->current_step, (long long)u->total_steps, u->resync ? "true" : "false",
            u->deleted ? "true" : "false", u->json);
     fflush(stdout);
@@ -68,7 +69,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: fcc_probe URL [--all] [--count N] [--ping MS] [--pong MS]\n"
                     "                 [--connect-timeout MS] [--backoff-max MS] [--max-retries N]\n"
-                    "                 [--since ID=SEQ] ID...\n");
+                    "                 [--since ID=[EPOCH:]SEQ] ID...\n");
     return 2;
 }
 
@@ -108,7 +109,7 @@ int main(int argc, char **argv)
     }
     if (all) fcc_watch_add_all(w);
     for (int i = first_id; i < argc; i++) {
-        int64_t since = -1;
+        int64_t since = -1, epoch = 0;
         const char *id = argv[i];
         char buf[80];
         if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
@@ -116,10 +117,12 @@ int main(int argc, char **argv)
             char *eq = strchr(buf, '=');
             if (!eq) return usage();
             *eq = '\0';
-            since = atoll(eq + 1);
+            char *colon = strchr(eq + 1, ':');
+            if (colon) epoch = atoll(eq + 1);
+            since = atoll(colon ? colon + 1 : eq + 1);
             id = buf;
         }
-        if (fcc_watch_add(w, id, since) != 0) {
+        if (fcc_watch_add_from(w, id, epoch, since) != 0) {
             fprintf(stderr, "fcc_probe: bad id %s\n", id);
             return 2;
         }
