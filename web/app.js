@@ -12,7 +12,7 @@ const HISTORY_MAX = 200;
 const $ = (sel, root = document) => root.querySelector(sel);
 const params = new URLSearchParams(location.search);
 
-const model = new Map();   /* id -> {id, name, status, current_step, total_steps, message, seq, created_at, updated_at} */
+const model = new Map();   /* id -> {id, epoch, name, status, current_step, total_steps, message, seq, created_at, updated_at} */
 const rows = new Map();    /* id -> <li> */
 const dirty = new Set();   /* ids whose row must be redrawn */
 let structural = true;     /* order, membership or counts changed */
@@ -20,7 +20,7 @@ let frame = 0;
 let filter = STATUSES.includes(params.get('status')) ? params.get('status') : 'all';
 let query = '';
 let conn = { state: 'connecting' };
-let detail = null;         /* {id, events: Map seq -> update, oldest, loading, deleted} */
+let detail = null;         /* {id, epoch, events: Map seq -> update, oldest, loading, deleted} */
 
 const els = {
   list: $('[data-testid="workflow-list"]'),
@@ -43,6 +43,16 @@ window.flowcast = client; /* for the console and for tests */
 
 /* --- model ----------------------------------------------------------------- */
 
+/* Another epoch is another workflow under the same id (deleted and created
+ * again): its row, name and history start afresh, never continue the old. */
+function newIncarnation(id, epoch) {
+  if (model.delete(id)) structural = true;
+  if (detail && detail.id === id) {
+    Object.assign(detail, { epoch, events: new Map(), oldest: null, deleted: false });
+    $('.history', els.detail).replaceChildren();
+  }
+}
+
 function onUpdate(u, meta) {
   const id = u.workflow_id;
   if (u.deleted) {
@@ -52,6 +62,11 @@ function onUpdate(u, meta) {
     return;
   }
   let w = model.get(id);
+  const old = w ? w.epoch : detail?.id === id ? detail.epoch : null;
+  if (u.epoch != null && old != null && u.epoch !== old) {
+    newIncarnation(id, u.epoch);
+    w = null;
+  }
   if (!w) {
     const full = meta.workflow;
     w = { id, name: full?.name ?? null, created_at: full?.created_at ?? (u.seq === 1 ? u.timestamp : null) };
@@ -61,6 +76,7 @@ function onUpdate(u, meta) {
   }
   if (w.status !== u.status) structural = true;
   w.status = u.status;
+  w.epoch = u.epoch ?? w.epoch ?? null;
   w.current_step = u.current_step;
   w.total_steps = u.total_steps;
   w.message = u.message;
@@ -68,7 +84,11 @@ function onUpdate(u, meta) {
   w.updated_at = u.timestamp;
   w.bumped = true;
   dirty.add(id);
-  if (detail && detail.id === id) detail.events.set(u.seq, u);
+  if (detail && detail.id === id) {
+    detail.epoch ??= w.epoch;
+    detail.deleted = false;
+    if (u.epoch == null || u.epoch === detail.epoch) detail.events.set(u.seq, u);
+  }
   schedule();
 }
 
@@ -80,7 +100,7 @@ async function fetchDetails(id) {
   try {
     const full = await client.get(id);
     const w = model.get(id);
-    if (w) {
+    if (w && (full.epoch == null || w.epoch == null || full.epoch === w.epoch)) {
       w.name = full.name;
       w.created_at = full.created_at;
       dirty.add(id);
@@ -272,7 +292,7 @@ els.search.addEventListener('input', () => {
 
 async function openDetail(id) {
   if (location.hash !== `#w=${encodeURIComponent(id)}`) history.replaceState(null, '', `#w=${encodeURIComponent(id)}`);
-  detail = { id, events: new Map(), oldest: null, loading: true, deleted: false };
+  detail = { id, epoch: model.get(id)?.epoch ?? null, events: new Map(), oldest: null, loading: true, deleted: false };
   els.detail.hidden = false;
   document.body.classList.add('has-detail');
   $('.history', els.detail).replaceChildren();
@@ -281,10 +301,14 @@ async function openDetail(id) {
   try {
     const w = model.get(id) || (await client.get(id));
     const since = Math.max(0, w.seq - HISTORY_MAX);
-    const h = await client.history(id, { since, limit: HISTORY_MAX });
+    const h = await client.history(id, { since, epoch: w.epoch, limit: HISTORY_MAX });
     if (detail !== d) return;
-    for (const e of h.events) d.events.set(e.seq, e);
-    d.oldest = h.oldest_seq;
+    d.epoch ??= h.epoch ?? w.epoch ?? null;
+    /* A history of another incarnation (re-created meanwhile) is not this one's. */
+    if (h.epoch == null || h.epoch === d.epoch) {
+      for (const e of h.events) d.events.set(e.seq, e);
+      d.oldest = h.oldest_seq;
+    }
   } catch (e) {
     if (detail !== d) return;
     if (e.status === 404) d.deleted = true;

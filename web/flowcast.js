@@ -2,9 +2,10 @@
  * dependencies. It follows one, several or all workflows live over the best
  * transport that opens (WebSocket, then Server-Sent Events, then long-poll),
  * reconnects with capped exponential backoff and full jitter, and resumes
- * from the last seq it saw of each workflow, so the application sees every
- * change once, in order, across reconnects (or a `resync` when the server's
- * log no longer reaches back).
+ * from the last position (epoch, seq) it saw of each workflow, so the
+ * application sees every change once, in order, across reconnects (or a
+ * `resync` when the server's log no longer reaches back, or when the
+ * workflow was deleted and created again meanwhile).
  *
  *   import { FlowcastClient } from '/flowcast.js';
  *   const fc = new FlowcastClient({
@@ -16,11 +17,18 @@
  *   ...
  *   fc.close();
  *
- * Updates have the server's update format: {workflow_id, status,
+ * Updates have the server's update format: {workflow_id, epoch, status,
  * current_step, total_steps, message, timestamp, seq} plus `resync: true`
- * when they replace a lost history, or {workflow_id, deleted: true, seq,
- * timestamp} for a deletion. `meta.workflow` holds the full workflow object
- * (name, created_at, ...) when the update came from a REST answer.
+ * when they replace a lost history, or {workflow_id, epoch, deleted: true,
+ * seq, timestamp} for a deletion. `meta.workflow` holds the full workflow
+ * object (name, created_at, ...) when the update came from a REST answer.
+ *
+ * `epoch` names one incarnation of an id: a workflow deleted and created
+ * again under the same id has a new epoch, and its seq starts again at 1.
+ * An update whose epoch differs from the previous one of that id is a new
+ * workflow (it comes after the old one's deletion when the server still
+ * knows it, and with `resync: true`): replace what you showed, never
+ * continue it. Ids given to subscribe() are a set: each change once.
  *
  * States: 'connecting' (trying `transport`), 'open' (`transport` is live),
  * 'reconnecting' (`attempt`, `delay` ms, `retryAt` epoch ms), 'closed'
@@ -50,9 +58,14 @@ export function newIdempotencyKey() {
 /* The update message for a workflow object from the REST API. */
 export function workflowToUpdate(w) {
   return {
-    workflow_id: w.id, status: w.status, current_step: w.current_step,
+    workflow_id: w.id, epoch: w.epoch, status: w.status, current_step: w.current_step,
     total_steps: w.total_steps, message: w.message, timestamp: w.updated_at, seq: w.seq,
   };
+}
+
+/* One item of a /api/events cursor: "id:epoch:seq" ("id:seq" while the epoch is unknown). */
+function sseItem(id, p) {
+  return p.epoch != null ? `${id}:${p.epoch}:${p.seq}` : `${id}:${p.seq}`;
 }
 
 class HttpError extends Error {
@@ -105,7 +118,11 @@ export class FlowcastClient {
 
     this.all = false;          /* subscribeAll() was called */
     this.ids = new Set();      /* explicitly subscribed ids */
-    this.last = new Map();     /* id -> last seq delivered */
+    /* id -> {epoch, seq, retired, gone}: the last position delivered (epoch
+     * null while unknown), the incarnation it replaced (its late messages
+     * are old, not new), and gone: that incarnation was deleted (kept for
+     * subscribed ids only, to drop repeats and resume across a re-creation). */
+    this.last = new Map();
     this.state = 'idle';
     this.transport = null;     /* name of the open transport */
     this.attempt = 0;
@@ -116,12 +133,19 @@ export class FlowcastClient {
 
   /* --- subscriptions ------------------------------------------------------ */
 
-  /* Follows these workflows. `since` maps id -> seq to resume from (the
-   * application's own record), else the current state comes first. */
+  /* Follows these workflows (a repeated id counts once). `since` maps id ->
+   * the position to resume from (the application's own record of an
+   * update's {epoch, seq}, or a bare seq when the epoch is unknown: the
+   * server then resumes only when it can prove the id was never deleted),
+   * else the current state comes first. */
   subscribe(ids, since = {}) {
     const added = [];
-    for (const id of [].concat(ids)) {
-      if (since[id] != null && !this.last.has(id)) this.last.set(id, since[id]);
+    for (const id of new Set([].concat(ids))) {
+      const p = since[id];
+      if (p != null && !this.last.has(id)) {
+        const at = typeof p === 'number' ? { seq: p } : p;
+        this.last.set(id, { epoch: at.epoch ?? null, seq: at.seq, retired: null, gone: false });
+      }
       if (!this.ids.has(id)) { this.ids.add(id); added.push(id); }
     }
     if (added.length && this._t && this.state === 'open') this._t.changed({ added });
@@ -147,7 +171,14 @@ export class FlowcastClient {
     return this.all ? new Set([...this.ids, ...this.last.keys()]) : new Set(this.ids);
   }
 
-  lastSeq(id) { return this.last.get(id); }
+  /* The last seq delivered of id's current incarnation (undefined when none
+   * or deleted), and the whole position {epoch, seq} to resume from. */
+  lastSeq(id) { return this.position(id)?.seq; }
+
+  position(id) {
+    const p = this.last.get(id);
+    return p && !p.gone ? { epoch: p.epoch, seq: p.seq } : undefined;
+  }
 
   /* --- connection --------------------------------------------------------- */
 
@@ -261,17 +292,33 @@ export class FlowcastClient {
     }
   }
 
-  /* Delivers one server message unless its seq was already seen. Returns
-   * true when it was new. */
+  /* Whether message m of id is news: another incarnation than the tracked
+   * one always is (its seq starts again at 1), the tracked one only past
+   * the last seq (or a resync below it: a restored server), the one it
+   * replaced never. An unknown epoch (older server) compares by seq alone.
+   * A deleted incarnation takes only another one, never a second deletion. */
+  _fresh(id, m) {
+    const prev = this.last.get(id);
+    const e = typeof m.epoch === 'number' ? m.epoch : null;
+    if (!prev) return !(m.deleted && this.all); /* in all mode: never seen, or forgotten */
+    if (e != null && e === prev.retired) return false;
+    const other = e != null && prev.epoch != null && e !== prev.epoch;
+    if (prev.gone) return other && !m.deleted;
+    return other || m.seq > prev.seq || (m.resync === true && m.seq < prev.seq);
+  }
+
+  /* Delivers one server message unless it repeats one already delivered
+   * (same epoch, seq not above). Returns true when it was new. */
   _deliver(m, meta = {}) {
     if (!m || typeof m.workflow_id !== 'string' || typeof m.seq !== 'number') return false;
     const id = m.workflow_id;
     if (!this.all && !this.ids.has(id)) return false;
+    if (!this._fresh(id, m)) return false;
     const prev = this.last.get(id);
-    if (prev != null && m.seq <= prev) return false;
-    if (m.deleted && prev == null && this.all) return false; /* never seen, or already gone */
-    if (m.deleted) this.last.delete(id);
-    else this.last.set(id, m.seq);
+    const epoch = typeof m.epoch === 'number' ? m.epoch : prev?.epoch ?? null;
+    const retired = prev && prev.epoch != null && prev.epoch !== epoch ? prev.epoch : prev?.retired ?? null;
+    if (m.deleted && !this.ids.has(id)) this.last.delete(id);
+    else this.last.set(id, { epoch, seq: m.seq, retired, gone: !!m.deleted });
     try {
       this.onUpdate(m, { transport: this.transport, ...meta });
     } catch (e) {
@@ -283,18 +330,31 @@ export class FlowcastClient {
   /* A workflow we knew is gone (found out without a deletion message). */
   _gone(id) {
     const prev = this.last.get(id);
-    if (prev == null) return;
-    this._deliver({ workflow_id: id, deleted: true, seq: prev + 1, timestamp: new Date().toISOString() });
+    if (prev == null || prev.gone) return;
+    const m = { workflow_id: id, deleted: true, seq: prev.seq + 1, timestamp: new Date().toISOString() };
+    if (prev.epoch != null) m.epoch = prev.epoch;
+    this._deliver(m);
   }
 
-  /* Brings `id` from its last seq up to workflow object `w` through
-   * /history, so a jump in seq does not lose the changes in between. */
+  /* Brings `id` from its last position up to workflow object `w`: through
+   * /history, so a jump in seq does not lose the changes in between; or,
+   * when `w` is another incarnation, the old one's deletion and the new
+   * one's state with resync (never a continuation). */
   async _catchUp(w, signal) {
     const prev = this.last.get(w.id);
-    if (prev != null && w.seq > prev + 1) {
+    const other = prev && (prev.gone || (w.epoch != null && prev.epoch != null && w.epoch !== prev.epoch));
+    if (other) {
+      this._gone(w.id);
+      this._deliver({ ...workflowToUpdate(w), resync: true }, { workflow: w });
+      return;
+    }
+    if (prev != null && w.seq > prev.seq + 1) {
       try {
-        const h = await this.history(w.id, { since: prev, limit: 1000 }, signal);
-        if (h.oldest_seq > prev + 1) {
+        const h = await this.history(w.id, { since: prev.seq, epoch: prev.epoch, limit: 1000 }, signal);
+        if (h.resync || (h.epoch != null && prev.epoch != null && h.epoch !== prev.epoch)) {
+          return this._gone(w.id); /* re-created since w was read: the next poll has the new one */
+        }
+        if (h.oldest_seq > prev.seq + 1) {
           this._deliver({ ...workflowToUpdate(w), resync: true }, { workflow: w });
           return;
         }
@@ -333,7 +393,7 @@ export class FlowcastClient {
       if (!this.all && !this.ids.has(w.id)) continue;
       const prev = this.last.get(w.id);
       if (prev == null) this._deliver(workflowToUpdate(w), { workflow: w });
-      else if (catchUpAll && w.seq > prev) await this._catchUp(w, signal);
+      else if (catchUpAll && (w.seq > prev.seq || prev.gone || (w.epoch != null && w.epoch !== prev.epoch))) await this._catchUp(w, signal);
     }
     if (complete) for (const id of before) if (!seen.has(id)) this._gone(id);
     return workflows;
@@ -384,8 +444,11 @@ export class FlowcastClient {
 
   get(id, signal) { return this.request('GET', `/api/workflows/${encodeURIComponent(id)}`, undefined, signal); }
 
-  history(id, { since = 0, limit = 100 } = {}, signal) {
-    return this.request('GET', `/api/workflows/${encodeURIComponent(id)}/history?since=${since}&limit=${limit}`, undefined, signal);
+  /* With `epoch`, a history of another incarnation answers "resync": true
+   * and the current one's log from its start. */
+  history(id, { since = 0, epoch = null, limit = 100 } = {}, signal) {
+    const e = epoch != null ? `&epoch=${epoch}` : '';
+    return this.request('GET', `/api/workflows/${encodeURIComponent(id)}/history?since=${since}${e}&limit=${limit}`, undefined, signal);
   }
 
   /* opts: {idempotencyKey, retries}, see request(). */
@@ -449,8 +512,8 @@ class WebSocketTransport {
 
   _sub(id) {
     const msg = { op: 'subscribe', workflow_ids: [id] };
-    const seq = this.c.last.get(id);
-    if (seq != null) msg.since = { [id]: seq };
+    const p = this.c.last.get(id);
+    if (p != null) msg.since = { [id]: p.epoch != null ? { epoch: p.epoch, seq: p.seq } : p.seq };
     this._send(msg, { op: 'sub', id });
   }
 
@@ -472,9 +535,13 @@ class WebSocketTransport {
       const rec = this.pending.shift() || {};
       if (m.op === 'error') {
         if (rec.op === 'sub' && m.code === 'not_found') {
-          if (this.c.last.has(rec.id)) this.c._gone(rec.id);
-          else this.c.onError(new Error(m.message));
-          if (!this.c.all) this.c.ids.delete(rec.id);
+          const p = this.c.last.get(rec.id);
+          if (p && !p.gone) this.c._gone(rec.id);
+          else if (!p) this.c.onError(new Error(m.message));
+          if (!this.c.all) {
+            this.c.ids.delete(rec.id);
+            this.c.last.delete(rec.id);
+          }
         } else {
           this.c.onError(new Error(m.message || 'server error'));
         }
@@ -556,7 +623,7 @@ class SseTransport {
     let waiting = 0;
     for (let i = 0; i < ids.length; i += SSE_MAX_IDS) {
       const chunk = ids.slice(i, i + SSE_MAX_IDS);
-      const cursor = chunk.filter((id) => this.c.last.has(id)).map((id) => `${id}:${this.c.last.get(id)}`).join(',');
+      const cursor = chunk.filter((id) => this.c.last.has(id)).map((id) => sseItem(id, this.c.last.get(id))).join(',');
       const q = new URLSearchParams({ workflow_ids: chunk.join(',') });
       if (cursor) q.set('since', cursor);
       const es = new EventSource(`${this.c.url}/api/events?${q}`);
@@ -669,10 +736,11 @@ class LongPollTransport {
     this.ctl.signal.addEventListener('abort', abortAll);
     try {
       while (!ac.signal.aborted) {
-        const since = this.c.last.get(id) ?? 0;
+        const p = this.c.last.get(id);
+        const at = p ? `wait_since=${p.seq}` + (p.epoch != null ? `&epoch=${p.epoch}` : '') : 'wait_since=0';
         let w;
         try {
-          w = await this.c.request('GET', `/api/workflows/${encodeURIComponent(id)}?wait_since=${since}&timeout=${this.c.longPollTimeout}`, undefined, ac.signal);
+          w = await this.c.request('GET', `/api/workflows/${encodeURIComponent(id)}?${at}&timeout=${this.c.longPollTimeout}`, undefined, ac.signal);
         } catch (err) {
           if (err.status === 404) { this.c._gone(id); break; }
           throw err;

@@ -19,6 +19,7 @@ typedef struct row {
     char status[16];
     char message[256];
     long long step, total;
+    int64_t epoch;             /* the incarnation shown; 0 while unknown */
     int64_t start_ms, last_ms; /* created_at (or first update), last change */
     int have_state, name_tried;
 } row;
@@ -85,6 +86,7 @@ static void row_from_workflow(row *r, const fcc_workflow *w)
     snprintf(r->message, sizeof r->message, "%s", w->message);
     r->step = w->current_step;
     r->total = w->total_steps;
+    r->epoch = w->epoch;
     r->start_ms = parse_time(w->created_at);
     r->last_ms = parse_time(w->updated_at);
     r->have_state = r->name_tried = 1;
@@ -191,6 +193,17 @@ static void on_update(fcc_watch *w, const fcc_update *up, void *data)
     }
     row *r = find_row(u, up->workflow_id, 1);
     if (!r) return;
+    if (!up->deleted && up->epoch && r->epoch && up->epoch != r->epoch) {
+        /* Another incarnation: a new workflow under the same id (its name and
+         * start are its own), never a continuation of the bar shown. */
+        char text[160];
+        snprintf(text, sizeof text, "%s was deleted and created again", r->id);
+        r->name[0] = '\0';
+        r->start_ms = 0;
+        r->name_tried = 0;
+        if (u->tty) note(u, text);
+    }
+    if (up->epoch) r->epoch = up->epoch;
     snprintf(r->status, sizeof r->status, "%s", up->deleted ? "deleted" : up->status);
     if (!up->deleted) {
         r->step = up->current_step;
@@ -258,7 +271,7 @@ static void preload(ui *u)
         row *r = find_row(u, p.items[i].id, 1);
         if (!r) break;
         row_from_workflow(r, &p.items[i]);
-        fcc_watch_add(u->w, p.items[i].id, p.items[i].seq);
+        fcc_watch_add_from(u->w, p.items[i].id, p.items[i].epoch, p.items[i].seq);
     }
     fcc_workflow_page_clear(&p);
 }

@@ -40,7 +40,7 @@ int fcc__sub_fresh(const fcc__sub *s, int64_t epoch, int64_t seq, int resync, in
     if (epoch != 0 && epoch == s->retired) return 0;
     int other = epoch != 0 && s->epoch != 0 && epoch != s->epoch;
     if (s->gone) return other && !deleted;
-    return other || seq > s->last_seq || resync;
+    return other || seq > s->last_seq || (resync && seq < s->last_seq);
 }
 
 static fcc__sub *find_sub(fcc_watch *w, const char *id)

@@ -1,5 +1,6 @@
-// web/flowcast.js without a browser: the backoff rule and the seq
-// bookkeeping that makes delivery exactly-once (dedupe, resync, delete).
+// web/flowcast.js without a browser: the backoff rule and the (epoch, seq)
+// bookkeeping that makes delivery exactly-once (dedupe, resync, delete,
+// re-creation under the same id).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FlowcastClient, backoffDelay, workflowToUpdate } from '../../web/flowcast.js';
@@ -63,8 +64,97 @@ test('resync and deletion', () => {
 });
 
 test('workflowToUpdate maps a REST workflow to the update format', () => {
-  const w = { id: 'x', name: 'n', status: 'paused', current_step: 2, total_steps: 4, message: 'm', seq: 7, created_at: 'c', updated_at: 'u' };
+  const w = { id: 'x', epoch: 42, name: 'n', status: 'paused', current_step: 2, total_steps: 4, message: 'm', seq: 7, created_at: 'c', updated_at: 'u' };
   assert.deepEqual(workflowToUpdate(w), {
-    workflow_id: 'x', status: 'paused', current_step: 2, total_steps: 4, message: 'm', timestamp: 'u', seq: 7,
+    workflow_id: 'x', epoch: 42, status: 'paused', current_step: 2, total_steps: 4, message: 'm', timestamp: 'u', seq: 7,
   });
+});
+
+const e = (id, epoch, seq, extra = {}) => u(id, seq, { epoch, ...extra });
+const tag = (m) => `${m.workflow_id}${m.epoch ?? ''}:${m.seq}${m.deleted ? 'd' : ''}${m.resync ? 'r' : ''}`;
+
+// Issue 8 item 1: held (7, 3); w was deleted at seq 4 and created again
+// (epoch 9) with seq 1..3: the deletion, then the new incarnation (seq 3
+// is not above 3 and still is new), never a silent continuation.
+test('resume across delete and re-create: deletion, then the new incarnation', () => {
+  const { c, seen } = recorder();
+  c.subscribe(['w'], { w: { epoch: 7, seq: 3 } });
+  assert.deepEqual(c.position('w'), { epoch: 7, seq: 3 });
+  c._deliver({ workflow_id: 'w', epoch: 7, deleted: true, seq: 4, timestamp: 'x' });
+  assert.equal(c.position('w'), undefined);
+  c._deliver(e('w', 9, 3, { resync: true }));
+  c._deliver(e('w', 9, 3));       // a repeat
+  c._deliver(e('w', 7, 5));       // late news of the replaced incarnation
+  c._deliver(e('w', 9, 4));
+  assert.deepEqual(seen.map(tag), ['w7:4d', 'w9:3r', 'w9:4']);
+  assert.deepEqual(c.position('w'), { epoch: 9, seq: 4 });
+});
+
+test('another epoch with a lower seq is a new workflow, not an old change', () => {
+  const { c, seen } = recorder();
+  c.subscribe(['w']);
+  for (const m of [e('w', 7, 5), e('w', 9, 1), e('w', 9, 2), e('w', 9, 2), e('w', 9, 1)]) c._deliver(m);
+  assert.deepEqual(seen.map(tag), ['w7:5', 'w9:1', 'w9:2']);
+});
+
+test('a resync of the same epoch is delivered only when it is not a repeat', () => {
+  const { c, seen } = recorder();
+  c.subscribe(['a']);
+  c._deliver(e('a', 7, 5));
+  c._deliver(e('a', 7, 5, { resync: true })); // the state we have
+  c._deliver(e('a', 7, 2, { resync: true })); // a restored server: take it
+  c._deliver(e('a', 7, 3));
+  assert.deepEqual(seen.map(tag), ['a7:5', 'a7:2r', 'a7:3']);
+});
+
+test('a subscribed id keeps its deletion: no repeat, a later incarnation is new', () => {
+  const { c, seen } = recorder();
+  c.subscribe(['a']);
+  c._deliver(e('a', 7, 1));
+  c._deliver({ workflow_id: 'a', epoch: 7, deleted: true, seq: 2, timestamp: 'x' });
+  c._deliver({ workflow_id: 'a', epoch: 7, deleted: true, seq: 2, timestamp: 'x' });
+  c._gone('a'); // already known: nothing more
+  c._deliver(e('a', 7, 3));
+  c._deliver(e('a', 11, 1));
+  assert.deepEqual(seen.map(tag), ['a7:1', 'a7:2d', 'a11:1']);
+});
+
+test('_gone synthesizes the deletion of the incarnation it knew', () => {
+  const { c, seen } = recorder();
+  c.subscribeAll();
+  c._deliver(e('a', 7, 4));
+  c._gone('a');
+  assert.deepEqual(seen.map(tag), ['a7:4', 'a7:5d']);
+  assert.equal(c.last.has('a'), false); // all mode forgets deleted workflows
+});
+
+// Long-poll and list polls learn of a re-creation from a workflow object.
+test('_catchUp of another incarnation: the old one deleted, the new one as resync', async () => {
+  const { c, seen } = recorder();
+  c.subscribe(['w']);
+  c._deliver(e('w', 7, 6));
+  const w = { id: 'w', epoch: 9, name: 'n', status: 'running', current_step: 1, total_steps: 5, message: '', seq: 2, created_at: 'c', updated_at: 'u' };
+  await c._catchUp(w);
+  await c._catchUp(w);
+  assert.deepEqual(seen.map(tag), ['w7:6', 'w7:7d', 'w9:2r']);
+});
+
+// Issue 8 item 3: a list of ids is a set.
+test('subscribe() with a repeated id follows it once', () => {
+  const { c, seen } = recorder();
+  c.subscribe(['a', 'a', 'b', 'a']);
+  assert.deepEqual([...c.ids], ['a', 'b']);
+  c._deliver(e('a', 7, 1));
+  c._deliver(e('a', 7, 1));
+  assert.deepEqual(seen.map(tag), ['a7:1']);
+});
+
+test('a bare seq in since (epoch unknown) adopts the epoch of the first update', () => {
+  const { c, seen } = recorder();
+  c.subscribe(['a'], { a: 4 });
+  assert.deepEqual(c.position('a'), { epoch: null, seq: 4 });
+  c._deliver(e('a', 7, 4));
+  c._deliver(e('a', 7, 5));
+  assert.deepEqual(c.position('a'), { epoch: 7, seq: 5 });
+  assert.deepEqual(seen.map(tag), ['a7:5']);
 });
