@@ -1,0 +1,107 @@
+// flowcast.js across a delete and re-create of a watched workflow (issue 8
+// item 1), on each transport: while the client is away the workflow is
+// deleted and created again under the same id (through another server on
+// the same database), and its seq climbs back to where the client was. The
+// client must deliver the old incarnation's deletion and the new one's state
+// with resync, then follow the new one; never continue the old one silently.
+// The dashboard then shows the new workflow, with only its own history.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Server, launchBrowser, openPage, realErrors, row, waitRow } from './lib.mjs';
+
+let context;
+
+before(async () => {
+  context = await launchBrowser();
+});
+
+after(async () => {
+  await context?.close();
+});
+
+/* Stops s, deletes `id` and creates it again through another server on the
+ * same database (seq 1 + steps again), and starts s again. Returns the old
+ * and the new workflow objects. */
+async function recreateWhileAway(s, id, steps = 2) {
+  const old = await s.api('GET', `/api/workflows/${id}`);
+  await s.stop();
+  const other = await Server.start({ db: s.db });
+  let now;
+  try {
+    await other.api('DELETE', `/api/workflows/${id}`);
+    now = await other.create({ id, name: 'second life', total_steps: 10 });
+    for (let i = 1; i <= steps; i++) now = await other.patch(id, { current_step: i, message: `new ${i}` });
+  } finally {
+    await other.stop();
+  }
+  assert.notEqual(now.epoch, old.epoch);
+  assert.equal(now.seq, old.seq);
+  await s.restart();
+  return { old, now };
+}
+
+const shape = (u) => [u.epoch, u.seq, u.deleted ? 'd' : u.resync ? 'r' : ''];
+
+for (const transport of ['websocket', 'sse', 'longpoll']) {
+  test(`flowcast.js on ${transport}: the deletion, then the new incarnation, never a continuation`, async () => {
+    const s = await Server.start();
+    try {
+      await s.create({ id: 'w', name: 'first life', total_steps: 10 });
+      await s.patch('w', { current_step: 1 });
+      await s.patch('w', { current_step: 2 });
+      const page = await openPage(context, s.url + '/flowcast.js');
+      await page.evaluate(async (transport) => {
+        const { FlowcastClient } = await import('/flowcast.js');
+        window.seen = [];
+        window.c = new FlowcastClient({
+          transports: [transport], backoff: { initial: 100, max: 300 }, pollInterval: 300, longPollTimeout: 2,
+          onUpdate: (u) => window.seen.push(u), onState: (st) => (window.st = st.state),
+        });
+        window.c.subscribe(['w', 'w']); // a repeated id is one subscription
+      }, transport);
+      await page.waitForFunction(() => window.st === 'open' && window.seen.some((u) => u.seq === 3));
+      const { old, now } = await recreateWhileAway(s, 'w');
+      await page.waitForFunction(() => window.seen.some((u) => u.resync), null, { timeout: 30000 });
+      await s.patch('w', { current_step: 7, message: 'live' });
+      await page.waitForFunction(() => window.seen.at(-1).seq === 4 && !window.seen.at(-1).resync, null, { timeout: 15000 });
+      const seen = await page.evaluate(() => window.seen);
+      assert.deepEqual(seen.map(shape), [
+        [old.epoch, 3, ''], [old.epoch, 4, 'd'], [now.epoch, 3, 'r'], [now.epoch, 4, ''],
+      ]);
+      assert.equal(seen[2].message, 'new 2');
+      assert.deepEqual(await page.evaluate(() => window.c.position('w')), { epoch: now.epoch, seq: 4 });
+      await page.evaluate(() => window.c.close());
+      await page.close();
+    } finally {
+      await s.stop();
+    }
+  });
+}
+
+test('the dashboard replaces a re-created workflow and its history', async () => {
+  const s = await Server.start();
+  try {
+    await s.create({ id: 'job', name: 'first life', total_steps: 10 });
+    await s.patch('job', { current_step: 1, message: 'old 1' });
+    await s.patch('job', { current_step: 2, message: 'old 2' });
+    const page = await openPage(context, s.url + '/#w=job');
+    await waitRow(page, 'job', { steps: '2 / 10', message: 'old 2' });
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="history-item"]').length === 3);
+    await recreateWhileAway(s, 'job');
+    await waitRow(page, 'job', { steps: '2 / 10', message: 'new 2' }, 30000);
+    await page.waitForFunction(() => document.querySelector('[data-testid="detail-name"]').textContent === 'second life');
+    await s.patch('job', { current_step: 3, message: 'new 3' });
+    await waitRow(page, 'job', { steps: '3 / 10', message: 'new 3' });
+    // The old incarnation's history is gone from the panel: only the new
+    // one's changes that reached the page (its state at seq 3, then seq 4).
+    const items = await page.evaluate(() =>
+      [...document.querySelectorAll('[data-testid="history-item"]')].map((li) => li.textContent));
+    assert.equal(items.length, 2, items.join(' | '));
+    assert.ok(items.every((t) => !t.includes('old')), items.join(' | '));
+    assert.equal(await row(page, 'job').locator('[data-testid="wf-name"]').textContent(), 'second life');
+    assert.deepEqual(realErrors(page), []);
+    await page.close();
+  } finally {
+    await s.stop();
+  }
+});
