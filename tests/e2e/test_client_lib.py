@@ -43,6 +43,10 @@ def test_resume_across_restart_loses_nothing(flowcast, server_factory, mode, how
     p = probe(flowcast, s, *args)
     try:
         p.wait_for(lambda o: o.get("state") == "open", what="open")
+        if mode != "all":  # subscribed: the initial states are seq 1, before any change
+            for wid in ids:
+                p.wait_for(lambda o, w=wid: o.get("event") == "update" and o["workflow_id"] == w,
+                           what="state of " + wid)
         ref = [s]
         stop = threading.Event()
         acked = {wid: [] for wid in ids}
@@ -73,6 +77,8 @@ def test_resume_across_restart_loses_nothing(flowcast, server_factory, mode, how
             p.wait_for(lambda o, w=wid: o.get("event") == "update" and o["workflow_id"] == w
                        and o["seq"] == final[w], timeout=15, what="last seq of " + wid)
             got = [u["seq"] for u in updates(p.lines, wid)]
+            # One incarnation throughout, resumed by (epoch, seq).
+            assert len({u["epoch"] for u in updates(p.lines, wid)}) == 1
             first = 2 if mode == "all" else 1
             # Every change once, in order: the seqs are exactly first..final.
             assert got == list(range(first, final[wid] + 1)), got
