@@ -20,10 +20,11 @@ after(async () => {
 });
 
 /* Stops s, deletes `id` and creates it again through another server on the
- * same database (seq 1 + steps again), and starts s again. Returns the old
- * and the new workflow objects. */
-async function recreateWhileAway(s, id, steps = 2) {
+ * same database (patched until its seq is the old one's again), and starts
+ * s again. Returns the old and the new workflow objects. */
+async function recreateWhileAway(s, id) {
   const old = await s.api('GET', `/api/workflows/${id}`);
+  const steps = old.seq - 1;
   await s.stop();
   const other = await Server.start({ db: s.db });
   let now;
@@ -60,16 +61,24 @@ for (const transport of ['websocket', 'sse', 'longpoll']) {
         window.c.subscribe(['w', 'w']); // a repeated id is one subscription
       }, transport);
       await page.waitForFunction(() => window.st === 'open' && window.seen.some((u) => u.seq === 3));
+      // A plain restart first: the client resumes, nothing lost or repeated.
+      await s.stop('SIGKILL');
+      await page.waitForFunction(() => window.st !== 'open');
+      await s.restart();
+      await s.patch('w', { current_step: 3 });
+      await s.patch('w', { current_step: 4 });
+      await page.waitForFunction(() => window.seen.some((u) => u.seq === 5), null, { timeout: 30000 });
       const { old, now } = await recreateWhileAway(s, 'w');
       await page.waitForFunction(() => window.seen.some((u) => u.resync), null, { timeout: 30000 });
       await s.patch('w', { current_step: 7, message: 'live' });
-      await page.waitForFunction(() => window.seen.at(-1).seq === 4 && !window.seen.at(-1).resync, null, { timeout: 15000 });
+      await page.waitForFunction(() => window.seen.at(-1).seq === 6 && !window.seen.at(-1).resync, null, { timeout: 15000 });
       const seen = await page.evaluate(() => window.seen);
+      const e1 = old.epoch, e2 = now.epoch;
       assert.deepEqual(seen.map(shape), [
-        [old.epoch, 3, ''], [old.epoch, 4, 'd'], [now.epoch, 3, 'r'], [now.epoch, 4, ''],
+        [e1, 3, ''], [e1, 4, ''], [e1, 5, ''], [e1, 6, 'd'], [e2, 5, 'r'], [e2, 6, ''],
       ]);
-      assert.equal(seen[2].message, 'new 2');
-      assert.deepEqual(await page.evaluate(() => window.c.position('w')), { epoch: now.epoch, seq: 4 });
+      assert.equal(seen[4].message, 'new 4');
+      assert.deepEqual(await page.evaluate(() => window.c.position('w')), { epoch: e2, seq: 6 });
       await page.evaluate(() => window.c.close());
       await page.close();
     } finally {

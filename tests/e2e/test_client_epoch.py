@@ -174,3 +174,27 @@ def test_watch_json_resumes_across_recreate(flowcast, server_factory):
         assert lines[3]["current_step"] == 2 and lines[4]["current_step"] == 9
     finally:
         p.kill()
+
+
+def test_watch_json_plain_reconnect_resumes(flowcast, server_factory):
+    """A restart without a re-creation: `flowcast watch` resumes with (epoch,
+    seq); every change once, in order, no resync."""
+    s = server_factory()
+    s.create(id="w", name="w", total_steps=10)
+    env = {"FLOWCAST_URL": "http://127.0.0.1:%d" % s.port}
+    p = LineProc([flowcast, "watch", "--json", "w"], env=env)
+    try:
+        p.wait_for(lambda o: o["seq"] == 1)
+        s.patch("w", current_step=1)
+        p.wait_for(lambda o: o["seq"] == 2)
+        s.kill9()
+        s2 = restart_same_port(server_factory, s)
+        for i in range(2, 5):
+            s2.patch("w", current_step=i)
+        p.wait_for(lambda o: o["seq"] == 5, timeout=15)
+        lines = [json.loads(x) for x in p.lines]
+        assert [o["seq"] for o in lines] == [1, 2, 3, 4, 5]
+        assert len({o["epoch"] for o in lines}) == 1
+        assert not any(o.get("resync") or o.get("deleted") for o in lines)
+    finally:
+        p.kill()
