@@ -129,7 +129,8 @@ FCC_API fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_wat
  * (ids are a set: each change is delivered once); the first position wins. */
 FCC_API int fcc_watch_add(fcc_watch *w, const char *workflow_id, int64_t since);
 /* The same, resuming from a position (epoch, since) the application kept from
- * an earlier fcc_update (or fcc_workflow). epoch 0 = unknown, as fcc_watch_add.
+ * an earlier fcc_update (or fcc_workflow). epoch 0 = unknown, as fcc_watch_add;
+ * FCC_EINVAL for an epoch outside [0, 2^53-1].
  * When the workflow was deleted and created again since that position, the
  * watch delivers the deletion of the old incarnation (when the server still
  * knows it), then the new incarnation's current state with resync set, and

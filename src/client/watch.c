@@ -64,7 +64,7 @@ fail:
 int fcc_watch_add_from(fcc_watch *w, const char *id, int64_t epoch, int64_t since)
 {
     size_t n = id ? strlen(id) : 0;
-    if (w->started || n == 0 || n > FCC__ID_MAX || epoch < 0 ||
+    if (w->started || n == 0 || n > FCC__ID_MAX || epoch < 0 || epoch > FCC__EPOCH_MAX ||
         strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != n)
         return FCC_EINVAL;
     if (fc_map_get(&w->subs, id)) return 0; /* a set: the first position wins */

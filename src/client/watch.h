@@ -9,6 +9,7 @@
 
 #define FCC__ID_MAX 64
 #define FCC__MAX_MESSAGE (16u << 20)
+#define FCC__EPOCH_MAX INT64_C(9007199254740991) /* 2^53-1: epochs are exact JS numbers */
 
 /* One watched workflow and the last position (epoch, seq) delivered to the
  * application: the watch resumes from it and drops what does not follow it. */

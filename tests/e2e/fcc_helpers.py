@@ -135,3 +135,21 @@ def restart_same_port(factory, old):
                 raise
             s.logf.close()
             time.sleep(0.2)
+
+
+def recreate_while_away(factory, s, wid, name=None, steps=2):
+    """Stops s, deletes wid and creates it again (named name, default wid;
+    then `steps` patches, so its seq is 1 + steps again) through another
+    server on the same database, then starts s again on its port. Watchers
+    keep retrying s's port meanwhile, so they are away for all of it.
+    Returns (restarted server, old workflow, new workflow)."""
+    old = s.get(wid)
+    assert s.stop() == 0
+    other = factory(db=s.db)
+    other.delete(wid)
+    new = other.create(id=wid, name=name or wid, total_steps=10)
+    for i in range(steps):
+        new = other.patch(wid, current_step=i + 1)
+    assert other.stop() == 0
+    assert new["epoch"] != old["epoch"]
+    return restart_same_port(factory, s), old, new

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fcc_helpers import restart_same_port
+from fcc_helpers import recreate_while_away, restart_same_port
 
 
 class Pane:
@@ -83,3 +83,22 @@ def test_watch_bar_shows_the_current_step(flowcast, server_factory, pane_factory
     assert "100% completed" in _bar_line(screen, "Test suite")
     assert "reconnected to" in screen
     assert "7/10" in _bar_line(screen, "Deploy web")
+
+
+def test_watch_bar_starts_afresh_for_a_recreated_workflow(flowcast, server_factory, pane_factory):
+    """Issue 8 item 1 on a terminal: deleted and created again while the
+    watcher was away, the workflow shows as new (its own name, a note), not
+    as the old bar carrying on."""
+    s = server_factory()
+    s.create(id="deploy", name="Deploy web", total_steps=10)
+    s.patch("deploy", status="running", current_step=2)
+    env = {"FLOWCAST_URL": "http://127.0.0.1:%d" % s.port, "ASAN_OPTIONS": "detect_leaks=0"}
+    pane = pane_factory("%s watch deploy" % flowcast, env)
+    pane.wait(lambda t: "2/10" in _bar_line(t, "Deploy web"), what="the first bar")
+    s2, _, _ = recreate_while_away(server_factory, s, "deploy", name="Deploy v2", steps=1)
+    screen = pane.wait(lambda t: "1/10" in _bar_line(t, "Deploy v2"), timeout=15,
+                       what="the new workflow's bar")
+    assert "deploy was deleted and created again" in screen
+    assert _bar_line(screen, "Deploy web") == ""
+    s2.patch("deploy", current_step=5)
+    pane.wait(lambda t: "5/10" in _bar_line(t, "Deploy v2"), what="its next change")

@@ -9,24 +9,7 @@ import time
 
 import pytest
 
-from fcc_helpers import LineProc, probe, restart_same_port, updates
-
-
-def recreate_while_away(server_factory, s, wid, steps=2):
-    """Stops s, deletes wid and creates it again (then `steps` patches, so its
-    seq is 1 + steps again) through another server on the same database, then
-    starts s again on its port. Watchers keep retrying s's port meanwhile, so
-    they are away for all of it. Returns (restarted server, old wf, new wf)."""
-    old = s.get(wid)
-    assert s.stop() == 0
-    other = server_factory(db=s.db)
-    other.delete(wid)
-    other.create(id=wid, name=wid, total_steps=10)
-    for i in range(steps):
-        new = other.patch(wid, current_step=i + 1)
-    assert other.stop() == 0
-    assert new["epoch"] != old["epoch"] and new["seq"] == old["seq"]
-    return restart_same_port(server_factory, s), old, new
+from fcc_helpers import LineProc, probe, recreate_while_away, restart_same_port, updates
 
 
 def shape(u):

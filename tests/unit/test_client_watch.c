@@ -146,6 +146,8 @@ static void test_duplicate_ids_are_one(void **state)
     msg(w, UPD("a", 7, 3));
     expect(&s, 1, "a 7:3");
     assert_int_equal(fcc_watch_add_from(w, "a", -1, 2), FCC_EINVAL);
+    assert_int_equal(fcc_watch_add_from(w, "c", INT64_C(9007199254740992), 2), FCC_EINVAL);
+    assert_int_equal(fcc_watch_add_from(w, "c", INT64_C(9007199254740991), 2), 0);
     watch_free(w);
 }
 
