@@ -136,8 +136,7 @@ FCC_API int fcc_watch_add(fcc_watch *w, const char *workflow_id, int64_t since);
  * knows it), then the new incarnation's current state with resync set, and
  * follows the new incarnation; when it was deleted and not created again, the
  * deletion, and the id is no longer watched. */
-FCC_API int fcc_watch_add_from(fcc_watch *w, const char *workflow_id, int64_t epoch,
-                               int64_t since);
+FCC_API int fcc_watch_add_from(fcc_watch *w, const char *workflow_id, int64_t epoch, int64_t since);
 /* Watches every workflow (each change of any workflow, no initial states). */
 FCC_API int fcc_watch_add_all(fcc_watch *w);
 

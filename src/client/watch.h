@@ -92,8 +92,9 @@ fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t epoch, int64_t sinc
 /* Whether a message at (epoch, seq) of s is new to the application: another
  * incarnation than the tracked one always is (its seq starts again at 1),
  * the tracked one only past the last seq or as a resync below it (a server
- * that lost changes, e.g. a restored database), the one it replaced never. epoch 0 (unknown on either side) compares by seq alone. A sub marked
- * gone takes only another incarnation, never a second deletion. */
+ * that lost changes, e.g. a restored database), the one it replaced never.
+ * epoch 0 (unknown on either side) compares by seq alone. A sub marked gone
+ * takes only another incarnation, never a second deletion. */
 int fcc__sub_fresh(const fcc__sub *s, int64_t epoch, int64_t seq, int resync, int deleted);
 void fcc__sub_remove(fcc_watch *w, fcc__sub *s);
 /* Builds the upgrade request path for this connection into out. */

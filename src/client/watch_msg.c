@@ -128,8 +128,8 @@ void fcc__watch_subscribe(fcc_watch *w)
  * given ids keeps the sub, marked gone, for a new incarnation that may
  * follow on the same stream; a watch of all forgets it (a new incarnation
  * arrives as a creation), so its memory follows the live workflows. */
-static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t epoch, int64_t seq,
-                            const char *ts, const char *json)
+static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t epoch, int64_t seq, const char *ts,
+                            const char *json)
 {
     char fallback[160], ep[40] = "";
     if (epoch == 0) epoch = s->epoch;

@@ -25,8 +25,7 @@ static void on_update(fcc_watch *w, const fcc_update *u, void *data)
     (void)w;
     assert_true(s->n < 32);
     snprintf(s->lines[s->n++], sizeof s->lines[0], "%s %lld:%lld%s%s", u->workflow_id,
-             (long long)u->epoch, (long long)u->seq, u->deleted ? " d" : "",
-             u->resync ? " r" : "");
+             (long long)u->epoch, (long long)u->seq, u->deleted ? " d" : "", u->resync ? " r" : "");
 }
 
 static fcc_watch *watch_new(seen *s)
@@ -60,11 +59,13 @@ static void expect(const seen *s, int n, ...)
     va_end(ap);
 }
 
-#define UPD(id, e, q) "{\"workflow_id\":\"" id "\",\"epoch\":" #e ",\"status\":\"running\",\"seq\":" #q "}"
+#define UPD(id, e, q)                                                                              \
+    "{\"workflow_id\":\"" id "\",\"epoch\":" #e ",\"status\":\"running\",\"seq\":" #q "}"
 #define RESYNC(id, e, q)                                                                           \
     "{\"workflow_id\":\"" id "\",\"epoch\":" #e ",\"status\":\"running\",\"seq\":" #q              \
     ",\"resync\":true}"
-#define DEL(id, e, q) "{\"workflow_id\":\"" id "\",\"epoch\":" #e ",\"deleted\":true,\"seq\":" #q "}"
+#define DEL(id, e, q)                                                                              \
+    "{\"workflow_id\":\"" id "\",\"epoch\":" #e ",\"deleted\":true,\"seq\":" #q "}"
 
 /* Issue 8 item 1: held (7, 3); w was deleted at seq 4 and created again
  * (epoch 9) with seq 1..3. The deletion, then the new incarnation's state
@@ -122,7 +123,7 @@ static void test_dedupe_by_epoch_and_seq(void **state)
     msg(w, UPD("a", 7, 2));
     msg(w, UPD("a", 7, 1));
     msg(w, UPD("a", 7, 3));
-    msg(w, UPD("c", 5, 1)); /* not watched */
+    msg(w, UPD("c", 5, 1));    /* not watched */
     msg(w, RESYNC("a", 7, 3)); /* the state it has: a repeat */
     msg(w, RESYNC("a", 7, 2));
     expect(&s, 5, "a 7:1", "a 7:2", "b 8:1", "a 7:3", "a 7:2 r");
