@@ -598,7 +598,7 @@ class SseTransport {
     this.poll = setTimeout(async () => {
       try {
         await this.c._sweep(this.ctl.signal, false);
-        if ([...this.c.followed()].sort().join(',') !== this.key) this._open(() => {});
+        if (this._ids().join(',') !== this.key) this._open(() => {});
         this._schedulePoll();
       } catch (err) {
         if (err.name !== 'AbortError') this.hooks.fail(err);
@@ -615,9 +615,16 @@ class SseTransport {
   }
 
   /* (Re)opens the streams for the followed ids; calls done() once all are open. */
+  /* The ids to stream: the followed ones but those whose deletion was
+   * delivered (a stream naming a workflow that does not exist is refused
+   * whole, 404; a deletion seen live is the end of that subscription). */
+  _ids() {
+    return [...this.c.followed()].filter((id) => !this.c.last.get(id)?.gone).sort();
+  }
+
   _open(done) {
     this._closeSources();
-    const ids = [...this.c.followed()].sort();
+    const ids = this._ids();
     this.key = ids.join(',');
     if (!ids.length) return done(); /* nothing to stream yet: the list poll waits */
     let waiting = 0;

@@ -87,6 +87,42 @@ for (const transport of ['websocket', 'sse', 'longpoll']) {
   });
 }
 
+test('flowcast.js on sse: a deletion seen live does not break the next stream', async () => {
+  const s = await Server.start();
+  try {
+    await s.create({ id: 'a', name: 'a', total_steps: 10 });
+    await s.create({ id: 'b', name: 'b', total_steps: 10 });
+    const page = await openPage(context, s.url + '/flowcast.js');
+    await page.evaluate(async () => {
+      const { FlowcastClient } = await import('/flowcast.js');
+      window.seen = [];
+      window.states = [];
+      window.c = new FlowcastClient({
+        transports: ['sse'], backoff: { initial: 100, max: 300 },
+        onUpdate: (u) => window.seen.push(`${u.workflow_id}${u.seq}${u.deleted ? 'd' : ''}`),
+        onState: (st) => window.states.push(st.state),
+      });
+      window.c.subscribe(['a', 'b']);
+    });
+    await page.waitForFunction(() => window.seen.length === 2 && window.states.at(-1) === 'open');
+    await s.api('DELETE', '/api/workflows/a');
+    await page.waitForFunction(() => window.seen.includes('a2d'));
+    // Reopening the streams (a new id) must not name the deleted workflow.
+    await s.create({ id: 'c', name: 'c', total_steps: 10 });
+    await page.evaluate(() => window.c.subscribe(['c']));
+    await page.waitForFunction(() => window.seen.includes('c1'));
+    await s.patch('b', { current_step: 1 });
+    await page.waitForFunction(() => window.seen.includes('b2'));
+    const { seen, states } = await page.evaluate(() => ({ seen: window.seen, states: window.states }));
+    assert.deepEqual(seen.sort(), ['a1', 'a2d', 'b1', 'b2', 'c1']);
+    assert.ok(!states.includes('reconnecting'), states.join(','));
+    await page.evaluate(() => window.c.close());
+    await page.close();
+  } finally {
+    await s.stop();
+  }
+});
+
 test('the dashboard replaces a re-created workflow and its history', async () => {
   const s = await Server.start();
   try {
