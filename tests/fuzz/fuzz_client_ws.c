@@ -58,11 +58,11 @@ size_t fcc__watch_sub_count(const fcc_watch *w)
 
 /* --- the application ---------------------------------------------------------- */
 
-/* The last seq delivered per workflow id (reset by a deletion). */
+/* The last (epoch, seq) delivered per workflow id (reset by a deletion). */
 #define TRACKED 8
 static struct {
     char id[FCC__ID_MAX + 1];
-    int64_t seq;
+    int64_t epoch, seq;
 } seen[TRACKED];
 
 static void on_update(fcc_watch *w, const fcc_update *u, void *data)
@@ -76,11 +76,16 @@ static void on_update(fcc_watch *w, const fcc_update *u, void *data)
     if (slot < 0) return;
     if (!seen[slot].id[0]) {
         strcpy(seen[slot].id, u->workflow_id);
+        seen[slot].epoch = u->epoch;
         seen[slot].seq = -1;
     }
-    /* Exactly once, in order: a seq the application already has comes back
-     * only as a resync, and nothing follows a deletion until it is re-added. */
-    if (!u->resync && !u->deleted) CHECK(u->seq > seen[slot].seq);
+    /* Exactly once, in order within an incarnation: a seq the application
+     * already has comes back only as a resync; another epoch is a new
+     * incarnation, whose seq starts again; nothing follows a deletion until
+     * it is re-added. */
+    if (!u->resync && !u->deleted && u->epoch == seen[slot].epoch)
+        CHECK(u->seq > seen[slot].seq);
+    seen[slot].epoch = u->epoch;
     seen[slot].seq = u->deleted ? -1 : u->seq;
     if (u->deleted) seen[slot].id[0] = '\0';
 }
@@ -112,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const ids[] = {"w1", "w2", "w-3"};
     int nsubs = 1 + (data[0] & 3) % 3;
     for (int i = 0; i < nsubs; i++)
-        CHECK(fcc__sub_add(&w, ids[i], (data[0] & 4) ? 2 : -1));
+        CHECK(fcc__sub_add(&w, ids[i], 0, (data[0] & 4) ? 2 : -1));
     w.all = (data[0] & 8) != 0;
     fcc__conn c;
     memset(&c, 0, sizeof c);
