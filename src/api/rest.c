@@ -172,7 +172,7 @@ static fc_change *change_for(fc_conn *c, const fc_http_req *req, const char *pat
 
 static void create_workflow(fc_conn *c, const fc_http_req *req)
 {
-    if (!authorized(c, req) || !json_body(c, req)) return;
+    if (!authorized(c, req) || fc_conn_take_write(c) != 0 || !json_body(c, req)) return;
     fc_change *ch = change_for(c, req, "/api/workflows", FC_CHANGE_CREATE);
     if (!ch) return;
     char err[256];
@@ -186,7 +186,7 @@ static void create_workflow(fc_conn *c, const fc_http_req *req)
 
 static void update_workflow(fc_conn *c, const fc_http_req *req, const char *id)
 {
-    if (!authorized(c, req) || !json_body(c, req)) return;
+    if (!authorized(c, req) || fc_conn_take_write(c) != 0 || !json_body(c, req)) return;
     char path[FC_ID_MAX + 32];
     snprintf(path, sizeof path, "/api/workflows/%s", id);
     fc_change *ch = change_for(c, req, path, FC_CHANGE_UPDATE);
@@ -204,7 +204,7 @@ static void update_workflow(fc_conn *c, const fc_http_req *req, const char *id)
 
 static void delete_workflow(fc_conn *c, const fc_http_req *req, const char *id)
 {
-    if (!authorized(c, req)) return;
+    if (!authorized(c, req) || fc_conn_take_write(c) != 0) return;
     char path[FC_ID_MAX + 32];
     snprintf(path, sizeof path, "/api/workflows/%s", id);
     fc_change *ch = change_for(c, req, path, FC_CHANGE_DELETE);

@@ -16,6 +16,7 @@ typedef enum {
     OPT_BYTES_U64,  /* uint64_t field, integer with optional K/M (KiB/MiB) suffix */
     OPT_BYTES_SIZE, /* size_t field, same syntax as OPT_BYTES_U64 */
     OPT_SECONDS,    /* double field, plain decimal seconds in [min, max] */
+    OPT_RATE,       /* double field, plain decimal per second, optionally written "R/s" */
     OPT_STRING,     /* const char * field, non-empty, points into argv/environ */
     OPT_LIST,      /* const char *[] + count: repeatable flag, comma-separated in the environment */
     OPT_BOOL,      /* int field; the bare flag means true */
@@ -94,6 +95,35 @@ static const opt options[] = {
      .def = "0",
      .metavar = "N",
      .help = "Limit of open WebSocket and SSE streams; 0 derives it from the fd limit."},
+    {.name = "max-streams-per-client",
+     .env = "FLOWCAST_MAX_STREAMS_PER_CLIENT",
+     .type = OPT_INT,
+     FIELD(max_streams_per_client),
+     .min = 0,
+     .max = 10000000,
+     .def = "0",
+     .metavar = "N",
+     .help = "Limit of open WebSocket and SSE streams per client IP address; 0 = none."},
+    {.name = "write-rate",
+     .env = "FLOWCAST_WRITE_RATE",
+     .type = OPT_RATE,
+     FIELD(write_rate),
+     .min = 0,
+     .max = 1000000,
+     .def = "0",
+     .metavar = "R[/s]",
+     .help = "Changes (POST, PATCH, DELETE) per second per client IP address, a token bucket; "
+             "over it: 429 with Retry-After; 0 = no limit."},
+    {.name = "write-burst",
+     .env = "FLOWCAST_WRITE_BURST",
+     .type = OPT_INT,
+     FIELD(write_burst),
+     .min = 0,
+     .max = 1000000,
+     .def = "0",
+     .metavar = "N",
+     .help = "Changes a client may make at once above --write-rate; 0 = the rate rounded up "
+             "(at least 1)."},
     {.name = "max-message",
      .env = "FLOWCAST_MAX_MESSAGE",
      .type = OPT_BYTES_U64,
@@ -450,6 +480,21 @@ static int opt_set(fc_config *cfg, const opt *o, const char *val, bool from_env,
         store(field, o, &v, sizeof v);
         return 0;
     }
+    case OPT_RATE: {
+        char num[32];
+        size_t n = strlen(val);
+        if (n >= 2 && strcmp(val + n - 2, "/s") == 0) n -= 2;
+        double v;
+        if (n >= sizeof num) n = sizeof num - 1; /* too long to be a valid number anyway */
+        memcpy(num, val, n);
+        num[n] = '\0';
+        if (!parse_seconds(num, &v) || v < o->min || v > o->max) {
+            snprintf(why, whylen, "is not a rate per second in %g..%g", o->min, o->max);
+            return -1;
+        }
+        store(field, o, &v, sizeof v);
+        return 0;
+    }
     case OPT_STRING:
         if (val[0] == '\0') {
             snprintf(why, whylen, "is empty");
@@ -613,6 +658,7 @@ void fc_config_usage(FILE *out)
             fprintf(out, " Range %.0f..%.0f.", o->min, o->max);
             break;
         case OPT_SECONDS:
+        case OPT_RATE:
             fprintf(out, " Range %g..%g.", o->min, o->max);
             break;
         case OPT_LIST:

@@ -44,6 +44,11 @@ typedef struct fc_config {
     int tcp_keepalive;      /* --tcp-keepalive S, default 60, 0 = off */
 
     double idem_window; /* --idempotency-window S, default 86400 (24 h) */
+
+    /* Per client IP address (docs/protocol.md, Limits); 0 = off. */
+    int max_streams_per_client; /* --max-streams-per-client N */
+    double write_rate;          /* --write-rate R[/s], changes per second */
+    int write_burst;            /* --write-burst N, 0 = ceil(write_rate) */
 } fc_config;
 
 /* Fills cfg with defaults, then FLOWCAST_* environment variables, then

@@ -94,6 +94,9 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->resyncs += LOAD(m->resyncs);
     sum->deletions_told += LOAD(m->deletions_told);
     sum->idempotent_replays += LOAD(m->idempotent_replays);
+    sum->refused_streams_per_client += LOAD(m->refused_streams_per_client);
+    sum->refused_write_rate += LOAD(m->refused_write_rate);
+    sum->refused_client_table += LOAD(m->refused_client_table);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
     for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
@@ -217,6 +220,14 @@ char *fc_metrics_render(size_t *len)
     counter(&o, "flowcast_idempotent_replays_total",
             "Retried changes answered from their Idempotency-Key, not applied again.",
             m->idempotent_replays);
+
+    header(&o, "flowcast_refused_total", "counter",
+           "Requests refused by a per-client limit, by reason.");
+    outf(&o, "flowcast_refused_total{reason=\"streams_per_client\"} %" PRIu64 "\n",
+         m->refused_streams_per_client);
+    outf(&o, "flowcast_refused_total{reason=\"write_rate\"} %" PRIu64 "\n", m->refused_write_rate);
+    outf(&o, "flowcast_refused_total{reason=\"client_table_full\"} %" PRIu64 "\n",
+         m->refused_client_table);
 
     /* The backlog gauges are uint64; Prometheus values are floats anyway. */
     header(&o, "flowcast_backlog_max", "gauge",

@@ -29,7 +29,10 @@ typedef struct fc_metrics {
     uint64_t resyncs;               /* counter: resumes answered with "resync":true */
     uint64_t deletions_told;        /* counter: deletions sent in-band to a resume */
     uint64_t idempotent_replays;    /* counter: retries answered from their idempotency key */
-    uint64_t http_by_code[600];     /* requests by exact status code */
+    uint64_t refused_streams_per_client; /* counter: --max-streams-per-client */
+    uint64_t refused_write_rate;         /* counter: --write-rate */
+    uint64_t refused_client_table;       /* counter: the per-client table was full */
+    uint64_t http_by_code[600];          /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];
     uint64_t latency_count;

@@ -62,6 +62,7 @@ void fc__conn_close(fc_conn *c)
     if (c->kind != FC_STREAM_NONE) fc_stream_on_close(c);
     if (fc_stream_is_ws((fc_stream_kind)c->kind) || fc_stream_is_sse((fc_stream_kind)c->kind))
         atomic_fetch_sub_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
+    fc__conn_release_client(c);
     if (fc_stream_is_ws((fc_stream_kind)c->kind)) FC_METRIC_ADD(ws_connections, -1);
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);

@@ -80,6 +80,12 @@ void fc_conn_hold(fc_conn *c);
 void fc_conn_release(fc_conn *c);
 int fc_conn_is_closed(const fc_conn *c);
 
+/* Takes one change from the client's --write-rate bucket: 0, or -1 after
+ * answering 429 with Retry-After (the client is over the rate) or 503 (the
+ * client table is full). The client is its IP address; a token subject can
+ * key it instead once tokens carry one (server/clients.h). */
+int fc_conn_take_write(fc_conn *c);
+
 /* Answers 101 and turns c into a WebSocket of the given kind. The request
  * must have been validated (fc_api). Takes one --max-connections slot,
  * atomically across the loops. Returns 0; FC_ELIMIT when no slot is left

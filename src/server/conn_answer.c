@@ -3,6 +3,7 @@
  * the switches out of HTTP mode (WebSocket upgrade, SSE). */
 #include "server/internal.h"
 #include "api/workflow_json.h"
+#include "common/bucket.h"
 #include "common/error.h"
 #include "http/response.h"
 #include "metrics/metrics.h"
@@ -136,8 +137,64 @@ void fc_conn_refuse_stream(fc_conn *c)
                           "too many streams open: the --max-connections limit is reached");
 }
 
-/* Takes one of the --max-connections stream slots, or answers 503. The
- * compare-and-swap makes the limit exact when loops open streams at once. */
+/* Takes one of the client's --max-streams-per-client slots, or answers 503
+ * (and counts why). The table's lock makes the limit exact across loops. */
+static int take_client_slot(fc_conn *c)
+{
+    fc_clients *t = FC_SRV(c)->cl->clients;
+    fc_client_key key;
+    if (!t || fc_clients_max_streams(t) == 0 || fc_clients_key_of(&c->tcp, &key) != 0) return 0;
+    fc_clients_result r = fc_clients_stream_take(t, &key, &c->client);
+    if (r == FC_CLIENTS_OK) return 0;
+    fc_conn_close_after_reply(c);
+    if (r == FC_CLIENTS_LIMIT) {
+        FC_METRIC_ADD(refused_streams_per_client, 1);
+        fc_conn_respond_error(c, 503, NULL, "too_many_streams",
+                              "too many streams open from this client address: the "
+                              "--max-streams-per-client limit (%d) is reached",
+                              fc_clients_max_streams(t));
+    } else {
+        FC_METRIC_ADD(refused_client_table, 1);
+        fc_conn_respond_error(c, 503, NULL, "unavailable",
+                              "too many clients tracked: try again later");
+    }
+    return -1;
+}
+
+void fc__conn_release_client(fc_conn *c)
+{
+    if (!c->client) return;
+    fc_clients_stream_release(FC_SRV(c)->cl->clients, c->client);
+    c->client = NULL;
+}
+
+int fc_conn_take_write(fc_conn *c)
+{
+    fc_clients *t = FC_SRV(c)->cl->clients;
+    fc_client_key key;
+    if (!t || !fc_clients_rate_on(t) || fc_clients_key_of(&c->tcp, &key) != 0) return 0;
+    uint64_t wait_ns = 0;
+    fc_clients_result r = fc_clients_write_take(t, &key, uv_hrtime(), &wait_ns);
+    if (r == FC_CLIENTS_OK) return 0;
+    if (r == FC_CLIENTS_LIMIT) {
+        char headers[48];
+        snprintf(headers, sizeof headers, "Retry-After: %llu\r\n",
+                 (unsigned long long)fc_bucket_retry_after_s(wait_ns));
+        FC_METRIC_ADD(refused_write_rate, 1);
+        fc_conn_respond_error(c, 429, headers, "rate_limited",
+                              "too many changes from this client address: the --write-rate "
+                              "limit is reached");
+    } else {
+        FC_METRIC_ADD(refused_client_table, 1);
+        fc_conn_respond_error(c, 503, "Retry-After: 1\r\n", "unavailable",
+                              "too many clients tracked: try again later");
+    }
+    return -1;
+}
+
+/* Takes one of the --max-connections stream slots and one of the client's,
+ * or answers 503. The compare-and-swap makes the limit exact when loops open
+ * streams at once. */
 static int take_stream_slot(fc_conn *c)
 {
     fc_cluster *cl = FC_SRV(c)->cl;
@@ -149,12 +206,17 @@ static int take_stream_slot(fc_conn *c)
         }
     } while (!atomic_compare_exchange_weak_explicit(&cl->n_streams, &n, n + 1, memory_order_relaxed,
                                                     memory_order_relaxed));
+    if (take_client_slot(c) != 0) {
+        atomic_fetch_sub_explicit(&cl->n_streams, 1, memory_order_relaxed);
+        return -1;
+    }
     return 0;
 }
 
 static void release_stream_slot(fc_conn *c)
 {
     atomic_fetch_sub_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
+    fc__conn_release_client(c);
 }
 
 int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind)

@@ -6,6 +6,7 @@
 #include "cli/config.h"
 #include "common/list.h"
 #include "hub/hub.h"
+#include "server/clients.h"
 #include "server/conn.h"
 #include "server/outq.h"
 #include "store/store.h"
@@ -59,6 +60,7 @@ typedef struct fc_cluster {
     unsigned next_loop;     /* round-robin for accepted sockets (loop 0 only) */
     int max_conns;
     atomic_int n_streams; /* WebSocket and SSE streams of all loops */
+    fc_clients *clients;  /* per-client limits; NULL when none is set */
     int shutting_down;    /* loop 0 only */
 } fc_cluster;
 
@@ -165,6 +167,7 @@ struct fc_conn {
     fc_list multi_subs;
     fc_map *multi_index; /* multi_subs by workflow id; allocated on first use */
     void *ext;           /* API-layer stream state (a long-poll waiter) */
+    fc_client *client;   /* the stream's entry in cl->clients, when it counts there */
 };
 
 /* Every connection reaches its server through the loop, which saves a
@@ -190,6 +193,8 @@ void fc__conn_flush_all(fc_server *srv);
 /* Sends "100 Continue" for the request being read when it asked for one and
  * every earlier answer is out (conn_answer.c calls it after each answer). */
 void fc__conn_maybe_continue(fc_conn *c);
+/* conn_answer.c: gives back the stream's --max-streams-per-client slot. */
+void fc__conn_release_client(fc_conn *c);
 /* conn_write.c: closes connections over --max-output past --slow-timeout. */
 void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now);
 

@@ -469,6 +469,13 @@ int fc_server_run(const fc_config *cfg)
     fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
     cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);
     if (!cl.loops) return 1;
+    if (cfg->max_streams_per_client > 0 || cfg->write_rate > 0) {
+        cl.clients = fc_clients_new(cfg->max_streams_per_client, cfg->write_rate, cfg->write_burst);
+        if (!cl.clients) {
+            free(cl.loops);
+            return 1;
+        }
+    }
     int fd_limit = raise_fd_limit();
     cl.max_conns = cfg->max_connections ? cfg->max_connections : fd_limit - FD_RESERVE;
     FC_INFO("server", "open-file limit %d allows about %d connections; limit set to %d", fd_limit,
@@ -489,6 +496,7 @@ int fc_server_run(const fc_config *cfg)
     for (int i = 0; i < cl.n_loops; i++)
         loop_free(&cl.loops[i]);
     free(cl.loops);
+    fc_clients_free(cl.clients);
     fc_outq_pool_trim();
     fc_metrics_thread_unregister();
     return ok ? 0 : 1;
