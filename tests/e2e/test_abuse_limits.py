@@ -150,3 +150,21 @@ def test_write_rate_flags_parse(flowcast):
         p = subprocess.run([flowcast, "serve", "--write-rate", bad], capture_output=True, text=True)
         assert p.returncode == 2, (bad, p.stderr)
         assert "--write-rate" in p.stderr
+
+
+def test_streams_per_client_exact_across_loops(server_factory):
+    """The per-client count is shared by the I/O threads: of 40 concurrent
+    upgrades from one address with a limit of 20, exactly 20 open, round
+    after round, and the closes give every slot back."""
+    from concurrent.futures import ThreadPoolExecutor
+    s = server_factory("--io-threads", "2", "--max-streams-per-client", "20")
+    s.create(id="wf")
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda _: open_stream(s.port, "ws"), range(40)))
+            statuses = sorted(r.status for r, _ in got)
+            assert statuses == [101] * 20 + [503] * 20, statuses
+            for _, rd in got:
+                rd.sock.close()
+            wait_for(lambda: s.metrics()["flowcast_ws_connections"] == 0, 10.0, 0.1, "all closed")
+    assert _refused_total(s, "streams_per_client") == 60
