@@ -6,6 +6,7 @@
 #include "cli/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "http/cors.h"
 #include "http/host.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
@@ -477,6 +478,50 @@ static int host_ok(fc_conn *c, const fc_http_req *req)
     return 1;
 }
 
+/* The methods of the route at path that a page may call cross-origin (the
+ * WebSocket routes are not among them: a browser never preflights an
+ * upgrade), or NULL. */
+static const char *cors_methods(const char *path)
+{
+    if (strcmp(path, "/api/workflows") == 0) return "GET, HEAD, POST";
+    if (strcmp(path, "/api/events") == 0 || strcmp(path, "/healthz") == 0 ||
+        strcmp(path, "/metrics") == 0 || fc_assets_find(path))
+        return "GET, HEAD";
+    if (strncmp(path, "/api/workflows/", 15) != 0) return NULL;
+    char id[FC_ID_MAX + 1];
+    size_t n = strcspn(path + 15, "/");
+    const char *sub = path + 15 + n;
+    if (n == 0 || n > FC_ID_MAX) return NULL;
+    memcpy(id, path + 15, n);
+    id[n] = '\0';
+    if (!fc_id_valid(id)) return NULL;
+    if (*sub == '\0') return "GET, HEAD, PATCH, DELETE";
+    if (strcmp(sub, "/events") == 0 || strcmp(sub, "/history") == 0) return "GET, HEAD";
+    return NULL;
+}
+
+/* OPTIONS on a route a page may call: 204 with Allow, and for an allowed
+ * Origin the CORS preflight answer (fc_conn_respond adds the
+ * Access-Control-Allow-Origin). Another origin gets no CORS header, so its
+ * browser refuses the request it asked about. */
+static void preflight(fc_conn *c, const fc_http_req *req, const char *methods)
+{
+    const fc_config *cfg = fc_server_config(fc_conn_server(c));
+    const char *origin = fc_http_header(req, FC_H_ORIGIN);
+    char hdr[512];
+    int cors = origin && fc_http_origin_allowed(origin, fc_http_header(req, FC_H_HOST),
+                                                cfg->allow_origins, cfg->n_allow_origins);
+    if (cors)
+        snprintf(hdr, sizeof hdr,
+                 "Allow: %s\r\nAccess-Control-Allow-Methods: %s\r\n"
+                 "Access-Control-Allow-Headers: Authorization, Content-Type, Idempotency-Key, "
+                 "Last-Event-ID\r\nAccess-Control-Max-Age: %d\r\n",
+                 methods, methods, FC_CORS_MAX_AGE);
+    else
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", methods);
+    fc_conn_respond(c, 204, hdr, NULL, NULL, 0);
+}
+
 static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
 {
     char id[FC_ID_MAX + 1];
@@ -530,7 +575,10 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
         fc_conn_respond_error(c, 404, NULL, "not_found", "path too long");
         return;
     }
-    if (strcmp(path, "/healthz") == 0) {
+    const char *cors = m == HTTP_OPTIONS ? cors_methods(path) : NULL;
+    if (cors) {
+        preflight(c, req, cors);
+    } else if (strcmp(path, "/healthz") == 0) {
         if (!is_read(m))
             method_not_allowed(c, "GET, HEAD");
         else

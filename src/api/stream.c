@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/map.h"
+#include "http/cors.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 #include "ws/frame.h"
@@ -22,18 +23,12 @@
 
 /* --- handshake ------------------------------------------------------------ */
 
+/* A client without Origin is no browser: the check protects pages only. */
 static int origin_allowed(const fc_config *cfg, const fc_http_req *req)
 {
     const char *origin = fc_http_header(req, FC_H_ORIGIN);
-    if (!origin) return 1;
-    for (int i = 0; i < cfg->n_allow_origins; i++)
-        if (strcmp(cfg->allow_origins[i], "*") == 0 ||
-            strcasecmp(cfg->allow_origins[i], origin) == 0)
-            return 1;
-    /* Same host: the origin's host[:port] equals the Host header. */
-    const char *host = fc_http_header(req, FC_H_HOST);
-    const char *p = strstr(origin, "://");
-    return host && p && strcasecmp(p + 3, host) == 0;
+    return !origin || fc_http_origin_allowed(origin, fc_http_header(req, FC_H_HOST),
+                                             cfg->allow_origins, cfg->n_allow_origins);
 }
 
 /* Checks the RFC 6455 §4.2.1 request; answers the error and returns -1 when invalid. */

@@ -42,6 +42,7 @@ static void free_conn(fc_conn *c)
         }
     }
     free(c->in);
+    free(c->cors_origin);
     free(c);
 }
 

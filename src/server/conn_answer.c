@@ -5,12 +5,14 @@
 #include "api/workflow_json.h"
 #include "common/bucket.h"
 #include "common/error.h"
+#include "http/cors.h"
 #include "http/response.h"
 #include "metrics/metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void end_request(fc_conn *c)
 {
@@ -62,22 +64,50 @@ static void emit(fc_conn *c, uint16_t seq, int keep, fc_buf *b)
     fc__conn_maybe_continue(c); /* a request may wait for its 100 behind these */
 }
 
+/* The Origin of the request being answered when it is allowed, else NULL:
+ * every answer to it (error answers and stream starts too: a page reads them
+ * all) carries the CORS headers. */
+static const char *allowed_origin(const fc_conn *c)
+{
+    const char *origin = c->req ? fc_http_header(c->req, FC_H_ORIGIN) : NULL;
+    const fc_config *cfg = FC_SRV(c)->cfg;
+    if (!origin || !fc_http_origin_allowed(origin, fc_http_header(c->req, FC_H_HOST),
+                                           cfg->allow_origins, cfg->n_allow_origins))
+        return NULL;
+    return origin;
+}
+
+#define CORS_MAX 768
+
 void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const char *content_type,
                      const char *body, size_t len)
 {
     uint32_t ticket;
     int head = 0; /* HEAD is never deferred: the request is still here */
+    char hdr[CORS_MAX + 512];
+    size_t cors;
     if (c->has_answering) {
         ticket = c->answering;
         c->has_answering = 0;
+        /* The request is gone: its Origin was kept by fc_conn_defer. */
+        cors = c->cors_origin ? fc_http_cors_headers(hdr, CORS_MAX, c->cors_origin) : 0;
     } else {
+        const char *origin = allowed_origin(c);
+        cors = origin ? fc_http_cors_headers(hdr, CORS_MAX, origin) : 0;
         ticket = c->req ? c->req->ticket : (uint32_t)c->emit_seq << 1;
         head = c->req && c->req->parser.method == HTTP_HEAD;
         end_request(c);
     }
     if (c->closing) return;
     int keep = (ticket & 1) && !FC_SRV(c)->shutting_down;
-    fc_buf *b = fc_http_response(status, extra_headers, content_type, body, len, keep);
+    if (cors && extra_headers) { /* the answer's own headers always go */
+        size_t n = strlen(extra_headers);
+        if (cors + n < sizeof hdr)
+            memcpy(hdr + cors, extra_headers, n + 1);
+        else
+            cors = 0;
+    }
+    fc_buf *b = fc_http_response(status, cors ? hdr : extra_headers, content_type, body, len, keep);
     fc_metrics_http_status(status);
     if (!b) {
         fc__conn_close(c);
@@ -91,6 +121,13 @@ void fc_conn_respond(fc_conn *c, int status, const char *extra_headers, const ch
 uint32_t fc_conn_defer(fc_conn *c)
 {
     uint32_t ticket = c->req->ticket;
+    /* Kept for the deferred answer's CORS headers, already checked (the
+     * Host it may have matched goes with the request). One per connection:
+     * browsers never pipeline, so the latest deferred request is the one
+     * answered. Out of memory, the answer goes without them. */
+    const char *origin = allowed_origin(c);
+    free(c->cors_origin);
+    c->cors_origin = origin ? strdup(origin) : NULL;
     c->refs++;
     c->deferred++;
     end_request(c); /* the next pipelined request may be parsed now */
@@ -247,9 +284,11 @@ int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind)
 {
     static const char headers[] = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
     static const char head_fmt[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                                   "Connection: close\r\n%s\r\n";
-    char head[256];
-    int n = snprintf(head, sizeof head, head_fmt, headers);
+                                   "Connection: close\r\n%s%s\r\n";
+    char head[256 + CORS_MAX], cors[CORS_MAX] = "";
+    const char *origin = allowed_origin(c);
+    if (origin) fc_http_cors_headers(cors, sizeof cors, origin);
+    int n = snprintf(head, sizeof head, head_fmt, headers, cors);
     if (c->req && c->req->parser.method == HTTP_HEAD) {
         /* HEAD: the stream's status and headers, then the end of the body
          * that "Connection: close" announces; no stream, no slot taken. */

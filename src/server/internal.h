@@ -168,6 +168,7 @@ struct fc_conn {
     fc_map *multi_index; /* multi_subs by workflow id; allocated on first use */
     void *ext;           /* API-layer stream state (a long-poll waiter) */
     fc_client *client;   /* the stream's entry in cl->clients, when it counts there */
+    char *cors_origin;   /* the allowed Origin of the last deferred request, or NULL */
 };
 
 /* Every connection reaches its server through the loop, which saves a
