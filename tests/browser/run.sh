@@ -41,4 +41,4 @@ export FLOWCAST_BIN FC_WORK="$work" FC_ROOT="$root"
 timeout -k 5 "${FC_BROWSER_TIMEOUT:-170}" \
   node --test --test-concurrency=1 --test-timeout=90000 --test-reporter=spec \
   "$here"/client.test.mjs "$here"/request.test.mjs "$here"/dashboard.test.mjs "$here"/resilience.test.mjs \
-  "$here"/epoch.test.mjs
+  "$here"/epoch.test.mjs "$here"/cors.test.mjs
