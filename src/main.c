@@ -47,6 +47,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "serve") == 0) return serve(argc - 1, argv + 1); /* argv[0] is "serve" */
     if (strcmp(cmd, "rotate-epochs") == 0) return fc_cli_rotate_epochs(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0) return fc_cli_token(argc - 1, argv + 1);
     if (fc_cli_is_command(cmd)) return fc_cli_run(argc - 1, argv + 1);
     fprintf(stderr, "flowcast: unknown command \"%s\" (see flowcast --help)\n", cmd);
     return 2;

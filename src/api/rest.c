@@ -1,4 +1,5 @@
 /* REST handlers: routing, auth, workflows CRUD through the store, health and metrics. */
+#include "api/access.h"
 #include "api/api.h"
 #include "api/idempotency.h"
 #include "api/stream.h"
@@ -58,23 +59,15 @@ static void method_not_allowed(fc_conn *c, const char *allow)
     fc_conn_respond_error(c, 405, hdr, "method_not_allowed", "method not allowed; use %s", allow);
 }
 
-/* Constant-time comparison so the token cannot be guessed byte by byte. */
-static int token_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    unsigned char diff = (unsigned char)(la != lb);
-    for (size_t i = 0; i < la && i < lb; i++)
-        diff |= (unsigned char)(a[i] ^ b[i]);
-    return diff == 0;
-}
-
-/* Mutating requests need the bearer token when one is configured. */
+/* Mutating requests need the bearer token when only --api-token is
+ * configured; with --jwt-key every request has passed fc__access_identify. */
 static int authorized(fc_conn *c, const fc_http_req *req)
 {
     const char *token = fc_server_config(fc_conn_server(c))->api_token;
-    if (!token || !*token) return 1;
+    if (fc_server_auth(fc_conn_server(c)) || !token || !*token) return 1;
     const char *auth = fc_http_header(req, FC_H_AUTHORIZATION);
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && token_equal(auth + 7, token)) return 1;
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && fc_auth_secret_equal(auth + 7, token))
+        return 1;
     fc_conn_respond_error(c, 401, "WWW-Authenticate: Bearer\r\n", "unauthorized",
                           auth ? "invalid API token" : "missing Authorization: Bearer token");
     return 0;
@@ -171,7 +164,7 @@ static fc_change *change_for(fc_conn *c, const fc_http_req *req, const char *pat
     return ch;
 }
 
-static void create_workflow(fc_conn *c, const fc_http_req *req)
+static void create_workflow(fc_conn *c, const fc_http_req *req, const fc_auth_grant *g)
 {
     if (!authorized(c, req) || fc_conn_take_write(c) != 0 || !json_body(c, req)) return;
     fc_change *ch = change_for(c, req, "/api/workflows", FC_CHANGE_CREATE);
@@ -179,6 +172,10 @@ static void create_workflow(fc_conn *c, const fc_http_req *req)
     char err[256];
     if (fc_json_parse_create(req->body ? req->body : "", req->body_len, &ch->wf, err, sizeof err)) {
         fc_conn_respond_error(c, 400, NULL, "bad_request", "%s", err);
+        free(ch);
+        return;
+    }
+    if (!fc__access_need(c, g, FC_AUTH_WRITE, ch->wf.id)) {
         free(ch);
         return;
     }
@@ -232,6 +229,7 @@ typedef struct list_out {
     size_t len, cap;
     int count;
     int oom;
+    const fc_auth_grant *grant; /* the list: rows the credential may not read are left out */
 } list_out;
 
 static void list_append(list_out *o, const char *s, size_t n)
@@ -258,6 +256,7 @@ static void list_append(list_out *o, const char *s, size_t n)
 static int append_row(const fc_workflow *w, void *ud)
 {
     list_out *o = ud;
+    if (o->grant && !fc_auth_allows(o->grant, FC_AUTH_READ, w->id)) return 0;
     size_t n;
     char *json = o->encode(w, &n);
     if (!json) {
@@ -311,12 +310,12 @@ static int parse_list_query(fc_conn *c, const fc_http_req *req, fc_list_query *q
     return 0;
 }
 
-static void list_workflows(fc_conn *c, const fc_http_req *req)
+static void list_workflows(fc_conn *c, const fc_http_req *req, const fc_auth_grant *g)
 {
     fc_list_query q = {0};
     char cursor[64], next[64] = "";
     if (parse_list_query(c, req, &q, cursor, sizeof cursor)) return;
-    list_out o = {.encode = fc_json_workflow};
+    list_out o = {.encode = fc_json_workflow, .grant = g};
     list_append(&o, "{\"workflows\":[", 14);
     int r =
         fc_store_list(fc_server_store(fc_conn_server(c)), &q, append_row, &o, next, sizeof next);
@@ -522,7 +521,8 @@ static void preflight(fc_conn *c, const fc_http_req *req, const char *methods)
     fc_conn_respond(c, 204, hdr, NULL, NULL, 0);
 }
 
-static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
+static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest,
+                           const fc_auth_grant *g)
 {
     char id[FC_ID_MAX + 1];
     size_t n = strcspn(rest, "/");
@@ -538,6 +538,8 @@ static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
         return;
     }
     int m = req->parser.method;
+    int change = m == HTTP_PATCH || m == HTTP_DELETE || m == HTTP_POST || m == HTTP_PUT;
+    if (!fc__access_need(c, g, change ? FC_AUTH_WRITE : FC_AUTH_READ, id)) return;
     char probe[2];
     if (*sub == '\0') {
         if (m == HTTP_GET && fc_http_query(req, "wait_since", probe, sizeof probe) != 0)
@@ -564,21 +566,36 @@ static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest)
     }
 }
 
+static void route(fc_conn *c, fc_http_req *req, const char *path, const fc_auth_grant *g);
+
 void fc_api_handle(fc_conn *c, fc_http_req *req)
 {
     char path[PATH_MAX_LEN];
-    const fc_asset *asset;
-    fc_server *srv = fc_conn_server(c);
-    int m = req->parser.method;
     if (!host_ok(c, req)) return;
     if (fc_http_path(req, path, sizeof path) != 0) {
         fc_conn_respond_error(c, 404, NULL, "not_found", "path too long");
         return;
     }
-    const char *cors = m == HTTP_OPTIONS ? cors_methods(path) : NULL;
+    /* A preflight never carries a credential (browsers send none): it is
+     * answered before the check, and says nothing but what may be asked. */
+    const char *cors = req->parser.method == HTTP_OPTIONS ? cors_methods(path) : NULL;
     if (cors) {
         preflight(c, req, cors);
-    } else if (strcmp(path, "/healthz") == 0) {
+        return;
+    }
+    int public = strcmp(path, "/healthz") == 0 || fc_assets_find(path) != NULL;
+    fc_auth_grant grant;
+    if (!fc__access_identify(c, req, public, &grant)) return;
+    route(c, req, path, &grant);
+    fc_auth_grant_clear(&grant);
+}
+
+static void route(fc_conn *c, fc_http_req *req, const char *path, const fc_auth_grant *g)
+{
+    const fc_asset *asset;
+    fc_server *srv = fc_conn_server(c);
+    int m = req->parser.method;
+    if (strcmp(path, "/healthz") == 0) {
         if (!is_read(m))
             method_not_allowed(c, "GET, HEAD");
         else
@@ -586,21 +603,21 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
     } else if (strcmp(path, "/metrics") == 0) {
         if (!is_read(m))
             method_not_allowed(c, "GET, HEAD");
-        else
+        else if (fc__access_need(c, g, FC_AUTH_ADMIN, NULL))
             metrics(c);
     } else if (strcmp(path, "/api/workflows") == 0) {
-        if (is_read(m))
-            list_workflows(c, req);
-        else if (m == HTTP_POST)
-            create_workflow(c, req);
-        else
+        if (!is_read(m) && m != HTTP_POST)
             method_not_allowed(c, "GET, HEAD, POST");
+        else if (is_read(m) && fc__access_need(c, g, FC_AUTH_READ, NULL))
+            list_workflows(c, req, g);
+        else if (m == HTTP_POST && fc__access_need(c, g, FC_AUTH_WRITE, NULL))
+            create_workflow(c, req, g);
     } else if (strncmp(path, "/api/workflows/", 15) == 0) {
-        workflow_routes(c, req, path + 15);
+        workflow_routes(c, req, path + 15, g);
     } else if (strcmp(path, "/api/events") == 0) {
-        fc_sse_open(c, req, FC_SSE_MULTI, NULL);
+        if (fc__access_need_all(c, g, FC_AUTH_READ)) fc_sse_open(c, req, FC_SSE_MULTI, NULL);
     } else if (strcmp(path, "/api/updates") == 0) {
-        fc_stream_open(c, req, FC_WS_MULTI, NULL);
+        if (fc__access_need_all(c, g, FC_AUTH_READ)) fc_stream_open(c, req, FC_WS_MULTI, NULL);
     } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {
         fc_stream_open(c, req, FC_WS_ECHO, NULL);
     } else if ((asset = fc_assets_find(path)) != NULL) {

@@ -38,6 +38,8 @@ int fc_cli_usage_error(const fc_cli_ctx *ctx, const char *message);
 
 /* flowcast rotate-epochs (commands_admin.c): argv[0] is its name. */
 int fc_cli_rotate_epochs(int argc, char **argv);
+/* flowcast token (commands_admin.c): mints an access token; argv[0] is its name. */
+int fc_cli_token(int argc, char **argv);
 /* The usage lines of the administration subcommands, for flowcast --help. */
 void fc_cli_admin_usage(FILE *out);
 

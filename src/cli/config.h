@@ -18,6 +18,10 @@ typedef struct fc_config {
     int listen_port;
     const char *db_path;                       /* --db, default ./flowcast.db */
     const char *api_token;                     /* --api-token, NULL = no auth */
+    const char *jwt_key;      /* --jwt-key FILE: HMAC secret or PEM public key, NULL = off */
+    int jwt_leeway;           /* --jwt-leeway S, default 30 */
+    const char *jwt_audience; /* --jwt-audience, NULL = not checked */
+    const char *jwt_issuer;   /* --jwt-issuer, NULL = not checked */
     const char *allow_origins[FC_MAX_ORIGINS]; /* --allow-origin, repeatable; "*" = any */
     int n_allow_origins;
     const char *allow_hosts[FC_MAX_HOSTS]; /* --allow-host, repeatable; "*" = any Host */

@@ -97,6 +97,8 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->refused_streams_per_client += LOAD(m->refused_streams_per_client);
     sum->refused_write_rate += LOAD(m->refused_write_rate);
     sum->refused_client_table += LOAD(m->refused_client_table);
+    sum->auth_refused_401 += LOAD(m->auth_refused_401);
+    sum->auth_refused_403 += LOAD(m->auth_refused_403);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
     for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
@@ -220,6 +222,11 @@ char *fc_metrics_render(size_t *len)
     counter(&o, "flowcast_idempotent_replays_total",
             "Retried changes answered from their Idempotency-Key, not applied again.",
             m->idempotent_replays);
+    counter(&o, "flowcast_auth_unauthorized_total",
+            "Requests refused 401: no credential, or an invalid or expired one.",
+            m->auth_refused_401);
+    counter(&o, "flowcast_auth_forbidden_total",
+            "Requests refused 403: a valid credential without the right.", m->auth_refused_403);
 
     header(&o, "flowcast_refused_total", "counter",
            "Requests refused by a per-client limit, by reason.");

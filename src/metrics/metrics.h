@@ -32,6 +32,8 @@ typedef struct fc_metrics {
     uint64_t refused_streams_per_client; /* counter: --max-streams-per-client */
     uint64_t refused_write_rate;         /* counter: --write-rate */
     uint64_t refused_client_table;       /* counter: the per-client table was full */
+    uint64_t auth_refused_401;           /* counter: requests without a valid credential */
+    uint64_t auth_refused_403;           /* counter: valid credentials without the right */
     uint64_t http_by_code[600];          /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];

@@ -46,6 +46,7 @@ typedef struct fc_wheel {
  * by loop 0), the stream count that --max-connections limits, shutdown. */
 typedef struct fc_cluster {
     const fc_config *cfg;
+    struct fc_auth *auth; /* --jwt-key, NULL = no JWTs; read-only once loaded */
     int n_loops;
     struct fc_server *loops; /* n_loops of them; loop 0 runs on the main thread */
     int listen_fd;

@@ -4,6 +4,7 @@
 #include "server/server.h"
 #include "server/internal.h"
 #include "api/api.h"
+#include "auth/auth.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
 #include "ws/frame.h"
@@ -45,6 +46,11 @@ fc_store *fc_server_store(const fc_server *s)
 fc_hub *fc_server_hub(const fc_server *s)
 {
     return s->hub;
+}
+
+fc_auth *fc_server_auth(const fc_server *s)
+{
+    return s->cl->auth;
 }
 
 /* An early, cheap check (a refused stream reads nothing from the store);
@@ -467,12 +473,25 @@ int fc_server_run(const fc_config *cfg)
     ignore_write_signals();
     fc__signals_block(); /* before any thread starts: they inherit the mask */
     fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
+    if (cfg->jwt_key) {
+        char err[256] = "";
+        cl.auth = fc_auth_load(cfg->jwt_key, cfg->jwt_leeway, cfg->jwt_audience, cfg->jwt_issuer,
+                               err, sizeof err);
+        if (!cl.auth) {
+            FC_ERROR("server", "--jwt-key: %s", err);
+            return 1;
+        }
+    }
     cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);
-    if (!cl.loops) return 1;
+    if (!cl.loops) {
+        fc_auth_free(cl.auth);
+        return 1;
+    }
     if (cfg->max_streams_per_client > 0 || cfg->write_rate > 0) {
         cl.clients = fc_clients_new(cfg->max_streams_per_client, cfg->write_rate, cfg->write_burst);
         if (!cl.clients) {
             free(cl.loops);
+            fc_auth_free(cl.auth);
             return 1;
         }
     }
@@ -497,6 +516,7 @@ int fc_server_run(const fc_config *cfg)
         loop_free(&cl.loops[i]);
     free(cl.loops);
     fc_clients_free(cl.clients);
+    fc_auth_free(cl.auth);
     fc_outq_pool_trim();
     fc_metrics_thread_unregister();
     return ok ? 0 : 1;

@@ -1,0 +1,67 @@
+/* The credential of a request and the rights it grants. Answers stay terse:
+ * 401 says only that a valid credential is needed (never why a token failed,
+ * which would help forge one), 403 only that this one does not allow it. */
+#include "api/access.h"
+
+#include "cli/config.h"
+#include "common/time.h"
+#include "metrics/metrics.h"
+
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define UNAUTHORIZED_HEADER "WWW-Authenticate: Bearer\r\n"
+
+static void unauthorized(fc_conn *c, const char *why)
+{
+    FC_METRIC_ADD(auth_refused_401, 1);
+    fc_conn_respond_error(c, 401, UNAUTHORIZED_HEADER, "unauthorized", "%s", why);
+}
+
+int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_grant *g)
+{
+    fc_server *srv = fc_conn_server(c);
+    const fc_auth *a = fc_server_auth(srv);
+    fc_auth_grant_full(g);
+    if (!a || public) return 1;
+    char token[FC_AUTH_TOKEN_MAX + 1];
+    const char *hdr = fc_http_header(req, FC_H_AUTHORIZATION);
+    if (hdr) {
+        if (strncasecmp(hdr, "Bearer ", 7) != 0 || strlen(hdr + 7) > FC_AUTH_TOKEN_MAX) {
+            unauthorized(c, "invalid credential");
+            return 0;
+        }
+        strcpy(token, hdr + 7);
+    } else if (fc_http_query(req, "access_token", token, sizeof token) != 1 || !token[0]) {
+        unauthorized(c, "a credential is required (Authorization: Bearer or access_token)");
+        return 0;
+    }
+    const char *api_token = fc_server_config(srv)->api_token;
+    if (api_token && *api_token && fc_auth_secret_equal(token, api_token)) return 1;
+    if (fc_auth_verify(a, token, (int64_t)time(NULL), g) != 0) {
+        unauthorized(c, "invalid or expired credential");
+        return 0;
+    }
+    return 1;
+}
+
+static void forbidden(fc_conn *c)
+{
+    FC_METRIC_ADD(auth_refused_403, 1);
+    fc_conn_respond_error(c, 403, NULL, "forbidden", "the credential does not allow this");
+}
+
+int fc__access_need(fc_conn *c, const fc_auth_grant *g, unsigned need, const char *id)
+{
+    if (id ? fc_auth_allows(g, need, id) : (g->scope & need) == need) return 1;
+    forbidden(c);
+    return 0;
+}
+
+int fc__access_need_all(fc_conn *c, const fc_auth_grant *g, unsigned need)
+{
+    if (fc_auth_allows(g, need, NULL)) return 1;
+    forbidden(c);
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* Who may do what (src/api/access.c): the credential of a request, from the
+ * static --api-token or a JWT (--jwt-key), and the checks the routes make. */
+#ifndef FC_API_ACCESS_H
+#define FC_API_ACCESS_H
+
+#include "auth/auth.h"
+#include "http/request.h"
+#include "server/conn.h"
+
+/* Fills g with what the request's credential (Authorization: Bearer, else the
+ * access_token query parameter) grants. Without --jwt-key, and for public
+ * paths, g is the full grant (the write routes keep their own --api-token
+ * check). Answers 401 and returns 0 for a missing or invalid credential. */
+int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_grant *g);
+
+/* Whether g holds need on workflow id (id NULL: the scope alone); else
+ * answers 403 and returns 0. */
+int fc__access_need(fc_conn *c, const fc_auth_grant *g, unsigned need, const char *id);
+/* Like fc__access_need, for a stream that may name any workflow: the grant
+ * must not be limited to some workflows. */
+int fc__access_need_all(fc_conn *c, const fc_auth_grant *g, unsigned need);
+
+#endif

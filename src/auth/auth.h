@@ -1,0 +1,59 @@
+/* Access tokens: JWTs verified with libjwt against one key (--jwt-key), and
+ * the scope they grant (which rights, on which workflows). Knows nothing of
+ * the network: the API layer asks it whether a credential allows an action. */
+#ifndef FC_AUTH_AUTH_H
+#define FC_AUTH_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Rights a token grants ("scope" claim, space-separated words). */
+enum { FC_AUTH_READ = 1, FC_AUTH_WRITE = 2, FC_AUTH_ADMIN = 4, FC_AUTH_ALL = 7 };
+
+/* Longest token accepted: a header line is already capped, this bounds the work. */
+#define FC_AUTH_TOKEN_MAX 8192
+
+typedef struct fc_auth fc_auth;
+
+/* What a verified credential allows. patterns: the "workflows" claim, each an
+ * exact id or a prefix ending in '*'; n_patterns < 0 = every workflow. */
+typedef struct fc_auth_grant {
+    unsigned scope;
+    int n_patterns;
+    char **patterns;
+    int64_t exp; /* seconds since the epoch; 0 = never (the static --api-token) */
+} fc_auth_grant;
+
+/* Loads the key: a PEM public key (RSA -> RS256/384/512, EC -> ES256/384/512)
+ * or else an HMAC secret of at least 32 bytes (HS256/384/512; one trailing
+ * newline is dropped). The key type fixes the algorithms accepted. Returns
+ * NULL after writing why to err. */
+fc_auth *fc_auth_load(const char *path, int leeway, const char *audience, const char *issuer,
+                      char *err, size_t errlen);
+void fc_auth_free(fc_auth *a);
+
+/* Verifies token at time now (seconds): signature with an algorithm the key
+ * allows, exp required, nbf/iat/aud/iss checked, scope and workflows parsed
+ * into g. Returns 0, or -1 (g left empty) for any invalid token. */
+int fc_auth_verify(const fc_auth *a, const char *token, int64_t now, fc_auth_grant *g);
+
+/* The full grant of the static --api-token. */
+void fc_auth_grant_full(fc_auth_grant *g);
+void fc_auth_grant_clear(fc_auth_grant *g);
+
+/* Whether g holds every right in need on workflow id (id NULL: on every
+ * workflow, i.e. the token is not limited to some). */
+int fc_auth_allows(const fc_auth_grant *g, unsigned need, const char *id);
+/* Whether pattern ("deploy-*" prefix or exact id) matches id. */
+int fc_auth_pattern_match(const char *pattern, const char *id);
+
+/* Mints an HS256 token with an HMAC key file (flowcast token): scope words,
+ * workflows (comma-separated patterns or NULL = all), lifetime in seconds.
+ * Returns a malloc'd token or NULL after writing why to err. */
+char *fc_auth_mint(const char *key_path, const char *scope, const char *workflows, int64_t ttl,
+                   int64_t now, char *err, size_t errlen);
+
+/* Constant-time string comparison for secrets. */
+int fc_auth_secret_equal(const char *a, const char *b);
+
+#endif
