@@ -65,3 +65,19 @@ int fc__access_need_all(fc_conn *c, const fc_auth_grant *g, unsigned need)
     forbidden(c);
     return 0;
 }
+
+int fc__access_need_listed(fc_conn *c, const fc_http_req *req, const fc_auth_grant *g,
+                           unsigned need, const char *param)
+{
+    if (fc_auth_allows(g, need, NULL)) return 1;
+    /* Room for more ids than any stream takes: a longer list is refused whole. */
+    char list[16384];
+    int r = fc_http_query(req, param, list, sizeof list);
+    int ok = r == 1 && list[0] && (g->scope & need) == need;
+    for (char *save = NULL, *id = ok ? strtok_r(list, ",", &save) : NULL; id;
+         id = strtok_r(NULL, ",", &save))
+        ok = ok && fc_auth_allows(g, need, id);
+    if (ok) return 1;
+    forbidden(c);
+    return 0;
+}

@@ -19,5 +19,9 @@ int fc__access_need(fc_conn *c, const fc_auth_grant *g, unsigned need, const cha
 /* Like fc__access_need, for a stream that may name any workflow: the grant
  * must not be limited to some workflows. */
 int fc__access_need_all(fc_conn *c, const fc_auth_grant *g, unsigned need);
+/* For a stream naming its workflows in query parameter param (comma-
+ * separated): g must hold need on each of them (or on every workflow). */
+int fc__access_need_listed(fc_conn *c, const fc_http_req *req, const fc_auth_grant *g,
+                           unsigned need, const char *param);
 
 #endif

@@ -176,6 +176,7 @@ static void create_workflow(fc_conn *c, const fc_http_req *req, const fc_auth_gr
         return;
     }
     if (!fc__access_need(c, g, FC_AUTH_WRITE, ch->wf.id)) {
+        fc_change_clear(ch);
         free(ch);
         return;
     }
@@ -615,7 +616,8 @@ static void route(fc_conn *c, fc_http_req *req, const char *path, const fc_auth_
     } else if (strncmp(path, "/api/workflows/", 15) == 0) {
         workflow_routes(c, req, path + 15, g);
     } else if (strcmp(path, "/api/events") == 0) {
-        if (fc__access_need_all(c, g, FC_AUTH_READ)) fc_sse_open(c, req, FC_SSE_MULTI, NULL);
+        if (fc__access_need_listed(c, req, g, FC_AUTH_READ, "workflow_ids"))
+            fc_sse_open(c, req, FC_SSE_MULTI, NULL);
     } else if (strcmp(path, "/api/updates") == 0) {
         if (fc__access_need_all(c, g, FC_AUTH_READ)) fc_stream_open(c, req, FC_WS_MULTI, NULL);
     } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {
