@@ -1,0 +1,185 @@
+/* Unit tests for src/auth/auth.c: pattern and scope matching, and the checks
+ * libjwt leaves to the caller (alg none, the key type fixing the algorithm,
+ * exp/nbf/iat with leeway, aud, iss, claim shapes). */
+#include "auth/auth.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define NOW 1800000000
+#define SECRET "0123456789abcdef0123456789abcdef-unit"
+
+static char key_path[64];
+
+static int write_key(void **state)
+{
+    (void)state;
+    snprintf(key_path, sizeof key_path, "/tmp/fc-auth-unit-%d.key", (int)getpid());
+    FILE *f = fopen(key_path, "w");
+    if (!f) return -1;
+    fputs(SECRET "\n", f);
+    return fclose(f);
+}
+
+static int remove_key(void **state)
+{
+    (void)state;
+    return unlink(key_path);
+}
+
+static void test_pattern_match(void **state)
+{
+    (void)state;
+    assert_true(fc_auth_pattern_match("deploy-*", "deploy-1"));
+    assert_true(fc_auth_pattern_match("deploy-*", "deploy-"));
+    assert_false(fc_auth_pattern_match("deploy-*", "deploy"));
+    assert_false(fc_auth_pattern_match("deploy-*", "xdeploy-1"));
+    assert_true(fc_auth_pattern_match("*", "anything"));
+    assert_true(fc_auth_pattern_match("build", "build"));
+    assert_false(fc_auth_pattern_match("build", "build2"));
+    assert_false(fc_auth_pattern_match("build", "buil"));
+    /* '*' only counts at the end: elsewhere it is a literal character. */
+    assert_false(fc_auth_pattern_match("a*b", "axb"));
+}
+
+static void test_allows(void **state)
+{
+    (void)state;
+    char p0[] = "deploy-*", p1[] = "ci";
+    char *pats[] = {p0, p1};
+    fc_auth_grant g = {.scope = FC_AUTH_READ, .n_patterns = 2, .patterns = pats};
+    assert_true(fc_auth_allows(&g, FC_AUTH_READ, "deploy-x"));
+    assert_true(fc_auth_allows(&g, FC_AUTH_READ, "ci"));
+    assert_false(fc_auth_allows(&g, FC_AUTH_READ, "cia"));
+    assert_false(fc_auth_allows(&g, FC_AUTH_WRITE, "deploy-x"));
+    assert_false(fc_auth_allows(&g, FC_AUTH_READ, NULL)); /* limited: not every workflow */
+    g.n_patterns = 0;
+    assert_false(fc_auth_allows(&g, FC_AUTH_READ, "deploy-x"));
+    fc_auth_grant full;
+    fc_auth_grant_full(&full);
+    assert_true(fc_auth_allows(&full, FC_AUTH_ALL, NULL));
+    assert_true(fc_auth_allows(&full, FC_AUTH_ADMIN, "x"));
+}
+
+static void test_secret_equal(void **state)
+{
+    (void)state;
+    assert_true(fc_auth_secret_equal("abc", "abc"));
+    assert_false(fc_auth_secret_equal("abc", "abd"));
+    assert_false(fc_auth_secret_equal("abc", "abcd"));
+    assert_false(fc_auth_secret_equal("", "a"));
+}
+
+static fc_auth *load(int leeway, const char *aud, const char *iss)
+{
+    char err[256] = "";
+    fc_auth *a = fc_auth_load(key_path, leeway, aud, iss, err, sizeof err);
+    assert_non_null(a);
+    return a;
+}
+
+static char *mint(const char *scope, const char *workflows, int64_t ttl, int64_t now)
+{
+    char err[256];
+    char *t = fc_auth_mint(key_path, scope, workflows, ttl, now, err, sizeof err);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_verify_minted(void **state)
+{
+    (void)state;
+    fc_auth *a = load(30, NULL, NULL);
+    char *t = mint("read write", "deploy-*,ci", 3600, NOW);
+    fc_auth_grant g;
+    assert_int_equal(fc_auth_verify(a, t, NOW, &g), 0);
+    assert_int_equal(g.scope, FC_AUTH_READ | FC_AUTH_WRITE);
+    assert_int_equal(g.n_patterns, 2);
+    assert_string_equal(g.patterns[0], "deploy-*");
+    assert_int_equal(g.exp, NOW + 3600);
+    fc_auth_grant_clear(&g);
+    /* exp: accepted within the leeway, refused after it. */
+    assert_int_equal(fc_auth_verify(a, t, NOW + 3600 + 29, &g), 0);
+    fc_auth_grant_clear(&g);
+    assert_int_equal(fc_auth_verify(a, t, NOW + 3600 + 30, &g), -1);
+    /* iat in the future beyond the leeway. */
+    assert_int_equal(fc_auth_verify(a, t, NOW - 31, &g), -1);
+    free(t);
+    fc_auth_free(a);
+}
+
+static void test_alg_none_and_tampering_refused(void **state)
+{
+    (void)state;
+    fc_auth *a = load(30, NULL, NULL);
+    char *t = mint("read", NULL, 3600, NOW);
+    fc_auth_grant g;
+    /* {"alg":"none"} with the real payload and no signature: libjwt accepts it. */
+    char none[2048];
+    const char *payload = strchr(t, '.') + 1;
+    snprintf(none, sizeof none, "eyJhbGciOiJub25lIn0.%.*s.", (int)(strrchr(t, '.') - payload),
+             payload);
+    assert_int_equal(fc_auth_verify(a, none, NOW, &g), -1);
+    assert_int_equal(g.scope, 0);
+    char bad[2048];
+    snprintf(bad, sizeof bad, "%s", t);
+    char *last = bad + strlen(bad) - 2;
+    *last = *last == 'A' ? 'B' : 'A';
+    assert_int_equal(fc_auth_verify(a, bad, NOW, &g), -1);
+    const char *junk[] = {"", ".", "..", "a.b.c", "a b.c.d", "a.b.c.d", "\xff.\xff.\xff"};
+    for (size_t i = 0; i < sizeof junk / sizeof *junk; i++)
+        assert_int_equal(fc_auth_verify(a, junk[i], NOW, &g), -1);
+    free(t);
+    fc_auth_free(a);
+}
+
+static void test_audience_and_issuer(void **state)
+{
+    (void)state;
+    fc_auth *a = load(0, "flowcast", "idp");
+    char *t = mint("read", NULL, 60, NOW); /* minted tokens carry neither */
+    fc_auth_grant g;
+    assert_int_equal(fc_auth_verify(a, t, NOW, &g), -1);
+    free(t);
+    fc_auth_free(a);
+}
+
+static void test_load_refuses_short_and_missing_keys(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    assert_null(fc_auth_load("/nonexistent/key", 30, NULL, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "cannot open"));
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/fc-auth-short-%d.key", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("short\n", f);
+    fclose(f);
+    err[0] = '\0';
+    assert_null(fc_auth_load(path, 30, NULL, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "shorter"));
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pattern_match),
+        cmocka_unit_test(test_allows),
+        cmocka_unit_test(test_secret_equal),
+        cmocka_unit_test(test_verify_minted),
+        cmocka_unit_test(test_alg_none_and_tampering_refused),
+        cmocka_unit_test(test_audience_and_issuer),
+        cmocka_unit_test(test_load_refuses_short_and_missing_keys),
+    };
+    return cmocka_run_group_tests(tests, write_key, remove_key);
+}
