@@ -5,8 +5,11 @@
 
 #include "cli/config.h"
 #include "common/time.h"
+#include "common/log.h"
+#include "ws/frame.h"
 #include "metrics/metrics.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -59,13 +62,6 @@ int fc__access_need(fc_conn *c, const fc_auth_grant *g, unsigned need, const cha
     return 0;
 }
 
-int fc__access_need_all(fc_conn *c, const fc_auth_grant *g, unsigned need)
-{
-    if (fc_auth_allows(g, need, NULL)) return 1;
-    forbidden(c);
-    return 0;
-}
-
 int fc__access_need_listed(fc_conn *c, const fc_http_req *req, const fc_auth_grant *g,
                            unsigned need, const char *param)
 {
@@ -80,4 +76,32 @@ int fc__access_need_listed(fc_conn *c, const fc_http_req *req, const fc_auth_gra
     if (ok) return 1;
     forbidden(c);
     return 0;
+}
+
+void fc__access_keep(fc_conn *c, fc_auth_grant *g)
+{
+    if (fc_conn_kind(c) != FC_WS_MULTI || g->n_patterns < 0) return;
+    fc_auth_grant *kept = malloc(sizeof *kept);
+    if (!kept) {
+        /* Without its grant the stream could not be limited: it must not run. */
+        fc_conn_ws_close(c, FC_WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    *kept = *g;
+    memset(g, 0, sizeof *g);
+    fc_conn_set_ext(c, kept);
+}
+
+const fc_auth_grant *fc__access_grant(const fc_conn *c)
+{
+    return fc_conn_kind(c) == FC_WS_MULTI ? fc_conn_ext(c) : NULL;
+}
+
+void fc__access_release(fc_conn *c)
+{
+    fc_auth_grant *kept = fc_conn_kind(c) == FC_WS_MULTI ? fc_conn_ext(c) : NULL;
+    if (!kept) return;
+    fc_auth_grant_clear(kept);
+    free(kept);
+    fc_conn_set_ext(c, NULL);
 }

@@ -16,12 +16,17 @@ int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_
 /* Whether g holds need on workflow id (id NULL: the scope alone); else
  * answers 403 and returns 0. */
 int fc__access_need(fc_conn *c, const fc_auth_grant *g, unsigned need, const char *id);
-/* Like fc__access_need, for a stream that may name any workflow: the grant
- * must not be limited to some workflows. */
-int fc__access_need_all(fc_conn *c, const fc_auth_grant *g, unsigned need);
 /* For a stream naming its workflows in query parameter param (comma-
  * separated): g must hold need on each of them (or on every workflow). */
 int fc__access_need_listed(fc_conn *c, const fc_http_req *req, const fc_auth_grant *g,
                            unsigned need, const char *param);
+
+/* After a multi WebSocket opened with g limited to some workflows: moves g
+ * into the connection (g is left empty), for its subscriptions to check. */
+void fc__access_keep(fc_conn *c, fc_auth_grant *g);
+/* The grant a multi WebSocket keeps; NULL = every workflow. */
+const fc_auth_grant *fc__access_grant(const fc_conn *c);
+/* The connection closes: frees its grant. */
+void fc__access_release(fc_conn *c);
 
 #endif

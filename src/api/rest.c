@@ -522,8 +522,7 @@ static void preflight(fc_conn *c, const fc_http_req *req, const char *methods)
     fc_conn_respond(c, 204, hdr, NULL, NULL, 0);
 }
 
-static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest,
-                           const fc_auth_grant *g)
+static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest, const fc_auth_grant *g)
 {
     char id[FC_ID_MAX + 1];
     size_t n = strcspn(rest, "/");
@@ -567,7 +566,7 @@ static void workflow_routes(fc_conn *c, fc_http_req *req, const char *rest,
     }
 }
 
-static void route(fc_conn *c, fc_http_req *req, const char *path, const fc_auth_grant *g);
+static void route(fc_conn *c, fc_http_req *req, const char *path, fc_auth_grant *g);
 
 void fc_api_handle(fc_conn *c, fc_http_req *req)
 {
@@ -591,7 +590,7 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
     fc_auth_grant_clear(&grant);
 }
 
-static void route(fc_conn *c, fc_http_req *req, const char *path, const fc_auth_grant *g)
+static void route(fc_conn *c, fc_http_req *req, const char *path, fc_auth_grant *g)
 {
     const fc_asset *asset;
     fc_server *srv = fc_conn_server(c);
@@ -619,7 +618,10 @@ static void route(fc_conn *c, fc_http_req *req, const char *path, const fc_auth_
         if (fc__access_need_listed(c, req, g, FC_AUTH_READ, "workflow_ids"))
             fc_sse_open(c, req, FC_SSE_MULTI, NULL);
     } else if (strcmp(path, "/api/updates") == 0) {
-        if (fc__access_need_all(c, g, FC_AUTH_READ)) fc_stream_open(c, req, FC_WS_MULTI, NULL);
+        if (fc__access_need(c, g, FC_AUTH_READ, NULL)) {
+            fc_stream_open(c, req, FC_WS_MULTI, NULL);
+            fc__access_keep(c, g);
+        }
     } else if (strcmp(path, "/ws/echo") == 0 && fc_server_config(srv)->enable_echo) {
         fc_stream_open(c, req, FC_WS_ECHO, NULL);
     } else if ((asset = fc_assets_find(path)) != NULL) {

@@ -1,6 +1,7 @@
 /* Update streams: WebSocket handshake validation, initial state and resume
  * from the event log, multi-workflow subscribe/unsubscribe ops, delivery. */
 #include "api/stream.h"
+#include "api/access.h"
 #include "api/api.h"
 #include "api/workflow_json.h"
 #include "cli/config.h"
@@ -403,18 +404,47 @@ static int read_all(fc_conn *c, json_t *since, sub_req *reqs, size_t n, size_t *
     return 0;
 }
 
+/* The ids of a subscribe the stream's grant allows (a new reference, NULL
+ * when none is); each other id gets its own "forbidden" error. */
+static json_t *allowed_ids(fc_conn *c, json_t *ids)
+{
+    const fc_auth_grant *g = fc__access_grant(c);
+    if (!g) return json_incref(ids);
+    json_t *ok = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (fc_auth_allows(g, FC_AUTH_READ, id))
+            json_array_append(ok, v);
+        else
+            send_op_error_for(c, id, "forbidden", "the credential does not allow reading it");
+    }
+    if (ok && json_array_size(ok) == 0) {
+        json_decref(ok);
+        return NULL;
+    }
+    if (!ok) fail_oom(c);
+    return ok;
+}
+
 static void op_subscribe(fc_conn *c, json_t *msg)
 {
-    json_t *ids = json_object_get(msg, "workflow_ids");
     json_t *since = json_object_get(msg, "since");
     id_set set;
     size_t got = 0;
-    if (check_ids(c, ids) != 0) return;
+    if (check_ids(c, json_object_get(msg, "workflow_ids")) != 0) return;
     if (since && !json_is_object(since)) {
         send_op_error_for(c, NULL, "bad_request", "\"since\" must be an object of id to position");
         return;
     }
-    if (id_set_make(c, ids, &set) != 0) return;
+    json_t *ids = allowed_ids(c, json_object_get(msg, "workflow_ids"));
+    if (!ids) return;
+    if (id_set_make(c, ids, &set) != 0) {
+        json_decref(ids);
+        return;
+    }
     if ((!since || since_in_set(c, since, &set.seen) == 0) &&
         read_all(c, since, set.reqs, set.n, &got) == 0) {
         send_op_reply(c, "subscribed", set.list);
@@ -432,6 +462,7 @@ static void op_subscribe(fc_conn *c, json_t *msg)
     for (size_t i = 0; i < got; i++)
         fc__stream_resume_clear(&set.reqs[i].res);
     id_set_free(&set);
+    json_decref(ids);
 }
 
 static void op_unsubscribe(fc_conn *c, json_t *msg)
@@ -490,6 +521,7 @@ void fc_stream_on_close(fc_conn *c)
         fc_longpoll_cancel(c);
         return;
     }
+    fc__access_release(c);
     fc_hub *hub = fc_server_hub(fc_conn_server(c));
     fc_hub_unsubscribe(hub, fc_conn_sub(c));
     fc_list *subs = fc_conn_multi_subs(c);
@@ -508,6 +540,9 @@ void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted)
     /* An all-subscription already carries this workflow's changes. */
     int duplicate =
         (kind == FC_WS_MULTI || kind == FC_SSE_MULTI) && !sub->all && fc_conn_has_all(c);
+    /* A scoped token's subscribe_all sees only the workflows it may read. */
+    const fc_auth_grant *g = sub->all ? fc__access_grant(c) : NULL;
+    if (g && !(frame->key && fc_auth_allows(g, FC_AUTH_READ, frame->key))) return;
     if (!duplicate) {
         fc_buf *out = fc_stream_is_sse(kind) ? fc_sse_from_frame(c, frame) : fc_buf_ref(frame);
         uint32_t limit = (uint32_t)fc_server_config(fc_conn_server(c))->backlog;

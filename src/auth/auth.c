@@ -116,9 +116,12 @@ void fc_auth_free(fc_auth *a)
 static int alg_allowed(key_kind kind, jwt_alg_t alg)
 {
     switch (kind) {
-    case KEY_HMAC: return alg == JWT_ALG_HS256 || alg == JWT_ALG_HS384 || alg == JWT_ALG_HS512;
-    case KEY_RSA: return alg == JWT_ALG_RS256 || alg == JWT_ALG_RS384 || alg == JWT_ALG_RS512;
-    case KEY_EC: return alg == JWT_ALG_ES256 || alg == JWT_ALG_ES384 || alg == JWT_ALG_ES512;
+    case KEY_HMAC:
+        return alg == JWT_ALG_HS256 || alg == JWT_ALG_HS384 || alg == JWT_ALG_HS512;
+    case KEY_RSA:
+        return alg == JWT_ALG_RS256 || alg == JWT_ALG_RS384 || alg == JWT_ALG_RS512;
+    case KEY_EC:
+        return alg == JWT_ALG_ES256 || alg == JWT_ALG_ES384 || alg == JWT_ALG_ES512;
     }
     return 0;
 }
@@ -158,7 +161,8 @@ static int aud_ok(json_t *claims, const char *want)
     if (json_is_string(aud)) return strcmp(json_string_value(aud), want) == 0;
     size_t i;
     json_t *v;
-    json_array_foreach(aud, i, v) {
+    json_array_foreach(aud, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), want) == 0) return 1;
     }
     return 0;
@@ -190,7 +194,8 @@ static int parse_workflows(json_t *claims, fc_auth_grant *g)
     if (!g->patterns) return -1;
     size_t i;
     json_t *v;
-    json_array_foreach(list, i, v) {
+    json_array_foreach(list, i, v)
+    {
         if (!json_is_string(v) || json_string_length(v) == 0) return -1;
         if (!(g->patterns[g->n_patterns] = strdup(json_string_value(v)))) return -1;
         g->n_patterns++;

@@ -12,12 +12,11 @@
 
 void fc_cli_admin_usage(FILE *out)
 {
-    fprintf(out,
-            "  rotate-epochs [--db PATH]   give every workflow a new epoch, after restoring\n"
-            "              a backup: every watcher then resyncs instead of resuming;\n"
-            "              the server must be stopped (PATH: $FLOWCAST_DB or ./flowcast.db)\n"
-            "  token --key FILE [--scope 'read write admin'] [--workflows 'a,deploy-*']\n"
-            "        [--ttl 1h]   mint an HS256 access token with an HMAC key file\n");
+    fprintf(out, "  rotate-epochs [--db PATH]   give every workflow a new epoch, after restoring\n"
+                 "              a backup: every watcher then resyncs instead of resuming;\n"
+                 "              the server must be stopped (PATH: $FLOWCAST_DB or ./flowcast.db)\n"
+                 "  token --key FILE [--scope 'read write admin'] [--workflows 'a,deploy-*']\n"
+                 "        [--ttl 1h]   mint an HS256 access token with an HMAC key file\n");
 }
 
 int fc_cli_rotate_epochs(int argc, char **argv)
@@ -46,8 +45,12 @@ static int64_t parse_ttl(const char *s)
     char *end;
     errno = 0;
     long long n = strtoll(s, &end, 10);
-    int64_t unit = !*end ? 1 : !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
-                             : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+    int64_t unit = !*end               ? 1
+                   : !strcmp(end, "s") ? 1
+                   : !strcmp(end, "m") ? 60
+                   : !strcmp(end, "h") ? 3600
+                   : !strcmp(end, "d") ? 86400
+                                       : 0;
     if (errno || end == s || n <= 0 || unit == 0 || n > 366LL * 86400 / unit) return -1;
     return (int64_t)n * unit;
 }

@@ -2,6 +2,7 @@
 allowed and refused with the exact status, and every kind of bad token -> 401.
 Tokens are minted with Debian's python3-jwt, an implementation independent of
 the server's libjwt."""
+import asyncio
 import base64
 import json
 import os
@@ -11,6 +12,7 @@ import time
 
 import jwt
 import pytest
+import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -125,13 +127,63 @@ def test_read_endpoints_by_scope(srv, method, path, transport):
                       ws=ws) == 403
 
 
-def test_multi_ws_needs_read_on_every_workflow(srv):
+def test_multi_ws_needs_read(srv):
     path = "/api/updates"
     assert status(srv, "GET", path, ws=True) == 401
     assert status(srv, "GET", path, tok("read"), ws=True) == 101
+    assert status(srv, "GET", path, tok("read", ["deploy-*"]), ws=True) == 101
+    assert status(srv, "GET", path, tok("read", ["deploy-*"]), query_token=True, ws=True) == 101
     assert status(srv, "GET", path, tok("write"), ws=True) == 403
-    # Per-id errors on the multi WebSocket are not there yet: a scoped token is refused whole.
-    assert status(srv, "GET", path, tok("read", ["deploy-*"]), ws=True) == 403
+
+
+async def _recv_json(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def test_multi_ws_subscribe_outside_scope_is_forbidden_per_id(srv):
+    async def main():
+        url = srv.ws_url("/api/updates")
+        hdr = {"Authorization": "Bearer " + tok("read", ["deploy-*"])}
+        async with websockets.connect(url, extra_headers=hdr) as ws:
+            await ws.send(json.dumps({"op": "subscribe",
+                                      "workflow_ids": ["build-c", "deploy-a"]}))
+            m = await _recv_json(ws)
+            assert m["op"] == "error" and m["code"] == "forbidden", m
+            assert m["workflow_id"] == "build-c"
+            assert "build-c" not in m["message"]
+            m = await _recv_json(ws)
+            assert m == {"op": "subscribed", "workflow_ids": ["deploy-a"]}, m
+            m = await _recv_json(ws)
+            assert m["workflow_id"] == "deploy-a", m
+            await ws.send(json.dumps({"op": "subscribe", "workflow_ids": ["build-c"]}))
+            m = await _recv_json(ws)
+            assert m["code"] == "forbidden" and m["workflow_id"] == "build-c", m
+            # Nothing of build-c arrives after its change.
+            srv.request("PATCH", "/api/workflows/build-c", {"message": "secret"})
+            srv.request("PATCH", "/api/workflows/deploy-a", {"message": "public"})
+            m = await _recv_json(ws)
+            assert m["workflow_id"] == "deploy-a" and m["message"] == "public", m
+    asyncio.run(main())
+
+
+def test_multi_ws_subscribe_all_with_scoped_token_sees_only_its_workflows(srv):
+    async def main():
+        url = srv.ws_url("/api/updates?access_token=" + tok("read", ["deploy-*"]))
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"op": "subscribe_all"}))
+            m = await _recv_json(ws)
+            assert m == {"op": "subscribed", "all": True}, m
+            srv.request("PATCH", "/api/workflows/build-c", {"message": "hidden"})
+            srv.request("POST", "/api/workflows", {"id": "build-later", "name": "x",
+                                                   "total_steps": 1})
+            srv.request("POST", "/api/workflows", {"id": "deploy-later", "name": "x",
+                                                   "total_steps": 1})
+            srv.request("PATCH", "/api/workflows/deploy-b", {"message": "seen"})
+            got = [await _recv_json(ws), await _recv_json(ws)]
+            assert [m["workflow_id"] for m in got] == ["deploy-later", "deploy-b"], got
+            with pytest.raises(asyncio.TimeoutError):
+                await _recv_json(ws, timeout=0.5)
+    asyncio.run(main())
 
 
 def test_multi_sse_needs_read_on_each_listed_workflow(srv):
@@ -187,10 +239,13 @@ def test_list_shows_only_readable_workflows(srv):
         r = srv.request("GET", "/api/workflows", headers={"Authorization": "Bearer " + token})
         assert r.status == 200, r
         return sorted(w["id"] for w in r.json()["workflows"])
-    assert ids(tok("read", ["deploy-*"])) == ["deploy-a", "deploy-b"]
+    every = ids(STATIC)
+    assert {"deploy-a", "deploy-b", "build-c"} <= set(every)
+    assert ids(tok("read")) == every
+    assert ids(tok("read", ["deploy-*"])) == [i for i in every if i.startswith("deploy-")]
     assert ids(tok("read", ["build-c"])) == ["build-c"]
+    assert ids(tok("read", ["deploy-a", "build-c"])) == ["build-c", "deploy-a"]
     assert ids(tok("read", [])) == []
-    assert set(ids(tok("read"))) >= {"deploy-a", "deploy-b", "build-c"}
     assert status(srv, "GET", "/api/workflows", tok("write")) == 403
     assert status(srv, "GET", "/api/workflows") == 401
 
