@@ -362,3 +362,19 @@ def test_token_command_mints_what_python_jwt_verifies(flowcast, srv, keys):
         assert subprocess.run(args, capture_output=True, timeout=20).returncode == 2
     assert subprocess.run([flowcast, "token", "--key", keys["rsa"]], capture_output=True,
                           timeout=20).returncode == 1
+
+
+def test_cors_preflight_needs_no_credential_but_the_request_does(server_factory, keys):
+    s = server_factory("--jwt-key", keys["hmac"], "--allow-origin", "http://app.example")
+    origin = {"Origin": "http://app.example"}
+    r = s.request("OPTIONS", "/api/workflows", headers=dict(origin, **{
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"}))
+    assert r.status == 204, r
+    assert "Authorization" in r.header("access-control-allow-headers", "")
+    r = s.request("GET", "/api/workflows", headers=origin)
+    assert r.status == 401
+    r = s.request("GET", "/api/workflows",
+                  headers=dict(origin, Authorization="Bearer " + mint("read")))
+    assert r.status == 200
+    assert r.header("access-control-allow-origin") == "http://app.example"
