@@ -113,11 +113,14 @@ typedef struct fcc_watch_options {
                                     default 10000 */
     uint64_t connect_timeout_ms; /* TCP connect + handshake; default 10000 */
     uint64_t seed;               /* jitter seed; 0 = random */
+    const char *token;           /* optional bearer credential (a JWT, or the server's --api-token),
+                                    sent as "Authorization: Bearer" (RFC 6750) on every handshake;
+                                    copied by fcc_watch_new; visible ASCII, at most 4096 bytes */
 } fcc_watch_options;
 
 /* Creates a watch of the server at url ("http://host:port"). loop may be
  * NULL: the watch then owns a private loop and is driven by fcc_watch_run.
- * Returns NULL and sets *err (FCC_EINVAL for a bad URL or options). */
+ * Returns NULL and sets *err (FCC_EINVAL for a bad URL, options or token). */
 FCC_API fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_options *opts,
                                  int *err);
 
@@ -235,7 +238,7 @@ typedef struct fcc_patch {
 
 /* A client for url ("http://host:port"); token (may be NULL) is sent as
  * "Authorization: Bearer". Requests are blocking, one connection each.
- * Returns NULL for a bad URL (*err = FCC_EINVAL) or on OOM. */
+ * Returns NULL for a bad URL or token (*err = FCC_EINVAL) or on OOM. */
 FCC_API fcc_client *fcc_client_new(const char *url, const char *token, int *err);
 FCC_API void fcc_client_free(fcc_client *c);
 /* Timeout for connecting and for each read/write; default 10000 ms. */

@@ -293,7 +293,8 @@ int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) return FC_CLI_FAIL;
     u.rest = fcc_client_new(ctx->server, ctx->token, &err);
-    fcc_watch_options o = {.on_update = on_update, .on_state = on_state, .data = &u};
+    fcc_watch_options o = {
+        .on_update = on_update, .on_state = on_state, .data = &u, .token = ctx->token};
     u.w = u.rest ? fcc_watch_new(&loop, ctx->server, &o, &err) : NULL;
     if (!u.w) {
         fcc_client_free(u.rest);

@@ -83,6 +83,14 @@ uint64_t fcc__rand(uint64_t *state)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
+int fcc__token_valid(const char *token)
+{
+    size_t n = 0;
+    for (; token[n]; n++)
+        if (n == FCC__TOKEN_MAX || token[n] <= ' ' || token[n] > '~') return 0;
+    return n > 0;
+}
+
 uint64_t fcc__seed(void)
 {
     uint64_t s = 0;

@@ -17,6 +17,13 @@ typedef struct fcc__url {
 /* 0, or FCC_EINVAL for anything but http://host[:port] with an optional "/". */
 int fcc__url_parse(const char *url, fcc__url *out);
 
+/* Longest bearer token the clients send (a JWT with many claims fits). */
+#define FCC__TOKEN_MAX 4096
+/* Whether token can go into an Authorization header as it is: 1 to
+ * FCC__TOKEN_MAX visible ASCII characters (no CR/LF that would end the
+ * header, no spaces). */
+int fcc__token_valid(const char *token);
+
 /* Next value of a xorshift64* generator; *state must be non-zero. */
 uint64_t fcc__rand(uint64_t *state);
 /* A non-zero seed from the system's random source (or the clock). */

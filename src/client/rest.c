@@ -30,6 +30,7 @@ fcc_client *fcc_client_new(const char *url, const char *token, int *err)
 {
     fcc_client *c = calloc(1, sizeof *c);
     int e = c ? fcc__url_parse(url, &c->url) : FCC_ENOMEM;
+    if (e == 0 && token && !fcc__token_valid(token)) e = FCC_EINVAL;
     if (e == 0) {
         c->url_text = strdup(url);
         c->token = token ? strdup(token) : NULL;

@@ -34,7 +34,12 @@ fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_optio
     if (fcc__url_parse(url, &w->url) != 0) goto fail;
     e = FCC_ENOMEM;
     if (!(w->url_text = strdup(url))) goto fail;
+    e = FCC_EINVAL;
+    if (opts->token && !fcc__token_valid(opts->token)) goto fail;
+    e = FCC_ENOMEM;
+    if (opts->token && !(w->token = strdup(opts->token))) goto fail;
     w->o = *opts;
+    w->o.token = NULL; /* the caller's copy need not outlive this call: w->token is ours */
     w->o.backoff_initial_ms = DEF(opts->backoff_initial_ms, 100);
     w->o.backoff_max_ms = DEF(opts->backoff_max_ms, 30000);
     w->o.ping_interval_ms = DEF(opts->ping_interval_ms, 15000);
@@ -54,6 +59,7 @@ fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_optio
 fail:
     if (w) {
         fc_map_destroy(&w->subs);
+        free(w->token);
         free(w->url_text);
         free(w);
     }
@@ -105,6 +111,7 @@ static void free_watch(fcc_watch *w)
         fcc__sub_remove(w, fc_container_of(w->sub_list.next, fcc__sub, link));
     fc_map_destroy(&w->subs);
     free(w->pending);
+    free(w->token);
     free(w->url_text);
     free(w);
 }
@@ -374,14 +381,16 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    char path[256], req_text[1024];
+    char path[256], req_text[1024 + FCC__TOKEN_MAX];
     fcc__watch_path(w, path, sizeof path);
     fcc__ws_key(&w->rng, c->key);
     int len = snprintf(req_text, sizeof req_text,
                        "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                       "Sec-WebSocket-Version: 13\r\nUser-Agent: libflowcast\r\n\r\n",
-                       path, w->url.hostport, c->key);
+                       "Sec-WebSocket-Version: 13\r\nUser-Agent: libflowcast\r\n"
+                       "%s%s%s\r\n",
+                       path, w->url.hostport, c->key, w->token ? "Authorization: Bearer " : "",
+                       w->token ? w->token : "", w->token ? "\r\n" : "");
     send_raw(c, req_text, (size_t)len);
 }
 

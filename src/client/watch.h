@@ -50,6 +50,7 @@ struct fcc_watch {
     int owns_loop;
     fcc__url url;
     char *url_text;
+    char *token; /* owned copy of the options' bearer token, or NULL */
     fcc_watch_options o;
 
     fc_map subs;

@@ -378,3 +378,22 @@ def test_cors_preflight_needs_no_credential_but_the_request_does(server_factory,
                   headers=dict(origin, Authorization="Bearer " + mint("read")))
     assert r.status == 200
     assert r.header("access-control-allow-origin") == "http://app.example"
+
+
+def test_flowcast_watch_sends_its_token(flowcast, srv):
+    """`flowcast watch` (the C client's WebSocket handshake) carries the token
+    of $FLOWCAST_API_TOKEN, as its REST requests do: a read token scoped to the
+    workflow sees its state and its changes."""
+    from fcc_helpers import LineProc
+    env = {"FLOWCAST_URL": "http://127.0.0.1:%d" % srv.port,
+           "FLOWCAST_API_TOKEN": tok("read", ["deploy-*"])}
+    p = LineProc([flowcast, "watch", "--json", "deploy-a"], env=env)
+    try:
+        first = p.wait_for(lambda o: o.get("workflow_id") == "deploy-a")
+        r = srv.request("PATCH", "/api/workflows/deploy-a", {"message": "watched with a token"},
+                        headers={"Authorization": "Bearer " + STATIC}, auth=False)
+        assert r.status == 200, r
+        p.wait_for(lambda o: o.get("message") == "watched with a token" and
+                   o["seq"] == first["seq"] + 1)
+    finally:
+        p.kill()
