@@ -213,6 +213,11 @@ void fc__ws_sweep_closing(fc_server *srv, uint64_t now);
 fc_buf *fc__ws_ping_frame(void);
 
 /* server.c */
+/* Sets up what a loop owns besides its libuv handles and store: its
+ * connection lists, read buffer, shared ping and heartbeat frames and hub
+ * (srv->loop must be set). 0, or -1 when out of memory (loop_free releases
+ * what was taken). Also used by the fuzz harness, so it never lags. */
+int fc__server_loop_state_init(fc_server *srv);
 void fc__server_conn_gone(fc_server *srv);
 /* Starts serving an accepted socket on srv's loop (srv's thread). */
 void fc__server_adopt(fc_server *srv, int fd);

@@ -320,6 +320,21 @@ static void init_handles(fc_server *srv)
     uv_timer_start(&srv->sweep_timer, on_sweep_timer, 250, 250);
 }
 
+int fc__server_loop_state_init(fc_server *srv)
+{
+    fc_list_init(&srv->flush_list);
+    fc_list_init(&srv->blocked_list);
+    fc_list_init(&srv->closing_list);
+    fc_list_init(&srv->input_list);
+    fc_list_init(&srv->request_list);
+    fc_list_init(&srv->idle_list);
+    srv->read_buf = malloc(FC_READ_BUF_SIZE);
+    srv->ping_frame = fc__ws_ping_frame();
+    srv->heartbeat = fc_buf_copy(": keep-alive\n\n", 14);
+    srv->hub = fc_hub_new(fc_stream_deliver);
+    return srv->read_buf && srv->ping_frame && srv->heartbeat && srv->hub ? 0 : -1;
+}
+
 /* Sets up loop i: its libuv loop, wake-up, hub and store handle (loop 0
  * opens the store, the others attach to it). */
 static int loop_init(fc_cluster *cl, int i)
@@ -335,23 +350,13 @@ static int loop_init(fc_cluster *cl, int i)
         return -1;
     }
     srv->loop->data = srv; /* connections find their server through their loop */
-    fc_list_init(&srv->flush_list);
-    fc_list_init(&srv->blocked_list);
-    fc_list_init(&srv->closing_list);
-    fc_list_init(&srv->input_list);
-    fc_list_init(&srv->request_list);
-    fc_list_init(&srv->idle_list);
     uv_mutex_init(&srv->inbox_lock);
     if (uv_async_init(srv->loop, &srv->wake, on_wake) != 0) {
         FC_ERROR("server", "cannot set up the wake-up of I/O thread %d", i);
         return -1;
     }
     srv->wake.data = srv;
-    srv->read_buf = malloc(FC_READ_BUF_SIZE);
-    srv->ping_frame = fc__ws_ping_frame();
-    srv->heartbeat = fc_buf_copy(": keep-alive\n\n", 14);
-    srv->hub = fc_hub_new(fc_stream_deliver);
-    if (!srv->read_buf || !srv->ping_frame || !srv->heartbeat || !srv->hub) return -1;
+    if (fc__server_loop_state_init(srv) != 0) return -1;
 
     char err[256] = "";
     if (i == 0) {

@@ -100,17 +100,7 @@ static void setup_loop(void)
     srv.loop = &loop;
     CHECK(uv_loop_init(&loop) == 0);
     loop.data = &srv;
-    fc_list_init(&srv.flush_list);
-    fc_list_init(&srv.blocked_list);
-    fc_list_init(&srv.closing_list);
-    fc_list_init(&srv.input_list);
-    fc_list_init(&srv.request_list);
-    fc_list_init(&srv.idle_list);
-    srv.read_buf = malloc(FC_READ_BUF_SIZE);
-    srv.ping_frame = fc__ws_ping_frame();
-    srv.heartbeat = fc_buf_copy(": keep-alive\n\n", 14);
-    srv.hub = fc_hub_new(fc_stream_deliver);
-    CHECK(srv.read_buf && srv.ping_frame && srv.heartbeat && srv.hub);
+    CHECK(fc__server_loop_state_init(&srv) == 0);
     char err[256] = "";
     fc_store_config scfg = {.path = db_path, .retention = 5};
     srv.store = fc_store_sqlite_open(&loop, &scfg, err, sizeof err);
