@@ -42,11 +42,45 @@ int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_
     }
     const char *api_token = fc_server_config(srv)->api_token;
     if (api_token && *api_token && fc_auth_secret_equal(token, api_token)) return 1;
-    if (fc_auth_verify(a, token, (int64_t)time(NULL), g) != 0) {
+    int r = fc_auth_verify(a, token, (int64_t)time(NULL), g);
+    if (r == FC_AUTH_EXPIRED) {
+        fc__access_expired(c);
+        return 0;
+    }
+    if (r != 0) {
         unauthorized(c, "invalid or expired credential");
         return 0;
     }
     return 1;
+}
+
+void fc__access_expired(fc_conn *c)
+{
+    FC_METRIC_ADD(auth_refused_401, 1);
+    fc_conn_respond_error(c, 401, "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
+                          "token_expired", "the token has expired: get a fresh one");
+}
+
+int fc__access_anonymous_upgrade(const fc_conn *c, const fc_http_req *req)
+{
+    char probe[2];
+    return fc_server_auth(fc_conn_server(c)) && fc_http_header(req, FC_H_UPGRADE) &&
+           !fc_http_header(req, FC_H_AUTHORIZATION) &&
+           fc_http_query(req, "access_token", probe, sizeof probe) == 0;
+}
+
+void fc__access_await(fc_conn *c)
+{
+    if (fc_conn_kind(c) != FC_WS_MULTI) return;
+    fc_conn_set_unauthenticated(c, 1);
+    double wait_s = fc_server_config(fc_conn_server(c))->request_timeout;
+    fc_conn_set_expiry(c, fc_time_now_ms() + (int64_t)(wait_s * 1000.0));
+}
+
+void fc__access_arm(fc_conn *c, int64_t exp)
+{
+    fc_stream_kind k = fc_conn_kind(c);
+    if (exp > 0 && k != FC_STREAM_NONE && k != FC_WS_ECHO) fc_conn_set_expiry(c, exp * 1000);
 }
 
 static void forbidden(fc_conn *c)

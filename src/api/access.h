@@ -13,6 +13,21 @@
  * check). Answers 401 and returns 0 for a missing or invalid credential. */
 int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_grant *g);
 
+/* Answers 401 token_expired with WWW-Authenticate: Bearer error="invalid_token"
+ * (REST with an expired token, a long-poll held past its token's exp). */
+void fc__access_expired(fc_conn *c);
+
+/* Whether req may open the multi WebSocket without a credential, to
+ * authenticate with its first message: --jwt-key is set, req is an upgrade
+ * and carries neither Authorization nor access_token. */
+int fc__access_anonymous_upgrade(const fc_conn *c, const fc_http_req *req);
+/* After such an upgrade: c refuses every op but auth, and closes 4401 when
+ * none succeeds within --request-timeout. */
+void fc__access_await(fc_conn *c);
+/* After a request opened a stream with a token expiring at exp (seconds;
+ * 0 = never): the stream ends then (fc_stream_on_expiry). */
+void fc__access_arm(fc_conn *c, int64_t exp);
+
 /* Whether g holds need on workflow id (id NULL: the scope alone); else
  * answers 403 and returns 0. */
 int fc__access_need(fc_conn *c, const fc_auth_grant *g, unsigned need, const char *id);

@@ -17,6 +17,9 @@ void fc_api_handle(fc_conn *c, fc_http_req *req);
 void fc_stream_on_text(fc_conn *c, const char *data, size_t len);
 /* The connection is closing: drop its subscriptions. */
 void fc_stream_on_close(fc_conn *c);
+/* The stream's token expired (or a multi WebSocket opened without one was
+ * not authenticated in time): end it as the protocol says (stream_auth.c). */
+void fc_stream_on_expiry(fc_conn *c);
 /* The hub delivers a change to a stream connection. */
 void fc_stream_deliver(void *owner, fc_sub *sub, fc_buf *frame, int deleted);
 
@@ -26,6 +29,8 @@ void fc_longpoll_start(fc_conn *c, fc_http_req *req, const char *workflow_id);
 void fc_longpoll_wake(fc_conn *c);
 /* The connection closes while waiting. */
 void fc_longpoll_cancel(fc_conn *c);
+/* The token expired while waiting: answer 401 token_expired now. */
+void fc_longpoll_expire(fc_conn *c);
 
 /* One subscription of a multi-workflow stream (GET /api/updates). */
 typedef struct fc_stream_sub {

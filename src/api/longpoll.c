@@ -4,6 +4,7 @@
  * proven to be of the current incarnation (another epoch, or no epoch for a
  * workflow that was deleted here before), it answers at once with
  * "resync":true. */
+#include "api/access.h"
 #include "api/api.h"
 #include "api/stream.h"
 #include "api/workflow_json.h"
@@ -64,15 +65,20 @@ static void free_waiter(uv_handle_t *h)
     free(h->data);
 }
 
-/* Ends the wait: unsubscribe, back to plain HTTP, answer, let go of c. */
-static void finish(waiter *wt)
+/* Ends the wait: unsubscribe, back to plain HTTP (the token's expiry no
+ * longer concerns the connection), answer, let go of c. */
+static void finish(waiter *wt, int expired)
 {
     fc_conn *c = wt->c;
     wt->c = NULL;
     fc_hub_unsubscribe(fc_server_hub(fc_conn_server(c)), fc_conn_sub(c));
     fc_conn_set_kind(c, FC_STREAM_NONE);
     fc_conn_set_ext(c, NULL);
-    if (!fc_conn_is_closed(c)) answer(c, wt->id, wt->epoch);
+    fc_conn_set_expiry(c, 0);
+    if (!fc_conn_is_closed(c) && expired)
+        fc__access_expired(c);
+    else if (!fc_conn_is_closed(c))
+        answer(c, wt->id, wt->epoch);
     uv_close((uv_handle_t *)&wt->timer, free_waiter);
     fc_conn_release(c);
 }
@@ -80,7 +86,13 @@ static void finish(waiter *wt)
 static void on_timer(uv_timer_t *t)
 {
     waiter *wt = t->data;
-    if (wt->c) finish(wt);
+    if (wt->c) finish(wt, 0);
+}
+
+void fc_longpoll_expire(fc_conn *c)
+{
+    waiter *wt = fc_conn_ext(c);
+    if (wt && wt->c) finish(wt, 1);
 }
 
 void fc_longpoll_wake(fc_conn *c)
@@ -94,7 +106,7 @@ void fc_longpoll_wake(fc_conn *c)
 void fc_longpoll_cancel(fc_conn *c)
 {
     waiter *wt = fc_conn_ext(c);
-    if (wt && wt->c) finish(wt);
+    if (wt && wt->c) finish(wt, 0);
 }
 
 /* Parses wait_since, epoch and timeout; answers 400 and returns -1 when malformed. */

@@ -584,9 +584,18 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
         return;
     }
     int public = strcmp(path, "/healthz") == 0 || fc_assets_find(path) != NULL;
+    if (strcmp(path, "/api/updates") == 0 && fc__access_anonymous_upgrade(c, req)) {
+        /* Browsers cannot set a header on a WebSocket: the token may come
+         * as the first message instead. */
+        fc_stream_open(c, req, FC_WS_MULTI, NULL);
+        fc__access_await(c);
+        return;
+    }
     fc_auth_grant grant;
     if (!fc__access_identify(c, req, public, &grant)) return;
+    int64_t exp = grant.exp; /* route may move the grant into the stream */
     route(c, req, path, &grant);
+    fc__access_arm(c, exp);
     fc_auth_grant_clear(&grant);
 }
 

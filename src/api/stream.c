@@ -219,18 +219,14 @@ void fc_stream_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const cha
 
 /* --- multi-workflow stream ops -------------------------------------------- */
 
-static void send_text(fc_conn *c, const char *s)
+void fc__stream_send_text(fc_conn *c, const char *s)
 {
     fc_buf *b = fc_hub_encode_text(s, strlen(s));
     if (b) fc_conn_send(c, b);
 }
 
-/* {"op":"error","code","message"}, plus "workflow_id" when one id is at fault. */
-static void send_op_error_for(fc_conn *c, const char *workflow_id, const char *code,
-                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void send_op_error_for(fc_conn *c, const char *workflow_id, const char *code,
-                              const char *fmt, ...)
+void fc__stream_op_error(fc_conn *c, const char *workflow_id, const char *code, const char *fmt,
+                         ...)
 {
     char msg[256];
     va_list ap;
@@ -240,7 +236,7 @@ static void send_op_error_for(fc_conn *c, const char *workflow_id, const char *c
     json_t *o = json_pack("{s:s,s:s,s:s}", "op", "error", "code", code, "message", msg);
     if (o && workflow_id) json_object_set_new(o, "workflow_id", json_string(workflow_id));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s) send_text(c, s);
+    if (s) fc__stream_send_text(c, s);
     free(s);
     json_decref(o);
 }
@@ -249,7 +245,7 @@ static void send_op_reply(fc_conn *c, const char *op, json_t *ids)
 {
     json_t *o = json_pack("{s:s,s:O}", "op", op, "workflow_ids", ids);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s) send_text(c, s);
+    if (s) fc__stream_send_text(c, s);
     free(s);
     json_decref(o);
 }
@@ -277,8 +273,8 @@ void fc__stream_drop_sub(fc_conn *c, fc_stream_sub *s)
 static int check_ids(fc_conn *c, json_t *ids)
 {
     if (!json_is_array(ids) || json_array_size(ids) == 0) {
-        send_op_error_for(c, NULL, "bad_request",
-                          "\"workflow_ids\" must be a non-empty array of ids");
+        fc__stream_op_error(c, NULL, "bad_request",
+                            "\"workflow_ids\" must be a non-empty array of ids");
         return -1;
     }
     size_t i;
@@ -286,7 +282,7 @@ static int check_ids(fc_conn *c, json_t *ids)
     json_array_foreach(ids, i, v)
     {
         if (!json_is_string(v) || !fc_id_valid(json_string_value(v))) {
-            send_op_error_for(c, NULL, "bad_request", "workflow_ids[%zu] is not a valid id", i);
+            fc__stream_op_error(c, NULL, "bad_request", "workflow_ids[%zu] is not a valid id", i);
             return -1;
         }
     }
@@ -312,10 +308,10 @@ static int since_of(fc_conn *c, json_t *since, const char *id, fc__stream_pos *p
         pos->seq = json_integer_value(n);
         return 0;
     }
-    send_op_error_for(c, id, "bad_request",
-                      "since.%s must be {\"epoch\":1..2^53-1,\"seq\":N} or a non-negative "
-                      "integer",
-                      id);
+    fc__stream_op_error(c, id, "bad_request",
+                        "since.%s must be {\"epoch\":1..2^53-1,\"seq\":N} or a non-negative "
+                        "integer",
+                        id);
     return -1;
 }
 
@@ -364,7 +360,7 @@ static int id_set_make(fc_conn *c, json_t *ids, id_set *set)
     }
     if (ok) return 0;
     id_set_free(set);
-    send_op_error_for(c, NULL, "internal", "out of memory");
+    fc__stream_op_error(c, NULL, "internal", "out of memory");
     return -1;
 }
 
@@ -376,8 +372,8 @@ static int since_in_set(fc_conn *c, json_t *since, const fc_map *seen)
     json_object_foreach(since, key, v)
     {
         if (!fc_map_get(seen, key)) {
-            send_op_error_for(c, NULL, "bad_request",
-                              "since names \"%.64s\", which is not in workflow_ids", key);
+            fc__stream_op_error(c, NULL, "bad_request",
+                                "since names \"%.64s\", which is not in workflow_ids", key);
             return -1;
         }
     }
@@ -395,9 +391,9 @@ static int read_all(fc_conn *c, json_t *since, sub_req *reqs, size_t n, size_t *
         int r = fc__stream_resume_read(c, id, pos, &reqs[*got].res);
         if (r != 0) {
             if (r == FC_ENOTFOUND)
-                send_op_error_for(c, id, "not_found", "no workflow with id \"%s\"", id);
+                fc__stream_op_error(c, id, "not_found", "no workflow with id \"%s\"", id);
             else
-                send_op_error_for(c, id, "internal", "storage error reading \"%s\"", id);
+                fc__stream_op_error(c, id, "internal", "storage error reading \"%s\"", id);
             return -1;
         }
     }
@@ -419,7 +415,7 @@ static json_t *allowed_ids(fc_conn *c, json_t *ids)
         if (fc_auth_allows(g, FC_AUTH_READ, id))
             json_array_append(ok, v);
         else
-            send_op_error_for(c, id, "forbidden", "the credential does not allow reading it");
+            fc__stream_op_error(c, id, "forbidden", "the credential does not allow reading it");
     }
     if (ok && json_array_size(ok) == 0) {
         json_decref(ok);
@@ -436,7 +432,8 @@ static void op_subscribe(fc_conn *c, json_t *msg)
     size_t got = 0;
     if (check_ids(c, json_object_get(msg, "workflow_ids")) != 0) return;
     if (since && !json_is_object(since)) {
-        send_op_error_for(c, NULL, "bad_request", "\"since\" must be an object of id to position");
+        fc__stream_op_error(c, NULL, "bad_request",
+                            "\"since\" must be an object of id to position");
         return;
     }
     json_t *ids = allowed_ids(c, json_object_get(msg, "workflow_ids"));
@@ -484,7 +481,7 @@ static void op_subscribe_all(fc_conn *c)
         if (!fc__stream_add_sub(c, NULL, (fc__stream_pos){.seq = 0})) return;
         fc_conn_set_all(c, 1);
     }
-    send_text(c, "{\"op\":\"subscribed\",\"all\":true}");
+    fc__stream_send_text(c, "{\"op\":\"subscribed\",\"all\":true}");
 }
 
 void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
@@ -493,16 +490,21 @@ void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!msg || !json_is_object(msg)) {
         if (msg)
-            send_op_error_for(c, NULL, "bad_request", "message must be a JSON object");
+            fc__stream_op_error(c, NULL, "bad_request", "message must be a JSON object");
         else
-            send_op_error_for(c, NULL, "bad_request", "invalid JSON at line %d, column %d: %s",
-                              jerr.line, jerr.column, jerr.text);
+            fc__stream_op_error(c, NULL, "bad_request", "invalid JSON at line %d, column %d: %s",
+                                jerr.line, jerr.column, jerr.text);
         json_decref(msg);
         return;
     }
     const char *op = json_string_value(json_object_get(msg, "op"));
     if (!op)
-        send_op_error_for(c, NULL, "bad_request", "missing \"op\"");
+        fc__stream_op_error(c, NULL, "bad_request", "missing \"op\"");
+    else if (strcmp(op, "auth") == 0)
+        fc__stream_op_auth(c, msg);
+    else if (fc_conn_unauthenticated(c))
+        fc__stream_op_error(c, NULL, "unauthorized",
+                            "authenticate first: {\"op\":\"auth\",\"token\":...}");
     else if (strcmp(op, "subscribe") == 0)
         op_subscribe(c, msg);
     else if (strcmp(op, "unsubscribe") == 0)
@@ -510,8 +512,10 @@ void fc_stream_on_text(fc_conn *c, const char *data, size_t len)
     else if (strcmp(op, "subscribe_all") == 0)
         op_subscribe_all(c);
     else
-        send_op_error_for(c, NULL, "bad_request",
-                          "unknown op \"%.40s\": use subscribe, unsubscribe or subscribe_all", op);
+        fc__stream_op_error(c, NULL, "bad_request",
+                            "unknown op \"%.40s\": use auth, subscribe, unsubscribe or "
+                            "subscribe_all",
+                            op);
     json_decref(msg);
 }
 
@@ -522,8 +526,12 @@ void fc_stream_on_close(fc_conn *c)
         return;
     }
     fc__access_release(c);
-    fc_hub *hub = fc_server_hub(fc_conn_server(c));
-    fc_hub_unsubscribe(hub, fc_conn_sub(c));
+    fc__stream_unsubscribe(c);
+}
+
+void fc__stream_unsubscribe(fc_conn *c)
+{
+    fc_hub_unsubscribe(fc_server_hub(fc_conn_server(c)), fc_conn_sub(c));
     fc_list *subs = fc_conn_multi_subs(c);
     while (!fc_list_empty(subs))
         fc__stream_drop_sub(c, fc_container_of(subs->next, fc_stream_sub, conn_link));

@@ -7,6 +7,8 @@
 #include "api/api.h"
 #include "store/store.h"
 
+#include <jansson.h>
+
 /* Validates the upgrade request (method, headers, version, Origin, and for
  * FC_WS_UPDATES the workflow and ?since=), answers 101 and sends the
  * initial messages, or answers the precise HTTP error. */
@@ -84,6 +86,17 @@ int fc__stream_refuse_over_limit(fc_conn *c);
 int64_t fc__stream_parse_since(const char *s);
 /* Unsubscribes and frees one subscription of a multi-workflow stream. */
 void fc__stream_drop_sub(fc_conn *c, fc_stream_sub *s);
+
+/* Multi-workflow op messages: {"op":"error","code","message"}, plus
+ * "workflow_id" when one id is at fault; any text message. */
+void fc__stream_op_error(fc_conn *c, const char *workflow_id, const char *code, const char *fmt,
+                         ...) __attribute__((format(printf, 4, 5)));
+void fc__stream_send_text(fc_conn *c, const char *s);
+/* Drops every subscription of c (its own and its multi-workflow ones). */
+void fc__stream_unsubscribe(fc_conn *c);
+/* {"op":"auth","token":...} on a multi WebSocket (stream_auth.c): verifies
+ * the token and, when good, puts it in force in place of the old one. */
+void fc__stream_op_auth(fc_conn *c, json_t *msg);
 
 /* SSE (src/api/sse.c). */
 void fc_sse_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const char *workflow_id);

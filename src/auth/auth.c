@@ -209,12 +209,16 @@ static int check_claims(const fc_auth *a, json_t *claims, int64_t now, fc_auth_g
     if (!json_is_object(claims) || !num_claim(claims, "exp", 1, &exp) ||
         !num_claim(claims, "nbf", 0, &nbf) || !num_claim(claims, "iat", 0, &iat))
         return -1;
-    if (now >= exp + a->leeway || nbf > now + a->leeway || iat > now + a->leeway) return -1;
+    /* exp is exact: a stream ends at exp (the server arms it), so a token
+     * accepted past it would outlive itself. Skew is allowed on nbf/iat only. */
+    if (nbf > now + a->leeway || iat > now + a->leeway) return -1;
     if (!aud_ok(claims, a->audience)) return -1;
     if (a->issuer) {
         json_t *iss = json_object_get(claims, "iss");
         if (!json_is_string(iss) || strcmp(json_string_value(iss), a->issuer) != 0) return -1;
     }
+    /* Only a token good in every other way is told apart as expired. */
+    if (now >= exp) return FC_AUTH_EXPIRED;
     json_t *scope = json_object_get(claims, "scope");
     if (scope && !json_is_string(scope)) return -1;
     g->scope = parse_scope(json_string_value(scope));

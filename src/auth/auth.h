@@ -32,9 +32,15 @@ fc_auth *fc_auth_load(const char *path, int leeway, const char *audience, const 
                       char *err, size_t errlen);
 void fc_auth_free(fc_auth *a);
 
+/* What fc_auth_verify returns for a token whose signature and claims are
+ * good but whose exp has passed (a client refreshes it; anything else is -1). */
+#define FC_AUTH_EXPIRED (-2)
+
 /* Verifies token at time now (seconds): signature with an algorithm the key
- * allows, exp required, nbf/iat/aud/iss checked, scope and workflows parsed
- * into g. Returns 0, or -1 (g left empty) for any invalid token. */
+ * allows, exp required and exact (refused from exp on: the leeway applies to
+ * nbf/iat only), aud/iss checked, scope and workflows parsed into g.
+ * Returns 0, FC_AUTH_EXPIRED, or -1 for any other invalid token (g is left
+ * empty unless 0). */
 int fc_auth_verify(const fc_auth *a, const char *token, int64_t now, fc_auth_grant *g);
 
 /* The full grant of the static --api-token. */

@@ -99,6 +99,12 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->refused_client_table += LOAD(m->refused_client_table);
     sum->auth_refused_401 += LOAD(m->auth_refused_401);
     sum->auth_refused_403 += LOAD(m->auth_refused_403);
+    sum->auth_expired_ws += LOAD(m->auth_expired_ws);
+    sum->auth_expired_sse += LOAD(m->auth_expired_sse);
+    sum->auth_expired_longpoll += LOAD(m->auth_expired_longpoll);
+    sum->auth_timeouts += LOAD(m->auth_timeouts);
+    sum->auth_refresh_ok += LOAD(m->auth_refresh_ok);
+    sum->auth_refresh_refused += LOAD(m->auth_refresh_refused);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
     for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
@@ -227,6 +233,23 @@ char *fc_metrics_render(size_t *len)
             m->auth_refused_401);
     counter(&o, "flowcast_auth_forbidden_total",
             "Requests refused 403: a valid credential without the right.", m->auth_refused_403);
+    counter(&o, "flowcast_auth_timeouts_total",
+            "Multi WebSockets opened without a credential and closed 4401 for not "
+            "authenticating within --request-timeout.",
+            m->auth_timeouts);
+    header(&o, "flowcast_auth_expired_streams_total", "counter",
+           "Streams ended at their token's exp (not refreshed), by transport.");
+    outf(&o, "flowcast_auth_expired_streams_total{transport=\"websocket\"} %" PRIu64 "\n",
+         m->auth_expired_ws);
+    outf(&o, "flowcast_auth_expired_streams_total{transport=\"sse\"} %" PRIu64 "\n",
+         m->auth_expired_sse);
+    outf(&o, "flowcast_auth_expired_streams_total{transport=\"longpoll\"} %" PRIu64 "\n",
+         m->auth_expired_longpoll);
+    header(&o, "flowcast_auth_refreshes_total", "counter",
+           "{\"op\":\"auth\"} messages on the multi WebSocket, by result.");
+    outf(&o, "flowcast_auth_refreshes_total{result=\"ok\"} %" PRIu64 "\n", m->auth_refresh_ok);
+    outf(&o, "flowcast_auth_refreshes_total{result=\"refused\"} %" PRIu64 "\n",
+         m->auth_refresh_refused);
 
     header(&o, "flowcast_refused_total", "counter",
            "Requests refused by a per-client limit, by reason.");

@@ -34,6 +34,12 @@ typedef struct fc_metrics {
     uint64_t refused_client_table;       /* counter: the per-client table was full */
     uint64_t auth_refused_401;           /* counter: requests without a valid credential */
     uint64_t auth_refused_403;           /* counter: valid credentials without the right */
+    uint64_t auth_expired_ws;            /* counter: WebSocket streams ended at their token's exp */
+    uint64_t auth_expired_sse;           /* counter: SSE streams ended so */
+    uint64_t auth_expired_longpoll;      /* counter: long-polls answered 401 so */
+    uint64_t auth_timeouts;              /* counter: multi WebSockets never authenticated */
+    uint64_t auth_refresh_ok;            /* counter: {"op":"auth"} accepted */
+    uint64_t auth_refresh_refused;       /* counter: {"op":"auth"} refused (old token kept) */
     uint64_t http_by_code[600];          /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];

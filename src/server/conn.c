@@ -17,6 +17,7 @@ fc_conn *fc__conn_new(void)
     fc_list_init(&c->io_link);
     fc_list_init(&c->wheel_link);
     fc_list_init(&c->input_link);
+    fc_list_init(&c->exp_link);
     fc_list_init(&c->sub.link);
     fc_list_init(&c->multi_subs);
     c->refs = 1;
@@ -68,6 +69,7 @@ void fc__conn_close(fc_conn *c)
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);
     fc_list_remove(&c->input_link);
+    fc_list_remove(&c->exp_link);
     c->in_flush = 0;
     c->http_timer = FC__TIMER_NONE;
     FC_METRIC_ADD(http_connections, -1);
@@ -456,6 +458,16 @@ void fc_conn_set_kind(fc_conn *c, fc_stream_kind kind)
         fc_list_remove(&c->wheel_link); /* a long-poll waits for the store, not the client */
         c->http_timer = FC__TIMER_NONE;
     }
+}
+
+int fc_conn_unauthenticated(const fc_conn *c)
+{
+    return c->unauthed;
+}
+
+void fc_conn_set_unauthenticated(fc_conn *c, int on)
+{
+    c->unauthed = on != 0;
 }
 
 void *fc_conn_ext(const fc_conn *c)

@@ -121,6 +121,15 @@ void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason);
 int fc_conn_start_sse(fc_conn *c, fc_stream_kind kind);
 /* Marks c as waiting for a change (long-poll) or back to plain HTTP. */
 void fc_conn_set_kind(fc_conn *c, fc_stream_kind kind);
+/* Ends the stream at at_ms (wall clock, ms since the epoch; 0 = never):
+ * then fc_stream_on_expiry is called, on a tick of the loop's expiry wheel
+ * (within FC_EXPIRY_TICK_MS, 250 ms). Setting it again moves the deadline.
+ * Only with --jwt-key; without it this does nothing. O(1), no allocation. */
+void fc_conn_set_expiry(fc_conn *c, int64_t at_ms);
+/* A multi WebSocket opened without a credential: until an auth op succeeds,
+ * every other op is refused. */
+int fc_conn_unauthenticated(const fc_conn *c);
+void fc_conn_set_unauthenticated(fc_conn *c, int on);
 /* One pointer of stream state owned by the API layer (e.g. a long-poll waiter). */
 void *fc_conn_ext(const fc_conn *c);
 void fc_conn_set_ext(fc_conn *c, void *ext);

@@ -34,13 +34,21 @@ typedef struct fc_parked {
 } fc_parked;
 
 /* A timer wheel: one timer visits one of FC_WHEEL_SLOTS lists per tick, so
- * periodic per-connection work is spread evenly over the period. */
+ * periodic per-connection work is spread evenly over the period. The
+ * connections are linked through the fc_list at link_off in fc_conn. */
 typedef struct fc_wheel {
     uv_timer_t timer;
     fc_list slots[FC_WHEEL_SLOTS];
     unsigned pos;
+    uint64_t tick_ms;
+    size_t link_off;
     void (*visit)(fc_conn *c);
 } fc_wheel;
+
+/* The token expiry wheel's tick: a stream ends at most about this long
+ * after its token's exp (and an unauthenticated multi WebSocket after
+ * --request-timeout). */
+#define FC_EXPIRY_TICK_MS 250
 
 /* What the loops share: the configuration, the listening socket (watched
  * by loop 0), the stream count that --max-connections limits, shutdown. */
@@ -97,6 +105,7 @@ struct fc_server {
     size_t freed_since_trim;  /* bytes of answers freed since the last malloc_trim */
     fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
     fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
+    fc_wheel expiry_wheel;    /* streams whose token expires (--jwt-key only) */
     int n_conns;              /* open TCP connections */
     int shutting_down;
     char *read_buf; /* shared by the loop's connections: an idle one owns no read buffer */
@@ -139,6 +148,7 @@ struct fc_conn {
     unsigned broken : 1;     /* a frame could not be queued: close on the next flush */
     unsigned over_limit : 1; /* unsent output passed --max-output and has not drained to half */
     unsigned http_timer : 2; /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
+    unsigned unauthed : 1;   /* a multi WebSocket opened without a credential, not yet auth'd */
     uint16_t refs;
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
@@ -146,6 +156,8 @@ struct fc_conn {
     fc_list io_link;        /* srv->flush_list or srv->blocked_list */
     fc_list wheel_link;     /* a wheel slot, srv->closing_list, or an HTTP deadline list */
     fc_list input_link;     /* srv->input_list */
+    fc_list exp_link;       /* a slot of srv->expiry_wheel while the stream's token expires */
+    uint64_t exp_ms;        /* then: when, in loop time (uv_now) */
     uint64_t progress_ms;   /* last write progress, or when the close was sent */
     uint64_t over_since_ms; /* when over_limit was set */
     uint64_t timer_ms;      /* when the HTTP deadline (http_timer) started */
@@ -209,6 +221,8 @@ void fc__ping_init(fc_server *srv);
 void fc__ping_add(fc_conn *c);
 void fc__heartbeat_init(fc_server *srv);
 void fc__heartbeat_add(fc_conn *c);
+/* wheel.c: the expiry wheel runs only with --jwt-key (no token expires otherwise). */
+void fc__expiry_init(fc_server *srv);
 void fc__ws_sweep_closing(fc_server *srv, uint64_t now);
 fc_buf *fc__ws_ping_frame(void);
 

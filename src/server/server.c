@@ -175,6 +175,7 @@ static void finish(fc_server *srv)
     close_handle((uv_handle_t *)&srv->flush_idle);
     close_handle((uv_handle_t *)&srv->ping_wheel.timer);
     close_handle((uv_handle_t *)&srv->heartbeat_wheel.timer);
+    close_handle((uv_handle_t *)&srv->expiry_wheel.timer);
     close_handle((uv_handle_t *)&srv->sweep_timer);
     close_handle((uv_handle_t *)&srv->shutdown_timer);
     fc_store_close(srv->store);
@@ -317,6 +318,7 @@ static void init_handles(fc_server *srv)
     uv_check_start(&srv->flush_check, on_check);
     fc__ping_init(srv);
     fc__heartbeat_init(srv);
+    if (srv->cl->auth) fc__expiry_init(srv);
     uv_timer_start(&srv->sweep_timer, on_sweep_timer, 250, 250);
 }
 

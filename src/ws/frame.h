@@ -26,6 +26,9 @@ enum {
     FC_WS_CLOSE_POLICY = 1008,
     FC_WS_CLOSE_TOO_BIG = 1009,
     FC_WS_CLOSE_INTERNAL = 1011,
+    /* Private use (4000-4999): the stream's token expired, or a multi
+     * WebSocket opened without one was not authenticated in time. */
+    FC_WS_CLOSE_UNAUTHORIZED = 4401,
 };
 
 /* Largest header: 2 + 8 (64-bit length) + 4 (mask). */

@@ -1,6 +1,6 @@
 /* Unit tests for src/auth/auth.c: pattern and scope matching, and the checks
  * libjwt leaves to the caller (alg none, the key type fixing the algorithm,
- * exp/nbf/iat with leeway, aud, iss, claim shapes). */
+ * exact exp, nbf/iat with leeway, aud, iss, claim shapes). */
 #include "auth/auth.h"
 
 #include <setjmp.h>
@@ -106,10 +106,12 @@ static void test_verify_minted(void **state)
     assert_string_equal(g.patterns[0], "deploy-*");
     assert_int_equal(g.exp, NOW + 3600);
     fc_auth_grant_clear(&g);
-    /* exp: accepted within the leeway, refused after it. */
-    assert_int_equal(fc_auth_verify(a, t, NOW + 3600 + 29, &g), 0);
+    /* exp is exact, whatever the leeway (it applies to nbf/iat): accepted
+     * up to the second before, refused as expired from exp on. */
+    assert_int_equal(fc_auth_verify(a, t, NOW + 3600 - 1, &g), 0);
     fc_auth_grant_clear(&g);
-    assert_int_equal(fc_auth_verify(a, t, NOW + 3600 + 30, &g), -1);
+    assert_int_equal(fc_auth_verify(a, t, NOW + 3600, &g), FC_AUTH_EXPIRED);
+    assert_int_equal(fc_auth_verify(a, t, NOW + 3600 + 29, &g), FC_AUTH_EXPIRED);
     /* iat in the future beyond the leeway. */
     assert_int_equal(fc_auth_verify(a, t, NOW - 31, &g), -1);
     free(t);
@@ -134,6 +136,8 @@ static void test_alg_none_and_tampering_refused(void **state)
     char *last = bad + strlen(bad) - 2;
     *last = *last == 'A' ? 'B' : 'A';
     assert_int_equal(fc_auth_verify(a, bad, NOW, &g), -1);
+    /* Past its exp a tampered token is still just invalid, never "expired". */
+    assert_int_equal(fc_auth_verify(a, bad, NOW + 7200, &g), -1);
     const char *junk[] = {"", ".", "..", "a.b.c", "a b.c.d", "a.b.c.d", "\xff.\xff.\xff"};
     for (size_t i = 0; i < sizeof junk / sizeof *junk; i++)
         assert_int_equal(fc_auth_verify(a, junk[i], NOW, &g), -1);
@@ -148,6 +152,7 @@ static void test_audience_and_issuer(void **state)
     char *t = mint("read", NULL, 60, NOW); /* minted tokens carry neither */
     fc_auth_grant g;
     assert_int_equal(fc_auth_verify(a, t, NOW, &g), -1);
+    assert_int_equal(fc_auth_verify(a, t, NOW + 120, &g), -1); /* not "expired" either */
     free(t);
     fc_auth_free(a);
 }
