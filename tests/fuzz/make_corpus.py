@@ -192,6 +192,11 @@ OPS = {
     "subscribe_epoch": jbody({"op": "subscribe", "workflow_ids": ["w1", "w2", "w1"],
                               "since": {"w1": {"epoch": 5, "seq": 1},
                                         "w2": {"epoch": 9007199254740991, "seq": 0}}}),
+    "auth": jbody({"op": "auth", "token": "eyJhbGciOiJIUzI1NiJ9.eyJzY29wZSI6InJlYWQifQ.c2ln"}) +
+    b"\0" + jbody({"op": "subscribe", "workflow_ids": ["w1"]}) + b"\0" +
+    jbody({"op": "auth", "token": "x"}) + b"\0" + jbody({"op": "subscribe_all"}),
+    "auth_odd": b'{"op":"auth"}\0{"op":"auth","token":7}\0{"op":"auth","token":null}\0' +
+    b'{"op":"auth","token":"a.b.c","token":"d"}\0{"op":"auth","token":"' + b"A" * 9000 + b'"}',
     "errors": b'{"op":"subscribe","workflow_ids":[]}\0{"op":"dance"}\0[1]\0{"op":1}\0' +
     b'{"op":"subscribe","workflow_ids":["w1"],"since":{"w1":-1}}\0{"op":"subscribe","workflow_ids":["bad id"]}',
 }
