@@ -157,7 +157,6 @@ struct fc_conn {
     fc_list wheel_link;     /* a wheel slot, srv->closing_list, or an HTTP deadline list */
     fc_list input_link;     /* srv->input_list */
     fc_list exp_link;       /* a slot of srv->expiry_wheel while the stream's token expires */
-    uint64_t exp_ms;        /* then: when, in loop time (uv_now) */
     uint64_t progress_ms;   /* last write progress, or when the close was sent */
     uint64_t over_since_ms; /* when over_limit was set */
     uint64_t timer_ms;      /* when the HTTP deadline (http_timer) started */
@@ -176,6 +175,7 @@ struct fc_conn {
     uint16_t deferred;  /* requests waiting for an asynchronous answer */
     uint16_t timer_seq; /* next_seq when the HTTP deadline started */
     uint32_t answering; /* ticket fc_conn_respond answers next (deferred requests) */
+    uint32_t exp_tick;  /* with exp_link: when, in loop time / FC_EXPIRY_TICK_MS (fills padding) */
     fc_sub sub;
     fc_list multi_subs;
     fc_map *multi_index; /* multi_subs by workflow id; allocated on first use */

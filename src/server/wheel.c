@@ -73,10 +73,19 @@ void fc__heartbeat_add(fc_conn *c)
 
 /* A deadline of any length sits in the slot of the tick that first comes at
  * or after it; the visits of earlier rounds find it not due and pass on. So
- * a stream costs one link and one comparison per round, whatever the count. */
+ * a stream costs one link, four bytes and one comparison per round. The
+ * deadline is kept in ticks of loop time, rounded down: the visit of its own
+ * slot comes at or after the deadline, so rounding never makes it wait a
+ * round; a visit of an earlier round (a loop late by nearly a round) may end
+ * it at most one tick early. */
+static uint64_t loop_tick(const fc_conn *c)
+{
+    return uv_now(FC_SRV(c)->loop) / FC_EXPIRY_TICK_MS;
+}
+
 static void expiry_visit(fc_conn *c)
 {
-    if (uv_now(FC_SRV(c)->loop) < c->exp_ms) return;
+    if (loop_tick(c) < c->exp_tick) return;
     fc_list_remove(&c->exp_link);
     fc_stream_on_expiry(c);
 }
@@ -99,6 +108,6 @@ void fc_conn_set_expiry(fc_conn *c, int64_t at_ms)
      * loop time it ran at): the k-th next one, in slot pos + k, is at least
      * k ticks from now. */
     uint64_t k = (delay + w->tick_ms - 1) / w->tick_ms;
-    c->exp_ms = now + delay;
+    c->exp_tick = (uint32_t)((now + delay) / FC_EXPIRY_TICK_MS); /* 34 years of uptime */
     fc_list_insert_tail(&w->slots[(w->pos + k) % FC_WHEEL_SLOTS], &c->exp_link);
 }
