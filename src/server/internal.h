@@ -216,12 +216,15 @@ void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now);
 size_t fc__ws_input(fc_conn *c, char *data, size_t len);
 void fc__ws_free_frag(fc_conn *c);
 void fc__wheel_init(fc_server *srv, fc_wheel *w, double period_s, void (*visit)(fc_conn *c));
+/* A wheel of tick_ms per slot over the fc_list at link_off in fc_conn. */
+void fc__wheel_setup(fc_server *srv, fc_wheel *w, uint64_t tick_ms, size_t link_off,
+                     void (*visit)(fc_conn *c));
 void fc__wheel_add(fc_wheel *w, fc_conn *c);
 void fc__ping_init(fc_server *srv);
 void fc__ping_add(fc_conn *c);
 void fc__heartbeat_init(fc_server *srv);
 void fc__heartbeat_add(fc_conn *c);
-/* wheel.c: the expiry wheel runs only with --jwt-key (no token expires otherwise). */
+/* expiry.c: the expiry wheel runs only with --jwt-key (no token expires otherwise). */
 void fc__expiry_init(fc_server *srv);
 void fc__ws_sweep_closing(fc_server *srv, uint64_t now);
 fc_buf *fc__ws_ping_frame(void);
