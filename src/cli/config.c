@@ -102,6 +102,19 @@ static const opt options[] = {
      FIELD(jwt_issuer),
      .metavar = "ISS",
      .help = "A JWT's iss must be exactly this. Unset = not checked."},
+    {.name = "tls-cert",
+     .env = "FLOWCAST_TLS_CERT",
+     .type = OPT_STRING,
+     FIELD(tls_cert),
+     .metavar = "FILE",
+     .help = "Serve HTTPS and WSS on the listen port with this PEM certificate (chain allowed, "
+             "leaf first); needs --tls-key. Reloaded with the key on SIGHUP."},
+    {.name = "tls-key",
+     .env = "FLOWCAST_TLS_KEY",
+     .type = OPT_STRING,
+     FIELD(tls_key),
+     .metavar = "FILE",
+     .help = "The PEM private key (not encrypted) of --tls-cert; both or neither."},
     {.name = "allow-origin",
      .env = "FLOWCAST_ALLOW_ORIGIN",
      .type = OPT_LIST,
@@ -662,6 +675,10 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
             report("--", o->name, val, why);
             return 2;
         }
+    }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        fprintf(stderr, "flowcast: --tls-cert and --tls-key go together: give both or neither\n");
+        return 2;
     }
     return 0;
 }

@@ -105,6 +105,12 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->auth_timeouts += LOAD(m->auth_timeouts);
     sum->auth_refresh_ok += LOAD(m->auth_refresh_ok);
     sum->auth_refresh_refused += LOAD(m->auth_refresh_refused);
+    sum->tls_handshakes += LOAD(m->tls_handshakes);
+    sum->tls_fail_not_tls += LOAD(m->tls_fail_not_tls);
+    sum->tls_fail_timeout += LOAD(m->tls_fail_timeout);
+    sum->tls_fail_version += LOAD(m->tls_fail_version);
+    sum->tls_fail_protocol += LOAD(m->tls_fail_protocol);
+    sum->tls_fail_closed += LOAD(m->tls_fail_closed);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
     for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
@@ -258,6 +264,20 @@ char *fc_metrics_render(size_t *len)
     outf(&o, "flowcast_refused_total{reason=\"write_rate\"} %" PRIu64 "\n", m->refused_write_rate);
     outf(&o, "flowcast_refused_total{reason=\"client_table_full\"} %" PRIu64 "\n",
          m->refused_client_table);
+
+    counter(&o, "flowcast_tls_handshakes_total", "TLS handshakes completed.", m->tls_handshakes);
+    header(&o, "flowcast_tls_handshake_errors_total", "counter",
+           "TLS connections that ended before their handshake completed, by reason.");
+    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"not_tls\"} %" PRIu64 "\n",
+         m->tls_fail_not_tls);
+    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"timeout\"} %" PRIu64 "\n",
+         m->tls_fail_timeout);
+    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"version\"} %" PRIu64 "\n",
+         m->tls_fail_version);
+    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"protocol\"} %" PRIu64 "\n",
+         m->tls_fail_protocol);
+    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"closed\"} %" PRIu64 "\n",
+         m->tls_fail_closed);
 
     /* The backlog gauges are uint64; Prometheus values are floats anyway. */
     header(&o, "flowcast_backlog_max", "gauge",

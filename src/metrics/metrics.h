@@ -40,6 +40,12 @@ typedef struct fc_metrics {
     uint64_t auth_timeouts;              /* counter: multi WebSockets never authenticated */
     uint64_t auth_refresh_ok;            /* counter: {"op":"auth"} accepted */
     uint64_t auth_refresh_refused;       /* counter: {"op":"auth"} refused (old token kept) */
+    uint64_t tls_handshakes;             /* counter: TLS handshakes completed */
+    uint64_t tls_fail_not_tls;           /* counter: plain bytes to the TLS port (answered 400) */
+    uint64_t tls_fail_timeout;           /* counter: handshake not done within --request-timeout */
+    uint64_t tls_fail_version;           /* counter: no protocol version in common */
+    uint64_t tls_fail_protocol;          /* counter: any other handshake failure */
+    uint64_t tls_fail_closed;            /* counter: the peer left during the handshake */
     uint64_t http_by_code[600];          /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];

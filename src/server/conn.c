@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
+#include "tls/tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ static void free_conn(fc_conn *c)
     }
     free(c->in);
     free(c->cors_origin);
+    fc_tls_conn_free(c->tls);
     free(c);
 }
 
@@ -73,6 +75,7 @@ void fc__conn_close(fc_conn *c)
     c->in_flush = 0;
     c->http_timer = FC__TIMER_NONE;
     FC_METRIC_ADD(http_connections, -1);
+    if (c->tls) fc__tls_goodbye(c);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -317,6 +320,7 @@ static void update_http_timer(fc_conn *c)
 static void request_timed_out(fc_conn *c)
 {
     FC_METRIC_ADD(http_request_timeouts, 1);
+    if (c->tls) fc__tls_timed_out(c);
     if (!c->req) {
         FC_DEBUG("http", "no request within --request-timeout: closing");
         fc__conn_close(c);
@@ -361,6 +365,21 @@ void fc__conn_sweep_http(fc_server *srv, uint64_t now)
     sweep_list(&srv->idle_list, now, srv->cfg->idle_timeout, 0);
 }
 
+void fc__conn_take_input(fc_conn *c, char *data, size_t len)
+{
+    if (c->in_len) {
+        if (stash_input(c, data, len)) {
+            fc__conn_close(c);
+            return;
+        }
+        drain_stash(c);
+    } else {
+        size_t used = process_input(c, data, len);
+        if (used < len && !c->closing && stash_input(c, data + used, len - used))
+            fc__conn_close(c);
+    }
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     fc_conn *c = (fc_conn *)s;
@@ -370,18 +389,10 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0 || c->closing) return;
     c->awaiting_pong = 0; /* any bytes prove the peer is alive, even a frame's middle */
-    if (c->in_len) {
-        if (stash_input(c, buf->base, (size_t)nread)) {
-            fc__conn_close(c);
-            return;
-        }
-        drain_stash(c);
-    } else {
-        size_t used = process_input(c, buf->base, (size_t)nread);
-        if (used < (size_t)nread && !c->closing &&
-            stash_input(c, buf->base + used, (size_t)nread - used))
-            fc__conn_close(c);
-    }
+    if (c->tls)
+        fc__tls_input(c, buf->base, (size_t)nread);
+    else
+        fc__conn_take_input(c, buf->base, (size_t)nread);
     update_reading(c);
     update_http_timer(c);
 }

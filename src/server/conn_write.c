@@ -16,12 +16,13 @@
 typedef struct fc_write_req {
     uv_write_t req;
     size_t bytes;
+    char *owned; /* TLS: the ciphertext being written, freed here; NULL: queue entries */
 } fc_write_req;
 
 /* The clock, read once per connection flush and shared by its deliveries. */
 static _Thread_local uint64_t flush_now_ns;
 
-static void on_delivered(const fc_buf *b)
+void fc__conn_delivered(const fc_buf *b)
 {
     FC_METRIC_ADD(messages_written, 1);
     if (b->commit_ns && flush_now_ns > b->commit_ns)
@@ -44,7 +45,7 @@ static void output_grew(fc_conn *c)
  * longer over it and takes input again. Half, so that a trickle that only
  * just dips under the limit before the next answer refills it counts as
  * staying over it. */
-static void output_shrank(fc_conn *c)
+void fc__conn_output_shrank(fc_conn *c)
 {
     if (!c->over_limit || fc_outq_cost(&c->out) > FC_SRV(c)->cfg->max_output / 2) return;
     c->over_limit = 0;
@@ -65,7 +66,7 @@ static void close_over_limit(fc_conn *c, uint64_t now)
         return;
     }
     fc_outq_drop_unlocked(&c->out);
-    output_shrank(c);
+    fc__conn_output_shrank(c);
     fc_conn_ws_close(c, FC_WS_CLOSE_POLICY, "output limit exceeded");
     c->close_after_write = 1;
     c->progress_ms = now;
@@ -107,18 +108,22 @@ static void on_write(uv_write_t *req, int status)
     fc_write_req *wr = (fc_write_req *)req;
     fc_conn *c = req->data;
     size_t bytes = wr->bytes;
+    char *owned = wr->owned;
     free(wr);
+    free(owned);
     c->writing = 0;
     if (status < 0 || c->closing) {
         fc__conn_close(c);
         return;
     }
     fc_list_remove(&c->io_link);
-    flush_now_ns = fc_time_mono_ns();
-    fc_outq_consume(&c->out, bytes, on_delivered);
-    c->out.locked = 0;
+    if (!owned) { /* TLS ciphertext left the queue when it was encrypted */
+        flush_now_ns = fc_time_mono_ns();
+        fc_outq_consume(&c->out, bytes, fc__conn_delivered);
+        c->out.locked = 0;
+    }
     c->progress_ms = uv_now(FC_SRV(c)->loop);
-    output_shrank(c);
+    fc__conn_output_shrank(c);
     fc__conn_schedule_flush(c);
 }
 
@@ -135,6 +140,7 @@ static void write_async(fc_conn *c)
         return;
     }
     wr->bytes = bytes;
+    wr->owned = NULL;
     wr->req.data = c;
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write) != 0) {
         free(wr);
@@ -148,6 +154,31 @@ static void write_async(fc_conn *c)
     fc_list_insert_tail(&FC_SRV(c)->blocked_list, &c->io_link);
 }
 
+int fc__conn_write_owned(fc_conn *c, char *base, size_t off, size_t len)
+{
+    fc_write_req *wr = malloc(sizeof *wr);
+    if (!wr) {
+        free(base);
+        fc__conn_close(c);
+        return -1;
+    }
+    wr->bytes = len;
+    wr->owned = base;
+    wr->req.data = c;
+    uv_buf_t b = uv_buf_init(base + off, (unsigned)len);
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(wr);
+        free(base);
+        fc__conn_close(c);
+        return -1;
+    }
+    c->writing = 1;
+    c->progress_ms = uv_now(FC_SRV(c)->loop);
+    fc_list_remove(&c->io_link);
+    fc_list_insert_tail(&FC_SRV(c)->blocked_list, &c->io_link);
+    return 0;
+}
+
 static void flush(fc_conn *c)
 {
     c->in_flush = 0;
@@ -155,6 +186,10 @@ static void flush(fc_conn *c)
     fc_list_remove(&c->io_link);
     if (c->broken) {
         fc__conn_close(c);
+        return;
+    }
+    if (c->tls) {
+        fc__tls_flush(c);
         return;
     }
     for (int round = 0; c->out.count && !c->writing && !c->closing; round++) {
@@ -172,9 +207,9 @@ static void flush(fc_conn *c)
             return;
         }
         if (r > 0) {
-            fc_outq_consume(&c->out, (size_t)r, on_delivered);
+            fc_outq_consume(&c->out, (size_t)r, fc__conn_delivered);
             c->progress_ms = uv_now(FC_SRV(c)->loop);
-            output_shrank(c);
+            fc__conn_output_shrank(c);
         }
         if ((size_t)r < bytes) write_async(c);
     }

@@ -55,6 +55,7 @@ typedef struct fc_wheel {
 typedef struct fc_cluster {
     const fc_config *cfg;
     struct fc_auth *auth; /* --jwt-key, NULL = no JWTs; read-only once loaded */
+    struct fc_tls *tls;   /* --tls-cert/--tls-key, NULL = plain TCP; reloaded on SIGHUP */
     int n_loops;
     struct fc_server *loops; /* n_loops of them; loop 0 runs on the main thread */
     int listen_fd;
@@ -109,6 +110,7 @@ struct fc_server {
     int n_conns;              /* open TCP connections */
     int shutting_down;
     char *read_buf; /* shared by the loop's connections: an idle one owns no read buffer */
+    char *tls_buf;  /* plaintext decrypted from read_buf (TLS only), shared likewise */
     fc_buf *ping_frame;
     fc_buf *heartbeat; /* ": keep-alive" SSE comment, shared */
 };
@@ -149,6 +151,8 @@ struct fc_conn {
     unsigned over_limit : 1; /* unsent output passed --max-output and has not drained to half */
     unsigned http_timer : 2; /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
     unsigned unauthed : 1;   /* a multi WebSocket opened without a credential, not yet auth'd */
+    unsigned tls_started : 1; /* TLS: the first byte was a handshake record */
+    unsigned tls_counted : 1; /* TLS: a failed handshake was counted in the metrics */
     uint16_t refs;
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */
@@ -182,6 +186,7 @@ struct fc_conn {
     void *ext;           /* API-layer stream state (a long-poll waiter) */
     fc_client *client;   /* the stream's entry in cl->clients, when it counts there */
     char *cors_origin;   /* the allowed Origin of the last deferred request, or NULL */
+    struct fc_tls_conn *tls; /* the TLS session (tls_conn.c), NULL on plain TCP */
 };
 
 /* Every connection reaches its server through the loop, which saves a
@@ -211,6 +216,27 @@ void fc__conn_maybe_continue(fc_conn *c);
 void fc__conn_release_client(fc_conn *c);
 /* conn_write.c: closes connections over --max-output past --slow-timeout. */
 void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now);
+
+/* tls_conn.c: the TLS layer between the socket and the connection. */
+/* Decrypts ciphertext read from the socket and hands the plaintext to
+ * fc__conn_take_input; answers a plain-HTTP client 400 (not TLS). */
+void fc__tls_input(fc_conn *c, const char *data, size_t len);
+/* Writes c's queued output through TLS (flush's part for a TLS connection). */
+void fc__tls_flush(fc_conn *c);
+/* Last words before the socket closes: close_notify (or the pending alert),
+ * if the kernel takes them now. */
+void fc__tls_goodbye(fc_conn *c);
+/* A TLS connection reached --request-timeout: counts a stalled handshake. */
+void fc__tls_timed_out(fc_conn *c);
+
+/* conn.c: plaintext input, from the socket or from TLS. */
+void fc__conn_take_input(fc_conn *c, char *data, size_t len);
+/* conn_write.c: for tls_conn.c. */
+void fc__conn_delivered(const fc_buf *b);
+void fc__conn_output_shrank(fc_conn *c);
+/* Hands owned bytes (malloc'ed, freed once written) at base + off to
+ * uv_write and marks c blocked; -1 when that failed (c is closed). */
+int fc__conn_write_owned(fc_conn *c, char *base, size_t off, size_t len);
 
 /* ws_session.c */
 size_t fc__ws_input(fc_conn *c, char *data, size_t len);

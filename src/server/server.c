@@ -7,6 +7,7 @@
 #include "auth/auth.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
+#include "tls/tls.h"
 #include "ws/frame.h"
 
 #include <malloc.h>
@@ -279,6 +280,11 @@ void fc__server_adopt(fc_server *srv, int fd)
     uv_tcp_nodelay(&c->tcp, 1);
     set_keepalive(fd, srv->cfg->tcp_keepalive);
     srv->n_conns++;
+    if (srv->cl->tls && !(c->tls = fc_tls_conn_new(srv->cl->tls))) {
+        FC_METRIC_ADD(http_connections, 1); /* fc__conn_close takes it back */
+        fc__conn_close(c);
+        return;
+    }
     fc__conn_start(c);
 }
 
@@ -359,6 +365,7 @@ static int loop_init(fc_cluster *cl, int i)
     }
     srv->wake.data = srv;
     if (fc__server_loop_state_init(srv) != 0) return -1;
+    if (cl->tls && !(srv->tls_buf = malloc(FC_READ_BUF_SIZE))) return -1;
 
     char err[256] = "";
     if (i == 0) {
@@ -404,6 +411,7 @@ static void loop_free(fc_server *srv)
     fc_buf_unref(srv->ping_frame);
     fc_buf_unref(srv->heartbeat);
     free(srv->read_buf);
+    free(srv->tls_buf);
     free(srv->inbox);
     uv_mutex_destroy(&srv->inbox_lock);
     if (uv_loop_close(srv->loop) != 0) FC_WARN("server", "loop closed with handles still open");
@@ -446,9 +454,9 @@ static int run_loops(fc_cluster *cl)
         started++;
     }
     const fc_config *cfg = cl->cfg;
-    FC_INFO("server", "listening on %s:%d (db %s, sync %s, %d I/O thread%s)", cfg->listen_host,
-            cfg->listen_port, cfg->db_path, cfg->sync_full ? "full" : "normal", cl->n_loops,
-            cl->n_loops == 1 ? "" : "s");
+    FC_INFO("server", "listening on %s:%d%s (db %s, sync %s, %d I/O thread%s)", cfg->listen_host,
+            cfg->listen_port, cl->tls ? " with TLS" : "", cfg->db_path,
+            cfg->sync_full ? "full" : "normal", cl->n_loops, cl->n_loops == 1 ? "" : "s");
     uv_run(cl->loops[0].loop, UV_RUN_DEFAULT);
     for (int i = 1; i < started; i++)
         uv_thread_join(&cl->loops[i].thread);
@@ -489,8 +497,18 @@ int fc_server_run(const fc_config *cfg)
             return 1;
         }
     }
+    if (cfg->tls_cert) {
+        char err[512] = "";
+        cl.tls = fc_tls_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+        if (!cl.tls) {
+            FC_ERROR("server", "TLS: %s", err);
+            fc_auth_free(cl.auth);
+            return 1;
+        }
+    }
     cl.loops = calloc((size_t)cl.n_loops, sizeof *cl.loops);
     if (!cl.loops) {
+        fc_tls_free(cl.tls);
         fc_auth_free(cl.auth);
         return 1;
     }
@@ -498,6 +516,7 @@ int fc_server_run(const fc_config *cfg)
         cl.clients = fc_clients_new(cfg->max_streams_per_client, cfg->write_rate, cfg->write_burst);
         if (!cl.clients) {
             free(cl.loops);
+            fc_tls_free(cl.tls);
             fc_auth_free(cl.auth);
             return 1;
         }
@@ -524,6 +543,7 @@ int fc_server_run(const fc_config *cfg)
     free(cl.loops);
     fc_clients_free(cl.clients);
     fc_auth_free(cl.auth);
+    fc_tls_free(cl.tls); /* after the loops: every session is gone */
     fc_outq_pool_trim();
     fc_metrics_thread_unregister();
     return ok ? 0 : 1;

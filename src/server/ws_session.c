@@ -262,7 +262,7 @@ static void ping_visit(fc_conn *c)
     }
     c->awaiting_pong = 1;
     fc_buf *ping = FC_SRV(c)->ping_frame;
-    if (!c->out.count && !c->writing) {
+    if (!c->out.count && !c->writing && !c->tls) {
         /* Nothing queued (the idle case): write it now, which spares the
          * queue and the flush pass for the many connections of a wheel slot. */
         uv_buf_t b = uv_buf_init((char *)ping->data, ping->len);

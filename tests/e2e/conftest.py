@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from fc_helpers import Server, free_port  # noqa: E402
+from fc_helpers import TLS_DIR, Server, free_port, tls_client_context  # noqa: E402
 
 # 1,000+ clients in one test process (and the server inherits the limit).
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -42,19 +42,21 @@ def flowcast():
 
 
 class ServerFactory:
-    """start(*flags, db=None, env=None, via_env=False, ready=True) -> Server.
+    """start(*flags, db=None, env=None, via_env=False, ready=True, tls_ca=None) -> Server.
 
     Each call starts a new process on a new free port; pass db=old.db to
     restart on the same database. With via_env, --listen and --db are given
     as FLOWCAST_LISTEN / FLOWCAST_DB instead of flags. A flag "--api-token T"
-    (or env FLOWCAST_API_TOKEN) makes Server.request send the token."""
+    (or env FLOWCAST_API_TOKEN) makes Server.request send the token. With
+    tls_ca (a CA file), the server is taken to speak TLS (its flags carry
+    --tls-cert/--tls-key) and the clients trust that CA."""
 
     def __init__(self, binary, tmpdir):
         self.binary = binary
         self.tmpdir = tmpdir
         self.servers = []
 
-    def __call__(self, *flags, db=None, env=None, via_env=False, ready=True):
+    def __call__(self, *flags, db=None, env=None, via_env=False, ready=True, tls_ca=None):
         port = free_port()
         db = db or os.path.join(self.tmpdir, "x.db")
         log_path = os.path.join(self.tmpdir, "server-%d.log" % (len(self.servers) + 1))
@@ -74,7 +76,12 @@ class ServerFactory:
             token = args[args.index("--api-token") + 1]
         elif env and env.get("FLOWCAST_API_TOKEN"):
             token = env["FLOWCAST_API_TOKEN"]
-        s = Server(self.binary, port, db, log_path, args, e, token=token)
+        if TLS_DIR and "--tls-cert" not in args:
+            args += ["--tls-cert", os.path.join(TLS_DIR, "server.pem"),
+                     "--tls-key", os.path.join(TLS_DIR, "server.key")]
+            tls_ca = os.path.join(TLS_DIR, "ca.pem")
+        ctx = tls_client_context(tls_ca) if tls_ca else None
+        s = Server(self.binary, port, db, log_path, args, e, token=token, ssl_ctx=ctx)
         s.start()
         self.servers.append(s)
         if ready:

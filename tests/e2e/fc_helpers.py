@@ -13,6 +13,7 @@ import re
 import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -32,6 +33,18 @@ DELETED_KEYS = {"workflow_id", "epoch", "deleted", "seq", "timestamp"}
 EPOCH_MAX = 2**53 - 1
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+# TLS mode: with FLOWCAST_E2E_TLS_DIR set (test_tls.py sets it to run whole
+# suites over TLS), the fixtures start every server with --tls-cert/--tls-key
+# from that directory (ca.pem, server.pem, server.key) and every client here
+# speaks TLS: HTTPS, wss://, raw sockets wrapped in TLS.
+TLS_DIR = os.environ.get("FLOWCAST_E2E_TLS_DIR")
+
+
+def tls_client_context(cafile):
+    """A client context that trusts only cafile (and checks the name)."""
+    return ssl.create_default_context(cafile=cafile)
 
 
 def free_port():
@@ -101,7 +114,8 @@ def assert_update(m, wid=None):
 class Server:
     """A running flowcast process started by the server_factory fixture."""
 
-    def __init__(self, binary, port, db, log_path, args, env, token=None):
+    def __init__(self, binary, port, db, log_path, args, env, token=None, ssl_ctx=None):
+        self.ssl_ctx = ssl_ctx  # set: the server speaks TLS, clients use this context
         self.binary = binary
         self.port = port
         self.db = db
@@ -181,7 +195,7 @@ class Server:
             h["Authorization"] = "Bearer " + self.token
         if headers:
             h.update(headers)
-        c = http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+        c = self.http_connection(timeout)
         try:
             c.request(method, path, body=data, headers=h)
             r = c.getresponse()
@@ -190,6 +204,12 @@ class Server:
             return Resp(r.status, hdrs, body)
         finally:
             c.close()
+
+    def http_connection(self, timeout=10):
+        if self.ssl_ctx:
+            return http.client.HTTPSConnection(HOST, self.port, timeout=timeout,
+                                               context=self.ssl_ctx)
+        return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
 
     def create(self, **fields):
         fields.setdefault("name", "wf")
@@ -219,7 +239,7 @@ class Server:
         return parse_metrics(r.body.decode())
 
     def ws_url(self, path):
-        return "ws://%s:%d%s" % (HOST, self.port, path)
+        return "%s://%s:%d%s" % ("wss" if self.ssl_ctx else "ws", HOST, self.port, path)
 
 
 def parse_metrics(text):
@@ -240,7 +260,7 @@ class KeepAliveClient:
 
     def __init__(self, server, timeout=10):
         self.server = server
-        self.c = http.client.HTTPConnection(HOST, server.port, timeout=timeout)
+        self.c = server.http_connection(timeout)
 
     def patch(self, wid, **fields):
         h = {"Content-Type": "application/json"}
@@ -344,6 +364,16 @@ class SockReader:
     def wait_readable(self, timeout):
         if self.buf:
             return True
+        if isinstance(self.sock, ssl.SSLSocket):
+            # The socket also turns readable for records that carry no data
+            # (TLS 1.3 session tickets): only data counts.
+            try:
+                self._fill(timeout)
+            except (socket.timeout, ssl.SSLWantReadError):
+                return False
+            except (EOFError, OSError):
+                return True
+            return True
         r, _, _ = select.select([self.sock], [], [], timeout)
         return bool(r)
 
@@ -362,6 +392,9 @@ def connect(port, rcvbuf=None, timeout=10.0):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(timeout)
     s.connect((HOST, port))
+    if TLS_DIR:
+        s = tls_client_context(os.path.join(TLS_DIR, "ca.pem")).wrap_socket(s,
+                                                                           server_hostname=HOST)
     return s
 
 
@@ -590,6 +623,8 @@ async def ws_connect(server, path, **kw):
     kw.setdefault("close_timeout", 3)
     kw.setdefault("ping_interval", None)
     kw.setdefault("max_size", None)
+    if server.ssl_ctx:
+        kw.setdefault("ssl", server.ssl_ctx)
     return await asyncio.wait_for(websockets.connect(server.ws_url(path), **kw), 15)
 
 
