@@ -153,6 +153,7 @@ struct fc_conn {
     unsigned unauthed : 1;   /* a multi WebSocket opened without a credential, not yet auth'd */
     unsigned tls_started : 1; /* TLS: the first byte was a handshake record */
     unsigned tls_counted : 1; /* TLS: a failed handshake was counted in the metrics */
+    unsigned tls_up : 1;      /* TLS: the handshake completed (and was counted) */
     uint16_t refs;
     uint32_t in_len, in_cap;
     char *in; /* unconsumed input (partial frame, pipelined request); NULL when none */

@@ -18,9 +18,19 @@
 #define RECORD_MAX 16384              /* TLS plaintext per record */
 #define GATHER_MAX 4096               /* entries up to this size share records */
 
+/* Counts the handshake once it is complete: before the first request is
+ * handed on (it may come in the same read, and may be a /metrics scrape). */
+static void note_established(fc_conn *c)
+{
+    if (c->tls_up || !fc_tls_conn_established(c->tls)) return;
+    c->tls_up = 1;
+    FC_METRIC_ADD(tls_handshakes, 1);
+}
+
 static int deliver_plain(void *arg, char *plain, size_t n)
 {
     fc_conn *c = arg;
+    note_established(c);
     fc__conn_take_input(c, plain, n);
     return c->closing;
 }
@@ -73,13 +83,12 @@ void fc__tls_input(fc_conn *c, const char *data, size_t len)
         }
         c->tls_started = 1;
     }
-    int was_up = fc_tls_conn_established(s);
     fc_tls_status st =
         fc_tls_conn_input(s, data, len, FC_SRV(c)->tls_buf, FC_READ_BUF_SIZE, deliver_plain, c);
-    if (!was_up && fc_tls_conn_established(s)) FC_METRIC_ADD(tls_handshakes, 1);
+    note_established(c);
     if (c->closing) return;
     if (st != FC_TLS_OK) {
-        if (!fc_tls_conn_established(s)) {
+        if (!c->tls_up) {
             count_failure(c, st);
             FC_DEBUG("tls", "handshake failed (%d): closing", (int)st);
         }
@@ -168,7 +177,7 @@ void fc__tls_flush(fc_conn *c)
 
 void fc__tls_goodbye(fc_conn *c)
 {
-    if (c->tls_started && !c->tls_counted && !fc_tls_conn_established(c->tls))
+    if (c->tls_started && !c->tls_counted && !c->tls_up)
         count_failure(c, FC_TLS_CLOSED); /* left (or was dropped) mid-handshake */
     if (c->writing) return; /* anything written now would overtake the write in flight */
     fc_tls_conn_shutdown(c->tls);
@@ -181,7 +190,7 @@ void fc__tls_goodbye(fc_conn *c)
 
 void fc__tls_timed_out(fc_conn *c)
 {
-    if (fc_tls_conn_established(c->tls)) return;
+    if (c->tls_up) return;
     c->tls_counted = 1;
     FC_METRIC_ADD(tls_fail_timeout, 1);
     FC_DEBUG("tls", "handshake not done within --request-timeout: closing");

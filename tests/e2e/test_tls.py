@@ -453,14 +453,18 @@ def test_startup_errors(flowcast, pki, tmp_path):
 def test_handshakes_counted(tls_server, pki):
     before = tls_server.metrics()["flowcast_tls_handshakes_total"]
     for _ in range(3):
-        peer_cert(tls_server, pki)
+        assert tls_server.request("GET", "/healthz").status == 200
     after = tls_server.metrics()["flowcast_tls_handshakes_total"]
     assert after - before >= 4  # three, and the scrape's own
 
 
 # ---------------------------------------------------------------- whole suites over TLS
 
-@pytest.mark.parametrize("suite", ["test_ws_protocol.py", "test_sse_longpoll.py"])
+# The suites whose clients all go through fc_helpers (raw sockets included):
+# WebSocket protocol and conformance, SSE and long-poll, fan-out, shutdown.
+@pytest.mark.parametrize("suite", ["test_ws_protocol.py", "test_ws_conformance.py",
+                                   "test_sse_longpoll.py", "test_broadcast.py",
+                                   "test_lifecycle.py"])
 def test_suite_over_tls(pki, suite, tmp_path):
     """Runs a protocol suite with every server and client on TLS."""
     d = tmp_path / "tls"
