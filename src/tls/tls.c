@@ -317,6 +317,9 @@ fc_tls_status fc_tls_conn_input(fc_tls_conn *s, const char *data, size_t len, ch
                                 void *arg)
 {
     if (s->failed) return FC_TLS_EPROTO;
+    /* SSL_get_error reads the thread's error queue, which other code on the
+     * loop (libjwt, libcrypto) may have left entries in. */
+    ERR_clear_error();
     s->in = data;
     s->in_len = len;
     fc_tls_status st = FC_TLS_OK;

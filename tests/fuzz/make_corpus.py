@@ -265,6 +265,57 @@ CLIENT_WS = {
 # byte 0: bits 0-1 how many workflows, 2 resume, 3 all, 7 cut into reads.
 CLIENT_WS = {k: bytes([(i * 0x29) % 256]) + v for i, (k, v) in enumerate(CLIENT_WS.items())}
 
+def tls_hello(**kw):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if kw.get("alpn"):
+        ctx.set_alpn_protocols(kw["alpn"])
+    if kw.get("tls12"):
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    out = ssl.MemoryBIO()
+    obj = ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def tls_script(*ops):
+    """fuzz_tls_session mode 1: ("c"|"s", bytes) writes, ("in"|"out", n) moves."""
+    b = b""
+    for op, arg in ops:
+        if op in ("c", "s"):
+            b += bytes([0 if op == "c" else 2, len(arg)]) + arg
+        elif op == "in":
+            b += bytes([1 | (arg[1] << 2), arg[0]])
+        else:
+            b += bytes([3 | (4 if arg[1] else 0), arg[0]])
+    return b
+
+
+TLS = {
+    # mode 0 (first byte even): a first flight cut into pieces of byte 1 + 1
+    "hello13": b"\x00\xff" + tls_hello(alpn=["http/1.1"]),
+    "hello13_bytewise": b"\x02\x00" + tls_hello(),
+    "hello12": b"\x04\x10" + tls_hello(tls12=True),
+    "hello_h2_only": b"\x06\xff" + tls_hello(alpn=["h2"]),
+    "plain_http": b"\x00\xff" + req("GET", "/healthz"),
+    # mode 1 (first byte odd): scripts after a real handshake
+    "request_and_answer": b"\x01" + tls_script(
+        ("c", req("GET", "/healthz")), ("in", (255, 0)),
+        ("s", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), ("out", (255, 0))),
+    "split_small_cap": b"\x03" + tls_script(
+        ("c", b"a" * 200), ("c", b"b" * 100), ("in", (1, 2)), ("in", (255, 15)),
+        ("s", b"x" * 200), ("out", (1, 0)), ("out", (255, 1))),
+    "frames_big_cap": b"\x07" + tls_script(
+        ("c", frame(1, '{"op":"subscribe_all"}', mask=b"abcd")), ("in", (3, 63)),
+        ("s", sframe(1, '{"op":"subscribed","all":true}')), ("out", (255, 1))),
+}
+
+
 CORPORA = {
     "fuzz_http_request": {k: bytes([len(v) // 3 % 256]) + v for k, v in REQUESTS.items()},
     "fuzz_workflow_json": JSON_BODIES,
@@ -275,6 +326,7 @@ CORPORA = {
     "fuzz_server_sse": SSE,
     "fuzz_client_http": CLIENT_HTTP,
     "fuzz_client_ws": CLIENT_WS,
+    "fuzz_tls_session": TLS,
 }
 
 
