@@ -11,10 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-fc_conn *fc__conn_new(void)
+fc_conn *fc__conn_new(int tls)
 {
-    fc_conn *c = calloc(1, sizeof *c);
+    fc_conn *c = calloc(1, tls ? sizeof(fc_conn_tls) : sizeof(fc_conn));
     if (!c) return NULL;
+    c->tls = tls != 0;
     fc_list_init(&c->io_link);
     fc_list_init(&c->wheel_link);
     fc_list_init(&c->input_link);
@@ -45,7 +46,7 @@ static void free_conn(fc_conn *c)
     }
     free(c->in);
     free(c->cors_origin);
-    fc_tls_conn_free(c->tls);
+    if (c->tls) fc_tls_conn_free(FC_TLS_SESSION(c));
     free(c);
 }
 

@@ -151,6 +151,7 @@ struct fc_conn {
     unsigned over_limit : 1; /* unsent output passed --max-output and has not drained to half */
     unsigned http_timer : 2; /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
     unsigned unauthed : 1;   /* a multi WebSocket opened without a credential, not yet auth'd */
+    unsigned tls : 1;         /* a TLS connection: allocated as an fc_conn_tls */
     unsigned tls_started : 1; /* TLS: the first byte was a handshake record */
     unsigned tls_counted : 1; /* TLS: a failed handshake was counted in the metrics */
     unsigned tls_up : 1;      /* TLS: the handshake completed (and was counted) */
@@ -187,8 +188,16 @@ struct fc_conn {
     void *ext;           /* API-layer stream state (a long-poll waiter) */
     fc_client *client;   /* the stream's entry in cl->clients, when it counts there */
     char *cors_origin;   /* the allowed Origin of the last deferred request, or NULL */
-    struct fc_tls_conn *tls; /* the TLS session (tls_conn.c), NULL on plain TCP */
 };
+
+/* A TLS connection (c->tls): its session lives behind the fc_conn, so a
+ * plain connection does not pay for the pointer (8 more bytes moved fc_conn
+ * into the allocator's next size class, 16 bytes per connection). */
+typedef struct fc_conn_tls {
+    fc_conn conn;
+    struct fc_tls_conn *session;
+} fc_conn_tls;
+#define FC_TLS_SESSION(c) (((fc_conn_tls *)(c))->session)
 
 /* Every connection reaches its server through the loop, which saves a
  * pointer per connection (the loop's data is the server). */
@@ -197,7 +206,8 @@ struct fc_conn {
 enum { FC__TIMER_NONE, FC__TIMER_REQUEST, FC__TIMER_IDLE };
 
 /* conn.c */
-fc_conn *fc__conn_new(void);
+/* A connection; with tls, an fc_conn_tls (its session still to be set). */
+fc_conn *fc__conn_new(int tls);
 /* Processes the input the connections on input_list have left (a budget each). */
 void fc__conn_run_input(fc_server *srv);
 /* The connection's output drained under its limit: resume its input. */

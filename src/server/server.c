@@ -266,7 +266,7 @@ static void set_keepalive(int fd, int idle_s)
 
 void fc__server_adopt(fc_server *srv, int fd)
 {
-    fc_conn *c = srv->shutting_down ? NULL : fc__conn_new();
+    fc_conn *c = srv->shutting_down ? NULL : fc__conn_new(srv->cl->tls != NULL);
     if (!c) {
         close(fd);
         return;
@@ -280,7 +280,8 @@ void fc__server_adopt(fc_server *srv, int fd)
     uv_tcp_nodelay(&c->tcp, 1);
     set_keepalive(fd, srv->cfg->tcp_keepalive);
     srv->n_conns++;
-    if (srv->cl->tls && !(c->tls = fc_tls_conn_new(srv->cl->tls))) {
+    if (c->tls && !(FC_TLS_SESSION(c) = fc_tls_conn_new(srv->cl->tls))) {
+        c->tls = 0; /* no session to say goodbye with */
         FC_METRIC_ADD(http_connections, 1); /* fc__conn_close takes it back */
         fc__conn_close(c);
         return;

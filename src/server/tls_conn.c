@@ -22,7 +22,7 @@
  * handed on (it may come in the same read, and may be a /metrics scrape). */
 static void note_established(fc_conn *c)
 {
-    if (c->tls_up || !fc_tls_conn_established(c->tls)) return;
+    if (c->tls_up || !fc_tls_conn_established(FC_TLS_SESSION(c))) return;
     c->tls_up = 1;
     FC_METRIC_ADD(tls_handshakes, 1);
 }
@@ -61,8 +61,9 @@ static void refuse_plain(fc_conn *c)
     FC_METRIC_ADD(tls_fail_not_tls, 1);
     fc_metrics_http_status(400);
     FC_DEBUG("tls", "plain bytes to the TLS port: 400 and close");
-    fc_tls_conn_free(c->tls);
-    c->tls = NULL; /* from here on the connection is plain: the answer goes out as it is */
+    fc_tls_conn_free(FC_TLS_SESSION(c));
+    FC_TLS_SESSION(c) = NULL;
+    c->tls = 0; /* from here on the connection is plain: the answer goes out as it is */
     c->close_after_write = 1;
     c->last_request = 1;
     fc_buf *b = fc_buf_copy(msg, (size_t)n);
@@ -75,7 +76,7 @@ static void refuse_plain(fc_conn *c)
 
 void fc__tls_input(fc_conn *c, const char *data, size_t len)
 {
-    fc_tls_conn *s = c->tls;
+    fc_tls_conn *s = FC_TLS_SESSION(c);
     if (!c->tls_started) {
         if ((unsigned char)data[0] != FC_TLS_HANDSHAKE_RECORD) {
             refuse_plain(c);
@@ -115,17 +116,17 @@ static int encrypt_queue(fc_conn *c)
         size_t len = iov[i].len;
         int direct = n == 1 || len > GATHER_MAX;
         if (fill && (direct || fill + len > sizeof rec)) { /* what was gathered goes first */
-            if (fc_tls_conn_write(c->tls, rec, fill) != 0) return -1;
+            if (fc_tls_conn_write(FC_TLS_SESSION(c), rec, fill) != 0) return -1;
             fill = 0;
         }
         if (direct) {
-            if (fc_tls_conn_write(c->tls, iov[i].base, len) != 0) return -1;
+            if (fc_tls_conn_write(FC_TLS_SESSION(c), iov[i].base, len) != 0) return -1;
             continue;
         }
         memcpy(rec + fill, iov[i].base, len);
         fill += len;
     }
-    if (fill && fc_tls_conn_write(c->tls, rec, fill) != 0) return -1;
+    if (fill && fc_tls_conn_write(FC_TLS_SESSION(c), rec, fill) != 0) return -1;
     fc_outq_consume(&c->out, bytes, fc__conn_delivered);
     fc__conn_output_shrank(c);
     return 0;
@@ -136,7 +137,7 @@ static int encrypt_queue(fc_conn *c)
 static int write_pending(fc_conn *c)
 {
     size_t len;
-    const char *p = fc_tls_conn_output(c->tls, &len);
+    const char *p = fc_tls_conn_output(FC_TLS_SESSION(c), &len);
     if (!p) return 1;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
     int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -146,14 +147,14 @@ static int write_pending(fc_conn *c)
         return 0;
     }
     if (r > 0) {
-        fc_tls_conn_output_done(c->tls, (size_t)r);
+        fc_tls_conn_output_done(FC_TLS_SESSION(c), (size_t)r);
         c->progress_ms = uv_now(FC_SRV(c)->loop);
     }
     if ((size_t)r == len) return 1;
     /* The kernel buffer is full: the rest waits for writability, in a buffer
      * the write owns, and the session starts a new one for what follows. */
     size_t off;
-    char *base = fc_tls_conn_output_take(c->tls, &off, &len);
+    char *base = fc_tls_conn_output_take(FC_TLS_SESSION(c), &off, &len);
     fc__conn_write_owned(c, base, off, len);
     return 0;
 }
@@ -180,9 +181,9 @@ void fc__tls_goodbye(fc_conn *c)
     if (c->tls_started && !c->tls_counted && !c->tls_up)
         count_failure(c, FC_TLS_CLOSED); /* left (or was dropped) mid-handshake */
     if (c->writing) return; /* anything written now would overtake the write in flight */
-    fc_tls_conn_shutdown(c->tls);
+    fc_tls_conn_shutdown(FC_TLS_SESSION(c));
     size_t len;
-    const char *p = fc_tls_conn_output(c->tls, &len);
+    const char *p = fc_tls_conn_output(FC_TLS_SESSION(c), &len);
     if (!p) return;
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
     (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: the socket closes next */
