@@ -31,14 +31,18 @@ def openssl(cwd, *args):
                    timeout=60)
 
 
-def make_cert(d, name, cn, serial, ca="ca"):
+def make_cert(d, name, cn, serial, ca="ca", is_ca=False):
     """name.pem / name.key: an EC P-256 server certificate for cn, 127.0.0.1
-    and localhost, signed by ca, with the given serial."""
+    and localhost (or, with is_ca, an intermediate CA), signed by ca, with
+    the given serial."""
     openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
     with open(os.path.join(d, name + ".ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+        if is_ca:
+            f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n")
+        else:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                    "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
     openssl(d, "x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
             "-set_serial", str(serial), "-days", "2", "-out", name + ".pem",
             "-extfile", name + ".ext")
@@ -54,6 +58,13 @@ def pki(tmp_path_factory):
     make_cert(d, "server", "flowcast-one", 1001)
     make_cert(d, "second", "flowcast-two", 1002)
     make_cert(d, "other", "flowcast-other", 1003)
+    # A leaf under an intermediate: the chain file carries both.
+    make_cert(d, "inter", "flowcast test intermediate", 2001, is_ca=True)
+    make_cert(d, "leaf", "flowcast-leaf", 2002, ca="inter")
+    with open(os.path.join(d, "chain.pem"), "w") as out:
+        for part in ("leaf.pem", "inter.pem"):
+            with open(os.path.join(d, part)) as f:
+                out.write(f.read())
     return d
 
 
@@ -169,6 +180,39 @@ def test_longpoll_over_https(tls_server, pki):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_certificate_chain_file(server_factory, pki, tmp_path):
+    """A chain file (leaf, then intermediate) is served whole: a client that
+    trusts only the root verifies the leaf through the intermediate."""
+    srv = server_factory("--tls-cert", p(pki, "chain.pem"), "--tls-key", p(pki, "leaf.key"),
+                         tls_ca=p(pki, "ca.pem"))
+    assert peer_cert(srv, pki) == (2002, "flowcast-leaf")
+    r = curl(pki, "https://localhost:%d/healthz" % srv.port)
+    assert r.returncode == 0 and b'"ok"' in r.stdout, r
+    # The leaf alone does not verify against the root: the chain is what did.
+    leaf_only = server_factory("--tls-cert", p(pki, "leaf.pem"), "--tls-key", p(pki, "leaf.key"),
+                               db=str(tmp_path / "leaf.db"), ready=False)
+    wait_for(lambda: curl(pki, "-k", "https://localhost:%d/healthz" % leaf_only.port)
+             .returncode == 0, what="the leaf-only server")
+    r = curl(pki, "https://localhost:%d/healthz" % leaf_only.port)
+    assert r.returncode == 60, r
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+def test_session_resumption(tls_server, pki, tmp_path, version):
+    """Stateless session tickets: a second connection with the first one's
+    session resumes it (no server-side cache)."""
+    sess = str(tmp_path / "sess")
+    first = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (HOST, tls_server.port),
+                            version, "-CAfile", p(pki, "ca.pem"), "-sess_out", sess,
+                            "-ign_eof"],
+                           input=b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 b"Connection: close\r\n\r\n",
+                           capture_output=True, timeout=20)
+    assert b"New, TLSv1." in first.stdout, first
+    rc, out = s_client(tls_server.port, version, "-CAfile", p(pki, "ca.pem"), "-sess_in", sess)
+    assert re.search(r"Reused, TLSv1\.[23]", out), out
 
 
 # ---------------------------------------------------------------- WSS
@@ -461,10 +505,11 @@ def test_handshakes_counted(tls_server, pki):
 # ---------------------------------------------------------------- whole suites over TLS
 
 # The suites whose clients all go through fc_helpers (raw sockets included):
-# WebSocket protocol and conformance, SSE and long-poll, fan-out, shutdown.
+# WebSocket protocol and conformance, SSE and long-poll, fan-out, shutdown,
+# slow subscribers (partial writes of ciphertext, coalescing behind them).
 @pytest.mark.parametrize("suite", ["test_ws_protocol.py", "test_ws_conformance.py",
                                    "test_sse_longpoll.py", "test_broadcast.py",
-                                   "test_lifecycle.py"])
+                                   "test_lifecycle.py", "test_slow_consumer.py"])
 def test_suite_over_tls(pki, suite, tmp_path):
     """Runs a protocol suite with every server and client on TLS."""
     d = tmp_path / "tls"
