@@ -376,8 +376,7 @@ void fc__conn_take_input(fc_conn *c, char *data, size_t len)
         drain_stash(c);
     } else {
         size_t used = process_input(c, data, len);
-        if (used < len && !c->closing && stash_input(c, data + used, len - used))
-            fc__conn_close(c);
+        if (used < len && !c->closing && stash_input(c, data + used, len - used)) fc__conn_close(c);
     }
 }
 

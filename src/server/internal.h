@@ -147,10 +147,10 @@ struct fc_conn {
     unsigned subscribed_all : 1;
     unsigned last_request : 1; /* the request being answered ends the connection */
     unsigned has_answering : 1;
-    unsigned broken : 1;     /* a frame could not be queued: close on the next flush */
-    unsigned over_limit : 1; /* unsent output passed --max-output and has not drained to half */
-    unsigned http_timer : 2; /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
-    unsigned unauthed : 1;   /* a multi WebSocket opened without a credential, not yet auth'd */
+    unsigned broken : 1;      /* a frame could not be queued: close on the next flush */
+    unsigned over_limit : 1;  /* unsent output passed --max-output and has not drained to half */
+    unsigned http_timer : 2;  /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
+    unsigned unauthed : 1;    /* a multi WebSocket opened without a credential, not yet auth'd */
     unsigned tls : 1;         /* a TLS connection: allocated as an fc_conn_tls */
     unsigned tls_started : 1; /* TLS: the first byte was a handshake record */
     unsigned tls_counted : 1; /* TLS: a failed handshake was counted in the metrics */

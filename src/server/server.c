@@ -281,7 +281,7 @@ void fc__server_adopt(fc_server *srv, int fd)
     set_keepalive(fd, srv->cfg->tcp_keepalive);
     srv->n_conns++;
     if (c->tls && !(FC_TLS_SESSION(c) = fc_tls_conn_new(srv->cl->tls))) {
-        c->tls = 0; /* no session to say goodbye with */
+        c->tls = 0;                         /* no session to say goodbye with */
         FC_METRIC_ADD(http_connections, 1); /* fc__conn_close takes it back */
         fc__conn_close(c);
         return;

@@ -312,9 +312,8 @@ static fc_tls_status read_failure(fc_tls_conn *s, int r)
     }
 }
 
-fc_tls_status fc_tls_conn_input(fc_tls_conn *s, const char *data, size_t len, char *out,
-                                size_t cap, int (*deliver)(void *arg, char *plain, size_t n),
-                                void *arg)
+fc_tls_status fc_tls_conn_input(fc_tls_conn *s, const char *data, size_t len, char *out, size_t cap,
+                                int (*deliver)(void *arg, char *plain, size_t n), void *arg)
 {
     if (s->failed) return FC_TLS_EPROTO;
     /* SSL_get_error reads the thread's error queue, which other code on the

@@ -52,9 +52,8 @@ void fc_tls_conn_free(fc_tls_conn *s);
  * cap bytes, written into out (the caller's scratch, never data). deliver
  * returns nonzero to stop (the connection closed). Handshake messages,
  * tickets and alerts it causes wait in the output (fc_tls_conn_output). */
-fc_tls_status fc_tls_conn_input(fc_tls_conn *s, const char *data, size_t len, char *out,
-                                size_t cap, int (*deliver)(void *arg, char *plain, size_t n),
-                                void *arg);
+fc_tls_status fc_tls_conn_input(fc_tls_conn *s, const char *data, size_t len, char *out, size_t cap,
+                                int (*deliver)(void *arg, char *plain, size_t n), void *arg);
 /* Whether the handshake has completed. */
 int fc_tls_conn_established(const fc_tls_conn *s);
 

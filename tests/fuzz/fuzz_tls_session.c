@@ -160,7 +160,7 @@ static void session_script(const uint8_t *data, size_t size, size_t cap)
         i += 2;
         size_t n = (size_t)arg * 37 + 1;
         switch (op % 4) {
-        case 0: /* the client writes arg bytes of the input */
+        case 0:   /* the client writes arg bytes of the input */
         case 2: { /* the server writes them */
             stream *st = op % 4 == 0 ? &up : &down;
             size_t len = arg;
@@ -195,8 +195,8 @@ static void session_script(const uint8_t *data, size_t size, size_t cap)
     CHECK(down.n_got == down.n_sent);
     /* Then the input's bytes as a record the session cannot accept. */
     if (size) {
-        fc_tls_status st = fc_tls_conn_input(s, (const char *)data, size, scratch, cap, on_plain,
-                                             &up);
+        fc_tls_status st =
+            fc_tls_conn_input(s, (const char *)data, size, scratch, cap, on_plain, &up);
         CHECK(st == FC_TLS_OK || st == FC_TLS_EPROTO || st == FC_TLS_CLOSED ||
               st == FC_TLS_EVERSION);
         CHECK(up.n_got == up.n_sent); /* nothing made up was delivered */

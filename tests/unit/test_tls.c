@@ -145,8 +145,7 @@ static fc_tls_status pump(client *cl, fc_tls_conn *s, size_t chunk, sink *k)
 static void handshake(client *cl, fc_tls_conn *s, size_t chunk)
 {
     sink k = {.len = 0};
-    for (int i = 0; i < 10 && !(SSL_is_init_finished(cl->ssl) && fc_tls_conn_established(s));
-         i++) {
+    for (int i = 0; i < 10 && !(SSL_is_init_finished(cl->ssl) && fc_tls_conn_established(s)); i++) {
         SSL_do_handshake(cl->ssl);
         assert_int_equal(pump(cl, s, chunk, &k), FC_TLS_OK);
     }
@@ -268,9 +267,9 @@ static void test_bad_record_fails_with_an_alert(void **state)
     static const char junk[] = "\x17\x03\x03\x00\x10"
                                "0123456789abcdefGET / HTTP/1.1\r\n\r\n";
     sink k = {.len = 0};
-    assert_int_equal(fc_tls_conn_input(s, junk, sizeof junk - 1, scratch, sizeof scratch,
-                                       collect, &k),
-                     FC_TLS_EPROTO);
+    assert_int_equal(
+        fc_tls_conn_input(s, junk, sizeof junk - 1, scratch, sizeof scratch, collect, &k),
+        FC_TLS_EPROTO);
     assert_int_equal(k.len, 0);
     size_t len;
     assert_non_null(fc_tls_conn_output(s, &len)); /* the alert */
