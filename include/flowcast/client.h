@@ -1,5 +1,8 @@
 /* libflowcast: the C client of a flowcast server (live updates over WebSocket with
- * reconnect and resume, and a small blocking REST client). Prefix: fcc_. */
+ * reconnect and resume, and a small blocking REST client), over http:// or
+ * https:// (TLS, the server's certificate and name verified). Prefix: fcc_.
+ * ABI: the shared library's SOVERSION changes whenever a struct the caller
+ * allocates (fcc_watch_options, fcc_workflow, ...) changes size or layout. */
 #ifndef FLOWCAST_CLIENT_H
 #define FLOWCAST_CLIENT_H
 
@@ -29,6 +32,12 @@ enum {
     FCC_EHTTP = -6,     /* the server answered with an HTTP error (see fcc_error) */
     FCC_ENOTFOUND = -7, /* unknown workflow */
     FCC_ERETRIES = -8,  /* gave up after max_retries reconnect attempts */
+    FCC_ETLS = -9,      /* https: the server's certificate is not trusted (the message names
+                           the reason: unknown issuer, expired, another host name, ...), the
+                           CA file is unusable, or the TLS handshake failed */
+    FCC_EAUTH = -10,    /* the token expired or was refused mid-stream and no token callback
+                           could give a working one, or the token does not allow a watched
+                           workflow */
 };
 
 /* Short text for an FCC_E* code ("connection failed", ...). */
@@ -44,6 +53,23 @@ FCC_API uint64_t fcc_backoff_delay(uint64_t initial_ms, uint64_t max_ms, unsigne
                                    uint64_t *rng);
 /* The upper bound of that interval: min(max_ms, initial_ms * 2^attempt). */
 FCC_API uint64_t fcc_backoff_ceiling(uint64_t initial_ms, uint64_t max_ms, unsigned attempt);
+
+/* ---------------------------------------------------------------- tokens */
+
+/* Longest bearer token the library sends. */
+#define FCC_TOKEN_MAX 4096
+
+/* Supplies a fresh bearer token when the server says the current one has
+ * expired (and, on a multi-workflow watch, shortly before it expires; see
+ * fcc_watch_options.token_fn). Writes the token (1..FCC_TOKEN_MAX visible
+ * ASCII characters, NUL-terminated) into buf, which holds cap =
+ * FCC_TOKEN_MAX + 1 bytes, and returns 0; on failure returns non-zero and may
+ * leave a one-line reason in buf (reported in the error message). Called
+ * synchronously on the thread that runs the watch's loop (or inside the REST
+ * call): it may block while it fetches a token, and the caller does nothing
+ * else meanwhile. data is the data pointer given with it. The library copies
+ * the token; buf is not kept. */
+typedef int (*fcc_token_fn)(void *data, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- live updates */
 
@@ -116,11 +142,36 @@ typedef struct fcc_watch_options {
     const char *token;           /* optional bearer credential (a JWT, or the server's --api-token),
                                     sent as "Authorization: Bearer" (RFC 6750) on every handshake;
                                     copied by fcc_watch_new; visible ASCII, at most 4096 bytes */
+    /* Fields below were added in SOVERSION 2 (a caller built against the
+     * older, shorter struct must be rebuilt). */
+    fcc_token_fn token_fn; /* optional: a fresh token when the current one expires, called
+                              with data. Without it an expired token ends the watch
+                              (FCC_EAUTH). With it: when the server ends the stream because
+                              the token expired (close code 4401, or the op error
+                              "token_expired") or refuses a handshake with 401, the watch
+                              gets a token and reconnects at once, resuming every workflow
+                              by (epoch, seq): nothing lost, nothing repeated. A second
+                              refusal in a row waits the backoff delay first. On a
+                              multi-workflow watch (several ids or all) it is also called
+                              shortly before the token's exp (read from the JWT payload,
+                              not verified; halfway through its remaining life, at most
+                              30 s before exp) and the new token replaces the old on the
+                              open connection ({"op":"auth"}): no reconnect at all. When
+                              token is NULL it is called before the first connection */
+    const char *ca_file;   /* https: PEM file of the CA certificates to trust instead of
+                              the system store; NULL = the system store. Read by
+                              fcc_watch_new; ignored for http:// */
 } fcc_watch_options;
 
-/* Creates a watch of the server at url ("http://host:port"). loop may be
- * NULL: the watch then owns a private loop and is driven by fcc_watch_run.
- * Returns NULL and sets *err (FCC_EINVAL for a bad URL, options or token). */
+/* Creates a watch of the server at url ("http://host:port" or
+ * "https://host:port"; the port defaults to 80 / 443). With https the
+ * connection is TLS 1.2+, with SNI, and the server's certificate must chain
+ * to a trusted CA and name the URL's host (a DNS name, or the IP address of
+ * an IP literal); a failure ends the watch with FCC_ETLS and a reason.
+ * loop may be NULL: the watch then owns a private loop and is driven by
+ * fcc_watch_run. Returns NULL and sets *err (FCC_EINVAL for a bad URL,
+ * options or token, FCC_ETLS when ca_file cannot be read or holds no
+ * certificate). */
 FCC_API fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_options *opts,
                                  int *err);
 
@@ -236,9 +287,12 @@ typedef struct fcc_patch {
  * "idempotency_key_reused"). fcc_workflow_step makes one key per PATCH it
  * sends; its retries after a lost answer reuse it. */
 
-/* A client for url ("http://host:port"); token (may be NULL) is sent as
- * "Authorization: Bearer". Requests are blocking, one connection each.
- * Returns NULL for a bad URL or token (*err = FCC_EINVAL) or on OOM. */
+/* A client for url ("http://host:port" or "https://host:port", verified as
+ * for fcc_watch_new against the system store unless fcc_client_set_ca_file);
+ * token (may be NULL) is sent as "Authorization: Bearer". Requests are
+ * blocking, one connection each (over https a later one resumes the TLS
+ * session of the one before). Returns NULL for a bad URL or token
+ * (*err = FCC_EINVAL) or on OOM. */
 FCC_API fcc_client *fcc_client_new(const char *url, const char *token, int *err);
 FCC_API void fcc_client_free(fcc_client *c);
 /* Timeout for connecting and for each read/write; default 10000 ms. */
@@ -249,6 +303,16 @@ FCC_API const char *fcc_client_url(const fcc_client *c);
  * (0: none; default 4), backoff_max_ms the longest wait before one (0: the
  * default, 2000). */
 FCC_API void fcc_client_set_retries(fcc_client *c, unsigned retries, uint64_t backoff_max_ms);
+/* https: trust the CA certificates in path (PEM) instead of the system store
+ * (NULL: the system store again). FCC_ETLS with the reason in *err when the
+ * file cannot be read or holds no certificate. */
+FCC_API int fcc_client_set_ca_file(fcc_client *c, const char *path, fcc_error *err);
+/* When a request is answered 401 with code "token_expired", calls fn(data, ...)
+ * for a fresh token (see fcc_token_fn) once and sends the request again
+ * (a change with the same Idempotency-Key); the new token is kept for later
+ * requests. A failing callback makes the call fail with FCC_EAUTH. fn NULL:
+ * off (the 401 is returned as FCC_EHTTP). */
+FCC_API void fcc_client_set_token_fn(fcc_client *c, fcc_token_fn fn, void *data);
 
 /* Each returns 0 and fills *out, or FCC_E* and fills *err (err may be NULL). */
 FCC_API int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out,

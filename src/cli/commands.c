@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flowcast/client.h"
-
 #define DEFAULT_URL "http://127.0.0.1:8001"
 
 void fc_cli_usage(FILE *out)
@@ -25,9 +23,19 @@ void fc_cli_usage(FILE *out)
             "              the last step completes the workflow)\n"
             "  get ID\n"
             "  list [--status S] [--limit N]   one JSON line per workflow, newest first\n\n"
-            "client options: --server URL (default $FLOWCAST_URL or " DEFAULT_URL ");\n"
-            "the token (the server's --api-token or a JWT) is read from $FLOWCAST_API_TOKEN\n"
-            "and sent with every request and watch.\n"
+            "client options:\n"
+            "  --server URL          http://host[:port] or https://host[:port] (default\n"
+            "                        $FLOWCAST_URL or " DEFAULT_URL ")\n"
+            "  --ca-file FILE        https: trust the CA certificates in FILE (PEM) instead\n"
+            "                        of the system store (default $FLOWCAST_CA_FILE); the\n"
+            "                        server's certificate and host name are always verified\n"
+            "  --token-command CMD   run CMD with /bin/sh -c for a token (the first line of\n"
+            "                        its stdout; at most 10 s and 64 KiB of output), at start\n"
+            "                        and whenever the token expires: watch reconnects and\n"
+            "                        resumes (or refreshes in place before exp), a request is\n"
+            "                        sent again (default $FLOWCAST_TOKEN_COMMAND)\n"
+            "the token (the server's --api-token or a JWT) is otherwise read from\n"
+            "$FLOWCAST_API_TOKEN and sent with every request and watch.\n"
             "create, update and step send an Idempotency-Key (random, or --idempotency-key K\n"
             "to repeat a change safely across runs) and resend the same request up to\n"
             "--retries N times (default 4) when the answer is lost: the server applies it once.\n"
@@ -59,6 +67,8 @@ int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts,
         const char **value = NULL;
         int *flag = NULL, found = 0;
         if (strcmp(a, "--server") == 0) value = &ctx->server, found = 1;
+        if (strcmp(a, "--ca-file") == 0) value = &ctx->ca_file, found = 1;
+        if (strcmp(a, "--token-command") == 0) value = &ctx->token_command, found = 1;
         for (const fc_cli_opt *o = opts; !found && o->name; o++)
             if (strcmp(a, o->name) == 0) value = o->value, flag = o->flag, found = 1;
         if (!found) {
@@ -95,26 +105,59 @@ static int bad_int(const fc_cli_ctx *ctx, const char *opt)
     return fc_cli_usage_error(ctx, msg);
 }
 
-static fcc_client *client(const fc_cli_ctx *ctx)
+fcc_client *fc_cli_client(fc_cli_ctx *ctx, int *rc)
 {
     int err = 0;
+    fcc_error e;
+    if (ctx->token_command && !ctx->token_owned) {
+        char buf[FCC_TOKEN_MAX + 1];
+        if (fc_cli_token_command(ctx->token_command, buf, sizeof buf) != 0) {
+            fprintf(stderr, "flowcast: %s\n", buf);
+            *rc = FC_CLI_FAIL;
+            return NULL;
+        }
+        if (!(ctx->token_owned = strdup(buf))) {
+            *rc = FC_CLI_FAIL;
+            return NULL;
+        }
+        ctx->token = ctx->token_owned;
+    }
     fcc_client *c = fcc_client_new(ctx->server, ctx->token, &err);
-    if (!c)
-        fprintf(stderr, "flowcast: invalid server URL \"%s\" (expected http://host:port)\n",
-                ctx->server);
+    if (!c) {
+        fcc_client *no_token = ctx->token ? fcc_client_new(ctx->server, NULL, &err) : NULL;
+        if (no_token)
+            fprintf(stderr, "flowcast: invalid token (1-%d visible ASCII characters)\n",
+                    FCC_TOKEN_MAX);
+        else
+            fprintf(stderr,
+                    "flowcast: invalid server URL \"%s\" (expected http[s]://host[:port])\n",
+                    ctx->server);
+        fcc_client_free(no_token);
+        *rc = FC_CLI_USAGE;
+        return NULL;
+    }
+    /* A CA file matters for https only; FLOWCAST_CA_FILE may be set for all. */
+    if (ctx->ca_file && strncmp(ctx->server, "https://", 8) == 0 &&
+        fcc_client_set_ca_file(c, ctx->ca_file, &e) != 0) {
+        fprintf(stderr, "flowcast: %s\n", e.message);
+        fcc_client_free(c);
+        *rc = FC_CLI_FAIL;
+        return NULL;
+    }
+    if (ctx->token_command) fcc_client_set_token_fn(c, fc_cli_token_fn, ctx);
+    *rc = 0;
     return c;
 }
 
 /* A client for a change command: --retries (NULL: the library's default). */
-static fcc_client *change_client(const fc_cli_ctx *ctx, const char *retries, int *rc)
+static fcc_client *change_client(fc_cli_ctx *ctx, const char *retries, int *rc)
 {
     long long n = int_opt(retries);
     if (n == -2 || n > 1000) {
         *rc = fc_cli_usage_error(ctx, "--retries needs an integer in 0..1000");
         return NULL;
     }
-    fcc_client *c = client(ctx);
-    *rc = c ? 0 : FC_CLI_USAGE;
+    fcc_client *c = fc_cli_client(ctx, rc);
     if (c && n >= 0) fcc_client_set_retries(c, (unsigned)n, 0);
     return c;
 }
@@ -219,8 +262,8 @@ static int cmd_get(fc_cli_ctx *ctx, int argc, char **argv)
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
     if (r) return r;
     if (n != 1) return fc_cli_usage_error(ctx, "needs a workflow ID");
-    fcc_client *c = client(ctx);
-    if (!c) return FC_CLI_USAGE;
+    fcc_client *c = fc_cli_client(ctx, &r);
+    if (!c) return r;
     fcc_workflow w;
     fcc_error err;
     r = fcc_workflow_get(c, pos[0], &w, &err);
@@ -237,8 +280,8 @@ static int cmd_list(fc_cli_ctx *ctx, int argc, char **argv)
     if (r) return r;
     long long limit = int_opt(limit_s);
     if (limit == -2 || limit == 0) return bad_int(ctx, "--limit");
-    fcc_client *c = client(ctx);
-    if (!c) return FC_CLI_USAGE;
+    fcc_client *c = fc_cli_client(ctx, &r);
+    if (!c) return r;
     fcc_error err;
     char *cursor = NULL;
     long long printed = 0;
@@ -277,10 +320,13 @@ int fc_cli_is_command(const char *name)
 
 int fc_cli_run(int argc, char **argv)
 {
-    const char *env_url = getenv("FLOWCAST_URL"), *env_token = getenv("FLOWCAST_API_TOKEN");
+    const char *env_url = getenv("FLOWCAST_URL"), *env_token = getenv("FLOWCAST_API_TOKEN"),
+               *env_ca = getenv("FLOWCAST_CA_FILE"), *env_cmd = getenv("FLOWCAST_TOKEN_COMMAND");
     fc_cli_ctx ctx = {.cmd = argv[0],
                       .server = env_url && *env_url ? env_url : DEFAULT_URL,
-                      .token = env_token && *env_token ? env_token : NULL};
+                      .token = env_token && *env_token ? env_token : NULL,
+                      .ca_file = env_ca && *env_ca ? env_ca : NULL,
+                      .token_command = env_cmd && *env_cmd ? env_cmd : NULL};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: flowcast <command> [options]; client commands:\n");
@@ -288,7 +334,12 @@ int fc_cli_run(int argc, char **argv)
             return FC_CLI_OK;
         }
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[0], commands[i].name) == 0) return commands[i].run(&ctx, argc, argv);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[0], commands[i].name) == 0) {
+            int rc = commands[i].run(&ctx, argc, argv);
+            free(ctx.token_owned);
+            return rc;
+        }
+    }
     return fc_cli_usage_error(&ctx, "unknown command");
 }

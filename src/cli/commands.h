@@ -4,14 +4,19 @@
 
 #include <stdio.h>
 
+#include "flowcast/client.h"
+
 /* Exit statuses of the client subcommands. */
 enum { FC_CLI_OK = 0, FC_CLI_FAIL = 1, FC_CLI_USAGE = 2 };
 
 /* Settings every client subcommand shares. */
 typedef struct fc_cli_ctx {
-    const char *cmd;    /* subcommand name, for messages */
-    const char *server; /* --server, else FLOWCAST_URL, else http://127.0.0.1:8001 */
-    const char *token;  /* FLOWCAST_API_TOKEN or NULL */
+    const char *cmd;           /* subcommand name, for messages */
+    const char *server;        /* --server, else FLOWCAST_URL, else http://127.0.0.1:8001 */
+    const char *token;         /* FLOWCAST_API_TOKEN, the token command's first token, or NULL */
+    const char *ca_file;       /* --ca-file, else FLOWCAST_CA_FILE, else NULL (system store) */
+    const char *token_command; /* --token-command, else FLOWCAST_TOKEN_COMMAND, else NULL */
+    char *token_owned;         /* the token command's first answer (ctx->token points here) */
 } fc_cli_ctx;
 
 /* One option of a subcommand: "--name VALUE" (value != NULL) or a flag. */
@@ -45,5 +50,24 @@ void fc_cli_admin_usage(FILE *out);
 
 /* flowcast watch (commands_watch.c). */
 int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv);
+
+/* Gets the first token from --token-command (when given), then makes the
+ * REST client with the CA file and the token command for refreshes. NULL
+ * after printing one line; *rc is the exit status then. */
+fcc_client *fc_cli_client(fc_cli_ctx *ctx, int *rc);
+
+/* --token-command (commands_token.c): at most this long and this much
+ * output (a unit test may define a shorter time before including this). */
+#ifndef FC_CLI_TOKEN_TIMEOUT_MS
+#define FC_CLI_TOKEN_TIMEOUT_MS 10000
+#endif
+#define FC_CLI_TOKEN_OUTPUT_MAX 65536
+/* Runs cmd with /bin/sh -c (stdin /dev/null, its own process group, killed
+ * with it after FC_CLI_TOKEN_TIMEOUT_MS) and writes the first line of its
+ * stdout into buf: 0, or -1 with a one-line reason in buf (exit status and
+ * the first line of stderr, a timeout, no or a malformed token). */
+int fc_cli_token_command(const char *cmd, char *buf, size_t cap);
+/* An fcc_token_fn running the --token-command of the fc_cli_ctx in data. */
+int fc_cli_token_fn(void *data, char *buf, size_t cap);
 
 #endif

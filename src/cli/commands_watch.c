@@ -249,6 +249,13 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
     }
 }
 
+/* The watch's token callback: the --token-command, as for the REST calls. */
+static int watch_token(void *data, char *buf, size_t cap)
+{
+    ui *u = data;
+    return fc_cli_token_fn(u->ctx, buf, cap);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     redraw(t->data);
@@ -292,16 +299,23 @@ int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)
     u.tty = !u.json;
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) return FC_CLI_FAIL;
-    u.rest = fcc_client_new(ctx->server, ctx->token, &err);
-    fcc_watch_options o = {
-        .on_update = on_update, .on_state = on_state, .data = &u, .token = ctx->token};
-    u.w = u.rest ? fcc_watch_new(&loop, ctx->server, &o, &err) : NULL;
+    u.rest = fc_cli_client(ctx, &r);
+    if (!u.rest) {
+        uv_loop_close(&loop);
+        return r;
+    }
+    fcc_watch_options o = {.on_update = on_update,
+                           .on_state = on_state,
+                           .data = &u,
+                           .token = ctx->token,
+                           .token_fn = ctx->token_command ? watch_token : NULL,
+                           .ca_file = ctx->ca_file};
+    u.w = fcc_watch_new(&loop, ctx->server, &o, &err);
     if (!u.w) {
         fcc_client_free(u.rest);
         uv_loop_close(&loop);
-        fprintf(stderr, "flowcast: invalid server URL \"%s\" (expected http://host:port)\n",
-                ctx->server);
-        return FC_CLI_USAGE;
+        fprintf(stderr, "flowcast: cannot watch %s: %s\n", ctx->server, fcc_strerror(err));
+        return FC_CLI_FAIL;
     }
     fcc_client_set_timeout(u.rest, 2000);
     for (int i = 0; i < n; i++) {

@@ -2,6 +2,7 @@
 #include "client/internal.h"
 
 #include <ctype.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -28,6 +29,10 @@ const char *fcc_strerror(int err)
         return "not found";
     case FCC_ERETRIES:
         return "gave up reconnecting";
+    case FCC_ETLS:
+        return "TLS failed";
+    case FCC_EAUTH:
+        return "not authorized";
     default:
         return "unknown error";
     }
@@ -35,9 +40,14 @@ const char *fcc_strerror(int err)
 
 int fcc__url_parse(const char *url, fcc__url *out)
 {
-    static const char scheme[] = "http://";
-    if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0) return FCC_EINVAL;
-    const char *p = url + sizeof scheme - 1;
+    static const char plain[] = "http://", tls[] = "https://";
+    const char *p;
+    if (url && strncmp(url, plain, sizeof plain - 1) == 0)
+        p = url + sizeof plain - 1, out->tls = 0;
+    else if (url && strncmp(url, tls, sizeof tls - 1) == 0)
+        p = url + sizeof tls - 1, out->tls = 1;
+    else
+        return FCC_EINVAL;
     size_t hl = 0;
     if (*p == '[') { /* IPv6 literal */
         const char *end = strchr(p, ']');
@@ -54,7 +64,7 @@ int fcc__url_parse(const char *url, fcc__url *out)
         p += hl;
     }
     out->host[hl] = '\0';
-    strcpy(out->port, "80");
+    strcpy(out->port, out->tls ? "443" : "80");
     if (*p == ':') {
         p++;
         size_t n = 0;
@@ -117,4 +127,44 @@ uint64_t fcc_backoff_delay(uint64_t initial_ms, uint64_t max_ms, unsigned attemp
     if (*rng == 0) *rng = 1;
     uint64_t r = fcc__rand(rng);
     return ceil == UINT64_MAX ? r : r % (ceil + 1);
+}
+
+/* Value of one base64url character, or -1. */
+static int b64url_value(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+    if (ch == '-') return 62;
+    if (ch == '_') return 63;
+    return -1;
+}
+
+int fcc__jwt_exp(const char *token, int64_t *exp)
+{
+    const char *p = strchr(token, '.'), *end = p ? strchr(p + 1, '.') : NULL;
+    if (!end || (size_t)(end - p) > FCC__TOKEN_MAX) return -1;
+    unsigned char json[FCC__TOKEN_MAX];
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (const char *s = p + 1; s < end; s++) {
+        int v = b64url_value(*s);
+        if (v < 0) return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            json[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    json_t *j = json_loadb((const char *)json, n, 0, NULL);
+    json_t *e = json_object_get(j, "exp");
+    int r = -1;
+    if (json_is_number(e) && json_number_value(e) > 0 && json_number_value(e) < 1e15) {
+        *exp = (int64_t)json_number_value(e);
+        r = 0;
+    }
+    json_decref(j);
+    return r;
 }

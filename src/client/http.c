@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -12,6 +13,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "client/tls.h"
 
 /* Waits for events on fd; 1 ready, 0 timeout, -1 error (errno set). */
 static int wait_fd(int fd, short events, unsigned timeout_ms)
@@ -85,15 +90,61 @@ static int open_socket(const fcc__url *u, unsigned timeout_ms)
     return last;
 }
 
-static int send_all(int fd, const char *p, size_t n, unsigned timeout_ms)
+/* One request's connection: the socket, and its TLS session for https. */
+typedef struct io {
+    int fd;
+    SSL *ssl;
+    int ssl_err, sys_errno; /* why the last TLS call failed (TLS_FAILED) */
+} io;
+
+/* A TLS call failed for good; io.ssl_err says why (fcc__tls_error). */
+#define TLS_FAILED (-EPROTO)
+
+/* After a TLS call returned ret <= 0: waits for what OpenSSL needs (0), or
+ * returns -errno / TLS_FAILED. */
+static int tls_wait(io *c, int ret, unsigned timeout_ms)
+{
+    int e = SSL_get_error(c->ssl, ret);
+    short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (!ev) {
+        c->ssl_err = e;
+        c->sys_errno = errno;
+        return TLS_FAILED;
+    }
+    int w = wait_fd(c->fd, ev, timeout_ms);
+    return w > 0 ? 0 : w == 0 ? -ETIMEDOUT : -errno;
+}
+
+static int tls_handshake(io *c, unsigned timeout_ms)
+{
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(c->ssl);
+        if (r == 1) return 0;
+        if ((r = tls_wait(c, r, timeout_ms)) != 0) return r;
+    }
+}
+
+static int send_all(io *c, const char *p, size_t n, unsigned timeout_ms)
 {
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (c->ssl) {
+            ERR_clear_error();
+            int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+            if (w > 0) {
+                p += w;
+                n -= (size_t)w;
+            } else if ((w = tls_wait(c, w, timeout_ms)) != 0) {
+                return w;
+            }
+            continue;
+        }
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && errno == EAGAIN) {
-            if (wait_fd(fd, POLLOUT, timeout_ms) <= 0) return errno ? -errno : -ETIMEDOUT;
+            if (wait_fd(c->fd, POLLOUT, timeout_ms) <= 0) return errno ? -errno : -ETIMEDOUT;
         } else if (w < 0 && errno != EINTR) {
             return -errno;
         }
@@ -101,8 +152,32 @@ static int send_all(int fd, const char *p, size_t n, unsigned timeout_ms)
     return 0;
 }
 
+/* One read: > 0 bytes, 0 at the end of the response stream, or -errno /
+ * TLS_FAILED; waits up to timeout_ms for data. */
+static ssize_t recv_some(io *c, char *buf, size_t cap, unsigned timeout_ms)
+{
+    for (;;) {
+        if (c->ssl) {
+            ERR_clear_error();
+            int r = SSL_read(c->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
+            if (r > 0) return r;
+            if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN) return 0;
+            if ((r = tls_wait(c, r, timeout_ms)) != 0) return r;
+            continue;
+        }
+        ssize_t r = recv(c->fd, buf, cap, 0);
+        if (r >= 0) return r;
+        if (errno == EAGAIN) {
+            int w = wait_fd(c->fd, POLLIN, timeout_ms);
+            if (w <= 0) return w == 0 ? -ETIMEDOUT : -errno;
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
 /* Reads the whole response (the server closes after it: Connection: close). */
-static int recv_all(int fd, char **out, size_t *out_len, unsigned timeout_ms)
+static int recv_all(io *c, char **out, size_t *out_len, unsigned timeout_ms)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
@@ -117,32 +192,54 @@ static int recv_all(int fd, char **out, size_t *out_len, unsigned timeout_ms)
             buf = nb;
             cap *= 2;
         }
-        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
-        if (r > 0) {
-            len += (size_t)r;
-            fcc__http_head h;
-            /* Stop at Content-Length instead of waiting for the close. */
-            if (fcc__http_head_parse(buf, len, &h) == 1 && h.content_length >= 0 &&
-                len >= h.head_len + (size_t)h.content_length)
-                break;
-        } else if (r == 0) {
-            break;
-        } else if (errno == EAGAIN) {
-            int w = wait_fd(fd, POLLIN, timeout_ms);
-            if (w <= 0) {
-                free(buf);
-                return w == 0 ? -ETIMEDOUT : -errno;
-            }
-        } else if (errno != EINTR) {
-            int e = errno;
+        ssize_t r = recv_some(c, buf + len, cap - len - 1, timeout_ms);
+        if (r < 0) {
             free(buf);
-            return -e;
+            return (int)r;
         }
+        if (r == 0) break;
+        len += (size_t)r;
+        fcc__http_head h;
+        /* Stop at Content-Length instead of waiting for the close. */
+        if (fcc__http_head_parse(buf, len, &h) == 1 && h.content_length >= 0 &&
+            len >= h.head_len + (size_t)h.content_length)
+            break;
     }
     buf[len] = '\0';
     *out = buf;
     *out_len = len;
     return 0;
+}
+
+/* Closes the connection; keeps a resumable TLS session for the next one. */
+static void io_close(io *c, const fcc__http_target *t)
+{
+    if (c->ssl) {
+        SSL_shutdown(c->ssl); /* a session is resumable only after a clean close */
+        SSL_SESSION *s = t->session && c->ssl_err == 0 ? fcc__tls_session(c->ssl) : NULL;
+        if (s) {
+            SSL_SESSION_free(*t->session);
+            *t->session = s;
+        }
+        SSL_free(c->ssl);
+    }
+    close(c->fd);
+}
+
+/* The message for a failed exchange r (a negative errno or TLS_FAILED). */
+static int io_error(io *c, int r, const fcc__http_target *t, const char *what, fcc_error *err)
+{
+    char text[400];
+    if (r == TLS_FAILED) {
+        int code = fcc__tls_error(c->ssl, c->ssl_err, c->sys_errno, t->url_text, text, sizeof text);
+        return set_error(err, code, "%s", text);
+    }
+    lower_error(-r, text, sizeof text);
+    return set_error(err,
+                     r == -ETIMEDOUT ? FCC_ETIMEOUT
+                     : r == -ENOMEM  ? FCC_ENOMEM
+                                     : FCC_ECONNECT,
+                     "%s %s failed: %s", what, t->url_text, text);
 }
 
 int fcc__http_request(const fcc__http_target *t, const char *method, const char *path,
@@ -151,14 +248,28 @@ int fcc__http_request(const fcc__http_target *t, const char *method, const char 
 {
     memset(resp, 0, sizeof *resp);
     char what[128];
-    int fd = open_socket(t->url, t->timeout_ms);
-    if (fd < 0) {
-        lower_error(-fd, what, sizeof what);
-        return set_error(err, -fd == ETIMEDOUT ? FCC_ETIMEOUT : FCC_ECONNECT,
+    io c = {.fd = open_socket(t->url, t->timeout_ms)};
+    if (c.fd < 0) {
+        lower_error(-c.fd, what, sizeof what);
+        return set_error(err, -c.fd == ETIMEDOUT ? FCC_ETIMEOUT : FCC_ECONNECT,
                          "cannot connect to %s: %s", t->url_text, what);
     }
+    if (t->tls) {
+        c.ssl = fcc__tls_new(t->tls, t->url->host, t->session ? *t->session : NULL);
+        if (!c.ssl) {
+            close(c.fd);
+            return set_error(err, FCC_ENOMEM, "out of memory");
+        }
+        SSL_set_fd(c.ssl, c.fd);
+        int r = tls_handshake(&c, t->timeout_ms);
+        if (r != 0) {
+            r = io_error(&c, r, t, "TLS handshake with", err);
+            io_close(&c, t);
+            return r;
+        }
+    }
     size_t blen = body ? strlen(body) : 0;
-    char auth[600] = "";
+    char auth[FCC__TOKEN_MAX + 32] = "";
     if (t->token && *t->token)
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", t->token);
     char key[160] = "";
@@ -174,20 +285,17 @@ int fcc__http_request(const fcc__http_target *t, const char *method, const char 
                             "Accept: application/json\r\nConnection: close\r\n%s%s\r\n",
                             method, path, t->url->hostport, auth, key);
     if (n < 0) {
-        close(fd);
+        io_close(&c, t);
         return set_error(err, FCC_ENOMEM, "out of memory");
     }
-    int r = send_all(fd, req, (size_t)n, t->timeout_ms);
+    int r = send_all(&c, req, (size_t)n, t->timeout_ms);
     free(req);
     char *raw = NULL;
     size_t raw_len = 0;
-    if (r == 0) r = recv_all(fd, &raw, &raw_len, t->timeout_ms);
-    close(fd);
-    if (r < 0) {
-        lower_error(-r, what, sizeof what);
-        return set_error(err, r == -ETIMEDOUT ? FCC_ETIMEOUT : FCC_ECONNECT,
-                         "request to %s failed: %s", t->url_text, what);
-    }
+    if (r == 0) r = recv_all(&c, &raw, &raw_len, t->timeout_ms);
+    if (r < 0) r = io_error(&c, r, t, "request to", err);
+    io_close(&c, t);
+    if (r < 0) return r;
     fcc__http_head h;
     if (raw_len == 0) {
         /* The request may have been applied: only a resend with its

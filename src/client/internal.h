@@ -7,22 +7,29 @@
 
 #include "flowcast/client.h"
 
-/* A parsed "http://host[:port][/]" URL. */
+/* A parsed "http[s]://host[:port][/]" URL. */
 typedef struct fcc__url {
-    char host[256];
+    char host[256]; /* without the brackets of an IPv6 literal */
     char port[8];
     char hostport[272]; /* "host:port" for the Host header */
+    int tls;            /* https: TLS with certificate and host name verification */
 } fcc__url;
 
-/* 0, or FCC_EINVAL for anything but http://host[:port] with an optional "/". */
+/* 0, or FCC_EINVAL for anything but http[s]://host[:port] with an optional
+ * "/" (the port defaults to 80, or 443 for https). */
 int fcc__url_parse(const char *url, fcc__url *out);
 
 /* Longest bearer token the clients send (a JWT with many claims fits). */
-#define FCC__TOKEN_MAX 4096
+#define FCC__TOKEN_MAX FCC_TOKEN_MAX
 /* Whether token can go into an Authorization header as it is: 1 to
  * FCC__TOKEN_MAX visible ASCII characters (no CR/LF that would end the
  * header, no spaces). */
 int fcc__token_valid(const char *token);
+
+/* Reads the exp claim (Unix seconds) from a JWT's payload without verifying
+ * anything: when to refresh a token is the client's guess, the server decides.
+ * 0 and *exp set, or -1 when token is not a JWT with a numeric exp. */
+int fcc__jwt_exp(const char *token, int64_t *exp);
 
 /* Next value of a xorshift64* generator; *state must be non-zero. */
 uint64_t fcc__rand(uint64_t *state);

@@ -1,5 +1,6 @@
 /* libflowcast REST calls: create, update, get, list and step workflows (blocking). */
 #include "client/http.h"
+#include "client/tls.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -23,7 +24,11 @@ struct fcc_client {
     unsigned timeout_ms;
     unsigned retries;
     uint64_t retry_max_ms;
-    uint64_t rng; /* backoff jitter */
+    uint64_t rng;         /* backoff jitter */
+    SSL_CTX *tls;         /* https: made on first use, or by fcc_client_set_ca_file */
+    SSL_SESSION *session; /* https: resumed by the next request's handshake */
+    fcc_token_fn token_fn;
+    void *token_data;
 };
 
 fcc_client *fcc_client_new(const char *url, const char *token, int *err)
@@ -51,9 +56,31 @@ fcc_client *fcc_client_new(const char *url, const char *token, int *err)
 void fcc_client_free(fcc_client *c)
 {
     if (!c) return;
+    SSL_SESSION_free(c->session);
+    SSL_CTX_free(c->tls);
     free(c->url_text);
     free(c->token);
     free(c);
+}
+
+static int fail(fcc_error *err, int code, const char *msg);
+
+int fcc_client_set_ca_file(fcc_client *c, const char *path, fcc_error *err)
+{
+    char msg[400];
+    SSL_CTX *ctx = fcc__tls_ctx_new(path, msg, sizeof msg);
+    if (!ctx) return fail(err, FCC_ETLS, msg);
+    SSL_CTX_free(c->tls);
+    SSL_SESSION_free(c->session); /* made under the old trust */
+    c->session = NULL;
+    c->tls = ctx;
+    return 0;
+}
+
+void fcc_client_set_token_fn(fcc_client *c, fcc_token_fn fn, void *data)
+{
+    c->token_fn = fn;
+    c->token_data = data;
 }
 
 void fcc_client_set_timeout(fcc_client *c, unsigned ms)
@@ -150,6 +177,34 @@ static void sleep_ms(uint64_t ms)
  * lost (up to c->retries times), and parses a 2xx JSON body into *out
  * (caller decrefs). Replaying a change is safe only because of the key: the
  * server answers a retry of a change it applied with its first answer. */
+/* Asks the token callback for a fresh token after the server answered 401
+ * token_expired; 0 when c->token was replaced, else FCC_EAUTH in *err. */
+static int refresh_token(fcc_client *c, fcc_error *err)
+{
+    char buf[FCC_TOKEN_MAX + 1] = "", msg[FCC_TOKEN_MAX + 64];
+    if (c->token_fn(c->token_data, buf, sizeof buf) != 0) {
+        buf[sizeof buf - 1] = '\0';
+        snprintf(msg, sizeof msg, "the token expired and the token callback failed%s%.300s",
+                 buf[0] ? ": " : "", buf);
+        return fail(err, FCC_EAUTH, msg);
+    }
+    buf[sizeof buf - 1] = '\0';
+    if (!fcc__token_valid(buf))
+        return fail(err, FCC_EAUTH,
+                    "the token callback gave no valid token (1-4096 visible ASCII characters)");
+    char *t = strdup(buf);
+    if (!t) return fail(err, FCC_ENOMEM, "out of memory");
+    free(c->token);
+    c->token = t;
+    return 0;
+}
+
+/* Sends a request, again with the same body and key while its answer is
+ * lost (up to c->retries times), and parses a 2xx JSON body into *out
+ * (caller decrefs). Replaying a change is safe only because of the key: the
+ * server answers a retry of a change it applied with its first answer.
+ * An expired token (401 token_expired) is refreshed through the token
+ * callback once per call and the request sent again, with the same key. */
 static int call(fcc_client *c, const char *method, const char *path, json_t *body,
                 const char *idem_key, json_t **out, fcc_error *err)
 {
@@ -158,14 +213,35 @@ static int call(fcc_client *c, const char *method, const char *path, json_t *bod
         text = json_dumps(body, JSON_COMPACT);
         if (!text) return fail(err, FCC_ENOMEM, "out of memory");
     }
-    fcc__http_target t = {
-        .url = &c->url, .url_text = c->url_text, .token = c->token, .timeout_ms = c->timeout_ms};
+    if (c->url.tls && !c->tls && fcc_client_set_ca_file(c, NULL, err) != 0) {
+        free(text);
+        return FCC_ETLS;
+    }
     fcc__http_response resp;
-    int r;
-    for (unsigned attempt = 0;; attempt++) {
+    fcc_error local;
+    if (!err) err = &local; /* the refresh needs the server's error code */
+    int r, refreshed = 0;
+    unsigned attempt = 0;
+    for (;;) {
+        fcc__http_target t = {.url = &c->url,
+                              .url_text = c->url_text,
+                              .token = c->token,
+                              .timeout_ms = c->timeout_ms,
+                              .tls = c->tls,
+                              .session = &c->session};
         r = fcc__http_request(&t, method, path, text, idem_key, &resp, err);
+        if (r == 0 && resp.status == 401 && c->token_fn && !refreshed) {
+            fcc__error_from_body(resp.status, resp.body, resp.body_len, err);
+            if (strcmp(err->code, "token_expired") == 0) {
+                free(resp.body);
+                refreshed = 1;
+                r = refresh_token(c, err);
+                if (r != 0) break;
+                continue; /* not a lost answer: the retry budget stays whole */
+            }
+        }
         if (r == 0 || !answer_lost(r) || attempt >= c->retries) break;
-        sleep_ms(fcc_backoff_delay(RETRY_INITIAL_MS, c->retry_max_ms, attempt, &c->rng));
+        sleep_ms(fcc_backoff_delay(RETRY_INITIAL_MS, c->retry_max_ms, attempt++, &c->rng));
     }
     free(text);
     if (r != 0) return r;

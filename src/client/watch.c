@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/tls.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 
@@ -34,18 +35,22 @@ fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_optio
     if (fcc__url_parse(url, &w->url) != 0) goto fail;
     e = FCC_ENOMEM;
     if (!(w->url_text = strdup(url))) goto fail;
-    e = FCC_EINVAL;
-    if (opts->token && !fcc__token_valid(opts->token)) goto fail;
-    e = FCC_ENOMEM;
-    if (opts->token && !(w->token = strdup(opts->token))) goto fail;
+    if (opts->token && (e = fcc__watch_set_token(w, opts->token)) != 0) goto fail;
+    if (w->url.tls) {
+        char msg[400];
+        e = FCC_ETLS;
+        if (!(w->tls = fcc__tls_ctx_new(opts->ca_file, msg, sizeof msg))) goto fail;
+    }
     w->o = *opts;
-    w->o.token = NULL; /* the caller's copy need not outlive this call: w->token is ours */
+    /* The caller's strings need not outlive this call: w->token is ours. */
+    w->o.token = w->o.ca_file = NULL;
     w->o.backoff_initial_ms = DEF(opts->backoff_initial_ms, 100);
     w->o.backoff_max_ms = DEF(opts->backoff_max_ms, 30000);
     w->o.ping_interval_ms = DEF(opts->ping_interval_ms, 15000);
     w->o.pong_timeout_ms = DEF(opts->pong_timeout_ms, 10000);
     w->o.connect_timeout_ms = DEF(opts->connect_timeout_ms, 10000);
     w->rng = opts->seed ? opts->seed : fcc__seed();
+    w->reauth_now = 1;
     if (!loop) {
         if (uv_loop_init(&w->own_loop) != 0) goto fail;
         w->owns_loop = 1;
@@ -54,11 +59,13 @@ fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_optio
     w->loop = loop;
     uv_timer_init(loop, &w->timer);
     uv_timer_init(loop, &w->retry);
-    w->timer.data = w->retry.data = w;
+    uv_timer_init(loop, &w->refresh);
+    w->timer.data = w->retry.data = w->refresh.data = w;
     return w;
 fail:
     if (w) {
         fc_map_destroy(&w->subs);
+        SSL_CTX_free(w->tls);
         free(w->token);
         free(w->url_text);
         free(w);
@@ -111,6 +118,9 @@ static void free_watch(fcc_watch *w)
         fcc__sub_remove(w, fc_container_of(w->sub_list.next, fcc__sub, link));
     fc_map_destroy(&w->subs);
     free(w->pending);
+    SSL_SESSION_free(w->tls_session);
+    SSL_CTX_free(w->tls);
+    free(w->auth_token);
     free(w->token);
     free(w->url_text);
     free(w);
@@ -135,6 +145,7 @@ static void on_conn_closed(uv_handle_t *h)
     fcc_watch *w = c->w;
     free(c->rbuf);
     free(c->msg);
+    free(c->cbuf);
     int counted = c->counted;
     free(c);
     if (counted) handle_closed(w);
@@ -146,6 +157,7 @@ static void drop_conn(fcc_watch *w)
     if (!c) return;
     w->conn = NULL;
     c->dead = 1;
+    fcc__watch_tls_free(w, c);
     if (w->closing) {
         c->counted = 1;
         w->handles_to_close++;
@@ -159,7 +171,7 @@ void fcc__watch_finish(fcc_watch *w, int err, const char *reason)
     w->closing = 1;
     w->final_error = err;
     snprintf(w->final_reason, sizeof w->final_reason, "%.250s", reason ? reason : "");
-    w->handles_to_close = 2; /* the two timers */
+    w->handles_to_close = 3; /* the three timers */
     drop_conn(w);
     if (w->gai_active) {
         w->handles_to_close++; /* on_resolved runs with UV_ECANCELED */
@@ -167,6 +179,7 @@ void fcc__watch_finish(fcc_watch *w, int err, const char *reason)
     }
     uv_close((uv_handle_t *)&w->timer, on_timer_closed);
     uv_close((uv_handle_t *)&w->retry, on_timer_closed);
+    uv_close((uv_handle_t *)&w->refresh, on_timer_closed);
 }
 
 void fcc_watch_close(fcc_watch *w)
@@ -195,9 +208,15 @@ static void on_retry(uv_timer_t *t)
 
 void fcc__watch_conn_fail(fcc_watch *w, int err, const char *reason)
 {
+    fcc__watch_retry(w, err, reason, 0);
+}
+
+void fcc__watch_retry(fcc_watch *w, int err, const char *reason, int immediate)
+{
     if (w->closing) return;
     drop_conn(w);
     uv_timer_stop(&w->timer);
+    uv_timer_stop(&w->refresh);
     if (!w->all && fcc__watch_sub_count(w) == 0) {
         fcc__watch_finish(w, 0, "every watched workflow was deleted");
         return;
@@ -208,8 +227,9 @@ void fcc__watch_conn_fail(fcc_watch *w, int err, const char *reason)
         fcc__watch_finish(w, FCC_ERETRIES, why);
         return;
     }
-    uint64_t delay =
-        fcc_backoff_delay(w->o.backoff_initial_ms, w->o.backoff_max_ms, w->attempt, &w->rng);
+    uint64_t delay = immediate ? 0
+                               : fcc_backoff_delay(w->o.backoff_initial_ms, w->o.backoff_max_ms,
+                                                   w->attempt, &w->rng);
     w->attempt++;
     fcc__watch_emit(w, FCC_STATE_RECONNECTING, w->attempt, delay, err, reason);
     if (!w->closing) uv_timer_start(&w->retry, on_retry, delay, 0);
@@ -259,7 +279,7 @@ static void on_write(uv_write_t *req, int status)
     free(req);
 }
 
-static void send_raw(fcc__conn *c, const void *data, size_t len)
+void fcc__watch_write_raw(fcc__conn *c, const void *data, size_t len)
 {
     write_req *r = malloc(sizeof *r + len);
     if (!r) {
@@ -282,6 +302,11 @@ void fcc__watch_send(fcc_watch *w, uint8_t opcode, const void *payload, size_t l
     }
     uint64_t m = fcc__rand(&w->rng);
     size_t n = fcc__ws_frame_encode(r->data, opcode, payload, len, (const uint8_t *)&m);
+    if (c->ssl) {
+        fcc__watch_tls_write(c, r->data, n);
+        free(r);
+        return;
+    }
     uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)n);
     if (uv_write(&r->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) free(r);
 }
@@ -301,7 +326,9 @@ static int handshake(fcc_watch *w, fcc__conn *c)
         if (h.content_length >= 0 && blen < (size_t)h.content_length) return 0;
         fcc_error e;
         fcc__error_from_body(h.status, c->rbuf + h.head_len, blen, &e);
-        if (h.status == 404)
+        if (h.status == 401 && w->o.token_fn)
+            fcc__watch_auth_expired(w, e.message);
+        else if (h.status == 404)
             fcc__watch_not_found(w, e.message);
         else if (h.status >= 500 || h.status == 429)
             fcc__watch_conn_fail(w, FCC_EHTTP, e.message);
@@ -324,15 +351,24 @@ static int handshake(fcc_watch *w, fcc__conn *c)
     w->ping_out = 0;
     w->pending_head = w->pending_n = 0;
     uv_timer_start(&w->timer, on_timer, w->o.ping_interval_ms, 0);
+    fcc__watch_auth_opened(w);
     fcc__watch_emit(w, FCC_STATE_OPEN, 0, 0, 0, NULL);
     if (w->conn == c && !c->dead) fcc__watch_subscribe(w);
     return w->conn == c && !c->dead;
 }
 
+/* Room for ciphertext: OpenSSL copies it into its input BIO at once. */
+#define CBUF_SIZE 65536
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     fcc__conn *c = h->data;
     (void)hint;
+    if (c->ssl) {
+        if (!c->cbuf) c->cbuf = malloc(CBUF_SIZE);
+        *buf = uv_buf_init(c->cbuf, c->cbuf ? CBUF_SIZE : 0);
+        return;
+    }
     if (c->rcap - c->rlen < 16384) {
         size_t cap = c->rcap ? c->rcap * 2 : 65536;
         char *nb = realloc(c->rbuf, cap);
@@ -354,6 +390,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (c->dead) return;
     if (n < 0) {
         char why[320];
+        if (c->got_close == 4401 || c->expired) {
+            fcc__watch_auth_expired(w, "the server ended the stream: token expired");
+            return;
+        }
         if (c->got_close)
             snprintf(why, sizeof why, "server closed the connection (code %d)", c->got_close);
         else
@@ -362,9 +402,18 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         fcc__watch_conn_fail(w, FCC_ECONNECT, why);
         return;
     }
-    c->rlen += (size_t)n;
     w->last_rx = uv_now(w->loop);
     w->ping_out = 0;
+    if (c->ssl) {
+        fcc__watch_tls_read(w, c, (size_t)n);
+        return;
+    }
+    c->rlen += (size_t)n;
+    fcc__watch_input(w, c);
+}
+
+void fcc__watch_input(fcc_watch *w, fcc__conn *c)
+{
     if (!c->upgraded && !handshake(w, c)) return;
     fcc__watch_frames(w, c);
 }
@@ -381,6 +430,14 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (w->tls)
+        fcc__watch_tls_start(w, c);
+    else
+        fcc__watch_send_upgrade(w, c);
+}
+
+void fcc__watch_send_upgrade(fcc_watch *w, fcc__conn *c)
+{
     char path[256], req_text[1024 + FCC__TOKEN_MAX];
     fcc__watch_path(w, path, sizeof path);
     fcc__ws_key(&w->rng, c->key);
@@ -391,7 +448,10 @@ static void on_connect(uv_connect_t *req, int status)
                        "%s%s%s\r\n",
                        path, w->url.hostport, c->key, w->token ? "Authorization: Bearer " : "",
                        w->token ? w->token : "", w->token ? "\r\n" : "");
-    send_raw(c, req_text, (size_t)len);
+    if (c->ssl)
+        fcc__watch_tls_write(c, req_text, (size_t)len);
+    else
+        fcc__watch_write_raw(c, req_text, (size_t)len);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -434,7 +494,7 @@ static void start_attempt(fcc_watch *w)
 {
     if (w->closing) return;
     fcc__watch_emit(w, FCC_STATE_CONNECTING, w->attempt, 0, 0, NULL);
-    if (w->closing) return;
+    if (w->closing || fcc__watch_auth_before_connect(w) != 0) return;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     w->gai.data = w;
     int r = uv_getaddrinfo(w->loop, &w->gai, on_resolved, w->url.host, w->url.port, &hints);

@@ -3,6 +3,8 @@
 #ifndef FC_CLIENT_WATCH_H
 #define FC_CLIENT_WATCH_H
 
+#include <openssl/ssl.h>
+
 #include "client/internal.h"
 #include "common/list.h"
 #include "common/map.h"
@@ -41,7 +43,13 @@ typedef struct fcc__conn {
     int dead;      /* closing: ignore further input */
     int counted;   /* its close completes fcc__watch_finish */
     int got_close; /* close code the server sent, 0 if none */
+    int expired;   /* the server said the token expired: reconnect with a fresh one */
     char key[25];
+    /* https only (watch_tls.c): the TLS session between the socket and rbuf. */
+    SSL *ssl;
+    BIO *tls_in, *tls_out; /* ciphertext from and to the socket */
+    char *cbuf;            /* ciphertext read from the socket */
+    int tls_ready;         /* handshake done: the upgrade request went out */
 } fcc__conn;
 
 struct fcc_watch {
@@ -52,6 +60,16 @@ struct fcc_watch {
     char *url_text;
     char *token; /* owned copy of the options' bearer token, or NULL */
     fcc_watch_options o;
+    SSL_CTX *tls;             /* https: verification context; NULL for http */
+    SSL_SESSION *tls_session; /* resumed by the next connection's handshake */
+
+    /* Token refresh (watch_auth.c). */
+    uv_timer_t refresh; /* multi-workflow streams: in-place refresh before exp */
+    int64_t token_exp;  /* exp of the token in force (Unix s), 0 = unknown or none */
+    char *auth_token;   /* sent in an {"op":"auth"} not yet answered, or NULL */
+    int reauth_now;     /* the next refused token is retried at once (set when a
+                           connection opens: a refusal right after a refresh waits) */
+    int need_token;     /* the token was refused: ask the callback before connecting */
 
     fc_map subs;
     fc_list sub_list;
@@ -87,6 +105,47 @@ void fcc__watch_finish(fcc_watch *w, int err, const char *reason);
 void fcc__watch_send(fcc_watch *w, uint8_t opcode, const void *payload, size_t len);
 /* Number of workflows still watched (deleted ones do not count). */
 size_t fcc__watch_sub_count(const fcc_watch *w);
+
+/* Writes the upgrade request on a connection that is ready for it (TCP
+ * connected, or the TLS handshake done). */
+void fcc__watch_send_upgrade(fcc_watch *w, fcc__conn *c);
+/* Handles the plaintext that arrived in c->rbuf (rlen grew by n). */
+void fcc__watch_input(fcc_watch *w, fcc__conn *c);
+/* Writes bytes to the socket as they are (ciphertext, or plain HTTP). */
+void fcc__watch_write_raw(fcc__conn *c, const void *data, size_t len);
+/* Restarts the connection at once (delay 0), or after the backoff delay
+ * when immediate is 0; reports RECONNECTING with err and reason. */
+void fcc__watch_retry(fcc_watch *w, int err, const char *reason, int immediate);
+
+/* watch_tls.c: the TLS layer of one connection, on memory BIOs. */
+/* Starts the handshake of a just-connected connection (0, or it failed the
+ * connection). */
+int fcc__watch_tls_start(fcc_watch *w, fcc__conn *c);
+/* Feeds n bytes of ciphertext from c->cbuf; decrypts what it can into
+ * c->rbuf and passes it on (fcc__watch_input). */
+void fcc__watch_tls_read(fcc_watch *w, fcc__conn *c, size_t n);
+/* Encrypts len bytes and writes them to the socket. */
+void fcc__watch_tls_write(fcc__conn *c, const void *data, size_t len);
+/* Frees the connection's TLS state, keeping a resumable session in w. */
+void fcc__watch_tls_free(fcc_watch *w, fcc__conn *c);
+
+/* watch_auth.c: tokens that expire. */
+/* Called when a connection opens: schedules the in-place refresh. */
+void fcc__watch_auth_opened(fcc_watch *w);
+/* The server refused the token (handshake 401, close 4401, op error
+ * token_expired): gets a fresh one through the callback and reconnects, or
+ * ends the watch (FCC_EAUTH) when there is no callback. */
+void fcc__watch_auth_expired(fcc_watch *w, const char *reason);
+/* Handles the answers to the auth op: "authenticated", and the op error
+ * "unauthorized" while one is outstanding. 1 when op was one of those. */
+int fcc__watch_auth_answer(fcc_watch *w, const char *op, const char *code, int64_t exp,
+                           int has_exp);
+/* Before each connection attempt: fetches a token through the callback when
+ * the watch has none or the last one was refused. 0: go on; else the
+ * attempt was rescheduled (the callback failed). */
+int fcc__watch_auth_before_connect(fcc_watch *w);
+/* Sets the token in force (an owned copy); 0 or FCC_ENOMEM/FCC_EINVAL. */
+int fcc__watch_set_token(fcc_watch *w, const char *token);
 
 /* watch_msg.c */
 fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t epoch, int64_t since);

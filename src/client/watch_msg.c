@@ -171,15 +171,44 @@ void fcc__watch_not_found(fcc_watch *w, const char *message)
     }
 }
 
+/* Errors about the token rather than one op: the server ends the stream
+ * at exp (token_expired, then close 4401), refuses every op of a stream
+ * without a valid token (unauthorized), or, after a refresh narrowed the
+ * scope, ends a subscription (forbidden, naming the workflow). 1 when
+ * handled. */
+static int auth_error(fcc_watch *w, const char *code, const char *id, const char *msg)
+{
+    char why[400];
+    if (strcmp(code, "token_expired") == 0) {
+        if (w->conn) w->conn->expired = 1; /* the close follows: reconnect then */
+        return 1;
+    }
+    if (strcmp(code, "unauthorized") == 0) {
+        fcc__watch_auth_expired(w, msg ? msg : "the server refused the token");
+        return 1;
+    }
+    if (strcmp(code, "forbidden") != 0 || !id) return 0;
+    /* The answer to a subscribe of id, or the end of its subscription. */
+    if (w->pending_n && strcmp(w->pending[w->pending_head], id) == 0)
+        w->pending_head++, w->pending_n--;
+    snprintf(why, sizeof why, "the token does not allow reading workflow %.64s", id);
+    fcc__watch_finish(w, FCC_EAUTH, why);
+    return 1;
+}
+
 static void on_op(fcc_watch *w, json_t *j, const char *op)
 {
     if (strcmp(op, "subscribed") == 0 && json_object_get(j, "workflow_ids")) {
         if (w->pending_n) w->pending_head++, w->pending_n--;
         return;
     }
-    if (strcmp(op, "error") != 0) return;
     const char *code = json_string_value(json_object_get(j, "code"));
+    json_t *exp = json_object_get(j, "exp");
+    if (fcc__watch_auth_answer(w, op, code, json_integer_value(exp), json_is_integer(exp))) return;
+    if (strcmp(op, "error") != 0) return;
     const char *msg = json_string_value(json_object_get(j, "message"));
+    const char *id = json_string_value(json_object_get(j, "workflow_id"));
+    if (code && auth_error(w, code, id, msg)) return;
     fcc__sub *s = NULL;
     if (w->pending_n) {
         s = find_sub(w, w->pending[w->pending_head]);

@@ -108,7 +108,9 @@ void fcc__error_from_body(int status, const char *body, size_t len, fcc_error *e
     snprintf(err->message, sizeof err->message, "server answered HTTP %d", status);
     json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
     json_t *e = json_object_get(j, "error");
-    const char *code = json_string_value(json_object_get(e, "code"));
+    /* {"error":{"code":..,"message":..}}, or the short {"error":"code"}. */
+    const char *code =
+        json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "code"));
     const char *msg = json_string_value(json_object_get(e, "message"));
     if (code) snprintf(err->code, sizeof err->code, "%s", code);
     if (msg && *msg) snprintf(err->message, sizeof err->message, "%s", msg);

@@ -65,10 +65,33 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
     fflush(stdout);
 }
 
+/* --token-file: the token callback reads the file's first line (the test
+ * writes a fresh token there); each call is reported as an event. */
+static const char *token_file;
+static long token_calls;
+
+static int token_from_file(void *data, char *buf, size_t cap)
+{
+    (void)data;
+    token_calls++;
+    FILE *f = fopen(token_file, "r");
+    int ok = f && fgets(buf, (int)cap, f) != NULL;
+    if (f) fclose(f);
+    if (!ok) {
+        snprintf(buf, cap, "cannot read %s", token_file);
+    } else {
+        buf[strcspn(buf, "\r\n")] = '\0';
+    }
+    printf("{\"event\":\"token\",\"calls\":%ld,\"ok\":%s}\n", token_calls, ok ? "true" : "false");
+    fflush(stdout);
+    return ok ? 0 : -1;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: fcc_probe URL [--all] [--count N] [--ping MS] [--pong MS]\n"
                     "                 [--connect-timeout MS] [--backoff-max MS] [--max-retries N]\n"
+                    "                 [--token T] [--token-file FILE] [--ca-file FILE]\n"
                     "                 [--since ID=[EPOCH:]SEQ] ID...\n");
     return 2;
 }
@@ -95,6 +118,12 @@ int main(int argc, char **argv)
             o.backoff_max_ms = strtoull(argv[++i], NULL, 10);
         else if (strcmp(a, "--max-retries") == 0 && has_val)
             o.max_retries = (unsigned)atoi(argv[++i]);
+        else if (strcmp(a, "--token") == 0 && has_val)
+            o.token = argv[++i];
+        else if (strcmp(a, "--token-file") == 0 && has_val)
+            token_file = argv[++i], o.token_fn = token_from_file;
+        else if (strcmp(a, "--ca-file") == 0 && has_val)
+            o.ca_file = argv[++i];
         else if (a[0] == '-' && strcmp(a, "--since") != 0)
             return usage();
         else if (first_id == argc)
