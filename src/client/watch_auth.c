@@ -14,8 +14,8 @@
 #include "ws/frame.h"
 
 /* The in-place refresh starts halfway through the token's remaining life,
- * but at most this long before exp; a failed or stale answer of the
- * callback is asked again after RETRY_MS while the token lasts. */
+ * but at most this long before exp; after a failed or stale answer the
+ * callback is asked again (see again()). */
 #define MARGIN_MAX_MS 30000
 #define RETRY_MS 1000
 
@@ -106,12 +106,14 @@ static void schedule(fcc_watch *w, int64_t exp)
     uv_timer_start(&w->refresh, on_refresh, left - margin > 0 ? (uint64_t)(left - margin) : 0, 0);
 }
 
-/* Asks again a little later while the token in force lasts; at exp the
- * server ends the stream and the reconnect path takes over. */
+/* Asks again a little later while the token in force lasts (at most
+ * RETRY_MS later, sooner as exp nears); at exp the server ends the stream
+ * and the reconnect path takes over. */
 static void again(fcc_watch *w)
 {
-    if (w->token_exp * 1000 - now_ms() > RETRY_MS)
-        uv_timer_start(&w->refresh, on_refresh, RETRY_MS, 0);
+    int64_t left = w->token_exp * 1000 - now_ms();
+    int64_t delay = left / 3 < RETRY_MS ? left / 3 : RETRY_MS;
+    if (delay >= 50) uv_timer_start(&w->refresh, on_refresh, (uint64_t)delay, 0);
 }
 
 static void on_refresh(uv_timer_t *t)

@@ -1,0 +1,386 @@
+"""The C client over TLS (issue 9 section 2): libflowcast (through
+tests/client/fcc_probe.c) and the CLI against the real server with
+--tls-cert/--tls-key, trusting a test CA made here with the openssl CLI
+(--ca-file / FLOWCAST_CA_FILE). The server's certificate and host name are
+verified: a wrong CA, the system store, a certificate for another name, a
+plain-HTTP server behind an https:// URL and an unusable CA file each give
+one clear error; a silent server times the handshake out; a watch over TLS
+resumes across a restart and survives token expiry with nothing lost."""
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from fcc_helpers import LineProc, probe_bin, updates
+from fc_helpers import Server
+
+STATIC = "static-operator-token-0123456789"
+SECRET = "t" * 20 + "-hmac-secret-for-client-tls-01234"
+
+
+def openssl(*args):
+    subprocess.run(["openssl"] + [str(a) for a in args], check=True, capture_output=True)
+
+
+def make_ca(d, name):
+    key, pem = d / (name + ".key"), d / (name + ".pem")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", pem, "-days", "2", "-subj", "/CN=flowcast test " + name)
+    return key, pem
+
+
+def make_leaf(d, name, ca, sans):
+    """A server certificate for sans (e.g. "DNS:localhost,IP:127.0.0.1") signed by ca."""
+    key, csr, pem, ext = (d / (name + s) for s in (".key", ".csr", ".pem", ".ext"))
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", "/CN=" + name)
+    ext.write_text("subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                   % sans)
+    openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial",
+            "-out", pem, "-days", "1", "-extfile", ext)
+    return str(pem), str(key)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca = make_ca(d, "ca")
+    other_ca = make_ca(d, "other-ca")
+    return {
+        "ca": str(ca[1]),
+        "other_ca": str(other_ca[1]),
+        "server": make_leaf(d, "server", ca, "DNS:localhost,IP:127.0.0.1"),
+        "elsewhere": make_leaf(d, "elsewhere", ca, "DNS:other.example"),
+        "not_pem": str(ca[0].with_suffix(".txt")),
+        "dir": d,
+    }
+
+
+def https_request(port, method, path, body=None, token=STATIC, cafile=None, host="localhost"):
+    ctx = ssl.create_default_context(cafile=cafile)
+    c = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
+    try:
+        h = {"Authorization": "Bearer " + token} if token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+class TLSServer:
+    """The real server with --tls-cert/--tls-key (and an --api-token for the
+    test's own writes), ready once /healthz answers over https."""
+
+    def __init__(self, factory, pki, cert="server", extra=(), db=None):
+        self.pki = pki
+        pem, key = pki[cert]
+        self.s = factory("--tls-cert", pem, "--tls-key", key, "--api-token", STATIC, *extra,
+                         db=db, ready=False)
+        self.port = self.s.port
+        self.wait_ready()
+
+    def wait_ready(self):
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if https_request(self.port, "GET", "/healthz", cafile=self.pki["ca"])[0] == 200:
+                    return
+            except (OSError, ssl.SSLError):
+                pass
+            assert self.s.alive(), self.s.log_tail()
+            assert time.monotonic() < deadline, "TLS server not ready:\n" + self.s.log_tail()
+            time.sleep(0.05)
+
+    def restart(self, factory):
+        """Starts the stopped server again on the same port and database."""
+        old = self.s
+        log_path = os.path.join(factory.tmpdir, "server-%d.log" % (len(factory.servers) + 1))
+        deadline = time.monotonic() + 10
+        while True:  # the port may linger for a moment after the old process exits
+            self.s = Server(factory.binary, old.port, old.db, log_path, old.args, old.env,
+                            token=old.token)
+            self.s.start()
+            factory.servers.append(self.s)
+            try:
+                self.wait_ready()
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                self.s.expect_exit = True
+                time.sleep(0.2)
+
+    def url(self, host="localhost"):
+        return "https://%s:%d" % (host, self.port)
+
+    def req(self, method, path, body=None):
+        status, data = https_request(self.port, method, path, body, cafile=self.pki["ca"])
+        assert 200 <= status < 300, (status, data)
+        return json.loads(data) if data else None
+
+    def create(self, wid, steps=1000):
+        return self.req("POST", "/api/workflows", {"id": wid, "name": wid, "total_steps": steps})
+
+    def patch(self, wid, **fields):
+        return self.req("PATCH", "/api/workflows/" + wid, fields or {"message": "m"})
+
+
+@pytest.fixture
+def tls(server_factory, pki):
+    return TLSServer(server_factory, pki)
+
+
+def run_cli(flowcast, url, *args, env=None, timeout=30):
+    e = dict(os.environ)
+    e.pop("FLOWCAST_API_TOKEN", None)
+    e.pop("FLOWCAST_CA_FILE", None)
+    e["FLOWCAST_URL"] = url
+    e.update(env or {})
+    return subprocess.run([flowcast] + [str(a) for a in args], capture_output=True, text=True,
+                          env=e, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def ok_json(r):
+    assert r.returncode == 0 and r.stderr == "", r
+    return [json.loads(x) for x in r.stdout.splitlines()]
+
+
+def test_cli_rest_commands_over_https(flowcast, tls, pki):
+    env = {"FLOWCAST_API_TOKEN": STATIC}
+    ca = ["--ca-file", pki["ca"]]
+    w = ok_json(run_cli(flowcast, tls.url(), "create", "deploy", "--steps", 3, "--id", "d1",
+                        *ca, env=env))[0]
+    assert w["id"] == "d1" and w["seq"] == 1
+    # FLOWCAST_CA_FILE works as well as --ca-file; IP literals are verified too.
+    env_ca = dict(env, FLOWCAST_CA_FILE=pki["ca"])
+    for host in ("localhost", "127.0.0.1"):
+        w = ok_json(run_cli(flowcast, tls.url(host), "step", "d1", "--message", host, env=env_ca))[0]
+        assert w["message"] == host
+    w = ok_json(run_cli(flowcast, tls.url(), "update", "d1", "--status", "paused", *ca, env=env))[0]
+    assert w["status"] == "paused" and w["current_step"] == 2
+    assert ok_json(run_cli(flowcast, tls.url(), "get", "d1", *ca, env=env))[0]["seq"] == 4
+    assert [x["id"] for x in ok_json(run_cli(flowcast, tls.url(), "list", *ca, env=env))] == ["d1"]
+    assert tls.req("GET", "/api/workflows/d1")["seq"] == 4
+
+
+def producer(tls, ids, n, every=0.02):
+    acked = {wid: [] for wid in ids}
+
+    def run():
+        for i in range(n):
+            for wid in ids:
+                acked[wid].append(tls.patch(wid, current_step=i + 1)["seq"])
+            time.sleep(every)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, acked
+
+
+@pytest.mark.parametrize("args", [["w1"], ["w1", "w2"], ["--all"]], ids=["single", "multi", "all"])
+def test_cli_watch_over_https(flowcast, tls, pki, args):
+    ids = ["w1", "w2"] if len(args) != 1 else ["w1"]
+    for wid in ids:
+        tls.create(wid)
+    env = dict(os.environ, FLOWCAST_URL=tls.url(), FLOWCAST_CA_FILE=pki["ca"],
+               FLOWCAST_API_TOKEN=STATIC)
+    p = LineProc([flowcast, "watch", "--json"] + args, env=env)
+    try:
+        if args != ["--all"]:
+            for wid in ids:
+                p.wait_for(lambda o, w=wid: o.get("workflow_id") == w, what="state of " + wid)
+        else:
+            time.sleep(1)  # subscribed: --all delivers changes only
+        t, acked = producer(tls, ids, 30)
+        t.join(60)
+        for wid in ids:
+            p.wait_for(lambda o, w=wid: o.get("workflow_id") == w and o["seq"] == acked[w][-1],
+                       timeout=20, what="last of " + wid)
+        p.proc.send_signal(signal.SIGINT)
+        assert p.finish() == 130
+        for wid in ids:
+            seqs = [json.loads(x)["seq"] for x in p.lines if json.loads(x)["workflow_id"] == wid]
+            first = 1 if args != ["--all"] else 2
+            assert seqs == list(range(first, acked[wid][-1] + 1)), (wid, seqs)
+    finally:
+        p.kill()
+
+
+@pytest.mark.parametrize("ids", [["a"], ["a", "b"]], ids=["single", "multi"])
+def test_probe_over_https_resumes_across_a_restart(flowcast, server_factory, pki, ids):
+    srv = TLSServer(server_factory, pki)
+    for wid in ids:
+        srv.create(wid)
+    p = LineProc([probe_bin(flowcast), srv.url(), "--ca-file", pki["ca"], "--backoff-max", "300"]
+                 + ids)
+    try:
+        for wid in ids:
+            p.wait_for(lambda o, w=wid: o.get("event") == "update" and o["workflow_id"] == w,
+                       what="state of " + wid)
+        last = {}
+        for i in range(5):
+            for wid in ids:
+                last[wid] = srv.patch(wid, current_step=i + 1)["seq"]
+        srv.s.stop()
+        p.wait_for(lambda o: o.get("state") == "reconnecting", what="reconnecting")
+        srv.restart(server_factory)
+        for i in range(5, 10):
+            for wid in ids:
+                last[wid] = srv.patch(wid, current_step=i + 1)["seq"]
+        for wid in ids:
+            p.wait_for(lambda o, w=wid: o.get("event") == "update" and o["workflow_id"] == w
+                       and o["seq"] == last[w], timeout=15, what="last of " + wid)
+            got = [u["seq"] for u in updates(p.lines, wid)]
+            assert got == list(range(1, last[wid] + 1)), (wid, got)
+        opens = [x for x in p.lines if '"state":"open"' in x]
+        assert len(opens) == 2, p.lines  # one reconnect, verified like the first
+    finally:
+        p.kill()
+
+
+def test_untrusted_certificate_is_a_clear_error(flowcast, tls, pki):
+    tls.create("w1", 10)
+    env = {"FLOWCAST_API_TOKEN": STATIC}
+    for extra, why in ((["--ca-file", pki["other_ca"]], "unable to get local issuer certificate"),
+                       ([], "unable to get local issuer certificate")):  # the system store
+        for argv in (["get", "w1"], ["watch", "--json", "w1"]):
+            r = run_cli(flowcast, tls.url(), *argv, *extra, env=env)
+            assert r.returncode == 1, r
+            assert r.stderr == "flowcast: TLS: certificate of %s not trusted: %s\n" % (
+                tls.url(), why), r.stderr
+            assert r.stdout == ""
+    p = LineProc([probe_bin(flowcast), tls.url(), "--ca-file", pki["other_ca"], "w1"])
+    closed = p.wait_for(lambda o: o.get("state") == "closed", what="closed")
+    assert closed["error"] == -9, closed  # FCC_ETLS, at once: no retry can fix it
+    assert closed["reason"] == "TLS: certificate of %s not trusted: %s" % (
+        tls.url(), "unable to get local issuer certificate")
+    assert p.finish() == 1
+    assert not [x for x in p.lines if '"reconnecting"' in x]
+
+
+def test_certificate_for_another_name_is_refused(flowcast, server_factory, pki):
+    srv = TLSServer.__new__(TLSServer)
+    pem, key = pki["elsewhere"]
+    srv.s = server_factory("--tls-cert", pem, "--tls-key", key, ready=False)
+    srv.port = srv.s.port
+    time.sleep(0.5)
+    for host, why in (("localhost", "Hostname mismatch"), ("127.0.0.1", "IP address mismatch")):
+        url = "https://%s:%d" % (host, srv.port)
+        deadline = time.monotonic() + 10
+        while True:  # until the server listens
+            r = run_cli(flowcast, url, "get", "x", "--ca-file", pki["ca"])
+            if "cannot connect" not in r.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert r.returncode == 1, r
+        assert r.stderr == ("flowcast: TLS: certificate of %s not trusted: %s (it names another "
+                            "server)\n" % (url, why)), r.stderr
+        p = LineProc([probe_bin(flowcast), url, "--ca-file", pki["ca"], "x"])
+        closed = p.wait_for(lambda o: o.get("state") == "closed", what="closed")
+        assert closed["error"] == -9 and why in closed["reason"], closed
+        assert p.finish() == 1
+
+
+def test_tls_and_plain_mixed_up_give_clear_errors(flowcast, tls, server, pki):
+    # https:// to a plain-HTTP server: the client names the likely cause.
+    url = "https://127.0.0.1:%d" % server.port
+    r = run_cli(flowcast, url, "get", "x", "--ca-file", pki["ca"])
+    assert r.returncode == 1, r
+    assert r.stderr.startswith("flowcast: TLS handshake with %s failed: " % url), r.stderr
+    assert "(is the server serving TLS on that port?)" in r.stderr, r.stderr
+    # http:// to the TLS port: the server's answer says TLS is required.
+    r = run_cli(flowcast, "http://127.0.0.1:%d" % tls.port, "get", "x")
+    assert r.returncode == 1, r
+    assert "TLS" in r.stderr or "tls" in r.stderr, r.stderr
+
+
+def test_unusable_ca_file_is_named(flowcast, tls, pki, tmp_path):
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificate here\n")
+    missing = tmp_path / "missing.pem"
+    for path, msg in ((missing, "cannot read CA file %s: No such file or directory" % missing),
+                      (empty, "CA file %s holds no PEM certificate" % empty)):
+        for argv in (["get", "x"], ["watch", "x"]):
+            r = run_cli(flowcast, tls.url(), *argv, env={"FLOWCAST_CA_FILE": str(path)})
+            assert r.returncode == 1 and r.stderr == "flowcast: %s\n" % msg, r
+    # A CA file is about https only: http:// ignores it.
+    plain = run_cli(flowcast, "http://127.0.0.1:1", "get", "x",
+                    env={"FLOWCAST_CA_FILE": str(missing)})
+    assert "CA file" not in plain.stderr, plain
+
+
+def test_handshake_that_never_completes_times_out(flowcast, pki):
+    """A server that accepts TCP and never answers the ClientHello: the
+    watch's connect timeout covers the handshake."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        ls.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(ls.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    url = "https://127.0.0.1:%d" % ls.getsockname()[1]
+    p = LineProc([probe_bin(flowcast), url, "--ca-file", pki["ca"], "--connect-timeout", "500",
+                  "--backoff-max", "100", "--max-retries", "1", "x"])
+    try:
+        rec = p.wait_for(lambda o: o.get("state") == "reconnecting", timeout=10, what="timeout")
+        assert rec["error"] == -4 and "no answer within 500 ms" in rec["reason"], rec
+        closed = p.wait_for(lambda o: o.get("state") == "closed", timeout=10, what="closed")
+        assert closed["error"] == -8, closed
+        assert p.finish() == 1
+    finally:
+        p.kill()
+        stop.set()
+        t.join(5)
+        for c in held:
+            c.close()
+        ls.close()
+
+
+def test_watch_over_https_survives_token_expiry(flowcast, server_factory, pki, tmp_path):
+    key = tmp_path / "hmac.key"
+    key.write_text(SECRET + "\n")
+    srv = TLSServer(server_factory, pki, extra=("--jwt-key", str(key)))
+    srv.create("job")
+    mint = tmp_path / "mint.py"
+    mint.write_text("import time, jwt\nnow = int(time.time())\n"
+                    "print(jwt.encode({'scope': 'read', 'exp': now + 3}, %r, algorithm='HS256'))\n"
+                    % SECRET)
+    env = dict(os.environ, FLOWCAST_URL=srv.url(), FLOWCAST_CA_FILE=pki["ca"],
+               FLOWCAST_TOKEN_COMMAND="%s %s" % (sys.executable, mint))
+    env.pop("FLOWCAST_API_TOKEN", None)
+    p = LineProc([flowcast, "watch", "--json", "job"], env=env)
+    try:
+        p.wait_for(lambda o: o.get("workflow_id") == "job", what="state")
+        t, acked = producer(srv, ["job"], 70, every=0.1)
+        t.join(60)
+        p.wait_for(lambda o: o.get("seq") == acked["job"][-1], timeout=20, what="last")
+        p.proc.send_signal(signal.SIGINT)
+        assert p.finish() == 130
+        seqs = [json.loads(x)["seq"] for x in p.lines]
+        assert seqs == list(range(1, acked["job"][-1] + 1)), seqs
+        assert "token expired; reconnecting with a fresh token" in p.stderr, p.stderr
+    finally:
+        p.kill()
