@@ -277,7 +277,7 @@ def test_certificate_for_another_name_is_refused(flowcast, server_factory, pki):
     srv.s = server_factory("--tls-cert", pem, "--tls-key", key, ready=False)
     srv.port = srv.s.port
     time.sleep(0.5)
-    for host, why in (("localhost", "Hostname mismatch"), ("127.0.0.1", "IP address mismatch")):
+    for host, why in (("localhost", "hostname mismatch"), ("127.0.0.1", "IP address mismatch")):
         url = "https://%s:%d" % (host, srv.port)
         deadline = time.monotonic() + 10
         while True:  # until the server listens
@@ -294,9 +294,10 @@ def test_certificate_for_another_name_is_refused(flowcast, server_factory, pki):
         assert p.finish() == 1
 
 
-def test_tls_and_plain_mixed_up_give_clear_errors(flowcast, tls, server, pki):
+def test_tls_and_plain_mixed_up_give_clear_errors(flowcast, tls, server_factory, pki, tmp_path):
     # https:// to a plain-HTTP server: the client names the likely cause.
-    url = "https://127.0.0.1:%d" % server.port
+    plain = server_factory(db=str(tmp_path / "plain.db"))
+    url = "https://127.0.0.1:%d" % plain.port
     r = run_cli(flowcast, url, "get", "x", "--ca-file", pki["ca"])
     assert r.returncode == 1, r
     assert r.stderr.startswith("flowcast: TLS handshake with %s failed: " % url), r.stderr
@@ -384,3 +385,47 @@ def test_watch_over_https_survives_token_expiry(flowcast, server_factory, pki, t
         assert "token expired; reconnecting with a fresh token" in p.stderr, p.stderr
     finally:
         p.kill()
+
+
+def test_rest_calls_resume_the_tls_session(flowcast, pki):
+    """`step` makes two requests (GET, then PATCH), one connection each: the
+    second resumes the first's TLS session (a ticket, no full handshake).
+    A stand-in server reports what its TLS stack saw."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*pki["server"])
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    wf = json.dumps({"id": "x", "name": "x", "status": "running", "current_step": 1,
+                     "total_steps": 5, "message": "", "seq": 3, "epoch": 1,
+                     "created_at": "", "updated_at": ""}).encode()
+    seen = []
+
+    def serve():
+        for _ in range(2):
+            c, _ = ls.accept()
+            c.settimeout(10)
+            s = ctx.wrap_socket(c, server_side=True)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(4096)
+            head, _, body = data.partition(b"\r\n\r\n")
+            n = [int(x.split(b":")[1]) for x in head.split(b"\r\n")
+                 if x.lower().startswith(b"content-length:")]
+            while n and len(body) < n[0]:
+                body += s.recv(4096)
+            seen.append((head.split(b" ")[0].decode(), s.session_reused))
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                      b"%d\r\nConnection: close\r\n\r\n%s" % (len(wf), wf))
+            s.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        r = run_cli(flowcast, "https://localhost:%d" % ls.getsockname()[1], "step", "x",
+                    "--ca-file", pki["ca"])
+        assert r.returncode == 0, r
+        t.join(10)
+        assert seen == [("GET", False), ("PATCH", True)], seen
+    finally:
+        ls.close()
