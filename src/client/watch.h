@@ -136,10 +136,11 @@ void fcc__watch_auth_opened(fcc_watch *w);
  * token_expired): gets a fresh one through the callback and reconnects, or
  * ends the watch (FCC_EAUTH) when there is no callback. */
 void fcc__watch_auth_expired(fcc_watch *w, const char *reason);
-/* Handles the answers to the auth op: "authenticated", and the op error
- * "unauthorized" while one is outstanding. 1 when op was one of those. */
-int fcc__watch_auth_answer(fcc_watch *w, const char *op, const char *code, int64_t exp,
-                           int has_exp);
+/* Handles the answers to the auth op: "authenticated", and while one is
+ * outstanding the op errors "unauthorized" and "forbidden" without a
+ * workflow_id (id NULL). 1 when op was one of those. */
+int fcc__watch_auth_answer(fcc_watch *w, const char *op, const char *code, const char *id,
+                           int64_t exp, int has_exp);
 /* Before each connection attempt: fetches a token through the callback when
  * the watch has none or the last one was refused. 0: go on; else the
  * attempt was rescheduled (the callback failed). */

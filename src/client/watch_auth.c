@@ -151,7 +151,8 @@ void fcc__watch_auth_opened(fcc_watch *w)
     schedule(w, w->token_exp);
 }
 
-int fcc__watch_auth_answer(fcc_watch *w, const char *op, const char *code, int64_t exp, int has_exp)
+int fcc__watch_auth_answer(fcc_watch *w, const char *op, const char *code, const char *id,
+                           int64_t exp, int has_exp)
 {
     if (strcmp(op, "authenticated") == 0) {
         if (w->auth_token) {
@@ -163,8 +164,10 @@ int fcc__watch_auth_answer(fcc_watch *w, const char *op, const char *code, int64
         schedule(w, w->token_exp);
         return 1;
     }
-    if (strcmp(op, "error") == 0 && code && strcmp(code, "unauthorized") == 0 && w->auth_token) {
-        /* The new token was refused; the old one stays in force until its exp. */
+    /* The new token was refused: invalid (unauthorized) or without read
+     * (forbidden, naming no workflow); the old one stays in force until its exp. */
+    if (strcmp(op, "error") == 0 && code && w->auth_token &&
+        (strcmp(code, "unauthorized") == 0 || (strcmp(code, "forbidden") == 0 && !id))) {
         free(w->auth_token);
         w->auth_token = NULL;
         again(w);

@@ -203,11 +203,12 @@ static void on_op(fcc_watch *w, json_t *j, const char *op)
         return;
     }
     const char *code = json_string_value(json_object_get(j, "code"));
+    const char *id = json_string_value(json_object_get(j, "workflow_id"));
     json_t *exp = json_object_get(j, "exp");
-    if (fcc__watch_auth_answer(w, op, code, json_integer_value(exp), json_is_integer(exp))) return;
+    if (fcc__watch_auth_answer(w, op, code, id, json_integer_value(exp), json_is_integer(exp)))
+        return;
     if (strcmp(op, "error") != 0) return;
     const char *msg = json_string_value(json_object_get(j, "message"));
-    const char *id = json_string_value(json_object_get(j, "workflow_id"));
     if (code && auth_error(w, code, id, msg)) return;
     fcc__sub *s = NULL;
     if (w->pending_n) {

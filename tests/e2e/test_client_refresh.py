@@ -185,24 +185,30 @@ def test_multi_stream_refreshes_in_place_before_exp_without_reconnecting(flowcas
         p.kill()
 
 
-def test_multi_stream_whose_refresh_is_refused_ends_at_exp_and_resumes(flowcast, srv, tmp_path):
+@pytest.mark.parametrize("refused", ["invalid", "no_read"])
+def test_multi_stream_whose_refresh_is_refused_ends_at_exp_and_resumes(flowcast, srv, tmp_path,
+                                                                       refused):
     """The callback's token is refused in place ({"op":"error","code":
-    "unauthorized"}); the old one stays in force until its exp, where the
-    server sends token_expired and closes 4401; the watch then reconnects
-    with the callback's next (good) token and resumes both workflows."""
+    "unauthorized"} for an invalid one, "forbidden" without a workflow_id
+    for one without read); the old one stays in force until its exp, where
+    the server sends token_expired and closes 4401; the watch then
+    reconnects with the callback's next (good) token and resumes both."""
     for wid in ("a", "b"):
         srv.create(id=wid, name=wid, total_steps=1000)
     tf = TokenFile(tmp_path / "token")
-    tf.fixed = "not-a-valid-token"
+    tf.fixed = "not-a-valid-token" if refused == "invalid" else mint("write", ttl=600)
     tf.write(tf.fixed)
     p = start_probe(flowcast, srv, tf, "a", "b", token=mint())
     try:
         for wid in ("a", "b"):
             wait_seq(p, wid, 1)
         prod = Producer(srv, ["a", "b"], seconds=2 * TTL)
-        rec = p.wait_for(lambda o: o.get("state") == "reconnecting", timeout=3 * TTL,
-                         what="the end of the stream at exp")
-        assert rec["error"] == -10 and "token expired" in rec["reason"], rec
+        if refused == "invalid":
+            rec = p.wait_for(lambda o: o.get("state") == "reconnecting", timeout=3 * TTL,
+                             what="the end of the stream at exp")
+            assert rec["error"] == -10 and "token expired" in rec["reason"], rec
+        else:  # a token without read would be 403 at a handshake: stop after one refusal
+            p.wait_for(lambda o: o.get("event") == "token", timeout=3 * TTL, what="a refresh")
         tf.fixed = None  # good tokens from now on
         prod.join()
         for wid in ("a", "b"):
