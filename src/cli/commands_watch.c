@@ -230,9 +230,12 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
     (void)w;
     if (s->state == FCC_STATE_RECONNECTING) {
         u->reconnecting = 1;
-        snprintf(text, sizeof text, "%s; reconnecting in %.1f s (attempt %u)",
-                 s->reason ? s->reason : "connection lost", (double)s->delay_ms / 1000.0,
-                 s->attempt);
+        if (s->error == FCC_EAUTH && s->delay_ms == 0) /* the reason says it all */
+            snprintf(text, sizeof text, "%s", s->reason ? s->reason : "token expired");
+        else
+            snprintf(text, sizeof text, "%s; reconnecting in %.1f s (attempt %u)",
+                     s->reason ? s->reason : "connection lost", (double)s->delay_ms / 1000.0,
+                     s->attempt);
         note(u, text);
     } else if (s->state == FCC_STATE_OPEN && u->reconnecting) {
         u->reconnecting = 0;

@@ -1,8 +1,9 @@
 /* libFuzzer driver for libflowcast's REST calls against a hostile server
  * (src/client/http.c, rest.c, wire.c): a loopback server thread answers every
  * request with the fuzz input, in up to three writes, and the client's read
- * loop, response head parser, error bodies and workflow/page decoding must
- * cope with whatever it is.
+ * loop, response head parser, error bodies (a 401 token_expired makes it
+ * refresh its token and resend) and workflow/page decoding must cope with
+ * whatever it is.
  *
  * Input: byte 0 picks where the answer is cut into writes; the rest is the
  * server's answer (seeds: tests/fuzz/corpus/fuzz_client_http). */
@@ -101,6 +102,13 @@ static void check_workflow(const fcc_workflow *w)
     CHECK(w->id && w->name && w->status && w->message && w->created_at && w->updated_at && w->json);
 }
 
+static int fresh_token(void *data, char *buf, size_t cap)
+{
+    (void)data;
+    snprintf(buf, cap, "fresh.token.%d", 2);
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
@@ -122,6 +130,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* A garbled answer is a lost one, which the client would resend after a
      * backoff: one answer per call here, the parsers are what is fuzzed. */
     fcc_client_set_retries(c, 0, 0);
+    /* An answer of 401 token_expired asks for a fresh token and resends. */
+    fcc_client_set_token_fn(c, fresh_token, NULL);
     fcc_error e;
     fcc_workflow w;
     int r = fcc_workflow_get(c, "w1", &w, &e);

@@ -1,8 +1,9 @@
 /* libFuzzer driver for libflowcast's side of a live watch against a hostile
  * server (src/client/watch_msg.c, wire.c): the 101 answer's head, then frames
- * (fragments, control frames, close), the update and op messages in them,
- * and the per-workflow seq that makes delivery exactly-once. The connection
- * code of watch.c is replaced by stubs that record what the client would do.
+ * (fragments, control frames, close), the update and op messages in them
+ * (token errors included), and the per-workflow seq that makes delivery
+ * exactly-once. The connection code of watch.c and the token timers of
+ * watch_auth.c are replaced by stubs that record what the client would do.
  *
  * Input: byte 0 picks the watch (single workflow, several, or all) and where
  * the bytes are cut into reads; then the server's handshake answer, which
@@ -48,6 +49,22 @@ void fcc__watch_send(fcc_watch *w, uint8_t opcode, const void *payload, size_t l
     (void)payload;
 }
 
+/* watch_auth.c (timers and the token callback) is stubbed the same way:
+ * only what watch_msg.c asks of it. */
+int fcc__watch_auth_answer(fcc_watch *w, const char *op, const char *code, const char *id,
+                           int64_t exp, int has_exp)
+{
+    (void)w, (void)code, (void)id, (void)exp, (void)has_exp;
+    CHECK(op);
+    return strcmp(op, "authenticated") == 0;
+}
+
+void fcc__watch_auth_expired(fcc_watch *w, const char *reason)
+{
+    CHECK(reason);
+    if (w->conn) w->conn->dead = 1;
+}
+
 size_t fcc__watch_sub_count(const fcc_watch *w)
 {
     size_t n = 0;
@@ -83,8 +100,7 @@ static void on_update(fcc_watch *w, const fcc_update *u, void *data)
      * already has comes back only as a resync; another epoch is a new
      * incarnation, whose seq starts again; nothing follows a deletion until
      * it is re-added. */
-    if (!u->resync && !u->deleted && u->epoch == seen[slot].epoch)
-        CHECK(u->seq > seen[slot].seq);
+    if (!u->resync && !u->deleted && u->epoch == seen[slot].epoch) CHECK(u->seq > seen[slot].seq);
     seen[slot].epoch = u->epoch;
     seen[slot].seq = u->deleted ? -1 : u->seq;
     if (u->deleted) seen[slot].id[0] = '\0';

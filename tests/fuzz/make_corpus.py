@@ -237,6 +237,7 @@ CLIENT_HTTP = {
     "no_length": resp(200, jbody(WORKFLOW), length=False),
     "extra_bytes": resp(200, jbody(WORKFLOW)) + b"HTTP/1.1 200 OK\r\n\r\n",
     "http10": b"HTTP/1.0 500 X\r\n\r\noops",
+    "token_expired": resp(401, jbody({"error": {"code": "token_expired", "message": "expired"}})),
 }
 CLIENT_HTTP = {k: bytes([0x35 * i % 256]) + v for i, (k, v) in enumerate(CLIENT_HTTP.items())}
 
@@ -261,6 +262,12 @@ CLIENT_WS = {
     sframe(PING, b"p") + sframe(CONT, b'"seq":7,"status":"running"}') + sframe(CLOSE, close(1001)),
     "refused": resp(404, jbody({"error": {"code": "not_found", "message": "gone"}})),
     "binary_and_bad": HS + sframe(BIN, b"\0") + sframe(CONT, b"x") + sframe(TEXT, b"{"),
+    "token_ops": HS + sframe(TEXT, jbody({"op": "authenticated", "exp": 1764547200})) +
+    sframe(TEXT, jbody({"op": "error", "code": "unauthorized", "message": "bad token"})) +
+    sframe(TEXT, jbody({"op": "error", "code": "forbidden", "workflow_id": "w1",
+                        "message": "the credential does not allow reading it"})) +
+    sframe(TEXT, jbody({"op": "error", "code": "token_expired", "message": "expired"})) +
+    sframe(CLOSE, close(4401, b"token expired")),
 }
 # byte 0: bits 0-1 how many workflows, 2 resume, 3 all, 7 cut into reads.
 CLIENT_WS = {k: bytes([(i * 0x29) % 256]) + v for i, (k, v) in enumerate(CLIENT_WS.items())}
