@@ -181,7 +181,7 @@ static void sleep_ms(uint64_t ms)
  * token_expired; 0 when c->token was replaced, else FCC_EAUTH in *err. */
 static int refresh_token(fcc_client *c, fcc_error *err)
 {
-    char buf[FCC_TOKEN_MAX + 1] = "", msg[FCC_TOKEN_MAX + 64];
+    char buf[FCC_TOKEN_MAX + 1] = "", msg[400];
     if (c->token_fn(c->token_data, buf, sizeof buf) != 0) {
         buf[sizeof buf - 1] = '\0';
         snprintf(msg, sizeof msg, "the token expired and the token callback failed%s%.300s",
