@@ -169,7 +169,9 @@ typedef struct fcc_watch_options {
  * to a trusted CA and name the URL's host (a DNS name, or the IP address of
  * an IP literal); a failure ends the watch with FCC_ETLS and a reason.
  * loop may be NULL: the watch then owns a private loop and is driven by
- * fcc_watch_run. Returns NULL and sets *err (FCC_EINVAL for a bad URL,
+ * fcc_watch_run. The watch writes with libuv (writev), which does not block
+ * SIGPIPE: a process that must outlive a server's reset ignores SIGPIPE
+ * (the REST calls never raise it). Returns NULL and sets *err (FCC_EINVAL for a bad URL,
  * options or token, FCC_ETLS when ca_file cannot be read or holds no
  * certificate). */
 FCC_API fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_options *opts,

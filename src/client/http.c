@@ -90,61 +90,30 @@ static int open_socket(const fcc__url *u, unsigned timeout_ms)
     return last;
 }
 
-/* One request's connection: the socket, and its TLS session for https. */
+/* One request's connection: the socket, and its TLS session for https. The
+ * session reads and writes ciphertext through memory BIOs, so that every
+ * byte goes through send(MSG_NOSIGNAL)/recv here: a server that resets the
+ * connection is an error, never a SIGPIPE in the application. */
 typedef struct io {
     int fd;
     SSL *ssl;
+    BIO *in, *out;          /* owned by ssl */
     int ssl_err, sys_errno; /* why the last TLS call failed (TLS_FAILED) */
 } io;
 
 /* A TLS call failed for good; io.ssl_err says why (fcc__tls_error). */
 #define TLS_FAILED (-EPROTO)
 
-/* After a TLS call returned ret <= 0: waits for what OpenSSL needs (0), or
- * returns -errno / TLS_FAILED. */
-static int tls_wait(io *c, int ret, unsigned timeout_ms)
-{
-    int e = SSL_get_error(c->ssl, ret);
-    short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
-    if (!ev) {
-        c->ssl_err = e;
-        c->sys_errno = errno;
-        return TLS_FAILED;
-    }
-    int w = wait_fd(c->fd, ev, timeout_ms);
-    return w > 0 ? 0 : w == 0 ? -ETIMEDOUT : -errno;
-}
-
-static int tls_handshake(io *c, unsigned timeout_ms)
-{
-    for (;;) {
-        ERR_clear_error();
-        int r = SSL_connect(c->ssl);
-        if (r == 1) return 0;
-        if ((r = tls_wait(c, r, timeout_ms)) != 0) return r;
-    }
-}
-
-static int send_all(io *c, const char *p, size_t n, unsigned timeout_ms)
+static int plain_send(int fd, const char *p, size_t n, unsigned timeout_ms)
 {
     while (n > 0) {
-        if (c->ssl) {
-            ERR_clear_error();
-            int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
-            if (w > 0) {
-                p += w;
-                n -= (size_t)w;
-            } else if ((w = tls_wait(c, w, timeout_ms)) != 0) {
-                return w;
-            }
-            continue;
-        }
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
         } else if (w < 0 && errno == EAGAIN) {
-            if (wait_fd(c->fd, POLLOUT, timeout_ms) <= 0) return errno ? -errno : -ETIMEDOUT;
+            int r = wait_fd(fd, POLLOUT, timeout_ms);
+            if (r <= 0) return r == 0 ? -ETIMEDOUT : -errno;
         } else if (w < 0 && errno != EINTR) {
             return -errno;
         }
@@ -152,28 +121,109 @@ static int send_all(io *c, const char *p, size_t n, unsigned timeout_ms)
     return 0;
 }
 
-/* One read: > 0 bytes, 0 at the end of the response stream, or -errno /
- * TLS_FAILED; waits up to timeout_ms for data. */
-static ssize_t recv_some(io *c, char *buf, size_t cap, unsigned timeout_ms)
+/* One read: > 0 bytes, 0 at EOF, or -errno; waits up to timeout_ms for data. */
+static ssize_t plain_recv(int fd, char *buf, size_t cap, unsigned timeout_ms)
 {
     for (;;) {
-        if (c->ssl) {
-            ERR_clear_error();
-            int r = SSL_read(c->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
-            if (r > 0) return r;
-            if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN) return 0;
-            if ((r = tls_wait(c, r, timeout_ms)) != 0) return r;
-            continue;
-        }
-        ssize_t r = recv(c->fd, buf, cap, 0);
+        ssize_t r = recv(fd, buf, cap, 0);
         if (r >= 0) return r;
         if (errno == EAGAIN) {
-            int w = wait_fd(c->fd, POLLIN, timeout_ms);
+            int w = wait_fd(fd, POLLIN, timeout_ms);
             if (w <= 0) return w == 0 ? -ETIMEDOUT : -errno;
         } else if (errno != EINTR) {
             return -errno;
         }
     }
+}
+
+/* Sends what OpenSSL wrote into its output BIO. */
+static int tls_flush(io *c, unsigned timeout_ms)
+{
+    char buf[16384];
+    int n;
+    while ((n = BIO_read(c->out, buf, sizeof buf)) > 0) {
+        int r = plain_send(c->fd, buf, (size_t)n, timeout_ms);
+        if (r != 0) return r;
+    }
+    return 0;
+}
+
+/* After a TLS call returned ret <= 0: sends what it produced and receives
+ * what it waits for (0: call it again), or returns -errno / TLS_FAILED. */
+static int tls_pump(io *c, int ret, unsigned timeout_ms)
+{
+    int e = SSL_get_error(c->ssl, ret);
+    int r = tls_flush(c, timeout_ms);
+    if (r != 0) return r;
+    if (e != SSL_ERROR_WANT_READ) {
+        c->ssl_err = e;
+        c->sys_errno = 0;
+        return TLS_FAILED;
+    }
+    char buf[16384];
+    ssize_t n = plain_recv(c->fd, buf, sizeof buf, timeout_ms);
+    if (n < 0) return (int)n;
+    if (n == 0)
+        BIO_set_mem_eof_return(c->in, 0); /* the next call sees the end */
+    else if (BIO_write(c->in, buf, (int)n) != (int)n)
+        return -ENOMEM;
+    return 0;
+}
+
+static int tls_handshake(io *c, unsigned timeout_ms)
+{
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(c->ssl);
+        if (r == 1) return tls_flush(c, timeout_ms);
+        if ((r = tls_pump(c, r, timeout_ms)) != 0) return r;
+    }
+}
+
+static int send_all(io *c, const char *p, size_t n, unsigned timeout_ms)
+{
+    if (!c->ssl) return plain_send(c->fd, p, n, timeout_ms);
+    while (n > 0) {
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if ((w = tls_pump(c, w, timeout_ms)) != 0) {
+            return w;
+        }
+    }
+    return tls_flush(c, timeout_ms);
+}
+
+/* One read of the response: > 0 bytes, 0 at its end, or -errno / TLS_FAILED. */
+static ssize_t recv_some(io *c, char *buf, size_t cap, unsigned timeout_ms)
+{
+    if (!c->ssl) return plain_recv(c->fd, buf, cap, timeout_ms);
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_read(c->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
+        if (r > 0) return r;
+        if (SSL_get_error(c->ssl, r) == SSL_ERROR_ZERO_RETURN) return 0;
+        if ((r = tls_pump(c, r, timeout_ms)) != 0) return r;
+    }
+}
+
+/* Starts the TLS session of a connected socket; 0 or -ENOMEM. */
+static int tls_open(io *c, const fcc__http_target *t)
+{
+    c->in = BIO_new(BIO_s_mem());
+    c->out = BIO_new(BIO_s_mem());
+    c->ssl = c->in && c->out ? fcc__tls_new(t->tls, t->url->host, t->session ? *t->session : NULL)
+                             : NULL;
+    if (!c->ssl) {
+        BIO_free(c->in);
+        BIO_free(c->out);
+        return -ENOMEM;
+    }
+    BIO_set_mem_eof_return(c->in, -1); /* empty means "wait for more", until EOF */
+    SSL_set_bio(c->ssl, c->in, c->out);
+    return 0;
 }
 
 /* Reads the whole response (the server closes after it: Connection: close). */
@@ -215,7 +265,10 @@ static int recv_all(io *c, char **out, size_t *out_len, unsigned timeout_ms)
 static void io_close(io *c, const fcc__http_target *t)
 {
     if (c->ssl) {
-        SSL_shutdown(c->ssl); /* a session is resumable only after a clean close */
+        /* A session is resumable only after a clean close; the close_notify
+         * goes out if the socket takes it at once. */
+        SSL_shutdown(c->ssl);
+        tls_flush(c, 0);
         SSL_SESSION *s = t->session && c->ssl_err == 0 ? fcc__tls_session(c->ssl) : NULL;
         if (s) {
             SSL_SESSION_free(*t->session);
@@ -255,12 +308,10 @@ int fcc__http_request(const fcc__http_target *t, const char *method, const char 
                          "cannot connect to %s: %s", t->url_text, what);
     }
     if (t->tls) {
-        c.ssl = fcc__tls_new(t->tls, t->url->host, t->session ? *t->session : NULL);
-        if (!c.ssl) {
+        if (tls_open(&c, t) != 0) {
             close(c.fd);
             return set_error(err, FCC_ENOMEM, "out of memory");
         }
-        SSL_set_fd(c.ssl, c.fd);
         int r = tls_handshake(&c, t->timeout_ms);
         if (r != 0) {
             r = io_error(&c, r, t, "TLS handshake with", err);
