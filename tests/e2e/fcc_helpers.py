@@ -119,10 +119,12 @@ def updates(lines, wid=None):
 
 
 def restart_same_port(factory, old):
-    """Starts a new server process with old's flags (same port and --db)."""
+    """Starts a new server process with old's flags (same port and --db; TLS
+    when old spoke it)."""
     n = len(factory.servers) + 1
     log_path = os.path.join(factory.tmpdir, "server-%d.log" % n)
-    s = Server(factory.binary, old.port, old.db, log_path, old.args, old.env, token=old.token)
+    s = Server(factory.binary, old.port, old.db, log_path, old.args, old.env, token=old.token,
+               ssl_ctx=old.ssl_ctx)
     deadline = time.monotonic() + 10
     while True:  # the port may linger for a moment after the old process exits
         s.start()

@@ -6,7 +6,6 @@ verified: a wrong CA, the system store, a certificate for another name, a
 plain-HTTP server behind an https:// URL and an unusable CA file each give
 one clear error; a silent server times the handshake out; a watch over TLS
 resumes across a restart and survives token expiry with nothing lost."""
-import http.client
 import json
 import os
 import signal
@@ -19,8 +18,7 @@ import time
 
 import pytest
 
-from fcc_helpers import LineProc, probe_bin, updates
-from fc_helpers import Server
+from fcc_helpers import LineProc, probe_bin, restart_same_port, updates
 
 STATIC = "static-operator-token-0123456789"
 SECRET = "t" * 20 + "-hmac-secret-for-client-tls-01234"
@@ -64,83 +62,21 @@ def pki(tmp_path_factory):
     }
 
 
-def https_request(port, method, path, body=None, token=STATIC, cafile=None, host="localhost"):
-    ctx = ssl.create_default_context(cafile=cafile)
-    c = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
-    try:
-        h = {"Authorization": "Bearer " + token} if token else {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
+def tls_server(factory, pki, *extra, cert="server"):
+    """The real server with --tls-cert/--tls-key and an --api-token for the
+    test's own writes; the fixtures' requests trust the test CA."""
+    pem, key = pki[cert]
+    return factory("--tls-cert", pem, "--tls-key", key, "--api-token", STATIC, *extra,
+                   tls_ca=pki["ca"])
 
 
-class TLSServer:
-    """The real server with --tls-cert/--tls-key (and an --api-token for the
-    test's own writes), ready once /healthz answers over https."""
-
-    def __init__(self, factory, pki, cert="server", extra=(), db=None):
-        self.pki = pki
-        pem, key = pki[cert]
-        self.s = factory("--tls-cert", pem, "--tls-key", key, "--api-token", STATIC, *extra,
-                         db=db, ready=False)
-        self.port = self.s.port
-        self.wait_ready()
-
-    def wait_ready(self):
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if https_request(self.port, "GET", "/healthz", cafile=self.pki["ca"])[0] == 200:
-                    return
-            except (OSError, ssl.SSLError):
-                pass
-            assert self.s.alive(), self.s.log_tail()
-            assert time.monotonic() < deadline, "TLS server not ready:\n" + self.s.log_tail()
-            time.sleep(0.05)
-
-    def restart(self, factory):
-        """Starts the stopped server again on the same port and database."""
-        old = self.s
-        log_path = os.path.join(factory.tmpdir, "server-%d.log" % (len(factory.servers) + 1))
-        deadline = time.monotonic() + 10
-        while True:  # the port may linger for a moment after the old process exits
-            self.s = Server(factory.binary, old.port, old.db, log_path, old.args, old.env,
-                            token=old.token)
-            self.s.start()
-            factory.servers.append(self.s)
-            try:
-                self.wait_ready()
-                return
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-                self.s.expect_exit = True
-                time.sleep(0.2)
-
-    def url(self, host="localhost"):
-        return "https://%s:%d" % (host, self.port)
-
-    def req(self, method, path, body=None):
-        status, data = https_request(self.port, method, path, body, cafile=self.pki["ca"])
-        assert 200 <= status < 300, (status, data)
-        return json.loads(data) if data else None
-
-    def create(self, wid, steps=1000):
-        return self.req("POST", "/api/workflows", {"id": wid, "name": wid, "total_steps": steps})
-
-    def patch(self, wid, **fields):
-        return self.req("PATCH", "/api/workflows/" + wid, fields or {"message": "m"})
+def https_url(srv, host="localhost"):
+    return "https://%s:%d" % (host, srv.port)
 
 
 @pytest.fixture
 def tls(server_factory, pki):
-    return TLSServer(server_factory, pki)
+    return tls_server(server_factory, pki)
 
 
 def run_cli(flowcast, url, *args, env=None, timeout=30):
@@ -161,19 +97,19 @@ def ok_json(r):
 def test_cli_rest_commands_over_https(flowcast, tls, pki):
     env = {"FLOWCAST_API_TOKEN": STATIC}
     ca = ["--ca-file", pki["ca"]]
-    w = ok_json(run_cli(flowcast, tls.url(), "create", "deploy", "--steps", 3, "--id", "d1",
+    w = ok_json(run_cli(flowcast, https_url(tls), "create", "deploy", "--steps", 3, "--id", "d1",
                         *ca, env=env))[0]
     assert w["id"] == "d1" and w["seq"] == 1
     # FLOWCAST_CA_FILE works as well as --ca-file; IP literals are verified too.
     env_ca = dict(env, FLOWCAST_CA_FILE=pki["ca"])
     for host in ("localhost", "127.0.0.1"):
-        w = ok_json(run_cli(flowcast, tls.url(host), "step", "d1", "--message", host, env=env_ca))[0]
+        w = ok_json(run_cli(flowcast, https_url(tls, host), "step", "d1", "--message", host, env=env_ca))[0]
         assert w["message"] == host
-    w = ok_json(run_cli(flowcast, tls.url(), "update", "d1", "--status", "paused", *ca, env=env))[0]
+    w = ok_json(run_cli(flowcast, https_url(tls), "update", "d1", "--status", "paused", *ca, env=env))[0]
     assert w["status"] == "paused" and w["current_step"] == 2
-    assert ok_json(run_cli(flowcast, tls.url(), "get", "d1", *ca, env=env))[0]["seq"] == 4
-    assert [x["id"] for x in ok_json(run_cli(flowcast, tls.url(), "list", *ca, env=env))] == ["d1"]
-    assert tls.req("GET", "/api/workflows/d1")["seq"] == 4
+    assert ok_json(run_cli(flowcast, https_url(tls), "get", "d1", *ca, env=env))[0]["seq"] == 4
+    assert [x["id"] for x in ok_json(run_cli(flowcast, https_url(tls), "list", *ca, env=env))] == ["d1"]
+    assert tls.get("d1")["seq"] == 4
 
 
 def producer(tls, ids, n, every=0.02):
@@ -194,8 +130,8 @@ def producer(tls, ids, n, every=0.02):
 def test_cli_watch_over_https(flowcast, tls, pki, args):
     ids = ["w1", "w2"] if len(args) != 1 else ["w1"]
     for wid in ids:
-        tls.create(wid)
-    env = dict(os.environ, FLOWCAST_URL=tls.url(), FLOWCAST_CA_FILE=pki["ca"],
+        tls.create(id=wid, name=wid, total_steps=1000)
+    env = dict(os.environ, FLOWCAST_URL=https_url(tls), FLOWCAST_CA_FILE=pki["ca"],
                FLOWCAST_API_TOKEN=STATIC)
     p = LineProc([flowcast, "watch", "--json"] + args, env=env)
     try:
@@ -221,10 +157,10 @@ def test_cli_watch_over_https(flowcast, tls, pki, args):
 
 @pytest.mark.parametrize("ids", [["a"], ["a", "b"]], ids=["single", "multi"])
 def test_probe_over_https_resumes_across_a_restart(flowcast, server_factory, pki, ids):
-    srv = TLSServer(server_factory, pki)
+    srv = tls_server(server_factory, pki)
     for wid in ids:
-        srv.create(wid)
-    p = LineProc([probe_bin(flowcast), srv.url(), "--ca-file", pki["ca"], "--backoff-max", "300"]
+        srv.create(id=wid, name=wid, total_steps=1000)
+    p = LineProc([probe_bin(flowcast), https_url(srv), "--ca-file", pki["ca"], "--backoff-max", "300"]
                  + ids)
     try:
         for wid in ids:
@@ -234,9 +170,9 @@ def test_probe_over_https_resumes_across_a_restart(flowcast, server_factory, pki
         for i in range(5):
             for wid in ids:
                 last[wid] = srv.patch(wid, current_step=i + 1)["seq"]
-        srv.s.stop()
+        assert srv.stop() == 0
         p.wait_for(lambda o: o.get("state") == "reconnecting", what="reconnecting")
-        srv.restart(server_factory)
+        srv = restart_same_port(server_factory, srv)
         for i in range(5, 10):
             for wid in ids:
                 last[wid] = srv.patch(wid, current_step=i + 1)["seq"]
@@ -252,30 +188,28 @@ def test_probe_over_https_resumes_across_a_restart(flowcast, server_factory, pki
 
 
 def test_untrusted_certificate_is_a_clear_error(flowcast, tls, pki):
-    tls.create("w1", 10)
+    tls.create(id="w1", name="w1")
     env = {"FLOWCAST_API_TOKEN": STATIC}
     for extra, why in ((["--ca-file", pki["other_ca"]], "unable to get local issuer certificate"),
                        ([], "unable to get local issuer certificate")):  # the system store
         for argv in (["get", "w1"], ["watch", "--json", "w1"]):
-            r = run_cli(flowcast, tls.url(), *argv, *extra, env=env)
+            r = run_cli(flowcast, https_url(tls), *argv, *extra, env=env)
             assert r.returncode == 1, r
             assert r.stderr == "flowcast: TLS: certificate of %s not trusted: %s\n" % (
-                tls.url(), why), r.stderr
+                https_url(tls), why), r.stderr
             assert r.stdout == ""
-    p = LineProc([probe_bin(flowcast), tls.url(), "--ca-file", pki["other_ca"], "w1"])
+    p = LineProc([probe_bin(flowcast), https_url(tls), "--ca-file", pki["other_ca"], "w1"])
     closed = p.wait_for(lambda o: o.get("state") == "closed", what="closed")
     assert closed["error"] == -9, closed  # FCC_ETLS, at once: no retry can fix it
     assert closed["reason"] == "TLS: certificate of %s not trusted: %s" % (
-        tls.url(), "unable to get local issuer certificate")
+        https_url(tls), "unable to get local issuer certificate")
     assert p.finish() == 1
     assert not [x for x in p.lines if '"reconnecting"' in x]
 
 
 def test_certificate_for_another_name_is_refused(flowcast, server_factory, pki):
-    srv = TLSServer.__new__(TLSServer)
     pem, key = pki["elsewhere"]
-    srv.s = server_factory("--tls-cert", pem, "--tls-key", key, ready=False)
-    srv.port = srv.s.port
+    srv = server_factory("--tls-cert", pem, "--tls-key", key, ready=False)
     time.sleep(0.5)
     for host, why in (("localhost", "hostname mismatch"), ("127.0.0.1", "IP address mismatch")):
         url = "https://%s:%d" % (host, srv.port)
@@ -315,7 +249,7 @@ def test_unusable_ca_file_is_named(flowcast, tls, pki, tmp_path):
     for path, msg in ((missing, "cannot read CA file %s: No such file or directory" % missing),
                       (empty, "CA file %s holds no PEM certificate" % empty)):
         for argv in (["get", "x"], ["watch", "x"]):
-            r = run_cli(flowcast, tls.url(), *argv, env={"FLOWCAST_CA_FILE": str(path)})
+            r = run_cli(flowcast, https_url(tls), *argv, env={"FLOWCAST_CA_FILE": str(path)})
             assert r.returncode == 1 and r.stderr == "flowcast: %s\n" % msg, r
     # A CA file is about https only: http:// ignores it.
     plain = run_cli(flowcast, "http://127.0.0.1:1", "get", "x",
@@ -363,13 +297,13 @@ def test_handshake_that_never_completes_times_out(flowcast, pki):
 def test_watch_over_https_survives_token_expiry(flowcast, server_factory, pki, tmp_path):
     key = tmp_path / "hmac.key"
     key.write_text(SECRET + "\n")
-    srv = TLSServer(server_factory, pki, extra=("--jwt-key", str(key)))
-    srv.create("job")
+    srv = tls_server(server_factory, pki, "--jwt-key", str(key))
+    srv.create(id="job", name="job", total_steps=1000)
     mint = tmp_path / "mint.py"
     mint.write_text("import time, jwt\nnow = int(time.time())\n"
                     "print(jwt.encode({'scope': 'read', 'exp': now + 3}, %r, algorithm='HS256'))\n"
                     % SECRET)
-    env = dict(os.environ, FLOWCAST_URL=srv.url(), FLOWCAST_CA_FILE=pki["ca"],
+    env = dict(os.environ, FLOWCAST_URL=https_url(srv), FLOWCAST_CA_FILE=pki["ca"],
                FLOWCAST_TOKEN_COMMAND="%s %s" % (sys.executable, mint))
     env.pop("FLOWCAST_API_TOKEN", None)
     p = LineProc([flowcast, "watch", "--json", "job"], env=env)
