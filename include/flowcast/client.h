@@ -137,7 +137,7 @@ typedef struct fcc_watch_options {
     uint64_t ping_interval_ms;   /* ping the server after this much silence; default 15000 */
     uint64_t pong_timeout_ms;    /* the server is dead when silent this long after a ping;
                                     default 10000 */
-    uint64_t connect_timeout_ms; /* TCP connect + handshake; default 10000 */
+    uint64_t connect_timeout_ms; /* TCP connect + TLS and WebSocket handshakes; default 10000 */
     uint64_t seed;               /* jitter seed; 0 = random */
     const char *token;           /* optional bearer credential (a JWT, or the server's --api-token),
                                     sent as "Authorization: Bearer" (RFC 6750) on every handshake;
