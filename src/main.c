@@ -25,6 +25,7 @@ static int serve(int argc, char **argv)
     if (r == 1) return 0;
     if (r != 0) return 2;
     fc_log_threshold = (fc_log_level)cfg.log_level;
+    fc_log_output = (fc_log_format)cfg.log_format;
     return fc_server_run(&cfg);
 }
 
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "flowcast: missing command (see flowcast --help)\n");
         return 2;
     }
+    fc_cli_hoist_globals(argc, argv);
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);

@@ -2,6 +2,7 @@
 #include "api/access.h"
 #include "api/api.h"
 #include "api/idempotency.h"
+#include "api/ready.h"
 #include "api/stream.h"
 #include "api/workflow_json.h"
 #include "cli/config.h"
@@ -485,7 +486,7 @@ static const char *cors_methods(const char *path)
 {
     if (strcmp(path, "/api/workflows") == 0) return "GET, HEAD, POST";
     if (strcmp(path, "/api/events") == 0 || strcmp(path, "/healthz") == 0 ||
-        strcmp(path, "/metrics") == 0 || fc_assets_find(path))
+        strcmp(path, "/readyz") == 0 || strcmp(path, "/metrics") == 0 || fc_assets_find(path))
         return "GET, HEAD";
     if (strncmp(path, "/api/workflows/", 15) != 0) return NULL;
     char id[FC_ID_MAX + 1];
@@ -583,7 +584,8 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
         preflight(c, req, cors);
         return;
     }
-    int public = strcmp(path, "/healthz") == 0 || fc_assets_find(path) != NULL;
+    int public = strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+                 fc_assets_find(path) != NULL;
     if (strcmp(path, "/api/updates") == 0 && fc__access_anonymous_upgrade(c, req)) {
         /* Browsers cannot set a header on a WebSocket: the token may come
          * as the first message instead. */
@@ -609,6 +611,11 @@ static void route(fc_conn *c, fc_http_req *req, const char *path, fc_auth_grant 
             method_not_allowed(c, "GET, HEAD");
         else
             fc_conn_respond(c, 200, NULL, "application/json", "{\"status\":\"ok\"}", 15);
+    } else if (strcmp(path, "/readyz") == 0) {
+        if (!is_read(m))
+            method_not_allowed(c, "GET, HEAD");
+        else
+            fc__api_readyz(c);
     } else if (strcmp(path, "/metrics") == 0) {
         if (!is_read(m))
             method_not_allowed(c, "GET, HEAD");

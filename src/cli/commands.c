@@ -23,9 +23,11 @@ void fc_cli_usage(FILE *out)
             "              the last step completes the workflow)\n"
             "  get ID\n"
             "  list [--status S] [--limit N]   one JSON line per workflow, newest first\n\n"
-            "client options:\n"
-            "  --server URL          http://host[:port] or https://host[:port] (default\n"
-            "                        $FLOWCAST_URL or " DEFAULT_URL ")\n"
+            "client options (before or after the command):\n"
+            "  --server URL          http://host[:port] or https://host[:port]; host:port\n"
+            "                        means http:// (default $FLOWCAST_URL or " DEFAULT_URL ")\n"
+            "  --token TOKEN         the server's --api-token or a JWT (default\n"
+            "                        $FLOWCAST_API_TOKEN), sent with every request and watch\n"
             "  --ca-file FILE        https: trust the CA certificates in FILE (PEM) instead\n"
             "                        of the system store (default $FLOWCAST_CA_FILE); the\n"
             "                        server's certificate and host name are always verified\n"
@@ -34,8 +36,6 @@ void fc_cli_usage(FILE *out)
             "                        and whenever the token expires: watch reconnects and\n"
             "                        resumes (or refreshes in place before exp), a request is\n"
             "                        sent again (default $FLOWCAST_TOKEN_COMMAND)\n"
-            "the token (the server's --api-token or a JWT) is otherwise read from\n"
-            "$FLOWCAST_API_TOKEN and sent with every request and watch.\n"
             "create, update and step send an Idempotency-Key (random, or --idempotency-key K\n"
             "to repeat a change safely across runs) and resend the same request up to\n"
             "--retries N times (default 4) when the answer is lost: the server applies it once.\n"
@@ -67,6 +67,8 @@ int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts,
         const char **value = NULL;
         int *flag = NULL, found = 0;
         if (strcmp(a, "--server") == 0) value = &ctx->server, found = 1;
+        /* Of --token and --token-command, the one given last wins. */
+        if (strcmp(a, "--token") == 0) value = &ctx->token, ctx->token_command = NULL, found = 1;
         if (strcmp(a, "--ca-file") == 0) value = &ctx->ca_file, found = 1;
         if (strcmp(a, "--token-command") == 0) value = &ctx->token_command, found = 1;
         for (const fc_cli_opt *o = opts; !found && o->name; o++)
@@ -84,7 +86,43 @@ int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts,
             *value = argv[++i];
         }
     }
+    /* "host:port" means plain HTTP, as curl reads it. */
+    if (ctx->server && !strstr(ctx->server, "://")) {
+        snprintf(ctx->url, sizeof ctx->url, "http://%s", ctx->server);
+        ctx->server = ctx->url;
+    }
     return 0;
+}
+
+/* The options every client command takes, which may come before it. */
+static int is_global(const char *a)
+{
+    static const char *const globals[] = {"--server", "--token", "--ca-file", "--token-command"};
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++)
+        if (strcmp(a, globals[i]) == 0) return 1;
+    return 0;
+}
+
+/* Reverses argv[from, to). */
+static void reverse(char **argv, int from, int to)
+{
+    for (to--; from < to; from++, to--) {
+        char *t = argv[from];
+        argv[from] = argv[to];
+        argv[to] = t;
+    }
+}
+
+void fc_cli_hoist_globals(int argc, char **argv)
+{
+    int k = 1;
+    while (k + 1 < argc && is_global(argv[k]))
+        k += 2;
+    if (k == 1 || k >= argc) return;
+    /* Rotating argv[1..argc) left by k-1 keeps the order of both parts. */
+    reverse(argv, 1, k);
+    reverse(argv, k, argc);
+    reverse(argv, 1, argc);
 }
 
 /* Parses a non-negative integer option; -1 when absent, -2 when invalid. */

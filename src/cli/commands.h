@@ -11,12 +11,13 @@ enum { FC_CLI_OK = 0, FC_CLI_FAIL = 1, FC_CLI_USAGE = 2 };
 
 /* Settings every client subcommand shares. */
 typedef struct fc_cli_ctx {
-    const char *cmd;           /* subcommand name, for messages */
-    const char *server;        /* --server, else FLOWCAST_URL, else http://127.0.0.1:8001 */
-    const char *token;         /* FLOWCAST_API_TOKEN, the token command's first token, or NULL */
-    const char *ca_file;       /* --ca-file, else FLOWCAST_CA_FILE, else NULL (system store) */
+    const char *cmd;     /* subcommand name, for messages */
+    const char *server;  /* --server, else FLOWCAST_URL, else http://127.0.0.1:8001 */
+    const char *token;   /* --token, else FLOWCAST_API_TOKEN; or the token command's first token */
+    const char *ca_file; /* --ca-file, else FLOWCAST_CA_FILE, else NULL (system store) */
     const char *token_command; /* --token-command, else FLOWCAST_TOKEN_COMMAND, else NULL */
     char *token_owned;         /* the token command's first answer (ctx->token points here) */
+    char url[512];             /* server with "http://" put in front of a bare host:port */
 } fc_cli_ctx;
 
 /* One option of a subcommand: "--name VALUE" (value != NULL) or a flag. */
@@ -33,7 +34,12 @@ int fc_cli_run(int argc, char **argv);
 /* The usage lines of the client subcommands, for flowcast --help. */
 void fc_cli_usage(FILE *out);
 
-/* Parses options (opts ends with a NULL name; --server is always accepted)
+/* Moves the global options (--server, --token, --ca-file, --token-command,
+ * each with its value) given before the
+ * subcommand to after it, in place, so argv[1] is the subcommand and the
+ * subcommand's parser sees them. */
+void fc_cli_hoist_globals(int argc, char **argv);
+/* Parses options (opts ends with a NULL name; the global options are always accepted)
  * and collects positional arguments into pos[max_pos]. 0, or FC_CLI_USAGE
  * after printing one line. */
 int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts, const char **pos,

@@ -23,6 +23,7 @@ typedef enum {
     OPT_LISTEN,    /* listen_host + listen_port */
     OPT_SYNC,      /* sync_full: "normal" = 0, "full" = 1 */
     OPT_LOG_LEVEL, /* log_level, via fc_log_parse_level */
+    OPT_LOG_FORMAT, /* log_format, via fc_log_parse_format */
 } opt_type;
 
 typedef struct opt {
@@ -228,6 +229,14 @@ static const opt options[] = {
      .def = "info",
      .metavar = "LEVEL",
      .help = "debug, info, warn, error or off."},
+    {.name = "log-format",
+     .env = "FLOWCAST_LOG_FORMAT",
+     .type = OPT_LOG_FORMAT,
+     FIELD(log_format),
+     .def = "text",
+     .metavar = "text|json",
+     .help = "Log lines on stderr: text, or json (one object per line: time, level, subsystem, "
+             "message and the event's fields)."},
     {.name = "retention",
      .env = "FLOWCAST_RETENTION",
      .type = OPT_INT,
@@ -588,6 +597,15 @@ static int opt_set(fc_config *cfg, const opt *o, const char *val, bool from_env,
         store(field, o, &v, sizeof v);
         return 0;
     }
+    case OPT_LOG_FORMAT: {
+        int v = fc_log_parse_format(val);
+        if (v < 0) {
+            snprintf(why, whylen, "is not one of text|json");
+            return -1;
+        }
+        store(field, o, &v, sizeof v);
+        return 0;
+    }
     }
     snprintf(why, whylen, "has an unknown option type");
     return -1;
@@ -715,6 +733,7 @@ void fc_config_usage(FILE *out)
         case OPT_LISTEN:
         case OPT_SYNC:
         case OPT_LOG_LEVEL:
+        case OPT_LOG_FORMAT:
             break;
         }
         fputc('\n', out);

@@ -36,6 +36,7 @@ typedef struct fc_config {
     int enable_echo;      /* --enable-echo */
     int no_websocket;     /* --no-websocket: SSE and long-poll only */
     int log_level;        /* --log-level, fc_log_level */
+    int log_format;       /* --log-format text|json, fc_log_format */
     int retention;        /* --retention N, default 1000 */
     size_t max_body;      /* --max-body BYTES, default 65536 */
     size_t max_header;    /* --max-header BYTES, default 8192 */

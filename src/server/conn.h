@@ -45,6 +45,9 @@ const struct fc_config *fc_server_config(const fc_server *s);
 uv_loop_t *fc_server_loop(const fc_server *s);
 struct fc_store *fc_server_store(const fc_server *s);
 fc_hub *fc_server_hub(const fc_server *s);
+/* True while the server takes new connections: the listening socket is open
+ * and no shutdown has begun (a shutdown stops accepting first). */
+int fc_server_accepting(const fc_server *s);
 /* The JWT verifier (--jwt-key), NULL when none is configured. */
 struct fc_auth *fc_server_auth(const fc_server *s);
 /* True when the open WebSocket and SSE streams have reached --max-connections

@@ -58,8 +58,10 @@ void fc__conn_output_shrank(fc_conn *c)
  * closed at once. */
 static void close_over_limit(fc_conn *c, uint64_t now)
 {
-    FC_INFO("server", "connection over its output limit (%zu bytes unsent) for %.1f s: closing",
-            fc_outq_bytes(&c->out), FC_SRV(c)->cfg->slow_timeout);
+    size_t unsent = fc_outq_bytes(&c->out);
+    FC_LOGF(FC_LOG_INFO, "server", ((fc_log_field[]){FC_LOG_INT("unsent_bytes", unsent)}), 1,
+            "connection over its output limit (%zu bytes unsent) for %.1f s: closing", unsent,
+            FC_SRV(c)->cfg->slow_timeout);
     FC_METRIC_ADD(output_limit_closed, 1);
     if (!fc_stream_is_ws((fc_stream_kind)c->kind)) {
         fc__conn_close(c);

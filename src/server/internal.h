@@ -289,7 +289,10 @@ int fc__signals_start(fc_cluster *cl);
 void fc__signals_stop(fc_cluster *cl);
 
 /* listener.c */
-/* Binds and listens, and accepts on loop 0. 0 or a libuv error (logged). */
+/* Binds and listens (cl->listen_fd), before the store is opened, so a busy
+ * port fails before the database file is created. 0 or a libuv error (logged). */
+int fc__listener_bind(fc_cluster *cl);
+/* Accepts on loop 0 from the bound socket. 0 or a libuv error (logged). */
 int fc__listener_start(fc_cluster *cl);
 void fc__listener_stop(fc_cluster *cl);
 

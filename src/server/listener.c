@@ -114,19 +114,27 @@ static int open_socket(const fc_config *cfg)
     return fd;
 }
 
-int fc__listener_start(fc_cluster *cl)
+int fc__listener_bind(fc_cluster *cl)
 {
     const fc_config *cfg = cl->cfg;
-    uv_loop_t *loop = cl->loops[0].loop;
     int fd = open_socket(cfg);
-    int r = fd < 0 ? fd : uv_poll_init(loop, &cl->listen_poll, fd);
-    if (r != 0) {
+    if (fd < 0) {
         FC_ERROR("server", "cannot listen on %s:%d: %s", cfg->listen_host, cfg->listen_port,
-                 uv_strerror(r));
-        if (fd >= 0) close(fd);
-        return r;
+                 uv_strerror(fd));
+        return fd;
     }
     cl->listen_fd = fd;
+    return 0;
+}
+
+int fc__listener_start(fc_cluster *cl)
+{
+    uv_loop_t *loop = cl->loops[0].loop;
+    int r = uv_poll_init(loop, &cl->listen_poll, cl->listen_fd);
+    if (r != 0) {
+        FC_ERROR("server", "cannot watch the listening socket: %s", uv_strerror(r));
+        return r;
+    }
     cl->listen_poll.data = cl;
     uv_timer_init(loop, &cl->accept_pause);
     cl->accept_pause.data = cl;

@@ -49,6 +49,11 @@ fc_hub *fc_server_hub(const fc_server *s)
     return s->hub;
 }
 
+int fc_server_accepting(const fc_server *s)
+{
+    return !s->shutting_down && !atomic_load(&s->cl->stop_now);
+}
+
 fc_auth *fc_server_auth(const fc_server *s)
 {
     return s->cl->auth;
@@ -235,7 +240,9 @@ void fc__cluster_shutdown(fc_cluster *cl)
 {
     if (cl->shutting_down) return;
     cl->shutting_down = 1;
-    FC_INFO("server", "shutting down: closing %d connections", open_connections(cl));
+    int open = open_connections(cl);
+    FC_LOGF(FC_LOG_INFO, "server", ((fc_log_field[]){FC_LOG_INT("connections", open)}), 1,
+            "shutting down: closing %d connections", open);
     fc__listener_stop(cl);
     for (int i = 1; i < cl->n_loops; i++) {
         atomic_store(&cl->loops[i].stop_requested, 1);
@@ -455,7 +462,12 @@ static int run_loops(fc_cluster *cl)
         started++;
     }
     const fc_config *cfg = cl->cfg;
-    FC_INFO("server", "listening on %s:%d%s (db %s, sync %s, %d I/O thread%s)", cfg->listen_host,
+    fc_log_field f[] = {FC_LOG_STR("host", cfg->listen_host), FC_LOG_INT("port", cfg->listen_port),
+                        FC_LOG_INT("tls", cl->tls != NULL), FC_LOG_STR("db", cfg->db_path),
+                        FC_LOG_STR("sync", cfg->sync_full ? "full" : "normal"),
+                        FC_LOG_INT("io_threads", cl->n_loops)};
+    FC_LOGF(FC_LOG_INFO, "server", f, sizeof f / sizeof f[0],
+            "listening on %s:%d%s (db %s, sync %s, %d I/O thread%s)", cfg->listen_host,
             cfg->listen_port, cl->tls ? " with TLS" : "", cfg->db_path,
             cfg->sync_full ? "full" : "normal", cl->n_loops, cl->n_loops == 1 ? "" : "s");
     uv_run(cl->loops[0].loop, UV_RUN_DEFAULT);
@@ -528,13 +540,17 @@ int fc_server_run(const fc_config *cfg)
             fd_limit - FD_RESERVE, cl.max_conns);
     fc_metrics_thread_register();
 
-    int ok = 1;
+    int ok = fc__listener_bind(&cl) == 0;
     for (int i = 0; i < cl.n_loops && ok; i++)
         ok = loop_init(&cl, i) == 0;
-    ok = ok && fc__listener_start(&cl) == 0;
-    if (ok) {
+    int watched = ok && fc__listener_start(&cl) == 0;
+    if (watched) {
         ok = run_loops(&cl) == 0;
     } else {
+        ok = 0;
+        /* Not watched by libuv yet, so nothing else closes it. */
+        if (cl.listen_fd >= 0) close(cl.listen_fd);
+        cl.listen_fd = -1;
         /* The attached handles first: loop 0's close is the store's last. */
         for (int i = cl.n_loops - 1; i >= 0; i--)
             loop_abandon(&cl.loops[i]);

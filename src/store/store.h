@@ -122,7 +122,7 @@ typedef struct fc_store_config {
 } fc_store_config;
 
 typedef struct fc_store_ops {
-    int version; /* 4: changes carry idempotency keys (3: epochs and tombstones) */
+    int version; /* 5: health; 4: changes carry idempotency keys (3: epochs and tombstones) */
     const char *name;
     /* Finishes the handle's queued changes (their done() runs inside close)
      * and frees the handle; the last handle's close also stops the writer,
@@ -154,6 +154,10 @@ typedef struct fc_store_ops {
     /* Reads the tombstone of id into out: 0, FC_ENOTFOUND (never deleted in
      * this database, as far as it knows) or FC_EIO. */
     int (*tombstone)(fc_store *s, const char *id, fc_tombstone *out);
+    /* Since version 5; may be NULL (the store is taken as healthy). Whether
+     * the store can serve right now: it answers a trivial read, and its
+     * writes are not failing. 0, or -1 with a reason in why. Loop thread. */
+    int (*health)(fc_store *s, char *why, size_t whylen);
 } fc_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -195,6 +199,11 @@ static inline int fc_store_events_since(fc_store *s, const char *id, int64_t sin
 static inline int fc_store_tombstone(fc_store *s, const char *id, fc_tombstone *out)
 {
     return s->ops->tombstone(s, id, out);
+}
+
+static inline int fc_store_health(fc_store *s, char *why, size_t whylen)
+{
+    return s->ops->version >= 5 && s->ops->health ? s->ops->health(s, why, whylen) : 0;
 }
 
 /* The lock that gives one process a SQLite database file: an flock on the

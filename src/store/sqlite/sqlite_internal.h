@@ -61,6 +61,7 @@ enum {
     FC__R_EV_HEAD,
     FC__R_EVENTS,
     FC__R_TOMB,
+    FC__R_PING,
     FC__R_COUNT
 };
 
@@ -146,6 +147,10 @@ typedef struct fc__sqlite_core {
     pthread_cond_t ccond;
     int cstop;
     atomic_int wal_frames; /* frames in the WAL after the last commit (writer → checkpointer) */
+    /* When the last batch failed (Unix ms; 0 after a commit) and whether it
+     * was for want of space: writer → health checks on the loops. */
+    atomic_llong write_failed_ms;
+    atomic_int write_failed_full;
 } fc__sqlite_core;
 
 /* One event loop's handle on the store. */

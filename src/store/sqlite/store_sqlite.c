@@ -3,6 +3,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/time.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -40,6 +41,8 @@ static const char *const r_sql[FC__R_COUNT] = {
     [FC__R_EVENTS] = ("SELECT seq, status, current_step, total_steps, message, ts FROM events"
                       " WHERE workflow_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"),
     [FC__R_TOMB] = "SELECT epoch, seq, deleted_at FROM tombstones WHERE id = ?1",
+    /* Reads the schema and a page of the table: enough to see an unreadable file. */
+    [FC__R_PING] = "SELECT 1 FROM workflows LIMIT 1",
 };
 
 static fc__sqlite_store *from_base(fc_store *bs)
@@ -235,6 +238,30 @@ static int sq_tombstone(fc_store *bs, const char *id, fc_tombstone *out)
     return ret;
 }
 
+/* Not healthy while a read fails, or for FC__WRITE_FAIL_MS after a batch
+ * failed: long enough to be seen, and short, because a balancer that routes
+ * writes away would otherwise never let one succeed and clear it. */
+#define FC__WRITE_FAIL_MS 10000
+
+static int sq_health(fc_store *bs, char *why, size_t whylen)
+{
+    fc__sqlite_store *s = from_base(bs);
+    sqlite3_stmt *st = s->r[FC__R_PING];
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        snprintf(why, whylen, "cannot read the database: %s", sqlite3_errmsg(s->rdb));
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -1;
+    int64_t failed = atomic_load(&s->core->write_failed_ms);
+    int64_t ago = fc_time_now_ms() - failed;
+    if (failed != 0 && ago < FC__WRITE_FAIL_MS) {
+        snprintf(why, whylen, "the last write failed %.1f s ago (%s)", (double)ago / 1000,
+                 atomic_load(&s->core->write_failed_full) ? "storage full" : "storage error");
+        return -1;
+    }
+    return 0;
+}
+
 static void on_handoff(uv_idle_t *h);
 
 static void sq_submit(fc_store *bs, fc_change *c)
@@ -397,7 +424,7 @@ static void sq_close(fc_store *bs)
 static fc_store *sq_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen);
 
 static const fc_store_ops fc_store_sqlite_ops = {
-    .version = 3,
+    .version = 5,
     .name = "sqlite",
     .close = sq_close,
     .attach = sq_attach,
@@ -407,6 +434,7 @@ static const fc_store_ops fc_store_sqlite_ops = {
     .list = sq_list,
     .events_since = sq_events_since,
     .tombstone = sq_tombstone,
+    .health = sq_health,
 };
 
 /* A new handle of core on loop, in a free slot. NULL with a reason in err. */
@@ -532,7 +560,11 @@ fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char
         core_free(core);
         return NULL;
     }
-    FC_INFO(FC__SQLITE_TAG, "opened %s (schema v%d, synchronous=%s, retention=%d)", cfg->path,
-            version, cfg->sync_full ? "FULL" : "NORMAL", core->retention);
+    fc_log_field f[] = {FC_LOG_STR("path", cfg->path), FC_LOG_INT("schema", version),
+                        FC_LOG_STR("synchronous", cfg->sync_full ? "FULL" : "NORMAL"),
+                        FC_LOG_INT("retention", core->retention)};
+    FC_LOGF(FC_LOG_INFO, FC__SQLITE_TAG, f, sizeof f / sizeof f[0],
+            "opened %s (schema v%d, synchronous=%s, retention=%d)", cfg->path, version,
+            cfg->sync_full ? "FULL" : "NORMAL", core->retention);
     return &s->base;
 }

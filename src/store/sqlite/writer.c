@@ -403,6 +403,8 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
         }
         FC_ERROR(FC__SQLITE_TAG, "batch of %d changes rolled back: %s", count, ioerr);
         fc__wcache_clear(&s->wc);
+        atomic_store(&s->write_failed_full, s->full);
+        atomic_store(&s->write_failed_ms, now);
         for (c = batch; c; c = c->next) {
             c->replayed = 0;
             if (s->full)
@@ -411,6 +413,8 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
                 fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
         }
     }
+    else
+        atomic_store(&s->write_failed_ms, 0);
     uint64_t t = fc_time_mono_ns();
     for (c = batch; c; c = c->next)
         c->commit_ns = t;
