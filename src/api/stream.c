@@ -40,8 +40,15 @@ static int validate_upgrade(fc_conn *c, const fc_http_req *req, fc_stream_kind k
     const char *connection = fc_http_header(req, FC_H_CONNECTION);
     const char *version = fc_http_header(req, FC_H_WS_VERSION);
     const char *key = fc_http_header(req, FC_H_WS_KEY);
+    /* HEAD gets what a GET without an upgrade gets (RFC 9110 §9.3.2): it can never upgrade. */
+    if (req->parser.method == HTTP_HEAD) {
+        fc_conn_respond_error(
+            c, 400, NULL, "bad_request",
+            "expected a WebSocket upgrade (Upgrade: websocket, Connection: Upgrade)");
+        return -1;
+    }
     if (req->parser.method != HTTP_GET) {
-        fc_conn_respond_error(c, 405, "Allow: GET\r\n", "method_not_allowed",
+        fc_conn_respond_error(c, 405, "Allow: GET, HEAD\r\n", "method_not_allowed",
                               "a WebSocket handshake must use GET");
         return -1;
     }

@@ -223,8 +223,8 @@ def test_expect_100_without_body_and_http10_get_no_interim(srv):
 
 @pytest.mark.parametrize("path", ["/healthz", API, API + "?limit=1", API + "/wf",
                                   API + "/wf/history", API + "/nope", API + "?limit=0",
-                                  "/metrics", "/flowcast.js", "/",
-                                  API + "/wf?wait_since=999&timeout=30"])
+                                  "/metrics", "/flowcast.js", "/", "/readyz", "/style.css", "/app.js",
+                                  API + "/wf?wait_since=999&timeout=30"] + UPGRADE_ROUTES)
 def test_head_answers_get_status_and_headers_without_body(srv, path):
     p = srv.port
     (g,), _ = raw_http(p, http_request_bytes("GET", path.replace("wait_since=999&", ""), p))
