@@ -50,8 +50,10 @@ fuzz:
 	  if [ $$rc -ne 0 ]; then tail -n 40 $$log; exit 1; fi; \
 	done
 
-# Installs flowcast, libflowcast (static + shared), its header and flowcast.pc
-# under PREFIX (DESTDIR is honoured for staged installs).
+# Installs flowcast, libflowcast (static + shared), its header, flowcast.pc,
+# the man page flowcast.1 (generated from the options table), the systemd unit
+# flowcast.service and its sysusers.d entry under PREFIX (DESTDIR is honoured
+# for staged installs).
 PREFIX ?= /usr/local
 install:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null

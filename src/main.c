@@ -5,6 +5,7 @@
 #include "server/server.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *out)
@@ -15,7 +16,25 @@ static void usage(FILE *out)
     fc_cli_admin_usage(out);
     fc_cli_usage(out);
     fprintf(out, "\n  --help      show this text\n"
-                 "  --version   print the version\n");
+                 "  --version   print the version\n"
+                 "  --man       print the man page flowcast(1) (roff)\n");
+}
+
+/* flowcast --man: the man page, written at build time (CMakeLists.txt). */
+static int man(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m) return 1;
+    usage(m);
+    if (fclose(m) != 0) {
+        free(text);
+        return 1;
+    }
+    fc_config_man(stdout, FC_VERSION, text);
+    free(text);
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 static int serve(int argc, char **argv)
@@ -43,6 +62,7 @@ int main(int argc, char **argv)
         fc_config_usage(stdout);
         return 0;
     }
+    if (strcmp(cmd, "--man") == 0) return man();
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("flowcast %s\n", FC_VERSION);
         return 0;

@@ -701,6 +701,46 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
     return 0;
 }
 
+/* The range sentence --help and the man page add after an option's help, or "". */
+static void range_text(const opt *o, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    switch (o->type) {
+    case OPT_INT:
+    case OPT_BYTES_U64:
+    case OPT_BYTES_SIZE:
+        snprintf(buf, len, " Range %.0f..%.0f.", o->min, o->max);
+        break;
+    case OPT_SECONDS:
+    case OPT_RATE:
+        snprintf(buf, len, " Range %g..%g.", o->min, o->max);
+        break;
+    case OPT_LIST:
+        snprintf(buf, len, " At most %d.", o->list_max);
+        break;
+    case OPT_STRING:
+    case OPT_BOOL:
+    case OPT_LISTEN:
+    case OPT_SYNC:
+    case OPT_LOG_LEVEL:
+    case OPT_LOG_FORMAT:
+        break;
+    }
+}
+
+int fc_config_option_at(size_t i, fc_config_option *out)
+{
+    if (i >= N_OPTIONS) return -1;
+    const opt *o = &options[i];
+    *out = (fc_config_option){.name = o->name,
+                              .env = o->env,
+                              .metavar = o->metavar,
+                              .def = o->def,
+                              .help = o->help};
+    range_text(o, out->range, sizeof out->range);
+    return 0;
+}
+
 void fc_config_usage(FILE *out)
 {
     fprintf(out, "Usage: flowcast serve [options]\n\n"
@@ -714,29 +754,9 @@ void fc_config_usage(FILE *out)
         snprintf(flag, sizeof flag, "--%s%s%s", o->name, o->metavar ? " " : "",
                  o->metavar ? o->metavar : "");
         fprintf(out, "  %-30s %-26s %s\n", flag, o->env, o->def ? o->def : "(none)");
-        fprintf(out, "      %s", o->help);
-        switch (o->type) {
-        case OPT_INT:
-        case OPT_BYTES_U64:
-        case OPT_BYTES_SIZE:
-            fprintf(out, " Range %.0f..%.0f.", o->min, o->max);
-            break;
-        case OPT_SECONDS:
-        case OPT_RATE:
-            fprintf(out, " Range %g..%g.", o->min, o->max);
-            break;
-        case OPT_LIST:
-            fprintf(out, " At most %d.", o->list_max);
-            break;
-        case OPT_STRING:
-        case OPT_BOOL:
-        case OPT_LISTEN:
-        case OPT_SYNC:
-        case OPT_LOG_LEVEL:
-        case OPT_LOG_FORMAT:
-            break;
-        }
-        fputc('\n', out);
+        char range[64];
+        range_text(o, range, sizeof range);
+        fprintf(out, "      %s%s\n", o->help, range);
     }
     fprintf(out, "  -h, --help\n      Print this help and exit.\n");
 }

@@ -67,4 +67,17 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv);
 /* Prints the serve usage text generated from the options table. */
 void fc_config_usage(FILE *out);
 
+/* One row of the options table, for renderings other than --help (the man
+ * page, config_man.c). Strings are static; metavar and def may be NULL. */
+typedef struct fc_config_option {
+    const char *name, *env, *metavar, *def, *help;
+    char range[64]; /* " Range 1..100." or "" */
+} fc_config_option;
+/* Fills out with option i (table order): 0, or -1 past the last. */
+int fc_config_option_at(size_t i, fc_config_option *out);
+
+/* Writes the flowcast(1) man page (roff): the serve options from the table,
+ * then usage, the text of `flowcast --help` (config_man.c). */
+void fc_config_man(FILE *out, const char *version, const char *usage);
+
 #endif
