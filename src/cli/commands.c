@@ -119,10 +119,10 @@ void fc_cli_hoist_globals(int argc, char **argv)
     while (k + 1 < argc && is_global(argv[k]))
         k += 2;
     if (k == 1 || k >= argc) return;
-    /* Rotating argv[1..argc) left by k-1 keeps the order of both parts. */
+    /* The command moves in front of them; they stay right after it, in
+     * order, so an option given later on the line still comes later. */
     reverse(argv, 1, k);
-    reverse(argv, k, argc);
-    reverse(argv, 1, argc);
+    reverse(argv, 1, k + 1);
 }
 
 /* Parses a non-negative integer option; -1 when absent, -2 when invalid. */

@@ -36,7 +36,7 @@ void fc_cli_usage(FILE *out);
 
 /* Moves the global options (--server, --token, --ca-file, --token-command,
  * each with its value) given before the
- * subcommand to after it, in place, so argv[1] is the subcommand and the
+ * subcommand to right after it, in place, so argv[1] is the subcommand and the
  * subcommand's parser sees them. */
 void fc_cli_hoist_globals(int argc, char **argv);
 /* Parses options (opts ends with a NULL name; the global options are always accepted)

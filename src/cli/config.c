@@ -732,11 +732,8 @@ int fc_config_option_at(size_t i, fc_config_option *out)
 {
     if (i >= N_OPTIONS) return -1;
     const opt *o = &options[i];
-    *out = (fc_config_option){.name = o->name,
-                              .env = o->env,
-                              .metavar = o->metavar,
-                              .def = o->def,
-                              .help = o->help};
+    *out = (fc_config_option){
+        .name = o->name, .env = o->env, .metavar = o->metavar, .def = o->def, .help = o->help};
     range_text(o, out->range, sizeof out->range);
     return 0;
 }

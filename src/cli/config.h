@@ -16,8 +16,8 @@
 typedef struct fc_config {
     char listen_host[64]; /* --listen ADDR:PORT, default 127.0.0.1:8001 */
     int listen_port;
-    const char *db_path;                       /* --db, default ./flowcast.db */
-    const char *api_token;                     /* --api-token, NULL = no auth */
+    const char *db_path;      /* --db, default ./flowcast.db */
+    const char *api_token;    /* --api-token, NULL = no auth */
     const char *jwt_key;      /* --jwt-key FILE: HMAC secret or PEM public key, NULL = off */
     int jwt_leeway;           /* --jwt-leeway S, default 30 */
     const char *jwt_audience; /* --jwt-audience, NULL = not checked */

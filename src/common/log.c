@@ -106,7 +106,8 @@ static void write_line(fc_log_level level, const char *tag, const fc_log_field *
         for (size_t i = 0; i < n; i++) {
             char num[32];
             /* A field that might not fit whole is left out, so the line stays valid JSON. */
-            size_t worst = 6 * (strlen(fields[i].key) + (fields[i].str ? strlen(fields[i].str) : 0));
+            size_t worst =
+                6 * (strlen(fields[i].key) + (fields[i].str ? strlen(fields[i].str) : 0));
             if (len + worst + sizeof num + 8 > cap) continue;
             put_raw(line, &len, cap, ",");
             put_json_string(line, &len, cap, fields[i].key);

@@ -46,7 +46,8 @@ void fc_log_writev(fc_log_level level, const char *tag, const fc_log_field *fiel
  * "listening on %d", p). The compound literal is only built when the level is on. */
 #define FC_LOGF(level, tag, fields, n, ...)                                                        \
     do {                                                                                           \
-        if ((level) >= fc_log_threshold) fc_log_writev((level), (tag), (fields), (n), __VA_ARGS__); \
+        if ((level) >= fc_log_threshold)                                                           \
+            fc_log_writev((level), (tag), (fields), (n), __VA_ARGS__);                             \
     } while (0)
 
 #endif

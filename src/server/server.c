@@ -462,8 +462,10 @@ static int run_loops(fc_cluster *cl)
         started++;
     }
     const fc_config *cfg = cl->cfg;
-    fc_log_field f[] = {FC_LOG_STR("host", cfg->listen_host), FC_LOG_INT("port", cfg->listen_port),
-                        FC_LOG_INT("tls", cl->tls != NULL), FC_LOG_STR("db", cfg->db_path),
+    fc_log_field f[] = {FC_LOG_STR("host", cfg->listen_host),
+                        FC_LOG_INT("port", cfg->listen_port),
+                        FC_LOG_INT("tls", cl->tls != NULL),
+                        FC_LOG_STR("db", cfg->db_path),
                         FC_LOG_STR("sync", cfg->sync_full ? "full" : "normal"),
                         FC_LOG_INT("io_threads", cl->n_loops)};
     FC_LOGF(FC_LOG_INFO, "server", f, sizeof f / sizeof f[0],

@@ -168,9 +168,16 @@ def test_global_options_before_or_after_the_command(flowcast, server_factory):
     r = cli(flowcast, s, "--server", bare, "--token", "wrong", "create", "b", "--steps", 1,
             env=env)
     assert r.returncode == 1 and "invalid API token" in r.stderr, r
+    # --token-command is global too; of it and --token, the one given last wins
+    r = cli(flowcast, s, "--token-command", "echo " + SECRET, "--server", bare, "create", "c",
+            "--steps", 1, "--token", "wrong", env=env)
+    assert r.returncode == 1 and "invalid API token" in r.stderr, r
+    r = cli(flowcast, s, "--token", "wrong", "--token-command", "echo " + SECRET, "--server", bare,
+            "create", "c", "--steps", 1, "--id", "g2", env=env)
+    assert r.returncode == 0 and json.loads(r.stdout)["id"] == "g2", r
     # FLOWCAST_URL without a scheme means http:// too
     r = cli(flowcast, s, "list", url=bare)
-    assert r.returncode == 0 and json.loads(r.stdout.splitlines()[0])["id"] == "g1", r
+    assert r.returncode == 0 and json.loads(r.stdout.splitlines()[-1])["id"] == "g1", r
 
 
 def test_global_option_without_a_command_is_a_usage_error(flowcast, server):
