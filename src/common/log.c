@@ -84,6 +84,9 @@ static void put_raw(char *out, size_t *len, size_t cap, const char *s)
 }
 
 static void write_line(fc_log_level level, const char *tag, const fc_log_field *fields, size_t n,
+                       const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
+static void write_line(fc_log_level level, const char *tag, const fc_log_field *fields, size_t n,
                        const char *fmt, va_list ap)
 {
     char ts[FC_TIME_RFC3339_LEN + 1];
