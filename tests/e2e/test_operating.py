@@ -103,6 +103,10 @@ def test_readyz_503_while_writes_fail_then_ready_again(server_factory, tmp_path)
     through again, ready."""
     s = server_factory(db=str(tmp_path / "ready.db"))
     s.create(id="r")
+    # refused changes are the client's fault, not the store's
+    assert s.request("PATCH", API + "/nope", {"current_step": 1}).status == 404
+    assert s.request("POST", API, {"id": "r", "name": "n", "total_steps": 1}).status == 409
+    assert s.request("PATCH", API + "/r", {"current_step": 99}).status == 400
     assert s.request("GET", "/readyz").status == 200
     limit = os.path.getsize(s.db + "-wal") + 256 * 1024
     subprocess.run(["prlimit", "--pid", str(s.proc.pid), "--fsize=%d:unlimited" % limit],

@@ -412,8 +412,9 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
             else
                 fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
         }
-    } else
+    } else {
         atomic_store(&s->write_failed_ms, 0);
+    }
     uint64_t t = fc_time_mono_ns();
     for (c = batch; c; c = c->next)
         c->commit_ns = t;
