@@ -69,6 +69,14 @@ def test_text_logs_stay_the_default(server):
                         line), line
 
 
+def test_log_format_from_the_environment(server_factory):
+    s = server_factory(env={"FLOWCAST_LOG_FORMAT": "json"})
+    s.create(id="e")
+    assert s.stop() == 0
+    lines = _log_lines(s)
+    assert lines and all(json.loads(x)["time"] for x in lines), lines
+
+
 def test_log_format_unknown_is_a_usage_error(flowcast, tmp_path):
     r = subprocess.run([flowcast, "serve", "--log-format", "xml", "--db", str(tmp_path / "x.db")],
                        capture_output=True, text=True, timeout=20)
