@@ -11,8 +11,11 @@
 
 #define FCB_MAX_PUB 64
 #define FCB_MAX_PIDS 8
+#define FCB_TOKEN_MAX 8192 /* longest --token accepted (flowcast's own limit) */
 
 enum fcb_target { FCB_FLOWCAST, FCB_WS, FCB_NCHAN };
+/* How far each --churn connection goes before it closes. */
+enum fcb_stage { FCB_STAGE_TLS, FCB_STAGE_WS };
 
 typedef struct fcb_opts {
     enum fcb_target target;
@@ -32,8 +35,12 @@ typedef struct fcb_opts {
     uint32_t src_addrs; /* source addresses 127.0.0.1 .. 127.0.0.N */
     int pids[FCB_MAX_PIDS];
     int npids;
-    int reconnect; /* reconnect dropped subscribers (flowcast: ?since=) */
-    int create;    /* flowcast: create the workflows first */
+    int reconnect;        /* reconnect dropped subscribers (flowcast: ?since=) */
+    int create;           /* flowcast: create the workflows first */
+    int tls;              /* every connection speaks TLS (wss://, https://) */
+    const char *token;    /* --token / --token-file: a bearer on every request */
+    uint32_t churn;       /* > 0: connect churn, this many connections in all */
+    enum fcb_stage stage; /* --churn: close after the TLS handshake or the upgrade */
     int json;
     int quiet;
     char prefix[48]; /* workflow / channel id prefix */
@@ -47,8 +54,8 @@ typedef struct fcb_result {
     double connect_s; /* first connect() to last ready */
     fcb_hist connect_hist;
     /* publish phase */
-    double run_s;  /* publish (or idle) window */
-    double span_s; /* first publish to last delivery */
+    double run_s;        /* publish (or idle) window */
+    double span_s;       /* first publish to last delivery */
     double cpu_window_s; /* start of publishing to the end of the drain: what CPU is sampled over */
     uint64_t pub_sent, pub_acked, pub_errors, pub_unknown;
     fcb_hist ack_hist;
@@ -67,6 +74,13 @@ typedef struct fcb_result {
     uint32_t warm;
     fcb_proc_sample srv_before, srv_connected, srv_start, srv_end;
     double self_cpu_s;
+    /* TLS: what the first connection negotiated, and session tickets the
+     * server sent (the tool never uses them) */
+    char tls_info[96];
+    uint64_t tickets;
+    /* churn: connections that went through their stage and closed */
+    uint64_t churn_done, churn_failed;
+    double churn_s;
     long fd_limit;
     long max_conns;
 } fcb_result;

@@ -17,84 +17,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "loop.h"
 #include "parse.h"
 #include "ws/frame.h"
 
 #define RBUF_SIZE (512 * 1024)
-#define PUB_TAG (UINT64_C(1) << 63)
 #define MAX_FRAME (64u << 20)
 
-enum { SUB_IDLE, SUB_QUEUED, SUB_CONNECTING, SUB_HANDSHAKE, SUB_OPEN, SUB_DEAD };
-enum { PUB_CLOSED, PUB_CONNECTING, PUB_OPEN };
-enum { REQ_PUBLISH, REQ_CREATE };
-
-typedef struct sub {
-    int fd;
-    uint32_t wf;
-    uint8_t state;
-    uint8_t ready;     /* open and counted in ctx.ready */
-    uint8_t got_first; /* flowcast: the current-state message arrived */
-    uint8_t ever_ready;
-    uint8_t is_down; /* dropped after being ready, not back yet */
-    uint32_t stash_len, stash_cap;
-    uint8_t *stash; /* partial frame carried to the next read; NULL when idle */
-    uint64_t t_start;
-    uint64_t not_before;
-    uint32_t backoff_ms;
-} sub;
-
-typedef struct req {
-    uint64_t t;
-    uint32_t wf;
-    uint32_t seq;
-    uint8_t kind;
-} req;
-
-typedef struct pub {
-    int fd;
-    uint8_t state;
-    uint8_t want_out;
-    uint64_t not_before;
-    char *rbuf;
-    size_t rlen, rcap;
-    char *wbuf;
-    size_t wlen, woff, wcap;
-    req *ring;
-    uint32_t head, count;
-} pub;
-
-typedef struct ctx {
-    const fcb_opts *o;
-    fcb_result *r;
-    int ep;
-    uint32_t P; /* sequence slots per subscriber: publishers for peers, 1 for flowcast */
-    sub *subs;
-    uint32_t *last;      /* [sub * P + p] highest seq seen */
-    uint32_t *per_wf;    /* subscribers per workflow */
-    uint32_t *acked_max; /* [wf * P + p] highest acknowledged seq */
-    uint32_t *next_seq;  /* [wf * P + p] peers: last seq sent */
-    uint32_t *snap;      /* acked_max at the first drop (storm) */
-    pub pubs[FCB_MAX_PUB];
-    uint8_t *rbuf;
-    uint32_t *q;
-    uint32_t qhead, qlen;
-    uint32_t connecting, ready, down, failed;
-    uint64_t first_drop, first_connect_t, last_ready_t;
-    uint64_t expected_sent, progress_seen, progress_t;
-    uint64_t next_wf, creates_pending, errors_printed;
-    uint64_t last_delivery_t;
-    int running; /* publish phase */
-    int publishing_done;
-    struct sockaddr_in dst;
-} ctx;
-
-static volatile sig_atomic_t g_stop;
+volatile sig_atomic_t fcb_stop;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    g_stop = 1;
+    fcb_stop = 1;
 }
 
 uint64_t fcb_now_ns(void)
@@ -104,7 +39,7 @@ uint64_t fcb_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void *xcalloc(size_t n, size_t sz)
+void *fcb_xcalloc(size_t n, size_t sz)
 {
     void *p = calloc(n ? n : 1, sz ? sz : 1);
     if (p == NULL) {
@@ -114,9 +49,27 @@ static void *xcalloc(size_t n, size_t sz)
     return p;
 }
 
-static int wf_id(const ctx *c, uint32_t wf, char *out, size_t cap)
+int fcb_wf_id(const fcb_opts *o, uint32_t wf, char *out, size_t cap)
 {
-    return snprintf(out, cap, "%s-%u", c->o->prefix, wf);
+    return snprintf(out, cap, "%s-%u", o->prefix, wf);
+}
+
+const char *fcb_auth_header(const fcb_opts *o)
+{
+    static char line[FCB_TOKEN_MAX + 32];
+    if (o->token == NULL) return "";
+    if (line[0] == '\0') snprintf(line, sizeof(line), "Authorization: Bearer %s\r\n", o->token);
+    return line;
+}
+
+int fcb_ws_request(const fcb_opts *o, const char *path, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap,
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, o->host, o->port, fcb_auth_header(o));
+    return n > 0 && (size_t)n < cap ? n : -1;
 }
 
 /* ---- subscribers ---- */
@@ -152,6 +105,7 @@ static void sub_mark_ready(ctx *c, uint32_t i, uint64_t now)
 
 static void sub_close_fd(sub *s)
 {
+    fcb_tls_free(&s->ssl);
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     free(s->stash);
@@ -179,7 +133,7 @@ static void sub_drop(ctx *c, uint32_t i, uint64_t now)
             memcpy(c->snap, c->acked_max, sizeof(uint32_t) * c->o->workflows * c->P);
         }
     }
-    if (c->o->reconnect && !g_stop) {
+    if (c->o->reconnect && !fcb_stop) {
         uint32_t b = s->backoff_ms ? s->backoff_ms * 2 : 50;
         if (b > 1000) b = 1000;
         s->backoff_ms = b;
@@ -218,18 +172,17 @@ static void sub_start(ctx *c, uint32_t i, uint64_t now)
     epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
+static void sub_set_events(ctx *c, uint32_t i, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = i};
+    epoll_ctl(c->ep, EPOLL_CTL_MOD, c->subs[i].fd, &ev);
+}
+
 static void sub_send_handshake(ctx *c, uint32_t i, uint64_t now)
 {
     sub *s = &c->subs[i];
-    int err = 0;
-    socklen_t el = sizeof(err);
-    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err != 0) {
-        sub_drop(c, i, now);
-        return;
-    }
-    char id[96], path[192], req_buf[512];
-    wf_id(c, s->wf, id, sizeof(id));
+    char id[96], path[192], req_buf[FCB_TOKEN_MAX + 512];
+    fcb_wf_id(c->o, s->wf, id, sizeof(id));
     if (c->o->target == FCB_FLOWCAST) {
         if (s->got_first)
             snprintf(path, sizeof(path), "/api/workflows/%s/updates?since=%u", id,
@@ -239,18 +192,55 @@ static void sub_send_handshake(ctx *c, uint32_t i, uint64_t now)
     } else {
         snprintf(path, sizeof(path), "/sub/%s", id);
     }
-    int n = snprintf(req_buf, sizeof(req_buf),
-                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     path, c->o->host, c->o->port);
-    if (send(s->fd, req_buf, (size_t)n, MSG_NOSIGNAL) != n) {
+    int n = fcb_ws_request(c->o, path, req_buf, sizeof(req_buf));
+    /* A fresh connection's socket buffer takes the whole request at once. */
+    if (n < 0 || fcb_io_send(s->fd, s->ssl, req_buf, (size_t)n) != n) {
         sub_drop(c, i, now);
         return;
     }
     s->state = SUB_HANDSHAKE;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
-    epoll_ctl(c->ep, EPOLL_CTL_MOD, s->fd, &ev);
+    sub_set_events(c, i, EPOLLIN);
+}
+
+/* The TCP connection is up (or failed): start TLS or send the upgrade. */
+static void sub_connected(ctx *c, uint32_t i, uint64_t now)
+{
+    sub *s = &c->subs[i];
+    int err = 0;
+    socklen_t el = sizeof(err);
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err != 0) {
+        sub_drop(c, i, now);
+        return;
+    }
+    if (c->tls == NULL) {
+        sub_send_handshake(c, i, now);
+        return;
+    }
+    s->ssl = fcb_tls_new(c->tls, s->fd);
+    if (s->ssl == NULL) {
+        sub_drop(c, i, now);
+        return;
+    }
+    s->state = SUB_TLS;
+}
+
+static void sub_tls_step(ctx *c, uint32_t i, uint64_t now)
+{
+    sub *s = &c->subs[i];
+    uint32_t want = 0;
+    int rc = fcb_tls_handshake(s->ssl, &want);
+    if (rc < 0) {
+        if (c->errors_printed++ < 5)
+            fprintf(stderr, "flowcast-bench: subscriber %u: TLS handshake failed\n", i);
+        sub_drop(c, i, now);
+    } else if (rc == 0) {
+        sub_set_events(c, i, want);
+    } else {
+        if (c->r->tls_info[0] == '\0')
+            fcb_tls_describe(s->ssl, c->r->tls_info, sizeof(c->r->tls_info));
+        sub_send_handshake(c, i, now);
+    }
 }
 
 static void on_message(ctx *c, uint32_t i, const uint8_t *data, size_t len, uint64_t now)
@@ -302,7 +292,7 @@ static void send_control(sub *s, uint8_t opcode, const uint8_t *payload, size_t 
     f[1] = (uint8_t)(0x80 | len);
     memset(f + 2, 0, 4);
     memcpy(f + 6, payload, len);
-    (void)!send(s->fd, f, 6 + len, MSG_NOSIGNAL);
+    (void)!fcb_io_send(s->fd, s->ssl, f, 6 + len);
 }
 
 static void sub_read(ctx *c, uint32_t i)
@@ -311,11 +301,10 @@ static void sub_read(ctx *c, uint32_t i)
     uint8_t *buf = c->rbuf;
     size_t off = s->stash_len;
     if (off) memcpy(buf, s->stash, off);
-    ssize_t n = recv(s->fd, buf + off, RBUF_SIZE - off, 0);
+    ssize_t n = fcb_io_recv(s->fd, s->ssl, buf + off, RBUF_SIZE - off);
     uint64_t now = fcb_now_ns();
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-        sub_drop(c, i, now);
+        if (n != FCB_IO_AGAIN) sub_drop(c, i, now);
         return;
     }
     s->stash_len = 0;
@@ -390,244 +379,18 @@ stash:
 static void on_sub_event(ctx *c, uint32_t i, uint32_t events)
 {
     sub *s = &c->subs[i];
-    if (s->state == SUB_CONNECTING) {
-        sub_send_handshake(c, i, fcb_now_ns());
+    if (s->state == SUB_CONNECTING) sub_connected(c, i, fcb_now_ns());
+    if (s->state == SUB_TLS) {
+        sub_tls_step(c, i, fcb_now_ns());
         return;
     }
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) sub_read(c, i);
-}
-
-/* ---- publishers ---- */
-
-static void pub_close(ctx *c, uint32_t k, uint64_t now)
-{
-    pub *p = &c->pubs[k];
-    if (p->fd >= 0) close(p->fd);
-    p->fd = -1;
-    for (uint32_t j = 0; j < p->count; j++) {
-        const req *q = &p->ring[(p->head + j) % c->o->pipeline];
-        if (q->kind == REQ_PUBLISH) {
-            c->r->pub_unknown++;
-            c->expected_sent -= c->per_wf[q->wf];
-        } else {
-            c->creates_pending--;
-        }
+    if (s->state != SUB_HANDSHAKE && s->state != SUB_OPEN) return; /* dropped or requeued */
+    /* TLS may hold part of a record the socket no longer signals: read until
+     * the library has nothing left (bounded: a record is at most 16 KiB). */
+    for (int n = 0; n < 64 && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)); n++) {
+        sub_read(c, i);
+        if (s->fd < 0 || s->ssl == NULL || SSL_pending(s->ssl) == 0) break;
     }
-    p->count = 0;
-    p->rlen = p->wlen = p->woff = 0;
-    p->state = PUB_CLOSED;
-    p->not_before = now + 100000000u;
-}
-
-static void pub_start(ctx *c, uint32_t k, uint64_t now)
-{
-    pub *p = &c->pubs[k];
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        p->not_before = now + 100000000u;
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    p->fd = fd;
-    p->state = PUB_CONNECTING;
-    if (connect(fd, (struct sockaddr *)&c->dst, sizeof(c->dst)) < 0 && errno != EINPROGRESS) {
-        pub_close(c, k, now);
-        return;
-    }
-    struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = PUB_TAG | k};
-    epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev);
-}
-
-static void pub_set_events(ctx *c, uint32_t k, int want_out)
-{
-    pub *p = &c->pubs[k];
-    struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0u),
-                             .data.u64 = PUB_TAG | k};
-    epoll_ctl(c->ep, EPOLL_CTL_MOD, p->fd, &ev);
-    p->want_out = (uint8_t)want_out;
-}
-
-static void pub_flush(ctx *c, uint32_t k)
-{
-    pub *p = &c->pubs[k];
-    while (p->woff < p->wlen) {
-        ssize_t n = send(p->fd, p->wbuf + p->woff, p->wlen - p->woff, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN) {
-                if (!p->want_out) pub_set_events(c, k, 1);
-                return;
-            }
-            pub_close(c, k, fcb_now_ns());
-            return;
-        }
-        p->woff += (size_t)n;
-    }
-    p->woff = p->wlen = 0;
-    if (p->want_out) pub_set_events(c, k, 0);
-}
-
-static void pub_append(pub *p, const char *data, size_t len)
-{
-    if (p->wlen + len > p->wcap) {
-        size_t cap = p->wcap ? p->wcap * 2 : 4096;
-        while (cap < p->wlen + len)
-            cap *= 2;
-        p->wbuf = realloc(p->wbuf, cap);
-        if (p->wbuf == NULL) {
-            fprintf(stderr, "flowcast-bench: out of memory\n");
-            exit(1);
-        }
-        p->wcap = cap;
-    }
-    memcpy(p->wbuf + p->wlen, data, len);
-    p->wlen += len;
-}
-
-static void pub_request(ctx *c, uint32_t k, uint8_t kind, uint32_t wf)
-{
-    pub *p = &c->pubs[k];
-    char id[96], body[512], head[512];
-    wf_id(c, wf, id, sizeof(id));
-    uint32_t seq = 0;
-    const char *method, *path_fmt;
-    int blen;
-    uint64_t t = fcb_now_ns();
-    if (kind == REQ_CREATE) {
-        method = "POST";
-        path_fmt = "/api/workflows";
-        blen = snprintf(body, sizeof(body),
-                        "{\"id\":\"%s\",\"name\":\"bench\",\"total_steps\":1000000,"
-                        "\"status\":\"running\"}",
-                        id);
-        id[0] = '\0';
-    } else if (c->o->target == FCB_FLOWCAST) {
-        method = "PATCH";
-        path_fmt = "/api/workflows/";
-        blen = snprintf(body, sizeof(body), "{\"message\":\"%llu\"}", (unsigned long long)t);
-    } else {
-        /* The peers broadcast the body as it is: give it the shape and size
-         * of flowcast's update object, plus the tool's own sequence. */
-        method = "POST";
-        path_fmt = "/pub/";
-        seq = ++c->next_seq[(size_t)wf * c->P + k];
-        blen = snprintf(body, sizeof(body),
-                        "{\"workflow_id\":\"%s\",\"status\":\"running\",\"current_step\":1,"
-                        "\"total_steps\":1000000,\"message\":\"%llu\","
-                        "\"timestamp\":\"2026-01-01T00:00:00.000Z\",\"seq\":%u,\"p\":%u}",
-                        id, (unsigned long long)t, seq, k);
-    }
-    int hlen = snprintf(head, sizeof(head),
-                        "%s %s%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %d\r\n\r\n",
-                        method, path_fmt, id, c->o->host, c->o->port, blen);
-    pub_append(p, head, (size_t)hlen);
-    pub_append(p, body, (size_t)blen);
-    req *q = &p->ring[(p->head + p->count) % c->o->pipeline];
-    q->t = t;
-    q->wf = wf;
-    q->seq = seq;
-    q->kind = kind;
-    p->count++;
-    if (kind == REQ_PUBLISH) {
-        c->r->pub_sent++;
-        c->expected_sent += c->per_wf[wf];
-    }
-}
-
-static void on_response(ctx *c, uint32_t k, const fcb_http_resp *resp, const char *base,
-                        uint64_t now)
-{
-    pub *p = &c->pubs[k];
-    req q = p->ring[p->head];
-    p->head = (p->head + 1) % c->o->pipeline;
-    p->count--;
-    int ok = resp->status >= 200 && resp->status < 300;
-    if (q.kind == REQ_CREATE) {
-        c->creates_pending--;
-        if (!ok && resp->status != 409) {
-            fprintf(stderr, "flowcast-bench: creating workflow %u: HTTP %d: %.*s\n", q.wf,
-                    resp->status, (int)resp->body_len, base + resp->body_off);
-            g_stop = 1;
-        }
-        return;
-    }
-    if (!ok) {
-        c->r->pub_errors++;
-        c->expected_sent -= c->per_wf[q.wf];
-        if (c->errors_printed++ < 5)
-            fprintf(stderr, "flowcast-bench: publish: HTTP %d: %.*s\n", resp->status,
-                    (int)(resp->body_len > 200 ? 200 : resp->body_len), base + resp->body_off);
-        return;
-    }
-    c->r->pub_acked++;
-    c->r->expected += c->per_wf[q.wf];
-    fcb_hist_record(&c->r->ack_hist, now - q.t);
-    uint32_t slot = c->o->target == FCB_FLOWCAST ? 0 : k;
-    uint32_t seq = q.seq;
-    if (c->o->target == FCB_FLOWCAST) {
-        uint64_t v;
-        seq = fcb_json_u64(base + resp->body_off, resp->body_len, "seq", &v) == 0 ? (uint32_t)v : 0;
-    }
-    uint32_t *am = &c->acked_max[(size_t)q.wf * c->P + slot];
-    if (seq > *am) *am = seq;
-}
-
-static void pub_read(ctx *c, uint32_t k)
-{
-    pub *p = &c->pubs[k];
-    if (p->rcap - p->rlen < 16384) {
-        p->rcap = p->rcap ? p->rcap * 2 : 65536;
-        p->rbuf = realloc(p->rbuf, p->rcap);
-        if (p->rbuf == NULL) {
-            fprintf(stderr, "flowcast-bench: out of memory\n");
-            exit(1);
-        }
-    }
-    ssize_t n = recv(p->fd, p->rbuf + p->rlen, p->rcap - p->rlen, 0);
-    uint64_t now = fcb_now_ns();
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-        pub_close(c, k, now);
-        return;
-    }
-    p->rlen += (size_t)n;
-    size_t off = 0;
-    while (off < p->rlen) {
-        fcb_http_resp resp;
-        int rc = fcb_http_resp_parse(p->rbuf + off, p->rlen - off, 0, &resp);
-        if (rc == 0) break;
-        if (rc < 0 || p->count == 0) {
-            fprintf(stderr, "flowcast-bench: publisher %u: unexpected response bytes\n", k);
-            pub_close(c, k, now);
-            return;
-        }
-        on_response(c, k, &resp, p->rbuf + off, now);
-        off += resp.total;
-    }
-    if (off > 0) {
-        memmove(p->rbuf, p->rbuf + off, p->rlen - off);
-        p->rlen -= off;
-    }
-}
-
-static void on_pub_event(ctx *c, uint32_t k, uint32_t events)
-{
-    pub *p = &c->pubs[k];
-    if (p->state == PUB_CONNECTING) {
-        int err = 0;
-        socklen_t el = sizeof(err);
-        getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err != 0) {
-            pub_close(c, k, fcb_now_ns());
-            return;
-        }
-        p->state = PUB_OPEN;
-        pub_set_events(c, k, p->wlen > 0);
-        return;
-    }
-    if (events & EPOLLOUT) pub_flush(c, k);
-    if (p->fd >= 0 && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) pub_read(c, k);
 }
 
 /* ---- the loop ---- */
@@ -641,7 +404,7 @@ static void poll_once(ctx *c, uint64_t timeout_ns)
     for (int j = 0; j < n; j++) {
         uint64_t d = evs[j].data.u64;
         if (d & PUB_TAG)
-            on_pub_event(c, (uint32_t)(d & ~PUB_TAG), evs[j].events);
+            fcb_pub_event(c, (uint32_t)(d & ~PUB_TAG), evs[j].events);
         else
             on_sub_event(c, (uint32_t)d, evs[j].events);
     }
@@ -659,13 +422,8 @@ static void start_connections(ctx *c, uint64_t now)
         sub_start(c, i, now);
     }
     for (uint32_t k = 0; k < c->o->publishers; k++)
-        if (c->pubs[k].state == PUB_CLOSED && c->pubs[k].not_before <= now) pub_start(c, k, now);
-}
-
-static int pub_has_room(const ctx *c, uint32_t k)
-{
-    const pub *p = &c->pubs[k];
-    return p->state == PUB_OPEN && p->count < c->o->pipeline;
+        if (c->pubs[k].state == PUB_CLOSED && c->pubs[k].not_before <= now)
+            fcb_pub_start(c, k, now);
 }
 
 static int window_open(ctx *c, uint64_t now)
@@ -703,16 +461,16 @@ static uint64_t publish_some(ctx *c, uint64_t now, uint64_t start)
     while (budget > 0 && sent_any) {
         sent_any = 0;
         for (uint32_t k = 0; k < o->publishers && budget > 0; k++) {
-            if (!pub_has_room(c, k) || !window_open(c, now)) continue;
+            if (!fcb_pub_has_room(c, k) || !window_open(c, now)) continue;
             uint32_t wf = (uint32_t)(c->next_wf++ % o->workflows);
-            pub_request(c, k, REQ_PUBLISH, wf);
+            fcb_pub_request(c, k, REQ_PUBLISH, wf);
             touched[k] = 1;
             budget--;
             sent_any = 1;
         }
     }
     for (uint32_t k = 0; k < o->publishers; k++)
-        if (touched[k]) pub_flush(c, k);
+        if (touched[k]) fcb_pub_flush(c, k);
     if (o->rate > 0 && budget > 0)
         wait = 200000u; /* behind schedule: publishers full, retry soon */
     return wait > 20000000u ? 20000000u : wait;
@@ -767,15 +525,16 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         fprintf(stderr, "flowcast-bench: --host must be an IPv4 address\n");
         return -1;
     }
+    if (o->tls && (c->tls = fcb_tls_ctx_new()) == NULL) return -1;
     c->ep = epoll_create1(EPOLL_CLOEXEC);
-    c->rbuf = xcalloc(1, RBUF_SIZE);
-    c->subs = xcalloc(o->subscribers, sizeof(sub));
-    c->q = xcalloc(o->subscribers, sizeof(uint32_t));
-    c->last = xcalloc((size_t)o->subscribers * c->P, sizeof(uint32_t));
-    c->per_wf = xcalloc(o->workflows, sizeof(uint32_t));
-    c->acked_max = xcalloc((size_t)o->workflows * c->P, sizeof(uint32_t));
-    c->next_seq = xcalloc((size_t)o->workflows * c->P, sizeof(uint32_t));
-    c->snap = xcalloc((size_t)o->workflows * c->P, sizeof(uint32_t));
+    c->rbuf = fcb_xcalloc(1, RBUF_SIZE);
+    c->subs = fcb_xcalloc(o->subscribers, sizeof(sub));
+    c->q = fcb_xcalloc(o->subscribers, sizeof(uint32_t));
+    c->last = fcb_xcalloc((size_t)o->subscribers * c->P, sizeof(uint32_t));
+    c->per_wf = fcb_xcalloc(o->workflows, sizeof(uint32_t));
+    c->acked_max = fcb_xcalloc((size_t)o->workflows * c->P, sizeof(uint32_t));
+    c->next_seq = fcb_xcalloc((size_t)o->workflows * c->P, sizeof(uint32_t));
+    c->snap = fcb_xcalloc((size_t)o->workflows * c->P, sizeof(uint32_t));
     for (uint32_t i = 0; i < o->subscribers; i++) {
         c->subs[i].fd = -1;
         c->subs[i].wf = i % o->workflows;
@@ -783,7 +542,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
     }
     for (uint32_t k = 0; k < o->publishers; k++) {
         c->pubs[k].fd = -1;
-        c->pubs[k].ring = xcalloc(o->pipeline, sizeof(req));
+        c->pubs[k].ring = fcb_xcalloc(o->pipeline, sizeof(req));
     }
     /* Publishers, then the workflows (flowcast). */
     uint64_t now = fcb_now_ns(), deadline = now + 10000000000u;
@@ -794,7 +553,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         for (uint32_t k = 0; k < o->publishers; k++)
             open += c->pubs[k].state == PUB_OPEN;
         if (open == o->publishers) break;
-        if (now > deadline || g_stop) {
+        if (now > deadline || fcb_stop) {
             fprintf(stderr, "flowcast-bench: cannot connect to %s:%d\n", o->host, o->port);
             rc = -1;
             goto out;
@@ -805,22 +564,27 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
     if (o->target == FCB_FLOWCAST && o->create) {
         uint32_t next = 0;
         deadline = now + 60000000000u;
-        while ((next < o->workflows || c->creates_pending > 0) && !g_stop && now < deadline) {
+        while ((next < o->workflows || c->creates_pending > 0) && !fcb_stop && now < deadline) {
             for (uint32_t k = 0; k < o->publishers && next < o->workflows; k++) {
-                if (!pub_has_room(c, k)) continue;
-                pub_request(c, k, REQ_CREATE, next++);
+                if (!fcb_pub_has_room(c, k)) continue;
+                fcb_pub_request(c, k, REQ_CREATE, next++);
                 c->creates_pending++;
-                pub_flush(c, k);
+                fcb_pub_flush(c, k);
             }
             poll_once(c, 10000000u);
             now = fcb_now_ns();
             start_connections(c, now);
         }
-        if (g_stop || c->creates_pending > 0) {
+        if (fcb_stop || c->creates_pending > 0) {
             fprintf(stderr, "flowcast-bench: creating the workflows failed\n");
             rc = -1;
             goto out;
         }
+    }
+
+    if (o->churn > 0) {
+        rc = fcb_churn_run(c);
+        goto out;
     }
 
     /* Subscribers: a warm-up batch (1%, at most 100), then the memory the rest
@@ -834,13 +598,13 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         for (; i < batch_end; i++)
             sub_enqueue(c, i, 0);
         queued = batch_end;
-        while (c->ready + c->failed < queued && !g_stop && now < deadline) {
+        while (c->ready + c->failed < queued && !fcb_stop && now < deadline) {
             start_connections(c, now);
             poll_once(c, c->qlen > 0 && c->connecting < o->connect_conc ? 1000000u : 10000000u);
             now = fcb_now_ns();
         }
         if (queued == r->warm) fcb_proc_sample_pids(o->pids, o->npids, &r->srv_before);
-        if (g_stop || now >= deadline) break;
+        if (fcb_stop || now >= deadline) break;
     }
     r->connected = c->ready;
     r->connect_failed = o->subscribers - c->ready;
@@ -851,7 +615,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
 
     /* Settle: let the servers finish registering; answer pings meanwhile. */
     uint64_t until = now + (uint64_t)(o->settle * 1e9);
-    while (now < until && !g_stop) {
+    while (now < until && !fcb_stop) {
         start_connections(c, now);
         poll_once(c, until - now < 10000000u ? until - now : 10000000u);
         now = fcb_now_ns();
@@ -866,7 +630,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
     now = start;
     c->progress_t = now;
     uint64_t resume_check = 0;
-    while (now < until && !g_stop) {
+    while (now < until && !fcb_stop) {
         start_connections(c, now);
         uint64_t wait = o->publish ? publish_some(c, now, start) : 10000000u;
         if (c->first_drop && c->down == 0 && r->storm_resumed_s == 0 && now >= resume_check) {
@@ -882,7 +646,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
     /* Drain: wait for acks and deliveries of what was sent. */
     until = now + (uint64_t)(o->drain * 1e9);
     uint64_t quiet_since = now, seen = r->deliveries;
-    while (o->publish && now < until && !g_stop) {
+    while (o->publish && now < until && !fcb_stop) {
         uint32_t inflight = 0;
         for (uint32_t k = 0; k < o->publishers; k++)
             inflight += c->pubs[k].count;
@@ -914,6 +678,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
         }
     }
 out:
+    r->tickets = fcb_tls_tickets();
     for (uint32_t i = 0; i < o->subscribers; i++)
         sub_close_fd(&c->subs[i]);
     for (uint32_t k = 0; k < o->publishers; k++) {
@@ -923,6 +688,7 @@ out:
         free(c->pubs[k].wbuf);
     }
     close(c->ep);
+    SSL_CTX_free(c->tls);
     free(c->rbuf);
     free(c->subs);
     free(c->q);

@@ -28,6 +28,15 @@ static void usage(FILE *f)
             "  --connect-concurrency C     handshakes in flight (64)\n"
             "  --src-addrs K               source addresses 127.0.0.1..127.0.0.K (16)\n"
             "  --server-pid PID[,PID...]   sample CPU and RSS of these processes\n"
+            "  --tls                       every connection over TLS (wss://, https://); no\n"
+            "                              certificate check, no session resumption\n"
+            "  --token TOKEN               bearer credential on every request and upgrade\n"
+            "  --token-file FILE           the same, read from the first line of FILE\n"
+            "  --churn N                   connect churn instead of subscribers: N connections\n"
+            "                              opened and closed, --connect-concurrency at a time,\n"
+            "                              for at most --duration seconds\n"
+            "  --churn-stage tls|ws        close after the TLS handshake (tls) or after the\n"
+            "                              WebSocket upgrade's 101 (ws, the default)\n"
             "  --reconnect                 reopen dropped subscribers (flowcast: ?since=)\n"
             "  --no-create                 flowcast: the workflows exist already\n"
             "  --prefix STR                workflow/channel id prefix (b<pid>)\n"
@@ -35,6 +44,22 @@ static void usage(FILE *f)
             "  --json                      print one JSON object (human summary to stderr)\n"
             "  --quiet                     no progress lines\n",
             FCB_MAX_PUB);
+}
+
+/* The first line of path, in a static buffer (the token lives as long as
+ * the run). NULL after printing why. */
+static const char *read_token(const char *path)
+{
+    static char tok[FCB_TOKEN_MAX + 2];
+    FILE *f = fopen(path, "r");
+    if (f == NULL || fgets(tok, sizeof(tok), f) == NULL) {
+        fprintf(stderr, "flowcast-bench: cannot read a token from %s\n", path);
+        if (f) fclose(f);
+        return NULL;
+    }
+    fclose(f);
+    tok[strcspn(tok, "\r\n")] = '\0';
+    return tok;
 }
 
 static int parse_opts(int argc, char **argv, fcb_opts *o)
@@ -54,6 +79,7 @@ static int parse_opts(int argc, char **argv, fcb_opts *o)
     o->connect_conc = 64;
     o->src_addrs = 16;
     o->create = 1;
+    o->stage = FCB_STAGE_WS;
     snprintf(o->prefix, sizeof(o->prefix), "b%d", (int)getpid());
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -108,6 +134,21 @@ static int parse_opts(int argc, char **argv, fcb_opts *o)
                 else
                     break;
             }
+        } else if (strcmp(a, "--tls") == 0) {
+            o->tls = 1;
+        } else if (ARG("--token")) {
+            o->token = v;
+        } else if (ARG("--token-file")) {
+            if ((o->token = read_token(v)) == NULL) return -1;
+        } else if (ARG("--churn")) {
+            o->churn = (uint32_t)strtoul(v, NULL, 10);
+        } else if (ARG("--churn-stage")) {
+            if (strcmp(v, "tls") == 0)
+                o->stage = FCB_STAGE_TLS;
+            else if (strcmp(v, "ws") == 0)
+                o->stage = FCB_STAGE_WS;
+            else
+                goto bad;
         } else if (strcmp(a, "--reconnect") == 0) {
             o->reconnect = 1;
         } else if (strcmp(a, "--no-create") == 0) {
@@ -132,7 +173,9 @@ static int parse_opts(int argc, char **argv, fcb_opts *o)
     }
     if (o->workflows == 0 || o->publishers == 0 || o->publishers > FCB_MAX_PUB ||
         o->pipeline == 0 || o->connect_conc == 0 || o->src_addrs == 0 || o->src_addrs > 254 ||
-        o->port <= 0 || o->port > 65535 || o->duration < 0) {
+        o->port <= 0 || o->port > 65535 || o->duration < 0 ||
+        (o->token != NULL && strlen(o->token) > FCB_TOKEN_MAX) ||
+        (o->token != NULL && o->token[strcspn(o->token, "\r\n")] != '\0')) {
         fprintf(stderr, "flowcast-bench: option out of range (see --help)\n");
         return -1;
     }
@@ -168,8 +211,35 @@ static double cpu_pct(const fcb_result *r, double cpu_s)
     return r->cpu_window_s > 0 ? 100 * cpu_s / r->cpu_window_s : 0;
 }
 
+static void report_churn(FILE *f, const fcb_opts *o, const fcb_result *r)
+{
+    double srv_cpu = r->srv_end.cpu_s - r->srv_start.cpu_s;
+    const fcb_hist *ch = &r->connect_hist;
+    fprintf(f, "== %s%s%s: connect churn, %u connections, stage %s%s%s\n", target_name(o->target),
+            o->label[0] ? " " : "", o->label, o->churn, o->stage == FCB_STAGE_TLS ? "tls" : "ws",
+            r->tls_info[0] ? ", " : "", r->tls_info);
+    fprintf(f,
+            "churn      %llu done, %llu failed in %.3f s = %.0f/s; per connect p50 %.2f ms p99 "
+            "%.2f ms; %llu session tickets received\n",
+            (unsigned long long)r->churn_done, (unsigned long long)r->churn_failed, r->churn_s,
+            r->churn_s > 0 ? (double)r->churn_done / r->churn_s : 0,
+            us(fcb_hist_quantile(ch, 0.5)) / 1000, us(fcb_hist_quantile(ch, 0.99)) / 1000,
+            (unsigned long long)r->tickets);
+    if (r->srv_start.ok && r->srv_end.ok)
+        fprintf(f,
+                "server     cpu %.2f s (%.1f%% of a core): %.0f per cpu-s, %.1f us per connect\n",
+                srv_cpu, cpu_pct(r, srv_cpu), srv_cpu > 0 ? (double)r->churn_done / srv_cpu : 0,
+                r->churn_done ? srv_cpu * 1e6 / (double)r->churn_done : 0);
+    fprintf(f, "bench      cpu %.2f s (%.1f%% of a core)\n", r->self_cpu_s,
+            cpu_pct(r, r->self_cpu_s));
+}
+
 static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
 {
+    if (o->churn > 0) {
+        report_churn(f, o, r);
+        return;
+    }
     double srv_cpu = r->srv_end.cpu_s - r->srv_start.cpu_s;
     double dps = r->span_s > 0 ? (double)r->deliveries / r->span_s : 0;
     double cps = r->run_s > 0 ? (double)r->pub_acked / r->run_s : 0;
@@ -178,9 +248,9 @@ static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
     double rss_per_conn = measured ? (double)rss_delta * 1024.0 / measured : 0;
     int srv = r->srv_start.ok && r->srv_end.ok;
     const fcb_hist *lh = &r->lat_hist, *ah = &r->ack_hist, *ch = &r->connect_hist;
-    fprintf(f, "== %s%s%s: %u subscribers on %u workflow(s), %u publisher(s)\n",
+    fprintf(f, "== %s%s%s: %u subscribers on %u workflow(s), %u publisher(s)%s%s\n",
             target_name(o->target), o->label[0] ? " " : "", o->label, o->subscribers, o->workflows,
-            o->publishers);
+            o->publishers, r->tls_info[0] ? ", " : "", r->tls_info);
     fprintf(f,
             "connect    %u ok, %u failed in %.3f s; per connection p50 %.2f ms p99 %.2f ms max "
             "%.2f ms\n",
@@ -211,11 +281,9 @@ static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
                 (unsigned long long)r->disconnects, r->storm_reconnected_s, r->storm_resumed_s);
     if (srv && o->publish)
         fprintf(f, "server     cpu %.2f s (%.1f%% of a core), %.0f deliveries per cpu-s\n", srv_cpu,
-                cpu_pct(r, srv_cpu),
-                srv_cpu > 0 ? (double)r->deliveries / srv_cpu : 0);
+                cpu_pct(r, srv_cpu), srv_cpu > 0 ? (double)r->deliveries / srv_cpu : 0);
     else if (srv)
-        fprintf(f, "server     idle cpu %.2f s (%.2f%% of a core)\n", srv_cpu,
-                cpu_pct(r, srv_cpu));
+        fprintf(f, "server     idle cpu %.2f s (%.2f%% of a core)\n", srv_cpu, cpu_pct(r, srv_cpu));
     if (srv)
         fprintf(f,
                 "server     rss %llu KiB before, %llu KiB connected, %llu KiB at the end (%.0f B "
@@ -258,6 +326,22 @@ static void report_json(FILE *f, const fcb_opts *o, const fcb_result *r)
             (unsigned long long)r->resyncs, (unsigned long long)r->unparsed,
             (unsigned long long)r->disconnects);
     print_hist_json(f, "latency_us", &r->lat_hist, 1e3);
+    if (r->tls_info[0])
+        fprintf(f, ",\"tls\":\"%s\",\"tickets\":%llu", r->tls_info, (unsigned long long)r->tickets);
+    else
+        fprintf(f, ",\"tls\":null");
+    if (o->churn > 0)
+        fprintf(f,
+                ",\"churn\":{\"stage\":\"%s\",\"connections\":%u,\"done\":%llu,\"failed\":%llu,"
+                "\"s\":%.4f,"
+                "\"per_s\":%.1f,\"per_cpu_s\":%.1f,\"cpu_us_per\":%.2f}",
+                o->stage == FCB_STAGE_TLS ? "tls" : "ws", o->churn,
+                (unsigned long long)r->churn_done, (unsigned long long)r->churn_failed, r->churn_s,
+                r->churn_s > 0 ? (double)r->churn_done / r->churn_s : 0,
+                srv && srv_cpu > 0 ? (double)r->churn_done / srv_cpu : 0,
+                srv && r->churn_done ? srv_cpu * 1e6 / (double)r->churn_done : 0);
+    else
+        fprintf(f, ",\"churn\":null");
     fprintf(f, ",\"storm_reconnected_s\":%.4f,\"storm_resumed_s\":%.4f,", r->storm_reconnected_s,
             r->storm_resumed_s);
     if (srv)
@@ -273,8 +357,7 @@ static void report_json(FILE *f, const fcb_opts *o, const fcb_result *r)
     else
         fprintf(f, "\"server\":null,");
     fprintf(f, "\"bench\":{\"cpu_s\":%.3f,\"cpu_pct\":%.2f,\"fd_limit\":%ld,\"max_conns\":%ld}}\n",
-            r->self_cpu_s, cpu_pct(r, r->self_cpu_s), r->fd_limit,
-            r->max_conns);
+            r->self_cpu_s, cpu_pct(r, r->self_cpu_s), r->fd_limit, r->max_conns);
 }
 
 int main(int argc, char **argv)
