@@ -68,10 +68,13 @@ clean:
 
 # Benchmarks (issue 4): bench/run.sh runs scenarios, bench/compare.sh runs the
 # side-by-side set against Node ws and nginx+nchan; both write
-# docs/benchmarks.md. bench-smoke runs every scenario at tiny sizes plus a
-# tiny compare, checks only that they ran (no timing), and leaves docs alone.
+# docs/benchmarks.md. bench/tls.sh (issue 9) runs flowcast's TLS against
+# nginx+nchan terminating TLS, and JWT verification per connect, and writes
+# only the TLS section of docs/benchmarks.md. bench-smoke runs every scenario
+# at tiny sizes plus a tiny compare and TLS set, checks only that they ran
+# (no timing), and leaves docs alone.
 BENCH_RUNS ?= 3
-.PHONY: bench bench-compare bench-smoke
+.PHONY: bench bench-compare bench-tls bench-smoke
 bench: setup release
 	@scripts/setup-bench
 	@rm -f $(BUILD)/bench-results/results-full.jsonl
@@ -80,10 +83,15 @@ bench: setup release
 	  many-workflows ingest storm io-threads
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/profile.sh
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/compare.sh --runs $(BENCH_RUNS)
+	FCB_BUILD=$(CURDIR)/$(BUILD) bench/tls.sh --runs $(BENCH_RUNS)
 
 bench-compare: setup release
 	@scripts/setup-bench
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/compare.sh --runs $(BENCH_RUNS)
+
+bench-tls: setup release
+	@scripts/setup-bench
+	FCB_BUILD=$(CURDIR)/$(BUILD) bench/tls.sh --runs $(BENCH_RUNS)
 
 bench-smoke: setup release
 	@scripts/setup-bench
@@ -91,5 +99,6 @@ bench-smoke: setup release
 	FCB_BUILD=$(CURDIR)/$(BUILD) timeout -k 10 240 bench/run.sh --size tiny --runs 1 \
 	  --results $(CURDIR)/$(BUILD)/bench-results/smoke.jsonl all
 	FCB_BUILD=$(CURDIR)/$(BUILD) timeout -k 10 120 bench/compare.sh --size tiny --runs 1 --no-doc
+	FCB_BUILD=$(CURDIR)/$(BUILD) timeout -k 10 90 bench/tls.sh --size tiny --runs 1 --no-doc
 	$(PYTHON) bench/report.py --check $(BUILD)/bench-results/smoke.jsonl \
-	  $(BUILD)/bench-results/compare-tiny.jsonl
+	  $(BUILD)/bench-results/compare-tiny.jsonl $(BUILD)/bench-results/tls-tiny.jsonl

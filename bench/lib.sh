@@ -12,6 +12,9 @@ FCB_PIDS=()
 SERVER_PID=""
 SERVER_PIDS=""
 SERVER_PORT=""
+# FCB_TLS=1 (the TLS scenarios set it): servers terminate TLS with the
+# certificate from fcb_tls_material and flowcast-bench speaks TLS.
+FCB_TLS="${FCB_TLS:-0}"
 
 fcb_log() { echo "bench: $*" >&2; }
 
@@ -68,12 +71,59 @@ fcb_stop_server() {
   SERVER_PID=""; SERVER_PIDS=""
 }
 
+# fcb_tls_material: once per run, a self-signed ECDSA P-256 certificate for
+# 127.0.0.1 and localhost in $FCB_TMP/tls/{cert,key}.pem, which every TLS
+# server of the run uses (same key type, same chain: the same handshake work).
+fcb_tls_material() {
+  local d="$FCB_TMP/tls"
+  [ -s "$d/cert.pem" ] && return 0
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+    -keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1 || {
+    fcb_log "openssl could not make a test certificate"; return 1; }
+}
+
+# fcb_jwt_material ALG: a key for flowcast --jwt-key and a token signed with
+# it (scope read write, one hour) for ALG hs256, rs256 or es256, in
+# $FCB_TMP/jwt/ALG.{key,token}. HS256 is minted by `flowcast token`, the
+# others by python3-jwt (flowcast token mints HS256 only).
+fcb_jwt_material() {
+  local alg="$1" d="$FCB_TMP/jwt"
+  mkdir -p "$d"
+  [ -s "$d/$alg.token" ] && return 0
+  case "$alg" in
+    hs256)
+      openssl rand -hex 32 >"$d/hs256.key" &&
+        "$FCB_BUILD/flowcast" token --key "$d/hs256.key" --scope 'read write' --ttl 1h \
+          >"$d/hs256.token" ;;
+    rs256|es256)
+      if [ "$alg" = rs256 ]; then
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$d/$alg.pem" 2>/dev/null
+      else
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$alg.pem" 2>/dev/null
+      fi &&
+        openssl pkey -in "$d/$alg.pem" -pubout -out "$d/$alg.key" 2>/dev/null &&
+        /usr/bin/python3 -c 'import jwt, sys, time
+print(jwt.encode({"scope": "read write", "iat": int(time.time()),
+                  "exp": int(time.time()) + 3600},
+                 open(sys.argv[1]).read(), algorithm=sys.argv[2]))' \
+          "$d/$alg.pem" "${alg^^}" >"$d/$alg.token" ;;
+    *) fcb_log "unknown JWT algorithm $alg"; return 1 ;;
+  esac || { fcb_log "could not make a $alg key and token"; rm -f "$d/$alg.token"; return 1; }
+}
+
 # fcb_start_flowcast [PORT] [extra flowcast flags...]: a fresh database
-# unless FCB_DB is set. Sets SERVER_PID, SERVER_PIDS, SERVER_PORT.
+# unless FCB_DB is set; TLS on the port with FCB_TLS=1. Sets SERVER_PID,
+# SERVER_PIDS, SERVER_PORT.
 fcb_start_flowcast() {
   local port="${1:-}"; shift || true
   [ -z "$port" ] && port="$(fcb_free_port)"
   local db="${FCB_DB:-$FCB_TMP/flowcast-$port.db}"
+  if [ "$FCB_TLS" = 1 ]; then
+    fcb_tls_material || return 1
+    set -- --tls-cert "$FCB_TMP/tls/cert.pem" --tls-key "$FCB_TMP/tls/key.pem" "$@"
+  fi
   # FCB_WRAP: a command the server runs under (bench/profile.sh: valgrind).
   # shellcheck disable=SC2086
   taskset -c "$FCB_SERVER_CPU" ${FCB_WRAP:-} "$FCB_BUILD/flowcast" serve --listen "127.0.0.1:$port" \
@@ -92,11 +142,27 @@ fcb_start_ws() {
   fcb_wait_port "$port"
 }
 
+# With FCB_TLS=1 nginx terminates TLS itself (listen ... ssl) with Mozilla's
+# "intermediate" settings, the profile flowcast's own TLS follows.
 fcb_start_nchan() {
   local port; port="$(fcb_free_port)"
-  local dir="$FCB_TMP/nginx-$port"
+  local dir="$FCB_TMP/nginx-$port" ssl=""
   mkdir -p "$dir"
-  sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" \
+  : >"$dir/tls.conf"
+  if [ "$FCB_TLS" = 1 ]; then
+    fcb_tls_material || return 1
+    ssl="ssl "
+    cat >"$dir/tls.conf" <<EOF
+ssl_certificate $FCB_TMP/tls/cert.pem;
+ssl_certificate_key $FCB_TMP/tls/key.pem;
+ssl_protocols TLSv1.2 TLSv1.3;
+ssl_ecdh_curve X25519:prime256v1:secp384r1;
+ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+ssl_prefer_server_ciphers off;
+${FCB_NGINX_TLS_EXTRA:-}
+EOF
+  fi
+  sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$dir|g" -e "s|@SSL@|$ssl|g" \
     "$FCB_ROOT/bench/peers/nchan/nginx.conf.template" >"$dir/nginx.conf"
   taskset -c "$FCB_SERVER_CPU" nginx -p "$dir" -c "$dir/nginx.conf" >>"$dir/out.log" 2>&1 &
   SERVER_PID=$!; SERVER_PORT=$port
@@ -125,6 +191,7 @@ fcb_start_server() {
 # $FCB_RESULTS when set; the human summary goes to stderr.
 fcb_bench() {
   local target="$1" label="$2"; shift 2
+  [ "$FCB_TLS" = 1 ] && set -- --tls "$@"
   local out cmd="flowcast-bench --target $target $*"
   out="$(taskset -c "$FCB_BENCH_CPU" "$FCB_BUILD/flowcast-bench" --target "$target" \
     --port "$SERVER_PORT" --server-pid "$SERVER_PIDS" --label "$label" --json --quiet "$@")" || {

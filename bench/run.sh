@@ -4,7 +4,8 @@
 #   bench/run.sh [--size full|tiny] [--runs N] [--targets "flowcast ws nchan"]
 #                [--results FILE] [SCENARIO... | all]
 # Scenarios: seed fanout-1k fanout-10k many-workflows ingest capacity storm
-# io-threads (flowcast on both cores, one against two I/O threads).
+# io-threads (flowcast on both cores, one against two I/O threads); the TLS
+# ones (bench/tls.sh): tls-idle tls-handshake tls-fanout-1k jwt-connect.
 # The server runs on CPU 0 and flowcast-bench on CPU 1 (taskset); ingest and
 # storm run against flowcast only. Needs build/flowcast and
 # build/flowcast-bench (make release) and, for the peers, scripts/setup-bench.
@@ -12,6 +13,7 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 . "$here/scenarios/scenarios.sh"
+. "$here/scenarios/tls.sh"
 
 FCB_SIZE=full
 runs=3
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
     --runs) runs="$2"; shift 2 ;;
     --targets) targets="$2"; shift 2 ;;
     --results) FCB_RESULTS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     all) scenarios+=($FCB_SCENARIOS); shift ;;
     *) scenarios+=("$1"); shift ;;
   esac
