@@ -143,7 +143,10 @@ fcb_start_ws() {
 }
 
 # With FCB_TLS=1 nginx terminates TLS itself (listen ... ssl) with Mozilla's
-# "intermediate" settings, the profile flowcast's own TLS follows.
+# "intermediate" settings, the profile flowcast's own TLS follows: the same
+# protocols, TLS 1.2 ciphers and groups, no session cache, and one session
+# ticket per handshake as flowcast sends (OpenSSL's default, which nginx
+# keeps, is two: that would charge nginx for a second ticket).
 fcb_start_nchan() {
   local port; port="$(fcb_free_port)"
   local dir="$FCB_TMP/nginx-$port" ssl=""
@@ -157,8 +160,10 @@ ssl_certificate $FCB_TMP/tls/cert.pem;
 ssl_certificate_key $FCB_TMP/tls/key.pem;
 ssl_protocols TLSv1.2 TLSv1.3;
 ssl_ecdh_curve X25519:prime256v1:secp384r1;
-ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
 ssl_prefer_server_ciphers off;
+ssl_session_cache none;
+ssl_conf_command NumTickets 1;
 ${FCB_NGINX_TLS_EXTRA:-}
 EOF
   fi

@@ -682,6 +682,7 @@ out:
     for (uint32_t i = 0; i < o->subscribers; i++)
         sub_close_fd(&c->subs[i]);
     for (uint32_t k = 0; k < o->publishers; k++) {
+        fcb_tls_free(&c->pubs[k].ssl);
         if (c->pubs[k].fd >= 0) close(c->pubs[k].fd);
         free(c->pubs[k].ring);
         free(c->pubs[k].rbuf);
