@@ -56,7 +56,7 @@ perf_tls() {
 }
 
 if [ "${1:-}" = tls ]; then
-  perf_tls handshake --churn 20000 --churn-stage tls --connect-concurrency 32 --duration 60 &&
+  perf_tls handshake --churn 10000 --churn-stage tls --connect-concurrency 32 --duration 60 &&
     perf_tls fanout --subscribers 1000 --workflows 1 --publishers 1 --pipeline 8 --window 64 \
       --rate 0 --duration 10
   exit $?

@@ -160,10 +160,10 @@ def markdown(groups, load):
     o += negotiated(groups)
     o += ["- Idle: 10,000 wss subscribers; RSS per connection = (server RSS with all open − RSS",
           "  after the first 100) / the rest; for nginx the master's and the worker's RSS summed.",
-          "- Handshakes: 20,000 connections, 32 at a time: TCP connect, full handshake,",
+          "- Handshakes: 10,000 connections, 32 at a time: TCP connect, full handshake,",
           "  close_notify, then the server's close; server CPU from /proc/PID/stat",
           "  (utime + stime, every thread; nginx: master + worker) over the whole churn.",
-          "- wss connects: the same plus the WebSocket upgrade up to its 101.",
+          "- wss connects: 5,000, the same plus the WebSocket upgrade up to its 101.",
           "- Fan-out: 1,000 wss subscribers on one workflow (one nchan channel), one HTTPS",
           "  publisher (keep-alive, 8 requests in flight) as fast as acknowledged within a",
           "  window of 64 changes not yet delivered to everyone, 10 s.", ""]
@@ -180,7 +180,7 @@ def markdown(groups, load):
     o += ["", " ".join(noise), ""]
     o += ["### JWT verification per connect (flowcast only)", "",
           "WebSocket connects (plain HTTP, so the token is the only difference) up to the 101,",
-          "10,000 per round, 32 at a time, without auth and with a bearer token verified on",
+          "5,000 per round, 32 at a time, without auth and with a bearer token verified on",
           "each connect (scope `read write`, one hour). nginx + nchan has no JWT verification,",
           "so there is nothing to compare it with.", ""]
     o += jwt_table(groups)

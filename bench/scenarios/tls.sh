@@ -24,9 +24,9 @@ fcb_scenario_tls-idle() {
 fcb_scenario_tls-handshake() {
   local FCB_TLS=1 rc=0
   fcb_start_server "$1" || return 1
-  fcb_bench "$1" tls-handshake --churn "$(fcb_sz 20000 50)" --churn-stage tls \
+  fcb_bench "$1" tls-handshake --churn "$(fcb_sz 10000 50)" --churn-stage tls \
     --connect-concurrency 32 --duration "$(fcb_sz 60 5)" || rc=1
-  fcb_bench "$1" tls-wss-connect --churn "$(fcb_sz 10000 50)" --churn-stage ws \
+  fcb_bench "$1" tls-wss-connect --churn "$(fcb_sz 5000 50)" --churn-stage ws \
     --connect-concurrency 32 --duration "$(fcb_sz 60 5)" || rc=1
   fcb_stop_server; return $rc
 }
@@ -48,7 +48,7 @@ fcb_scenario_tls-fanout-1k() {
 # jwt-none, jwt-hs256, jwt-rs256, jwt-es256.
 fcb_scenario_jwt-connect() {
   local FCB_TLS=0 alg rc=0 n
-  n="$(fcb_sz 10000 50)"
+  n="$(fcb_sz 5000 50)"
   fcb_start_flowcast "" || return 1
   fcb_bench flowcast jwt-none --churn "$n" --churn-stage ws --connect-concurrency 32 \
     --duration "$(fcb_sz 60 5)" || rc=1
