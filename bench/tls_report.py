@@ -192,6 +192,10 @@ def markdown(groups, load):
           "each connect (scope `read write`, one hour). nginx + nchan has no JWT verification,",
           "so there is nothing to compare it with.", ""]
     o += jwt_table(groups)
+    o += ["", "With a public key (RS256, ES256) most of the added time is not the signature check:",
+          "libjwt 1.10 decodes the PEM key again on every verification, and OpenSSL 3's key",
+          "decoders cost more than an RSA-2048 or P-256 verify (perf: libcrypto's decoder and",
+          "provider lookups, their locks and allocations); HS256 only hashes."]
     o += ["", "### Exact commands", "",
           "`make bench-tls` (bench/tls.sh, scenarios in bench/scenarios/tls.sh); each run: a",
           "fresh server on a free loopback port, then:", ""]
