@@ -85,7 +85,7 @@ def comparison(groups):
                 better = "tie"
             else:
                 better = "flowcast" if (fc[0] > nc[0]) == higher else "nchan"
-            if fc[3] > 1 and nc[3] > 1 and fc[1] <= nc[2] and nc[1] <= fc[2]:
+            if better != "tie" and fc[3] > 1 and nc[3] > 1 and fc[1] <= nc[2] and nc[1] <= fc[2]:
                 better += " (ranges overlap)"
         if headline:
             verdicts.append((title, better or "n/a"))
@@ -186,6 +186,16 @@ def markdown(groups, load):
     if load:
         noise.append("Load averages (1, 5, 15 min) during the run: %s." % "; ".join(load))
     o += ["", " ".join(noise), ""]
+    o += ["Where a handshake's CPU goes (`bench/profile.sh tls`, and the same `perf record` on",
+          "the nginx worker): for both servers almost all of it is the same OpenSSL 3.0 work",
+          "(libcrypto, libssl, the allocations and locks they make in libc) and the kernel;",
+          "flowcast's own code and libuv are under 2% of the samples, nginx's own about as much.",
+          "Per connection flowcast makes a few more system calls (libuv's keep-alive and",
+          "TCP_NODELAY setsockopts, FIONBIO, EPOLL_CTL_DEL) and answers the client's",
+          "close_notify with its own, which nginx does not; none of that is visible next to the",
+          "key exchange and signature. The handshake rows therefore measure OpenSSL on this",
+          "machine, and their rounds ran target after target (flowcast's three, then nchan's),",
+          "so load that changed between them shows as a difference.", ""]
     o += ["### JWT verification per connect (flowcast only)", "",
           "WebSocket connects (plain HTTP, so the token is the only difference) up to the 101,",
           "5,000 per round, 32 at a time, without auth and with a bearer token verified on",
