@@ -35,12 +35,15 @@ typedef struct fc_parked {
 
 /* A timer wheel: one timer visits one of FC_WHEEL_SLOTS lists per tick, so
  * periodic per-connection work is spread evenly over the period. The
- * connections are linked through the fc_list at link_off in fc_conn. */
+ * connections are linked through the fc_list at link_off in fc_conn. pos is
+ * the next slot to visit; the expiry wheel counts it in absolute ticks of
+ * loop time instead (expiry.c). */
 typedef struct fc_wheel {
     uv_timer_t timer;
     fc_list slots[FC_WHEEL_SLOTS];
     unsigned pos;
     uint64_t tick_ms;
+    uint64_t shift_ms; /* expiry: added to loop time so ticks start on wall-clock seconds */
     size_t link_off;
     void (*visit)(fc_conn *c);
 } fc_wheel;
@@ -253,9 +256,12 @@ int fc__conn_write_owned(fc_conn *c, char *base, size_t off, size_t len);
 size_t fc__ws_input(fc_conn *c, char *data, size_t len);
 void fc__ws_free_frag(fc_conn *c);
 void fc__wheel_init(fc_server *srv, fc_wheel *w, double period_s, void (*visit)(fc_conn *c));
-/* A wheel of tick_ms per slot over the fc_list at link_off in fc_conn. */
+/* A wheel of tick_ms per slot over the fc_list at link_off in fc_conn,
+ * turned by turn (NULL: one slot per tick, in turn, for periodic work). */
 void fc__wheel_setup(fc_server *srv, fc_wheel *w, uint64_t tick_ms, size_t link_off,
-                     void (*visit)(fc_conn *c));
+                     void (*visit)(fc_conn *c), uv_timer_cb turn);
+/* Visits every connection of slot i (visit may unlink the one it is given). */
+void fc__wheel_visit_slot(fc_wheel *w, unsigned i);
 void fc__wheel_add(fc_wheel *w, fc_conn *c);
 void fc__ping_init(fc_server *srv);
 void fc__ping_add(fc_conn *c);
@@ -273,6 +279,9 @@ fc_buf *fc__ws_ping_frame(void);
  * what was taken). Also used by the fuzz harness, so it never lags. */
 int fc__server_loop_state_init(fc_server *srv);
 void fc__server_conn_gone(fc_server *srv);
+/* Output was queued outside the read path (from a timer): the loop writes
+ * it in this turn's check phase instead of sleeping in poll first. */
+void fc__server_flush_soon(fc_server *srv);
 /* Starts serving an accepted socket on srv's loop (srv's thread). */
 void fc__server_adopt(fc_server *srv, int fd);
 /* Asks every loop to shut down (loop 0's thread). */

@@ -95,6 +95,11 @@ static void on_check(uv_check_t *h)
         uv_idle_start(&srv->flush_idle, noop_idle); /* leftovers: do not block in poll */
 }
 
+void fc__server_flush_soon(fc_server *srv)
+{
+    uv_idle_start(&srv->flush_idle, noop_idle);
+}
+
 /* A subscriber stuck past --slow-timeout: its backlog is dropped and a 1008
  * close frame queued behind the write in flight; if the peer does not read
  * it within the close grace period, the closing sweep drops the socket. */

@@ -10,11 +10,9 @@ static fc_conn *conn_of(const fc_wheel *w, fc_list *link)
     return (fc_conn *)(void *)((char *)link - w->link_off);
 }
 
-static void on_tick(uv_timer_t *t)
+void fc__wheel_visit_slot(fc_wheel *w, unsigned i)
 {
-    fc_wheel *w = t->data;
-    fc_list *slot = &w->slots[w->pos];
-    w->pos = (w->pos + 1) % FC_WHEEL_SLOTS;
+    fc_list *slot = &w->slots[i];
     fc_list *it = slot->next;
     while (it != slot) {
         fc_list *next = it->next; /* visit may close (unlink) the connection */
@@ -23,8 +21,16 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
+static void on_tick(uv_timer_t *t)
+{
+    fc_wheel *w = t->data;
+    unsigned i = w->pos;
+    w->pos = (w->pos + 1) % FC_WHEEL_SLOTS;
+    fc__wheel_visit_slot(w, i);
+}
+
 void fc__wheel_setup(fc_server *srv, fc_wheel *w, uint64_t tick, size_t link_off,
-                     void (*visit)(fc_conn *c))
+                     void (*visit)(fc_conn *c), uv_timer_cb turn)
 {
     for (int i = 0; i < FC_WHEEL_SLOTS; i++)
         fc_list_init(&w->slots[i]);
@@ -34,13 +40,13 @@ void fc__wheel_setup(fc_server *srv, fc_wheel *w, uint64_t tick, size_t link_off
     w->tick_ms = tick ? tick : 1;
     uv_timer_init(srv->loop, &w->timer);
     w->timer.data = w;
-    uv_timer_start(&w->timer, on_tick, w->tick_ms, w->tick_ms);
+    uv_timer_start(&w->timer, turn ? turn : on_tick, w->tick_ms, w->tick_ms);
 }
 
 void fc__wheel_init(fc_server *srv, fc_wheel *w, double period_s, void (*visit)(fc_conn *c))
 {
     fc__wheel_setup(srv, w, (uint64_t)(period_s * 1000.0 / FC_WHEEL_SLOTS),
-                    offsetof(fc_conn, wheel_link), visit);
+                    offsetof(fc_conn, wheel_link), visit, NULL);
 }
 
 void fc__wheel_add(fc_wheel *w, fc_conn *c)
