@@ -9,6 +9,9 @@ The files are committed; rerun this after changing it:
     python3 tests/fuzz/make_corpus.py
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -201,6 +204,54 @@ OPS = {
     b'{"op":"subscribe","workflow_ids":["w1"],"since":{"w1":-1}}\0{"op":"subscribe","workflow_ids":["bad id"]}',
 }
 
+FUZZ_JWT_SECRET = b"fuzz-jwt-secret-for-the-auth-ops-driver-0123456789"
+
+
+def hs256(claims):
+    """An HS256 JWT signed with FUZZ_JWT_SECRET (fuzz_server_auth_ops.c)."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=")
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims, separators=(",", ":")).encode())
+    sig = hmac.new(FUZZ_JWT_SECRET, head + b"." + body, hashlib.sha256).digest()
+    return (head + b"." + body + b"." + b64(sig)).decode()
+
+
+FZH_STATIC = "fuzz-static-token-0123456789abcdef"  # server_harness.h: FZH_STATIC_TOKEN
+FAR = 4102444800  # 2100-01-01: the seeds stay valid
+TOK_ALL = hs256({"scope": "read", "exp": FAR})
+TOK_W1 = hs256({"scope": "read", "workflows": ["w1"], "exp": FAR})
+TOK_PREFIX = hs256({"scope": "read write", "workflows": ["w-*"], "exp": FAR})
+TOK_WRITE = hs256({"scope": "write", "exp": FAR})
+TOK_OLD = hs256({"scope": "read", "exp": 1000000000})
+
+
+def ops(*msgs):
+    return b"\0".join(m if isinstance(m, bytes) else jbody(m) for m in msgs)
+
+
+AUTH_OPS = {
+    "auth_then_subscribe": ops({"op": "auth", "token": TOK_ALL},
+                               {"op": "subscribe", "workflow_ids": ["w1", "w2", "w-3"]}),
+    "shrink": ops({"op": "auth", "token": TOK_ALL},
+                  {"op": "subscribe", "workflow_ids": ["w1", "w2"]},
+                  {"op": "auth", "token": TOK_W1},
+                  {"op": "subscribe", "workflow_ids": ["w2", "w1"]}),
+    "shrink_all": ops({"op": "auth", "token": TOK_ALL}, {"op": "subscribe_all"},
+                      {"op": "auth", "token": TOK_PREFIX},
+                      {"op": "subscribe", "workflow_ids": ["w-3"], "since": {"w-3": 0}},
+                      {"op": "unsubscribe", "workflow_ids": ["w-3"]}),
+    "before_auth": ops({"op": "subscribe", "workflow_ids": ["w1"]}, {"op": "subscribe_all"},
+                       {"op": "auth", "token": TOK_OLD}, {"op": "auth", "token": TOK_WRITE},
+                       {"op": "auth", "token": TOK_W1}, {"op": "subscribe_all"}),
+    "refresh_bad": ops({"op": "auth", "token": TOK_W1},
+                       {"op": "subscribe", "workflow_ids": ["w1"]},
+                       {"op": "auth", "token": TOK_W1[:-2] + "xx"},
+                       {"op": "auth", "token": TOK_ALL + "."},
+                       {"op": "auth", "token": FZH_STATIC}, {"op": "auth"}),
+    "fragmented": b"\x01" + jbody({"op": "auth", "token": TOK_ALL}),
+}
+
 SSE = {
     "multi_cursor": b"workflow_ids=w1,w2&since=w1:1,w2:2\nw1:1,w2:2",
     "multi_header": b"workflow_ids=w1,w-3\nw1:0,w-3:1",
@@ -330,6 +381,7 @@ CORPORA = {
     "fuzz_ws_session": SESSION,
     "fuzz_server_conn": CONN,
     "fuzz_server_ops": OPS,
+    "fuzz_server_auth_ops": AUTH_OPS,
     "fuzz_server_sse": SSE,
     "fuzz_client_http": CLIENT_HTTP,
     "fuzz_client_ws": CLIENT_WS,

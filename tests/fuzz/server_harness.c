@@ -7,6 +7,7 @@
 #include "server_harness.h"
 
 #include "api/api.h"
+#include "auth/auth.h"
 #include "cli/config.h"
 #include "common/log.h"
 #include "server/internal.h"
@@ -38,7 +39,8 @@ static uv_loop_t loop;
 static uv_check_t flush_check;
 static struct sockaddr_in listen_addr;
 static int listen_fd = -1;
-static char db_dir[32], db_path[64];
+static char db_dir[32], db_path[64], key_path[64];
+static const char *jwt_secret; /* fzh_use_jwt: the loop verifies JWTs with it */
 
 /* server.c's check handle: input left over by the per-turn budget, then output. */
 static void on_check(uv_check_t *h)
@@ -64,6 +66,7 @@ static void remove_db(void)
         snprintf(path, sizeof path, "%s%s", db_path, suffixes[i]);
         unlink(path);
     }
+    if (key_path[0]) unlink(key_path);
     rmdir(db_dir);
 }
 
@@ -86,8 +89,11 @@ static void setup_loop(void)
                     "--max-connections",
                     "64",
                     "--allow-host",
-                    "fuzz.example"};
-    CHECK(fc_config_parse(&cfg, (int)(sizeof argv / sizeof *argv), argv) == 0);
+                    "fuzz.example",
+                    "--api-token", /* only with fzh_use_jwt: see argc */
+                    FZH_STATIC_TOKEN};
+    int argc = (int)(sizeof argv / sizeof *argv) - (jwt_secret ? 0 : 2);
+    CHECK(fc_config_parse(&cfg, argc, argv) == 0);
     fc_log_threshold = FC_LOG_OFF;
 
     cl.cfg = &cfg;
@@ -111,6 +117,18 @@ static void setup_loop(void)
     uv_check_start(&flush_check, on_check);
     fc__ping_init(&srv);
     fc__heartbeat_init(&srv);
+    if (jwt_secret) {
+        snprintf(key_path, sizeof key_path, "%s/jwt.key", db_dir);
+        FILE *f = fopen(key_path, "w");
+        CHECK(f && fputs(jwt_secret, f) >= 0 && fclose(f) == 0);
+        char why[256] = "";
+        cl.auth = fc_auth_load(key_path, 30, NULL, NULL, why, sizeof why);
+        CHECK(cl.auth);
+        /* As init_handles in server.c: the expiry wheel, and the idle handle
+         * an expiry starts so its close is written at once. */
+        uv_idle_init(&loop, &srv.flush_idle);
+        fc__expiry_init(&srv);
+    }
 
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(listen_fd >= 0);
@@ -215,6 +233,10 @@ static void send_text(const char *s)
     session((const uint8_t *)s, strlen(s), NULL, 0);
 }
 
+/* The harness's own requests carry the static token, which only a JWT loop
+ * configures (elsewhere the header is ignored). */
+#define AUTH_HEADER "Authorization: Bearer " FZH_STATIC_TOKEN "\r\n"
+
 /* Puts back a baseline workflow an input deleted or made terminal (a
  * terminal one takes no more PATCH, which would hide those paths). */
 static void ensure_workflow(const char *id)
@@ -226,26 +248,31 @@ static void ensure_workflow(const char *id)
     if (usable) return;
     char req[512];
     if (r == 0) {
-        snprintf(req, sizeof req, "DELETE /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-                 id);
+        snprintf(req, sizeof req,
+                 "DELETE /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n" AUTH_HEADER "\r\n", id);
         send_text(req);
     }
     static const char body_fmt[] = "{\"id\":\"%s\",\"name\":\"fuzz\",\"total_steps\":10}";
     char body[128];
     int blen = snprintf(body, sizeof body, body_fmt, id);
     snprintf(req, sizeof req,
-             "POST /api/workflows HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-             "Content-Length: %d\r\n\r\n%s",
+             "POST /api/workflows HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+             "application/json\r\n" AUTH_HEADER "Content-Length: %d\r\n\r\n%s",
              blen, body);
     send_text(req);
     static const char patch[] = "{\"current_step\":1,\"message\":\"one\"}";
-    snprintf(
-        req, sizeof req,
-        "PATCH /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        "Content-Length: %zu\r\n\r\n%s",
-        id, sizeof patch - 1, patch);
+    snprintf(req, sizeof req,
+             "PATCH /api/workflows/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+             "application/json\r\n" AUTH_HEADER "Content-Length: %zu\r\n\r\n%s",
+             id, sizeof patch - 1, patch);
     send_text(req);
     send_text(req);
+}
+
+void fzh_use_jwt(const char *secret)
+{
+    CHECK(listen_fd < 0); /* before the loop is set up */
+    jwt_secret = secret;
 }
 
 size_t fzh_session(const uint8_t *data, size_t len, const size_t *cuts, size_t ncuts)
@@ -287,4 +314,33 @@ size_t fzh_upgrade(char *out, size_t cap, const char *path)
                      path);
     CHECK(n > 0 && (size_t)n < cap);
     return (size_t)n;
+}
+
+#define MAX_MESSAGES 16
+
+size_t fzh_ops_session(const uint8_t *data, size_t size)
+{
+    char head[256];
+    size_t hlen = fzh_upgrade(head, sizeof head, "/api/updates");
+    uint8_t *buf = malloc(hlen + size + 2 * 14 * (MAX_MESSAGES + 1));
+    CHECK(buf);
+    memcpy(buf, head, hlen);
+    size_t n = hlen;
+    const uint8_t *p = data, *end = data + size;
+    for (int m = 0; m < MAX_MESSAGES && p <= end; m++) {
+        const uint8_t *z = memchr(p, 0, (size_t)(end - p));
+        size_t len = (size_t)((z ? z : end) - p);
+        if (len && p[0] == 0x01) { /* two fragments */
+            size_t half = len / 2;
+            n += fzh_frame(buf + n, 0x1, 0, p + 1, half ? half - 1 : 0);
+            n += fzh_frame(buf + n, 0x0, 1, p + (half ? half : 1), len - (half ? half : 1));
+        } else {
+            n += fzh_frame(buf + n, 0x1, 1, p, len);
+        }
+        if (!z) break;
+        p = z + 1;
+    }
+    size_t got = fzh_session(buf, n, NULL, 0);
+    free(buf);
+    return got;
 }
