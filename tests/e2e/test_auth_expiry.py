@@ -406,3 +406,27 @@ def test_metrics_count_expiries_refreshes_and_timeouts(srv):
     assert m['flowcast_auth_refreshes_total{result="ok"}'] >= 4
     assert m['flowcast_auth_refreshes_total{result="refused"}'] >= 6
     assert m["flowcast_auth_timeouts_total"] >= 1
+
+
+def test_without_jwt_key_nothing_expires_and_auth_only_checks_the_static_token(server_factory,
+                                                                             tmp_path):
+    s = server_factory("--api-token", STATIC)
+    s.create(id="plain")
+    token, _ = mint(ttl=1)
+    ws = RawWS.open(s, "/api/updates")  # reads need no credential here, as before
+    ws.send_json({"op": "auth", "token": token})  # not a credential without --jwt-key
+    assert ws.recv_json()["code"] == "unauthorized"
+    ws.send_json({"op": "auth", "token": STATIC})
+    assert ws.recv_json() == {"op": "authenticated", "exp": None}
+    ws.send_json({"op": "subscribe", "workflow_ids": ["plain"]})
+    assert ws.recv_json()["op"] == "subscribed"
+    ws.recv_json()
+    time.sleep(2.5)  # past the JWT's exp: nothing ends
+    s.patch("plain", message="still")
+    assert ws.recv_json()["message"] == "still"
+    ws.send_close()
+    open_ = server_factory(db=str(tmp_path / "open.db"))
+    ws = RawWS.open(open_, "/api/updates")
+    ws.send_json({"op": "auth", "token": "anything"})
+    assert ws.recv_json() == {"op": "authenticated", "exp": None}
+    ws.send_close()
