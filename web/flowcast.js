@@ -92,7 +92,8 @@ export class FlowcastClient {
    *                connections per host); other workflows ride on the list poll
    *   upgradeDelay ms on a fallback transport before checking whether a
    *                better one works again (default 10000, doubling to 5 min)
-   *   token        bearer token for the REST helpers that write
+   *   token        bearer token (the server's --api-token or a JWT): sent with
+   *                every request, and as access_token on the streams
    *   requestRetries  resends of a change whose answer was lost (default 4),
    *                after backoffDelay(n, requestBackoff) ms; requestBackoff
    *                defaults to {initial: 100, max: 2000}. See request().
@@ -399,6 +400,12 @@ export class FlowcastClient {
     return workflows;
   }
 
+  /* The token as a query parameter (after sep), for the streams a browser
+   * cannot give a header to (WebSocket, EventSource); '' without one. */
+  _tokenQuery(sep) {
+    return this.token ? `${sep}access_token=${encodeURIComponent(this.token)}` : '';
+  }
+
   /* --- REST helpers (return parsed JSON, throw HttpError) ------------------ */
 
   /* A change (any method but GET) carries an Idempotency-Key: opts.idempotencyKey,
@@ -412,7 +419,7 @@ export class FlowcastClient {
     const change = method !== 'GET';
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (this.token && change) headers.Authorization = `Bearer ${this.token}`;
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
     if (change) headers['Idempotency-Key'] = opts.idempotencyKey || newIdempotencyKey();
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const retries = opts.retries ?? (change ? this.requestRetries : 0);
@@ -474,7 +481,7 @@ class WebSocketTransport {
   }
 
   start() {
-    const url = this.c.url.replace(/^http/, 'ws') + '/api/updates';
+    const url = this.c.url.replace(/^http/, 'ws') + '/api/updates' + this.c._tokenQuery('?');
     const ws = (this.ws = new WebSocket(url));
     ws.onopen = () => {
       const ids = [...this.c.followed()];
@@ -633,6 +640,7 @@ class SseTransport {
       const cursor = chunk.filter((id) => this.c.last.has(id)).map((id) => sseItem(id, this.c.last.get(id))).join(',');
       const q = new URLSearchParams({ workflow_ids: chunk.join(',') });
       if (cursor) q.set('since', cursor);
+      if (this.c.token) q.set('access_token', this.c.token);
       const es = new EventSource(`${this.c.url}/api/events?${q}`);
       waiting++;
       let isOpen = false;
@@ -774,7 +782,7 @@ function probe(client, name) {
     };
     timer = setTimeout(() => done(false), client.openTimeout);
     if (name === 'websocket') {
-      const ws = new WebSocket(client.url.replace(/^http/, 'ws') + '/api/updates');
+      const ws = new WebSocket(client.url.replace(/^http/, 'ws') + '/api/updates' + client._tokenQuery('?'));
       ws.onopen = () => {
         ws.onclose = null;
         ws.close(1000);

@@ -26,8 +26,10 @@ int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_
 {
     fc_server *srv = fc_conn_server(c);
     const fc_auth *a = fc_server_auth(srv);
+    const char *api_token = fc_server_config(srv)->api_token;
+    int static_on = api_token && *api_token;
     fc_auth_grant_full(g);
-    if (!a || public) return 1;
+    if ((!a && !static_on) || public) return 1;
     char token[FC_AUTH_TOKEN_MAX + 1];
     const char *hdr = fc_http_header(req, FC_H_AUTHORIZATION);
     if (hdr) {
@@ -40,9 +42,8 @@ int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_
         unauthorized(c, "a credential is required (Authorization: Bearer or access_token)");
         return 0;
     }
-    const char *api_token = fc_server_config(srv)->api_token;
-    if (api_token && *api_token && fc_auth_secret_equal(token, api_token)) return 1;
-    int r = fc_auth_verify(a, token, (int64_t)time(NULL), g);
+    if (static_on && fc_auth_secret_equal(token, api_token)) return 1;
+    int r = a ? fc_auth_verify(a, token, (int64_t)time(NULL), g) : -1;
     if (r == FC_AUTH_EXPIRED) {
         fc__access_expired(c);
         return 0;

@@ -8,9 +8,10 @@
 #include "server/conn.h"
 
 /* Fills g with what the request's credential (Authorization: Bearer, else the
- * access_token query parameter) grants. Without --jwt-key, and for public
- * paths, g is the full grant (the write routes keep their own --api-token
- * check). Answers 401 and returns 0 for a missing or invalid credential. */
+ * access_token query parameter) grants: the static --api-token everything, a
+ * JWT (--jwt-key) its claims. Without either flag, and for public paths, g
+ * is the full grant. Answers 401 and returns 0 for a missing or invalid
+ * credential. */
 int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_grant *g);
 
 /* Answers 401 token_expired with WWW-Authenticate: Bearer error="invalid_token"

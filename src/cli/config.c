@@ -71,9 +71,10 @@ static const opt options[] = {
      FIELD(api_token),
      .metavar = "TOKEN",
      .empty_env_error = true,
-     .help = "Bearer token that POST, PATCH and DELETE (every change) must carry; reads "
-             "(GET, HEAD, WebSocket, SSE, long-poll, /metrics, /healthz) stay open. "
-             "Unset = no auth; empty is an error. With --jwt-key it is a full-access credential."},
+     .help = "Full-access bearer token: once set, every request but /healthz and the "
+             "dashboard's files must carry it (or, with --jwt-key, a valid JWT): reads "
+             "(GET, HEAD, list, history, WebSocket, SSE, long-poll, /metrics) and changes "
+             "alike. Unset (and no --jwt-key) = no auth; empty is an error."},
     {.name = "jwt-key",
      .env = "FLOWCAST_JWT_KEY",
      .type = OPT_STRING,

@@ -77,12 +77,12 @@ for (const transport of ['sse', 'longpoll']) {
     assert.equal((await write('POST', '/api/workflows', { id, name: id, total_steps: 10 })).status, 201);
     const page = await openPage(browser, good + '/');
     try {
-      await page.evaluate(async ([url, id, transport]) => {
+      await page.evaluate(async ([url, id, transport, token]) => {
         const { FlowcastClient } = await import(url + '/flowcast.js');
         window.seen = [];
-        window.fc = new FlowcastClient({ url, transports: [transport], onUpdate: (u) => window.seen.push(u.current_step) });
+        window.fc = new FlowcastClient({ url, token, transports: [transport], onUpdate: (u) => window.seen.push(u.current_step) });
         window.fc.subscribe([id]);
-      }, [srv.url, id, transport]);
+      }, [srv.url, id, transport, TOKEN]);
       await page.waitForFunction(() => window.fc.state === 'open' && window.seen.length >= 1, null, { timeout: 15000 });
       for (let step = 1; step <= 3; step++)
         assert.equal((await write('PATCH', `/api/workflows/${id}`, { current_step: step })).status, 200);
@@ -116,6 +116,6 @@ test('other origin: the import, REST and SSE all fail', async () => {
   });
   assert.deepEqual(r, { imported: false, list: false, create: false, sse: false });
   /* The preflight was refused, so the create never reached the server. */
-  const res = await fetch(`${srv.url}/api/workflows/cors-bad`);
+  const res = await fetch(`${srv.url}/api/workflows/cors-bad`, { headers: { Authorization: `Bearer ${TOKEN}` } });
   assert.equal(res.status, 404);
 });

@@ -191,7 +191,7 @@ class Server:
             else:
                 data = body
             h["Content-Type"] = "application/json"
-        if auth and self.token and method in ("POST", "PATCH", "DELETE", "PUT"):
+        if auth and self.token:  # with --api-token every request but /healthz needs it
             h["Authorization"] = "Bearer " + self.token
         if headers:
             h.update(headers)
@@ -497,7 +497,11 @@ class RawWS:
 
     @classmethod
     def open(cls, server, path, headers=None, rcvbuf=None):
+        """Opens path on server; sends the server's --api-token unless headers
+        set Authorization (None removes it)."""
         ws = cls(server.port, rcvbuf=rcvbuf)
+        if getattr(server, "token", None):
+            headers = dict({"Authorization": "Bearer " + server.token}, **(headers or {}))
         r = ws.handshake(path, headers)
         assert r.status == 101, r
         return ws
@@ -625,6 +629,8 @@ async def ws_connect(server, path, **kw):
     kw.setdefault("max_size", None)
     if server.ssl_ctx:
         kw.setdefault("ssl", server.ssl_ctx)
+    if server.token and "extra_headers" not in kw:
+        kw["extra_headers"] = {"Authorization": "Bearer " + server.token}
     return await asyncio.wait_for(websockets.connect(server.ws_url(path), **kw), 15)
 
 

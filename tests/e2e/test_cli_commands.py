@@ -103,6 +103,34 @@ def test_token_from_environment(flowcast, server_factory):
     assert w["name"] == "x"
 
 
+def test_reads_send_the_token_too(flowcast, server_factory):
+    """--api-token guards reads as well (issue 9): get, list and watch (its
+    REST lookups and its WebSocket) send $FLOWCAST_API_TOKEN, and fail
+    plainly without it."""
+    s = server_factory("--api-token", "sekret")
+    s.create(id="r", total_steps=1, status="completed")
+    env = {"FLOWCAST_API_TOKEN": "sekret"}
+    for args in (["get", "r"], ["list"]):
+        r = cli(flowcast, s, *args)
+        assert r.returncode == 1 and r.stdout == "", (args, r)
+        assert r.stderr == "flowcast: a credential is required (Authorization: Bearer or " \
+            "access_token)\n", (args, r.stderr)
+    assert cli_json(flowcast, s, "get", "r", env=env)["status"] == "completed"
+    assert "r" in cli(flowcast, s, "list", env=env).stdout
+    url = {"FLOWCAST_URL": "http://127.0.0.1:%d" % s.port}
+    for e, ok in (({}, False), (env, True)):
+        p = LineProc([flowcast, "watch", "r", "--exit-on-done"], env=dict(url, **e))
+        try:
+            rc = p.finish()
+            if ok:
+                assert rc == 0 and json.loads(p.lines[0])["status"] == "completed", p.stderr
+            else:
+                assert rc == 1 and p.lines == [] and "credential is required" in p.stderr, \
+                    p.stderr
+        finally:
+            p.kill()
+
+
 def _watch(flowcast, server, *args):
     env = {"FLOWCAST_URL": "http://127.0.0.1:%d" % server.port}
     return LineProc([flowcast, "watch"] + [str(a) for a in args], env=env)

@@ -109,21 +109,24 @@ def requests_of_every_kind(srv):
     """(name, method, path, body, headers, expected status) for REST answers,
     success and error alike."""
     auth = {"Authorization": "Bearer " + TOKEN}
+    # With --api-token every request but the dashboard's files and /healthz
+    # carries it (reads too), and the 401s carry CORS like any answer.
     return [
-        ("list", "GET", API, None, {}, 200),
-        ("get", "GET", API + "/wf", None, {}, 200),
-        ("head", "HEAD", API + "/wf", None, {}, 200),
-        ("history", "GET", API + "/wf/history?since=0", None, {}, 200),
+        ("list", "GET", API, None, auth, 200),
+        ("get", "GET", API + "/wf", None, auth, 200),
+        ("head", "HEAD", API + "/wf", None, auth, 200),
+        ("history", "GET", API + "/wf/history?since=0", None, auth, 200),
         ("script", "GET", "/flowcast.js", None, {}, 200),
         ("health", "GET", "/healthz", None, {}, 200),
-        ("longpoll now", "GET", API + "/wf?wait_since=0&timeout=1", None, {}, 200),
+        ("longpoll now", "GET", API + "/wf?wait_since=0&timeout=1", None, auth, 200),
         ("patch", "PATCH", API + "/wf", {"message": "m"}, auth, 200),
-        ("not found", "GET", API + "/missing", None, {}, 404),
-        ("bad query", "GET", API + "?limit=0", None, {}, 400),
-        ("bad history", "GET", API + "/wf/history?since=x", None, {}, 400),
+        ("not found", "GET", API + "/missing", None, auth, 404),
+        ("bad query", "GET", API + "?limit=0", None, auth, 400),
+        ("bad history", "GET", API + "/wf/history?since=x", None, auth, 400),
         ("no token", "POST", API, {"name": "x"}, {}, 401),
+        ("no token read", "GET", API + "/wf", None, {}, 401),
         ("bad body", "POST", API, {"name": 5}, auth, 400),
-        ("method", "PUT", API, None, {}, 405),
+        ("method", "PUT", API, None, auth, 405),
         ("seq conflict", "PATCH", API + "/wf", {"message": "m", "if_seq": 0}, auth, 409),
     ]
 
@@ -191,8 +194,9 @@ def test_deferred_answers_keep_their_own_origin(srv):
 @pytest.mark.parametrize("path", [API + "/wf/events", "/api/events?workflow_ids=wf"])
 def test_sse_start_carries_cors(srv, path):
     for origin, ok in ((GOOD, True), (BAD, False), (None, False)):
-        rd, r = raw(srv.port, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s\r\n"
-                    % (path, srv.port, "Origin: %s\r\n" % origin if origin else ""))
+        rd, r = raw(srv.port, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s"
+                    "Authorization: Bearer %s\r\n\r\n"
+                    % (path, srv.port, "Origin: %s\r\n" % origin if origin else "", TOKEN))
         assert r.status == 200 and r.header("content-type") == "text/event-stream", r
         if ok:
             assert_cors(r, origin)
@@ -200,8 +204,8 @@ def test_sse_start_carries_cors(srv, path):
             assert_no_cors(r)
         assert rd.read_until(b"\n\n")  # the stream itself runs
         rd.sock.close()
-    rd, r = raw(srv.port, "HEAD %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: %s\r\n\r\n"
-                % (path, srv.port, GOOD2))
+    rd, r = raw(srv.port, "HEAD %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nOrigin: %s\r\n"
+                "Authorization: Bearer %s\r\n\r\n" % (path, srv.port, GOOD2, TOKEN))
     assert r.status == 200, r
     assert_cors(r, GOOD2)
     rd.sock.close()

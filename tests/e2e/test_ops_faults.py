@@ -66,8 +66,8 @@ def test_empty_api_token_env_is_an_error(flowcast, tmp_path):
 def test_help_says_what_the_token_guards(flowcast):
     out = _run(flowcast, ["serve", "--help"]).stdout.decode()
     text = " ".join(out.split())
-    assert "POST, PATCH and DELETE" in text, out
-    assert "reads" in text and "stay open" in text, out
+    assert "every request but /healthz and the dashboard's files must carry it" in text, out
+    assert "reads" in text and "changes alike" in text, out
     assert "--allow-host" in out and "--startup-check" in out
 
 

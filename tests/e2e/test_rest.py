@@ -321,11 +321,13 @@ def test_api_token_401(server_factory):
     assert r.status == 201, r
     assert_error(s.request("PATCH", API + "/a", {"message": "m"}, auth=False), 401, "unauthorized")
     assert_error(s.request("DELETE", API + "/a", auth=False), 401, "unauthorized")
-    # reads need no token
-    assert s.request("GET", API + "/a", auth=False).status == 200
-    assert s.request("GET", API, auth=False).status == 200
+    # reads need it too (issue 9: --api-token alone is auth configured);
+    # /healthz and the dashboard's files stay open
+    for path in (API + "/a", API, API + "/a/history", "/metrics"):
+        assert_error(s.request("GET", path, auth=False), 401, "unauthorized")
+        assert s.request("GET", path).status == 200, path
     assert s.request("GET", "/healthz", auth=False).status == 200
-    assert s.request("GET", "/metrics", auth=False).status == 200
+    assert s.request("GET", "/flowcast.js", auth=False).status == 200
     assert s.request("PATCH", API + "/a", {"message": "m"}).status == 200
     assert s.request("DELETE", API + "/a").status == 204
 

@@ -147,9 +147,15 @@ def test_handshake_origin_any(server_factory):
         assert r.status == 101, r
 
 
-def test_upgrade_needs_no_token(server_factory):
+def test_upgrade_needs_the_token(server_factory):
+    """--api-token guards reads too: the upgrade without it is 401 (RawWS.open
+    sends the server's token unless told not to)."""
     s = server_factory("--api-token", "tok")
     s.create(id="wf")
+    ws = RawWS(s.port)
+    r = ws.handshake(SINGLE, {"Authorization": None})
+    assert r.status == 401 and r.header("www-authenticate") == "Bearer", r
+    ws.close()
     ws = RawWS.open(s, SINGLE)
     assert ws.recv_json()["seq"] == 1
 
