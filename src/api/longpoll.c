@@ -75,6 +75,7 @@ static void finish(waiter *wt, int expired)
     fc_conn_set_kind(c, FC_STREAM_NONE);
     fc_conn_set_ext(c, NULL);
     fc_conn_set_expiry(c, 0);
+    fc_conn_release_client_slot(c);
     if (!fc_conn_is_closed(c) && expired)
         fc__access_expired(c);
     else if (!fc_conn_is_closed(c))
@@ -165,8 +166,11 @@ void fc_longpoll_start(fc_conn *c, fc_http_req *req, const char *workflow_id)
         return;
     }
     fc__stream_resume_clear(&res);
+    /* A held long-poll is a stream for --max-streams-per-client. */
+    if (fc_conn_take_client_slot(c) != 0) return;
     waiter *wt = calloc(1, sizeof *wt);
     if (!wt) {
+        fc_conn_release_client_slot(c);
         fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
         return;
     }

@@ -582,7 +582,11 @@ void fc_api_handle(fc_conn *c, fc_http_req *req)
     fc_auth_grant grant;
     if (!fc__access_identify(c, req, public, &grant)) return;
     int64_t exp = grant.exp; /* route may move the grant into the stream */
+    /* The per-client limits count this request's streams and changes
+     * against its token's subject too (server/clients.h). */
+    fc_conn_set_subject(c, grant.has_sub ? grant.sub : NULL);
     route(c, req, path, &grant);
+    fc_conn_set_subject(c, NULL);
     fc__access_arm(c, exp);
     fc_auth_grant_clear(&grant);
 }

@@ -203,6 +203,25 @@ static int parse_workflows(json_t *claims, fc_auth_grant *g)
     return 0;
 }
 
+/* The "sub" claim: absent or empty = no subject; else a string, hashed so
+ * subjects of any length key the per-subject limits in a fixed size. */
+static int parse_sub(json_t *claims, fc_auth_grant *g)
+{
+    json_t *sub = json_object_get(claims, "sub");
+    if (!sub) return 0;
+    if (!json_is_string(sub)) return -1;
+    if (json_string_length(sub) == 0) return 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (!EVP_Digest(json_string_value(sub), json_string_length(sub), md, &md_len, EVP_sha256(),
+                    NULL) ||
+        md_len < FC_AUTH_SUB_LEN)
+        return -1;
+    memcpy(g->sub, md, FC_AUTH_SUB_LEN);
+    g->has_sub = 1;
+    return 0;
+}
+
 static int check_claims(const fc_auth *a, json_t *claims, int64_t now, fc_auth_grant *g)
 {
     int64_t exp = 0, nbf = 0, iat = 0;
@@ -223,6 +242,7 @@ static int check_claims(const fc_auth *a, json_t *claims, int64_t now, fc_auth_g
     if (scope && !json_is_string(scope)) return -1;
     g->scope = parse_scope(json_string_value(scope));
     g->exp = exp;
+    if (parse_sub(claims, g) != 0) return -1;
     return parse_workflows(claims, g);
 }
 

@@ -13,6 +13,9 @@ enum { FC_AUTH_READ = 1, FC_AUTH_WRITE = 2, FC_AUTH_ADMIN = 4, FC_AUTH_ALL = 7 }
 /* Longest token accepted: a header line is already capped, this bounds the work. */
 #define FC_AUTH_TOKEN_MAX 8192
 
+/* Bytes of a hashed subject (fc_auth_grant.sub). */
+#define FC_AUTH_SUB_LEN 16
+
 typedef struct fc_auth fc_auth;
 
 /* What a verified credential allows. patterns: the "workflows" claim, each an
@@ -22,6 +25,11 @@ typedef struct fc_auth_grant {
     int n_patterns;
     char **patterns;
     int64_t exp; /* seconds since the epoch; 0 = never (the static --api-token) */
+    /* The "sub" claim, hashed (SHA-256, first 16 bytes): the key of the
+     * per-subject limits. has_sub 0 = no subject (the static --api-token, or
+     * a token without "sub" or with an empty one). */
+    int has_sub;
+    uint8_t sub[FC_AUTH_SUB_LEN];
 } fc_auth_grant;
 
 /* Loads the key: a PEM public key (RSA -> RS256/384/512, EC -> ES256/384/512)
@@ -38,9 +46,9 @@ void fc_auth_free(fc_auth *a);
 
 /* Verifies token at time now (seconds): signature with an algorithm the key
  * allows, exp required and exact (refused from exp on: the leeway applies to
- * nbf/iat only), aud/iss checked, scope and workflows parsed into g.
- * Returns 0, FC_AUTH_EXPIRED, or -1 for any other invalid token (g is left
- * empty unless 0). */
+ * nbf/iat only), aud/iss checked, scope, workflows and sub (a string when
+ * present) parsed into g. Returns 0, FC_AUTH_EXPIRED, or -1 for any other
+ * invalid token (g is left empty unless 0). */
 int fc_auth_verify(const fc_auth *a, const char *token, int64_t now, fc_auth_grant *g);
 
 /* The full grant of the static --api-token. */

@@ -147,7 +147,8 @@ static const opt options[] = {
      .max = 10000000,
      .def = "0",
      .metavar = "N",
-     .help = "Limit of open WebSocket and SSE streams per client IP address; 0 = none."},
+     .help = "Limit of open WebSocket, SSE and held long-poll streams per client IP address "
+             "and per token subject (JWT \"sub\"); over it: 503 too_many_streams; 0 = none."},
     {.name = "write-rate",
      .env = "FLOWCAST_WRITE_RATE",
      .type = OPT_RATE,
@@ -156,8 +157,9 @@ static const opt options[] = {
      .max = 1000000,
      .def = "0",
      .metavar = "R[/s]",
-     .help = "Changes (POST, PATCH, DELETE) per second per client IP address, a token bucket; "
-             "over it: 429 with Retry-After; 0 = no limit."},
+     .help = "Changes (POST, PATCH, DELETE) per second per token subject (JWT \"sub\"), or "
+             "per client IP address for requests without one, a token bucket; over it: 429 "
+             "with Retry-After; 0 = no limit."},
     {.name = "write-burst",
      .env = "FLOWCAST_WRITE_BURST",
      .type = OPT_INT,

@@ -95,7 +95,12 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->deletions_told += LOAD(m->deletions_told);
     sum->idempotent_replays += LOAD(m->idempotent_replays);
     sum->refused_streams_per_client += LOAD(m->refused_streams_per_client);
+    sum->refused_streams_per_subject += LOAD(m->refused_streams_per_subject);
     sum->refused_write_rate += LOAD(m->refused_write_rate);
+    sum->refused_write_rate_subject += LOAD(m->refused_write_rate_subject);
+    uint64_t tracked = LOAD(m->clients_tracked), evicted = LOAD(m->clients_evicted);
+    if (tracked > sum->clients_tracked) sum->clients_tracked = tracked;
+    if (evicted > sum->clients_evicted) sum->clients_evicted = evicted;
     sum->refused_client_table += LOAD(m->refused_client_table);
     sum->auth_refused_401 += LOAD(m->auth_refused_401);
     sum->auth_refused_403 += LOAD(m->auth_refused_403);
@@ -261,7 +266,11 @@ char *fc_metrics_render(size_t *len)
            "Requests refused by a per-client limit, by reason.");
     outf(&o, "flowcast_refused_total{reason=\"streams_per_client\"} %" PRIu64 "\n",
          m->refused_streams_per_client);
+    outf(&o, "flowcast_refused_total{reason=\"streams_per_subject\"} %" PRIu64 "\n",
+         m->refused_streams_per_subject);
     outf(&o, "flowcast_refused_total{reason=\"write_rate\"} %" PRIu64 "\n", m->refused_write_rate);
+    outf(&o, "flowcast_refused_total{reason=\"write_rate_subject\"} %" PRIu64 "\n",
+         m->refused_write_rate_subject);
     outf(&o, "flowcast_refused_total{reason=\"client_table_full\"} %" PRIu64 "\n",
          m->refused_client_table);
 
@@ -278,6 +287,12 @@ char *fc_metrics_render(size_t *len)
          m->tls_fail_protocol);
     outf(&o, "flowcast_tls_handshake_errors_total{reason=\"closed\"} %" PRIu64 "\n",
          m->tls_fail_closed);
+    gauge(&o, "flowcast_clients_tracked",
+          "Entries (client addresses and token subjects) in the per-client limits table.",
+          (int64_t)m->clients_tracked);
+    counter(&o, "flowcast_clients_evicted_total",
+            "Per-client table entries evicted to make room (the table was full).",
+            m->clients_evicted);
 
     /* The backlog gauges are uint64; Prometheus values are floats anyway. */
     header(&o, "flowcast_backlog_max", "gauge",

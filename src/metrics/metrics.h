@@ -29,24 +29,30 @@ typedef struct fc_metrics {
     uint64_t resyncs;               /* counter: resumes answered with "resync":true */
     uint64_t deletions_told;        /* counter: deletions sent in-band to a resume */
     uint64_t idempotent_replays;    /* counter: retries answered from their idempotency key */
-    uint64_t refused_streams_per_client; /* counter: --max-streams-per-client */
-    uint64_t refused_write_rate;         /* counter: --write-rate */
-    uint64_t refused_client_table;       /* counter: the per-client table was full */
-    uint64_t auth_refused_401;           /* counter: requests without a valid credential */
-    uint64_t auth_refused_403;           /* counter: valid credentials without the right */
-    uint64_t auth_expired_ws;            /* counter: WebSocket streams ended at their token's exp */
-    uint64_t auth_expired_sse;           /* counter: SSE streams ended so */
-    uint64_t auth_expired_longpoll;      /* counter: long-polls answered 401 so */
-    uint64_t auth_timeouts;              /* counter: multi WebSockets never authenticated */
-    uint64_t auth_refresh_ok;            /* counter: {"op":"auth"} accepted */
-    uint64_t auth_refresh_refused;       /* counter: {"op":"auth"} refused (old token kept) */
-    uint64_t tls_handshakes;             /* counter: TLS handshakes completed */
-    uint64_t tls_fail_not_tls;           /* counter: plain bytes to the TLS port (answered 400) */
-    uint64_t tls_fail_timeout;           /* counter: handshake not done within --request-timeout */
-    uint64_t tls_fail_version;           /* counter: no protocol version in common */
-    uint64_t tls_fail_protocol;          /* counter: any other handshake failure */
-    uint64_t tls_fail_closed;            /* counter: the peer left during the handshake */
-    uint64_t http_by_code[600];          /* requests by exact status code */
+    uint64_t refused_streams_per_client;  /* counter: --max-streams-per-client, by address */
+    uint64_t refused_streams_per_subject; /* counter: the same, by token subject */
+    uint64_t refused_write_rate;          /* counter: --write-rate, by address */
+    uint64_t refused_write_rate_subject;  /* counter: the same, by token subject */
+    uint64_t refused_client_table;        /* counter: the per-client table was full */
+    /* The per-client table is shared by the loops: each sets these to its
+     * figures, and a scrape takes the largest (all the same, up to 250 ms old). */
+    uint64_t clients_tracked;       /* gauge: entries in the per-client table */
+    uint64_t clients_evicted;       /* counter: entries evicted to make room */
+    uint64_t auth_refused_401;      /* counter: requests without a valid credential */
+    uint64_t auth_refused_403;      /* counter: valid credentials without the right */
+    uint64_t auth_expired_ws;       /* counter: WebSocket streams ended at their token's exp */
+    uint64_t auth_expired_sse;      /* counter: SSE streams ended so */
+    uint64_t auth_expired_longpoll; /* counter: long-polls answered 401 so */
+    uint64_t auth_timeouts;         /* counter: multi WebSockets never authenticated */
+    uint64_t auth_refresh_ok;       /* counter: {"op":"auth"} accepted */
+    uint64_t auth_refresh_refused;  /* counter: {"op":"auth"} refused (old token kept) */
+    uint64_t tls_handshakes;        /* counter: TLS handshakes completed */
+    uint64_t tls_fail_not_tls;      /* counter: plain bytes to the TLS port (answered 400) */
+    uint64_t tls_fail_timeout;      /* counter: handshake not done within --request-timeout */
+    uint64_t tls_fail_version;      /* counter: no protocol version in common */
+    uint64_t tls_fail_protocol;     /* counter: any other handshake failure */
+    uint64_t tls_fail_closed;       /* counter: the peer left during the handshake */
+    uint64_t http_by_code[600];     /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];
     uint64_t latency_count;

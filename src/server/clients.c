@@ -11,7 +11,7 @@
 /* Loops look up clients at once: the table is split into shards, each with
  * its own lock and hash chains, so two loops rarely wait on each other. */
 #define N_SHARDS 16
-#define N_CHAINS 512 /* per shard */
+#define N_CHAINS (FC_CLIENTS_CHAINS / N_SHARDS) /* per shard */
 #define SHARD_MAX (FC_CLIENTS_MAX / N_SHARDS)
 
 struct fc_client {
@@ -33,6 +33,8 @@ struct fc_clients {
     int rate_on;
     fc_bucket_rate rate;
     atomic_int count;
+    atomic_uint_fast64_t evicted;
+    unsigned sweep_at; /* the next chain fc_clients_sweep looks at */
     shard shards[N_SHARDS];
 };
 
@@ -78,6 +80,18 @@ int fc_clients_rate_on(const fc_clients *t)
 int fc_clients_count(fc_clients *t)
 {
     return atomic_load_explicit(&t->count, memory_order_relaxed);
+}
+
+uint64_t fc_clients_evicted(fc_clients *t)
+{
+    return atomic_load_explicit(&t->evicted, memory_order_relaxed);
+}
+
+void fc_clients_key_subject(const uint8_t sub[16], fc_client_key *key)
+{
+    memset(key, 0, sizeof *key);
+    key->kind = FC_CLIENT_SUBJECT;
+    memcpy(key->id, sub, sizeof key->id);
 }
 
 int fc_clients_key_of(const uv_tcp_t *tcp, fc_client_key *key)
@@ -129,18 +143,52 @@ static void prune_chain(fc_clients *t, shard *s, fc_client **link, uint64_t now_
     }
 }
 
+/* Chains an eviction looks at first: a sample, as Redis samples keys for its
+ * approximate LRU, so a flood of new keys costs a few dozen entries each. */
+#define EVICT_SAMPLE 8
+
+/* The link to the entry without streams whose bucket is nearest to full (the
+ * least debt forgotten) in chains from..from+n-1 (mod N_CHAINS), or NULL. */
+static fc_client **evict_pick(shard *s, int from, int n)
+{
+    fc_client **victim = NULL;
+    for (int j = 0; j < n; j++)
+        for (fc_client **link = &s->chains[(from + j) % N_CHAINS]; *link; link = &(*link)->next)
+            if ((*link)->streams == 0 && (!victim || (*link)->tat < (*victim)->tat)) victim = link;
+    return victim;
+}
+
+/* Frees one entry without streams of a full shard, from a sample of chains
+ * after chain (else from the whole shard); 0, or -1 when every entry holds
+ * streams. */
+static int evict_one(fc_clients *t, shard *s, int chain)
+{
+    fc_client **victim = evict_pick(s, chain, EVICT_SAMPLE);
+    if (!victim) victim = evict_pick(s, 0, N_CHAINS);
+    if (!victim) return -1;
+    fc_client *e = *victim;
+    *victim = e->next;
+    free(e);
+    s->count--;
+    atomic_fetch_sub_explicit(&t->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->evicted, 1, memory_order_relaxed);
+    return 0;
+}
+
 /* Finds or makes key's entry (under the shard's lock); NULL with *res set. */
 static fc_client *lookup(fc_clients *t, shard *s, int si, const fc_client_key *key, uint32_t h,
                          uint64_t now_ns, fc_clients_result *res)
 {
-    fc_client **chain = &s->chains[(h / N_SHARDS) % N_CHAINS];
+    int ci = (int)((h / N_SHARDS) % N_CHAINS);
+    fc_client **chain = &s->chains[ci];
     for (fc_client *e = *chain; e; e = e->next)
         if (memcmp(&e->key, key, sizeof *key) == 0) return e;
     prune_chain(t, s, chain, now_ns);
-    if (s->count >= SHARD_MAX) /* bounded: SHARD_MAX entries at most */
-        for (int j = 0; j < N_CHAINS && s->count >= SHARD_MAX; j++)
-            prune_chain(t, s, &s->chains[j], now_ns);
-    if (s->count >= SHARD_MAX) {
+    /* Bounded: SHARD_MAX entries at most. A full shard first frees what is
+     * idle in a few chains, then evicts. */
+    for (int j = 1; j < EVICT_SAMPLE && s->count >= SHARD_MAX; j++)
+        prune_chain(t, s, &s->chains[(ci + j) % N_CHAINS], now_ns);
+    if (s->count >= SHARD_MAX && evict_one(t, s, ci) != 0) {
         *res = FC_CLIENTS_FULL;
         return NULL;
     }
@@ -156,6 +204,17 @@ static fc_client *lookup(fc_clients *t, shard *s, int si, const fc_client_key *k
     s->count++;
     atomic_fetch_add_explicit(&t->count, 1, memory_order_relaxed);
     return e;
+}
+
+void fc_clients_sweep(fc_clients *t, int n, uint64_t now_ns)
+{
+    for (int i = 0; i < n; i++) {
+        unsigned at = t->sweep_at++ % FC_CLIENTS_CHAINS;
+        shard *s = &t->shards[at % N_SHARDS];
+        pthread_mutex_lock(&s->lock);
+        prune_chain(t, s, &s->chains[at / N_SHARDS], now_ns);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 static uint64_t now_ns_mono(void)

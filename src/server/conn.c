@@ -67,7 +67,7 @@ void fc__conn_close(fc_conn *c)
     if (c->kind != FC_STREAM_NONE) fc_stream_on_close(c);
     if (fc_stream_is_ws((fc_stream_kind)c->kind) || fc_stream_is_sse((fc_stream_kind)c->kind))
         atomic_fetch_sub_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
-    fc__conn_release_client(c);
+    fc_conn_release_client_slot(c);
     if (fc_stream_is_ws((fc_stream_kind)c->kind)) FC_METRIC_ADD(ws_connections, -1);
     fc_list_remove(&c->io_link);
     fc_list_remove(&c->wheel_link);
@@ -574,4 +574,8 @@ void fc_server_update_gauges(fc_server *s)
     FC_METRIC_SET(backlog_total, acc[1]);
     FC_METRIC_SET(output_bytes_max, acc[2]);
     FC_METRIC_SET(output_bytes, acc[3]);
+    if (s->cl->clients) {
+        FC_METRIC_SET(clients_tracked, (uint64_t)fc_clients_count(s->cl->clients));
+        FC_METRIC_SET(clients_evicted, fc_clients_evicted(s->cl->clients));
+    }
 }

@@ -85,11 +85,25 @@ void fc_conn_hold(fc_conn *c);
 void fc_conn_release(fc_conn *c);
 int fc_conn_is_closed(const fc_conn *c);
 
+/* The token subject (the 16-byte hash of fc_auth_grant.sub) of the request
+ * being routed, or NULL; sub must stay valid until it is set back to NULL
+ * (fc_api_handle sets it around the routing, which takes stream slots and
+ * writes synchronously). */
+void fc_conn_set_subject(fc_conn *c, const uint8_t *sub);
+
 /* Takes one change from the client's --write-rate bucket: 0, or -1 after
  * answering 429 with Retry-After (the client is over the rate) or 503 (the
- * client table is full). The client is its IP address; a token subject can
- * key it instead once tokens carry one (server/clients.h). */
+ * client table is full). The client is the request's token subject when it
+ * has one, else its IP address (server/clients.h). */
 int fc_conn_take_write(fc_conn *c);
+
+/* Counts c as one of its client's --max-streams-per-client streams: its
+ * address's and, with a subject, its token subject's. 0 (also when no limit
+ * is set or c already counts), or -1 after answering 503. fc_conn_upgrade
+ * and fc_conn_start_sse take it themselves; a long-poll takes it while it
+ * waits. fc_conn_release_client_slot gives it back (closing does too). */
+int fc_conn_take_client_slot(fc_conn *c);
+void fc_conn_release_client_slot(fc_conn *c);
 
 /* Answers 101 and turns c into a WebSocket of the given kind. The request
  * must have been validated (fc_api). Takes one --max-connections slot,

@@ -174,21 +174,23 @@ void fc_conn_refuse_stream(fc_conn *c)
                           "too many streams open: the --max-connections limit is reached");
 }
 
-/* Takes one of the client's --max-streams-per-client slots, or answers 503
- * (and counts why). The table's lock makes the limit exact across loops. */
-static int take_client_slot(fc_conn *c)
+/* Counts one stream for key in t, or answers 503 (and counts why) with the
+ * words naming the client in the message. */
+static int take_key_slot(fc_conn *c, fc_clients *t, const fc_client_key *key, fc_client **out)
 {
-    fc_clients *t = FC_SRV(c)->cl->clients;
-    fc_client_key key;
-    if (!t || fc_clients_max_streams(t) == 0 || fc_clients_key_of(&c->tcp, &key) != 0) return 0;
-    fc_clients_result r = fc_clients_stream_take(t, &key, &c->client);
+    fc_clients_result r = fc_clients_stream_take(t, key, out);
     if (r == FC_CLIENTS_OK) return 0;
     fc_conn_close_after_reply(c);
     if (r == FC_CLIENTS_LIMIT) {
-        FC_METRIC_ADD(refused_streams_per_client, 1);
+        int sub = key->kind == FC_CLIENT_SUBJECT;
+        if (sub)
+            FC_METRIC_ADD(refused_streams_per_subject, 1);
+        else
+            FC_METRIC_ADD(refused_streams_per_client, 1);
         fc_conn_respond_error(c, 503, NULL, "too_many_streams",
-                              "too many streams open from this client address: the "
-                              "--max-streams-per-client limit (%d) is reached",
+                              "too many streams open %s: the --max-streams-per-client limit "
+                              "(%d) is reached",
+                              sub ? "with this token's subject" : "from this client address",
                               fc_clients_max_streams(t));
     } else {
         FC_METRIC_ADD(refused_client_table, 1);
@@ -198,18 +200,88 @@ static int take_client_slot(fc_conn *c)
     return -1;
 }
 
-void fc__conn_release_client(fc_conn *c)
+/* The address and subject entries of a stream counting against both
+ * (c->client with c->client_pair): allocated only then. */
+typedef struct client_pair {
+    fc_client *addr, *sub;
+} client_pair;
+
+static fc_client *entry_addr(const fc_conn *c)
 {
-    if (!c->client) return;
-    fc_clients_stream_release(FC_SRV(c)->cl->clients, c->client);
-    c->client = NULL;
+    return c->client_pair ? ((client_pair *)c->client)->addr : c->client;
+}
+
+static fc_client *entry_sub(const fc_conn *c)
+{
+    return c->client_pair ? ((client_pair *)c->client)->sub : NULL;
+}
+
+/* Records the entries c counts against: 0, or -1 when out of memory (then
+ * nothing changed). */
+static int set_entries(fc_conn *c, fc_client *addr, fc_client *sub)
+{
+    client_pair *p = c->client_pair ? c->client : NULL;
+    if (!sub) {
+        free(p);
+        c->client = addr;
+        c->client_pair = 0;
+        return 0;
+    }
+    if (!p && !(p = malloc(sizeof *p))) return -1;
+    p->addr = addr;
+    p->sub = sub;
+    c->client = p;
+    c->client_pair = 1;
+    return 0;
+}
+
+int fc_conn_take_client_slot(fc_conn *c)
+{
+    fc_clients *t = FC_SRV(c)->cl->clients;
+    fc_client_key key;
+    fc_client *addr = NULL, *sub = NULL;
+    if (!t || fc_clients_max_streams(t) == 0 || c->client) return 0;
+    if (fc_clients_key_of(&c->tcp, &key) == 0 && take_key_slot(c, t, &key, &addr) != 0) return -1;
+    const uint8_t *subject = FC_SRV(c)->subject;
+    if (subject) {
+        fc_clients_key_subject(subject, &key);
+        if (take_key_slot(c, t, &key, &sub) != 0) goto fail;
+    }
+    if (set_entries(c, addr, sub) == 0) return 0;
+    fc_conn_close_after_reply(c);
+    fc_conn_respond_error(c, 500, NULL, "internal", "out of memory");
+fail:
+    if (addr) fc_clients_stream_release(t, addr);
+    if (sub) fc_clients_stream_release(t, sub);
+    return -1;
+}
+
+void fc_conn_release_client_slot(fc_conn *c)
+{
+    fc_clients *t = FC_SRV(c)->cl->clients;
+    fc_client *addr = entry_addr(c), *sub = entry_sub(c);
+    if (addr) fc_clients_stream_release(t, addr);
+    if (sub) fc_clients_stream_release(t, sub);
+    set_entries(c, NULL, NULL);
+}
+
+void fc_conn_set_subject(fc_conn *c, const uint8_t *sub)
+{
+    FC_SRV(c)->subject = sub;
 }
 
 int fc_conn_take_write(fc_conn *c)
 {
     fc_clients *t = FC_SRV(c)->cl->clients;
     fc_client_key key;
-    if (!t || !fc_clients_rate_on(t) || fc_clients_key_of(&c->tcp, &key) != 0) return 0;
+    if (!t || !fc_clients_rate_on(t)) return 0;
+    /* A token's subject is the client wherever it connects from; without
+     * one (no token, the static --api-token, no "sub") its address is. */
+    const uint8_t *subject = FC_SRV(c)->subject;
+    if (subject)
+        fc_clients_key_subject(subject, &key);
+    else if (fc_clients_key_of(&c->tcp, &key) != 0)
+        return 0;
     uint64_t wait_ns = 0;
     fc_clients_result r = fc_clients_write_take(t, &key, uv_hrtime(), &wait_ns);
     if (r == FC_CLIENTS_OK) return 0;
@@ -217,10 +289,13 @@ int fc_conn_take_write(fc_conn *c)
         char headers[48];
         snprintf(headers, sizeof headers, "Retry-After: %llu\r\n",
                  (unsigned long long)fc_bucket_retry_after_s(wait_ns));
-        FC_METRIC_ADD(refused_write_rate, 1);
+        if (subject)
+            FC_METRIC_ADD(refused_write_rate_subject, 1);
+        else
+            FC_METRIC_ADD(refused_write_rate, 1);
         fc_conn_respond_error(c, 429, headers, "rate_limited",
-                              "too many changes from this client address: the --write-rate "
-                              "limit is reached");
+                              "too many changes %s: the --write-rate limit is reached",
+                              subject ? "with this token's subject" : "from this client address");
     } else {
         FC_METRIC_ADD(refused_client_table, 1);
         fc_conn_respond_error(c, 503, "Retry-After: 1\r\n", "unavailable",
@@ -243,7 +318,7 @@ static int take_stream_slot(fc_conn *c)
         }
     } while (!atomic_compare_exchange_weak_explicit(&cl->n_streams, &n, n + 1, memory_order_relaxed,
                                                     memory_order_relaxed));
-    if (take_client_slot(c) != 0) {
+    if (fc_conn_take_client_slot(c) != 0) {
         atomic_fetch_sub_explicit(&cl->n_streams, 1, memory_order_relaxed);
         return -1;
     }
@@ -253,7 +328,7 @@ static int take_stream_slot(fc_conn *c)
 static void release_stream_slot(fc_conn *c)
 {
     atomic_fetch_sub_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
-    fc__conn_release_client(c);
+    fc_conn_release_client_slot(c);
 }
 
 int fc_conn_upgrade(fc_conn *c, const char *accept_key, fc_stream_kind kind)

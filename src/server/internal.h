@@ -83,6 +83,10 @@ typedef struct fc_cluster {
 struct fc_server {
     fc_cluster *cl;
     int index;
+    /* While a request is routed: its token's subject hash, or NULL
+     * (fc_conn_set_subject). Routing is synchronous on the loop, so one per
+     * loop serves every connection without a field of its own. */
+    const uint8_t *subject;
     uv_loop_t *loop;
     uv_thread_t thread; /* loops other than 0 */
     const fc_config *cfg;
@@ -155,6 +159,7 @@ struct fc_conn {
     unsigned http_timer : 2;  /* FC__TIMER_*: which HTTP deadline list wheel_link is in */
     unsigned unauthed : 1;    /* a multi WebSocket opened without a credential, not yet auth'd */
     unsigned tls : 1;         /* a TLS connection: allocated as an fc_conn_tls */
+    unsigned client_pair : 1; /* client points to the stream's address and subject entries */
     unsigned tls_started : 1; /* TLS: the first byte was a handshake record */
     unsigned tls_counted : 1; /* TLS: a failed handshake was counted in the metrics */
     unsigned tls_up : 1;      /* TLS: the handshake completed (and was counted) */
@@ -189,8 +194,12 @@ struct fc_conn {
     fc_list multi_subs;
     fc_map *multi_index; /* multi_subs by workflow id; allocated on first use */
     void *ext;           /* API-layer stream state (a long-poll waiter) */
-    fc_client *client;   /* the stream's entry in cl->clients, when it counts there */
-    char *cors_origin;   /* the allowed Origin of the last deferred request, or NULL */
+    /* The stream's entry in cl->clients when it counts there, or with
+     * client_pair its entries for its address and its token subject
+     * (conn_answer.c): a subject costs a connection nothing until it holds
+     * one (8 more bytes in every fc_conn would cost 16 with the allocator). */
+    void *client;
+    char *cors_origin; /* the allowed Origin of the last deferred request, or NULL */
 };
 
 /* A TLS connection (c->tls): its session lives behind the fc_conn, so a
@@ -226,8 +235,6 @@ void fc__conn_flush_all(fc_server *srv);
 /* Sends "100 Continue" for the request being read when it asked for one and
  * every earlier answer is out (conn_answer.c calls it after each answer). */
 void fc__conn_maybe_continue(fc_conn *c);
-/* conn_answer.c: gives back the stream's --max-streams-per-client slot. */
-void fc__conn_release_client(fc_conn *c);
 /* conn_write.c: closes connections over --max-output past --slow-timeout. */
 void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now);
 

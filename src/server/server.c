@@ -153,6 +153,10 @@ static void on_sweep_timer(uv_timer_t *t)
     fc__conn_sweep_over_limit(srv, now);
     fc__ws_sweep_closing(srv, now);
     fc__conn_sweep_http(srv, now);
+    /* Loop 0 walks the per-client table a slice at a time: all of it in
+     * about 8 s, so idle entries go even where no lookup comes again. */
+    if (srv->index == 0 && srv->cl->clients)
+        fc_clients_sweep(srv->cl->clients, FC_CLIENTS_CHAINS / 32, uv_hrtime());
     fc_server_update_gauges(srv);
     trim_memory(srv);
 }

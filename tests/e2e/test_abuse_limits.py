@@ -1,13 +1,20 @@
 """Per-client limits (issue 9, section 4): --max-streams-per-client refuses
-the N+1-th WebSocket or SSE stream of one client address with 503 while
-another address (127.0.0.2) is still served; --write-rate answers changes
-over the rate with 429 and Retry-After. Every refusal is counted by reason
-in flowcast_refused_total."""
+the N+1-th WebSocket, SSE or held long-poll stream of one client address, and
+of one token subject (JWT "sub") wherever it connects from, with 503 while
+another address (127.0.0.2) or subject is still served; --write-rate answers
+changes over the rate with 429 and Retry-After, per token subject when the
+request has one, per address otherwise. Every refusal is counted by reason
+in flowcast_refused_total, and the per-client table stays bounded."""
 
 import base64
+import json
 import os
 import socket
+import threading
 import time
+
+import jwt
+import pytest
 
 from fc_helpers import HOST, SockReader, assert_error, http_request_bytes, wait_for
 
@@ -23,16 +30,18 @@ def _connect_from(src, port):
     return s
 
 
-def open_stream(port, kind, src="127.0.0.1"):
-    """Opens a WebSocket ("ws") or SSE ("sse") stream from address src;
-    returns (response, reader). The reader's socket stays open."""
+def open_stream(port, kind, src="127.0.0.1", token=None):
+    """Opens a WebSocket ("ws") or SSE ("sse") stream from address src (with
+    a bearer token when given); returns (response, reader). The reader's
+    socket stays open."""
     rd = SockReader(_connect_from(src, port))
+    auth = {"Authorization": "Bearer " + token} if token else {}
     if kind == "ws":
-        req = http_request_bytes("GET", SINGLE, port, {
+        req = http_request_bytes("GET", SINGLE, port, dict(auth, **{
             "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()})
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}))
     else:
-        req = http_request_bytes("GET", EVENTS, port, {"Accept": "text/event-stream"})
+        req = http_request_bytes("GET", EVENTS, port, dict(auth, Accept="text/event-stream"))
     rd.sock.sendall(req)
     r = rd.read_response(head_only=True)
     if r.status not in (101, 200):  # the head is read; the error's body follows
@@ -168,3 +177,202 @@ def test_streams_per_client_exact_across_loops(server_factory):
                 rd.sock.close()
             wait_for(lambda: s.metrics()["flowcast_ws_connections"] == 0, 10.0, 0.1, "all closed")
     assert _refused_total(s, "streams_per_client") == 60
+
+
+# ---------------------------------------------------------------- per token subject
+
+SECRET = "subject-limits-hmac-secret-0123456789abcdef"
+
+
+def mint(sub=None, scope="read write admin"):
+    now = int(time.time())
+    claims = {"scope": scope, "iat": now, "exp": now + 3600}
+    if sub is not None:
+        claims["sub"] = sub
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+@pytest.fixture
+def jwt_server(server_factory, tmp_path):
+    """start(*flags) -> a --jwt-key server with workflow "wf"."""
+    key = tmp_path / "hmac.key"
+    key.write_text(SECRET)
+
+    def start(*flags):
+        s = server_factory("--jwt-key", str(key), *flags)
+        s.token = mint("operator")
+        s.create(id="wf")
+        return s
+    return start
+
+
+def send(port, method, path, token=None, body=None, src="127.0.0.1", read=True):
+    """One request from address src on its own connection; returns the
+    response (read=True) or the reader, its answer not read yet."""
+    rd = SockReader(_connect_from(src, port))
+    h = {"Authorization": "Bearer " + token} if token else {}
+    data = b""
+    if body is not None:
+        data = json.dumps(body).encode()
+        h.update({"Content-Type": "application/json", "Content-Length": str(len(data))})
+    rd.sock.sendall(http_request_bytes(method, path, port, h, data))
+    if not read:
+        return rd
+    try:
+        return rd.read_response()
+    finally:
+        rd.sock.close()
+
+
+def test_streams_per_subject_from_two_addresses(jwt_server):
+    """A subject's N streams count together whichever address they come
+    from: the N+1-th is refused though neither address is at its limit,
+    while another subject and a token without sub are served."""
+    s = jwt_server("--max-streams-per-client", "3")
+    alice = mint("alice")
+    held = []
+    for kind, src in (("ws", "127.0.0.1"), ("sse", "127.0.0.2"), ("ws", "127.0.0.2")):
+        r, rd = open_stream(s.port, kind, src, alice)
+        assert r.status in (101, 200), r
+        held.append(rd)
+    for kind in ("ws", "sse"):
+        r, rd = open_stream(s.port, kind, "127.0.0.1", alice)  # 127.0.0.1 holds one
+        err = assert_error(r, 503, "too_many_streams")
+        assert "subject" in err["message"] and "--max-streams-per-client" in err["message"], err
+        assert rd.at_eof(5.0)
+    for tok, src in ((mint("bob"), "127.0.0.1"), (mint(None), "127.0.0.1"),
+                     (mint(""), "127.0.0.3")):
+        r, rd = open_stream(s.port, "ws", src, tok)
+        assert r.status == 101, r
+        held.append(rd)
+    # 127.0.0.1 now holds 3 (alice's, bob's, one without sub): its own limit
+    r, rd = open_stream(s.port, "ws", "127.0.0.1", mint("carol"))
+    err = assert_error(r, 503, "too_many_streams")
+    assert "address" in err["message"], err
+    m = s.metrics()
+    assert m['flowcast_refused_total{reason="streams_per_subject"}'] == 2
+    assert m['flowcast_refused_total{reason="streams_per_client"}'] == 1
+    # a closed stream gives the subject's slot back
+    held.pop(1).sock.close()
+
+    def alice_again():
+        r, rd = open_stream(s.port, "sse", "127.0.0.2", alice)
+        if r.status == 200:
+            held.append(rd)
+            return True
+        rd.sock.close()
+        return False
+    wait_for(alice_again, 5.0, 0.1, "the subject's slot is given back")
+    for rd in held:
+        rd.sock.close()
+
+
+def test_held_longpoll_counts_as_a_stream(jwt_server):
+    """A long-poll holds one of its client's slots while it waits (and only
+    then): at the limit a long-poll that would wait is refused 503, one
+    that answers at once is not, and the slot comes back with the answer."""
+    s = jwt_server("--max-streams-per-client", "2")
+    alice = mint("alice")
+    seq = s.get("wf")["seq"]
+    wait = "/api/workflows/wf?wait_since=%d&timeout=%s"
+    r, ws = open_stream(s.port, "ws", "127.0.0.1", alice)
+    assert r.status == 101
+    lp = send(s.port, "GET", wait % (seq, 2), alice, src="127.0.0.2", read=False)
+    assert not lp.wait_readable(0.5)  # held: the subject's second stream
+    r, rd = open_stream(s.port, "sse", "127.0.0.3", alice)
+    assert_error(r, 503, "too_many_streams")
+    err = assert_error(send(s.port, "GET", wait % (seq, 2), alice, src="127.0.0.3"), 503,
+                       "too_many_streams")
+    assert "subject" in err["message"], err
+    # a long-poll answered at once takes no slot
+    assert send(s.port, "GET", wait % (0, 2), alice, src="127.0.0.3").status == 200
+    r = lp.read_response(timeout=10)  # the 2 s wait ends: its slot is free again
+    assert r.status == 200 and r.json()["seq"] == seq, r
+    lp.sock.close()
+    r, rd = open_stream(s.port, "sse", "127.0.0.3", alice)
+    assert r.status == 200, r
+    rd.sock.close()
+    ws.sock.close()
+
+
+def test_write_rate_per_subject(jwt_server):
+    """With a token that names a subject, the write rate is the subject's
+    wherever it writes from; another subject on the same address is served,
+    and requests without a subject keep the per-address bucket."""
+    s = jwt_server("--write-rate", "0.1", "--write-burst", "2")
+    alice, bob = mint("alice"), mint("bob")
+    patch = ("PATCH", "/api/workflows/wf")
+    assert send(s.port, *patch, alice, {"message": "a1"}, src="127.0.0.1").status == 200
+    assert send(s.port, *patch, alice, {"message": "a2"}, src="127.0.0.2").status == 200
+    r = send(s.port, *patch, alice, {"message": "a3"}, src="127.0.0.3")
+    err = assert_error(r, 429, "rate_limited")
+    assert "subject" in err["message"], err
+    assert 1 <= int(r.headers["retry-after"]) <= 11, r
+    for body in ({"message": "b1"}, {"message": "b2"}):
+        assert send(s.port, *patch, bob, body, src="127.0.0.3").status == 200
+    assert_error(send(s.port, *patch, bob, {"message": "b3"}), 429, "rate_limited")
+    # no subject: the address's bucket, untouched by alice and bob so far
+    nosub = mint(None)
+    for i in range(2):
+        assert send(s.port, *patch, nosub, {"message": "n%d" % i}, src="127.0.0.3").status == 200
+    err = assert_error(send(s.port, *patch, nosub, {"message": "n"}, src="127.0.0.3"), 429,
+                       "rate_limited")
+    assert "address" in err["message"], err
+    m = s.metrics()
+    assert m['flowcast_refused_total{reason="write_rate_subject"}'] == 2
+    assert m['flowcast_refused_total{reason="write_rate"}'] == 1
+
+
+def test_hostile_subject_does_not_starve_another(jwt_server):
+    """Mallory holds all her streams and writes as fast as she can from the
+    same address as Bob; Bob still opens his streams, gets every change of
+    his own writes, and is never refused."""
+    s = jwt_server("--max-streams-per-client", "4", "--write-rate", "5", "--write-burst", "5")
+    mallory, bob = mint("mallory"), mint("bob")
+    held = []
+    for i in range(4):
+        r, rd = open_stream(s.port, "sse", "127.0.0.2", mallory)
+        assert r.status == 200, r
+        held.append(rd)
+    stop = threading.Event()
+    codes = []
+
+    def flood():
+        while not stop.is_set():
+            codes.append(send(s.port, "PATCH", "/api/workflows/wf", mallory,
+                              {"message": "flood"}).status)
+    t = threading.Thread(target=flood)
+    t.start()
+    try:
+        wait_for(lambda: 429 in codes, 10.0, 0.05, "mallory is rate-limited")
+        r, bob_ws = open_stream(s.port, "ws", "127.0.0.1", bob)
+        assert r.status == 101, r
+        held.append(bob_ws)
+        r, rd = open_stream(s.port, "sse", "127.0.0.3", mallory)
+        assert_error(r, 503, "too_many_streams")
+        for i in range(5):
+            r = send(s.port, "PATCH", "/api/workflows/wf", bob, {"message": "bob %d" % i})
+            assert r.status == 200, r
+    finally:
+        stop.set()
+        t.join(10)
+    assert set(codes) <= {200, 429} and codes.count(429) > 0, codes
+    for rd in held:
+        rd.sock.close()
+
+
+def test_client_table_bounded_and_swept(jwt_server):
+    """A flood of distinct subjects costs one table entry each while their
+    buckets refill, and the entries go once idle (the table is swept a slice
+    at a time, all of it in about 8 s); the table is capped at 65,536 entries
+    besides, where a new key evicts the rate-only entry that owes least
+    (tests/unit/test_bucket.c floods it past the cap)."""
+    s = jwt_server("--write-rate", "10", "--write-burst", "1")
+    n = 200
+    for i in range(n):
+        tok = mint("flood-%d" % i)
+        assert send(s.port, "PATCH", "/api/workflows/wf", tok, {"message": "x"}).status == 200
+    wait_for(lambda: s.metrics()["flowcast_clients_tracked"] >= n, 5.0, 0.3, "entries seen")
+    wait_for(lambda: s.metrics()["flowcast_clients_tracked"] <= 1, 30.0, 0.5,
+             "idle entries swept")
+    assert s.metrics()["flowcast_clients_evicted_total"] == 0

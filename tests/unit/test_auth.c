@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jwt.h>
+#include <openssl/sha.h>
 
 #define NOW 1800000000
 #define SECRET "0123456789abcdef0123456789abcdef-unit"
@@ -157,6 +159,57 @@ static void test_audience_and_issuer(void **state)
     fc_auth_free(a);
 }
 
+/* An HS256 token with the given claims (JSON), signed with SECRET. */
+static char *sign(const char *claims)
+{
+    jwt_t *jwt = NULL;
+    assert_int_equal(jwt_new(&jwt), 0);
+    assert_int_equal(jwt_add_grants_json(jwt, claims), 0);
+    assert_int_equal(
+        jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
+    char *t = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    assert_non_null(t);
+    return t;
+}
+
+/* "sub" keys the per-subject limits: hashed to its SHA-256 prefix; absent or
+ * empty = no subject; any other type makes the token invalid. */
+static void test_subject(void **state)
+{
+    (void)state;
+    fc_auth *a = load(0, NULL, NULL);
+    fc_auth_grant g;
+    char *t = sign("{\"scope\":\"read\",\"exp\":1800003600,\"sub\":\"alice\"}");
+    assert_int_equal(fc_auth_verify(a, t, NOW, &g), 0);
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)"alice", 5, md);
+    assert_int_equal(g.has_sub, 1);
+    assert_memory_equal(g.sub, md, FC_AUTH_SUB_LEN);
+    fc_auth_grant_clear(&g);
+    free(t);
+    const char *none[] = {"{\"scope\":\"read\",\"exp\":1800003600}",
+                          "{\"scope\":\"read\",\"exp\":1800003600,\"sub\":\"\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        t = sign(none[i]);
+        assert_int_equal(fc_auth_verify(a, t, NOW, &g), 0);
+        assert_int_equal(g.has_sub, 0);
+        fc_auth_grant_clear(&g);
+        free(t);
+    }
+    const char *bad[] = {"{\"exp\":1800003600,\"sub\":7}", "{\"exp\":1800003600,\"sub\":[\"a\"]}",
+                         "{\"exp\":1800003600,\"sub\":null}"};
+    for (size_t i = 0; i < 3; i++) {
+        t = sign(bad[i]);
+        assert_int_equal(fc_auth_verify(a, t, NOW, &g), -1);
+        assert_int_equal(g.has_sub, 0);
+        free(t);
+    }
+    fc_auth_grant_full(&g);
+    assert_int_equal(g.has_sub, 0); /* the static --api-token has no subject */
+    fc_auth_free(a);
+}
+
 static void test_load_refuses_short_and_missing_keys(void **state)
 {
     (void)state;
@@ -184,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_verify_minted),
         cmocka_unit_test(test_alg_none_and_tampering_refused),
         cmocka_unit_test(test_audience_and_issuer),
+        cmocka_unit_test(test_subject),
         cmocka_unit_test(test_load_refuses_short_and_missing_keys),
     };
     return cmocka_run_group_tests(tests, write_key, remove_key);

@@ -120,18 +120,70 @@ static void test_client_table_stays_bounded(void **state)
         now += S / 1000; /* earlier entries are full again by now */
         assert_true(fc_clients_count(t) <= FC_CLIENTS_MAX);
     }
-    /* at one instant, new addresses fill the table, then are refused */
-    fc_clients_result r = FC_CLIENTS_OK;
-    uint32_t i;
-    for (i = 0; i < 2 * FC_CLIENTS_MAX && r == FC_CLIENTS_OK; i++) {
+    /* at one instant, new addresses fill the table, then evict the entry
+     * that owes least: the table stays at its cap and keeps serving */
+    uint64_t evicted0 = fc_clients_evicted(t);
+    for (uint32_t i = 0; i < 2 * FC_CLIENTS_MAX; i++) {
         fc_client_key k = key_of(0x80000000u + i);
-        r = fc_clients_write_take(t, &k, now, &wait);
+        assert_int_equal(fc_clients_write_take(t, &k, now, &wait), FC_CLIENTS_OK);
+        assert_true(fc_clients_count(t) <= FC_CLIENTS_MAX);
+    }
+    assert_true(fc_clients_evicted(t) - evicted0 >= FC_CLIENTS_MAX / 2);
+    /* the sweep frees what is idle once the buckets have refilled */
+    fc_clients_sweep(t, FC_CLIENTS_CHAINS, now + S);
+    assert_int_equal(fc_clients_count(t), 0);
+    fc_clients_free(t);
+}
+
+/* Entries holding streams are never evicted: a table full of them refuses
+ * new keys, and one freed stream makes room again. */
+static void test_client_table_keeps_stream_holders(void **state)
+{
+    (void)state;
+    fc_clients *t = fc_clients_new(1, 0, 0);
+    static fc_client *held[2 * FC_CLIENTS_MAX];
+    uint32_t n = 0;
+    fc_clients_result r = FC_CLIENTS_OK;
+    while (r == FC_CLIENTS_OK && n < 2 * FC_CLIENTS_MAX) {
+        fc_client_key k = key_of(n);
+        r = fc_clients_stream_take(t, &k, &held[n]);
+        if (r == FC_CLIENTS_OK) n++;
     }
     assert_int_equal(r, FC_CLIENTS_FULL);
-    assert_true(fc_clients_count(t) <= FC_CLIENTS_MAX);
-    /* once they refill, room is made again */
-    fc_client_key k = key_of(0xfffffff0u);
-    assert_int_equal(fc_clients_write_take(t, &k, now + S, &wait), FC_CLIENTS_OK);
+    assert_true(n <= FC_CLIENTS_MAX && fc_clients_count(t) == (int)n);
+    assert_int_equal(fc_clients_evicted(t), 0);
+    /* the refused key's shard gets room when one of its holders lets go */
+    fc_client_key refused = key_of(n);
+    fc_client *e = NULL;
+    for (uint32_t i = 0; i < n && !e; i++) {
+        fc_clients_stream_release(t, held[i]);
+        held[i] = NULL;
+        if (fc_clients_stream_take(t, &refused, &e) != FC_CLIENTS_OK) e = NULL;
+    }
+    assert_non_null(e);
+    fc_clients_stream_release(t, e);
+    for (uint32_t i = 0; i < n; i++)
+        if (held[i]) fc_clients_stream_release(t, held[i]);
+    fc_clients_free(t);
+}
+
+/* A subject and an address with the same 16 bytes are different clients. */
+static void test_client_subject_is_its_own_key(void **state)
+{
+    (void)state;
+    fc_clients *t = fc_clients_new(1, 0, 0);
+    fc_client_key addr = key_of(7), sub, sub2;
+    fc_clients_key_subject(addr.id, &sub);
+    uint8_t other[16] = {1};
+    fc_clients_key_subject(other, &sub2);
+    fc_client *a, *b, *c, *d;
+    assert_int_equal(fc_clients_stream_take(t, &addr, &a), FC_CLIENTS_OK);
+    assert_int_equal(fc_clients_stream_take(t, &sub, &b), FC_CLIENTS_OK);
+    assert_int_equal(fc_clients_stream_take(t, &sub, &c), FC_CLIENTS_LIMIT);
+    assert_int_equal(fc_clients_stream_take(t, &sub2, &d), FC_CLIENTS_OK);
+    fc_clients_stream_release(t, a);
+    fc_clients_stream_release(t, b);
+    fc_clients_stream_release(t, d);
     fc_clients_free(t);
 }
 
@@ -144,6 +196,8 @@ int main(void)
         cmocka_unit_test(test_retry_after_rounds_up),
         cmocka_unit_test(test_client_streams_limit_and_release),
         cmocka_unit_test(test_client_table_stays_bounded),
+        cmocka_unit_test(test_client_table_keeps_stream_holders),
+        cmocka_unit_test(test_client_subject_is_its_own_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
