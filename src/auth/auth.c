@@ -306,11 +306,17 @@ int fc_auth_secret_equal(const char *a, const char *b)
     return diff == 0;
 }
 
-/* The claims of a minted token: scope, iat, exp and, when given, workflows. */
-static char *mint_claims(const char *scope, const char *workflows, int64_t ttl, int64_t now)
+/* The claims of a minted token: scope, iat, exp and, when given, workflows
+ * and sub. */
+static char *mint_claims(const char *scope, const char *workflows, const char *sub, int64_t ttl,
+                         int64_t now)
 {
     json_t *c = json_pack("{s:s, s:I, s:I}", "scope", scope, "iat", (json_int_t)now, "exp",
                           (json_int_t)(now + ttl));
+    if (c && sub && json_object_set_new(c, "sub", json_string(sub)) != 0) {
+        json_decref(c);
+        return NULL;
+    }
     json_t *list = c && workflows ? json_array() : NULL;
     for (const char *p = workflows; list && *p;) {
         size_t n = strcspn(p, ",");
@@ -323,8 +329,8 @@ static char *mint_claims(const char *scope, const char *workflows, int64_t ttl, 
     return text;
 }
 
-char *fc_auth_mint(const char *key_path, const char *scope, const char *workflows, int64_t ttl,
-                   int64_t now, char *err, size_t errlen)
+char *fc_auth_mint(const char *key_path, const char *scope, const char *workflows, const char *sub,
+                   int64_t ttl, int64_t now, char *err, size_t errlen)
 {
     err[0] = '\0';
     fc_auth *a = fc_auth_load(key_path, 0, NULL, NULL, err, errlen);
@@ -335,7 +341,7 @@ char *fc_auth_mint(const char *key_path, const char *scope, const char *workflow
         /* A public key cannot sign: minting needs the HMAC secret itself. */
         snprintf(err, errlen, "%s is a public key; flowcast token signs with an HMAC key only",
                  key_path);
-    } else if (!(claims = mint_claims(scope, workflows, ttl, now)) || jwt_new(&jwt) != 0 ||
+    } else if (!(claims = mint_claims(scope, workflows, sub, ttl, now)) || jwt_new(&jwt) != 0 ||
                jwt_add_grants_json(jwt, claims) != 0 ||
                jwt_set_alg(jwt, JWT_ALG_HS256, a->key, a->key_len) != 0 ||
                !(token = jwt_encode_str(jwt))) {

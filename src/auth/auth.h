@@ -62,10 +62,11 @@ int fc_auth_allows(const fc_auth_grant *g, unsigned need, const char *id);
 int fc_auth_pattern_match(const char *pattern, const char *id);
 
 /* Mints an HS256 token with an HMAC key file (flowcast token): scope words,
- * workflows (comma-separated patterns or NULL = all), lifetime in seconds.
- * Returns a malloc'd token or NULL after writing why to err. */
-char *fc_auth_mint(const char *key_path, const char *scope, const char *workflows, int64_t ttl,
-                   int64_t now, char *err, size_t errlen);
+ * workflows (comma-separated patterns or NULL = all), sub (the subject, or
+ * NULL for none), lifetime in seconds. Returns a malloc'd token or NULL
+ * after writing why to err. */
+char *fc_auth_mint(const char *key_path, const char *scope, const char *workflows, const char *sub,
+                   int64_t ttl, int64_t now, char *err, size_t errlen);
 
 /* Constant-time string comparison for secrets. */
 int fc_auth_secret_equal(const char *a, const char *b);

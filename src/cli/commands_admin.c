@@ -16,7 +16,8 @@ void fc_cli_admin_usage(FILE *out)
                  "              a backup: every watcher then resyncs instead of resuming;\n"
                  "              the server must be stopped (PATH: $FLOWCAST_DB or ./flowcast.db)\n"
                  "  token --key FILE [--scope 'read write admin'] [--workflows 'a,deploy-*']\n"
-                 "        [--ttl 1h]   mint an HS256 access token with an HMAC key file\n");
+                 "        [--sub NAME] [--ttl 1h]   mint an HS256 access token with an HMAC key\n"
+                 "              file; --sub names the client the per-client limits count\n");
 }
 
 int fc_cli_rotate_epochs(int argc, char **argv)
@@ -75,10 +76,11 @@ static int scope_valid(const char *s)
 int fc_cli_token(int argc, char **argv)
 {
     fc_cli_ctx ctx = {.cmd = "token"};
-    const char *key = NULL, *scope = "read", *workflows = NULL, *ttl_s = "1h";
+    const char *key = NULL, *scope = "read", *workflows = NULL, *sub = NULL, *ttl_s = "1h";
     const fc_cli_opt opts[] = {{.name = "--key", .value = &key},
                                {.name = "--scope", .value = &scope},
                                {.name = "--workflows", .value = &workflows},
+                               {.name = "--sub", .value = &sub},
                                {.name = "--ttl", .value = &ttl_s},
                                {.name = NULL}};
     int n_pos = 0;
@@ -88,11 +90,13 @@ int fc_cli_token(int argc, char **argv)
     if (!key) return fc_cli_usage_error(&ctx, "--key FILE (the HMAC secret) is required");
     if (!scope_valid(scope))
         return fc_cli_usage_error(&ctx, "--scope takes the words read, write and admin");
+    if (sub && !*sub) return fc_cli_usage_error(&ctx, "--sub takes a non-empty name");
     int64_t ttl = parse_ttl(ttl_s);
     if (ttl < 0)
         return fc_cli_usage_error(&ctx, "--ttl takes N, Ns, Nm, Nh or Nd (at most 366 days)");
     char err[256];
-    char *token = fc_auth_mint(key, scope, workflows, ttl, (int64_t)time(NULL), err, sizeof err);
+    char *token =
+        fc_auth_mint(key, scope, workflows, sub, ttl, (int64_t)time(NULL), err, sizeof err);
     if (!token) {
         fprintf(stderr, "flowcast token: %s\n", err);
         return FC_CLI_FAIL;

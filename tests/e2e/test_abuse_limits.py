@@ -194,7 +194,8 @@ def mint(sub=None, scope="read write admin"):
 
 @pytest.fixture
 def jwt_server(server_factory, tmp_path):
-    """start(*flags) -> a --jwt-key server with workflow "wf"."""
+    """start(*flags) -> a --jwt-key server with workflow "wf" (start.key:
+    the key file)."""
     key = tmp_path / "hmac.key"
     key.write_text(SECRET)
 
@@ -203,6 +204,7 @@ def jwt_server(server_factory, tmp_path):
         s.token = mint("operator")
         s.create(id="wf")
         return s
+    start.key = str(key)
     return start
 
 
@@ -265,6 +267,27 @@ def test_streams_per_subject_from_two_addresses(jwt_server):
     wait_for(alice_again, 5.0, 0.1, "the subject's slot is given back")
     for rd in held:
         rd.sock.close()
+
+
+def test_flowcast_token_sub_names_the_client(flowcast, jwt_server):
+    """`flowcast token --sub NAME` mints a token whose subject the limits
+    count: its second stream is refused from another address too."""
+    import subprocess
+    s = jwt_server("--max-streams-per-client", "1")
+
+    def cli_token(*args):
+        return subprocess.run([flowcast, "token", "--key", jwt_server.key, "--scope", "read"] +
+                              list(args), capture_output=True, text=True, timeout=20)
+    p = cli_token("--sub", "ci-runner")
+    assert p.returncode == 0, p.stderr
+    tok = p.stdout.strip()
+    assert jwt.decode(tok, SECRET, algorithms=["HS256"])["sub"] == "ci-runner"
+    r, rd = open_stream(s.port, "ws", "127.0.0.1", tok)
+    assert r.status == 101, r
+    r, other = open_stream(s.port, "ws", "127.0.0.2", tok)
+    assert "subject" in assert_error(r, 503, "too_many_streams")["message"]
+    rd.sock.close()
+    assert cli_token("--sub", "").returncode == 2
 
 
 def test_held_longpoll_counts_as_a_stream(jwt_server):

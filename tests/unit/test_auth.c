@@ -91,7 +91,7 @@ static fc_auth *load(int leeway, const char *aud, const char *iss)
 static char *mint(const char *scope, const char *workflows, int64_t ttl, int64_t now)
 {
     char err[256];
-    char *t = fc_auth_mint(key_path, scope, workflows, ttl, now, err, sizeof err);
+    char *t = fc_auth_mint(key_path, scope, workflows, NULL, ttl, now, err, sizeof err);
     assert_non_null(t);
     return t;
 }
@@ -205,6 +205,15 @@ static void test_subject(void **state)
         assert_int_equal(g.has_sub, 0);
         free(t);
     }
+    /* flowcast token --sub */
+    char err[256];
+    t = fc_auth_mint(key_path, "read", NULL, "alice", 60, NOW, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(fc_auth_verify(a, t, NOW, &g), 0);
+    assert_int_equal(g.has_sub, 1);
+    assert_memory_equal(g.sub, md, FC_AUTH_SUB_LEN);
+    fc_auth_grant_clear(&g);
+    free(t);
     fc_auth_grant_full(&g);
     assert_int_equal(g.has_sub, 0); /* the static --api-token has no subject */
     fc_auth_free(a);
