@@ -100,6 +100,19 @@ void fc__stream_op_auth(fc_conn *c, json_t *msg)
                             "the token does not allow reading: the previous one stays in force");
         return;
     }
+    /* The stream now counts against the new token's subject (one opened
+     * without a credential, for the first time). Over that subject's limit
+     * the old token stays in force, as for a bad one; a stream without one
+     * has nothing to go on with. */
+    if (fc_conn_move_subject_slot(c, g.has_sub ? g.sub : NULL) != 0) {
+        fc_auth_grant_clear(&g);
+        fc__stream_op_error(c, NULL, "too_many_streams",
+                            "too many streams open with this token's subject: the "
+                            "--max-streams-per-client limit is reached");
+        if (fc_conn_unauthenticated(c))
+            fc_conn_ws_close(c, FC_WS_CLOSE_TRY_AGAIN, "too many streams");
+        return;
+    }
     FC_METRIC_ADD(auth_refresh_ok, 1);
     int64_t exp = g.exp;
     int limited = g.n_patterns >= 0;

@@ -240,6 +240,11 @@ fc_clients_result fc_clients_stream_take(fc_clients *t, const fc_client_key *key
     return res;
 }
 
+const fc_client_key *fc_clients_entry_key(const fc_client *e)
+{
+    return &e->key;
+}
+
 void fc_clients_stream_release(fc_clients *t, fc_client *e)
 {
     shard *s = &t->shards[e->shard];

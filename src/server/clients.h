@@ -53,6 +53,8 @@ void fc_clients_key_subject(const uint8_t sub[16], fc_client_key *key);
  * give fc_clients_stream_release when the stream ends. Any thread. */
 fc_clients_result fc_clients_stream_take(fc_clients *t, const fc_client_key *key, fc_client **out);
 void fc_clients_stream_release(fc_clients *t, fc_client *e);
+/* The key of an entry held by a stream (it never changes: no lock needed). */
+const fc_client_key *fc_clients_entry_key(const fc_client *e);
 
 /* Takes one write from key's bucket at now_ns (monotonic). FC_CLIENTS_LIMIT
  * sets *wait_ns to the time until the next token. */

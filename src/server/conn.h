@@ -104,6 +104,11 @@ int fc_conn_take_write(fc_conn *c);
  * waits. fc_conn_release_client_slot gives it back (closing does too). */
 int fc_conn_take_client_slot(fc_conn *c);
 void fc_conn_release_client_slot(fc_conn *c);
+/* An open stream's token changes ({"op":"auth"}): it is to count against
+ * subject sub (NULL = none) instead of its previous one. 0, or -1 when sub
+ * is at its --max-streams-per-client limit or the table is full (counted;
+ * the stream keeps its previous subject's slot). */
+int fc_conn_move_subject_slot(fc_conn *c, const uint8_t *sub);
 
 /* Answers 101 and turns c into a WebSocket of the given kind. The request
  * must have been validated (fc_api). Takes one --max-connections slot,

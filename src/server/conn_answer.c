@@ -265,6 +265,33 @@ void fc_conn_release_client_slot(fc_conn *c)
     set_entries(c, NULL, NULL);
 }
 
+int fc_conn_move_subject_slot(fc_conn *c, const uint8_t *sub)
+{
+    fc_clients *t = FC_SRV(c)->cl->clients;
+    if (!t || fc_clients_max_streams(t) == 0) return 0;
+    fc_client_key key;
+    fc_client *next = NULL, *prev = entry_sub(c);
+    if (sub) {
+        fc_clients_key_subject(sub, &key);
+        /* A refresh with the same subject keeps its slot. */
+        if (prev && memcmp(fc_clients_entry_key(prev), &key, sizeof key) == 0) return 0;
+        fc_clients_result r = fc_clients_stream_take(t, &key, &next);
+        if (r != FC_CLIENTS_OK) {
+            if (r == FC_CLIENTS_LIMIT)
+                FC_METRIC_ADD(refused_streams_per_subject, 1);
+            else
+                FC_METRIC_ADD(refused_client_table, 1);
+            return -1;
+        }
+    }
+    if (set_entries(c, entry_addr(c), next) != 0) {
+        fc_clients_stream_release(t, next);
+        return -1;
+    }
+    if (prev) fc_clients_stream_release(t, prev);
+    return 0;
+}
+
 void fc_conn_set_subject(fc_conn *c, const uint8_t *sub)
 {
     FC_SRV(c)->subject = sub;

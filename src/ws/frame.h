@@ -26,6 +26,7 @@ enum {
     FC_WS_CLOSE_POLICY = 1008,
     FC_WS_CLOSE_TOO_BIG = 1009,
     FC_WS_CLOSE_INTERNAL = 1011,
+    FC_WS_CLOSE_TRY_AGAIN = 1013, /* a limit is reached for now (IANA "Try Again Later") */
     /* Private use (4000-4999): the stream's token expired, or a multi
      * WebSocket opened without one was not authenticated in time. */
     FC_WS_CLOSE_UNAUTHORIZED = 4401,

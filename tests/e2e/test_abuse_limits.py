@@ -16,7 +16,7 @@ import time
 import jwt
 import pytest
 
-from fc_helpers import HOST, SockReader, assert_error, http_request_bytes, wait_for
+from fc_helpers import HOST, RawWS, SockReader, assert_error, http_request_bytes, wait_for
 
 SINGLE = "/api/workflows/wf/updates"
 EVENTS = "/api/workflows/wf/events"
@@ -288,6 +288,50 @@ def test_flowcast_token_sub_names_the_client(flowcast, jwt_server):
     assert "subject" in assert_error(r, 503, "too_many_streams")["message"]
     rd.sock.close()
     assert cli_token("--sub", "").returncode == 2
+
+
+def test_multi_ws_auth_op_counts_the_new_subject(jwt_server):
+    """A multi WebSocket opened without a credential counts against its
+    subject once {"op":"auth"} names one: over the subject's limit it gets
+    too_many_streams and closes 1013; an authenticated stream whose refresh
+    names a full subject keeps its old token (and slot); a refresh with the
+    same subject keeps its own slot."""
+    s = jwt_server("--max-streams-per-client", "2")
+    alice, bob = mint("alice"), mint("bob")
+    held = []
+    for _ in range(2):
+        r, rd = open_stream(s.port, "sse", "127.0.0.2", alice)
+        assert r.status == 200, r
+        held.append(rd)
+    anon = RawWS.open(s, "/api/updates", {"Authorization": None})
+    anon.send_json({"op": "auth", "token": alice})
+    m = anon.recv_json()
+    assert m["op"] == "error" and m["code"] == "too_many_streams", m
+    f = anon.expect_close(1013)
+    assert f.payload[2:] == b"too many streams", f
+    ws = RawWS.open(s, "/api/updates", {"Authorization": None})
+    for tok in (bob, bob):  # the refresh with the same subject needs no second slot
+        ws.send_json({"op": "auth", "token": tok})
+        assert ws.recv_json()["op"] == "authenticated"
+    r, other = open_stream(s.port, "sse", "127.0.0.3", bob)  # bob's second
+    assert r.status == 200, r
+    ws.send_json({"op": "auth", "token": alice})
+    m = ws.recv_json()
+    assert m["op"] == "error" and m["code"] == "too_many_streams", m
+    ws.send_json({"op": "subscribe", "workflow_ids": ["wf"]})  # still bob's, still open
+    assert ws.recv_json() == {"op": "subscribed", "workflow_ids": ["wf"]}
+    assert ws.recv_json()["workflow_id"] == "wf"
+    held.pop().sock.close()  # alice has room again: the move frees bob's slot
+
+    def move_to_alice():
+        ws.send_json({"op": "auth", "token": alice})
+        return ws.recv_json()["op"] == "authenticated"
+    wait_for(move_to_alice, 5.0, 0.2, "alice's slot is given back")
+    r, rd = open_stream(s.port, "sse", "127.0.0.3", bob)  # bob's slot came back
+    assert r.status == 200, r
+    assert s.metrics()['flowcast_refused_total{reason="streams_per_subject"}'] >= 2
+    for x in held + [other, rd, ws.rd]:
+        x.sock.close()
 
 
 def test_held_longpoll_counts_as_a_stream(jwt_server):

@@ -294,7 +294,7 @@ def test_bad_refresh_keeps_the_old_token_until_its_own_exp(srv):
 
 
 def test_first_message_auth(srv):
-    ws = RawWS.open(srv, "/api/updates")  # no credential at all: accepted
+    ws = RawWS.open(srv, "/api/updates", {"Authorization": None})  # no credential: accepted
     for op in ({"op": "subscribe", "workflow_ids": ["deploy-a"]}, {"op": "subscribe_all"},
                {"op": "unsubscribe", "workflow_ids": ["deploy-a"]}):
         ws.send_json(op)
@@ -321,7 +321,7 @@ def test_first_message_auth(srv):
 
 def test_no_auth_within_request_timeout_closes_4401(srv):
     t0 = time.time()
-    ws = RawWS.open(srv, "/api/updates")
+    ws = RawWS.open(srv, "/api/updates", {"Authorization": None})
     f = ws.recv_close(timeout=REQUEST_TIMEOUT + 3)
     took = time.time() - t0
     assert f.close_code == 4401, f
@@ -353,7 +353,7 @@ def test_auth_op_flood_stays_bounded_and_others_are_served(flood_srv):
     srv = flood_srv
     token, _ = mint(ttl=600)
     rss0 = _rss_kb(srv)
-    ws = RawWS.open(srv, "/api/updates")
+    ws = RawWS.open(srv, "/api/updates", {"Authorization": None})
     frame = build_frame(OP_TEXT, json.dumps({"op": "auth", "token": token}).encode())
     done = threading.Event()
 
