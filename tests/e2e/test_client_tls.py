@@ -160,8 +160,9 @@ def test_probe_over_https_resumes_across_a_restart(flowcast, server_factory, pki
     srv = tls_server(server_factory, pki)
     for wid in ids:
         srv.create(id=wid, name=wid, total_steps=1000)
-    p = LineProc([probe_bin(flowcast), https_url(srv), "--ca-file", pki["ca"], "--backoff-max", "300"]
-                 + ids)
+    # --api-token guards reads too: the probe's watch carries it
+    p = LineProc([probe_bin(flowcast), https_url(srv), "--ca-file", pki["ca"], "--backoff-max", "300",
+                  "--token", STATIC] + ids)
     try:
         for wid in ids:
             p.wait_for(lambda o, w=wid: o.get("event") == "update" and o["workflow_id"] == w,
