@@ -49,7 +49,7 @@ int fc__access_identify(fc_conn *c, const fc_http_req *req, int public, fc_auth_
         return 0;
     }
     if (r != 0) {
-        unauthorized(c, "invalid or expired credential");
+        unauthorized(c, a ? "invalid or expired credential" : "invalid API token");
         return 0;
     }
     return 1;

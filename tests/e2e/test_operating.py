@@ -174,7 +174,10 @@ def test_global_options_before_or_after_the_command(flowcast, server_factory):
     assert r.returncode == 0 and json.loads(r.stdout)["current_step"] == 1, r
     r = cli(flowcast, s, "step", "g1", "--server", bare, "--token", SECRET, env=env)
     assert r.returncode == 0 and json.loads(r.stdout)["status"] == "completed", r
+    # --api-token guards reads too: get carries the token like the changes
     r = cli(flowcast, s, "--server", bare, "get", "g1", env=env)
+    assert r.returncode == 1 and "credential is required" in r.stderr, r
+    r = cli(flowcast, s, "--server", bare, "get", "g1", "--token", SECRET, env=env)
     assert r.returncode == 0 and json.loads(r.stdout)["id"] == "g1", r
     # the token given is the one sent: a wrong one is refused
     r = cli(flowcast, s, "--server", bare, "--token", "wrong", "create", "b", "--steps", 1,
@@ -188,7 +191,7 @@ def test_global_options_before_or_after_the_command(flowcast, server_factory):
             "create", "c", "--steps", 1, "--id", "g2", env=env)
     assert r.returncode == 0 and json.loads(r.stdout)["id"] == "g2", r
     # FLOWCAST_URL without a scheme means http:// too
-    r = cli(flowcast, s, "list", url=bare)
+    r = cli(flowcast, s, "list", url=bare, env={"FLOWCAST_API_TOKEN": SECRET})
     assert r.returncode == 0 and json.loads(r.stdout.splitlines()[-1])["id"] == "g1", r
 
 
