@@ -1,0 +1,547 @@
+"""The Python client package (clients/python, `flowcast`) against the real
+server, under Debian's /usr/bin/python3 and python3-websockets: the sync and
+async REST helpers (if_seq, idempotent retries of lost answers, retries
+across a restart and a rate limit), and the async watch (single, multi,
+all; kill -9 and restart mid-stream; delete and re-create; resync; since
+positions; backoff bounds)."""
+
+import asyncio
+import os
+import random
+import socket
+import sys
+import threading
+
+import pytest
+
+from fc_helpers import HOST, run
+from fcc_helpers import recreate_while_away, restart_same_port
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "clients", "python"))
+import flowcast  # noqa: E402
+
+
+def url(s):
+    return "http://127.0.0.1:%d" % s.port
+
+
+# ---------------------------------------------------------------- helpers
+
+class AnswerDropper:
+    """A proxy of one request per connection that loses the first answer
+    to each Idempotency-Key: the server commits, the client sees its
+    connection close without an answer. Records (method, key) of every
+    request it forwarded."""
+
+    def __init__(self, port):
+        self.port = port
+        self.seen = []
+        self.dropped = 0
+        self.lock = threading.Lock()
+        self.lsock = socket.socket()
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.2)
+        self.listen_port = self.lsock.getsockname()[1]
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def close(self):
+        self.stop.set()
+        self.t.join(5)
+        self.lsock.close()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _read_message(sock):
+        """One HTTP message (head + Content-Length body), or None at EOF."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            d = sock.recv(65536)
+            if not d:
+                return None
+            data += d
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(body) < length:
+            d = sock.recv(65536)
+            if not d:
+                return None
+            body += d
+        return head, body
+
+    def _one(self, c):
+        try:
+            c.settimeout(30)
+            req = self._read_message(c)
+            if req is None:
+                return
+            head, body = req
+            method = head.split(b" ", 1)[0].decode()
+            key = None
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"idempotency-key":
+                    key = v.strip().decode()
+            up = socket.create_connection((HOST, self.port), timeout=30)
+            up.sendall(head + b"\r\n\r\n" + body)
+            resp = self._read_message(up)
+            up.close()
+            with self.lock:
+                first = key is not None and all(k != key for _, k in self.seen)
+                self.seen.append((method, key))
+                if first:
+                    self.dropped += 1
+            if resp is not None and not first:
+                rhead, rbody = resp
+                c.sendall(rhead + b"\r\nConnection: close\r\n\r\n" + rbody)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+async def collect(watch, until, states=None, timeout=60):
+    """Events of watch until until(events) is true (then closes it)."""
+    events = []
+
+    async def go():
+        async for ev in watch:
+            events.append(ev)
+            if until(events):
+                break
+
+    try:
+        await asyncio.wait_for(go(), timeout)
+    finally:
+        await watch.close()
+    return events
+
+
+def seqs_of(events, wid):
+    return [e.seq for e in events if e.workflow_id == wid]
+
+
+def assert_exact(events, wid, last):
+    """The updates of wid are consecutive seqs ending at last: nothing lost
+    or repeated across whatever happened to the connection."""
+    s = seqs_of(events, wid)
+    assert s, events
+    assert s == list(range(s[0], last + 1)), (wid, s)
+
+
+# ---------------------------------------------------------------- REST
+
+def test_rest_helpers_sync(server):
+    c = flowcast.Client(url(server))
+    w = c.create("nightly build", 3, message="queued")
+    assert isinstance(w, flowcast.Workflow)
+    assert len(w.id) == 26 and w.seq == 1 and w.status == "pending" and w.message == "queued"
+    assert 1 <= w.epoch <= flowcast.EPOCH_MAX and w.position == flowcast.Position(w.epoch, 1)
+    assert flowcast.parse_time(w.created_at).year >= 2026
+    g = c.get(w.id)
+    assert g == w and g.raw["name"] == "nightly build"
+    with pytest.raises(flowcast.AlreadyExistsError) as ei:
+        c.create("again", 1, id=w.id)
+    assert (ei.value.status, ei.value.code) == (409, "already_exists")
+    # Fields left None are not sent: the stored values stay.
+    u = c.update(w.id, current_step=1, status="running")
+    assert (u.current_step, u.total_steps, u.message, u.seq) == (1, 3, "queued", 2)
+    # if_seq: compare-and-set.
+    with pytest.raises(flowcast.SeqMismatchError) as ei:
+        c.update(w.id, message="stale", if_seq=1)
+    e = ei.value
+    assert isinstance(e, flowcast.ConflictError) and isinstance(e, flowcast.ApiError)
+    assert (e.status, e.code) == (409, "seq_mismatch") and "seq" in e.message
+    assert c.get(w.id).seq == 2 and c.get(w.id).message == "queued"
+    assert c.update(w.id, message="fresh", if_seq=2).seq == 3
+    with pytest.raises(flowcast.BadRequestError) as ei:
+        c.update(w.id, current_step=9)
+    assert (ei.value.status, ei.value.code) == (400, "bad_request")
+    with pytest.raises(ValueError):
+        c.update(w.id)
+    with pytest.raises(ValueError):
+        c.get("no/slash")
+    s = c.step(w.id, "two")
+    assert (s.current_step, s.status, s.message, s.seq) == (2, "running", "two", 4)
+    s = c.step(w.id, "three")
+    assert (s.current_step, s.status) == (3, "completed")
+    with pytest.raises(flowcast.TerminalStatusError):
+        c.step(w.id)
+    other = c.create("full", 1, id="full-1", current_step=1, status="running")
+    with pytest.raises(flowcast.AtLastStepError):
+        c.step(other.id)
+    h = c.history(w.id)
+    assert [x.seq for x in h.events] == [1, 2, 3, 4, 5] and h.epoch == w.epoch and not h.resync
+    assert all(isinstance(x, flowcast.Update) for x in h.events)
+    assert [x.seq for x in c.history(w.id, (w.epoch, 3)).events] == [4, 5]
+    assert [x.seq for x in c.history(w.id, flowcast.Position(w.epoch, 1), limit=2).events] == [2, 3]
+    assert c.history(w.id, (w.epoch, 99)).resync
+    ids = {c.create("w%d" % i, 1, id="page-%d" % i).id for i in range(5)}
+    page = c.list(limit=2)
+    assert len(page.workflows) == 2 and page.next_cursor
+    every = [x.id for x in c.iter_workflows(limit=2)]
+    assert len(every) == len(set(every)) == 7 and ids <= set(every)
+    assert {x.id for x in c.iter_workflows(status="completed")} == {w.id}
+    c.delete(w.id)
+    with pytest.raises(flowcast.NotFoundError) as ei:
+        c.get(w.id)
+    assert (ei.value.status, ei.value.code) == (404, "not_found")
+    with pytest.raises(flowcast.NotFoundError):
+        c.delete(w.id)
+    c.close()
+
+
+def test_rest_helpers_async(server):
+    async def main():
+        c = flowcast.AsyncClient(url(server))
+        w = await c.create("async", 2, id="a1")
+        assert (w.id, w.seq, w.total_steps) == ("a1", 1, 2)
+        assert (await c.get("a1")) == w
+        with pytest.raises(flowcast.SeqMismatchError) as ei:
+            await c.update("a1", message="x", if_seq=7)
+        assert (ei.value.status, ei.value.code) == (409, "seq_mismatch")
+        s = await c.step("a1", "one")
+        assert (s.current_step, s.status, s.seq) == (1, "running", 2)
+        # Concurrent steppers: if_seq makes each step count once.
+        await c.create("race", 20, id="race")
+        await asyncio.gather(*[c.step("race") for _ in range(20)])
+        r = await c.get("race")
+        assert (r.current_step, r.status, r.seq) == (20, "completed", 21)
+        ids = [x.id async for x in c.iter_workflows(limit=1)]
+        assert sorted(ids) == ["a1", "race"]
+        h = await c.history("race", (r.epoch, 19))
+        assert [x.seq for x in h.events] == [20, 21]
+        await c.delete("a1")
+        with pytest.raises(flowcast.NotFoundError):
+            await c.get("a1")
+
+    run(main(), 60)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_lost_answers_are_retried_with_the_same_key(server, mode):
+    """Every change's first answer is lost after the commit: the client
+    sends it again with the same Idempotency-Key, gets the first answer
+    replayed, and each change is applied exactly once."""
+    server.create(id="k", total_steps=10)
+    proxy = AnswerDropper(server.port)
+    purl = "http://127.0.0.1:%d" % proxy.listen_port
+    try:
+        if mode == "sync":
+            c = flowcast.Client(purl, backoff_max=0.05)
+            made = c.create("made", 5, id="made")
+            steps = [c.step("k", "s%d" % i) for i in range(3)]
+            upd = c.update("k", message="explicit", idempotency_key="my-key-1")
+            c.delete("made")
+        else:
+            async def main():
+                c = flowcast.AsyncClient(purl, backoff_max=0.05)
+                made = await c.create("made", 5, id="made")
+                steps = [await c.step("k", "s%d" % i) for i in range(3)]
+                upd = await c.update("k", message="explicit", idempotency_key="my-key-1")
+                await c.delete("made")
+                return made, steps, upd
+            made, steps, upd = run(main(), 60)
+    finally:
+        proxy.close()
+    assert made.seq == 1 and [s.seq for s in steps] == [2, 3, 4] and upd.seq == 5
+    w = server.get("k")
+    assert (w["seq"], w["current_step"], w["message"]) == (5, 3, "explicit")
+    assert server.request("GET", "/api/workflows/made").status == 404
+    changes = [(m, k) for m, k in proxy.seen if m != "GET"]
+    # create, 3 steps, update, delete: each sent twice with one key.
+    assert len(changes) == 12 and proxy.dropped == 6, changes
+    keys = [k for _, k in changes]
+    assert all(keys.count(k) == 2 for k in keys) and "my-key-1" in keys
+    assert len({k for k in keys if k != "my-key-1"}) == 5
+    assert server.metrics()["flowcast_idempotent_replays_total"] == 6
+
+
+def test_retries_across_a_restart_and_give_up_precisely(server_factory):
+    s = server_factory()
+    s.create(id="r", total_steps=5)
+    c = flowcast.Client(url(s), retries=40, backoff_max=0.3)
+    assert s.stop() == 0
+    t = threading.Timer(0.8, lambda: restart_same_port(server_factory, s))
+    t.start()
+    try:
+        w = c.step("r", "after restart")  # refused while down, answered after
+    finally:
+        t.join()
+    assert (w.current_step, w.seq) == (1, 2)
+    dead = flowcast.Client("http://127.0.0.1:1", retries=2, backoff_max=0.01)
+    with pytest.raises(flowcast.ConnectionFailed) as ei:
+        dead.get("r")
+    assert ei.value.attempts == 3 and isinstance(ei.value.__cause__, OSError)
+
+    async def adead():
+        with pytest.raises(flowcast.ConnectionFailed) as ei:
+            await flowcast.AsyncClient("http://127.0.0.1:1", retries=1,
+                                       backoff_max=0.01).get("r")
+        assert ei.value.attempts == 2
+
+    run(adead())
+
+
+def test_rate_limited_changes_wait_for_retry_after(server_factory):
+    s = server_factory("--write-rate", "2/s", "--write-burst", "1")
+    c = flowcast.Client(url(s), retries=10, backoff_max=1.0)
+    made = [c.create("rl", 1, id="rl%d" % i) for i in range(4)]
+    assert [w.id for w in made] == ["rl0", "rl1", "rl2", "rl3"]
+    assert s.metrics()['flowcast_refused_total{reason="write_rate"}'] >= 1
+    strict = flowcast.Client(url(s), retries=0)
+    with pytest.raises(flowcast.RateLimitedError) as ei:
+        for i in range(5):
+            strict.create("rl", 1, id="x%d" % i)
+    assert ei.value.status == 429 and ei.value.retry_after >= 1
+
+
+# ---------------------------------------------------------------- watch
+
+def test_watch_single_multi_all_and_since(server):
+    c = flowcast.Client(url(server))
+    a = c.create("a", 100, id="a")
+    c.create("b", 100, id="b")
+
+    async def main():
+        ac = flowcast.AsyncClient(url(server))
+        single = ac.watch(["a"])
+        multi = ac.watch(["a", "b", "a"])  # a set: a once
+        every = ac.watch(all=True)
+        resumed = ac.watch(["a"], since={"a": (a.epoch, 1)})
+        tasks = [asyncio.ensure_future(collect(w, lambda ev: False, timeout=30))
+                 for w in (single, multi, every, resumed)]
+        await asyncio.sleep(1.0)  # all four subscribed
+        for i in range(1, 6):
+            await ac.step("a", "a%d" % i)
+            await ac.step("b", "b%d" % i)
+        await ac.create("c", 3, id="c")
+        await ac.step("c")
+        await asyncio.sleep(1.0)
+        for w in (single, multi, every, resumed):
+            await w.close()
+        return [await t for t in tasks], single.positions(), multi.positions()
+
+    (s_ev, m_ev, all_ev, r_ev), s_pos, m_pos = run(main(), 60)
+    assert seqs_of(s_ev, "a") == [1, 2, 3, 4, 5, 6] and not seqs_of(s_ev, "b")
+    assert seqs_of(m_ev, "a") == [1, 2, 3, 4, 5, 6] and seqs_of(m_ev, "b") == [1, 2, 3, 4, 5, 6]
+    assert seqs_of(all_ev, "a") == [2, 3, 4, 5, 6] and seqs_of(all_ev, "c") == [1, 2]
+    assert seqs_of(r_ev, "a") == [2, 3, 4, 5, 6] and not any(e.resync for e in r_ev)
+    assert all(isinstance(e, flowcast.Update) and e.epoch == a.epoch
+               for e in s_ev + r_ev)
+    assert [e.message for e in s_ev[1:]] == ["a1", "a2", "a3", "a4", "a5"]
+    assert s_pos == {"a": flowcast.Position(a.epoch, 6)}
+    assert set(m_pos) == {"a", "b"} and m_pos["b"].seq == 6
+
+
+def test_watch_resumes_from_positions_of_an_earlier_watch(server):
+    """A second watch started from positions() gets exactly the changes the
+    first one did not see, on the single and the multi stream."""
+    c = flowcast.Client(url(server))
+    c.create("p", 50, id="p")
+    c.create("q", 50, id="q")
+
+    async def main():
+        ac = flowcast.AsyncClient(url(server))
+        first = ac.watch(["p", "q"])
+        ev1 = await collect(first, lambda ev: len(ev) == 2)  # the two states
+        pos = first.positions()
+        for _ in range(3):
+            await ac.step("p")
+            await ac.step("q")
+        ev2 = await collect(ac.watch(["p", "q"], since=pos), lambda ev: len(ev) == 6)
+        ev3 = await collect(ac.watch(["p"], since={"p": pos["p"]}), lambda ev: len(ev) == 3)
+        return ev1, ev2, ev3
+
+    ev1, ev2, ev3 = run(main(), 60)
+    assert sorted((e.workflow_id, e.seq) for e in ev1) == [("p", 1), ("q", 1)]
+    assert seqs_of(ev2, "p") == [2, 3, 4] and seqs_of(ev2, "q") == [2, 3, 4]
+    assert seqs_of(ev3, "p") == [2, 3, 4]
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_watch_survives_server_restart_mid_stream(server_factory, how):
+    """Producers step three workflows while single, multi and all watches
+    follow; the server is killed (-9, or stopped) mid-stream and restarted
+    on the same port and database. Each watch resumes by (epoch, seq): the
+    seqs it delivers per workflow are consecutive up to the last change,
+    nothing lost, nothing repeated."""
+    s = server_factory()
+    n = 40
+    for wid in ("a", "b", "c"):
+        s.create(id=wid, total_steps=n)
+    holder = {"s": s}
+
+    def done_at(ids):
+        return lambda evs: all(any(e.workflow_id == i and e.seq == n + 1 for e in evs)
+                               for i in ids)
+
+    async def main():
+        ac = flowcast.AsyncClient(url(s), retries=60, backoff_max=0.3)
+        states = {k: [] for k in ("single", "multi", "all")}
+        opts = dict(backoff_initial=0.05, backoff_max=0.5)
+        single = ac.watch(["a"], on_state=states["single"].append, **opts)
+        multi = ac.watch(["a", "b"], on_state=states["multi"].append, **opts)
+        every = ac.watch(all=True, on_state=states["all"].append, **opts)
+        tasks = [asyncio.ensure_future(collect(single, done_at(["a"]))),
+                 asyncio.ensure_future(collect(multi, done_at(["a", "b"]))),
+                 asyncio.ensure_future(collect(every, done_at(["a", "b", "c"])))]
+        await asyncio.sleep(1.0)
+
+        async def produce(wid):
+            for i in range(n):
+                await ac.step(wid, "%s%d" % (wid, i + 1))
+                await asyncio.sleep(random.random() * 0.02)
+
+        producers = [asyncio.ensure_future(produce(w)) for w in ("a", "b", "c")]
+        await asyncio.sleep(0.4)  # mid-stream
+        if how == "kill9":
+            await asyncio.to_thread(s.kill9)
+        else:
+            assert await asyncio.to_thread(s.stop) == 0
+        await asyncio.sleep(0.5)
+        holder["s"] = await asyncio.to_thread(restart_same_port, server_factory, s)
+        await asyncio.gather(*producers)
+        return [await t for t in tasks], states
+
+    (s_ev, m_ev, all_ev), states = run(main(), 120)
+    s2 = holder["s"]
+    for wid in ("a", "b", "c"):
+        assert s2.get(wid)["seq"] == n + 1
+    assert_exact(s_ev, "a", n + 1) and seqs_of(s_ev, "a")[0] == 1
+    assert_exact(m_ev, "a", n + 1) and assert_exact(m_ev, "b", n + 1)
+    for wid in ("a", "b", "c"):
+        assert_exact(all_ev, wid, n + 1)
+    for k, st in states.items():
+        names = [x.state for x in st]
+        assert names[:2] == ["connecting", "open"], (k, names)
+        assert "reconnecting" in names and names.count("open") >= 2, (k, names)
+        assert names[-1] == "closed", (k, names)
+
+
+def test_watch_tells_a_deleted_and_recreated_workflow(server_factory):
+    """While the watchers are away, x is deleted and created again: on the
+    resume they get the old incarnation's Deletion, then the new one's state
+    (resync, new_incarnation), then its live changes. A live deletion ends a
+    watch of that id; a watch of all sees the deletion and the creation."""
+    s = server_factory()
+    s.create(id="x", total_steps=10)
+    s.create(id="y", total_steps=10)
+    old_epoch = s.get("x")["epoch"]
+    holder = {}
+
+    async def main():
+        ac = flowcast.AsyncClient(url(s))
+        opts = dict(backoff_initial=0.05, backoff_max=0.3)
+        single = ac.watch(["x"], **opts)
+        multi = ac.watch(["x", "y"], **opts)
+        live = [asyncio.ensure_future(collect(w, lambda ev: len(ev) >= 4 and
+                                              ev[-1].seq == 4 and ev[-1].workflow_id == "x"))
+                for w in (single, multi)]
+        await asyncio.sleep(1.0)
+        await ac.step("x")  # seq 2 of the old incarnation
+        await asyncio.sleep(0.3)
+        s2, old, new = await asyncio.to_thread(recreate_while_away, server_factory, s, "x")
+        holder["s2"] = s2
+        await asyncio.sleep(1.5)  # resumed
+        await flowcast.AsyncClient(url(s2)).step("x", "live")  # seq 4 of the new one
+        evs = [await t for t in live]
+        # A watch of all, then a live delete and re-create.
+        every = ac.watch(all=True)
+        gone = ac.watch(["x"])
+        t_all = asyncio.ensure_future(collect(every, lambda ev: len(ev) == 3))
+        t_gone = asyncio.ensure_future(collect(gone, lambda ev: False))
+        await asyncio.sleep(1.0)
+        await ac.step("x")  # seq 5: the watch of all learns x
+        await ac.delete("x")
+        await ac.create("x again", 5, id="x")
+        return evs, await t_all, await t_gone, new
+
+    (s_ev, m_ev), all_ev, gone_ev, new = run(main(), 60)
+    for evs in (s_ev, [e for e in m_ev if e.workflow_id == "x"]):
+        kinds = [(type(e).__name__, e.epoch, e.seq) for e in evs]
+        assert kinds == [("Update", old_epoch, 1), ("Update", old_epoch, 2),
+                         ("Deletion", old_epoch, 3), ("Update", new["epoch"], 3),
+                         ("Update", new["epoch"], 4)], kinds
+        assert evs[3].resync and evs[3].new_incarnation and not evs[4].new_incarnation
+        assert evs[4].message == "live"
+    assert seqs_of(m_ev, "y") == [1]
+    assert [(type(e).__name__, e.seq) for e in all_ev] == \
+        [("Update", 5), ("Deletion", 6), ("Update", 1)]
+    assert all_ev[1].epoch == new["epoch"] and all_ev[2].epoch != new["epoch"]
+    assert not all_ev[2].new_incarnation  # a creation: all forgot x at its deletion
+    # The watch of x ended by itself after the live deletion.
+    assert [(type(e).__name__, e.seq) for e in gone_ev] == \
+        [("Update", 4), ("Update", 5), ("Deletion", 6)]
+
+
+def test_watch_resync_when_the_log_no_longer_reaches(server_factory):
+    s = server_factory("--retention", "5")
+    w = s.create(id="r", total_steps=100)
+    for i in range(20):
+        s.patch("r", current_step=i + 1)
+
+    async def main():
+        ac = flowcast.AsyncClient(url(s))
+        out = []
+        for since in ({"r": (w["epoch"], 2)}, {"r": 2}, {"r": (w["epoch"] + 1, 2)}):
+            for ids in (["r"], ["r", "other"]):
+                if "other" in ids and not out:
+                    await ac.create("other", 1, id="other")
+                out.append(await collect(ac.watch(ids, since=since),
+                                         lambda ev: any(e.workflow_id == "r" for e in ev)))
+        near = await collect(ac.watch(["r"], since={"r": (w["epoch"], 18)}),
+                             lambda ev: len(ev) == 3)
+        return out, near
+
+    out, near = run(main(), 60)
+    for evs in out:
+        r = [e for e in evs if e.workflow_id == "r"]
+        assert r[0].seq == 21 and r[0].resync and r[0].current_step == 20, r
+    assert [(e.seq, e.resync) for e in near] == [(19, False), (20, False), (21, False)]
+
+
+def test_watch_errors_and_backoff_bounds(server):
+    server.create(id="here", total_steps=1)
+
+    async def main():
+        ac = flowcast.AsyncClient(url(server))
+        with pytest.raises(flowcast.NotFoundError) as ei:
+            await collect(ac.watch(["nope"]), lambda ev: False, timeout=10)
+        assert ei.value.workflow_id == "nope"
+        with pytest.raises(flowcast.NotFoundError) as ei:
+            await collect(ac.watch(["here", "nope"]), lambda ev: False, timeout=10)
+        assert ei.value.workflow_id == "nope" and ei.value.status == 404
+        states = []
+        dead = flowcast.Watch("http://127.0.0.1:1", ["here"], max_retries=6,
+                              backoff_initial=0.01, backoff_max=0.04, on_state=states.append)
+        with pytest.raises(flowcast.RetriesExhausted) as ei:
+            await collect(dead, lambda ev: False, timeout=10)
+        assert ei.value.attempts == 6
+        return states
+
+    states = run(main(), 30)
+    waits = [(x.attempt, x.delay) for x in states if x.state == "reconnecting"]
+    assert [a for a, _ in waits] == [1, 2, 3, 4, 5, 6]
+    for a, d in waits:
+        assert 0 <= d <= flowcast.backoff_ceiling(0.01, 0.04, a - 1)
+    assert [flowcast.backoff_ceiling(0.1, 30, k) for k in (0, 1, 2, 8, 9, 50)] == \
+        [0.1, 0.2, 0.4, 25.6, 30, 30]
+    rng = random.Random(7)
+    assert all(0 <= flowcast.backoff_delay(0.1, 2.0, k, rng) <= min(2.0, 0.1 * 2**k)
+               for k in range(20) for _ in range(50))
+    assert states[-1].state == "closed" and isinstance(states[-1].error, flowcast.RetriesExhausted)
