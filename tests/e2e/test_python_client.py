@@ -545,3 +545,28 @@ def test_watch_errors_and_backoff_bounds(server):
     assert all(0 <= flowcast.backoff_delay(0.1, 2.0, k, rng) <= min(2.0, 0.1 * 2**k)
                for k in range(20) for _ in range(50))
     assert states[-1].state == "closed" and isinstance(states[-1].error, flowcast.RetriesExhausted)
+
+
+def test_readme_examples_run(server):
+    """The two examples of clients/python/README.md, as written (the URL
+    pointed at the test server, no token)."""
+    path = os.path.join(os.path.dirname(flowcast.__file__), "..", "README.md")
+    text = open(path, encoding="utf-8").read()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    assert len(blocks) >= 3
+    fix = {"http://127.0.0.1:8001": url(server), 'token="…"': "token=None"}
+    for i in (0, 2):
+        for k, v in fix.items():
+            blocks[i] = blocks[i].replace(k, v)
+    ns = {}
+    exec(compile(blocks[0], "README-report", "exec"), ns)
+    exec(compile(blocks[1], "README-errors", "exec"), ns)  # catches its SeqMismatchError
+    w = ns["c"].get(ns["w"].id)
+    assert (w.current_step, w.status, w.message, w.seq) == (3, "completed", "done", 5)
+    server.create(id="deploy-42", total_steps=2)
+    t = threading.Timer(1.5, lambda: server.delete("deploy-42"))
+    t.start()
+    try:
+        exec(compile(blocks[2], "README-watch", "exec"), {"__name__": "readme"})
+    finally:
+        t.join()

@@ -298,7 +298,7 @@ class Watch:
         code, msg, wid = j.get("code"), j.get("message") or "", j.get("workflow_id")
         if code == "token_expired":
             return  # the close 4401 follows; the watch then reconnects with a fresh token
-        if code == "unauthorized" and self._auth_pending:
+        if code in ("unauthorized", "forbidden") and wid is None and self._auth_pending:
             # A refused refresh: the old token holds until its exp, then 4401.
             self._auth_pending -= 1
             return
