@@ -114,9 +114,10 @@ class AnswerDropper:
             c.close()
 
 
-async def collect(watch, until, states=None, timeout=60):
-    """Events of watch until until(events) is true (then closes it)."""
-    events = []
+async def collect(watch, until, timeout=60, events=None):
+    """Events of watch (appended to `events` when given, so that they are
+    there when the watch raises) until until(events) is true; closes it."""
+    events = [] if events is None else events
 
     async def go():
         async for ev in watch:
@@ -570,3 +571,184 @@ def test_readme_examples_run(server):
         exec(compile(blocks[2], "README-watch", "exec"), {"__name__": "readme"})
     finally:
         t.join()
+
+
+# ---------------------------------------------------------------- tokens
+
+STATIC = "static-operator-token-0123456789"
+SECRET = "p" * 20 + "-hmac-secret-for-python-client"
+
+
+def _exact_exp(flowcast_bin):
+    """Whether this server ends streams at their token's exp (issue 9)."""
+    import subprocess
+    r = subprocess.run([flowcast_bin, "serve", "--help"], capture_output=True, text=True)
+    return "exp is exact" in r.stdout + r.stderr
+
+
+needs_expiry = pytest.mark.skipif(
+    not _exact_exp(__import__("conftest").flowcast_bin()),
+    reason="this server does not end streams at exp yet")
+
+
+class Minter:
+    """A token provider: each call mints a fresh HS256 JWT (python3-jwt)
+    valid ttl seconds (or the next of `ttls`); counts the calls."""
+
+    def __init__(self, ttl=3600, scope="read write", ttls=(), workflows=None):
+        self.ttl, self.scope, self.ttls, self.workflows = ttl, scope, list(ttls), workflows
+        self.calls = 0
+
+    def __call__(self):
+        import time as _t
+        import jwt
+        self.calls += 1
+        ttl = self.ttls.pop(0) if self.ttls else self.ttl
+        now = int(_t.time())
+        claims = {"scope": self.scope, "iat": now - 1, "exp": now + ttl}
+        if self.workflows is not None:
+            claims["workflows"] = self.workflows
+        return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+@pytest.fixture
+def jwt_server(server_factory, tmp_path):
+    key = tmp_path / "jwt.key"
+    key.write_text(SECRET)
+    return server_factory("--jwt-key", str(key), "--api-token", STATIC)
+
+
+@needs_expiry
+def test_rest_refreshes_an_expired_token(jwt_server):
+    s = jwt_server
+    admin = flowcast.Client(url(s), STATIC)
+    admin.create("t", 10, id="t")
+    expired = Minter(ttl=-5)()
+    with pytest.raises(flowcast.TokenExpiredError) as ei:
+        flowcast.Client(url(s), expired).get("t")
+    assert (ei.value.status, ei.value.code) == (401, "token_expired")
+    with pytest.raises(flowcast.UnauthorizedError) as ei:
+        flowcast.Client(url(s), "not-a-token").get("t")
+    assert (ei.value.status, ei.value.code) == (401, "unauthorized")
+    # A provider whose first token is expired: the 401 makes the client ask
+    # again and send the same call (same key) with the new one.
+    m = Minter(ttls=[-5])
+    c = flowcast.Client(url(s), m)
+    assert c.step("t", "refreshed").seq == 2 and m.calls == 2
+    # A held token past its exp is replaced before the call, without a 401.
+    m2 = Minter(ttls=[2])
+    c2 = flowcast.Client(url(s), m2)
+    assert c2.get("t").seq == 2 and m2.calls == 1
+    import time as _t
+    _t.sleep(2.2)
+    before = s.request("GET", "/metrics", headers={"Authorization": "Bearer " + STATIC})
+    assert c2.get("t").seq == 2 and m2.calls == 2
+    after = s.request("GET", "/metrics", headers={"Authorization": "Bearer " + STATIC})
+    from fc_helpers import parse_metrics
+    key = "flowcast_auth_unauthorized_total"
+    assert parse_metrics(after.body.decode())[key] == parse_metrics(before.body.decode())[key]
+
+    async def coroutine_provider():
+        am = Minter(ttls=[-5])
+
+        async def token():
+            await asyncio.sleep(0)
+            return am()
+
+        ac = flowcast.AsyncClient(url(s), token)
+        w = await ac.update("t", message="async refresh")
+        assert w.seq == 3 and am.calls == 2
+        with pytest.raises(TypeError):
+            flowcast.Client(url(s), token).get("t")
+
+    run(coroutine_provider())
+
+
+@needs_expiry
+def test_watch_resumes_across_token_expiry(jwt_server):
+    """Short-lived tokens: the single stream is closed 4401 at each exp and
+    the watch reconnects at once with a fresh token; the multi stream and a
+    watch of all refresh in place ({"op":"auth"}) and never reconnect. A
+    producer keeps stepping meanwhile: every watch sees every seq once."""
+    s = jwt_server
+    admin = flowcast.AsyncClient(url(s), STATIC)
+    n = 45
+
+    async def main():
+        await admin.create("a", n, id="a")
+        await admin.create("b", n, id="b")
+        minters = {k: Minter(ttl=3) for k in ("single", "multi", "all")}
+        states = {k: [] for k in minters}
+        watches = {
+            "single": flowcast.Watch(url(s), ["a"], token=minters["single"],
+                                     on_state=states["single"].append),
+            "multi": flowcast.Watch(url(s), ["a", "b"], token=minters["multi"],
+                                    on_state=states["multi"].append),
+            "all": flowcast.Watch(url(s), all=True, token=minters["all"],
+                                  on_state=states["all"].append),
+        }
+        done = {"single": ["a"], "multi": ["a", "b"], "all": ["a", "b"]}
+        tasks = {k: asyncio.ensure_future(collect(
+            w, lambda evs, ids=done[k]: all(any(e.workflow_id == i and e.seq == n + 1
+                                                for e in evs) for i in ids), timeout=60))
+            for k, w in watches.items()}
+        await asyncio.sleep(0.5)
+        for i in range(n):  # ~9 s: three expiries of each watch's token
+            await admin.step("a")
+            await admin.step("b")
+            await asyncio.sleep(0.2)
+        return {k: await t for k, t in tasks.items()}, states, minters
+
+    evs, states, minters = run(main(), 90)
+    assert_exact(evs["single"], "a", n + 1) and seqs_of(evs["single"], "a")[0] == 1
+    for k in ("multi", "all"):
+        assert_exact(evs[k], "a", n + 1) and assert_exact(evs[k], "b", n + 1)
+    single = [x for x in states["single"] if x.state == "reconnecting"]
+    assert len(single) >= 2 and all("4401" in x.reason and x.delay == 0 for x in single), single
+    assert minters["single"].calls >= 3
+    for k in ("multi", "all"):
+        names = [x.state for x in states[k]]
+        assert names.count("open") == 1 and "reconnecting" not in names, (k, names)
+        assert minters[k].calls >= 3, k
+    from fc_helpers import parse_metrics
+    m = parse_metrics(s.request("GET", "/metrics",
+                                headers={"Authorization": "Bearer " + STATIC}).body.decode())
+    assert m['flowcast_auth_refreshes_total{result="ok"}'] >= 4
+
+
+@needs_expiry
+def test_watch_token_errors(jwt_server):
+    """A fixed token that expires ends the watch with TokenExpiredError
+    (after what it delivered); a handshake 401 makes a provider's watch ask
+    again; a refresh that no longer covers a workflow is ForbiddenError."""
+    s = jwt_server
+    admin = flowcast.AsyncClient(url(s), STATIC)
+
+    async def main():
+        await admin.create("a", 9, id="a")
+        await admin.create("b", 9, id="b")
+        fixed = flowcast.Watch(url(s), ["a"], token=Minter(ttl=2)())
+        with pytest.raises(flowcast.TokenExpiredError):
+            got = []
+            await collect(fixed, lambda ev: False, timeout=10, events=got)
+        assert [e.seq for e in got] == [1]
+        m = Minter(ttls=[-5])
+        first = await collect(flowcast.Watch(url(s), ["a", "b"], token=m),
+                              lambda ev: len(ev) == 2, timeout=10)
+        assert len(first) == 2 and m.calls == 2
+        m2 = Minter(ttls=[2])
+
+        def narrowing():  # the refresh no longer covers b
+            if m2.calls:
+                m2.workflows = ["a"]
+            return m2()
+
+        w = flowcast.Watch(url(s), ["a", "b"], token=narrowing, refresh_lead=1.0)
+        got2 = []
+        with pytest.raises(flowcast.ForbiddenError) as ei:
+            await collect(w, lambda ev: False, timeout=10, events=got2)
+        return ei.value, got2
+
+    err, got2 = run(main(), 40)
+    assert err.workflow_id == "b" and err.status == 403 and err.code == "forbidden"
+    assert sorted(e.workflow_id for e in got2) == ["a", "b"]
