@@ -752,3 +752,136 @@ def test_watch_token_errors(jwt_server):
     err, got2 = run(main(), 40)
     assert err.workflow_id == "b" and err.status == 403 and err.code == "forbidden"
     assert sorted(e.workflow_id for e in got2) == ["a", "b"]
+
+
+# ---------------------------------------------------------------- TLS
+
+def _serves_tls(flowcast_bin):
+    import subprocess
+    r = subprocess.run([flowcast_bin, "serve", "--help"], capture_output=True, text=True)
+    return "--tls-cert" in r.stdout + r.stderr
+
+
+class TLSFront:
+    """Terminates TLS with cert/key on a loopback port and pipes each
+    connection to the plain server on port (asyncio, in a thread of its
+    own): the client's https and wss paths, independent of the server's."""
+
+    def __init__(self, port, cert, key):
+        import ssl
+        self.port = port
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(lambda loop, ctx: None)  # refused handshakes
+        ready = threading.Event()
+
+        def main():
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(
+                asyncio.start_server(self._handle, HOST, 0, ssl=ctx))
+            self.listen_port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        self.t = threading.Thread(target=main, daemon=True)
+        self.t.start()
+        assert ready.wait(5)
+
+    async def _handle(self, r, w):
+        try:
+            ur, uw = await asyncio.open_connection(HOST, self.port)
+        except OSError:
+            w.close()
+            return
+
+        async def pipe(a, b):
+            try:
+                while True:
+                    d = await a.read(65536)
+                    if not d:
+                        break
+                    b.write(d)
+                    await b.drain()
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                b.close()
+
+        await asyncio.gather(pipe(r, uw), pipe(ur, w))
+
+    async def _shutdown(self):
+        self.server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close(self):
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.t.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def cert_pair(tmp_path):
+    import subprocess
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("front", ["proxy", "server"])
+def test_https_and_wss(server_factory, cert_pair, front):
+    """https:// REST and wss:// watches verified against ca_file or an
+    ssl.SSLContext; an untrusted certificate fails at once (not retried)."""
+    import ssl
+    cert, key = cert_pair
+    proxy = None
+    if front == "server":
+        if not _serves_tls(__import__("conftest").flowcast_bin()):
+            pytest.skip("this server does not serve TLS yet")
+        s = server_factory("--tls-cert", cert, "--tls-key", key, ready=False)
+        port = s.port
+    else:
+        s = server_factory()
+        proxy = TLSFront(s.port, cert, key)
+        port = proxy.listen_port
+    base = "https://127.0.0.1:%d" % port
+    try:
+        c = flowcast.Client(base, ca_file=cert, retries=20, backoff_max=0.2)
+        w = c.create("tls", 5, id="t")  # retried while a server with TLS starts
+        assert c.step("t", "over tls").seq == 2 and c.get("t").message == "over tls"
+        with pytest.raises(flowcast.ConnectionFailed) as ei:
+            flowcast.Client(base, retries=3).get("t")  # the system store does not know it
+        assert ei.value.attempts == 1 and "certificate" in str(ei.value)
+
+        async def main():
+            ac = flowcast.AsyncClient(base, ssl=ssl.create_default_context(cafile=cert))
+            assert (await ac.get("t")).seq == 2
+            with pytest.raises(flowcast.ConnectionFailed):
+                await flowcast.AsyncClient(base, retries=3).get("t")
+            await ac.create("u", 5, id="u")
+            watches = [ac.watch(["t"]), ac.watch(["t", "u"]),
+                       flowcast.Watch(base, all=True, ca_file=cert)]
+            tasks = [asyncio.ensure_future(collect(x, lambda ev: any(
+                e.workflow_id == "t" and e.seq == 4 for e in ev), timeout=30)) for x in watches]
+            await asyncio.sleep(1.0)
+            await ac.step("t")
+            await ac.step("t")
+            with pytest.raises(flowcast.ConnectionFailed):
+                await collect(flowcast.Watch(base, ["t"]), lambda ev: False, timeout=10)
+            return [await t for t in tasks]
+
+        single, multi, every = run(main(), 60)
+    finally:
+        if proxy:
+            proxy.close()
+    assert seqs_of(single, "t") == [2, 3, 4] and seqs_of(multi, "t") == [2, 3, 4]
+    assert seqs_of(multi, "u") == [1] and seqs_of(every, "t") == [3, 4]
+    assert w.epoch == single[0].epoch

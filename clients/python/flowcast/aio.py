@@ -72,6 +72,8 @@ class AsyncClient:
             reader, writer = await asyncio.open_connection(
                 self.base.host, self.base.port, ssl=self.ssl,
                 server_hostname=self.base.host if self.ssl else None)
+        except _ssl.SSLCertVerificationError:
+            raise
         except OSError as e:
             raise _Lost("cannot connect to %s: %s" % (self.base, e)) from e
         try:
@@ -115,6 +117,9 @@ class AsyncClient:
             token = await self.tokens.aget()
             try:
                 status, headers, raw = await self._send(req, token)
+            except _ssl.SSLCertVerificationError as e:
+                raise ConnectionFailed("%s: the server's certificate is not trusted: %s"
+                                       % (self.base, e.verify_message), attempt + 1) from e
             except _Lost as e:
                 if attempt >= self.policy.retries:
                     raise ConnectionFailed("%s %s: %s (after %d attempts)"

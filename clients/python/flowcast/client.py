@@ -91,6 +91,9 @@ class Client:
             token = self.tokens.get()
             try:
                 status, headers, raw = self._send(req, token)
+            except _ssl.SSLCertVerificationError as e:
+                raise ConnectionFailed("%s: the server's certificate is not trusted: %s"
+                                       % (self.base, e.verify_message), attempt + 1) from e
             except LOST as e:
                 # A kept-alive connection the server had already closed
                 # (idle timeout) is not a failure of the server: once, at once.

@@ -22,7 +22,7 @@ import websockets
 import websockets.exceptions as wse
 
 from . import _common as c
-from .errors import (FlowcastError, NotFoundError, ProtocolError, RetriesExhausted,
+from .errors import (ConnectionFailed, FlowcastError, NotFoundError, ProtocolError, RetriesExhausted,
                      TokenExpiredError, api_error)
 from .types import Deletion, Event, Position, SinceValue, Update, WatchState, as_position
 
@@ -145,6 +145,8 @@ class Watch:
         self._fatal: Optional[BaseException] = None
         self._closing = False
         self._wake = asyncio.Event()
+        self._stream_exp: Optional[float] = None  # exp of the token the open stream uses
+        self._stream_life: Optional[float] = None
         self._ws: Optional[Any] = None
         self._gen: Optional[AsyncIterator[Event]] = None
 
@@ -353,10 +355,15 @@ class Watch:
         except wse.InvalidStatusCode as e:
             self._refused(e.status_code, single)
             raise _Retry("the handshake was answered %d" % e.status_code, e)
+        except _ssl.SSLCertVerificationError as e:
+            raise ConnectionFailed("%s: the server's certificate is not trusted: %s"
+                                   % (self.base, e.verify_message), 1) from e
         except (OSError, asyncio.TimeoutError, wse.InvalidHandshake, wse.InvalidMessage,
                 EOFError) as e:
             raise _Retry("cannot connect to %s: %s" % (self.base, e or type(e).__name__), e)
         self._ws = ws
+        self._stream_exp = c.jwt_exp(token) if token else None
+        self._stream_life = self.tokens.lifetime() if token == self.tokens.token else None
         self._attempt = 0
         self._refreshed = False
         self._pending, self._auth_pending = [], 0
@@ -403,9 +410,10 @@ class Watch:
         A provider that gives nothing fresher (or fails) leaves it to the
         server's 4401 at exp and the reconnect that follows."""
         while True:
-            exp, life = self.tokens.exp, self.tokens.lifetime()
-            if exp is None or life is None:
+            exp = self._stream_exp
+            if exp is None:
                 return
+            life = self._stream_life or 0.0
             lead = self.refresh_lead if self.refresh_lead is not None else \
                 min(30.0, max(1.0, life / 5))
             await asyncio.sleep(max(0.0, exp - lead - time.time()))
@@ -413,13 +421,15 @@ class Watch:
                 token = await self.tokens.aget(refresh=True)
             except Exception:  # noqa: BLE001 - the reconnect asks again and raises
                 return
-            if token is None or self.tokens.exp is None or self.tokens.exp <= exp:
+            new_exp = c.jwt_exp(token) if token else None
+            if new_exp is None or new_exp <= exp:
                 return
             self._auth_pending += 1
             try:
                 await ws.send(json.dumps({"op": "auth", "token": token}))
             except wse.ConnectionClosed:
                 return
+            self._stream_exp, self._stream_life = new_exp, self.tokens.lifetime()
 
     async def _recv(self, ws):
         """The next message; on a multi stream with nothing left to watch,
