@@ -144,6 +144,42 @@ def assert_exact(events, wid, last):
     assert s == list(range(s[0], last + 1)), (wid, s)
 
 
+# ---------------------------------------------------------------- dedupe
+
+def test_dedupe_rule_table():
+    """The watch's check of each message against the last position it
+    delivered (libflowcast's fcc__sub_fresh), case by case."""
+    from flowcast.watch import _Sub
+
+    def sub(epoch, last, retired=0, gone=False):
+        s = _Sub("w", epoch, last)
+        s.retired, s.gone = retired, gone
+        return s
+
+    E, F, G = 11, 22, 33
+    cases = [  # (sub, (epoch, seq, resync, deleted), fresh?)
+        (sub(E, -1), (E, 1, False, False), True),      # first message
+        (sub(E, 5), (E, 6, False, False), True),       # next
+        (sub(E, 5), (E, 5, False, False), False),      # repeat
+        (sub(E, 5), (E, 3, False, False), False),      # old
+        (sub(E, 5), (E, 3, True, False), True),        # resync below: the server lost changes
+        (sub(E, 5), (E, 5, True, False), False),       # resync at the same seq: nothing new
+        (sub(E, 5), (F, 1, False, False), True),       # another incarnation, lower seq
+        (sub(E, 5), (F, 3, True, False), True),        # its resync state
+        (sub(F, 3, retired=E), (E, 9, False, False), False),  # late message of the replaced one
+        (sub(0, 5), (E, 6, False, False), True),       # epoch unknown: by seq
+        (sub(0, 5), (E, 5, False, False), False),
+        (sub(E, 5), (0, 6, False, False), True),       # message without epoch: by seq
+        (sub(E, 6, gone=True), (E, 6, False, True), False),   # the deletion again
+        (sub(E, 6, gone=True), (E, 7, False, False), False),  # the deleted incarnation
+        (sub(E, 6, gone=True), (G, 1, True, False), True),    # a new incarnation revives it
+        (sub(E, 6, gone=True), (G, 4, False, True), False),   # never a second deletion
+        (sub(E, 5), (E, 6, False, True), True),        # a deletion of the tracked one
+    ]
+    for s, args, want in cases:
+        assert s.fresh(*args) is want, (s.epoch, s.last_seq, s.retired, s.gone, args)
+
+
 # ---------------------------------------------------------------- REST
 
 def test_rest_helpers_sync(server):
