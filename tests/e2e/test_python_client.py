@@ -768,6 +768,12 @@ def test_watch_token_errors(jwt_server):
             got = []
             await collect(fixed, lambda ev: False, timeout=10, events=got)
         assert [e.seq for e in got] == [1]
+        with pytest.raises(flowcast.TokenExpiredError):  # refused at the handshake
+            await collect(flowcast.Watch(url(s), ["a"], token=Minter(ttl=-1)()),
+                          lambda ev: False, timeout=10)
+        with pytest.raises(flowcast.UnauthorizedError) as ei:  # no credential at all
+            await collect(flowcast.Watch(url(s), ["a", "b"]), lambda ev: False, timeout=10)
+        assert ei.value.code == "unauthorized"
         m = Minter(ttls=[-5])
         first = await collect(flowcast.Watch(url(s), ["a", "b"], token=m),
                               lambda ev: len(ev) == 2, timeout=10)

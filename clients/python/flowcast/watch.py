@@ -388,6 +388,9 @@ class Watch:
             raise _Retry("the server refused the token (401): refreshing it", immediate=True)
         if status >= 500 or status == 429:
             return
+        if status == 401 and self.tokens.exp is not None and self.tokens.exp <= time.time():
+            raise TokenExpiredError(401, "token_expired", "the token expired at %d and cannot "
+                                    "be refreshed" % self.tokens.exp)
         raise api_error(status, {401: "unauthorized", 403: "forbidden"}.get(status, ""),
                         "the WebSocket handshake was refused with HTTP %d" % status)
 
