@@ -27,7 +27,7 @@ from .errors import (AlreadyExistsError, ApiError, BadRequestError, ConflictErro
                      RetriesExhausted, SeqMismatchError, ServerError, StorageFullError,
                      TerminalStatusError, TokenExpiredError, UnauthorizedError,
                      UnavailableError)
-from .types import (EPOCH_MAX, STATUSES, TERMINAL, Deletion, Event, History, Position, Update,
+from .models import (EPOCH_MAX, STATUSES, TERMINAL, Deletion, Event, History, Position, Update,
                     WatchState, Workflow, WorkflowPage, parse_time)
 from .watch import Watch
 

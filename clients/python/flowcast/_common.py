@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from . import errors
-from .types import Position, SinceValue, as_position
+from .models import SinceValue, as_position
 
 __version__ = "0.1.0"
 USER_AGENT = "flowcast-python/" + __version__
@@ -296,7 +296,3 @@ def result_of(status: int, headers: Mapping[str, str], raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise errors.ProtocolError("the server's answer is not JSON: %r" % raw[:200]) from e
-
-
-def position_of(v: Optional[SinceValue]) -> Optional[Position]:
-    return None if v is None else as_position(v)

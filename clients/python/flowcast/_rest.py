@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 from . import _common as c
 from .errors import FlowcastError, ProtocolError
-from .types import History, SinceValue, Update, Workflow, WorkflowPage
+from .models import History, SinceValue, Update, Workflow, WorkflowPage
 
 # Attempts of step() when other writers keep moving the workflow under it.
 STEP_ATTEMPTS = 50

@@ -10,7 +10,7 @@ from typing import AsyncIterator, Dict, Iterable, Mapping, Optional, Tuple
 from . import _common as c
 from . import _rest as r
 from .errors import ConnectionFailed, ProtocolError, SeqMismatchError
-from .types import History, SinceValue, Workflow, WorkflowPage
+from .models import History, SinceValue, Workflow, WorkflowPage
 from .watch import Watch
 
 MAX_HEAD = 64 * 1024

@@ -13,7 +13,7 @@ from typing import Iterator, List, Optional, Tuple
 from . import _common as c
 from . import _rest as r
 from .errors import ConnectionFailed, SeqMismatchError
-from .types import History, SinceValue, Workflow, WorkflowPage
+from .models import History, SinceValue, Workflow, WorkflowPage
 
 # Errors that mean "no answer": the request may or may not have been applied.
 LOST = (OSError, http.client.HTTPException)

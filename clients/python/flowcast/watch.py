@@ -24,7 +24,7 @@ import websockets.exceptions as wse
 from . import _common as c
 from .errors import (ConnectionFailed, FlowcastError, NotFoundError, ProtocolError, RetriesExhausted,
                      TokenExpiredError, api_error)
-from .types import Deletion, Event, Position, SinceValue, Update, WatchState, as_position
+from .models import Deletion, Event, Position, SinceValue, Update, WatchState, as_position
 
 MAX_MESSAGE = 16 << 20
 # Close code of a stream whose token reached its exp (docs/protocol.md).
