@@ -132,6 +132,27 @@ async def collect(watch, until, timeout=60, events=None):
     return events
 
 
+async def until(cond, timeout=20):
+    """Waits (polling) until cond() is true."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        assert loop.time() < end, "condition not met within %ss" % timeout
+        await asyncio.sleep(0.05)
+
+
+async def all_watch_ready(ac, events, wid="ready"):
+    """A watch of all sends nothing until a change: creates wid and waits
+    until the watch collecting into events delivered it."""
+    await ac.create(wid, 1, id=wid)
+    await until(lambda: any(e.workflow_id == wid for e in events))
+
+
+def at(wid, seq):
+    """until-condition of collect: an event of wid at seq arrived."""
+    return lambda evs: any(e.workflow_id == wid and e.seq == seq for e in evs)
+
+
 def seqs_of(events, wid):
     return [e.seq for e in events if e.workflow_id == wid]
 
@@ -360,17 +381,17 @@ def test_watch_single_multi_all_and_since(server):
         multi = ac.watch(["a", "b", "a"])  # a set: a once
         every = ac.watch(all=True)
         resumed = ac.watch(["a"], since={"a": (a.epoch, 1)})
-        tasks = [asyncio.ensure_future(collect(w, lambda ev: False, timeout=30))
-                 for w in (single, multi, every, resumed)]
-        await asyncio.sleep(1.0)  # all four subscribed
+        evs = [[], [], [], []]
+        ends = [at("a", 6), lambda e: at("a", 6)(e) and at("b", 6)(e), at("c", 2), at("a", 6)]
+        tasks = [asyncio.ensure_future(collect(w, end, timeout=30, events=ev))
+                 for w, end, ev in zip((single, multi, every, resumed), ends, evs)]
+        await until(lambda: len(evs[0]) == 1 and len(evs[1]) == 2 and resumed.state == "open")
+        await all_watch_ready(ac, evs[2])
         for i in range(1, 6):
             await ac.step("a", "a%d" % i)
             await ac.step("b", "b%d" % i)
         await ac.create("c", 3, id="c")
         await ac.step("c")
-        await asyncio.sleep(1.0)
-        for w in (single, multi, every, resumed):
-            await w.close()
         return [await t for t in tasks], single.positions(), multi.positions()
 
     (s_ev, m_ev, all_ev, r_ev), s_pos, m_pos = run(main(), 60)
@@ -434,10 +455,12 @@ def test_watch_survives_server_restart_mid_stream(server_factory, how):
         single = ac.watch(["a"], on_state=states["single"].append, **opts)
         multi = ac.watch(["a", "b"], on_state=states["multi"].append, **opts)
         every = ac.watch(all=True, on_state=states["all"].append, **opts)
-        tasks = [asyncio.ensure_future(collect(single, done_at(["a"]))),
-                 asyncio.ensure_future(collect(multi, done_at(["a", "b"]))),
-                 asyncio.ensure_future(collect(every, done_at(["a", "b", "c"])))]
-        await asyncio.sleep(1.0)
+        got = [[], [], []]
+        tasks = [asyncio.ensure_future(collect(single, done_at(["a"]), events=got[0])),
+                 asyncio.ensure_future(collect(multi, done_at(["a", "b"]), events=got[1])),
+                 asyncio.ensure_future(collect(every, done_at(["a", "b", "c"]), events=got[2]))]
+        await until(lambda: len(got[0]) == 1 and len(got[1]) == 2)
+        await all_watch_ready(ac, got[2])
 
         async def produce(wid):
             for i in range(n):
@@ -486,23 +509,27 @@ def test_watch_tells_a_deleted_and_recreated_workflow(server_factory):
         opts = dict(backoff_initial=0.05, backoff_max=0.3)
         single = ac.watch(["x"], **opts)
         multi = ac.watch(["x", "y"], **opts)
-        live = [asyncio.ensure_future(collect(w, lambda ev: len(ev) >= 4 and
-                                              ev[-1].seq == 4 and ev[-1].workflow_id == "x"))
-                for w in (single, multi)]
-        await asyncio.sleep(1.0)
+        got = [[], []]
+        live = [asyncio.ensure_future(collect(w, lambda ev: len(ev) >= 4 and ev[-1].seq == 4
+                                              and ev[-1].workflow_id == "x", events=g))
+                for w, g in zip((single, multi), got)]
+        await until(lambda: len(got[0]) == 1 and len(got[1]) == 2)
         await ac.step("x")  # seq 2 of the old incarnation
-        await asyncio.sleep(0.3)
+        await until(lambda: at("x", 2)(got[0]) and at("x", 2)(got[1]))
         s2, old, new = await asyncio.to_thread(recreate_while_away, server_factory, s, "x")
         holder["s2"] = s2
-        await asyncio.sleep(1.5)  # resumed
+        await until(lambda: all(any(e.epoch == new["epoch"] for e in g) for g in got))
         await flowcast.AsyncClient(url(s2)).step("x", "live")  # seq 4 of the new one
         evs = [await t for t in live]
         # A watch of all, then a live delete and re-create.
         every = ac.watch(all=True)
         gone = ac.watch(["x"])
-        t_all = asyncio.ensure_future(collect(every, lambda ev: len(ev) == 3))
-        t_gone = asyncio.ensure_future(collect(gone, lambda ev: False))
-        await asyncio.sleep(1.0)
+        got_all, got_gone = [], []
+        t_all = asyncio.ensure_future(collect(
+            every, lambda ev: len([e for e in ev if e.workflow_id == "x"]) == 3, events=got_all))
+        t_gone = asyncio.ensure_future(collect(gone, lambda ev: False, events=got_gone))
+        await until(lambda: len(got_gone) == 1)
+        await all_watch_ready(ac, got_all)
         await ac.step("x")  # seq 5: the watch of all learns x
         await ac.delete("x")
         await ac.create("x again", 5, id="x")
@@ -517,6 +544,7 @@ def test_watch_tells_a_deleted_and_recreated_workflow(server_factory):
         assert evs[3].resync and evs[3].new_incarnation and not evs[4].new_incarnation
         assert evs[4].message == "live"
     assert seqs_of(m_ev, "y") == [1]
+    all_ev = [e for e in all_ev if e.workflow_id == "x"]
     assert [(type(e).__name__, e.seq) for e in all_ev] == \
         [("Update", 5), ("Deletion", 6), ("Update", 1)]
     assert all_ev[1].epoch == new["epoch"] and all_ev[2].epoch != new["epoch"]
@@ -724,11 +752,12 @@ def test_watch_resumes_across_token_expiry(jwt_server):
                                   on_state=states["all"].append),
         }
         done = {"single": ["a"], "multi": ["a", "b"], "all": ["a", "b"]}
+        got = {k: [] for k in watches}
         tasks = {k: asyncio.ensure_future(collect(
             w, lambda evs, ids=done[k]: all(any(e.workflow_id == i and e.seq == n + 1
-                                                for e in evs) for i in ids), timeout=60))
-            for k, w in watches.items()}
-        await asyncio.sleep(0.5)
+                                                for e in evs) for i in ids), timeout=60,
+            events=got[k])) for k, w in watches.items()}
+        await until(lambda: len(got["single"]) == 1 and len(got["multi"]) == 2)
         for i in range(n):  # ~9 s: three expiries of each watch's token
             await admin.step("a")
             await admin.step("b")
@@ -911,9 +940,11 @@ def test_https_and_wss(server_factory, cert_pair, front):
             await ac.create("u", 5, id="u")
             watches = [ac.watch(["t"]), ac.watch(["t", "u"]),
                        flowcast.Watch(base, all=True, ca_file=cert)]
-            tasks = [asyncio.ensure_future(collect(x, lambda ev: any(
-                e.workflow_id == "t" and e.seq == 4 for e in ev), timeout=30)) for x in watches]
-            await asyncio.sleep(1.0)
+            got = [[], [], []]
+            tasks = [asyncio.ensure_future(collect(x, at("t", 4), timeout=30, events=g))
+                     for x, g in zip(watches, got)]
+            await until(lambda: len(got[0]) == 1 and len(got[1]) == 2)
+            await all_watch_ready(ac, got[2])
             await ac.step("t")
             await ac.step("t")
             with pytest.raises(flowcast.ConnectionFailed):
