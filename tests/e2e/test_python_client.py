@@ -355,6 +355,19 @@ def test_retries_across_a_restart_and_give_up_precisely(server_factory):
     run(adead())
 
 
+def test_keep_alive_connection_closed_by_the_server_is_not_a_failure(server_factory):
+    """The blocking client keeps connections alive; one the server closed
+    for idleness is replaced at once, without spending a retry."""
+    s = server_factory("--idle-timeout", "0.3")
+    c = flowcast.Client(url(s), retries=0)
+    c.create("ka", 5, id="ka")
+    for i in range(3):
+        import time as _t
+        _t.sleep(0.8)  # the server closes the idle connection meanwhile
+        assert c.step("ka").current_step == i + 1
+    assert s.metrics()["flowcast_http_idle_closed_total"] >= 3
+
+
 def test_rate_limited_changes_wait_for_retry_after(server_factory):
     s = server_factory("--write-rate", "2/s", "--write-burst", "1")
     c = flowcast.Client(url(s), retries=10, backoff_max=1.0)

@@ -17,6 +17,8 @@ from .models import History, SinceValue, Workflow, WorkflowPage
 
 # Errors that mean "no answer": the request may or may not have been applied.
 LOST = (OSError, http.client.HTTPException)
+# How a kept-alive connection the server closed meanwhile fails.
+STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class Client:
@@ -97,8 +99,8 @@ class Client:
             except LOST as e:
                 # A kept-alive connection the server had already closed
                 # (idle timeout) is not a failure of the server: once, at once.
-                if getattr(e, "reused", False) and stale_ok:
-                    stale_ok = False
+                if isinstance(e, STALE) and getattr(e, "reused", False) and stale_ok:
+                    stale_ok = True
                     continue
                 if attempt >= self.policy.retries:
                     raise ConnectionFailed("%s %s: no answer from %s after %d attempts: %s"
