@@ -610,6 +610,14 @@ def test_watch_errors_and_backoff_bounds(server):
         with pytest.raises(flowcast.RetriesExhausted) as ei:
             await collect(dead, lambda ev: False, timeout=10)
         assert ei.value.attempts == 6
+        # close() from another task ends a watch waiting out a long backoff.
+        waiting = flowcast.Watch("http://127.0.0.1:1", ["here"], backoff_initial=60,
+                                 backoff_max=60, seed=2)  # waits 57 s
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        loop.call_later(0.5, lambda: asyncio.ensure_future(waiting.close()))
+        assert await collect(waiting, lambda ev: False, timeout=20) == []
+        assert loop.time() - t0 < 10 and waiting.state == "closed"
         return states
 
     states = run(main(), 30)

@@ -255,6 +255,10 @@ class RetryPolicy:
     backoff_max: float = 2.0
     statuses: Tuple[int, ...] = (429, 503)
 
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff_initial <= 0 or self.backoff_max <= 0:
+            raise ValueError("retries must be >= 0 and backoff times > 0")
+
     def delay(self, attempt: int, retry_after: Optional[float], rng: random.Random) -> float:
         d = backoff_delay(self.backoff_initial, self.backoff_max, attempt, rng)
         if retry_after is not None:

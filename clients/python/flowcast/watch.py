@@ -118,6 +118,8 @@ class Watch:
         self.tokens = tokens or c.TokenSource(token)
         self.ssl = c.ssl_context(self.base, ssl, ca_file)
         self.all = all
+        if backoff_initial <= 0 or backoff_max <= 0 or (max_retries or 0) < 0:
+            raise ValueError("backoff times must be > 0 and max_retries >= 0")
         self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self.max_retries = max_retries
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
