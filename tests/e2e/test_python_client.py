@@ -165,6 +165,29 @@ def assert_exact(events, wid, last):
     assert s == list(range(s[0], last + 1)), (wid, s)
 
 
+# ---------------------------------------------------------------- package
+
+def test_package_installs_with_pip_and_imports(tmp_path):
+    """clients/python is a standard package: pip builds and installs it
+    from pyproject.toml (offline, Debian's setuptools), with py.typed."""
+    import shutil
+    import subprocess
+    src = os.path.dirname(os.path.dirname(os.path.abspath(flowcast.__file__)))
+    shutil.copytree(src, tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-build-isolation",
+                        "--no-deps", "--no-index", "--target", str(tmp_path / "site"),
+                        str(tmp_path / "src")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "site" / "flowcast" / "py.typed").exists()
+    r = subprocess.run([sys.executable, "-c", "import flowcast, importlib.metadata as m; "
+                        "print(m.version('flowcast'), flowcast.__version__, flowcast.__file__)"],
+                       capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(tmp_path / "site")),
+                       cwd=str(tmp_path))
+    v = flowcast.__version__
+    assert r.returncode == 0 and r.stdout.startswith("%s %s %s" % (v, v, tmp_path / "site")), r
+
+
 # ---------------------------------------------------------------- dedupe
 
 def test_dedupe_rule_table():

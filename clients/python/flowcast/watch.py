@@ -18,8 +18,10 @@ from collections import deque
 from typing import (Any, AsyncIterator, Callable, Deque, Dict, Iterable, List, Mapping, Optional,
                     Union)
 
-import websockets
 import websockets.exceptions as wse
+# The asyncio client of websockets 10.4 (Debian 12), which later versions
+# keep under this name while websockets.connect moved to another API.
+from websockets.legacy.client import connect as ws_connect
 
 from . import _common as c
 from .errors import (ConnectionFailed, FlowcastError, NotFoundError, ProtocolError, RetriesExhausted,
@@ -353,7 +355,7 @@ class Watch:
         if self.base.tls:
             kw["ssl"] = self.ssl
         try:
-            ws = await websockets.connect(self.base.ws(self._path()), **kw)
+            ws = await ws_connect(self.base.ws(self._path()), **kw)
         except wse.InvalidStatusCode as e:
             self._refused(e.status_code, single)
             raise _Retry("the handshake was answered %d" % e.status_code, e)
