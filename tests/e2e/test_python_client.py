@@ -687,18 +687,6 @@ STATIC = "static-operator-token-0123456789"
 SECRET = "p" * 20 + "-hmac-secret-for-python-client"
 
 
-def _exact_exp(flowcast_bin):
-    """Whether this server ends streams at their token's exp (issue 9)."""
-    import subprocess
-    r = subprocess.run([flowcast_bin, "serve", "--help"], capture_output=True, text=True)
-    return "exp is exact" in r.stdout + r.stderr
-
-
-needs_expiry = pytest.mark.skipif(
-    not _exact_exp(__import__("conftest").flowcast_bin()),
-    reason="this server does not end streams at exp yet")
-
-
 class Minter:
     """A token provider: each call mints a fresh HS256 JWT (python3-jwt)
     valid ttl seconds (or the next of `ttls`); counts the calls."""
@@ -726,7 +714,6 @@ def jwt_server(server_factory, tmp_path):
     return server_factory("--jwt-key", str(key), "--api-token", STATIC)
 
 
-@needs_expiry
 def test_rest_refreshes_an_expired_token(jwt_server):
     s = jwt_server
     admin = flowcast.Client(url(s), STATIC)
@@ -772,7 +759,6 @@ def test_rest_refreshes_an_expired_token(jwt_server):
     run(coroutine_provider())
 
 
-@needs_expiry
 def test_watch_resumes_across_token_expiry(jwt_server):
     """Short-lived tokens: the single stream is closed 4401 at each exp and
     the watch reconnects at once with a fresh token; the multi stream and a
@@ -825,7 +811,6 @@ def test_watch_resumes_across_token_expiry(jwt_server):
     assert m['flowcast_auth_refreshes_total{result="ok"}'] >= 4
 
 
-@needs_expiry
 def test_watch_token_errors(jwt_server):
     """A fixed token that expires ends the watch with TokenExpiredError
     (after what it delivered); a handshake 401 makes a provider's watch ask
@@ -870,12 +855,6 @@ def test_watch_token_errors(jwt_server):
 
 
 # ---------------------------------------------------------------- TLS
-
-def _serves_tls(flowcast_bin):
-    import subprocess
-    r = subprocess.run([flowcast_bin, "serve", "--help"], capture_output=True, text=True)
-    return "--tls-cert" in r.stdout + r.stderr
-
 
 class TLSFront:
     """Terminates TLS with cert/key on a loopback port and pipes each
@@ -959,8 +938,6 @@ def test_https_and_wss(server_factory, cert_pair, front):
     cert, key = cert_pair
     proxy = None
     if front == "server":
-        if not _serves_tls(__import__("conftest").flowcast_bin()):
-            pytest.skip("this server does not serve TLS yet")
         s = server_factory("--tls-cert", cert, "--tls-key", key, ready=False)
         port = s.port
     else:
