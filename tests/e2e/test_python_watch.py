@@ -291,3 +291,41 @@ def test_readme_examples_run(server):
         exec(compile(blocks[2], "README-watch", "exec"), {"__name__": "readme"})
     finally:
         t.join()
+
+
+def test_watch_add_and_remove_while_running(server):
+    """add() on a single stream reopens it as a multi stream, resuming by
+    position (nothing lost); add() on a multi stream subscribes at once;
+    remove() unsubscribes; removing the last id ends the watch."""
+    for wid in ("a", "b", "c"):
+        server.create(id=wid, total_steps=50)
+
+    async def main():
+        ac = flowcast.AsyncClient(url(server))
+        states, got = [], []
+        w = ac.watch(["a"], on_state=states.append)
+        t = asyncio.ensure_future(collect(w, lambda ev: False, events=got))
+        await until(lambda: len(got) == 1)
+        await ac.step("a")  # seq 2
+        await until(lambda: at("a", 2)(got))
+        await w.add(["b", "a"])  # a is watched already
+        await ac.step("a")  # seq 3: on whichever stream, exactly once
+        await until(lambda: at("a", 3)(got) and at("b", 1)(got))
+        assert w._conn_single is None  # reopened as a multi stream
+        await w.add(["c"], since={"c": (0, 0)})  # whole history of c: its seq 1
+        await until(lambda: at("c", 1)(got))
+        await w.remove(["a"])
+        await ac.step("a")  # seq 4: not delivered
+        await ac.step("b")  # seq 2
+        await until(lambda: at("b", 2)(got))
+        await w.remove(["b", "c"])
+        await asyncio.wait_for(t, 10)  # nothing left: the watch ended
+        return got, states
+
+    got, states = run(main(), 40)
+    assert seqs_of(got, "a") == [1, 2, 3] and seqs_of(got, "b") == [1, 2]
+    assert seqs_of(got, "c") == [1]
+    names = [x.state for x in states]
+    assert names.count("open") == 2 and names[-1] == "closed", names
+    assert [x.reason for x in states if x.state == "reconnecting"] == \
+        ["the watched set changed: reopening"]

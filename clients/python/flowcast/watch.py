@@ -152,6 +152,9 @@ class Watch:
         self._stream_exp: Optional[float] = None  # exp of the token the open stream uses
         self._stream_life: Optional[float] = None
         self._ws: Optional[Any] = None
+        self._conn_single: Optional[_Sub] = None  # the sub of an open single stream
+        self._switch = False  # the open stream no longer fits the watched set
+        self._all_sent: Optional[Any] = None  # the stream subscribe_all went on
         self._gen: Optional[AsyncIterator[Event]] = None
 
     # ------------------------------------------------------------ public
@@ -166,6 +169,66 @@ class Watch:
         pass it as `since` to a later watch to resume exactly there."""
         return {s.id: Position(s.epoch, s.last_seq) for s in self._subs.values()
                 if s.last_seq >= 0 and not s.gone}
+
+    async def add(self, ids: Iterable[str] = (),
+                  since: Optional[Mapping[str, SinceValue]] = None) -> None:
+        """Watches more workflows, before or while the watch runs (ids
+        already watched are left as they are; since: id -> position as in
+        the constructor). On the multi stream each new id is subscribed at
+        once; a single stream that now has company is reopened as a multi
+        stream, resuming every id by position, so nothing is lost."""
+        if isinstance(ids, str):
+            raise TypeError("ids is a collection of ids, not one string")
+        positions = {k: as_position(v) for k, v in (since or {}).items()}
+        ids = list(ids)
+        added: List[_Sub] = []
+        for wid in ids + [k for k in positions if k not in ids]:
+            c.workflow_path(wid)
+            old = self._subs.get(wid)
+            if old is not None and not old.gone:
+                continue
+            p = positions.get(wid)
+            s = self._subs[wid] = _Sub(wid, p.epoch if p else 0, p.seq if p else -1)
+            if old is not None:
+                s.retired = old.epoch  # late messages of the deleted incarnation stay old
+            added.append(s)
+        ws = self._ws
+        if not added or ws is None:
+            return
+        if self._conn_single is not None:
+            await self._reopen(ws)
+            return
+        try:
+            await self._subscribe(ws, added)
+        except wse.ConnectionClosed:
+            pass  # the reconnect subscribes them
+
+    async def remove(self, ids: Iterable[str]) -> None:
+        """Stops watching these workflows (their later changes are not
+        delivered; with all=True they still come through subscribe_all).
+        Removing every watched id of a watch without all ends it."""
+        if isinstance(ids, str):
+            raise TypeError("ids is a collection of ids, not one string")
+        gone = [wid for wid in dict.fromkeys(ids) if self._subs.pop(wid, None) is not None]
+        ws = self._ws
+        if self._nothing_left():
+            await self.close()
+        elif not gone or ws is None:
+            return
+        elif self._conn_single is not None:
+            if self._conn_single.id in gone:
+                await self._reopen(ws)
+        else:
+            try:
+                await ws.send(json.dumps({"op": "unsubscribe", "workflow_ids": gone}))
+            except wse.ConnectionClosed:
+                pass
+
+    async def _reopen(self, ws) -> None:
+        """Closes the open stream so that the watch reconnects at once with
+        the stream that fits the watched set now."""
+        self._switch = True
+        await ws.close()
 
     def __aiter__(self) -> "Watch":
         return self
@@ -308,6 +371,8 @@ class Watch:
             # A refused refresh: the old token holds until its exp, then 4401.
             self._auth_pending -= 1
             return
+        if isinstance(wid, str) and wid not in self._subs and not self.all:
+            return  # an answer about an id removed meanwhile
         s = None
         if isinstance(wid, str) and wid in self._pending:
             self._pending.remove(wid)
@@ -366,15 +431,19 @@ class Watch:
                 EOFError) as e:
             raise _Retry("cannot connect to %s: %s" % (self.base, e or type(e).__name__), e)
         self._ws = ws
+        self._conn_single, self._switch = single, False
         self._stream_exp = c.jwt_exp(token) if token else None
         self._stream_life = self.tokens.lifetime() if token == self.tokens.token else None
         self._attempt = 0
         self._refreshed = False
         self._pending, self._auth_pending = [], 0
         self._emit("open")
+        if single is not None and self._single() is not single:
+            await self._reopen(ws)  # add() or remove() ran while it connected
+            return ws
         if single is None:
             try:
-                await self._subscribe(ws)
+                await self._subscribe(ws, self._live())
             except wse.ConnectionClosed as e:
                 raise _Retry("connection lost while subscribing: %s" % e, e)
         return ws
@@ -398,17 +467,18 @@ class Watch:
         raise api_error(status, {401: "unauthorized", 403: "forbidden"}.get(status, ""),
                         "the WebSocket handshake was refused with HTTP %d" % status)
 
-    async def _subscribe(self, ws) -> None:
+    async def _subscribe(self, ws, subs: List[_Sub]) -> None:
         """One subscribe op per id, so that a not_found (a workflow deleted
         while we were away) names exactly one id and spares the others."""
-        for s in self._live():
+        for s in subs:
             m: Dict[str, Any] = {"op": "subscribe", "workflow_ids": [s.id]}
             if s.last_seq >= 0:
                 m["since"] = {s.id: {"epoch": s.epoch, "seq": s.last_seq} if s.epoch
                               else s.last_seq}
             self._pending.append(s.id)
             await ws.send(json.dumps(m, separators=(",", ":")))
-        if self.all:
+        if self.all and ws is not self._all_sent:
+            self._all_sent = ws
             await ws.send('{"op":"subscribe_all"}')
 
     async def _refresher(self, ws) -> None:
@@ -486,7 +556,7 @@ class Watch:
                             return
                         self._emit("connecting", self._attempt)
                         ws = await self._connect()
-                        if self._single() is None and self.tokens.refreshable:
+                        if self._conn_single is None and self.tokens.refreshable:
                             refresher = asyncio.ensure_future(self._refresher(ws))
                         continue
                     text = await self._recv(ws)
@@ -504,7 +574,13 @@ class Watch:
                             refresher.cancel()
                             refresher = None
                         await old.close()
-                    delay = None if self._closing else self._retry(self._closed(e))
+                    if self._closing:
+                        delay = None
+                    elif self._switch:
+                        delay = self._retry(_Retry("the watched set changed: reopening", e,
+                                                   immediate=True))
+                    else:
+                        delay = self._retry(self._closed(e))
         except BaseException as e:
             error = e
             raise
