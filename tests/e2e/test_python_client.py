@@ -109,6 +109,13 @@ def test_rest_helpers_sync(server):
         c.update(w.id)
     with pytest.raises(ValueError):
         c.get("no/slash")
+    with pytest.raises(ValueError):
+        c.update(w.id, message="x", idempotency_key="has space")
+    for bad in ("", "two words", "x" * 4097):
+        with pytest.raises(ValueError):
+            flowcast.Client(url(server), bad)
+    with pytest.raises(ValueError):
+        flowcast.Client("ftp://127.0.0.1")
     s = c.step(w.id, "two")
     assert (s.current_step, s.status, s.message, s.seq) == (2, "running", "two", 4)
     s = c.step(w.id, "three")

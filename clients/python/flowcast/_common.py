@@ -98,8 +98,8 @@ def jwt_exp(token: str) -> Optional[float]:
 
 def _check_token(v: Any) -> str:
     if not isinstance(v, str) or not TOKEN_RE.match(v):
-        raise errors.FlowcastError("the token must be 1-4096 visible ASCII characters, got %r"
-                                   % (type(v).__name__,))
+        raise ValueError("a token is 1-4096 visible ASCII characters (got a %s)"
+                         % type(v).__name__)
     return v
 
 
