@@ -1,9 +1,11 @@
 /* app.js: the flowcast dashboard. Keeps a model of every workflow fed by
  * FlowcastClient (flowcast.js) and writes the DOM once per animation frame
- * for everything that changed since the last one.
+ * for everything that changed since the last one. When the server wants a
+ * token, the page asks for one (token.js) and shows its expiry and 403s.
  * URL options: ?status=S (filter), ?transports=sse,longpoll (limit the
  * transports tried, for testing fallbacks), #w=ID (open a workflow). */
-import { FlowcastClient, TERMINAL } from './flowcast.js';
+import { FlowcastClient, ForbiddenError, TERMINAL } from './flowcast.js';
+import { provideToken, startTokenUi } from './token.js';
 
 const STATUSES = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled'];
 const TRANSPORT_LABEL = { websocket: 'WebSocket', sse: 'SSE', longpoll: 'Long-poll' };
@@ -38,8 +40,26 @@ const els = {
 $('.origin').textContent = location.origin;
 
 const transports = params.get('transports')?.split(',').filter(Boolean);
-const client = new FlowcastClient({ transports, onUpdate, onState, onError: (e) => console.warn('flowcast:', e.message) });
+const client = new FlowcastClient({ transports, onUpdate, onState, onError, token: provideToken });
 window.flowcast = client; /* for the console and for tests */
+startTokenUi(client);
+
+/* A 403 about one workflow (the token's scope no longer covers it) marks its
+ * row; other problems go to the console. */
+function onError(e) {
+  if (e instanceof ForbiddenError && e.workflowId) return markForbidden(e.workflowId);
+  console.warn('flowcast:', e.message);
+}
+
+function markForbidden(id) {
+  const w = model.get(id);
+  if (w && !w.forbidden) {
+    w.forbidden = true;
+    dirty.add(id);
+  }
+  if (detail && detail.id === id) detail.forbidden = true;
+  schedule();
+}
 
 /* --- model ----------------------------------------------------------------- */
 
@@ -108,7 +128,8 @@ async function fetchDetails(id) {
       schedule();
     }
   } catch (e) {
-    if (e.status !== 404) console.warn('flowcast: cannot fetch', id, e.message);
+    if (e instanceof ForbiddenError) markForbidden(id);
+    else if (e.status !== 404) console.warn('flowcast: cannot fetch', id, e.message);
   } finally {
     fetching.delete(id);
   }
@@ -226,8 +247,10 @@ function renderRow(li, w) {
   li.dataset.seq = String(w.seq);
   $('.wf-name', li).textContent = w.name ?? w.id;
   const badge = $('.badge', li);
-  badge.textContent = w.status;
-  badge.dataset.status = w.status;
+  badge.textContent = w.forbidden ? 'forbidden (403)' : w.status;
+  badge.dataset.status = w.forbidden ? 'forbidden' : w.status;
+  badge.title = w.forbidden ? 'The token may not read this workflow any more: no live updates' : '';
+  li.toggleAttribute('data-forbidden', !!w.forbidden);
   paintBar($('.bar', li), w);
   $('.wf-steps', li).textContent = `${w.current_step} / ${w.total_steps}`;
   $('.wf-percent', li).textContent = `${percent(w)}%`;
@@ -312,6 +335,7 @@ async function openDetail(id) {
   } catch (e) {
     if (detail !== d) return;
     if (e.status === 404) d.deleted = true;
+    else if (e instanceof ForbiddenError) d.forbidden = true;
     else d.error = e.message;
   }
   d.loading = false;
@@ -332,9 +356,10 @@ function renderDetail() {
   $('[data-testid="detail-name"]', root).textContent = w?.name ?? d.id;
   $('[data-testid="detail-id"]', root).textContent = d.id;
   const badge = $('[data-testid="detail-status"]', root);
-  badge.textContent = d.deleted ? 'deleted' : w?.status ?? '';
-  badge.dataset.status = d.deleted ? 'deleted' : w?.status ?? '';
-  root.dataset.status = badge.dataset.status;
+  const st = d.forbidden ? 'forbidden' : d.deleted ? 'deleted' : w?.status ?? '';
+  badge.textContent = d.forbidden ? 'forbidden (403)' : st;
+  badge.dataset.status = st;
+  root.dataset.status = st;
   if (w) {
     $('[data-testid="detail-steps"]', root).textContent = `step ${w.current_step} of ${w.total_steps} · ${percent(w)}%`;
     paintBar($('.bar', root), w);
@@ -344,7 +369,8 @@ function renderDetail() {
     $('[data-testid="detail-seq"]', root).textContent = String(w.seq);
   }
   const note = $('[data-testid="history-note"]', root);
-  note.textContent = d.loading ? 'loading…' : d.error ? `(${d.error})` : d.oldest > 1 ? `(log starts at seq ${d.oldest})` : '';
+  note.textContent = d.loading ? 'loading…' : d.forbidden ? '(403 forbidden: this token may not read this workflow)'
+    : d.error ? `(${d.error})` : d.oldest > 1 ? `(log starts at seq ${d.oldest})` : '';
   const ol = $('.history', root);
   const have = new Set([...ol.children].map((li) => Number(li.dataset.seq)));
   const seqs = [...d.events.keys()].filter((s) => !have.has(s)).sort((a, b) => a - b);
@@ -397,6 +423,9 @@ function paintConn() {
   if (s.state === 'open') {
     state = 'live';
     text = 'Live';
+  } else if (s.waiting === 'token') {
+    state = 'auth';
+    text = s.error?.code === 'forbidden' ? 'Forbidden (403)' : s.error?.code === 'token_expired' ? 'Token expired' : 'Token needed';
   } else if (s.state === 'closed' || (s.state === 'reconnecting' && navigator.onLine === false)) {
     state = 'offline';
     text = s.state === 'closed' ? 'Offline' : `Offline · retrying in ${secondsLeft(s)} s`;

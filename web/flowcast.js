@@ -31,13 +31,29 @@
  * continue it. Ids given to subscribe() are a set: each change once.
  *
  * States: 'connecting' (trying `transport`), 'open' (`transport` is live),
- * 'reconnecting' (`attempt`, `delay` ms, `retryAt` epoch ms), 'closed'
- * (close() was called, or `maxRetries` were used up). */
+ * 'reconnecting' (`attempt`, `delay` ms, `retryAt` epoch ms; `waiting:
+ * 'token'` while the token function is asked for a new one), 'closed'
+ * (close() was called, or `maxRetries` were used up).
+ *
+ * Credentials: `token` is a string or a function `({reason, previous}) =>
+ * token` (may be async; null/'' = no credential). It goes in
+ * `Authorization: Bearer` on every fetch and as `access_token` on the
+ * WebSocket and EventSource URLs (browsers cannot set their headers), or,
+ * with `wsAuth: 'message'`, as the first WebSocket message. When the server
+ * refuses it (401), or ends a stream because it expired (close 4401,
+ * `op:error` token_expired, SSE `event: error`), the function is asked for
+ * a new one (reason 'expired', 'unauthorized', 'forbidden') and the streams
+ * resume from the last (epoch, seq): nothing lost, nothing repeated. On the
+ * WebSocket it is asked shortly before the JWT's `exp` (reason 'refresh')
+ * and the new token replaces the old in place, without a reconnect. A 403
+ * is a ForbiddenError (onError; `workflowId` when it ended one workflow's
+ * subscription), distinct from AuthError (401). */
 
+import { AuthError, Credential, ForbiddenError, HttpError, httpError, jwtExp } from './flowcast-auth.js';
+import { IMPLS, TERMINAL, probe } from './flowcast-transports.js';
+
+export { AuthError, ForbiddenError, HttpError, TERMINAL, jwtExp };
 export const TRANSPORTS = ['websocket', 'sse', 'longpoll'];
-export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
-
-const SSE_MAX_IDS = 100; /* the server's limit per /api/events stream */
 
 /* Delay before retry number `attempt` (0-based): a uniformly random value in
  * [0, min(max, initial * 2^attempt)] ("full jitter"). */
@@ -63,19 +79,6 @@ export function workflowToUpdate(w) {
   };
 }
 
-/* One item of a /api/events cursor: "id:epoch:seq" ("id:seq" while the epoch is unknown). */
-function sseItem(id, p) {
-  return p.epoch != null ? `${id}:${p.epoch}:${p.seq}` : `${id}:${p.seq}`;
-}
-
-class HttpError extends Error {
-  constructor(status, body) {
-    super((body && body.error && body.error.message) || `HTTP ${status}`);
-    this.status = status;
-    this.code = body && body.error && body.error.code;
-  }
-}
-
 export class FlowcastClient {
   /* Options (all optional):
    *   url          server base URL (default location.origin)
@@ -92,8 +95,11 @@ export class FlowcastClient {
    *                connections per host); other workflows ride on the list poll
    *   upgradeDelay ms on a fallback transport before checking whether a
    *                better one works again (default 10000, doubling to 5 min)
-   *   token        bearer token (the server's --api-token or a JWT): sent with
-   *                every request, and as access_token on the streams
+   *   token        credential: a string or a function, see above
+   *   wsAuth       'query' (default: access_token on the URL) or 'message'
+   *                (the first WebSocket message; the URL carries no token)
+   *   refreshMargin  ms before exp to refresh the WebSocket's token in place
+   *                (default a quarter of the token's life, 1 s to 30 s)
    *   requestRetries  resends of a change whose answer was lost (default 4),
    *                after backoffDelay(n, requestBackoff) ms; requestBackoff
    *                defaults to {initial: 100, max: 2000}. See request().
@@ -111,7 +117,9 @@ export class FlowcastClient {
     this.pollInterval = opts.pollInterval ?? 3000;
     this.longPollTimeout = Math.min(60, opts.longPollTimeout ?? 25);
     this.maxWaiters = opts.maxWaiters ?? 4;
-    this.token = opts.token || null;
+    this.auth = new Credential(opts.token);
+    this.wsAuth = opts.wsAuth === 'message' ? 'message' : 'query';
+    this.refreshMargin = opts.refreshMargin;
     this.requestRetries = opts.requestRetries ?? 4;
     this.requestBackoff = { initial: 100, max: 2000, ...(opts.requestBackoff || {}) };
     this.autoConnect = opts.autoConnect ?? true;
@@ -129,7 +137,21 @@ export class FlowcastClient {
     this.attempt = 0;
     this._t = null;            /* the current transport object */
     this._timer = null;
+    this._wait = null;         /* a token being fetched before (re)connecting */
+    this._authFails = 0;       /* auth refusals since the last open */
     this._closed = false;
+  }
+
+  /* The token in force (null: none; undefined: not asked for yet). */
+  get token() { return this.auth.value; }
+
+  /* Uses `token` from now on (a function option stays, and is asked again
+   * when this one fails): REST at once, the WebSocket in place (op:auth),
+   * SSE and long-poll from their next request. */
+  setToken(token) {
+    if (!this.auth.dynamic) this.auth.source = token;
+    this.auth.set(token);
+    if (this._t && this._t.tokenChanged) this._t.tokenChanged();
   }
 
   /* --- subscriptions ------------------------------------------------------ */
@@ -185,7 +207,7 @@ export class FlowcastClient {
 
   connect() {
     this._closed = false;
-    if (this._t || this._timer) return;
+    if (this._t || this._timer || this._wait) return;
     this._cycle(0);
   }
 
@@ -201,6 +223,7 @@ export class FlowcastClient {
     this._closed = true;
     clearTimeout(this._timer);
     this._timer = null;
+    this._wait = null;
     this._stopTransport();
     this._setState({ state: 'closed' });
   }
@@ -213,6 +236,7 @@ export class FlowcastClient {
   _cycle(i, quiet = false) {
     this._timer = null;
     if (this._closed) return;
+    if (this.auth.stale()) return this._afterToken(this.auth.current(), () => this._cycle(i, quiet));
     if (i >= this.transports.length) return this._retryLater(new Error('no transport could open'));
     const name = this.transports[i];
     if (!quiet) this._setState({ state: this.attempt ? 'reconnecting' : 'connecting', transport: name, trying: true });
@@ -224,25 +248,92 @@ export class FlowcastClient {
         opened = true;
         clearTimeout(guard);
         this.attempt = 0;
+        this._authFails = 0;
         this.transport = name;
         this._setState({ state: 'open', transport: name });
         if (i > 0) this._scheduleUpgrade(i, this.upgradeDelay);
       },
-      fail: (err) => {
+      /* used: the token the transport sent, when err is about it */
+      fail: (err, used) => {
         if (this._t !== t) return;
         clearTimeout(guard);
         this._stopTransport();
-        if (opened) this._retryLater(err);
+        if (err instanceof AuthError || (err instanceof ForbiddenError && !err.workflowId)) this._authFailed(err, used === undefined ? this.auth.value : used);
+        else if (opened) this._retryLater(err);
         else this._cycle(i + 1, quiet);
       },
     });
     this._t = t;
-    const guard = setTimeout(() => t.hooks.fail(new Error(`${name} did not open in time`)), this.openTimeout);
+    /* The time the token function takes (a user pasting a token) does not count. */
+    let guard = 0;
+    const arm = () => {
+      guard = setTimeout(() => {
+        const asking = this.auth.renewing;
+        if (!asking) return t.hooks.fail(new Error(`${name} did not open in time`));
+        const again = () => { if (this._t === t && !opened) arm(); };
+        asking.then(again, again);
+      }, this.openTimeout);
+    };
+    arm();
     try {
       t.start();
     } catch (err) {
       t.hooks.fail(err);
     }
+  }
+
+  /* A transport could not open or was ended for its token `used`: asks for
+   * a new one and reconnects at once (resuming from the last positions), or
+   * after the usual backoff when it did not change (a string option, or a
+   * function with no other) or when the last new one was refused too. */
+  _authFailed(err, used) {
+    this._authFails++;
+    if (!this.auth.dynamic) {
+      this._report(err);
+      return this._retryLater(err);
+    }
+    const reason = err instanceof ForbiddenError ? 'forbidden' : err.code === 'token_expired' ? 'expired' : 'unauthorized';
+    this.transport = null;
+    this._setState({ state: 'reconnecting', waiting: 'token', error: err });
+    this._afterToken(this.auth.renew(reason, used), (fresh) => {
+      if (fresh === used) this._report(err);
+      if (fresh === used || this._authFails > 1) this._retryLater(err);
+      else this._cycle(0);
+    });
+  }
+
+  /* Runs next(token) once promise p (a token being fetched) settles, unless
+   * close() came first; a token function that throws is reported and retried
+   * after a backoff. */
+  _afterToken(p, next) {
+    const w = (this._wait = p.then(
+      (v) => {
+        if (this._wait !== w) return;
+        this._wait = null;
+        if (!this._closed) next(v);
+      },
+      (err) => {
+        if (this._wait !== w) return;
+        this._wait = null;
+        this._report(err);
+        this._retryLater(err);
+      },
+    ));
+  }
+
+  _report(err) {
+    try {
+      this.onError(err);
+    } catch (e) {
+      setTimeout(() => { throw e; });
+    }
+  }
+
+  /* The subscription of `id` ended because the token may not read it. */
+  _forbidden(id, err) {
+    this.ids.delete(id);
+    this.last.delete(id);
+    this._report(err);
   }
 
   _retryLater(err) {
@@ -400,13 +491,8 @@ export class FlowcastClient {
     return workflows;
   }
 
-  /* The token as a query parameter (after sep), for the streams a browser
-   * cannot give a header to (WebSocket, EventSource); '' without one. */
-  _tokenQuery(sep) {
-    return this.token ? `${sep}access_token=${encodeURIComponent(this.token)}` : '';
-  }
-
-  /* --- REST helpers (return parsed JSON, throw HttpError) ------------------ */
+  /* --- REST helpers (return parsed JSON; throw HttpError, AuthError on 401,
+   * ForbiddenError on 403) ------------------------------------------------ */
 
   /* A change (any method but GET) carries an Idempotency-Key: opts.idempotencyKey,
    * else a new random one. When its answer is lost (fetch rejects: the
@@ -419,11 +505,14 @@ export class FlowcastClient {
     const change = method !== 'GET';
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
     if (change) headers['Idempotency-Key'] = opts.idempotencyKey || newIdempotencyKey();
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const retries = opts.retries ?? (change ? this.requestRetries : 0);
+    let renewed = false;
     for (let attempt = 0; ; attempt++) {
+      const token = await this.auth.current();
+      if (token) headers.Authorization = `Bearer ${token}`;
+      else delete headers.Authorization;
       let r, text;
       try {
         r = await fetch(this.url + path, { method, headers, signal, cache: 'no-store', body: payload });
@@ -434,9 +523,25 @@ export class FlowcastClient {
         if (signal && signal.aborted) throw err;
         continue;
       }
-      const data = text ? JSON.parse(text) : null;
-      if (!r.ok) throw new HttpError(r.status, data);
-      return data;
+      let data = null;
+      try {
+        data = text ? JSON.parse(text) : null;
+      } catch {
+        if (r.ok) throw new HttpError(r.status, { error: { code: 'bad_response', message: 'the answer is not JSON' } });
+      }
+      if (r.ok) return data;
+      const err = httpError(r.status, data);
+      /* A refused or expired token: once, the same request with a new one
+       * (a change keeps its Idempotency-Key, so it is applied once). */
+      if (err instanceof AuthError && !renewed && this.auth.dynamic) {
+        renewed = true;
+        const fresh = await this.auth.renew(err.code === 'token_expired' ? 'expired' : 'unauthorized', token);
+        if (fresh !== token) {
+          attempt--;
+          continue;
+        }
+      }
+      throw err;
     }
   }
 
@@ -463,344 +568,3 @@ export class FlowcastClient {
   update(id, fields, opts) { return this.request('PATCH', `/api/workflows/${encodeURIComponent(id)}`, fields, undefined, opts); }
   remove(id, opts) { return this.request('DELETE', `/api/workflows/${encodeURIComponent(id)}`, undefined, undefined, opts); }
 }
-
-/* --- transports -------------------------------------------------------------
- * Each has start(), stop() and changed({added, removed, all}); it calls
- * hooks.open() once it works and hooks.fail(err) once when it cannot open or
- * is lost. The client ignores calls from a transport it has stopped. */
-
-/* WebSocket: one /api/updates connection. Each id is subscribed in its own
- * message (with `since` when known), so one deleted id cannot fail the
- * others; answers come back in order and are matched to what was sent. */
-class WebSocketTransport {
-  constructor(client, hooks) {
-    this.c = client;
-    this.hooks = hooks;
-    this.pending = [];
-    this.ctl = new AbortController();
-  }
-
-  start() {
-    const url = this.c.url.replace(/^http/, 'ws') + '/api/updates' + this.c._tokenQuery('?');
-    const ws = (this.ws = new WebSocket(url));
-    ws.onopen = () => {
-      const ids = [...this.c.followed()];
-      ids.forEach((id) => this._sub(id));
-      if (this.c.all) this._send({ op: 'subscribe_all' }, { op: 'all' });
-      if (!this.pending.length) this.hooks.open();
-    };
-    ws.onmessage = (ev) => this._message(ev.data);
-    ws.onerror = () => {}; /* onclose follows */
-    ws.onclose = (ev) => this.hooks.fail(new Error(`WebSocket closed (${ev.code})`));
-  }
-
-  stop() {
-    this.ctl.abort();
-    const ws = this.ws;
-    if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    if (ws.readyState === WebSocket.CONNECTING) ws.onopen = () => ws.close(1000);
-    else if (ws.readyState === WebSocket.OPEN) ws.close(1000);
-  }
-
-  changed({ added = [], removed = [], all = false }) {
-    added.forEach((id) => this._sub(id));
-    if (removed.length) this._send({ op: 'unsubscribe', workflow_ids: removed }, { op: 'unsub' });
-    if (all) {
-      this._send({ op: 'subscribe_all' }, { op: 'all' });
-      this._discoverAll();
-    }
-  }
-
-  _send(msg, rec) {
-    this.pending.push(rec);
-    this.ws.send(JSON.stringify(msg));
-  }
-
-  _sub(id) {
-    const msg = { op: 'subscribe', workflow_ids: [id] };
-    const p = this.c.last.get(id);
-    if (p != null) msg.since = { [id]: p.epoch != null ? { epoch: p.epoch, seq: p.seq } : p.seq };
-    this._send(msg, { op: 'sub', id });
-  }
-
-  /* Workflows created while we were away are not in the subscribe_all stream. */
-  _discoverAll() {
-    this.c._sweep(this.ctl.signal, false).catch((err) => {
-      if (err.name !== 'AbortError') this.c.onError(err);
-    });
-  }
-
-  _message(data) {
-    let m;
-    try {
-      m = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (m.op) {
-      const rec = this.pending.shift() || {};
-      if (m.op === 'error') {
-        if (rec.op === 'sub' && m.code === 'not_found') {
-          const p = this.c.last.get(rec.id);
-          if (p && !p.gone) this.c._gone(rec.id);
-          else if (!p) this.c.onError(new Error(m.message));
-          if (!this.c.all) {
-            this.c.ids.delete(rec.id);
-            this.c.last.delete(rec.id);
-          }
-        } else {
-          this.c.onError(new Error(m.message || 'server error'));
-        }
-      }
-      if (!this.pending.length && !this.opened) {
-        this.opened = true;
-        this.hooks.open();
-        if (this.c.all) this._discoverAll();
-      }
-      return;
-    }
-    this.c._deliver(m);
-  }
-}
-
-/* Server-Sent Events: /api/events?workflow_ids=...&since=<cursor built from
- * our own last seqs>, up to 100 ids per stream. The browser's own
- * EventSource retry is not used: a lost stream goes through the client's
- * backoff. In all mode a periodic list poll finds new and deleted workflows
- * and reopens the streams with the new set. */
-class SseTransport {
-  constructor(client, hooks) {
-    this.c = client;
-    this.hooks = hooks;
-    this.sources = [];
-    this.ctl = new AbortController();
-    this.poll = null;
-    this.key = '';
-  }
-
-  async start() {
-    try {
-      if (this.c.all) await this.c._sweep(this.ctl.signal, false);
-    } catch (err) {
-      if (err.name !== 'AbortError') this.hooks.fail(err);
-      return;
-    }
-    if (this.ctl.signal.aborted) return;
-    this._open(() => this.hooks.open());
-    if (this.c.all) this._schedulePoll();
-  }
-
-  stop() {
-    this.ctl.abort();
-    clearTimeout(this.poll);
-    this._closeSources();
-  }
-
-  changed() {
-    this._open(() => {});
-  }
-
-  _schedulePoll() {
-    this.poll = setTimeout(async () => {
-      try {
-        await this.c._sweep(this.ctl.signal, false);
-        if (this._ids().join(',') !== this.key) this._open(() => {});
-        this._schedulePoll();
-      } catch (err) {
-        if (err.name !== 'AbortError') this.hooks.fail(err);
-      }
-    }, this.c.pollInterval);
-  }
-
-  _closeSources() {
-    for (const es of this.sources) {
-      es.onopen = es.onmessage = es.onerror = null;
-      es.close();
-    }
-    this.sources = [];
-  }
-
-  /* (Re)opens the streams for the followed ids; calls done() once all are open. */
-  /* The ids to stream: the followed ones but those whose deletion was
-   * delivered (a stream naming a workflow that does not exist is refused
-   * whole, 404; a deletion seen live is the end of that subscription). */
-  _ids() {
-    return [...this.c.followed()].filter((id) => !this.c.last.get(id)?.gone).sort();
-  }
-
-  _open(done) {
-    this._closeSources();
-    const ids = this._ids();
-    this.key = ids.join(',');
-    if (!ids.length) return done(); /* nothing to stream yet: the list poll waits */
-    let waiting = 0;
-    for (let i = 0; i < ids.length; i += SSE_MAX_IDS) {
-      const chunk = ids.slice(i, i + SSE_MAX_IDS);
-      const cursor = chunk.filter((id) => this.c.last.has(id)).map((id) => sseItem(id, this.c.last.get(id))).join(',');
-      const q = new URLSearchParams({ workflow_ids: chunk.join(',') });
-      if (cursor) q.set('since', cursor);
-      if (this.c.token) q.set('access_token', this.c.token);
-      const es = new EventSource(`${this.c.url}/api/events?${q}`);
-      waiting++;
-      let isOpen = false;
-      es.onopen = () => {
-        if (isOpen) return;
-        isOpen = true;
-        if (--waiting === 0) done();
-      };
-      es.onmessage = (ev) => {
-        let m;
-        try {
-          m = JSON.parse(ev.data);
-        } catch {
-          return;
-        }
-        this.c._deliver(m);
-      };
-      es.onerror = () => this.hooks.fail(new Error('event stream failed'));
-      this.sources.push(es);
-    }
-  }
-}
-
-/* Long-poll: GET /api/workflows/{id}?wait_since=<last seq>&timeout=S for up
- * to maxWaiters non-terminal workflows at a time; a jump in seq is filled in
- * from /history. A list poll every pollInterval catches up the others and
- * finds new and deleted workflows. */
-class LongPollTransport {
-  constructor(client, hooks) {
-    this.c = client;
-    this.hooks = hooks;
-    this.ctl = new AbortController();
-    this.waiters = new Map(); /* id -> AbortController */
-    this.poll = null;
-  }
-
-  async start() {
-    try {
-      await this._sweep();
-    } catch (err) {
-      if (err.name !== 'AbortError') this.hooks.fail(err);
-      return;
-    }
-    if (this.ctl.signal.aborted) return;
-    this.hooks.open();
-    this._schedulePoll();
-  }
-
-  stop() {
-    this.ctl.abort();
-    clearTimeout(this.poll);
-    for (const ac of this.waiters.values()) ac.abort();
-    this.waiters.clear();
-  }
-
-  changed({ removed = [] }) {
-    for (const id of removed) this.waiters.get(id)?.abort();
-    this._sweep().catch((err) => {
-      if (err.name !== 'AbortError') this.hooks.fail(err);
-    });
-  }
-
-  async _sweep() {
-    const workflows = await this.c._sweep(this.ctl.signal, true);
-    const byId = new Map(workflows.map((w) => [w.id, w]));
-    if (!this.c.all) { /* ids missing from a truncated list: fetch them */
-      for (const id of this.c.ids) {
-        if (byId.has(id)) continue;
-        try {
-          const w = await this.c.get(id, this.ctl.signal);
-          byId.set(id, w);
-          await this.c._catchUp(w, this.ctl.signal);
-        } catch (err) {
-          if (err.status !== 404) throw err;
-        }
-      }
-    }
-    this._assign(byId);
-  }
-
-  _schedulePoll() {
-    this.poll = setTimeout(async () => {
-      try {
-        await this._sweep();
-        this._schedulePoll();
-      } catch (err) {
-        if (err.name !== 'AbortError') this.hooks.fail(err);
-      }
-    }, this.c.pollInterval);
-  }
-
-  /* Waits on the most recently updated live workflows. */
-  _assign(byId) {
-    const live = [...this.c.followed()]
-      .map((id) => byId.get(id))
-      .filter((w) => w && !TERMINAL.has(w.status))
-      .sort((a, b) => (a.updated_at < b.updated_at ? 1 : -1))
-      .slice(0, this.c.maxWaiters)
-      .map((w) => w.id);
-    for (const [id, ac] of this.waiters) if (!live.includes(id)) { ac.abort(); this.waiters.delete(id); }
-    for (const id of live) if (!this.waiters.has(id)) this._wait(id);
-  }
-
-  async _wait(id) {
-    const ac = new AbortController();
-    this.waiters.set(id, ac);
-    const abortAll = () => ac.abort();
-    this.ctl.signal.addEventListener('abort', abortAll);
-    try {
-      while (!ac.signal.aborted) {
-        const p = this.c.last.get(id);
-        const at = p ? `wait_since=${p.seq}` + (p.epoch != null ? `&epoch=${p.epoch}` : '') : 'wait_since=0';
-        let w;
-        try {
-          w = await this.c.request('GET', `/api/workflows/${encodeURIComponent(id)}?${at}&timeout=${this.c.longPollTimeout}`, undefined, ac.signal);
-        } catch (err) {
-          if (err.status === 404) { this.c._gone(id); break; }
-          throw err;
-        }
-        await this.c._catchUp(w, ac.signal);
-        if (TERMINAL.has(w.status)) break;
-      }
-    } catch (err) {
-      if (err.name !== 'AbortError') this.hooks.fail(err);
-    } finally {
-      this.ctl.signal.removeEventListener('abort', abortAll);
-      if (this.waiters.get(id) === ac) this.waiters.delete(id);
-    }
-  }
-}
-
-/* Whether transport `name` can open now, without disturbing the current one. */
-function probe(client, name) {
-  return new Promise((resolve) => {
-    let timer = 0;
-    const done = (ok) => {
-      clearTimeout(timer);
-      resolve(ok);
-    };
-    timer = setTimeout(() => done(false), client.openTimeout);
-    if (name === 'websocket') {
-      const ws = new WebSocket(client.url.replace(/^http/, 'ws') + '/api/updates' + client._tokenQuery('?'));
-      ws.onopen = () => {
-        ws.onclose = null;
-        ws.close(1000);
-        done(true);
-      };
-      ws.onclose = () => done(false);
-    } else if (name === 'sse') {
-      const id = [...client.followed()][0];
-      if (!id) return done(false);
-      const ac = new AbortController();
-      fetch(`${client.url}/api/events?workflow_ids=${encodeURIComponent(id)}`, { signal: ac.signal, cache: 'no-store' })
-        .then((r) => done(r.ok && (r.headers.get('content-type') || '').startsWith('text/event-stream')))
-        .catch(() => done(false))
-        .finally(() => ac.abort());
-    } else {
-      done(false);
-    }
-  });
-}
-
-const IMPLS = { websocket: WebSocketTransport, sse: SseTransport, longpoll: LongPollTransport };

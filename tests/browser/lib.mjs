@@ -2,6 +2,7 @@
 // Chromium through playwright-core, talk to the REST API, wait with timeouts.
 // Environment (set by run.sh): FLOWCAST_BIN, FC_WORK (temp dir), FC_ROOT.
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -29,7 +30,9 @@ let serverCount = 0;
 
 /* A flowcast process; restart() starts it again on the same port and db. */
 export class Server {
-  constructor({ port, db, args = [] }) {
+  /* token: the credential api() sends (an --api-token value, say). */
+  constructor({ port, db, args = [], token = null }) {
+    this.token = token;
     this.port = port;
     this.db = db;
     this.args = args;
@@ -38,9 +41,9 @@ export class Server {
     this.proc = null;
   }
 
-  static async start({ args = [], db } = {}) {
+  static async start({ args = [], db, token } = {}) {
     const port = await freePort();
-    const s = new Server({ port, db: db || path.join(WORK, `db-${serverCount + 1}-${port}.db`), args });
+    const s = new Server({ port, db: db || path.join(WORK, `db-${serverCount + 1}-${port}.db`), args, token });
     await s.restart();
     return s;
   }
@@ -90,9 +93,11 @@ export class Server {
   }
 
   async api(method, p, body) {
+    const headers = body ? { 'Content-Type': 'application/json' } : {};
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
     const r = await fetch(this.url + p, {
       method,
-      headers: body ? { 'Content-Type': 'application/json' } : {},
+      headers,
       body: body ? JSON.stringify(body) : undefined,
       signal: AbortSignal.timeout(5000),
     });
@@ -110,8 +115,27 @@ export class Server {
   }
 }
 
+/* An HMAC key file for --jwt-key (48 bytes of hex, no newline). */
+export function jwtKeyFile() {
+  const file = path.join(WORK, `jwt-${crypto.randomBytes(4).toString('hex')}.key`);
+  fs.writeFileSync(file, crypto.randomBytes(24).toString('hex'), { mode: 0o600 });
+  return file;
+}
+
+const b64url = (x) => Buffer.from(x).toString('base64url');
+
+/* An HS256 JWT signed with the key in keyFile: scope 'read' and exp in
+ * `ttl` seconds unless claims say otherwise. */
+export function mintJwt(keyFile, { ttl = 3600, ...claims } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  const body = { scope: 'read', iat: now, exp: now + ttl, ...claims };
+  const head = `${b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }))}.${b64url(JSON.stringify(body))}`;
+  const sig = crypto.createHmac('sha256', fs.readFileSync(keyFile)).update(head).digest('base64url');
+  return `${head}.${sig}`;
+}
+
 /* One Chromium for a test file, with a fresh profile directory. */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   const profile = fs.mkdtempSync(path.join(WORK, 'profile-'));
   return chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
@@ -121,7 +145,7 @@ export async function launchBrowser() {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--disable-dev-shm-usage',
+      '--disable-dev-shm-usage', ...extraArgs,
     ],
   });
 }

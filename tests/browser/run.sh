@@ -37,8 +37,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Arguments name test files to run (e.g. auth.test.mjs); default: all of them.
+files=()
+for f in "$@"; do files+=("$here/$(basename "$f")"); done
+[ ${#files[@]} -gt 0 ] || files=("$here"/client.test.mjs "$here"/request.test.mjs "$here"/dashboard.test.mjs
+  "$here"/resilience.test.mjs "$here"/epoch.test.mjs "$here"/cors.test.mjs "$here"/auth.test.mjs)
+
 export FLOWCAST_BIN FC_WORK="$work" FC_ROOT="$root"
 timeout -k 5 "${FC_BROWSER_TIMEOUT:-170}" \
-  node --test --test-concurrency=1 --test-timeout=90000 --test-reporter=spec \
-  "$here"/client.test.mjs "$here"/request.test.mjs "$here"/dashboard.test.mjs "$here"/resilience.test.mjs \
-  "$here"/epoch.test.mjs "$here"/cors.test.mjs
+  node --test --test-concurrency=1 --test-timeout=90000 --test-reporter=spec "${files[@]}"
