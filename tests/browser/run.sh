@@ -41,7 +41,7 @@ trap 'exit 130' INT TERM
 files=()
 for f in "$@"; do files+=("$here/$(basename "$f")"); done
 [ ${#files[@]} -gt 0 ] || files=("$here"/client.test.mjs "$here"/request.test.mjs "$here"/dashboard.test.mjs
-  "$here"/resilience.test.mjs "$here"/epoch.test.mjs "$here"/cors.test.mjs "$here"/auth.test.mjs)
+  "$here"/resilience.test.mjs "$here"/epoch.test.mjs "$here"/cors.test.mjs "$here"/token.test.mjs "$here"/auth.test.mjs)
 
 export FLOWCAST_BIN FC_WORK="$work" FC_ROOT="$root"
 timeout -k 5 "${FC_BROWSER_TIMEOUT:-170}" \
