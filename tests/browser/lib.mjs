@@ -1,9 +1,10 @@
 // Helpers for the browser tests: start/stop flowcast servers, launch Debian's
 // Chromium through playwright-core, talk to the REST API, wait with timeouts.
 // Environment (set by run.sh): FLOWCAST_BIN, FC_WORK (temp dir), FC_ROOT.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,22 +29,66 @@ export function freePort() {
 
 let serverCount = 0;
 
+/* fetch() for the tests' own requests, or, when `ca` (PEM) is given, the
+ * same over node:https trusting that CA only (fetch cannot be given one). */
+export function request(url, { method = 'GET', headers = {}, body, ca, timeout = 5000 } = {}) {
+  if (!ca) return fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeout) });
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca, timeout }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        resolve({ ok: res.statusCode < 300, status: res.statusCode, text: async () => text });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/* A test CA and a server certificate for 127.0.0.1 signed by it, made with
+ * the openssl CLI in a new directory: {ca, cert, key} (file names), caPem,
+ * and spki: the base64 SHA-256 of the server key's SubjectPublicKeyInfo, for
+ * Chromium's --ignore-certificate-errors-spki-list (trusts it for one run). */
+export function makeTestCa() {
+  const dir = fs.mkdtempSync(path.join(WORK, 'ca-'));
+  const f = (n) => path.join(dir, n);
+  const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  ssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=flowcast browser test CA');
+  ssl('req', ...ec, '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+    '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'));
+  const pub = ssl('x509', '-in', f('server.pem'), '-pubkey', '-noout');
+  const der = crypto.createPublicKey(pub).export({ type: 'spki', format: 'der' });
+  return {
+    ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), caPem: fs.readFileSync(f('ca.pem')),
+    spki: crypto.createHash('sha256').update(der).digest('base64'),
+  };
+}
+
 /* A flowcast process; restart() starts it again on the same port and db. */
 export class Server {
   /* token: the credential api() sends (an --api-token value, say). */
-  constructor({ port, db, args = [], token = null }) {
+  /* tls: {cert, key, caPem} from makeTestCa(): serve HTTPS/WSS with them. */
+  constructor({ port, db, args = [], token = null, tls = null }) {
     this.token = token;
+    this.tls = tls;
     this.port = port;
     this.db = db;
-    this.args = args;
-    this.url = `http://127.0.0.1:${port}`;
+    this.args = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key, ...args] : args;
+    this.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     this.log = path.join(WORK, `server-${++serverCount}.log`);
     this.proc = null;
   }
 
-  static async start({ args = [], db, token } = {}) {
+  static async start({ args = [], db, token, tls } = {}) {
     const port = await freePort();
-    const s = new Server({ port, db: db || path.join(WORK, `db-${serverCount + 1}-${port}.db`), args, token });
+    const s = new Server({ port, db: db || path.join(WORK, `db-${serverCount + 1}-${port}.db`), args, token, tls });
     await s.restart();
     return s;
   }
@@ -61,7 +106,7 @@ export class Server {
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`server exited (${this.proc.exitCode}):\n${this.tail()}`);
       try {
-        const r = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+        const r = await request(`${this.url}/healthz`, { ca: this.tls?.caPem, timeout: 1000 });
         if (r.ok) return;
       } catch {
         /* not up yet */
@@ -95,12 +140,7 @@ export class Server {
   async api(method, p, body) {
     const headers = body ? { 'Content-Type': 'application/json' } : {};
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    const r = await fetch(this.url + p, {
-      method,
-      headers,
-      body: body ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(5000),
-    });
+    const r = await request(this.url + p, { method, headers, body: body ? JSON.stringify(body) : undefined, ca: this.tls?.caPem });
     const text = await r.text();
     if (!r.ok) throw new Error(`${method} ${p} -> ${r.status} ${text}`);
     return text ? JSON.parse(text) : null;

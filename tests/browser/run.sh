@@ -3,7 +3,7 @@
 # Debian's /usr/bin/chromium) against the flowcast binary in $FLOWCAST_BIN.
 # Installs the npm dependencies when missing, keeps servers and browser data
 # in a temp dir, kills whatever it started on exit, and gives up after
-# FC_BROWSER_TIMEOUT seconds (default 170).
+# FC_BROWSER_TIMEOUT seconds (default 300).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,8 +41,9 @@ trap 'exit 130' INT TERM
 files=()
 for f in "$@"; do files+=("$here/$(basename "$f")"); done
 [ ${#files[@]} -gt 0 ] || files=("$here"/client.test.mjs "$here"/request.test.mjs "$here"/dashboard.test.mjs
-  "$here"/resilience.test.mjs "$here"/epoch.test.mjs "$here"/cors.test.mjs "$here"/token.test.mjs "$here"/auth.test.mjs)
+  "$here"/resilience.test.mjs "$here"/epoch.test.mjs "$here"/cors.test.mjs "$here"/token.test.mjs "$here"/auth.test.mjs
+  "$here"/expiry.test.mjs "$here"/tls.test.mjs)
 
 export FLOWCAST_BIN FC_WORK="$work" FC_ROOT="$root"
-timeout -k 5 "${FC_BROWSER_TIMEOUT:-170}" \
+timeout -k 5 "${FC_BROWSER_TIMEOUT:-300}" \
   node --test --test-concurrency=1 --test-timeout=90000 --test-reporter=spec "${files[@]}"
