@@ -103,6 +103,8 @@ function paintForm() {
   const shown = reason === 'refresh' && ask && expired(ask.previous) ? 'expired' : reason;
   form.hidden = !shown;
   form.dataset.reason = shown;
+  /* no "create one" hint while the list is unknown for want of a token */
+  document.body.classList.toggle('needs-token', ['initial', 'unauthorized', 'forbidden'].includes(shown));
   if (!shown) return;
   const [title, detail] = TEXT[shown] || TEXT.unauthorized;
   $('[data-testid="auth-title"]').textContent = title;
