@@ -77,10 +77,10 @@ class WebSocketTransport {
     };
     ws.onmessage = (ev) => this._message(ev.data);
     ws.onerror = () => {}; /* onclose follows */
-    ws.onclose = (ev) => this._closed(ev);
+    ws.onclose = (ev) => this._onClose(ev);
   }
 
-  async _closed(ev) {
+  async _onClose(ev) {
     const used = this.token;
     if (ev.code === 4401) {
       const code = /expired/.test(ev.reason) || this.expired ? 'token_expired' : 'unauthorized';

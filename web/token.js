@@ -60,9 +60,9 @@ function use(token) {
   setTimeout(paintExpiry); /* after the client took it (promise callbacks run first) */
 }
 
-/* "4 min 10 s", "2 h 5 min", "45 s". */
+/* "4 min 10 s", "2 h 5 min", "45 s" (whole seconds, rounded down). */
 function span(ms) {
-  const s = Math.max(0, Math.round(ms / 1000));
+  const s = Math.max(0, Math.floor(ms / 1000));
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
