@@ -191,6 +191,9 @@ class WebSocketTransport {
     if (m.op === 'authenticated') {
       if (typeof m.exp === 'number' && this.c.auth.value === this.token) this.c.auth.exp = m.exp;
       this._scheduleRefresh();
+      /* subscribe_all goes on within the new scope without a word about
+       * workflows it left: the list tells which ones */
+      if (this.c.all && !rec.first && this.opened) this._discoverAll();
     } else if (authErr instanceof ForbiddenError && m.workflow_id) {
       this.c._forbidden(m.workflow_id, authErr);
     } else if (authErr && m.code === 'token_expired') {

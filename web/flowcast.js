@@ -487,8 +487,25 @@ export class FlowcastClient {
       if (prev == null) this._deliver(workflowToUpdate(w), { workflow: w });
       else if (catchUpAll && (w.seq > prev.seq || prev.gone || (w.epoch != null && w.epoch !== prev.epoch))) await this._catchUp(w, signal);
     }
-    if (complete) for (const id of before) if (!seen.has(id)) this._gone(id);
+    if (complete) for (const id of before) if (!seen.has(id)) await this._missing(id, signal);
     return workflows;
+  }
+
+  /* A workflow we knew is not in the list: deleted, or, with a token, maybe
+   * no longer readable (a new token with a narrower scope); a GET tells. */
+  async _missing(id, signal) {
+    if (!this.auth.value) return this._gone(id);
+    try {
+      await this.get(id, signal);
+    } catch (err) {
+      if (err.name === 'AbortError') throw err;
+      if (err instanceof ForbiddenError) {
+        err.workflowId = id;
+        this._forbidden(id, err);
+      } else if (err.status === 404) {
+        this._gone(id);
+      }
+    }
   }
 
   /* --- REST helpers (return parsed JSON; throw HttpError, AuthError on 401,

@@ -71,7 +71,7 @@ test('dashboard: a scoped token lists its workflows only; 403 shown in the detai
   const page = await openPage(context, server.url + '/#w=secret-1');
   await signIn(page, mintJwt(key, { workflows: ['deploy-*'] }));
   await waitConn(page, 'live', 'websocket');
-  await waitRow(page, 'deploy-2', { steps: '0 / 10' });
+  await waitRow(page, 'deploy-2', {});
   assert.equal(await row(page, 'secret-1').count(), 0);
   await page.waitForFunction(() => document.querySelector('[data-testid="detail-status"]').textContent === 'forbidden (403)');
   assert.match(await page.getByTestId('history-note').textContent(), /403 forbidden/);
@@ -90,13 +90,33 @@ test('dashboard: a token without read is Forbidden (403), and another token fixe
   await page.close();
 });
 
+test('dashboard: a narrower token pasted through the expiry chip marks the rows it may not read', async () => {
+  const page = await openPage(context, server.url + '/');
+  await signIn(page, mintJwt(key));
+  await waitConn(page, 'live', 'websocket');
+  await waitRow(page, 'secret-1', { steps: '0 / 10' });
+  let reconnects = 0;
+  page.on('websocket', () => reconnects++);
+  await page.getByTestId('token-expiry').click();
+  assert.equal(await page.getByTestId('auth-title').textContent(), 'New token');
+  await signIn(page, mintJwt(key, { workflows: ['deploy-*'] }));
+  await page.waitForFunction(() => document.querySelector(
+    '[data-testid="workflow-row"][data-id="secret-1"] [data-testid="wf-status"]').textContent === 'forbidden (403)');
+  assert.equal(await row(page, 'deploy-2').getByTestId('wf-status').textContent(), 'pending');
+  await server.patch('deploy-2', { current_step: 2, message: 'still live' });
+  await waitRow(page, 'deploy-2', { steps: '2 / 10', message: 'still live' });
+  assert.equal(reconnects, 0, 'the token changed in place');
+  assert.ok(await page.getByTestId('token-form').isHidden());
+  await page.close();
+});
+
 test('dashboard: a refused token asks again', async () => {
   const page = await openPage(context, server.url + '/');
   await signIn(page, 'not-a-token');
   await page.waitForFunction(() => document.querySelector('[data-testid="auth-title"]').textContent === 'Token refused');
   await signIn(page, mintJwt(key));
   await waitConn(page, 'live', 'websocket');
-  await waitRow(page, 'deploy-2', { steps: '0 / 10' });
+  await waitRow(page, 'deploy-2', {});
   await page.close();
 });
 

@@ -37,11 +37,9 @@ async function drive(id, ms) {
  * token in the test (exposed to the page) for every call, except that with
  * sameOnRefresh a 'refresh' call hands back the current one (no new token
  * yet: the stream must end at exp and resume). */
-async function startClient(page, transport, id, { sameOnRefresh = false, wsAuth } = {}) {
-  if (!page.minting) {
-    page.minting = true;
-    await page.exposeFunction('mint', () => mintJwt(key, { ttl: TTL }));
-  }
+async function startClient(page, transport, id, { sameOnRefresh = false, wsAuth, claims = () => ({}) } = {}) {
+  let n = 0;
+  await page.exposeFunction('mint', () => mintJwt(key, { ttl: TTL, ...claims(n++) }));
   await page.evaluate(async ([url, transport, id, sameOnRefresh, wsAuth]) => {
     const { FlowcastClient } = await import('/flowcast.js');
     Object.assign(window, { calls: [], seen: [], states: [], errors: [] });
@@ -51,13 +49,13 @@ async function startClient(page, transport, id, { sameOnRefresh = false, wsAuth 
         window.calls.push(reason);
         return sameOnRefresh && reason === 'refresh' ? previous : window.mint();
       },
-      onUpdate: (u) => window.seen.push(u.seq),
+      onUpdate: (u) => window.seen.push(typeof id === 'string' ? u.seq : `${u.workflow_id}:${u.seq}`),
       onState: (s) => window.states.push(s.state),
-      onError: (e) => window.errors.push(`${e.name}:${e.code}`),
+      onError: (e) => window.errors.push(`${e.name}:${e.code}:${e.workflowId ?? ''}`),
     });
-    window.fc.subscribe([id]);
+    window.fc.subscribe(id);
   }, [server.url, transport, id, sameOnRefresh, wsAuth]);
-  await page.waitForFunction(() => window.fc.state === 'open' && window.seen.length >= 1, null, { timeout: 15000 });
+  await page.waitForFunction((n) => window.fc.state === 'open' && window.seen.length >= n, [].concat(id).length, { timeout: 15000 });
 }
 
 /* Drives id across about three token lifetimes, then checks that the page
@@ -104,6 +102,25 @@ test('multi WebSocket: the token as the first message, refreshed in place', asyn
   const r = await acrossExpiry(page, 'exp-ws-msg');
   assert.ok(r.calls.includes('refresh'), r.calls.join());
   assert.deepEqual(r.states.filter((s) => s !== 'connecting'), ['open'], 'no reconnect');
+  await page.close();
+});
+
+test('multi WebSocket: a refresh that narrows the scope ends those subscriptions (ForbiddenError), the others go on', async () => {
+  await server.create({ id: 'deploy-narrow', name: 'x', total_steps: 100 });
+  await server.create({ id: 'secret-narrow', name: 'x', total_steps: 100 });
+  const page = await openPage(context, server.url + '/flowcast.js');
+  /* the first token reads everything, the next ones deploy-* only */
+  await startClient(page, 'websocket', ['deploy-narrow', 'secret-narrow'], { claims: (n) => (n ? { workflows: ['deploy-*'] } : {}) });
+  await page.waitForFunction(() => window.errors.length > 0, null, { timeout: 15000 });
+  await server.patch('secret-narrow', { current_step: 1 });
+  const last = (await server.patch('deploy-narrow', { current_step: 1 })).seq;
+  await page.waitForFunction((last) => window.seen.includes(`deploy-narrow:${last}`), last, { timeout: 15000 });
+  const r = await page.evaluate(() => ({ seen: window.seen, errors: window.errors, states: window.states, ids: [...window.fc.ids] }));
+  assert.deepEqual(r.errors, ['ForbiddenError:forbidden:secret-narrow']);
+  assert.deepEqual(r.ids, ['deploy-narrow']);
+  assert.deepEqual(r.seen, ['deploy-narrow:1', 'secret-narrow:1', 'deploy-narrow:2']);
+  assert.deepEqual(r.states.filter((s) => s !== 'connecting'), ['open'], 'no reconnect');
+  await page.evaluate(() => window.fc.close());
   await page.close();
 });
 
