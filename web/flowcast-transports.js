@@ -169,12 +169,15 @@ class WebSocketTransport {
   }
 
   /* Whether op message m answers the oldest message sent: token_expired
-   * never does, nor a forbidden about another id than a pending subscribe
-   * (a refresh that narrowed the scope ends those subscriptions). */
+   * never does; a forbidden naming an id answers a subscribe of that id
+   * only (a refresh that narrowed the scope ends other subscriptions so),
+   * one naming none answers an auth (the new token may not read at all). */
   _answers(m) {
     const rec = this.pending[0];
     if (!rec || (m.op === 'error' && m.code === 'token_expired')) return false;
-    if (m.op === 'error' && m.code === 'forbidden') return rec.op === 'sub' && rec.id === m.workflow_id;
+    if (m.op === 'error' && m.code === 'forbidden') {
+      return m.workflow_id == null ? rec.op === 'auth' : rec.op === 'sub' && rec.id === m.workflow_id;
+    }
     return true;
   }
 

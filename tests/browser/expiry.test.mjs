@@ -124,6 +124,18 @@ test('multi WebSocket: a refresh that narrows the scope ends those subscriptions
   await page.close();
 });
 
+test('multi WebSocket: a refresh token that may not read is refused, the old one holds until exp', async () => {
+  await server.create({ id: 'exp-ws-noread', name: 'x', total_steps: 100 });
+  const page = await openPage(context, server.url + '/flowcast.js');
+  /* the second token has no read scope: refused in place; the third works */
+  await startClient(page, 'websocket', 'exp-ws-noread', { claims: (n) => (n === 1 ? { scope: 'write' } : {}) });
+  const r = await acrossExpiry(page, 'exp-ws-noread');
+  assert.equal(r.errors[0], 'ForbiddenError:forbidden:', r.errors.join());
+  assert.deepEqual(r.calls.slice(0, 3), ['initial', 'refresh', 'expired']);
+  assert.equal(r.states.filter((s) => s === 'reconnecting').length, 1, r.states.join());
+  await page.close();
+});
+
 for (const transport of ['sse', 'longpoll']) {
   test(`${transport}: ended at exp, resumed with the next token`, async () => {
     const id = `exp-${transport}`;
