@@ -9,6 +9,7 @@
 #include "ws/frame.h"
 #include "metrics/metrics.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -81,7 +82,9 @@ void fc__access_await(fc_conn *c)
 void fc__access_arm(fc_conn *c, int64_t exp)
 {
     fc_stream_kind k = fc_conn_kind(c);
-    if (exp > 0 && k != FC_STREAM_NONE && k != FC_WS_ECHO) fc_conn_set_expiry(c, exp * 1000);
+    /* exp may be any number below 9.2e18 (a signed "never"): saturate, not overflow. */
+    if (exp > 0 && k != FC_STREAM_NONE && k != FC_WS_ECHO)
+        fc_conn_set_expiry(c, exp < INT64_MAX / 1000 ? exp * 1000 : INT64_MAX);
 }
 
 static void forbidden(fc_conn *c)

@@ -11,6 +11,7 @@
 #include "metrics/metrics.h"
 #include "ws/frame.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -124,7 +125,7 @@ void fc__stream_op_auth(fc_conn *c, json_t *msg)
         return;
     }
     fc_conn_set_unauthenticated(c, 0);
-    fc_conn_set_expiry(c, exp > 0 ? exp * 1000 : 0);
+    fc_conn_set_expiry(c, exp <= 0 ? 0 : exp < INT64_MAX / 1000 ? exp * 1000 : INT64_MAX);
     char reply[64];
     if (exp > 0)
         snprintf(reply, sizeof reply, "{\"op\":\"authenticated\",\"exp\":%lld}", (long long)exp);

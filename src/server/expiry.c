@@ -19,8 +19,10 @@
 #include "common/time.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CLOCK_SLACK_MS 3
+#define NEVER_TICKS (UINT32_C(1) << 30) /* 8.5 years: half the range tick_reached can tell */
 
 /* Ticks count loop time shifted so that they start on wall-clock seconds:
  * exp is a whole second, so a stream ends right at it rather than up to a
@@ -81,6 +83,11 @@ void fc_conn_set_expiry(fc_conn *c, int64_t at_ms)
     if (at_ms <= 0 || c->closing || !w->visit) return;
     int64_t wall = fc_time_now_ms();
     uint64_t delay = at_ms > wall ? (uint64_t)(at_ms - wall) : 0;
+    /* Ticks are compared across the wrap, so a deadline over 2^31 ticks
+     * (17 years) away would look past and end the stream at once: one
+     * beyond NEVER_TICKS (a token minted to "never" expire, exp 9999999999)
+     * is not armed, as no loop runs that long. */
+    if (delay / FC_EXPIRY_TICK_MS >= NEVER_TICKS) return;
     /* The clock of loop time, read now: the loop's cached time may be a
      * whole turn of work behind, which would end the stream that early. */
     uint64_t due = uv_hrtime() / 1000000 + delay;
