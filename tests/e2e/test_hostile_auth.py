@@ -223,3 +223,44 @@ def test_token_expiring_during_a_burst_sends_nothing_after_the_close(srv):
     finally:
         stop.set()
         th.join(10)
+
+
+def test_scope_shrink_while_subscribe_all_delivers_a_burst(srv):
+    """op auth narrowing the scope in the middle of a burst on two
+    workflows: once "authenticated" is read, no update of a workflow
+    outside the new scope follows; the allowed one goes on."""
+    now = int(time.time())
+    ws = RawWS.open(srv, "/api/updates", bearer(mint(now + 3600)))
+    ws.send_json({"op": "subscribe_all"})
+    assert ws.recv_json()["op"] == "subscribed"
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            for wid in ("deploy-a", "build-b"):
+                try:
+                    patch(srv, wid)
+                except AssertionError:
+                    return
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        time.sleep(0.3)
+        ws.send_json({"op": "auth", "token": mint(now + 3600, workflows=["build-*"])})
+        after, build_seen = False, 0
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            m = ws.recv_json(timeout=5)
+            if m.get("op") == "authenticated":
+                after = True
+                continue
+            assert "op" not in m, m
+            if after:
+                assert m["workflow_id"] == "build-b", m
+                build_seen += 1
+        assert after and build_seen > 0
+    finally:
+        stop.set()
+        th.join(10)
+    ws.send_close()
