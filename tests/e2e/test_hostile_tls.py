@@ -161,9 +161,11 @@ def test_odd_record_type_after_the_handshake_closes_only_that_connection(srv, rt
     raw = socket.socket(fileno=os.dup(s.fileno()))
     raw.sendall(bytes([rtype, 3, 3, 0, 3]) + b"\x01\x00\x10")
     s.settimeout(5)
-    with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
+    try:  # ends within the timeout: EOF, the alert (unexpected message) or a reset after it
         while s.recv(100):
             pass
+    except (ssl.SSLError, ConnectionResetError):
+        pass
     raw.close()
     s.close()
     assert healthz_seconds(srv) < 2
