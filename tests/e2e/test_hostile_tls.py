@@ -252,7 +252,8 @@ def test_sigterm_delivers_queued_output_and_1001_to_a_stalled_tls_subscriber(ser
                   headers={"Content-Type": "application/json", **bearer(STATIC)})
         assert c.getresponse().read()
     c.close()
-    assert srv.stop() == 0, srv.log_tail()
+    srv.expect_exit = True
+    srv.proc.send_signal(signal.SIGTERM)  # and only then does the subscriber read
     data = b""
     try:
         while True:
@@ -263,6 +264,7 @@ def test_sigterm_delivers_queued_output_and_1001_to_a_stalled_tls_subscriber(ser
     except (ssl.SSLError, OSError):
         pass
     assert data.endswith(b"\x88\x16\x03\xe9server shutting down"), data[-80:]
+    assert srv.proc.wait(10) == 0, srv.log_tail()
 
 
 # ---------------------------------------------------------------- expiry over TLS
