@@ -241,9 +241,17 @@ fc_server *fc_conn_server(const fc_conn *c)
     return FC_SRV(c);
 }
 
+/* Nothing may follow a WebSocket close frame (RFC 6455 §5.5.1): not a
+ * change published while the peer's answer is awaited or the echo is being
+ * written, not an op reply, not the token_expired notice of an expiry. */
+static int sending_ended(const fc_conn *c)
+{
+    return c->closing || c->ws_close_sent;
+}
+
 void fc_conn_send(fc_conn *c, fc_buf *frame)
 {
-    if (c->closing) {
+    if (sending_ended(c)) {
         fc_buf_unref(frame);
         return;
     }
@@ -258,7 +266,7 @@ void fc_conn_send(fc_conn *c, fc_buf *frame)
 
 int fc_conn_send_coalesce(fc_conn *c, fc_buf *frame, uint32_t limit)
 {
-    if (c->closing) {
+    if (sending_ended(c)) {
         fc_buf_unref(frame);
         return 0;
     }

@@ -44,12 +44,12 @@ void fc_conn_ws_close(fc_conn *c, uint16_t code, const char *reason)
     payload[1] = (uint8_t)code;
     memcpy(payload + 2, reason, rlen);
     fc_buf *b = control_frame(FC_WS_OP_CLOSE, payload, 2 + rlen);
-    c->ws_close_sent = 1;
+    if (b) fc_conn_send(c, b);
+    c->ws_close_sent = 1; /* from here fc_conn_send drops everything */
     if (!b) {
         fc__conn_close(c);
         return;
     }
-    fc_conn_send(c, b);
     await_close_reply(c);
 }
 
@@ -78,12 +78,10 @@ static void on_close_frame(fc_conn *c, const uint8_t *payload, size_t len)
     }
     /* Echo the peer's code, as RFC 6455 §5.5.1 asks; an empty close gets an empty one. */
     fc_buf *b = control_frame(FC_WS_OP_CLOSE, payload, len ? 2 : 0);
-    c->ws_close_sent = 1;
     c->close_after_write = 1;
-    if (b)
-        fc_conn_send(c, b);
-    else
-        fc__conn_close(c);
+    if (b) fc_conn_send(c, b);
+    c->ws_close_sent = 1; /* from here fc_conn_send drops everything */
+    if (!b) fc__conn_close(c);
 }
 
 static void on_message(fc_conn *c, uint8_t opcode, char *data, size_t len)
