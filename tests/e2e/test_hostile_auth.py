@@ -10,7 +10,7 @@ import time
 import jwt
 import pytest
 
-from fc_helpers import OP_TEXT, RawWS, build_frame
+from fc_helpers import OP_TEXT, KeepAliveClient, RawWS, build_frame
 
 STATIC = "static-operator-token-0123456789"
 SECRET = "h" * 20 + "-hmac-secret-for-hostile-auth-0123"
@@ -264,3 +264,49 @@ def test_scope_shrink_while_subscribe_all_delivers_a_burst(srv):
         stop.set()
         th.join(10)
     ws.send_close()
+
+
+def output_pending(srv):
+    r = srv.request("GET", "/metrics", headers=bearer(STATIC))
+    for line in r.body.decode().splitlines():
+        if line.startswith("flowcast_output_bytes "):
+            return float(line.split()[1]) > 0
+    raise AssertionError("no flowcast_output_bytes")
+
+
+def test_nothing_follows_the_close_frame_while_it_waits_to_be_written(srv):
+    """A subscriber that stopped reading sends its close; the echo waits
+    behind the queued changes. A change of a workflow with nothing queued,
+    then the token's exp, came after the close frame (an update, then
+    token_expired): RFC 6455 allows no data frame after a close."""
+    ids = ["cl-%d" % i for i in range(60)]
+    for wid in ids + ["cl-fresh"]:
+        r = srv.request("POST", "/api/workflows", {"id": wid, "name": wid, "total_steps": 10**9})
+        assert r.status == 201, r
+    exp = int(time.time()) + 9
+    ws = RawWS.open(srv, "/api/updates", bearer(mint(exp)), rcvbuf=4096)
+    ws.send_json({"op": "subscribe", "workflow_ids": ids + ["cl-fresh"]})
+    kc = KeepAliveClient(srv)
+    n = 0
+    deadline = time.time() + 6
+    while not (n % 50 == 0 and n and output_pending(srv)):  # the socket takes no more
+        assert time.time() < deadline, "the subscriber's output never backed up"
+        status, body = kc.patch(ids[n % len(ids)], message="y" * 3000)
+        assert status == 200, body
+        n += 1
+    kc.close()
+    ws.send_close(1000)
+    time.sleep(0.5)  # the server has read it and queued its echo
+    patch(srv, "cl-fresh")
+    time.sleep(max(0.0, exp - time.time()) + 1)  # and the token has expired
+    frames = []
+    try:
+        while True:
+            frames.append(ws.recv_frame(3))
+    except (EOFError, OSError):
+        pass
+    ops = [f.opcode for f in frames]
+    assert 0x8 in ops, ops[-5:]
+    i = ops.index(0x8)
+    assert frames[i].close_code == 1000, frames[i].payload
+    assert frames[i + 1:] == [], [(f.opcode, f.payload[:60]) for f in frames[i + 1:]]
