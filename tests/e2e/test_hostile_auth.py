@@ -14,8 +14,10 @@ from fc_helpers import OP_TEXT, KeepAliveClient, RawWS, build_frame
 
 STATIC = "static-operator-token-0123456789"
 SECRET = "h" * 20 + "-hmac-secret-for-hostile-auth-0123"
-# The expiry wheel keeps a deadline in 32 bits of 250 ms ticks: 2**30 s
-# (34 years) from now is where a deadline used to wrap.
+# The expiry wheel keeps a deadline in 32 bits of 250 ms ticks, compared
+# across the wrap: 2**29 s (17 years) and 2**30 s (34 years) from now are
+# where a deadline used to look past (or wrap) and end the stream at once.
+HALF_WRAP_S = 2**31 // 4
 WRAP_S = 2**32 // 4
 
 
@@ -59,14 +61,15 @@ def next_update(ws, timeout=5):
 
 # ---------------------------------------------------------------- exp far away
 
-def test_exp_34_years_away_does_not_end_streams_early(srv):
-    """A deadline past 32 bits of wheel ticks wrapped and ended the stream
-    within seconds (4401 token expired with a token good for 34 years)."""
+def test_exp_17_or_34_years_away_does_not_end_streams_early(srv):
+    """A deadline past 31 or 32 bits of wheel ticks looked past or wrapped
+    and ended the stream within seconds (4401 token expired with a token
+    good for 17 or 34 years)."""
     exp = int(time.time()) + WRAP_S - 5
     token = mint(exp)
     single = RawWS.open(srv, "/api/workflows/deploy-a/updates", bearer(token))
     single.recv_json()
-    multi = RawWS.open(srv, "/api/updates", bearer(token))
+    multi = RawWS.open(srv, "/api/updates", bearer(mint(int(time.time()) + HALF_WRAP_S + 5)))
     multi.send_json({"op": "subscribe", "workflow_ids": ["deploy-a"]})
     assert multi.recv_json()["op"] == "subscribed"
     multi.recv_json()
