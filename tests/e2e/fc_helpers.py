@@ -418,6 +418,30 @@ def send_in_two(rd, first, rest, wait=1.0):
             pass
 
 
+def read_http_message(sock):
+    """One HTTP/1.1 message read from sock: (head, body) with the body as long
+    as its Content-Length, or None when the peer closes first. For the test
+    proxies that stand between a client and the server."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        d = sock.recv(65536)
+        if not d:
+            return None
+        data += d
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        d = sock.recv(65536)
+        if not d:
+            return None
+        body += d
+    return head, body
+
+
 def http_request_bytes(method, path, port, headers=None, body=b""):
     h = {"Host": "%s:%d" % (HOST, port)}
     if headers:

@@ -14,7 +14,7 @@ import time
 import jwt
 import pytest
 
-from fc_helpers import HOST
+from fc_helpers import HOST, read_http_message
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "clients", "python"))
@@ -64,32 +64,10 @@ class AnswerDropper:
                 continue
             threading.Thread(target=self._one, args=(c,), daemon=True).start()
 
-    @staticmethod
-    def _read_message(sock):
-        """One HTTP message (head + Content-Length body), or None at EOF."""
-        data = b""
-        while b"\r\n\r\n" not in data:
-            d = sock.recv(65536)
-            if not d:
-                return None
-            data += d
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v)
-        while len(body) < length:
-            d = sock.recv(65536)
-            if not d:
-                return None
-            body += d
-        return head, body
-
     def _one(self, c):
         try:
             c.settimeout(30)
-            req = self._read_message(c)
+            req = read_http_message(c)
             if req is None:
                 return
             head, body = req
@@ -101,7 +79,7 @@ class AnswerDropper:
                     key = v.strip().decode()
             up = socket.create_connection((HOST, self.port), timeout=30)
             up.sendall(head + b"\r\n\r\n" + body)
-            resp = self._read_message(up)
+            resp = read_http_message(up)
             up.close()
             with self.lock:
                 first = key is not None and all(k != key for _, k in self.seen)

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from fc_helpers import HOST, assert_error, raw_http
+from fc_helpers import HOST, assert_error, raw_http, read_http_message
 from fcc_helpers import cli, restart_same_port
 
 
@@ -218,31 +218,10 @@ class LossyProxy:
                 continue
             threading.Thread(target=self._one, args=(c,), daemon=True).start()
 
-    @staticmethod
-    def _read_request(c):
-        req = b""
-        while b"\r\n\r\n" not in req:
-            d = c.recv(65536)
-            if not d:
-                return None
-            req += d
-        head, _, body = req.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(body) < length:
-            d = c.recv(65536)
-            if not d:
-                return None
-            body += d
-        return head, body
-
     def _one(self, c):
         try:
             c.settimeout(30)
-            req = self._read_request(c)
+            req = read_http_message(c)
             if req is None:
                 return
             head, body = req
