@@ -418,6 +418,29 @@ def send_in_two(rd, first, rest, wait=1.0):
             pass
 
 
+def request_status(port, method, path, headers=None, body=b"", ws=False):
+    """The status code of one request on a raw socket; ws=True makes it a
+    WebSocket upgrade. Only the status line is read, since streams go on
+    after their head."""
+    headers = dict(headers or {})
+    if ws:
+        headers.update({"Upgrade": "websocket", "Connection": "Upgrade",
+                        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+                        "Sec-WebSocket-Version": "13"})
+    s = socket.create_connection((HOST, port), timeout=10)
+    try:
+        s.sendall(http_request_bytes(method, path, port, headers, body))
+        buf = b""
+        while b"\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        return int(buf.split(b" ", 2)[1])
+    finally:
+        s.close()
+
+
 def read_http_message(sock):
     """One HTTP/1.1 message read from sock: (head, body) with the body as long
     as its Content-Length, or None when the peer closes first. For the test

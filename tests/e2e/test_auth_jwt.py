@@ -5,8 +5,6 @@ the server's libjwt."""
 import asyncio
 import base64
 import json
-import os
-import socket
 import subprocess
 import time
 
@@ -16,7 +14,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from fc_helpers import HOST, assert_error, http_request_bytes
+from fc_helpers import assert_error, request_status
 
 STATIC = "static-operator-token-0123456789"
 SECRET = "k" * 20 + "-hmac-secret-for-tests-0123456789"
@@ -33,34 +31,18 @@ def mint(scope="read", workflows=None, ttl=3600, key=SECRET, alg="HS256", **clai
 
 
 def status(srv, method, path, token=None, body=None, query_token=False, ws=False):
-    """The status code of one request on a raw socket (streams answer a head
-    and keep going: only the status line is read)."""
+    """The status code of one request on a raw socket."""
     headers = {}
     if token and not query_token:
         headers["Authorization"] = "Bearer " + token
     if token and query_token:
         path += ("&" if "?" in path else "?") + "access_token=" + token
-    if ws:
-        headers.update({"Upgrade": "websocket", "Connection": "Upgrade",
-                        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-                        "Sec-WebSocket-Version": "13"})
     data = b""
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
         headers["Content-Length"] = str(len(data))
-    s = socket.create_connection((HOST, srv.port), timeout=10)
-    try:
-        s.sendall(http_request_bytes(method, path, srv.port, headers, data))
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return int(buf.split(b" ", 2)[1])
-    finally:
-        s.close()
+    return request_status(srv.port, method, path, headers, data, ws=ws)
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,12 @@ Authorization header or the access_token parameter; only /healthz and the
 dashboard's files answer without it. The CLI and the C client send it with
 every command."""
 import asyncio
-import base64
 import json
-import os
-import socket
 
 import pytest
 import websockets
 
-from fc_helpers import HOST, assert_error, http_request_bytes
+from fc_helpers import assert_error, request_status
 
 TOKEN = "static-only-operator-token-0123"
 API = "/api/workflows"
@@ -35,29 +32,13 @@ READS = [
 
 
 def status(srv, method, path, auth=None, query=None, ws=False):
-    """The status of one request on a raw socket (only the status line is
-    read: streams go on after their head)."""
+    """The status of one request on a raw socket."""
     headers = {}
     if auth is not None:
         headers["Authorization"] = auth
     if query is not None:
         path += ("&" if "?" in path else "?") + "access_token=" + query
-    if ws:
-        headers.update({"Upgrade": "websocket", "Connection": "Upgrade",
-                        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-                        "Sec-WebSocket-Version": "13"})
-    s = socket.create_connection((HOST, srv.port), timeout=10)
-    try:
-        s.sendall(http_request_bytes(method, path, srv.port, headers))
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return int(buf.split(b" ", 2)[1])
-    finally:
-        s.close()
+    return request_status(srv.port, method, path, headers, ws=ws)
 
 
 @pytest.fixture(scope="module")
