@@ -193,6 +193,12 @@ static void counter(out *o, const char *name, const char *help, uint64_t v)
     outf(o, "%s %" PRIu64 "\n", name, v);
 }
 
+/* One sample of a family with one label: name{label="value"} v. */
+static void labelled(out *o, const char *name, const char *label, const char *value, uint64_t v)
+{
+    outf(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, value, v);
+}
+
 char *fc_metrics_render(size_t *len)
 {
     fc_metrics sum;
@@ -250,43 +256,35 @@ char *fc_metrics_render(size_t *len)
             m->auth_timeouts);
     header(&o, "flowcast_auth_expired_streams_total", "counter",
            "Streams ended at their token's exp (not refreshed), by transport.");
-    outf(&o, "flowcast_auth_expired_streams_total{transport=\"websocket\"} %" PRIu64 "\n",
-         m->auth_expired_ws);
-    outf(&o, "flowcast_auth_expired_streams_total{transport=\"sse\"} %" PRIu64 "\n",
-         m->auth_expired_sse);
-    outf(&o, "flowcast_auth_expired_streams_total{transport=\"longpoll\"} %" PRIu64 "\n",
-         m->auth_expired_longpoll);
+    labelled(&o, "flowcast_auth_expired_streams_total", "transport", "websocket",
+             m->auth_expired_ws);
+    labelled(&o, "flowcast_auth_expired_streams_total", "transport", "sse", m->auth_expired_sse);
+    labelled(&o, "flowcast_auth_expired_streams_total", "transport", "longpoll",
+             m->auth_expired_longpoll);
     header(&o, "flowcast_auth_refreshes_total", "counter",
            "{\"op\":\"auth\"} messages on the multi WebSocket, by result.");
-    outf(&o, "flowcast_auth_refreshes_total{result=\"ok\"} %" PRIu64 "\n", m->auth_refresh_ok);
-    outf(&o, "flowcast_auth_refreshes_total{result=\"refused\"} %" PRIu64 "\n",
-         m->auth_refresh_refused);
+    labelled(&o, "flowcast_auth_refreshes_total", "result", "ok", m->auth_refresh_ok);
+    labelled(&o, "flowcast_auth_refreshes_total", "result", "refused", m->auth_refresh_refused);
 
     header(&o, "flowcast_refused_total", "counter",
            "Requests refused by a per-client limit, by reason.");
-    outf(&o, "flowcast_refused_total{reason=\"streams_per_client\"} %" PRIu64 "\n",
-         m->refused_streams_per_client);
-    outf(&o, "flowcast_refused_total{reason=\"streams_per_subject\"} %" PRIu64 "\n",
-         m->refused_streams_per_subject);
-    outf(&o, "flowcast_refused_total{reason=\"write_rate\"} %" PRIu64 "\n", m->refused_write_rate);
-    outf(&o, "flowcast_refused_total{reason=\"write_rate_subject\"} %" PRIu64 "\n",
-         m->refused_write_rate_subject);
-    outf(&o, "flowcast_refused_total{reason=\"client_table_full\"} %" PRIu64 "\n",
-         m->refused_client_table);
+    labelled(&o, "flowcast_refused_total", "reason", "streams_per_client",
+             m->refused_streams_per_client);
+    labelled(&o, "flowcast_refused_total", "reason", "streams_per_subject",
+             m->refused_streams_per_subject);
+    labelled(&o, "flowcast_refused_total", "reason", "write_rate", m->refused_write_rate);
+    labelled(&o, "flowcast_refused_total", "reason", "write_rate_subject",
+             m->refused_write_rate_subject);
+    labelled(&o, "flowcast_refused_total", "reason", "client_table_full", m->refused_client_table);
 
     counter(&o, "flowcast_tls_handshakes_total", "TLS handshakes completed.", m->tls_handshakes);
     header(&o, "flowcast_tls_handshake_errors_total", "counter",
            "TLS connections that ended before their handshake completed, by reason.");
-    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"not_tls\"} %" PRIu64 "\n",
-         m->tls_fail_not_tls);
-    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"timeout\"} %" PRIu64 "\n",
-         m->tls_fail_timeout);
-    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"version\"} %" PRIu64 "\n",
-         m->tls_fail_version);
-    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"protocol\"} %" PRIu64 "\n",
-         m->tls_fail_protocol);
-    outf(&o, "flowcast_tls_handshake_errors_total{reason=\"closed\"} %" PRIu64 "\n",
-         m->tls_fail_closed);
+    labelled(&o, "flowcast_tls_handshake_errors_total", "reason", "not_tls", m->tls_fail_not_tls);
+    labelled(&o, "flowcast_tls_handshake_errors_total", "reason", "timeout", m->tls_fail_timeout);
+    labelled(&o, "flowcast_tls_handshake_errors_total", "reason", "version", m->tls_fail_version);
+    labelled(&o, "flowcast_tls_handshake_errors_total", "reason", "protocol", m->tls_fail_protocol);
+    labelled(&o, "flowcast_tls_handshake_errors_total", "reason", "closed", m->tls_fail_closed);
     gauge(&o, "flowcast_clients_tracked",
           "Entries (client addresses and token subjects) in the per-client limits table.",
           (int64_t)m->clients_tracked);
