@@ -1,38 +1,57 @@
-/* flowcast watch: live progress bars on a terminal, JSON lines otherwise. */
+/* flowcast watch: live progress bars filling the terminal, JSON lines otherwise.
+ *
+ * On a terminal the bars are a full-screen view (tui_screen.c, which says why
+ * the alternate screen): a status line with the connection state, one line
+ * per workflow, and "… and N more" for what does not fit. Changes mark the
+ * view dirty; it is drawn at most FRAME_MS apart and only the lines that
+ * changed are written, so a burst of updates costs a few frames, not one
+ * screen per update. */
 #include "cli/commands.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/tui.h"
+#include "cli/watch.h"
 #include "flowcast/client.h"
 
 #define MAX_IDS 256
-#define BAR_WIDTH 20
+/* At most 10 frames a second: fast enough to look live, slow enough that a
+ * server sending hundreds of updates a second does not flood the terminal. */
+#define FRAME_MS 100
+/* How long a note ("X was deleted") stays on the status line. */
+#define NOTE_MS 10000
+/* --all on a terminal lists the existing workflows first, at most this many
+ * (newest first), so the start-up stays quick on a huge server. */
+#define PRELOAD_MAX 10000
 
-typedef struct row {
-    char id[65];
-    char name[80];
-    char status[16];
-    char message[256];
-    long long step, total;
-    int64_t epoch;             /* the incarnation shown; 0 while unknown */
-    int64_t start_ms, last_ms; /* created_at (or first update), last change */
-    int have_state, name_tried;
-} row;
+typedef fc__watch_row row;
 
 typedef struct ui {
     fc_cli_ctx *ctx;
     fcc_client *rest;
     fcc_watch *w;
-    uv_timer_t tick;
-    uv_signal_t sigint;
+    uv_loop_t *loop;
+    uv_timer_t tick, render;
+    uv_signal_t sig[4]; /* INT, TERM, HUP: end the watch; WINCH: redraw */
     row *rows;
     size_t n, cap;
-    int json, tty, exit_on_done, lines_drawn, reconnecting, exit_code;
+    fc_tui_screen screen;
+    char *frame; /* rows lines of line_cap bytes */
+    const char **lines; /* rows pointers into frame */
+    size_t frame_cap, line_cap;
+    int json, tty, exit_on_done, active_only, all, exit_code;
+    /* The connection as the status line tells it. */
+    int state, stale, reconnected, reason_only;
+    unsigned attempt;
+    uint64_t retry_at; /* uv_now when the next attempt starts */
+    char reason[300];
+    char note[200];
+    uint64_t note_at, drawn_at;
 } ui;
 
 /* "2026-11-27T05:00:00.000Z" -> epoch ms; 0 when unparsable. */
@@ -55,12 +74,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int terminal(const char *status)
-{
-    return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-           strcmp(status, "cancelled") == 0 || strcmp(status, "deleted") == 0;
-}
-
 static row *find_row(ui *u, const char *id, int create)
 {
     for (size_t i = 0; i < u->n; i++)
@@ -75,15 +88,15 @@ static row *find_row(ui *u, const char *id, int create)
     }
     row *r = &u->rows[u->n++];
     memset(r, 0, sizeof *r);
-    snprintf(r->id, sizeof r->id, "%s", id);
+    fc_tui_copy(r->id, sizeof r->id, id);
     return r;
 }
 
 static void row_from_workflow(row *r, const fcc_workflow *w)
 {
-    snprintf(r->name, sizeof r->name, "%s", w->name);
-    snprintf(r->status, sizeof r->status, "%s", w->status);
-    snprintf(r->message, sizeof r->message, "%s", w->message);
+    fc_tui_copy(r->name, sizeof r->name, w->name);
+    fc_tui_copy(r->status, sizeof r->status, w->status);
+    fc_tui_copy(r->message, sizeof r->message, w->message);
     r->step = w->current_step;
     r->total = w->total_steps;
     r->epoch = w->epoch;
@@ -92,73 +105,105 @@ static void row_from_workflow(row *r, const fcc_workflow *w)
     r->have_state = r->name_tried = 1;
 }
 
-/* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
-static void cut_utf8(char *s, size_t max)
+/* The connection state for the status line: what happens next first, so a
+ * narrow terminal still shows it when the reason is cut. */
+static void connection_text(const ui *u, char *out, size_t cap)
 {
-    size_t n = strlen(s);
-    if (n <= max) return;
-    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
-        max--;
-    s[max] = '\0';
-}
-
-static void format_row(const row *r, char *out, size_t cols)
-{
-    char bar[BAR_WIDTH + 1], elapsed[32];
-    int pct = r->total > 0 ? (int)(r->step * 100 / r->total) : (terminal(r->status) ? 100 : 0);
-    int fill = pct * BAR_WIDTH / 100;
-    for (int i = 0; i < BAR_WIDTH; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[BAR_WIDTH] = '\0';
-    int64_t end = terminal(r->status) ? r->last_ms : now_ms();
-    long long secs = r->start_ms && end > r->start_ms ? (end - r->start_ms) / 1000 : 0;
-    if (secs >= 3600)
-        snprintf(elapsed, sizeof elapsed, "%lld:%02lld:%02lld", secs / 3600, secs / 60 % 60,
-                 secs % 60);
+    const char *server = u->ctx->server;
+    uint64_t now = uv_now(u->loop);
+    if (u->state == FCC_STATE_RECONNECTING && u->reason_only)
+        snprintf(out, cap, "%s", u->reason);
+    else if (u->state == FCC_STATE_RECONNECTING)
+        snprintf(out, cap, "reconnecting in %.1f s (attempt %u): %s",
+                 (double)(u->retry_at > now ? u->retry_at - now : 0) / 1000.0, u->attempt,
+                 u->reason);
+    else if (u->stale)
+        snprintf(out, cap, "reconnecting now (attempt %u): %s", u->attempt, u->reason);
+    else if (u->state == FCC_STATE_OPEN)
+        snprintf(out, cap, "%s to %s", u->reconnected ? "reconnected" : "connected", server);
     else
-        snprintf(elapsed, sizeof elapsed, "%lld:%02lld", secs / 60, secs % 60);
-    snprintf(out, 1024, "%-18.18s [%s] %lld/%lld %3d%% %-9s %7s  %s", r->name[0] ? r->name : r->id,
-             bar, r->step, r->total, pct, r->status, elapsed, r->message);
-    cut_utf8(out, cols > 1 ? cols - 1 : 79);
+        snprintf(out, cap, "connecting to %s", server);
 }
 
-static size_t term_cols(void)
+/* Makes the frame buffer hold the screen's lines. */
+static int frame_room(ui *u)
 {
-    struct winsize ws;
-    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
-    return 80;
-}
-
-/* Redraws every bar in place: back up over the last drawing, rewrite each line. */
-static void redraw(ui *u)
-{
-    if (!u->tty) return;
-    size_t cols = term_cols();
-    char line[1024];
-    if (u->lines_drawn) printf("\r\x1b[%dA", u->lines_drawn);
-    for (size_t i = 0; i < u->n; i++) {
-        if (!u->rows[i].have_state) continue;
-        format_row(&u->rows[i], line, cols);
-        printf("\x1b[2K%s\n", line);
+    size_t rows = (size_t)u->screen.rows, line_cap = (size_t)u->screen.cols * 6 + 64;
+    if (line_cap * rows > u->frame_cap) {
+        char *f = realloc(u->frame, line_cap * rows);
+        if (!f) return -1;
+        u->frame = f;
+        const char **l = realloc(u->lines, rows * sizeof *l);
+        if (!l) return -1;
+        u->lines = l;
+        u->frame_cap = line_cap * rows;
     }
-    printf("\x1b[J");
-    u->lines_drawn = 0;
-    for (size_t i = 0; i < u->n; i++)
-        u->lines_drawn += u->rows[i].have_state;
-    fflush(stdout);
+    u->line_cap = line_cap;
+    for (size_t i = 0; i < rows; i++)
+        u->lines[i] = u->frame + i * line_cap;
+    return 0;
 }
 
-/* A one-off line: above the bars on a terminal, on stderr otherwise. */
+/* Formats the view for rows lines; returns how many. */
+static int build(ui *u, int rows, int with_status)
+{
+    char status[700], conn[500];
+    connection_text(u, conn, sizeof conn);
+    if (u->note[0] && uv_now(u->loop) - u->note_at > NOTE_MS) u->note[0] = '\0';
+    snprintf(status, sizeof status, "%s%s%s", conn,
+             !u->note[0] ? "" : fc_tui_utf8() ? " \xC2\xB7 " : " - ", u->note);
+    fc__watch_view v = {.rows = u->rows,
+                        .n = u->n,
+                        .active_only = u->active_only,
+                        .stale = u->stale,
+                        .status = status,
+                        .now_ms = now_ms()};
+    if (frame_room(u) != 0) return 0;
+    return fc__watch_frame(&v, rows, u->screen.cols, with_status, u->frame, u->line_cap);
+}
+
+static void draw(ui *u)
+{
+    if (!u->screen.active) return;
+    fc_tui_screen_resize(&u->screen);
+    int n = build(u, u->screen.rows, 1);
+    fc_tui_screen_draw(&u->screen, u->lines, n);
+    u->drawn_at = uv_now(u->loop);
+}
+
+static void on_render(uv_timer_t *t)
+{
+    draw(t->data);
+}
+
+/* Something changed: draw soon, but never sooner than FRAME_MS after the last frame. */
+static void schedule(ui *u)
+{
+    if (!u->screen.active || uv_is_active((uv_handle_t *)&u->render)) return;
+    uint64_t now = uv_now(u->loop), due = u->drawn_at + FRAME_MS;
+    uv_timer_start(&u->render, on_render, due > now ? due - now : 0, 0);
+}
+
+/* Leaves the full-screen view with its last state printed on the normal
+ * screen (fitted so the shell prompt and one line of error still show). */
+static void leave_screen(ui *u)
+{
+    if (!u->screen.active) return;
+    int rows = u->screen.rows > 3 ? u->screen.rows - 2 : 1;
+    int n = build(u, rows, 0);
+    fc_tui_screen_leave(&u->screen, u->lines, n);
+}
+
+/* A one-off line: on the status line on a terminal, on stderr otherwise. */
 static void note(ui *u, const char *text)
 {
     if (!u->tty) {
         fprintf(stderr, "flowcast: %s\n", text);
         return;
     }
-    if (u->lines_drawn) printf("\r\x1b[%dA\x1b[J", u->lines_drawn);
-    printf("%s\n", text);
-    u->lines_drawn = 0;
-    redraw(u);
+    fc_tui_copy(u->note, sizeof u->note, text);
+    u->note_at = uv_now(u->loop);
+    schedule(u);
 }
 
 static void fetch_name(ui *u, row *r)
@@ -166,7 +211,7 @@ static void fetch_name(ui *u, row *r)
     r->name_tried = 1;
     fcc_workflow wf;
     if (fcc_workflow_get(u->rest, r->id, &wf, NULL) != 0) return;
-    snprintf(r->name, sizeof r->name, "%s", wf.name);
+    fc_tui_copy(r->name, sizeof r->name, wf.name);
     r->start_ms = parse_time(wf.created_at);
     fcc_workflow_clear(&wf);
 }
@@ -176,11 +221,29 @@ static void check_done(ui *u)
     if (!u->exit_on_done || u->n == 0) return;
     int failed = 0;
     for (size_t i = 0; i < u->n; i++) {
-        if (!u->rows[i].have_state || !terminal(u->rows[i].status)) return;
-        failed |= strcmp(u->rows[i].status, "completed") != 0;
+        const row *r = &u->rows[i];
+        if (!r->have_state || !(r->deleted || fc__watch_finished(r->status))) return;
+        failed |= r->deleted || strcmp(r->status, "completed") != 0;
     }
     u->exit_code = failed ? FC_CLI_FAIL : FC_CLI_OK;
     fcc_watch_close(u->w);
+}
+
+/* A deletion: the workflow leaves the list. A watched id keeps its row
+ * (hidden) so --exit-on-done knows it ended; with --all the row goes. */
+static void remove_row(ui *u, row *r)
+{
+    char text[200];
+    snprintf(text, sizeof text, "%s was deleted", r->name[0] ? r->name : r->id);
+    if (r->have_state && u->tty) note(u, text);
+    if (!u->all) {
+        r->deleted = r->have_state = 1;
+        snprintf(r->status, sizeof r->status, "deleted");
+        return;
+    }
+    size_t i = (size_t)(r - u->rows);
+    memmove(r, r + 1, (u->n - i - 1) * sizeof *r);
+    u->n--;
 }
 
 static void on_update(fcc_watch *w, const fcc_update *up, void *data)
@@ -191,9 +254,16 @@ static void on_update(fcc_watch *w, const fcc_update *up, void *data)
         printf("%s\n", up->json);
         fflush(stdout);
     }
-    row *r = find_row(u, up->workflow_id, 1);
+    row *r = find_row(u, up->workflow_id, !up->deleted);
     if (!r) return;
-    if (!up->deleted && up->epoch && r->epoch && up->epoch != r->epoch) {
+    if (up->deleted) {
+        if (up->epoch) r->epoch = up->epoch;
+        remove_row(u, r);
+        schedule(u);
+        check_done(u);
+        return;
+    }
+    if (up->epoch && r->epoch && up->epoch != r->epoch) {
         /* Another incarnation: a new workflow under the same id (its name and
          * start are its own), never a continuation of the bar shown. */
         char text[160];
@@ -204,17 +274,16 @@ static void on_update(fcc_watch *w, const fcc_update *up, void *data)
         if (u->tty) note(u, text);
     }
     if (up->epoch) r->epoch = up->epoch;
-    snprintf(r->status, sizeof r->status, "%s", up->deleted ? "deleted" : up->status);
-    if (!up->deleted) {
-        r->step = up->current_step;
-        r->total = up->total_steps;
-        snprintf(r->message, sizeof r->message, "%s", up->message);
-    }
+    fc_tui_copy(r->status, sizeof r->status, up->status);
+    r->step = up->current_step;
+    r->total = up->total_steps;
+    fc_tui_copy(r->message, sizeof r->message, up->message);
     r->last_ms = up->timestamp ? parse_time(up->timestamp) : now_ms();
     if (!r->start_ms) r->start_ms = r->last_ms;
     r->have_state = 1;
+    r->deleted = 0;
     if (u->tty && !r->name_tried) fetch_name(u, r);
-    redraw(u);
+    schedule(u);
     check_done(u);
 }
 
@@ -228,27 +297,41 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
     ui *u = data;
     char text[400];
     (void)w;
+    u->state = s->state;
     if (s->state == FCC_STATE_RECONNECTING) {
-        u->reconnecting = 1;
-        if (s->error == FCC_EAUTH && s->delay_ms == 0) /* the reason says it all */
-            snprintf(text, sizeof text, "%s", s->reason ? s->reason : "token expired");
-        else
-            snprintf(text, sizeof text, "%s; reconnecting in %.1f s (attempt %u)",
-                     s->reason ? s->reason : "connection lost", (double)s->delay_ms / 1000.0,
-                     s->attempt);
-        note(u, text);
-    } else if (s->state == FCC_STATE_OPEN && u->reconnecting) {
-        u->reconnecting = 0;
+        u->stale = 1;
+        u->reason_only = s->error == FCC_EAUTH && s->delay_ms == 0; /* the reason says it all */
+        u->attempt = s->attempt;
+        u->retry_at = uv_now(u->loop) + s->delay_ms;
+        fc_tui_copy(u->reason, sizeof u->reason, s->reason ? s->reason : "connection lost");
+        if (!u->tty) {
+            if (u->reason_only)
+                snprintf(text, sizeof text, "%s", u->reason);
+            else
+                snprintf(text, sizeof text, "%s; reconnecting in %.1f s (attempt %u)", u->reason,
+                         (double)s->delay_ms / 1000.0, s->attempt);
+            note(u, text);
+        }
+        schedule(u);
+    } else if (s->state == FCC_STATE_OPEN && u->stale) {
+        u->stale = 0;
+        u->reconnected = 1;
         snprintf(text, sizeof text, "reconnected to %s", u->ctx->server);
-        note(u, text);
+        if (!u->tty) note(u, text);
+        schedule(u);
     } else if (s->state == FCC_STATE_CLOSED) {
+        leave_screen(u);
         if (s->error) {
             fprintf(stderr, "flowcast: %s\n", s->reason ? s->reason : fcc_strerror(s->error));
             u->exit_code = FC_CLI_FAIL;
         }
         u->w = NULL;
         uv_close((uv_handle_t *)&u->tick, on_handle_closed);
-        uv_close((uv_handle_t *)&u->sigint, on_handle_closed);
+        uv_close((uv_handle_t *)&u->render, on_handle_closed);
+        for (size_t i = 0; i < sizeof u->sig / sizeof u->sig[0]; i++)
+            uv_close((uv_handle_t *)&u->sig[i], on_handle_closed);
+    } else {
+        schedule(u);
     }
 }
 
@@ -259,49 +342,81 @@ static int watch_token(void *data, char *buf, size_t cap)
     return fc_cli_token_fn(u->ctx, buf, cap);
 }
 
+/* Once a second: the elapsed times and the reconnect countdown move on. */
 static void on_tick(uv_timer_t *t)
 {
-    redraw(t->data);
+    schedule(t->data);
 }
 
-static void on_sigint(uv_signal_t *s, int signum)
+static void on_signal(uv_signal_t *s, int signum)
 {
     ui *u = s->data;
-    (void)signum;
-    u->exit_code = 130;
+    if (signum == SIGWINCH) {
+        schedule(u); /* the draw reads the new size, clears and draws every line */
+        return;
+    }
+    u->exit_code = 128 + signum;
     if (u->w) fcc_watch_close(u->w);
 }
 
 /* --all on a terminal starts from the current list, so existing workflows show at once. */
 static void preload(ui *u)
 {
-    fcc_workflow_page p;
-    if (fcc_workflow_list(u->rest, NULL, NULL, 100, &p, NULL) != 0) return;
-    for (size_t i = p.count; i-- > 0;) {
-        row *r = find_row(u, p.items[i].id, 1);
-        if (!r) break;
-        row_from_workflow(r, &p.items[i]);
-        fcc_watch_add_from(u->w, p.items[i].id, p.items[i].epoch, p.items[i].seq);
+    char cursor[256] = "";
+    while (u->n < PRELOAD_MAX) {
+        fcc_workflow_page p;
+        if (fcc_workflow_list(u->rest, NULL, cursor[0] ? cursor : NULL, 100, &p, NULL) != 0) break;
+        for (size_t i = 0; i < p.count; i++) {
+            row *r = find_row(u, p.items[i].id, 1);
+            if (!r) break;
+            row_from_workflow(r, &p.items[i]);
+            fcc_watch_add_from(u->w, p.items[i].id, p.items[i].epoch, p.items[i].seq);
+        }
+        int more = p.next_cursor && p.count && strlen(p.next_cursor) < sizeof cursor;
+        if (more) snprintf(cursor, sizeof cursor, "%s", p.next_cursor);
+        fcc_workflow_page_clear(&p);
+        if (!more) break;
     }
-    fcc_workflow_page_clear(&p);
+    /* Listed newest first; shown oldest first, new ones joining at the end. */
+    for (size_t i = 0, j = u->n; i + 1 < j; i++, j--) {
+        row t = u->rows[i];
+        u->rows[i] = u->rows[j - 1];
+        u->rows[j - 1] = t;
+    }
+}
+
+static void start_handles(ui *u)
+{
+    static const int signums[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+    uv_timer_init(u->loop, &u->tick);
+    uv_timer_init(u->loop, &u->render);
+    u->tick.data = u->render.data = u;
+    for (size_t i = 0; i < sizeof u->sig / sizeof u->sig[0]; i++) {
+        uv_signal_init(u->loop, &u->sig[i]);
+        u->sig[i].data = u;
+        if (signums[i] != SIGWINCH || u->tty) uv_signal_start(&u->sig[i], on_signal, signums[i]);
+    }
+    if (u->tty) uv_timer_start(&u->tick, on_tick, 1000, 1000);
 }
 
 int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)
 {
     const char *ids[MAX_IDS];
     ui u = {.ctx = ctx};
-    int all = 0, n, err = 0;
-    const fc_cli_opt opts[] = {{"--all", NULL, &all},
+    int n, err = 0;
+    const fc_cli_opt opts[] = {{"--all", NULL, &u.all},
                                {"--json", NULL, &u.json},
                                {"--exit-on-done", NULL, &u.exit_on_done},
+                               {"--active", NULL, &u.active_only},
                                {NULL, NULL, NULL}};
     int r = fc_cli_parse(ctx, argc, argv, opts, ids, MAX_IDS, &n);
     if (r) return r;
-    if ((n == 0) == !all) return fc_cli_usage_error(ctx, "give workflow IDs or --all");
+    if ((n == 0) == !u.all) return fc_cli_usage_error(ctx, "give workflow IDs or --all");
     u.json = u.json || !isatty(STDOUT_FILENO);
     u.tty = !u.json;
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) return FC_CLI_FAIL;
+    u.loop = &loop;
     u.rest = fc_cli_client(ctx, &r);
     if (!u.rest) {
         uv_loop_close(&loop);
@@ -325,25 +440,32 @@ int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)
         if (fcc_watch_add(u.w, ids[i], -1) != 0) {
             fcc_watch_close(u.w);
             uv_run(&loop, UV_RUN_DEFAULT);
+            fcc_client_free(u.rest);
+            free(u.rows);
+            uv_loop_close(&loop);
             return fc_cli_usage_error(ctx, "invalid workflow ID");
         }
         find_row(&u, ids[i], 1);
     }
-    if (all) {
+    if (u.all) {
         fcc_watch_add_all(u.w);
         if (u.tty) preload(&u);
     }
-    uv_timer_init(&loop, &u.tick);
-    uv_signal_init(&loop, &u.sigint);
-    u.tick.data = u.sigint.data = &u;
-    if (u.tty) uv_timer_start(&u.tick, on_tick, 1000, 1000);
-    uv_signal_start(&u.sigint, on_sigint, SIGINT);
-    redraw(&u);
+    if (u.tty) {
+        fc_tui_text_init();
+        u.tty = fc_tui_screen_enter(&u.screen, STDOUT_FILENO) == 0;
+        u.json = !u.tty;
+    }
+    start_handles(&u);
+    schedule(&u);
     fcc_watch_start(u.w);
     check_done(&u);
     uv_run(&loop, UV_RUN_DEFAULT);
+    leave_screen(&u);
     uv_loop_close(&loop);
     fcc_client_free(u.rest);
     free(u.rows);
+    free(u.frame);
+    free(u.lines);
     return u.exit_code;
 }

@@ -2,53 +2,10 @@
 command runs in a tmux pane; the test changes workflows through the API and
 reads the screen with `tmux capture-pane -p`."""
 
-import os
 import re
-import subprocess
-import time
-
-import pytest
 
 from fcc_helpers import recreate_while_away, restart_same_port
-
-
-class Pane:
-    def __init__(self, name, command, env):
-        self.name = name
-        exports = " ".join("%s=%s" % kv for kv in env.items())
-        subprocess.run(["tmux", "-L", name, "new-session", "-d", "-s", name, "-x", "140", "-y", "30",
-                        "env %s %s; sleep 30" % (exports, command)], check=True, timeout=10)
-
-    def text(self):
-        r = subprocess.run(["tmux", "-L", self.name, "capture-pane", "-p", "-t", self.name],
-                           capture_output=True, text=True, timeout=10)
-        return r.stdout
-
-    def wait(self, pred, timeout=10.0, what="screen"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            t = self.text()
-            if pred(t):
-                return t
-            time.sleep(0.1)
-        raise AssertionError("%s not shown within %ss; screen:\n%s" % (what, timeout, self.text()))
-
-    def kill(self):
-        subprocess.run(["tmux", "-L", self.name, "kill-server"], timeout=10, capture_output=True)
-
-
-@pytest.fixture
-def pane_factory():
-    panes = []
-
-    def make(command, env):
-        p = Pane("fc-tty-%d-%d" % (os.getpid(), len(panes)), command, env)
-        panes.append(p)
-        return p
-
-    yield make
-    for p in panes:
-        p.kill()
+from tty_helpers import pane_factory  # noqa: F401 (a fixture)
 
 
 def _bar_line(screen, name):
