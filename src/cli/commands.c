@@ -10,10 +10,12 @@
 void fc_cli_usage(FILE *out)
 {
     fprintf(out,
-            "  watch ID... | --all [--json] [--exit-on-done]\n"
-            "              live progress of workflows (a bar per workflow on a terminal,\n"
-            "              one JSON line per update otherwise or with --json);\n"
+            "  watch ID... | --all [--json] [--exit-on-done] [--active]\n"
+            "              live progress of workflows (on a terminal a full-screen view,\n"
+            "              a bar per workflow, at most 10 redraws a second; one JSON line\n"
+            "              per update otherwise or with --json);\n"
             "              --exit-on-done: exit when all are terminal (0 all completed, 1 else)\n"
+            "              --active: the terminal view hides completed, failed, cancelled\n"
             "  create NAME --steps N [--id ID] [--status S] [--message M]\n"
             "              [--idempotency-key K] [--retries N]\n"
             "  update ID [--status S] [--step N] [--total N] [--message M]\n"

@@ -137,8 +137,8 @@ static void status_line(const fc__watch_view *v, const pick *p, size_t n, size_t
     append_counts(text, sizeof text, p, n);
     if (hidden) {
         size_t len = strlen(text);
-        snprintf(text + len, sizeof text - len, "%s%zu finished not listed (--active)",
-                 n ? "; " : ": ", hidden);
+        snprintf(text + len, sizeof text - len, "%s%zu finished hidden", n ? "; " : ": ",
+                 hidden);
     }
     snprintf(out, cap, "\x1b[7m");
     fc_tui_fit(out, cap > 8 ? cap - 8 : cap, text, cols - 1, FC_TUI_PAD | FC_TUI_ELLIPSIS);

@@ -34,7 +34,10 @@ class Pane:
 
     def history(self):
         """The lines scrolled off the top of the normal screen."""
-        return self.tmux("capture-pane", "-p", "-S", "-", "-E", "-1", "-t", self.name)
+        n = int(self.tmux("display-message", "-p", "-t", self.name, "#{history_size}"))
+        if n == 0:  # -E -1 of an empty history would give the first screen line
+            return ""
+        return self.tmux("capture-pane", "-p", "-S", "-%d" % n, "-E", "-1", "-t", self.name)
 
     def resize(self, width, height):
         self.tmux("resize-window", "-t", self.name, "-x", str(width), "-y", str(height))
