@@ -39,7 +39,7 @@ typedef struct ui {
     fcc_watch *w;
     uv_loop_t *loop;
     uv_timer_t tick, render;
-    uv_signal_t sig[4]; /* INT, TERM, HUP: end the watch; WINCH: redraw */
+    uv_signal_t sig[6]; /* INT, TERM, HUP: end the watch; WINCH: redraw; TSTP, CONT */
     row *rows;
     size_t n, cap;
     fc_tui_screen screen;
@@ -364,6 +364,16 @@ static void on_signal(uv_signal_t *s, int signum)
         schedule(u); /* the draw reads the new size, clears and draws every line */
         return;
     }
+    if (signum == SIGTSTP) { /* Ctrl-Z: the shell's screen back while stopped */
+        fc_tui_screen_suspend(&u->screen);
+        kill(getpid(), SIGSTOP);
+        return;
+    }
+    if (signum == SIGCONT) { /* fg, or any other continue: the view back, drawn afresh */
+        fc_tui_screen_resume(&u->screen);
+        schedule(u);
+        return;
+    }
     u->exit_code = 128 + signum;
     if (u->w) fcc_watch_close(u->w);
 }
@@ -396,14 +406,14 @@ static void preload(ui *u)
 
 static void start_handles(ui *u)
 {
-    static const int signums[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+    static const int signums[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH, SIGTSTP, SIGCONT};
     uv_timer_init(u->loop, &u->tick);
     uv_timer_init(u->loop, &u->render);
     u->tick.data = u->render.data = u;
     for (size_t i = 0; i < sizeof u->sig / sizeof u->sig[0]; i++) {
         uv_signal_init(u->loop, &u->sig[i]);
         u->sig[i].data = u;
-        if (signums[i] != SIGWINCH || u->tty) uv_signal_start(&u->sig[i], on_signal, signums[i]);
+        if (i < 3 || u->tty) uv_signal_start(&u->sig[i], on_signal, signums[i]);
     }
     if (u->tty) uv_timer_start(&u->tick, on_tick, 1000, 1000);
 }

@@ -50,7 +50,7 @@ typedef struct fc_tui_screen {
     char **shown;  /* rows entries: what each line shows, NULL = unknown (drawn next time) */
     char *out;     /* the bytes of one draw */
     size_t out_len, out_cap;
-    int active, clear;
+    int active, clear, suspended;
     int termios_saved;
     struct termios saved;
     uint64_t bytes; /* written by draws since enter, for tests and the curious */
@@ -67,6 +67,11 @@ int fc_tui_screen_resize(fc_tui_screen *s);
  * width (fc_tui_fit) and may carry SGR attributes. 0, or -1 when the write
  * failed (the terminal is gone). */
 int fc_tui_screen_draw(fc_tui_screen *s, const char *const *lines, int n);
+/* Ctrl-Z: gives the shell its screen, cursor and echo back while the process
+ * is stopped; resume (on SIGCONT) takes the alternate screen again and
+ * makes the next draw clear it and draw every line. */
+void fc_tui_screen_suspend(fc_tui_screen *s);
+void fc_tui_screen_resume(fc_tui_screen *s);
 /* Back to the normal screen with the cursor and echo as they were, then
  * lines[0..n) printed there, one per line (the view's final state stays
  * visible in the shell). Frees what the screen holds; safe to call twice. */

@@ -85,27 +85,57 @@ int fc_tui_screen_resize(fc_tui_screen *s)
     return 1;
 }
 
+/* Takes the alternate screen, hides the cursor, turns echo off. */
+static void take(fc_tui_screen *s)
+{
+    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &s->saved) == 0) {
+        struct termios t = s->saved;
+        t.c_lflag &= ~(tcflag_t)ECHO; /* typed keys would land in the middle of the bars */
+        s->termios_saved = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+    }
+    puts_(s, "\x1b[?1049h\x1b[?25l");
+    flush(s);
+}
+
+/* Gives the normal screen, the cursor and echo back. */
+static void give_back(fc_tui_screen *s)
+{
+    puts_(s, "\x1b[0m\x1b[?25h\x1b[?1049l");
+    flush(s);
+    if (s->termios_saved) tcsetattr(STDIN_FILENO, TCSANOW, &s->saved);
+    s->termios_saved = 0;
+}
+
 int fc_tui_screen_enter(fc_tui_screen *s, int fd)
 {
     memset(s, 0, sizeof *s);
     s->fd = fd;
     fc_tui_screen_resize(s);
     if (!s->shown) return -1;
-    if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &s->saved) == 0) {
-        struct termios t = s->saved;
-        t.c_lflag &= ~(tcflag_t)ECHO; /* typed keys would land in the middle of the bars */
-        s->termios_saved = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
-    }
     s->active = 1;
-    puts_(s, "\x1b[?1049h\x1b[?25l");
-    flush(s);
+    take(s);
     return 0;
+}
+
+void fc_tui_screen_suspend(fc_tui_screen *s)
+{
+    if (s->active && !s->suspended) give_back(s);
+    s->suspended = s->active;
+}
+
+void fc_tui_screen_resume(fc_tui_screen *s)
+{
+    if (!s->suspended) return;
+    s->suspended = 0;
+    take(s);
+    forget(s);
+    s->clear = 1;
 }
 
 int fc_tui_screen_draw(fc_tui_screen *s, const char *const *lines, int n)
 {
     char pos[32];
-    if (!s->active) return 0;
+    if (!s->active || s->suspended) return 0;
     if (s->clear) puts_(s, "\x1b[H\x1b[2J");
     for (int i = 0; i < s->rows; i++) {
         const char *text = i < n ? lines[i] : "";
@@ -126,14 +156,13 @@ int fc_tui_screen_draw(fc_tui_screen *s, const char *const *lines, int n)
 void fc_tui_screen_leave(fc_tui_screen *s, const char *const *lines, int n)
 {
     if (s->active) {
-        puts_(s, "\x1b[0m\x1b[?25h\x1b[?1049l");
+        if (!s->suspended) give_back(s);
         for (int i = 0; i < n; i++) {
             puts_(s, lines[i]);
             puts_(s, "\x1b[0m\n");
         }
         flush(s);
-        if (s->termios_saved) tcsetattr(STDIN_FILENO, TCSANOW, &s->saved);
-        s->active = 0;
+        s->active = s->suspended = 0;
     }
     forget(s);
     free(s->shown);

@@ -5,7 +5,9 @@ hides finished workflows, at most 10 frames a second with only the changed
 lines written, and one status line for the connection."""
 
 import ctypes
+import os
 import re
+import signal
 import time
 
 from fc_helpers import KeepAliveClient
@@ -279,3 +281,31 @@ def test_watch_exit_leaves_the_final_bars(flowcast, server_factory, pane_factory
     everything = pane.history() + screen
     for wid in ids:
         assert everything.count("exit %s " % wid) <= 1, everything
+
+
+def _state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_watch_ctrl_z_gives_the_shell_its_screen(flowcast, server_factory, pane_factory):
+    """Stopped (SIGTSTP, as Ctrl-Z sends), the watch gives the normal screen
+    back; continued, it takes the view again and draws it afresh."""
+    s = server_factory()
+    s.create(id="z", name="zulu", total_steps=4, status="running", current_step=1)
+    pane = pane_factory("sh -c 'echo before-the-watch; exec %s watch --all'" % flowcast, _env(s),
+                        width=100, height=10)
+    pane.wait(lambda t: t.startswith("connected to") and "zulu" in t, what="the view")
+    pid = pane.command_pid()
+    os.kill(pid, signal.SIGTSTP)
+    screen = pane.wait(lambda t: "before-the-watch" in t, what="the shell's screen")
+    assert "zulu" not in screen and "connected" not in screen, screen
+    deadline = time.monotonic() + 10
+    while _state(pid) != "T" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _state(pid) == "T"
+    s.patch("z", current_step=3, message="while stopped")
+    os.kill(pid, signal.SIGCONT)
+    screen = pane.wait(lambda t: "while stopped" in t, timeout=15, what="the view again")
+    assert lines(screen)[0].startswith(("connected to", "reconnected to")), screen
+    assert "before-the-watch" not in screen, screen

@@ -56,6 +56,18 @@ class Pane:
             time.sleep(0.1)
         raise AssertionError("%s not shown within %ss; screen:\n%s" % (what, timeout, self.text()))
 
+    def command_pid(self, timeout=10.0):
+        """The pid of the pane's command (the child of the pane's shell)."""
+        shell = int(self.tmux("display-message", "-p", "-t", self.name, "#{pane_pid}"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open("/proc/%d/task/%d/children" % (shell, shell)) as f:
+                kids = f.read().split()
+            if kids:
+                return int(kids[0])
+            time.sleep(0.05)
+        raise AssertionError("no command under the pane's shell %d" % shell)
+
     def log_bytes(self):
         try:
             return os.path.getsize(self.log)
