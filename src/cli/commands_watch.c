@@ -169,8 +169,11 @@ static void draw(ui *u)
     if (!u->screen.active) return;
     fc_tui_screen_resize(&u->screen);
     int n = build(u, u->screen.rows, 1);
-    fc_tui_screen_draw(&u->screen, u->lines, n);
     u->drawn_at = uv_now(u->loop);
+    if (fc_tui_screen_draw(&u->screen, u->lines, n) != 0 && u->w) {
+        u->exit_code = FC_CLI_FAIL; /* the terminal is gone */
+        fcc_watch_close(u->w);
+    }
 }
 
 static void on_render(uv_timer_t *t)
@@ -431,7 +434,9 @@ int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)
     int r = fc_cli_parse(ctx, argc, argv, opts, ids, MAX_IDS, &n);
     if (r) return r;
     if ((n == 0) == !u.all) return fc_cli_usage_error(ctx, "give workflow IDs or --all");
-    u.json = u.json || !isatty(STDOUT_FILENO);
+    /* A dumb terminal cannot draw in place: lines, as for a pipe. */
+    const char *term = getenv("TERM");
+    u.json = u.json || !isatty(STDOUT_FILENO) || (term && strcmp(term, "dumb") == 0);
     u.tty = !u.json;
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) return FC_CLI_FAIL;

@@ -51,6 +51,7 @@ typedef struct fc_tui_screen {
     char *out;     /* the bytes of one draw */
     size_t out_len, out_cap;
     int active, clear, suspended;
+    int lost; /* bytes of this draw could not be buffered */
     int termios_saved;
     struct termios saved;
     uint64_t bytes; /* written by draws since enter, for tests and the curious */

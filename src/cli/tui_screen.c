@@ -11,6 +11,7 @@
 #include "cli/tui.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,10 @@ static int put(fc_tui_screen *s, const char *bytes, size_t n)
         while (cap < s->out_len + n)
             cap *= 2;
         char *p = realloc(s->out, cap);
-        if (!p) return -1;
+        if (!p) {
+            s->lost = 1;
+            return -1;
+        }
         s->out = p;
         s->out_cap = cap;
     }
@@ -47,13 +51,23 @@ static int puts_(fc_tui_screen *s, const char *text)
     return put(s, text, strlen(text));
 }
 
-/* Writes and empties the output buffer; -1 when the terminal is gone. */
+/* Writes and empties the output buffer; -1 when the terminal is gone. Bytes
+ * lost to a failed allocation make the next draw a full one. */
 static int flush(fc_tui_screen *s)
 {
     size_t off = 0;
+    if (s->lost) {
+        s->lost = 0;
+        forget(s);
+        s->clear = 1;
+    }
     while (off < s->out_len) {
         ssize_t w = write(s->fd, s->out + off, s->out_len - off);
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && errno == EAGAIN) { /* another program made the tty non-blocking */
+            struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+            if (poll(&p, 1, 1000) > 0) continue;
+        }
         if (w <= 0) {
             s->out_len = 0;
             return -1;
