@@ -44,6 +44,15 @@ static void respond_store_error(fc_conn *c, const char *extra, int err, const ch
         {FC_ESEQ, 409, "seq_mismatch"},   {FC_ETERMINAL, 409, "terminal_status"},
         {FC_EINVAL, 400, "bad_request"},  {FC_EFULL, 507, "storage_full"},
     };
+    /* The database is unreachable (PostgreSQL down): a retry later can work,
+     * so not a 500. Retry-After: the store retries its connection within 2 s. */
+    if (err == FC_EUNAVAILABLE) {
+        char hdr[160];
+        snprintf(hdr, sizeof hdr, "%sRetry-After: 1\r\n", extra ? extra : "");
+        fc_conn_respond_error(c, 503, hdr, "store_unavailable", "%s",
+                              msg[0] ? msg : "the database is unreachable");
+        return;
+    }
     for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
         if (map[i].err == err) {
             fc_conn_respond_error(c, map[i].status, extra, map[i].code, "%s", msg);
@@ -309,7 +318,10 @@ static void list_workflows(fc_conn *c, const fc_http_req *req, const fc_auth_gra
         fc_store_list(fc_server_store(fc_conn_server(c)), &q, append_row, &o, next, sizeof next);
     if (r != 0) {
         free(o.buf);
-        respond_store_error(c, NULL, r, r == FC_EINVAL ? "invalid cursor" : "storage error");
+        respond_store_error(c, NULL, r,
+                            r == FC_EINVAL         ? "invalid cursor"
+                            : r == FC_EUNAVAILABLE ? "the database is unreachable"
+                                                   : "storage error");
         return;
     }
     char tail[96];

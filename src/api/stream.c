@@ -147,6 +147,9 @@ void fc__stream_answer_read_error(fc_conn *c, int err, const char *id)
 {
     if (err == FC_ENOTFOUND)
         fc_conn_respond_error(c, 404, NULL, "not_found", "no workflow with id \"%s\"", id);
+    else if (err == FC_EUNAVAILABLE)
+        fc_conn_respond_error(c, 503, "Retry-After: 1\r\n", "store_unavailable",
+                              "the database is unreachable reading \"%s\"", id);
     else
         fc_conn_respond_error(c, 500, NULL, "internal", "storage error reading \"%s\"", id);
 }
@@ -399,6 +402,9 @@ static int read_all(fc_conn *c, json_t *since, sub_req *reqs, size_t n, size_t *
         if (r != 0) {
             if (r == FC_ENOTFOUND)
                 fc__stream_op_error(c, id, "not_found", "no workflow with id \"%s\"", id);
+            else if (r == FC_EUNAVAILABLE)
+                fc__stream_op_error(c, id, "store_unavailable",
+                                    "the database is unreachable reading \"%s\"", id);
             else
                 fc__stream_op_error(c, id, "internal", "storage error reading \"%s\"", id);
             return -1;

@@ -63,8 +63,20 @@ static const opt options[] = {
      .type = OPT_STRING,
      FIELD(db_path),
      .def = "./flowcast.db",
-     .metavar = "PATH",
-     .help = "SQLite database file."},
+     .metavar = "PATH|URL",
+     .help = "SQLite database file, or a PostgreSQL URL (postgres://user@host:port/dbname or "
+             "postgresql://...) to share one database between several nodes."},
+    {.name = "db-timeout",
+     .env = "FLOWCAST_DB_TIMEOUT",
+     .type = OPT_SECONDS,
+     FIELD(db_timeout),
+     .min = 0.1,
+     .max = 60,
+     .def = "2",
+     .metavar = "S",
+     .help = "PostgreSQL: time a connect, a read or a commit may take before the database "
+             "counts as unreachable (writes then answer 503 store_unavailable); SQLite "
+             "ignores it."},
     {.name = "api-token",
      .env = "FLOWCAST_API_TOKEN",
      .type = OPT_STRING,

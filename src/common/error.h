@@ -16,6 +16,10 @@ enum {
     FC_EFULL = -21, /* storage is full (SQLITE_FULL, ENOSPC): the change was not saved */
     /* An idempotency key already used for another request. */
     FC_EKEYREUSED = -22,
+    /* The store's server cannot be reached (PostgreSQL down or too slow):
+     * nothing was saved, or the outcome is unknown; retrying later is safe
+     * with an idempotency key. */
+    FC_EUNAVAILABLE = -23,
 };
 
 #endif

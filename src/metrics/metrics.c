@@ -16,6 +16,19 @@ _Thread_local fc_metrics fc_metrics_g;
 static pthread_mutex_t shards_lock = PTHREAD_MUTEX_INITIALIZER;
 static fc_metrics *shards[MAX_SHARDS];
 
+static uint64_t store_reconnects; /* atomic: fc_metrics_store_reconnect */
+static int store_up = 1;          /* atomic: fc_metrics_store_up */
+
+void fc_metrics_store_reconnect(void)
+{
+    __atomic_add_fetch(&store_reconnects, 1, __ATOMIC_RELAXED);
+}
+
+void fc_metrics_store_up(int up)
+{
+    __atomic_store_n(&store_up, up ? 1 : 0, __ATOMIC_RELAXED);
+}
+
 /* Upper bounds compared in integer nanoseconds, so an observation exactly on a bound lands in
  * that bucket ("le" is inclusive) without floating-point surprises. The labels are written
  * out rather than printed with %g so they stay stable for dashboards. */
@@ -237,6 +250,12 @@ char *fc_metrics_render(size_t *len)
             "Times freed memory was returned to the system after large frees.", m->memory_trims);
     counter(&o, "flowcast_changes_committed_total", "Workflow changes committed to the store.",
             m->changes_committed);
+    counter(&o, "flowcast_store_reconnects_total",
+            "Connections to the store's server (PostgreSQL) made again after one was lost.",
+            __atomic_load_n(&store_reconnects, __ATOMIC_RELAXED));
+    gauge(&o, "flowcast_store_up",
+          "1 while the store's server answers, 0 while it is unreachable (PostgreSQL).",
+          __atomic_load_n(&store_up, __ATOMIC_RELAXED));
     counter(&o, "flowcast_resyncs_total",
             "Resumes answered with the current state and resync:true instead of a replay.",
             m->resyncs);

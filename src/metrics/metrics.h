@@ -79,6 +79,12 @@ void fc_metrics_http_status(int code);
 /* Records one commit-to-write latency in nanoseconds. */
 void fc_metrics_observe_latency(uint64_t ns);
 
+/* Process-wide store figures, set from any thread (the store's writer and
+ * loops): a reconnect after the store's server was lost, and whether it is
+ * reachable now (1 until a backend says otherwise). */
+void fc_metrics_store_reconnect(void);
+void fc_metrics_store_up(int up);
+
 /* Renders the sum of the registered shards (and of the calling thread's,
  * registered or not): gauges and counters add up, backlog_max is the
  * largest. Returns a malloc'ed string (caller frees) with its length in

@@ -390,13 +390,18 @@ static int loop_init(fc_cluster *cl, int i)
                                 .sync_full = cl->cfg->sync_full,
                                 .retention = cl->cfg->retention,
                                 .check_seconds = cl->cfg->startup_check,
-                                .idem_window_ms = (int64_t)(cl->cfg->idem_window * 1000)};
-        srv->store = fc_store_sqlite_open(srv->loop, &scfg, err, sizeof err);
+                                .idem_window_ms = (int64_t)(cl->cfg->idem_window * 1000),
+                                .timeout_s = cl->cfg->db_timeout};
+        srv->store = fc_store_open(srv->loop, &scfg, err, sizeof err);
     } else {
         srv->store = fc_store_attach(cl->loops[0].store, srv->loop, err, sizeof err);
     }
     if (!srv->store) {
-        FC_ERROR("store", "cannot open %s: %s", cl->cfg->db_path, err);
+        /* A PostgreSQL URL may hold a password: it is not logged. */
+        FC_ERROR("store", "cannot open %s: %s",
+                 fc_store_is_postgres(cl->cfg->db_path) ? "the PostgreSQL database"
+                                                        : cl->cfg->db_path,
+                 err);
         return -1;
     }
     fc_store_on_commit(srv->store, on_commit, srv);
@@ -471,15 +476,16 @@ static int run_loops(fc_cluster *cl)
         started++;
     }
     const fc_config *cfg = cl->cfg;
+    const char *db = fc_store_is_postgres(cfg->db_path) ? "postgres" : cfg->db_path;
     fc_log_field f[] = {FC_LOG_STR("host", cfg->listen_host),
                         FC_LOG_INT("port", cfg->listen_port),
                         FC_LOG_INT("tls", cl->tls != NULL),
-                        FC_LOG_STR("db", cfg->db_path),
+                        FC_LOG_STR("db", db),
                         FC_LOG_STR("sync", cfg->sync_full ? "full" : "normal"),
                         FC_LOG_INT("io_threads", cl->n_loops)};
     FC_LOGF(FC_LOG_INFO, "server", f, sizeof f / sizeof f[0],
             "listening on %s:%d%s (db %s, sync %s, %d I/O thread%s)", cfg->listen_host,
-            cfg->listen_port, cl->tls ? " with TLS" : "", cfg->db_path,
+            cfg->listen_port, cl->tls ? " with TLS" : "", db,
             cfg->sync_full ? "full" : "normal", cl->n_loops, cl->n_loops == 1 ? "" : "s");
     uv_run(cl->loops[0].loop, UV_RUN_DEFAULT);
     for (int i = 1; i < started; i++)

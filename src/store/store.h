@@ -110,7 +110,8 @@ typedef struct fc_tombstone {
 } fc_tombstone;
 
 typedef struct fc_store_config {
-    const char *path; /* database file (SQLite) or connection string */
+    /* A database file (SQLite), or a postgres:// / postgresql:// URL (PostgreSQL). */
+    const char *path;
     int sync_full;    /* 1: survive power loss (synchronous=FULL); 0: survive process crash */
     int retention;    /* events kept per workflow (>= 1) */
     /* Seconds the integrity check at open may take (SQLite: PRAGMA
@@ -119,10 +120,20 @@ typedef struct fc_store_config {
     double check_seconds;
     /* Idempotency keys are remembered this long; 0: FC_IDEM_WINDOW_DEFAULT_MS. */
     int64_t idem_window_ms;
+    /* PostgreSQL: seconds a connect, a read or a batch commit may take before
+     * the store counts the server as unreachable; 0: 2 s. SQLite ignores it. */
+    double timeout_s;
 } fc_store_config;
 
+/* A committed change as the commit-ordered log gives it back: like
+ * fc_store_commit_fn (state after the change; for a deletion the state just
+ * before, deleted = 1). state is only valid during the call; 0 goes on. */
+typedef int (*fc_store_log_fn)(void *ud, const fc_workflow *state, int deleted);
+
 typedef struct fc_store_ops {
-    int version; /* 5: health; 4: changes carry idempotency keys (3: epochs and tombstones) */
+    /* 6: log_head/log_since; 5: health; 4: changes carry idempotency keys
+     * (3: epochs and tombstones) */
+    int version;
     const char *name;
     /* Finishes the handle's queued changes (their done() runs inside close)
      * and frees the handle; the last handle's close also stops the writer,
@@ -158,6 +169,16 @@ typedef struct fc_store_ops {
      * the store can serve right now: it answers a trivial read, and its
      * writes are not failing. 0, or -1 with a reason in why. Loop thread. */
     int (*health)(fc_store *s, char *why, size_t whylen);
+    /* Since v6; NULL for backends only one process writes (SQLite).
+     * log_head: the current log position (an opaque, non-decreasing int64; 0 = start).
+     * log_since: calls fn for every change committed after position `after` was read,
+     *   oldest first as far as the backend can tell, AT LEAST once (repeats allowed: the feed
+     *   drops them by (epoch, seq)), at most `limit` rows, and sets *next to pass next time.
+     *   It may give only the latest state of a workflow that changed several times (the feed
+     *   fills gaps from events_since). Returns 0 or FC_EIO. Loop thread, synchronous. */
+    int (*log_head)(fc_store *s, int64_t *position);
+    int (*log_since)(fc_store *s, int64_t after, int limit, fc_store_log_fn fn, void *ud,
+                     int64_t *next);
 } fc_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -205,6 +226,38 @@ static inline int fc_store_health(fc_store *s, char *why, size_t whylen)
 {
     return s->ops->version >= 5 && s->ops->health ? s->ops->health(s, why, whylen) : 0;
 }
+
+/* Callers check fc_store_has_log first. */
+static inline int fc_store_log_head(fc_store *s, int64_t *position)
+{
+    return s->ops->log_head(s, position);
+}
+static inline int fc_store_log_since(fc_store *s, int64_t after, int limit, fc_store_log_fn fn,
+                                     void *ud, int64_t *next)
+{
+    return s->ops->log_since(s, after, limit, fn, ud, next);
+}
+
+/* Whether the store has a commit-ordered log other processes write to
+ * (log_head/log_since): PostgreSQL, not SQLite. */
+static inline int fc_store_has_log(const fc_store *s)
+{
+    return s->ops->version >= 6 && s->ops->log_head && s->ops->log_since;
+}
+
+/* Opens the store cfg->path names: a postgres:// or postgresql:// URL opens
+ * PostgreSQL (fc_store_pg_open), anything else is a SQLite file
+ * (fc_store_sqlite_open). The one place the backend is chosen. */
+fc_store *fc_store_open(uv_loop_t *loop, const fc_store_config *cfg, char *err, size_t errlen);
+/* True when path is a PostgreSQL URL (postgres:// or postgresql://). */
+int fc_store_is_postgres(const char *path);
+
+/* Opens the PostgreSQL store at the URL cfg->path, creating or migrating its
+ * schema (under an advisory lock, so several nodes may start at once).
+ * NULL with a reason in err when the server cannot be reached or the schema
+ * is newer than this build's. */
+fc_store *fc_store_pg_open(uv_loop_t *loop, const fc_store_config *cfg, char *err,
+                           size_t errlen);
 
 /* The lock that gives one process a SQLite database file: an flock on the
  * sidecar "<path>.lock", held until released or the process ends. The server

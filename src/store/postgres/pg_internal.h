@@ -1,0 +1,232 @@
+/* Private to the PostgreSQL store backend: the handle, the shared core and
+ * the helpers its files share.
+ *
+ * Shape (the same contract as the SQLite backend, see store.h):
+ *   - one writer thread with its own connection in pipeline mode commits
+ *     every queued change of every handle in one transaction per batch;
+ *     each change is one call of the server-side function fc_apply (schema
+ *     step 1), which locks the row, checks if_seq/terminal/idempotency and
+ *     writes, and answers a refusal as a result row, so one refused change
+ *     never aborts the others;
+ *   - each handle (one per event loop) has its own read connection, used
+ *     synchronously on the loop thread with a deadline (conn.c), so a dead
+ *     server costs a read at most the timeout once, then FC_EUNAVAILABLE
+ *     at once until the back-off lets it try again. */
+#ifndef FC_STORE_PG_INTERNAL_H
+#define FC_STORE_PG_INTERNAL_H
+
+#include "store/store.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define FC__PG_TAG "store.postgres"
+
+/* Handles a store can have: one per event loop. */
+#define FC__PG_MAX_HANDLES 64
+
+/* Changes per transaction at most: bounds a commit's size and the rows one
+ * transaction id carries in the log (log_since returns one id's rows whole). */
+#define FC__PG_BATCH_MAX 512
+
+/* A workflow's events older than retention are deleted once every this many
+ * changes (readers skip the few extra rows), as in the SQLite backend. */
+#define FC__PG_TRIM_EVERY 64
+
+/* Expired idempotency keys: at most this many deleted per second and node. */
+#define FC__PG_IDEM_TRIM 256
+#define FC__PG_IDEM_TRIM_EVERY_MS 1000
+
+/* A batch that failed with a deadlock or serialization failure (two nodes
+ * locking the same keys in different orders) is run again this many times. */
+#define FC__PG_RETRIES 5
+
+/* Reconnect back-off after a failure: from MIN, doubling, up to MAX. */
+#define FC__PG_BACKOFF_MIN_MS 100
+#define FC__PG_BACKOFF_MAX_MS 2000
+
+/* Read-side prepared statements (names "r0", "r1", ...). */
+enum {
+    FC__PG_R_GET,
+    FC__PG_R_LIST,
+    FC__PG_R_LIST_STATUS,
+    FC__PG_R_EV_HEAD,
+    FC__PG_R_TOMB,
+    FC__PG_R_PING,
+    FC__PG_R_LOG_HEAD,
+    FC__PG_R_LOG_SINCE,
+    FC__PG_R_LOG_XID,
+    FC__PG_R_COUNT
+};
+
+/* A connection that may be down: the connection, when it may try again, and
+ * how long it waits after the next failure. One thread uses it. */
+typedef struct fc__pg_link {
+    PGconn *conn; /* NULL while down */
+    int64_t retry_at_ms;
+    int64_t backoff_ms;
+    char why[160]; /* the last failure, for errors and health */
+} fc__pg_link;
+
+/* One committed batch as the handles see it: a copy of every state it
+ * committed, in commit order, and per handle its own changes to finish. One
+ * allocation; the strings of the states live in it too. */
+typedef struct fc__pg_item {
+    fc_workflow wf;
+    uint64_t commit_ns;
+    int deleted;
+} fc__pg_item;
+
+typedef struct fc__pg_slot {
+    struct fc__pg_batch *next; /* the handle's next batch */
+    fc_change *own;            /* the handle's changes of this batch, in order */
+} fc__pg_slot;
+
+typedef struct fc__pg_batch {
+    atomic_int refs; /* handles that have not delivered it yet */
+    int count;
+    fc__pg_item *items;
+    fc__pg_slot slots[]; /* one per handle index */
+} fc__pg_batch;
+
+typedef struct fc__pg_store fc__pg_store;
+
+/* What the handles share. Freed when the last handle closes. */
+typedef struct fc__pg_core {
+    char *conninfo; /* the URL as given */
+    int retention;
+    int64_t idem_window_ms;
+    int timeout_ms;
+
+    /* Write side: the writer thread only. */
+    fc__pg_link w;
+    int64_t idem_trimmed_ms;
+    pthread_t thread;
+    int thread_started;
+
+    /* Submitted, not yet taken by the writer. Guarded by qlock. */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    fc_change *q_head, *q_tail;
+    int stopping;
+
+    /* The handles and their committed batches. Guarded by dlock; dcond is
+     * signalled after every hand-back (a closing handle waits on it). */
+    pthread_mutex_t dlock;
+    pthread_cond_t dcond;
+    fc__pg_store *handles[FC__PG_MAX_HANDLES];
+    int n_handles;
+
+    /* 1 while the server answers, 0 after a failure until a connection
+     * works again: flipped by whoever sees the change first, which logs it. */
+    atomic_int up;
+    /* When the last batch failed (Unix ms; 0 after a commit): health. */
+    atomic_llong write_failed_ms;
+} fc__pg_core;
+
+/* One event loop's handle on the store. */
+struct fc__pg_store {
+    fc_store base; /* must stay first */
+    fc__pg_core *core;
+    int index; /* in core->handles */
+    uv_loop_t *loop;
+    uv_async_t async; /* the writer wakes the loop with this */
+    uv_idle_t handoff;
+    fc_change *p_head, *p_tail; /* submitted this loop turn */
+    int open_handles;           /* freed when both loop handles are closed */
+    int outstanding;            /* submitted, done() not called yet */
+    fc_store_commit_fn on_commit;
+    void *commit_ud;
+
+    /* Read side: the loop thread only. */
+    fc__pg_link r;
+
+    /* Committed batches waiting for the loop; guarded by core->dlock. */
+    fc__pg_batch *b_head, *b_tail;
+    /* Being delivered (loop thread): a done() may close the handle. */
+    fc__pg_batch *cur;
+    int pos;
+    int closed;
+};
+
+/* conn.c */
+
+/* Connects to conninfo within timeout_ms (libpq's own connect_timeout has a
+ * 2 s floor and blocks): keepalives on, statement_timeout and
+ * tcp_user_timeout at timeout_ms. NULL with a reason in err. */
+PGconn *fc__pg_connect(const char *conninfo, int timeout_ms, char *err, size_t errlen);
+/* Sends what libpq buffered and waits for the next result of a query sent
+ * in pipeline or asynchronous mode, until deadline_ms (Unix ms). The result
+ * (caller clears; NULL between queries as PQgetResult), or NULL with
+ * *failed = 1 and a reason in err when the connection broke or the time
+ * ran out (the caller must then drop the connection). */
+PGresult *fc__pg_result(PGconn *c, int64_t deadline_ms, int *failed, char *err, size_t errlen);
+/* Runs one statement (prepared when name is set, else sql; sql without
+ * params may hold several) with params and returns its (last) result within timeout_ms, or NULL with a reason in err
+ * and *broken = 1 when the connection must be dropped (a plain SQL error
+ * leaves it usable: *broken = 0). */
+PGresult *fc__pg_exec(PGconn *c, const char *name, const char *sql, int n,
+                      const char *const *params, int timeout_ms, int *broken, char *err,
+                      size_t errlen);
+/* Prepares sql as statement name on c within timeout_ms. 0 or FC_EIO with err. */
+int fc__pg_prepare(PGconn *c, const char *name, const char *sql, int timeout_ms, char *err,
+                   size_t errlen);
+/* True when the result is an error a retry of the transaction may cure:
+ * deadlock, serialization failure, unique violation. */
+int fc__pg_retryable(const PGresult *r);
+/* Marks link down after a failure (drops the connection, schedules the next
+ * try) and flips core->up to 0, logging the change once. */
+void fc__pg_link_down(fc__pg_core *core, fc__pg_link *l, const char *why);
+/* The link's connection, connecting first when down and the back-off
+ * allows; NULL when down (l->why says why). prepare: called on a new
+ * connection to prepare its statements (0 or FC_EIO with err). */
+PGconn *fc__pg_link_get(fc__pg_core *core, fc__pg_link *l,
+                        int (*prepare)(PGconn *c, void *arg, char *err, size_t errlen), void *arg);
+void fc__pg_link_close(fc__pg_link *l);
+
+/* schema.c */
+
+/* Creates or migrates the schema on c under an advisory lock; *version gets
+ * the version reached. 0 or FC_EIO with a reason in err. */
+int fc__pg_migrate(PGconn *c, int *version, char *err, size_t errlen);
+/* The schema version this build produces. */
+int fc__pg_schema_latest(void);
+
+/* writer.c */
+
+/* Starts the writer thread (it connects on its own). 0 or FC_EIO. */
+int fc__pg_writer_start(fc__pg_core *s, char *err, size_t errlen);
+/* Lets the writer commit everything queued, then joins it. */
+void fc__pg_writer_stop(fc__pg_core *s);
+/* Queues the list head..tail for the writer (loop thread). */
+void fc__pg_writer_push(fc__pg_core *s, fc_change *head, fc_change *tail);
+/* On h's loop thread: reports every committed state that reached h and runs
+ * done() for h's own changes, in commit order. */
+void fc__pg_deliver(fc__pg_store *h);
+/* Drops the batches h has not delivered (h is detached). */
+void fc__pg_drop_batches(fc__pg_store *h);
+
+/* log.c (loop thread, on the handle's read connection) */
+
+int fc__pg_log_head(fc_store *s, int64_t *position);
+int fc__pg_log_since(fc_store *s, int64_t after, int limit, fc_store_log_fn fn, void *ud,
+                     int64_t *next);
+
+/* store_pg.c */
+
+/* The handle's read connection, or NULL (down: FC_EUNAVAILABLE). */
+PGconn *fc__pg_reader(fc__pg_store *s);
+/* After a failed read: drops the connection if it broke. FC_EUNAVAILABLE
+ * when it did, else FC_EIO (a plain SQL error), logged. */
+int fc__pg_read_failed(fc__pg_store *s, int broken, const char *what, const char *err);
+/* Fills w from a row of the read columns (id, name, status, current_step,
+ * total_steps, message, seq, created_at, updated_at, epoch) starting at
+ * column at; strings point into r. FC_EIO on a bad status. */
+int fc__pg_read_row(const PGresult *r, int row, int at, fc_workflow *w);
+int64_t fc__pg_int(const PGresult *r, int row, int col);
+
+#endif

@@ -1,0 +1,531 @@
+/* PostgreSQL store: open and close, submit, and the reads served on the
+ * loop thread over the handle's own connection. */
+#include "store/postgres/pg_internal.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "metrics/metrics.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CURSOR_MIN_LEN 21
+#define LIST_MAX 1000
+/* A timeout of 0 in fc_store_config. */
+#define DEFAULT_TIMEOUT_MS 2000
+
+#define WF_COLUMNS                                                                                 \
+    "id, name, status, current_step, total_steps, message, seq, created_at, updated_at, epoch"
+/* The deleted state of a tombstone in the same columns: seq is the deleted
+ * state's, one before the deletion's. */
+#define TOMB_COLUMNS                                                                               \
+    "id, name, status, current_step, total_steps, message, seq - 1, created_at, updated_at, epoch"
+#define LOG_ROWS(where)                                                                            \
+    "SELECT xid, 0 AS deleted, " WF_COLUMNS " FROM workflows WHERE " where                         \
+    " UNION ALL SELECT xid, 1, " TOMB_COLUMNS " FROM tombstones WHERE " where                      \
+    " ORDER BY 1, 2 DESC, 3"
+
+static const char *const r_sql[FC__PG_R_COUNT] = {
+    [FC__PG_R_GET] = "SELECT " WF_COLUMNS " FROM workflows WHERE id = $1",
+    [FC__PG_R_LIST] = "SELECT pk, " WF_COLUMNS " FROM workflows WHERE pk < $1::bigint"
+                      " ORDER BY pk DESC LIMIT $2::int",
+    [FC__PG_R_LIST_STATUS] = "SELECT pk, " WF_COLUMNS " FROM workflows WHERE status = $3 AND"
+                             " pk < $1::bigint ORDER BY pk DESC LIMIT $2::int",
+    /* One statement, so the head row and the events come from one snapshot.
+     * first: the lowest seq still in the log, the few rows older than
+     * retention that wait for their trim (FC__PG_TRIM_EVERY) left out. */
+    [FC__PG_R_EV_HEAD] =
+        "SELECT w.name, w.created_at, w.epoch, m.first, e.seq, e.status, e.current_step,"
+        " e.total_steps, e.message, e.ts FROM workflows w"
+        " CROSS JOIN LATERAL (SELECT CASE WHEN MIN(seq) IS NULL THEN 0"
+        "   ELSE GREATEST(MIN(seq), w.seq - $3::bigint + 1) END AS first"
+        "   FROM events WHERE workflow_id = w.id) m"
+        " LEFT JOIN LATERAL (SELECT * FROM events WHERE workflow_id = w.id"
+        "   AND seq > GREATEST($2::bigint, m.first - 1) ORDER BY seq LIMIT $4::bigint) e ON true"
+        " WHERE w.id = $1 ORDER BY e.seq",
+    [FC__PG_R_TOMB] = "SELECT epoch, seq, deleted_at FROM tombstones WHERE id = $1",
+    /* Reads the schema: a database without it is not healthy either. */
+    [FC__PG_R_PING] = "SELECT 1 FROM workflows LIMIT 1",
+    [FC__PG_R_LOG_HEAD] = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+    [FC__PG_R_LOG_SINCE] = LOG_ROWS("xid >= $1::bigint") " LIMIT $2::int",
+    [FC__PG_R_LOG_XID] = LOG_ROWS("xid = $1::bigint"),
+};
+
+static fc__pg_store *from_base(fc_store *bs)
+{
+    return (fc__pg_store *)(void *)bs;
+}
+
+int64_t fc__pg_int(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+int fc__pg_read_row(const PGresult *r, int row, int at, fc_workflow *w)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->id, sizeof w->id, "%s", PQgetvalue(r, row, at));
+    w->name = PQgetvalue(r, row, at + 1);
+    if (fc_status_parse(PQgetvalue(r, row, at + 2), &w->status) != 0) {
+        FC_ERROR(FC__PG_TAG, "workflow '%s' has invalid stored status '%s'", w->id,
+                 PQgetvalue(r, row, at + 2));
+        return FC_EIO;
+    }
+    w->current_step = fc__pg_int(r, row, at + 3);
+    w->total_steps = fc__pg_int(r, row, at + 4);
+    w->message = PQgetvalue(r, row, at + 5);
+    w->seq = fc__pg_int(r, row, at + 6);
+    w->created_at_ms = fc__pg_int(r, row, at + 7);
+    w->updated_at_ms = fc__pg_int(r, row, at + 8);
+    w->epoch = fc__pg_int(r, row, at + 9);
+    return 0;
+}
+
+static int prepare_reader(PGconn *c, void *arg, char *err, size_t errlen)
+{
+    fc__pg_store *s = arg;
+    for (int i = 0; i < FC__PG_R_COUNT; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "r%d", i);
+        if (fc__pg_prepare(c, name, r_sql[i], s->core->timeout_ms, err, errlen) != 0)
+            return FC_EIO;
+    }
+    return 0;
+}
+
+PGconn *fc__pg_reader(fc__pg_store *s)
+{
+    return fc__pg_link_get(s->core, &s->r, prepare_reader, s);
+}
+
+int fc__pg_read_failed(fc__pg_store *s, int broken, const char *what, const char *err)
+{
+    if (broken) {
+        fc__pg_link_down(s->core, &s->r, err);
+        return FC_EUNAVAILABLE;
+    }
+    FC_ERROR(FC__PG_TAG, "%s: %s", what, err);
+    return FC_EIO;
+}
+
+/* Runs read statement idx with params: 0 with the result in *out (caller
+ * clears), FC_EUNAVAILABLE (down) or FC_EIO. A connection that broke is
+ * tried once more at once when that cost little: after a server restart the
+ * first use of an old connection fails, and a new one works. */
+static int pg_rexec(fc__pg_store *s, int idx, int n, const char *const *params, const char *what,
+                 PGresult **out)
+{
+    char name[8], err[200];
+    snprintf(name, sizeof name, "r%d", idx);
+    int64_t start = fc_time_now_ms();
+    for (int attempt = 0; attempt < 2; attempt++) {
+        PGconn *c = fc__pg_reader(s);
+        if (!c) return FC_EUNAVAILABLE;
+        int broken;
+        *out = fc__pg_exec(c, name, NULL, n, params, s->core->timeout_ms, &broken, err, sizeof err);
+        if (*out) return 0;
+        int rc = fc__pg_read_failed(s, broken, what, err);
+        if (rc != FC_EUNAVAILABLE || fc_time_now_ms() - start > 100) return rc;
+    }
+    return FC_EUNAVAILABLE;
+}
+
+static int pg_get(fc_store *bs, const char *id, fc_workflow *out)
+{
+    fc__pg_store *s = from_base(bs);
+    PGresult *r;
+    const char *params[1] = {id};
+    int ret = pg_rexec(s, FC__PG_R_GET, 1, params, "get", &r);
+    if (ret != 0) return ret;
+    fc_workflow w;
+    if (PQntuples(r) == 0)
+        ret = FC_ENOTFOUND;
+    else if ((ret = fc__pg_read_row(r, 0, 0, &w)) == 0)
+        ret = fc_workflow_copy(out, &w);
+    PQclear(r);
+    return ret;
+}
+
+static int parse_cursor(const char *cursor, int64_t *pk)
+{
+    size_t n = strlen(cursor);
+    if (n == 0 || n > 19 || strspn(cursor, "0123456789") != n) return FC_EINVAL;
+    errno = 0;
+    long long v = strtoll(cursor, NULL, 10);
+    if (errno != 0 || v < 1) return FC_EINVAL;
+    *pk = v;
+    return 0;
+}
+
+static int pg_list(fc_store *bs, const fc_list_query *q, fc_store_row_cb cb, void *ud,
+                   char *next_cursor, size_t cursor_len)
+{
+    fc__pg_store *s = from_base(bs);
+    int64_t before = INT64_MAX, last = 0;
+    if (next_cursor && cursor_len > 0) next_cursor[0] = '\0';
+    if (!q || q->limit < 1 || q->limit > LIST_MAX) return FC_EINVAL;
+    if (next_cursor && cursor_len < CURSOR_MIN_LEN) return FC_EINVAL;
+    if (q->cursor && parse_cursor(q->cursor, &before) != 0) return FC_EINVAL;
+    char b[24], l[16];
+    snprintf(b, sizeof b, "%" PRId64, before);
+    snprintf(l, sizeof l, "%d", q->limit + 1); /* one more tells whether a next page exists */
+    const char *params[3] = {b, l, q->has_status ? fc_status_name(q->status) : NULL};
+    PGresult *r;
+    int ret = pg_rexec(s, q->has_status ? FC__PG_R_LIST_STATUS : FC__PG_R_LIST, q->has_status ? 3 : 2,
+                    params, "list", &r);
+    if (ret != 0) return ret;
+    int rows = PQntuples(r), n = 0, more = rows > q->limit;
+    for (; n < rows && n < q->limit; n++) {
+        fc_workflow w;
+        if ((ret = fc__pg_read_row(r, n, 1, &w)) != 0) break;
+        last = fc__pg_int(r, n, 0);
+        if (cb(&w, ud) != 0) {
+            more = n + 1 < rows;
+            n++;
+            break;
+        }
+    }
+    PQclear(r);
+    if (ret == 0 && more && next_cursor) snprintf(next_cursor, cursor_len, "%" PRId64, last);
+    return ret;
+}
+
+static int pg_events_since(fc_store *bs, const char *id, int64_t since, int limit,
+                           fc_store_row_cb cb, void *ud, int64_t *oldest)
+{
+    fc__pg_store *s = from_base(bs);
+    if (oldest) *oldest = 0;
+    if (strlen(id) > FC_ID_MAX) return FC_ENOTFOUND;
+    char sn[24], ret_s[16], lim[16];
+    snprintf(sn, sizeof sn, "%" PRId64, since);
+    snprintf(ret_s, sizeof ret_s, "%d", s->core->retention);
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[4] = {id, sn, ret_s, limit > 0 ? lim : NULL}; /* LIMIT NULL: all */
+    PGresult *r;
+    int ret = pg_rexec(s, FC__PG_R_EV_HEAD, 4, params, "events_since", &r);
+    if (ret != 0) return ret;
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        PQclear(r);
+        return FC_ENOTFOUND;
+    }
+    if (oldest) *oldest = fc__pg_int(r, 0, 3);
+    fc_workflow w;
+    memset(&w, 0, sizeof w);
+    snprintf(w.id, sizeof w.id, "%s", id);
+    w.name = PQgetvalue(r, 0, 0);
+    w.created_at_ms = fc__pg_int(r, 0, 1);
+    w.epoch = fc__pg_int(r, 0, 2);
+    for (int i = 0; i < rows && !PQgetisnull(r, i, 4); i++) {
+        w.seq = fc__pg_int(r, i, 4);
+        if (fc_status_parse(PQgetvalue(r, i, 5), &w.status) != 0) {
+            FC_ERROR(FC__PG_TAG, "event %s/%" PRId64 " has invalid status", id, w.seq);
+            ret = FC_EIO;
+            break;
+        }
+        w.current_step = fc__pg_int(r, i, 6);
+        w.total_steps = fc__pg_int(r, i, 7);
+        w.message = PQgetvalue(r, i, 8);
+        w.updated_at_ms = fc__pg_int(r, i, 9);
+        if (cb(&w, ud) != 0) break;
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int pg_tombstone(fc_store *bs, const char *id, fc_tombstone *out)
+{
+    fc__pg_store *s = from_base(bs);
+    memset(out, 0, sizeof *out);
+    const char *params[1] = {id};
+    PGresult *r;
+    int ret = pg_rexec(s, FC__PG_R_TOMB, 1, params, "tombstone", &r);
+    if (ret != 0) return ret;
+    if (PQntuples(r) == 0) {
+        ret = FC_ENOTFOUND;
+    } else {
+        out->epoch = fc__pg_int(r, 0, 0);
+        out->seq = fc__pg_int(r, 0, 1);
+        out->deleted_at_ms = fc__pg_int(r, 0, 2);
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int pg_health(fc_store *bs, char *why, size_t whylen)
+{
+    fc__pg_store *s = from_base(bs);
+    PGresult *r;
+    int rc = pg_rexec(s, FC__PG_R_PING, 0, NULL, "health", &r);
+    if (rc != 0) {
+        snprintf(why, whylen, "%s: %s",
+                 rc == FC_EUNAVAILABLE ? "PostgreSQL is unreachable" : "cannot read the database",
+                 s->r.why[0] ? s->r.why : "query failed");
+        return -1;
+    }
+    PQclear(r);
+    int64_t failed = atomic_load(&s->core->write_failed_ms);
+    int64_t ago = fc_time_now_ms() - failed;
+    /* A failed batch counts for about one timeout: a later commit clears it. */
+    if (failed != 0 && ago < s->core->timeout_ms) {
+        snprintf(why, whylen, "the last write failed %.1f s ago", (double)ago / 1000);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_handoff(uv_idle_t *h);
+
+static void pg_submit(fc_store *bs, fc_change *c)
+{
+    fc__pg_store *s = from_base(bs);
+    assert(!s->closed && "fc_store_submit after fc_store_close");
+    c->result = 0;
+    c->errmsg[0] = '\0';
+    c->replayed = 0;
+    c->next = NULL;
+    c->origin = s;
+    s->outstanding++;
+    if (!s->p_head) uv_idle_start(&s->handoff, on_handoff);
+    if (s->p_tail)
+        s->p_tail->next = c;
+    else
+        s->p_head = c;
+    s->p_tail = c;
+}
+
+static void pg_on_commit(fc_store *bs, fc_store_commit_fn fn, void *ud)
+{
+    fc__pg_store *s = from_base(bs);
+    s->on_commit = fn;
+    s->commit_ud = ud;
+}
+
+static void handoff(fc__pg_store *s)
+{
+    if (!s->p_head) return;
+    fc__pg_writer_push(s->core, s->p_head, s->p_tail);
+    s->p_head = s->p_tail = NULL;
+}
+
+/* At the start of the next loop turn: every request read in this turn is
+ * submitted by then, so the writer commits them as one batch (as SQLite). */
+static void on_handoff(uv_idle_t *h)
+{
+    handoff(h->data);
+    uv_idle_stop(h);
+}
+
+static void on_async(uv_async_t *h)
+{
+    handoff(h->data);
+    fc__pg_deliver(h->data);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    fc__pg_store *s = h->data;
+    if (--s->open_handles == 0) free(s);
+}
+
+static void core_free(fc__pg_core *s)
+{
+    fc__pg_writer_stop(s);
+    fc__pg_link_close(&s->w);
+    pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->qlock);
+    pthread_cond_destroy(&s->dcond);
+    pthread_mutex_destroy(&s->dlock);
+    free(s->conninfo);
+    free(s);
+}
+
+static void handle_release(fc__pg_store *s)
+{
+    fc__pg_link_close(&s->r);
+    s->core = NULL;
+    uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
+    uv_close((uv_handle_t *)&s->async, on_handle_closed);
+}
+
+/* Runs done() for every change this handle submitted, right here. */
+static void finish_outstanding(fc__pg_store *s)
+{
+    fc__pg_core *core = s->core;
+    handoff(s);
+    fc__pg_deliver(s);
+    while (s->outstanding > 0) {
+        pthread_mutex_lock(&core->dlock);
+        while (!s->b_head)
+            pthread_cond_wait(&core->dcond, &core->dlock);
+        pthread_mutex_unlock(&core->dlock);
+        fc__pg_deliver(s);
+    }
+}
+
+static void pg_close(fc_store *bs)
+{
+    fc__pg_store *s = from_base(bs);
+    fc__pg_core *core = s->core;
+    if (s->closed) return;
+    s->closed = 1;
+    finish_outstanding(s);
+    pthread_mutex_lock(&core->dlock);
+    core->handles[s->index] = NULL;
+    int last = --core->n_handles == 0;
+    fc__pg_drop_batches(s);
+    pthread_mutex_unlock(&core->dlock);
+    if (s->cur) { /* the rest of a batch delivery a done() closed us in */
+        fc__pg_batch *b = s->cur;
+        s->cur = NULL;
+        if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
+    }
+    handle_release(s);
+    if (last) {
+        core_free(core);
+        FC_INFO(FC__PG_TAG, "closed");
+    }
+}
+
+static fc_store *pg_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen);
+
+static const fc_store_ops fc_store_pg_ops = {
+    .version = 6,
+    .name = "postgres",
+    .close = pg_close,
+    .attach = pg_attach,
+    .on_commit = pg_on_commit,
+    .submit = pg_submit,
+    .get = pg_get,
+    .list = pg_list,
+    .events_since = pg_events_since,
+    .tombstone = pg_tombstone,
+    .health = pg_health,
+    .log_head = fc__pg_log_head,
+    .log_since = fc__pg_log_since,
+};
+
+static fc__pg_store *handle_new(fc__pg_core *core, uv_loop_t *loop, char *err, size_t errlen)
+{
+    fc__pg_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &fc_store_pg_ops;
+    s->core = core;
+    s->loop = loop;
+    s->r.backoff_ms = FC__PG_BACKOFF_MIN_MS;
+    if (!fc__pg_reader(s)) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", s->r.why);
+        free(s);
+        return NULL;
+    }
+    if (uv_async_init(loop, &s->async, on_async) != 0) {
+        snprintf(err, errlen, "cannot set up the store's wake-up");
+        fc__pg_link_close(&s->r);
+        free(s);
+        return NULL;
+    }
+    s->async.data = s;
+    uv_idle_init(loop, &s->handoff);
+    s->handoff.data = s;
+    s->open_handles = 2;
+    pthread_mutex_lock(&core->dlock);
+    int i = 0;
+    while (i < FC__PG_MAX_HANDLES && core->handles[i])
+        i++;
+    if (i < FC__PG_MAX_HANDLES) {
+        s->index = i;
+        core->handles[i] = s;
+        core->n_handles++;
+    }
+    pthread_mutex_unlock(&core->dlock);
+    if (i == FC__PG_MAX_HANDLES) {
+        snprintf(err, errlen, "more than %d loops on one store", FC__PG_MAX_HANDLES);
+        s->closed = 1;
+        handle_release(s);
+        return NULL;
+    }
+    return s;
+}
+
+static fc_store *pg_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen)
+{
+    fc__pg_store *s = handle_new(from_base(bs)->core, loop, err, errlen);
+    return s ? &s->base : NULL;
+}
+
+/* Connects once to migrate the schema and says where it is. */
+static int migrate(fc__pg_core *s, char *err, size_t errlen)
+{
+    char why[200];
+    PGconn *c = fc__pg_connect(s->conninfo, s->timeout_ms, why, sizeof why);
+    if (!c) {
+        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", why);
+        return FC_EIO;
+    }
+    int version = 0;
+    int rc = fc__pg_migrate(c, &version, err, errlen);
+    if (rc == 0) {
+        /* Host, port and database only: the URL may hold a password. */
+        fc_log_field f[] = {FC_LOG_STR("host", PQhost(c)), FC_LOG_STR("port", PQport(c)),
+                            FC_LOG_STR("database", PQdb(c)), FC_LOG_INT("schema", version),
+                            FC_LOG_INT("retention", s->retention)};
+        FC_LOGF(FC_LOG_INFO, FC__PG_TAG, f, sizeof f / sizeof f[0],
+                "opened PostgreSQL %s:%s/%s (schema v%d, retention=%d)", PQhost(c), PQport(c),
+                PQdb(c), version, s->retention);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+fc_store *fc_store_pg_open(uv_loop_t *loop, const fc_store_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg || !cfg->path || !cfg->path[0]) {
+        snprintf(err, errlen, "no database URL");
+        return NULL;
+    }
+    if (cfg->retention < 1) {
+        snprintf(err, errlen, "retention must be at least 1 (got %d)", cfg->retention);
+        return NULL;
+    }
+    fc__pg_core *s = calloc(1, sizeof *s);
+    if (!s || !(s->conninfo = strdup(cfg->path))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->retention = cfg->retention;
+    s->idem_window_ms = cfg->idem_window_ms > 0 ? cfg->idem_window_ms : FC_IDEM_WINDOW_DEFAULT_MS;
+    s->timeout_ms = cfg->timeout_s > 0 ? (int)(cfg->timeout_s * 1000) : DEFAULT_TIMEOUT_MS;
+    s->w.backoff_ms = FC__PG_BACKOFF_MIN_MS;
+    atomic_store(&s->up, 1);
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_mutex_init(&s->dlock, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    pthread_cond_init(&s->dcond, NULL);
+    fc__pg_store *h = NULL;
+    if (migrate(s, err, errlen) != 0) goto fail;
+    if (!(h = handle_new(s, loop, err, errlen))) goto fail;
+    if (fc__pg_writer_start(s, err, errlen) != 0) goto fail;
+    fc_metrics_store_up(1);
+    return &h->base;
+
+fail:
+    if (h) {
+        pthread_mutex_lock(&s->dlock);
+        s->handles[h->index] = NULL;
+        s->n_handles--;
+        pthread_mutex_unlock(&s->dlock);
+        h->closed = 1;
+        handle_release(h);
+    }
+    core_free(s);
+    return NULL;
+}

@@ -1,0 +1,508 @@
+/* PostgreSQL store: the writer thread. It takes every queued change (up to
+ * FC__PG_BATCH_MAX) and commits them in one transaction sent as one
+ * pipeline: BEGIN, a lock of the batch's existing rows in id order (so two
+ * nodes' batches never deadlock on each other's rows), one fc_apply call
+ * per change, COMMIT, one Sync: one round trip per batch whatever its size. */
+#include "store/postgres/pg_internal.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/time.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define APPLY_SQL                                                                                  \
+    "SELECT * FROM fc_apply($1::int, $2, $3::bigint, $4::int, $5, $6, $7::bigint, $8::bigint,"    \
+    " $9, $10::int, $11::bigint, $12, $13::bytea, $14::bigint)"
+#define LOCK_SQL "SELECT 1 FROM workflows WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+/* SKIP LOCKED: two nodes trimming at once take different rows, never wait. */
+#define TRIM_SQL                                                                                   \
+    "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"                 \
+    " WHERE created_at <= $1::bigint ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED)"
+
+/* How a batch's pipeline ended. */
+enum { RUN_OK, RUN_RETRY, RUN_SQLERR, RUN_BROKEN };
+
+__attribute__((format(printf, 3, 4))) static void fail(fc_change *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    c->result = code;
+    c->replayed = 0;
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+}
+
+static int prepare_writer(PGconn *c, void *arg, char *err, size_t errlen)
+{
+    fc__pg_core *s = arg;
+    return fc__pg_prepare(c, "apply", APPLY_SQL, s->timeout_ms, err, errlen) ||
+           fc__pg_prepare(c, "lock", LOCK_SQL, s->timeout_ms, err, errlen) ||
+           fc__pg_prepare(c, "trim", TRIM_SQL, s->timeout_ms, err, errlen);
+}
+
+/* The ids of the batch's updates and deletions as a text[] literal, every
+ * element quoted. NULL when out of memory. */
+static char *lock_ids(fc_change *const *cs, int n)
+{
+    size_t cap = 3;
+    for (int i = 0; i < n; i++)
+        cap += 2 * strlen(cs[i]->wf.id) + 3;
+    char *out = malloc(cap), *p = out;
+    if (!out) return NULL;
+    *p++ = '{';
+    for (int i = 0; i < n; i++) {
+        if (cs[i]->kind == FC_CHANGE_CREATE) continue;
+        if (p[-1] != '{') *p++ = ',';
+        *p++ = '"';
+        for (const char *q = cs[i]->wf.id; *q; q++) {
+            if (*q == '"' || *q == '\\') *p++ = '\\';
+            *p++ = *q;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+/* Queues c's fc_apply call on the pipeline. 0, or -1 when libpq refused it. */
+static int send_apply(fc__pg_core *s, PGconn *conn, const fc_change *c, int64_t now)
+{
+    char num[7][24], fp[2 * FC_IDEM_FP_LEN + 3];
+    const fc_workflow *w = &c->wf;
+    const fc_patch *p = &c->patch;
+    int kind = c->kind == FC_CHANGE_CREATE ? 0 : c->kind == FC_CHANGE_UPDATE ? 1 : 2;
+    int upd = kind == 1;
+    fc_status st = upd ? ((p->fields & FC_PATCH_STATUS) ? p->status : FC_STATUS_PENDING) : w->status;
+    snprintf(num[0], sizeof num[0], "%d", kind);
+    snprintf(num[1], sizeof num[1], "%" PRId64, now);
+    snprintf(num[2], sizeof num[2], "%d", s->retention);
+    snprintf(num[3], sizeof num[3], "%" PRId64, upd ? p->current_step : w->current_step);
+    snprintf(num[4], sizeof num[4], "%" PRId64, upd ? p->total_steps : w->total_steps);
+    snprintf(num[5], sizeof num[5], "%u", upd ? p->fields : 0u);
+    snprintf(num[6], sizeof num[6], "%" PRId64, upd ? p->if_seq : 0);
+    char window[24];
+    snprintf(window, sizeof window, "%" PRId64, s->idem_window_ms);
+    char *q = fp;
+    q += sprintf(q, "\\x");
+    for (int i = 0; i < FC_IDEM_FP_LEN; i++)
+        q += sprintf(q, "%02x", c->idem_fp[i]);
+    const char *msg = upd ? (p->message ? p->message : "") : (w->message ? w->message : "");
+    const char *params[14] = {num[0],
+                              w->id,
+                              num[1],
+                              num[2],
+                              kind == 0 && w->name ? w->name : "",
+                              fc_status_name(st),
+                              num[3],
+                              num[4],
+                              msg,
+                              num[5],
+                              num[6],
+                              c->idem_key,
+                              fp,
+                              window};
+    return PQsendQueryPrepared(conn, "apply", 14, params, NULL, NULL, 0) ? 0 : -1;
+}
+
+static const struct {
+    const char *name;
+    int result;
+} outcomes[] = {
+    {"ok", 0},
+    {"not_found", FC_ENOTFOUND},
+    {"exists", FC_EEXISTS},
+    {"seq_mismatch", FC_ESEQ},
+    {"terminal", FC_ETERMINAL},
+    {"invalid", FC_EINVAL},
+    {"key_reused", FC_EKEYREUSED},
+};
+
+/* Copies fc_apply's answer (columns r_result .. r_epoch) into c. */
+static void take_outcome(fc_change *c, const PGresult *r)
+{
+    const char *name = PQgetvalue(r, 0, 0);
+    int result = FC_EIO;
+    for (size_t i = 0; i < sizeof outcomes / sizeof *outcomes; i++)
+        if (strcmp(outcomes[i].name, name) == 0) result = outcomes[i].result;
+    if (result == FC_EIO) {
+        fail(c, FC_EIO, "stored outcome '%s' is not valid", name);
+        return;
+    }
+    c->result = result;
+    c->replayed = PQgetvalue(r, 0, 2)[0] == 't';
+    snprintf(c->errmsg, sizeof c->errmsg, "%s", PQgetvalue(r, 0, 1));
+    if (PQgetisnull(r, 0, 9)) return; /* no state (key_reused): c->wf stays the input */
+    fc_status st;
+    if (fc_status_parse(PQgetvalue(r, 0, 5), &st) != 0) {
+        fail(c, FC_EIO, "stored status '%s' of workflow '%s' is not valid", PQgetvalue(r, 0, 5),
+             c->wf.id);
+        return;
+    }
+    char *wname = strdup(PQgetvalue(r, 0, 4)), *msg = strdup(PQgetvalue(r, 0, 8));
+    if (!wname || !msg) {
+        free(wname);
+        free(msg);
+        fail(c, FC_ENOMEM, "out of memory reading workflow '%s'", c->wf.id);
+        return;
+    }
+    fc_workflow *w = &c->wf;
+    free(w->name);
+    free(w->message);
+    snprintf(w->id, sizeof w->id, "%s", PQgetvalue(r, 0, 3));
+    w->name = wname;
+    w->message = msg;
+    w->status = st;
+    w->current_step = fc__pg_int(r, 0, 6);
+    w->total_steps = fc__pg_int(r, 0, 7);
+    w->seq = fc__pg_int(r, 0, 9);
+    w->created_at_ms = fc__pg_int(r, 0, 10);
+    w->updated_at_ms = fc__pg_int(r, 0, 11);
+    w->epoch = fc__pg_int(r, 0, 12);
+}
+
+/* Sends the batch as one pipeline and reads every answer. On RUN_OK the
+ * apply results are in res[0..n-1] (caller clears). ioerr gets the first
+ * failure's reason. */
+static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, int64_t now,
+                     int trim, PGresult **res, char *ioerr, size_t errlen)
+{
+    int64_t deadline = now + s->timeout_ms;
+    char *ids = lock_ids(cs, n);
+    if (!ids) {
+        snprintf(ioerr, errlen, "out of memory");
+        return RUN_SQLERR;
+    }
+    char cutoff[24], limit[16];
+    snprintf(cutoff, sizeof cutoff, "%" PRId64, now - s->idem_window_ms);
+    snprintf(limit, sizeof limit, "%d", FC__PG_IDEM_TRIM + 2 * n);
+    const char *lock_params[1] = {ids}, *trim_params[2] = {cutoff, limit};
+    int ok = PQenterPipelineMode(conn) &&
+             PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+             PQsendQueryPrepared(conn, "lock", 1, lock_params, NULL, NULL, 0);
+    for (int i = 0; ok && i < n; i++)
+        ok = send_apply(s, conn, cs[i], now) == 0;
+    if (ok && trim) ok = PQsendQueryPrepared(conn, "trim", 2, trim_params, NULL, NULL, 0);
+    ok = ok && PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
+         PQpipelineSync(conn);
+    free(ids);
+    if (!ok) {
+        snprintf(ioerr, errlen, "%s", PQerrorMessage(conn));
+        return RUN_BROKEN;
+    }
+
+    int queries = 2 + n + trim + 1, outcome = RUN_OK, failed;
+    for (int q = 0; q < queries; q++) {
+        PGresult *r = fc__pg_result(conn, deadline, &failed, ioerr, errlen);
+        if (failed) return RUN_BROKEN;
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (st == PGRES_FATAL_ERROR && outcome == RUN_OK) {
+            snprintf(ioerr, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+            outcome = fc__pg_retryable(r) ? RUN_RETRY : RUN_SQLERR;
+        }
+        int apply = q >= 2 && q < 2 + n;
+        if (apply && st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 13)
+            res[q - 2] = r;
+        else
+            PQclear(r);
+        if (apply && !res[q - 2] && outcome == RUN_OK) {
+            snprintf(ioerr, errlen, "fc_apply gave no answer");
+            outcome = RUN_SQLERR;
+        }
+        /* Each query's results end with a NULL. */
+        if (r && (r = fc__pg_result(conn, deadline, &failed, ioerr, errlen))) PQclear(r);
+        if (failed) return RUN_BROKEN;
+    }
+    PGresult *sync = fc__pg_result(conn, deadline, &failed, ioerr, errlen);
+    int synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (failed || !synced || !PQexitPipelineMode(conn)) {
+        if (!failed) snprintf(ioerr, errlen, "pipeline out of step");
+        return RUN_BROKEN;
+    }
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        /* An error left the transaction open and aborted. */
+        int broken;
+        char rberr[96];
+        PGresult *r = fc__pg_exec(conn, NULL, "ROLLBACK", 0, NULL, s->timeout_ms, &broken, rberr,
+                                  sizeof rberr);
+        PQclear(r);
+        if (!r) return RUN_BROKEN;
+    }
+    return outcome;
+}
+
+/* True when the server said something while the connection sat idle: in
+ * practice a shutdown's FATAL before it closes the connection. A batch sent
+ * into it would fail with its outcome unknown; a new connection costs
+ * little, so any unexpected input counts as lost. */
+static int idle_conn_lost(PGconn *c)
+{
+    struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* Commits cs[0..n-1] in one transaction (again after a deadlock or a
+ * serialization failure) and sets every change's result. */
+static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
+{
+    char ioerr[200] = "";
+    PGresult *res[FC__PG_BATCH_MAX];
+    int outcome = RUN_BROKEN, sent = 0;
+    int64_t now = fc_time_now_ms();
+    int trim = now - s->idem_trimmed_ms >= FC__PG_IDEM_TRIM_EVERY_MS;
+    for (int attempt = 0; attempt < FC__PG_RETRIES; attempt++) {
+        PGconn *conn = fc__pg_link_get(s, &s->w, prepare_writer, s);
+        if (conn && idle_conn_lost(conn)) {
+            fc__pg_link_down(s, &s->w, "connection closed by the server");
+            conn = fc__pg_link_get(s, &s->w, prepare_writer, s);
+        }
+        if (!conn) {
+            snprintf(ioerr, sizeof ioerr, "%s", s->w.why);
+            outcome = RUN_BROKEN;
+            break;
+        }
+        memset(res, 0, sizeof(PGresult *) * (size_t)n);
+        now = fc_time_now_ms(); /* one timestamp per commit */
+        sent = 1;
+        outcome = run_batch(s, conn, cs, n, now, trim, res, ioerr, sizeof ioerr);
+        if (outcome == RUN_OK) break;
+        for (int i = 0; i < n; i++)
+            PQclear(res[i]);
+        if (outcome == RUN_BROKEN) fc__pg_link_down(s, &s->w, ioerr);
+        if (outcome != RUN_RETRY) break;
+    }
+    uint64_t t = fc_time_mono_ns();
+    for (int i = 0; i < n; i++) {
+        fc_change *c = cs[i];
+        c->commit_ns = t;
+        if (outcome == RUN_OK) {
+            take_outcome(c, res[i]);
+            PQclear(res[i]);
+        } else if (outcome == RUN_BROKEN && !sent) {
+            fail(c, FC_EUNAVAILABLE, "database unreachable, change not saved: %s", ioerr);
+        } else if (outcome == RUN_BROKEN) {
+            /* The COMMIT may or may not have reached the server. */
+            fail(c, FC_EUNAVAILABLE,
+                 "database connection lost, change may not be saved (retry with the same "
+                 "Idempotency-Key): %s",
+                 ioerr);
+        } else {
+            fail(c, FC_EIO, "storage error, change not saved: %s", ioerr);
+        }
+    }
+    if (outcome == RUN_OK) {
+        if (trim) s->idem_trimmed_ms = now;
+        atomic_store(&s->write_failed_ms, 0);
+    } else {
+        FC_ERROR(FC__PG_TAG, "batch of %d changes not committed: %s", n, ioerr);
+        atomic_store(&s->write_failed_ms, now);
+    }
+}
+
+static int applied(const fc_change *c)
+{
+    return c->result == 0 && !c->replayed;
+}
+
+/* Copies what every handle must hear of a committed batch into one
+ * allocation and splits the changes by the handle they came from. */
+static fc__pg_batch *batch_build(fc_change *const *cs, int n)
+{
+    int count = 0;
+    size_t strings = 0;
+    for (int i = 0; i < n; i++) {
+        if (!applied(cs[i])) continue;
+        count++;
+        strings += strlen(cs[i]->wf.name) + strlen(cs[i]->wf.message) + 2;
+    }
+    size_t head = sizeof(fc__pg_batch) + FC__PG_MAX_HANDLES * sizeof(fc__pg_slot);
+    head = (head + 15) & ~(size_t)15;
+    fc__pg_batch *b = calloc(1, head + (size_t)count * sizeof(fc__pg_item) + strings);
+    if (!b) return NULL;
+    b->items = (fc__pg_item *)(void *)((char *)b + head);
+    char *arena = (char *)(b->items + count);
+    fc_change *tails[FC__PG_MAX_HANDLES] = {0};
+    for (int i = 0; i < n; i++) {
+        fc_change *c = cs[i];
+        if (applied(c)) {
+            fc__pg_item *it = &b->items[b->count++];
+            it->wf = c->wf;
+            it->wf.name = arena;
+            arena = stpcpy(arena, c->wf.name) + 1;
+            it->wf.message = arena;
+            arena = stpcpy(arena, c->wf.message) + 1;
+            it->commit_ns = c->commit_ns;
+            it->deleted = c->kind == FC_CHANGE_DELETE;
+        }
+        int h = ((fc__pg_store *)c->origin)->index;
+        c->next = NULL;
+        if (tails[h])
+            tails[h]->next = c;
+        else
+            b->slots[h].own = c;
+        tails[h] = c;
+    }
+    return b;
+}
+
+/* Gives the batch to every handle, so every loop hears every commit of
+ * this node in commit order (and its own changes' done() after them). */
+static void hand_back(fc__pg_core *s, fc_change *const *cs, int n)
+{
+    fc__pg_batch *b;
+    while (!(b = batch_build(cs, n))) {
+        FC_ERROR(FC__PG_TAG, "out of memory handing back a committed batch; retrying");
+        usleep(10000);
+    }
+    pthread_mutex_lock(&s->dlock);
+    int refs = 0;
+    for (int i = 0; i < FC__PG_MAX_HANDLES; i++) {
+        fc__pg_store *h = s->handles[i];
+        if (!h) continue;
+        refs++;
+        if (h->b_tail)
+            h->b_tail->slots[i].next = b;
+        else
+            h->b_head = b;
+        h->b_tail = b;
+    }
+    atomic_store_explicit(&b->refs, refs, memory_order_relaxed);
+    for (int i = 0; i < FC__PG_MAX_HANDLES; i++)
+        if (s->handles[i]) uv_async_send(&s->handles[i]->async);
+    pthread_mutex_unlock(&s->dlock);
+    pthread_cond_broadcast(&s->dcond);
+    if (refs == 0) free(b);
+}
+
+static void *writer_main(void *arg)
+{
+    fc__pg_core *s = arg;
+    fc_change **cs = malloc(FC__PG_BATCH_MAX * sizeof *cs);
+    pthread_mutex_lock(&s->qlock);
+    for (;;) {
+        while (!s->q_head && !s->stopping)
+            pthread_cond_wait(&s->qcond, &s->qlock);
+        if (!s->q_head) break; /* stopping, and everything queued is done */
+        int n = 0;
+        while (s->q_head && n < FC__PG_BATCH_MAX && cs) {
+            cs[n++] = s->q_head;
+            s->q_head = s->q_head->next;
+        }
+        if (!s->q_head) s->q_tail = NULL;
+        pthread_mutex_unlock(&s->qlock);
+        if (cs) {
+            apply_batch(s, cs, n);
+            hand_back(s, cs, n);
+        } else {
+            usleep(10000); /* no memory for the batch array: wait for some */
+            cs = malloc(FC__PG_BATCH_MAX * sizeof *cs);
+        }
+        pthread_mutex_lock(&s->qlock);
+    }
+    pthread_mutex_unlock(&s->qlock);
+    free(cs);
+    fc__pg_link_close(&s->w);
+    return NULL;
+}
+
+int fc__pg_writer_start(fc__pg_core *s, char *err, size_t errlen)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    /* Signals belong to the server's signal thread. */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, writer_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the writer thread: %s", strerror(rc));
+        return FC_EIO;
+    }
+    pthread_setname_np(s->thread, "fc-pg-writer");
+    s->thread_started = 1;
+    return 0;
+}
+
+void fc__pg_writer_push(fc__pg_core *s, fc_change *head, fc_change *tail)
+{
+    tail->next = NULL;
+    pthread_mutex_lock(&s->qlock);
+    if (s->q_tail)
+        s->q_tail->next = head;
+    else
+        s->q_head = head;
+    s->q_tail = tail;
+    pthread_mutex_unlock(&s->qlock);
+    pthread_cond_signal(&s->qcond);
+}
+
+void fc__pg_writer_stop(fc__pg_core *s)
+{
+    if (!s->thread_started) return;
+    pthread_mutex_lock(&s->qlock);
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->qlock);
+    pthread_cond_signal(&s->qcond);
+    pthread_join(s->thread, NULL);
+    s->thread_started = 0;
+}
+
+static void batch_unref(fc__pg_batch *b)
+{
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
+}
+
+/* Every step re-reads the handle's state: a done() may close the handle,
+ * and close delivers the rest from where this left off. */
+void fc__pg_deliver(fc__pg_store *h)
+{
+    if (!h->cur) {
+        pthread_mutex_lock(&h->core->dlock);
+        h->cur = h->b_head;
+        h->b_head = h->b_tail = NULL;
+        pthread_mutex_unlock(&h->core->dlock);
+    }
+    fc__pg_batch *b;
+    while ((b = h->cur)) {
+        fc__pg_slot *slot = &b->slots[h->index];
+        fc_change *c;
+        if (h->pos < b->count) {
+            fc__pg_item *it = &b->items[h->pos++];
+            if (h->on_commit) h->on_commit(h->commit_ud, &it->wf, it->commit_ns, it->deleted);
+        } else if ((c = slot->own)) {
+            slot->own = c->next;
+            c->next = NULL;
+            h->outstanding--;
+            c->done(c); /* may free c, or close the handle */
+        } else {
+            h->cur = slot->next;
+            h->pos = 0;
+            batch_unref(b);
+            if (!h->cur) {
+                pthread_mutex_lock(&h->core->dlock);
+                h->cur = h->b_head;
+                h->b_head = h->b_tail = NULL;
+                pthread_mutex_unlock(&h->core->dlock);
+            }
+        }
+    }
+}
+
+void fc__pg_drop_batches(fc__pg_store *h)
+{
+    fc__pg_batch *b = h->b_head;
+    h->b_head = h->b_tail = NULL;
+    while (b) {
+        fc__pg_batch *next = b->slots[h->index].next;
+        batch_unref(b);
+        b = next;
+    }
+}
