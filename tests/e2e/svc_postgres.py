@@ -65,7 +65,7 @@ def _make_template():
         psql = os.path.join(PG_BIN, "psql") if os.path.exists(os.path.join(PG_BIN, "psql")) \
             else "psql"
         _as_postgres(psql, "-h", root, "-p", str(port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
-                     "-c", "CREATE ROLE flowcast LOGIN", "-c",
+                     "-c", "CREATE ROLE flowcast LOGIN CREATEDB", "-c",
                      "CREATE DATABASE flowcast OWNER flowcast")
     finally:
         _pg_ctl(data, "-w", "-m", "fast", "stop")
@@ -119,12 +119,13 @@ class PostgresServer:
             _pg_ctl(self.datadir, "-w", "-t", "60", "-m", mode, "stop", check=False)
             self.running = False
 
-    def sql(self, query):
-        """Runs query with psql as the flowcast role; returns stdout (unaligned, no header)."""
+    def sql(self, query, db="flowcast"):
+        """Runs query with psql as the flowcast role (which may create databases) on db;
+        returns stdout (unaligned, no header)."""
         psql = os.path.join(PG_BIN, "psql") if os.path.exists(os.path.join(PG_BIN, "psql")) \
             else "psql"
         r = _as_postgres(psql, "-h", self.root, "-p", str(self.port), "-U", "flowcast", "-d",
-                         "flowcast", "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
+                         db, "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
         return r.stdout.decode()
 
     def log(self):

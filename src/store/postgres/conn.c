@@ -46,9 +46,10 @@ static void copy_msg(char *err, size_t errlen, const char *prefix, const char *m
 
 PGconn *fc__pg_connect(const char *conninfo, int timeout_ms, char *err, size_t errlen)
 {
-    char tcp_timeout[24], options[64];
+    char tcp_timeout[24], options[96];
     snprintf(tcp_timeout, sizeof tcp_timeout, "%d", timeout_ms);
-    snprintf(options, sizeof options, "-c statement_timeout=%d", timeout_ms);
+    snprintf(options, sizeof options, "-c statement_timeout=%d -c client_min_messages=warning",
+             timeout_ms);
     /* The URL first: expand_dbname splices its parameters in at its place,
      * so the ones after it take precedence. */
     const char *const keys[] = {"dbname",
