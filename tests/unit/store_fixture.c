@@ -1,4 +1,4 @@
-/* Helpers of the SQLite store unit tests (see store_fixture.h). */
+/* Helpers of the store unit tests, on SQLite or PostgreSQL (see store_fixture.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static fixture *G; /* done() has no user pointer to spare: c->data carries the index */
+static fixture *G;
+static int db_serial; /* done() has no user pointer to spare: c->data carries the index */
 
 void on_done(fc_change *c)
 {
@@ -27,7 +28,7 @@ fc_store *open_store_sync(fixture *f, int retention, int sync_full)
 {
     char err[256] = "";
     fc_store_config cfg = {.path = f->path, .sync_full = sync_full, .retention = retention};
-    fc_store *s = fc_store_sqlite_open(&f->loop, &cfg, err, sizeof err);
+    fc_store *s = fc_store_open(&f->loop, &cfg, err, sizeof err);
     if (!s) fprintf(stderr, "open failed: %s\n", err);
     assert_non_null(s);
     return s;
@@ -38,10 +39,102 @@ fc_store *open_store(fixture *f, int retention)
     return open_store_sync(f, retention, 0);
 }
 
+int fx_is_pg(void)
+{
+    const char *dsn = getenv("FC_TEST_PG_DSN");
+    return dsn && *dsn;
+}
+
+const char *fx_backend(void)
+{
+    return fx_is_pg() ? "store.postgres" : "store.sqlite";
+}
+
+/* Runs sql on the admin database (FC_TEST_PG_DSN), asserting it worked. */
+static void pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("FC_TEST_PG_DSN"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
+static void pg_side_close(fixture *f)
+{
+    if (f->pg) PQfinish(f->pg);
+    f->pg = NULL;
+}
+
+static PGresult *pg_side(fixture *f, const char *sql)
+{
+    if (!f->pg) {
+        f->pg = PQconnectdb(f->path);
+        assert_int_equal(PQstatus(f->pg), CONNECTION_OK);
+    }
+    PGresult *r = PQexec(f->pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(f->pg));
+    assert_true(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+    return r;
+}
+
+static sqlite3 *sqlite_side(fixture *f)
+{
+    if (!f->side) f->side = external(f);
+    return f->side;
+}
+
+void fx_exec(fixture *f, const char *sql)
+{
+    if (fx_is_pg())
+        PQclear(pg_side(f, sql));
+    else
+        exec_ok(sqlite_side(f), sql);
+}
+
+int64_t fx_scalar(fixture *f, const char *sql)
+{
+    int64_t v;
+    if (fx_is_pg()) {
+        PGresult *r = pg_side(f, sql);
+        assert_true(PQntuples(r) >= 1);
+        v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        return v;
+    }
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(sqlite_side(f), sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Closes the side connection of fx_exec and fx_scalar. */
+static void side_close(fixture *f)
+{
+    pg_side_close(f);
+    if (f->side) sqlite3_close(f->side);
+    f->side = NULL;
+}
+
 /* Removes the database files, so the next open starts from nothing. */
 void remove_db(fixture *f)
 {
-    char p[128];
+    side_close(f);
+    if (fx_is_pg()) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->pgdb);
+        pg_admin(sql);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->pgdb);
+        pg_admin(sql);
+        return;
+    }
+    char p[sizeof f->path + 8];
     static const char *const suffixes[] = {"", "-wal", "-shm"};
     for (size_t i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
@@ -56,6 +149,17 @@ int setup(void **state)
     strcpy(f->dir, "/tmp/fc-store-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/flowcast.db", f->dir);
+    if (fx_is_pg()) {
+        /* A fresh database per test, named after the process and a counter. */
+        const char *dsn = getenv("FC_TEST_PG_DSN");
+        const char *slash = strrchr(dsn, '/');
+        assert_non_null(slash);
+        snprintf(f->pgdb, sizeof f->pgdb, "fct_%d_%d", (int)getpid(), ++db_serial);
+        snprintf(f->path, sizeof f->path, "%.*s/%s", (int)(slash - dsn), dsn, f->pgdb);
+        char sql[64];
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->pgdb);
+        pg_admin(sql);
+    }
     assert_int_equal(uv_loop_init(&f->loop), 0);
     f->in_order = 1;
     f->s = open_store(f, 100);
@@ -77,7 +181,14 @@ int teardown(void **state)
     fixture *f = *state;
     if (f->s) close_store(f);
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    remove_db(f);
+    side_close(f);
+    if (fx_is_pg()) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->pgdb);
+        pg_admin(sql);
+    } else {
+        remove_db(f);
+    }
     assert_int_equal(rmdir(f->dir), 0);
     free(f);
     G = NULL;

@@ -1,11 +1,18 @@
-/* The world of the SQLite store's unit tests (test_store_sqlite*.c): a temp
- * directory, a loop and a store per test, changes to submit, and what their
- * done() callbacks saw. */
+/* The world of the store's unit tests (test_store*.c): a temp directory, a
+ * loop and a store per test, changes to submit, and what their done()
+ * callbacks saw.
+ *
+ * One suite, two backends: with FC_TEST_PG_DSN set (a postgres:// URL of a
+ * database the role may create databases from, see
+ * tests/unit/run_with_postgres.sh) every test gets a fresh PostgreSQL
+ * database instead of a SQLite file; the tests of what only SQLite has
+ * (its file, lock, WAL, cache) skip themselves with SQLITE_ONLY(). */
 #ifndef FC_TESTS_STORE_FIXTURE_H
 #define FC_TESTS_STORE_FIXTURE_H
 
 #include "store/store.h"
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <uv.h>
@@ -15,7 +22,10 @@
 /* One test's world: a temp directory, a loop, the store, and what done() saw. */
 typedef struct fixture {
     char dir[64];
-    char path[96];
+    char path[256]; /* the SQLite file, or the PostgreSQL URL */
+    char pgdb[32];  /* PostgreSQL: this test's database */
+    PGconn *pg;     /* PostgreSQL: the side connection of fx_exec/fx_scalar */
+    sqlite3 *side;  /* SQLite: the same */
     uv_loop_t loop;
     fc_store *s;
     int ndone;
@@ -64,7 +74,23 @@ typedef struct rows {
 /* The row callback that fills a rows (ud). */
 int collect(const fc_workflow *w, void *ud);
 
-/* Another process's connection, used to hold the write lock or inject faults. */
+/* True when the suite runs on PostgreSQL (FC_TEST_PG_DSN is set). */
+int fx_is_pg(void);
+/* The backend's name as the throughput lines print it. */
+const char *fx_backend(void);
+/* Skips a test of something only the SQLite backend has. */
+#define SQLITE_ONLY()                                                                              \
+    do {                                                                                           \
+        if (fx_is_pg()) skip();                                                                    \
+    } while (0)
+/* Runs sql on the test's database from a side connection (another process,
+ * as far as the store knows), asserting it worked; the connection stays
+ * open across calls, so "BEGIN" ... "COMMIT" holds locks in between. */
+void fx_exec(fixture *f, const char *sql);
+/* The first column of the first row of sql, as an integer. */
+int64_t fx_scalar(fixture *f, const char *sql);
+
+/* Another process's connection, used to hold the write lock or inject faults (SQLite). */
 sqlite3 *external(fixture *f);
 /* Runs sql on db and asserts it succeeded. */
 void exec_ok(sqlite3 *db, const char *sql);

@@ -20,7 +20,7 @@
 
 static int lock_file_exists(const fixture *f)
 {
-    char p[128];
+    char p[sizeof f->path + 8];
     struct stat st;
     snprintf(p, sizeof p, "%s.lock", f->path);
     return stat(p, &st) == 0;

@@ -105,6 +105,7 @@ typedef struct fc__pg_core {
     /* Write side: the writer thread only. */
     fc__pg_link w;
     int64_t idem_trimmed_ms;
+    int idem_trim_full; /* the last trim hit its limit: more may be waiting */
     pthread_t thread;
     int thread_started;
 

@@ -173,7 +173,7 @@ static void take_outcome(fc_change *c, const PGresult *r)
  * apply results are in res[0..n-1] (caller clears). ioerr gets the first
  * failure's reason. */
 static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, int64_t now,
-                     int trim, PGresult **res, char *ioerr, size_t errlen)
+                     int trim, PGresult **res, int *trimmed, char *ioerr, size_t errlen)
 {
     int64_t deadline = now + s->timeout_ms;
     char *ids = lock_ids(cs, n);
@@ -209,6 +209,7 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, 
             outcome = fc__pg_retryable(r) ? RUN_RETRY : RUN_SQLERR;
         }
         int apply = q >= 2 && q < 2 + n;
+        if (trim && q == 2 + n && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
         if (apply && st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 13)
             res[q - 2] = r;
         else
@@ -258,7 +259,9 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
     PGresult *res[FC__PG_BATCH_MAX];
     int outcome = RUN_BROKEN, sent = 0;
     int64_t now = fc_time_now_ms();
-    int trim = now - s->idem_trimmed_ms >= FC__PG_IDEM_TRIM_EVERY_MS;
+    /* A trim that hit its limit runs again at the next commit. */
+    int trim = s->idem_trim_full || now - s->idem_trimmed_ms >= FC__PG_IDEM_TRIM_EVERY_MS;
+    int trimmed = 0;
     for (int attempt = 0; attempt < FC__PG_RETRIES; attempt++) {
         PGconn *conn = fc__pg_link_get(s, &s->w, prepare_writer, s);
         if (conn && idle_conn_lost(conn)) {
@@ -273,7 +276,7 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         memset(res, 0, sizeof(PGresult *) * (size_t)n);
         now = fc_time_now_ms(); /* one timestamp per commit */
         sent = 1;
-        outcome = run_batch(s, conn, cs, n, now, trim, res, ioerr, sizeof ioerr);
+        outcome = run_batch(s, conn, cs, n, now, trim, res, &trimmed, ioerr, sizeof ioerr);
         if (outcome == RUN_OK) break;
         for (int i = 0; i < n; i++)
             PQclear(res[i]);
@@ -300,7 +303,10 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         }
     }
     if (outcome == RUN_OK) {
-        if (trim) s->idem_trimmed_ms = now;
+        if (trim) {
+            s->idem_trimmed_ms = now;
+            s->idem_trim_full = trimmed >= FC__PG_IDEM_TRIM + 2 * n;
+        }
         atomic_store(&s->write_failed_ms, 0);
     } else {
         FC_ERROR(FC__PG_TAG, "batch of %d changes not committed: %s", n, ioerr);

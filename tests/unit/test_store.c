@@ -1,6 +1,7 @@
-/* Unit tests of the SQLite store backend (src/store/sqlite/) through fc_store:
- * changes, reads, order of done(), errors. The schema and the writer's
- * internals have test_store_sqlite_schema.c and test_store_sqlite_writer.c. */
+/* Unit tests of a store backend through fc_store, run on SQLite and (with
+ * FC_TEST_PG_DSN, see store_fixture.h) PostgreSQL: changes, reads, order of
+ * done(), errors. SQLite's schema and file handling have
+ * test_store_sqlite_schema.c and test_store_sqlite_open.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -363,14 +364,20 @@ static void test_one_turn_one_commit(void **state)
         free_change(cs[i]);
 }
 
+/* Holds the store's writes from outside (another process), so the writer
+ * parks on its next batch: SQLite's write lock, PostgreSQL's table lock. */
+static void hold_writes(fixture *f)
+{
+    fx_exec(f, fx_is_pg() ? "BEGIN; LOCK TABLE workflows IN EXCLUSIVE MODE" : "BEGIN IMMEDIATE");
+}
+
 /* Holding the write lock from outside parks the writer on a first change, so
  * the next ones pile up and must commit as one batch. */
 static void test_done_order(void **state)
 {
     fixture *f = *state;
     do1(f, mk_create("o", FC_STATUS_RUNNING, 0, 100), 0);
-    sqlite3 *db = external(f);
-    exec_ok(db, "BEGIN IMMEDIATE");
+    hold_writes(f);
 
     fc_change *cs[8];
     int base = f->ndone;
@@ -390,8 +397,7 @@ static void test_done_order(void **state)
         cs[i]->data = (void *)(intptr_t)(base + i);
         fc_store_submit(f->s, cs[i]);
     }
-    exec_ok(db, "COMMIT");
-    sqlite3_close(db);
+    fx_exec(f, "COMMIT");
     while (f->ndone < base + 8)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_true(f->in_order);
@@ -464,10 +470,15 @@ static void test_storage_error_rolls_back(void **state)
 {
     fixture *f = *state;
     do1(f, mk_create("k", FC_STATUS_RUNNING, 0, 10), 0);
-    sqlite3 *db = external(f);
-    exec_ok(db, "BEGIN IMMEDIATE");
-    exec_ok(db, "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.message = 'boom'"
-                " BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
+    hold_writes(f);
+    if (fx_is_pg())
+        fx_exec(f, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS"
+                   " $$BEGIN RAISE EXCEPTION 'injected failure'; END$$;"
+                   " CREATE TRIGGER boom BEFORE INSERT ON events FOR EACH ROW"
+                   " WHEN (NEW.message = 'boom') EXECUTE FUNCTION boom()");
+    else
+        fx_exec(f, "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.message = 'boom'"
+                   " BEGIN SELECT RAISE(ABORT, 'injected failure'); END");
     fc_change *cs[4];
     int base = f->ndone;
     cs[0] = mk_step("k", 1);
@@ -484,7 +495,7 @@ static void test_storage_error_rolls_back(void **state)
         cs[i]->data = (void *)(intptr_t)(base + i);
         fc_store_submit(f->s, cs[i]);
     }
-    exec_ok(db, "COMMIT");
+    fx_exec(f, "COMMIT");
     while (f->ndone < base + 4)
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_true(f->in_order);
@@ -504,8 +515,7 @@ static void test_storage_error_rolls_back(void **state)
         free_change(cs[i]);
 
     /* The writer recovers once the fault is gone. */
-    exec_ok(db, "DROP TRIGGER boom");
-    sqlite3_close(db);
+    fx_exec(f, fx_is_pg() ? "DROP TRIGGER boom ON events" : "DROP TRIGGER boom");
     do1(f, mk_create("k2", FC_STATUS_RUNNING, 0, 10), 0);
 }
 
@@ -547,7 +557,7 @@ static void test_throughput(void **state)
         fc_change_clear(&cs[i]);
     }
     free(cs);
-    printf("store.sqlite: %d updates over %d workflows in %.1f ms = %.0f changes/s\n", NUPD, NWF,
+    printf("%s: %d updates over %d workflows in %.1f ms = %.0f changes/s\n", fx_backend(), NUPD, NWF,
            (double)(t1 - t0) / 1e6, NUPD / ((double)(t1 - t0) / 1e9));
 }
 

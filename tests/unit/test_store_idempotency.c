@@ -1,5 +1,6 @@
-/* Unit tests of the SQLite store's idempotency keys (src/store/sqlite/idempotency.c
- * and their use in writer.c): a retry is answered from its key and commits
+/* Unit tests of the store's idempotency keys, on SQLite
+ * (src/store/sqlite/idempotency.c) and PostgreSQL (fc_apply in
+ * src/store/postgres/schema.c): a retry is answered from its key and commits
  * nothing, another request under the key is refused, keys expire after the
  * window and are trimmed in bounded batches, and two submissions of one key
  * in one batch apply once. */
@@ -46,7 +47,7 @@ static void reopen_with_window(fixture *f, int64_t ms)
     close_store(f);
     char err[256] = "";
     fc_store_config cfg = {.path = f->path, .retention = 100, .idem_window_ms = ms};
-    f->s = fc_store_sqlite_open(&f->loop, &cfg, err, sizeof err);
+    f->s = fc_store_open(&f->loop, &cfg, err, sizeof err);
     assert_non_null(f->s);
 }
 
@@ -61,14 +62,7 @@ static int64_t current_seq(fixture *f, const char *id)
 
 static int count_rows(fixture *f, const char *sql)
 {
-    sqlite3 *db = external(f);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    return (int)fx_scalar(f, sql);
 }
 
 /* A retry with the key gets the first outcome (the state then, seq included)
@@ -227,11 +221,14 @@ static void test_expired_keys_trimmed_in_bounded_batches(void **state)
     fixture *f = *state;
     reopen_with_window(f, 60000);
     do1(f, mk_create("t", FC_STATUS_RUNNING, 0, 10000), 0); /* first trim: nothing expired */
-    sqlite3 *db = external(f);
-    exec_ok(db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)"
-                " INSERT INTO idempotency_keys SELECT 'old-' || i, zeroblob(32), i, 'ok', '',"
-                " 't', 1, 'build', 'running', 0, 10, '', 1, 0, 0 FROM n");
-    sqlite3_close(db);
+    if (fx_is_pg())
+        fx_exec(f, "INSERT INTO idempotency_keys SELECT 'old-' || i, decode(repeat('00', 32),"
+                   " 'hex'), i, 'ok', '', 't', 1, 'build', 'running', 0, 10, '', 1, 0, 0"
+                   " FROM generate_series(1, 600) i");
+    else
+        fx_exec(f, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600)"
+                   " INSERT INTO idempotency_keys SELECT 'old-' || i, zeroblob(32), i, 'ok', '',"
+                   " 't', 1, 'build', 'running', 0, 10, '', 1, 0, 0 FROM n");
     const char *count = "SELECT COUNT(*) FROM idempotency_keys";
     assert_int_equal(count_rows(f, count), 600);
     usleep((FC__SQLITE_IDEM_TRIM_EVERY_MS + 100) * 1000);
@@ -251,16 +248,20 @@ static void test_rolled_back_change_keeps_key_unused(void **state)
 {
     fixture *f = *state;
     do1(f, mk_create("x", FC_STATUS_RUNNING, 0, 10), 0);
-    sqlite3 *db = external(f);
     /* A trigger makes the step's event insert fail, rolling the batch back. */
-    exec_ok(db, "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.current_step = 7"
-                " BEGIN SELECT RAISE(ABORT, 'injected'); END");
+    if (fx_is_pg())
+        fx_exec(f, "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS"
+                   " $$BEGIN RAISE EXCEPTION 'injected'; END$$;"
+                   " CREATE TRIGGER boom BEFORE INSERT ON events FOR EACH ROW"
+                   " WHEN (NEW.current_step = 7) EXECUTE FUNCTION boom()");
+    else
+        fx_exec(f, "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.current_step = 7"
+                   " BEGIN SELECT RAISE(ABORT, 'injected'); END");
     fc_change *c = keyed(mk_step("x", 7), "io", 1);
     assert_int_equal(run1(f, c), FC_EIO);
     assert_int_equal(c->replayed, 0);
     free_change(c);
-    exec_ok(db, "DROP TRIGGER boom");
-    sqlite3_close(db);
+    fx_exec(f, fx_is_pg() ? "DROP TRIGGER boom ON events" : "DROP TRIGGER boom");
     c = keyed(mk_step("x", 7), "io", 1);
     assert_int_equal(run1(f, c), 0);
     assert_int_equal(c->replayed, 0);
