@@ -30,6 +30,14 @@ int fc_cli_rotate_epochs(int argc, char **argv)
     if (r != 0) return r;
     if (ctx.server) return fc_cli_usage_error(&ctx, "works on the database file, not a server");
     if (!db || !*db) db = "./flowcast.db";
+    if (fc_store_is_postgres(db)) {
+        /* Nothing keeps the nodes of a shared database offline while it
+         * runs, and a restore of PostgreSQL is PostgreSQL's own procedure. */
+        fprintf(stderr, "flowcast rotate-epochs: works on a SQLite file, not PostgreSQL; after "
+                        "restoring a PostgreSQL backup, stop every node and run: UPDATE "
+                        "workflows SET epoch = 1 + floor(random() * 9007199254740990)::bigint\n");
+        return FC_CLI_FAIL;
+    }
     char err[256];
     int64_t n = 0;
     if (fc_store_sqlite_rotate_epochs(db, &n, err, sizeof err) != 0) {

@@ -253,12 +253,9 @@ def test_postgres_restart_under_producers(server_factory, pg):
 
 
 def test_unreachable_at_start_fails_clearly(flowcast, tmp_path):
-    import socket
     import subprocess
     from fc_helpers import free_port
-    port = free_port()
-    with socket.socket() as lsn:  # nobody answers on this port
-        pass
+    port = free_port()  # nobody listens there
     t0 = time.monotonic()
     r = subprocess.run([flowcast, "serve", "--listen", "127.0.0.1:%d" % free_port(), "--db",
                         "postgres://flowcast@127.0.0.1:%d/flowcast" % port],
@@ -266,4 +263,11 @@ def test_unreachable_at_start_fails_clearly(flowcast, tmp_path):
     assert r.returncode != 0
     assert b"cannot connect to PostgreSQL" in r.stderr + r.stdout
     assert time.monotonic() - t0 < 15
-    assert lsn
+
+
+def test_sqlite_only_tools_refuse_postgres(flowcast, pg_dsn):
+    import subprocess
+    r = subprocess.run([flowcast, "rotate-epochs", "--db", pg_dsn], capture_output=True,
+                       timeout=30)
+    assert r.returncode != 0
+    assert b"not PostgreSQL" in r.stderr, r.stderr
