@@ -43,7 +43,7 @@ typedef struct ui {
     row *rows;
     size_t n, cap;
     fc_tui_screen screen;
-    char *frame; /* rows lines of line_cap bytes */
+    char *frame;        /* rows lines of line_cap bytes */
     const char **lines; /* rows pointers into frame */
     size_t frame_cap, line_cap;
     int json, tty, exit_on_done, active_only, all, exit_code;
@@ -152,8 +152,8 @@ static int build(ui *u, int rows, int with_status)
     char status[700], conn[500];
     connection_text(u, conn, sizeof conn);
     if (u->note[0] && uv_now(u->loop) - u->note_at > NOTE_MS) u->note[0] = '\0';
-    snprintf(status, sizeof status, "%s%s%s", conn,
-             !u->note[0] ? "" : fc_tui_utf8() ? " \xC2\xB7 " : " - ", u->note);
+    const char *sep = fc_tui_utf8() ? " \xC2\xB7 " : " - ";
+    snprintf(status, sizeof status, "%s%s%s", conn, u->note[0] ? sep : "", u->note);
     fc__watch_view v = {.rows = u->rows,
                         .n = u->n,
                         .active_only = u->active_only,

@@ -1,4 +1,4 @@
-/* flowcast watch on a terminal: the frame (status line, bars, "… and N more") drawn from the rows. */
+/* flowcast watch on a terminal: the frame (status line, bars, "… and N more") from the rows. */
 #include "cli/watch.h"
 
 #include <stdio.h>
@@ -9,8 +9,8 @@
 
 /* Statuses from the most to the least worth a line when not all fit; the
  * summaries list them in this order too. */
-static const char *const by_priority[] = {"running",   "paused",    "pending",
-                                          "failed",    "cancelled", "completed"};
+static const char *const by_priority[] = {"running", "paused",    "pending",
+                                          "failed",  "cancelled", "completed"};
 #define N_STATUS (sizeof by_priority / sizeof by_priority[0])
 
 int fc__watch_finished(const char *status)
@@ -84,8 +84,8 @@ static void format_row(const fc__watch_view *v, const fc__watch_row *r, const co
                        char *out, size_t cap)
 {
     char line[1024] = "", bar[64], step[48], time[32];
-    int pct = r->total > 0 ? (int)(r->step * 100 / r->total)
-                           : (fc__watch_finished(r->status) ? 100 : 0);
+    int pct =
+        r->total > 0 ? (int)(r->step * 100 / r->total) : (fc__watch_finished(r->status) ? 100 : 0);
     pct = pct < 0 ? 0 : pct > 100 ? 100 : pct;
     int fill = pct * c->bar / 100;
     for (int i = 0; i < c->bar; i++)
@@ -96,10 +96,9 @@ static void format_row(const fc__watch_view *v, const fc__watch_row *r, const co
     fc_tui_fit(line, sizeof line, r->name[0] ? r->name : r->id, c->name,
                FC_TUI_PAD | FC_TUI_ELLIPSIS);
     size_t len = strlen(line);
-    if (c->bar)
-        len += (size_t)snprintf(line + len, sizeof line - len, " [%s]", bar);
-    snprintf(line + len, sizeof line - len, " %-*s %3d%% %-9s %7s", c->step, step, pct,
-             r->status, time);
+    if (c->bar) len += (size_t)snprintf(line + len, sizeof line - len, " [%s]", bar);
+    snprintf(line + len, sizeof line - len, " %-*s %3d%% %-9s %7s", c->step, step, pct, r->status,
+             time);
     /* The message takes what is left; a sliver of it would say nothing. */
     int room = cols - 1 - fc_tui_width(line) - 2;
     if (r->message[0] && room >= 6) {
@@ -131,14 +130,13 @@ static void status_line(const fc__watch_view *v, const pick *p, size_t n, size_t
                         char *out, size_t cap)
 {
     char text[1024];
-    snprintf(text, sizeof text, "%s %s %zu workflow%s", v->status,
-             fc_tui_utf8() ? "\xC2\xB7" : "-", n + hidden, n + hidden == 1 ? "" : "s");
+    snprintf(text, sizeof text, "%s %s %zu workflow%s", v->status, fc_tui_utf8() ? "\xC2\xB7" : "-",
+             n + hidden, n + hidden == 1 ? "" : "s");
     if (n) strncat(text, ": ", sizeof text - strlen(text) - 1);
     append_counts(text, sizeof text, p, n);
     if (hidden) {
         size_t len = strlen(text);
-        snprintf(text + len, sizeof text - len, "%s%zu finished hidden", n ? "; " : ": ",
-                 hidden);
+        snprintf(text + len, sizeof text - len, "%s%zu finished hidden", n ? "; " : ": ", hidden);
     }
     snprintf(out, cap, "\x1b[7m");
     fc_tui_fit(out, cap > 8 ? cap - 8 : cap, text, cols - 1, FC_TUI_PAD | FC_TUI_ELLIPSIS);

@@ -45,10 +45,10 @@ void fc_tui_copy(char *dst, size_t cap, const char *src);
  * only the lines that differ from what the screen shows, each in place
  * (cursor position, text, erase to end of line), in one write. */
 typedef struct fc_tui_screen {
-    int fd;        /* the terminal (stdout) */
+    int fd; /* the terminal (stdout) */
     int rows, cols;
-    char **shown;  /* rows entries: what each line shows, NULL = unknown (drawn next time) */
-    char *out;     /* the bytes of one draw */
+    char **shown; /* rows entries: what each line shows, NULL = unknown (drawn next time) */
+    char *out;    /* the bytes of one draw */
     size_t out_len, out_cap;
     int active, clear, suspended;
     int lost; /* bytes of this draw could not be buffered */

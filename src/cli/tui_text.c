@@ -1,4 +1,4 @@
-/* Display widths of UTF-8 text for the terminal watcher: cut by columns, never inside a character. */
+/* Display widths of UTF-8 text for the terminal watcher: cut by columns, never mid-character. */
 #include "cli/tui.h"
 
 #include <langinfo.h>

@@ -69,7 +69,8 @@ static void only_changed_lines_are_written(void **state)
     assert_null(strstr(drain(), "\x1b[25;1H"));
     const char *fin[] = {"alpha done", "bravo done"};
     fc_tui_screen_leave(&s, fin, 2);
-    assert_string_equal(drain(), "\x1b[0m\x1b[?25h\x1b[?1049lalpha done\x1b[0m\nbravo done\x1b[0m\n");
+    assert_string_equal(drain(),
+                        "\x1b[0m\x1b[?25h\x1b[?1049lalpha done\x1b[0m\nbravo done\x1b[0m\n");
     fc_tui_screen_leave(&s, fin, 2); /* twice: nothing more */
     assert_string_equal(drain(), "");
 }

@@ -33,10 +33,11 @@ static void widths_of_wide_combining_and_emoji(void **state)
 {
     (void)state;
     assert_int_equal(fc_tui_width("abc"), 3);
-    assert_int_equal(fc_tui_width("\xE3\x83\x87\xE3\x83\x97\xE3\x83\xAD\xE3\x82\xA4"), 8); /* デプロイ */
-    assert_int_equal(fc_tui_width("Cafe\xCC\x81"), 4);              /* e + combining acute */
-    assert_int_equal(fc_tui_width("\xF0\x9F\x9A\x80 go"), 5);       /* rocket is 2 wide */
-    assert_int_equal(fc_tui_width("caf\xC3\xA9"), 4);               /* precomposed é */
+    /* デプロイ */
+    assert_int_equal(fc_tui_width("\xE3\x83\x87\xE3\x83\x97\xE3\x83\xAD\xE3\x82\xA4"), 8);
+    assert_int_equal(fc_tui_width("Cafe\xCC\x81"), 4);        /* e + combining acute */
+    assert_int_equal(fc_tui_width("\xF0\x9F\x9A\x80 go"), 5); /* rocket is 2 wide */
+    assert_int_equal(fc_tui_width("caf\xC3\xA9"), 4);         /* precomposed é */
 }
 
 static void wide_characters_are_never_cut_in_half(void **state)
@@ -94,7 +95,8 @@ static void a_full_buffer_stops_at_a_character_boundary(void **state)
     assert_string_equal(small, "ab\xE3\x83\x87");
     assert_int_equal(used, 2);
     char copy[6];
-    fc_tui_copy(copy, sizeof copy, "ab\xE3\x83\x87\xE3\x83\x97"); /* 5 bytes: the 3-byte char fits */
+    /* 5 bytes of room: "ab" and the 3-byte character, not the next one. */
+    fc_tui_copy(copy, sizeof copy, "ab\xE3\x83\x87\xE3\x83\x97");
     assert_string_equal(copy, "ab\xE3\x83\x87");
     fc_tui_copy(copy, 4, "ab\xE3\x83\x87");
     assert_string_equal(copy, "ab");

@@ -36,8 +36,12 @@ static const char *line(int i)
 
 static int frame(size_t n, int active, int stale, int height, int width)
 {
-    fc__watch_view v = {.rows = rows, .n = n, .active_only = active, .stale = stale,
-                        .status = "connected to http://x", .now_ms = 1000};
+    fc__watch_view v = {.rows = rows,
+                        .n = n,
+                        .active_only = active,
+                        .stale = stale,
+                        .status = "connected to http://x",
+                        .now_ms = 1000};
     return fc__watch_frame(&v, height, width, 1, lines, CAP);
 }
 
@@ -111,7 +115,8 @@ static void stale_bars_are_dimmed_without_a_clock(void **state)
 static void every_line_fits_the_width(void **state)
 {
     (void)state;
-    add(0, "\xE3\x83\x87\xE3\x83\x97\xE3\x83\xAD\xE3\x82\xA4\xE6\x9C\xAC\xE7\x95\xAA", "running", 4);
+    add(0, "\xE3\x83\x87\xE3\x83\x97\xE3\x83\xAD\xE3\x82\xA4\xE6\x9C\xAC\xE7\x95\xAA", "running",
+        4);
     snprintf(rows[0].message, sizeof rows[0].message, "%s", "a message far too long for the line");
     add(1, "x", "pending", 0);
     for (int width = 10; width <= 120; width += 7) {
