@@ -149,7 +149,7 @@ static int frame_room(ui *u)
 /* Formats the view for rows lines; returns how many. */
 static int build(ui *u, int rows, int with_status)
 {
-    char status[700], conn[500];
+    char status[720], conn[500];
     connection_text(u, conn, sizeof conn);
     if (u->note[0] && uv_now(u->loop) - u->note_at > NOTE_MS) u->note[0] = '\0';
     const char *sep = fc_tui_utf8() ? " \xC2\xB7 " : " - ";

@@ -146,7 +146,7 @@ static void status_line(const fc__watch_view *v, const pick *p, size_t n, size_t
 int fc__watch_frame(const fc__watch_view *v, int rows, int cols, int with_status, char *lines,
                     size_t cap)
 {
-    pick *p = malloc((v->n ? v->n : 1) * sizeof *p);
+    pick *p = calloc(v->n ? v->n : 1, sizeof *p);
     size_t n = 0, hidden = 0;
     int out = 0;
     if (!p || rows <= 0) {
