@@ -45,7 +45,7 @@ typedef struct ui {
     fc_tui_screen screen;
     char *frame;        /* rows lines of line_cap bytes */
     const char **lines; /* rows pointers into frame */
-    size_t frame_cap, line_cap;
+    size_t frame_cap, line_cap, lines_cap;
     int json, tty, exit_on_done, active_only, all, exit_code;
     /* The connection as the status line tells it. */
     int state, stale, reconnected, reason_only;
@@ -135,10 +135,13 @@ static int frame_room(ui *u)
         char *f = realloc(u->frame, line_cap * rows);
         if (!f) return -1;
         u->frame = f;
+        u->frame_cap = line_cap * rows;
+    }
+    if (rows > u->lines_cap) { /* a wide short screen can become a narrow tall one */
         const char **l = realloc(u->lines, rows * sizeof *l);
         if (!l) return -1;
         u->lines = l;
-        u->frame_cap = line_cap * rows;
+        u->lines_cap = rows;
     }
     u->line_cap = line_cap;
     for (size_t i = 0; i < rows; i++)
