@@ -1,8 +1,25 @@
 /* libflowcast: the C client of a flowcast server (live updates over WebSocket with
  * reconnect and resume, and a small blocking REST client), over http:// or
  * https:// (TLS, the server's certificate and name verified). Prefix: fcc_.
+ *
+ * Several servers (a cluster, docs/cluster.md): wherever a URL is taken, a
+ * comma-separated list "URL,URL,..." (at most 16) may be given. The watch
+ * and the REST client use one server at a time, starting with the first;
+ * when a connection cannot be made or is lost they move on to the next
+ * (round robin), a watch resuming every workflow by (epoch, seq) exactly as
+ * it does on one server, and the backoff delay applies once per full round
+ * of URLs (see fcc_watch_options.backoff_initial_ms and "Retries and
+ * idempotency" below).
+ *
+ * Threads: a watch belongs to the thread that runs its loop; call the
+ * fcc_watch_* functions only there (from its callbacks, or from a handle
+ * of that loop such as a uv_async_t another thread signals). A REST client
+ * is not shared between threads without a lock; separate clients are
+ * independent.
+ *
  * ABI: the shared library's SOVERSION changes whenever a struct the caller
- * allocates (fcc_watch_options, fcc_workflow, ...) changes size or layout. */
+ * allocates (fcc_watch_options, fcc_patch, fcc_workflow, ...) changes size or
+ * layout. */
 #ifndef FLOWCAST_CLIENT_H
 #define FLOWCAST_CLIENT_H
 
@@ -40,7 +57,10 @@ enum {
                            workflow */
 };
 
-/* Short text for an FCC_E* code ("connection failed", ...). */
+/* Short text for an FCC_E* code ("connection failed", ...). The detail of
+ * a failure (the server's own error message when it sent one) is in the
+ * fcc_error of a REST call, fcc_client_last_error, the reason of a watch's
+ * state callback, and fcc_watch_last_error. */
 FCC_API const char *fcc_strerror(int err);
 
 /* ---------------------------------------------------------------- backoff */
@@ -131,9 +151,12 @@ typedef struct fcc_watch_options {
     fcc_update_cb on_update;     /* required */
     fcc_state_cb on_state;       /* optional */
     void *data;                  /* passed to both callbacks */
-    uint64_t backoff_initial_ms; /* default 100 */
+    uint64_t backoff_initial_ms; /* default 100. With several URLs a failure moves to the
+                                    next URL at once; the backoff delay (attempt n / number
+                                    of URLs) comes when every URL failed in turn */
     uint64_t backoff_max_ms;     /* default 30000 */
-    unsigned max_retries;        /* consecutive failed attempts before CLOSED; 0 = forever */
+    unsigned max_retries;        /* consecutive failed attempts before CLOSED (each URL
+                                    tried counts as one); 0 = forever */
     uint64_t ping_interval_ms;   /* ping the server after this much silence; default 15000 */
     uint64_t pong_timeout_ms;    /* the server is dead when silent this long after a ping;
                                     default 10000 */
@@ -164,7 +187,9 @@ typedef struct fcc_watch_options {
 } fcc_watch_options;
 
 /* Creates a watch of the server at url ("http://host:port" or
- * "https://host:port"; the port defaults to 80 / 443). With https the
+ * "https://host:port"; the port defaults to 80 / 443), or of the first
+ * server of a list "URL,URL,..." that answers (see the top of this file;
+ * fcc_watch_url names the one in use). With https the
  * connection is TLS 1.2+, with SNI, and the server's certificate must chain
  * to a trusted CA and name the URL's host (a DNS name, or the IP address of
  * an IP literal); a failure ends the watch with FCC_ETLS and a reason.
@@ -177,12 +202,23 @@ typedef struct fcc_watch_options {
 FCC_API fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_options *opts,
                                  int *err);
 
-/* Adds a workflow to watch, before fcc_watch_start. since < 0: start with its
- * current state; since >= 0: every change after seq `since` of the incarnation
- * the server holds now. Without an epoch the server resumes only when it can
- * prove the id was never deleted; otherwise the first update is the current
- * state with resync set. Adding an id that is already added changes nothing
- * (ids are a set: each change is delivered once); the first position wins. */
+/* Adds a workflow to watch, before fcc_watch_start or while the watch runs.
+ * since < 0: start with its current state; since >= 0: every change after
+ * seq `since` of the incarnation the server holds now. Without an epoch the
+ * server resumes only when it can prove the id was never deleted; otherwise
+ * the first update is the current state with resync set. Adding an id that
+ * is already added changes nothing (ids are a set: each change is delivered
+ * once); the first position wins.
+ * On a running watch (call it on the loop's thread, see the top of this
+ * file): on the open multi-workflow stream the id is subscribed at once (one
+ * op, no reconnect); a watch open on one workflow's stream moves to the
+ * multi-workflow stream on the next loop turn (a RECONNECTING state with
+ * error 0 and delay 0, then OPEN), resuming every workflow by (epoch, seq);
+ * while connecting or waiting, the next connection subscribes it. An id
+ * unknown to the server ends the watch with FCC_ENOTFOUND, as at start.
+ * A watch whose set was changed while running does not end when its set
+ * becomes empty (by deletions or fcc_watch_remove): it stays open for
+ * fcc_watch_add. FCC_EINVAL for a bad id or a closing watch. */
 FCC_API int fcc_watch_add(fcc_watch *w, const char *workflow_id, int64_t since);
 /* The same, resuming from a position (epoch, since) the application kept from
  * an earlier fcc_update (or fcc_workflow). epoch 0 = unknown, as fcc_watch_add;
@@ -193,8 +229,16 @@ FCC_API int fcc_watch_add(fcc_watch *w, const char *workflow_id, int64_t since);
  * follows the new incarnation; when it was deleted and not created again, the
  * deletion, and the id is no longer watched. */
 FCC_API int fcc_watch_add_from(fcc_watch *w, const char *workflow_id, int64_t epoch, int64_t since);
-/* Watches every workflow (each change of any workflow, no initial states). */
+/* Watches every workflow (each change of any workflow, no initial states).
+ * Before fcc_watch_start only (FCC_EINVAL after). */
 FCC_API int fcc_watch_add_all(fcc_watch *w);
+/* Stops watching a workflow, before fcc_watch_start or while the watch runs
+ * (on the loop's thread): no update of it is delivered after this returns
+ * (on the open multi-workflow stream an unsubscribe op is sent; updates
+ * already on the way are dropped). An id not watched changes nothing (0).
+ * FCC_EINVAL for a bad id, a closing watch, or a watch of all workflows
+ * (fcc_watch_add_all covers every id; there is nothing to take one from). */
+FCC_API int fcc_watch_remove(fcc_watch *w, const char *workflow_id);
 
 /* Starts connecting. One workflow uses GET /api/workflows/{id}/updates; several
  * or all use GET /api/updates. Every change is delivered once, in seq order per
@@ -212,6 +256,20 @@ FCC_API void fcc_watch_close(fcc_watch *w);
  * CLOSED and frees it. Returns the error of the CLOSED state (0 when closed by
  * fcc_watch_close). */
 FCC_API int fcc_watch_run(fcc_watch *w);
+
+/* The URL of the server in use (or being tried): one of the list given to
+ * fcc_watch_new. Valid while the watch lives. */
+FCC_API const char *fcc_watch_url(const fcc_watch *w);
+/* The loop the watch runs on (its private one when created with loop NULL),
+ * to add handles to it: a uv_async_t through which another thread asks
+ * for fcc_watch_add/remove, or a timer. */
+FCC_API uv_loop_t *fcc_watch_loop(fcc_watch *w);
+/* The latest failure of the watch: its one-line message ("" before any;
+ * the server's error message when the server refused with one, e.g. a
+ * handshake answered 503 or 404), and its FCC_E* code in *code (0 before
+ * any; code may be NULL). The same text the state callback got as reason.
+ * Valid until the watch's next callback or until it is freed. */
+FCC_API const char *fcc_watch_last_error(const fcc_watch *w, int *code);
 
 /* ---------------------------------------------------------------- REST */
 
@@ -260,9 +318,29 @@ typedef struct fcc_create {
     const char *idempotency_key;
 } fcc_create;
 
-/* Fields to change; NULL / negative = unchanged. if_seq > 0 makes it a compare-and-set.
- * idempotency_key: see "Retries and idempotency" below; NULL = a new random key. */
+/* An integer field of fcc_patch that is not changed. */
+#define FCC_UNSET INT64_MIN
+/* Marks a patch made with FCC_PATCH_INIT; never set it by hand. */
+#define FCC_PATCH_INITIALISED 0x46435031u
+
+/* Fields to change. Start from FCC_PATCH_INIT, which leaves every field
+ * unchanged, and set only what changes:
+ *
+ *     fcc_patch p = FCC_PATCH_INIT;
+ *     p.current_step = 3;
+ *     p.message = "compiling";
+ *
+ * A string field changes when it is not NULL, an integer field when it is
+ * not FCC_UNSET (a negative value other than FCC_UNSET is refused).
+ * fcc_workflow_update refuses, with FCC_EINVAL and a message and without
+ * sending anything, a patch not made with FCC_PATCH_INIT (so a zeroed or
+ * hand-initialised one can never set current_step and total_steps to 0 by
+ * accident) and a patch that changes nothing. if_seq > 0 makes it a
+ * compare-and-set. idempotency_key: see "Retries and idempotency" below;
+ * NULL = a new random key. (Before SOVERSION 3 a zero field meant "set to
+ * 0" and negative meant unchanged; such code now fails with FCC_EINVAL.) */
 typedef struct fcc_patch {
+    uint32_t initialised; /* FCC_PATCH_INITIALISED, set by FCC_PATCH_INIT */
     const char *status;
     int64_t current_step;
     int64_t total_steps;
@@ -271,11 +349,20 @@ typedef struct fcc_patch {
     const char *idempotency_key;
 } fcc_patch;
 
+#define FCC_PATCH_INIT                                                                             \
+    {                                                                                              \
+        .initialised = FCC_PATCH_INITIALISED, .current_step = FCC_UNSET, .total_steps = FCC_UNSET  \
+    }
+
 /* Retries and idempotency. When the answer to a request is lost (the
  * connection fails, breaks or times out: FCC_ECONNECT, FCC_ETIMEOUT,
  * FCC_EPROTO), the client sends the same request again, up to 4 more times
  * by default, after a random delay of at most min(backoff_max_ms,
- * 100 ms * 2^n) before retry n (full jitter, see fcc_backoff_delay). Every
+ * 100 ms * 2^n) before retry n (full jitter, see fcc_backoff_delay).
+ * With several URLs each retry goes to the next URL of the list, also when
+ * a server (or the proxy in front of it) answers 502, 503 or 504; the delay
+ * comes once per full round (n = retries so far / number of URLs), and the
+ * client keeps using the URL that answered for its later calls. Every
  * create and update carries an Idempotency-Key header, the same on each
  * retry: a server that already applied the change (its answer was lost, or
  * it was killed after the commit) answers the retry with the first answer
@@ -290,7 +377,8 @@ typedef struct fcc_patch {
  * sends; its retries after a lost answer reuse it. */
 
 /* A client for url ("http://host:port" or "https://host:port", verified as
- * for fcc_watch_new against the system store unless fcc_client_set_ca_file);
+ * for fcc_watch_new against the system store unless fcc_client_set_ca_file;
+ * or a list "URL,URL,...", see "Retries and idempotency" above);
  * token (may be NULL) is sent as "Authorization: Bearer". Requests are
  * blocking, one connection each (over https a later one resumes the TLS
  * session of the one before). Returns NULL for a bad URL or token
@@ -299,8 +387,15 @@ FCC_API fcc_client *fcc_client_new(const char *url, const char *token, int *err)
 FCC_API void fcc_client_free(fcc_client *c);
 /* Timeout for connecting and for each read/write; default 10000 ms. */
 FCC_API void fcc_client_set_timeout(fcc_client *c, unsigned ms);
-/* The URL the client was made with. */
+/* The URL (or list of URLs) the client was made with. */
 FCC_API const char *fcc_client_url(const fcc_client *c);
+/* The URL of the list in use: the one that answered last. */
+FCC_API const char *fcc_client_server(const fcc_client *c);
+/* The detail of the latest call of c that failed (also when it was given no
+ * fcc_error): the server's HTTP status, error code and message, or what went
+ * wrong; its FCC_E* code in *code (0 before any failure; code may be
+ * NULL). Valid until the next call on c. */
+FCC_API const fcc_error *fcc_client_last_error(const fcc_client *c, int *code);
 /* Retries after a lost answer (see above): retries more attempts at most
  * (0: none; default 4), backoff_max_ms the longest wait before one (0: the
  * default, 2000). */

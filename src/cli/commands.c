@@ -26,8 +26,9 @@ void fc_cli_usage(FILE *out)
             "  get ID\n"
             "  list [--status S] [--limit N]   one JSON line per workflow, newest first\n\n"
             "client options (before or after the command):\n"
-            "  --server URL          http://host[:port] or https://host[:port]; host:port\n"
-            "                        means http:// (default $FLOWCAST_URL or " DEFAULT_URL ")\n"
+            "  --server URL[,URL...] http://host[:port] or https://host[:port]; host:port\n"
+            "                        means http:// (default $FLOWCAST_URL or " DEFAULT_URL ");\n"
+            "                        several: a lost or refused server passes to the next\n"
             "  --token TOKEN         the server's --api-token or a JWT (default\n"
             "                        $FLOWCAST_API_TOKEN), sent with every request and watch\n"
             "  --ca-file FILE        https: trust the CA certificates in FILE (PEM) instead\n"
@@ -49,6 +50,30 @@ int fc_cli_usage_error(const fc_cli_ctx *ctx, const char *message)
 {
     fprintf(stderr, "flowcast %s: %s (see flowcast --help)\n", ctx->cmd, message);
     return FC_CLI_USAGE;
+}
+
+/* Puts "http://" in front of every bare "host:port" of the server list
+ * ("URL,URL,..."), as curl reads it; 0, or -1 when it does not fit. */
+static int normalize_servers(fc_cli_ctx *ctx)
+{
+    if (!strchr(ctx->server, ',') && strstr(ctx->server, "://")) return 0;
+    char out[sizeof ctx->url];
+    size_t n = 0;
+    for (const char *p = ctx->server;;) {
+        size_t len = strcspn(p, ",");
+        while (len && *p == ' ')
+            p++, len--;
+        int bare = len && !memmem(p, len, "://", 3);
+        int w = snprintf(out + n, sizeof out - n, "%s%s%.*s", n ? "," : "", bare ? "http://" : "",
+                         (int)len, p);
+        if (w < 0 || (size_t)w >= sizeof out - n) return -1;
+        n += (size_t)w;
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    memcpy(ctx->url, out, n + 1);
+    ctx->server = ctx->url;
+    return 0;
 }
 
 int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts, const char **pos,
@@ -88,11 +113,8 @@ int fc_cli_parse(fc_cli_ctx *ctx, int argc, char **argv, const fc_cli_opt *opts,
             *value = argv[++i];
         }
     }
-    /* "host:port" means plain HTTP, as curl reads it. */
-    if (ctx->server && !strstr(ctx->server, "://")) {
-        snprintf(ctx->url, sizeof ctx->url, "http://%s", ctx->server);
-        ctx->server = ctx->url;
-    }
+    if (ctx->server && normalize_servers(ctx) != 0)
+        return fc_cli_usage_error(ctx, "--server: the list of URLs is too long");
     return 0;
 }
 
@@ -170,14 +192,15 @@ fcc_client *fc_cli_client(fc_cli_ctx *ctx, int *rc)
                     FCC_TOKEN_MAX);
         else
             fprintf(stderr,
-                    "flowcast: invalid server URL \"%s\" (expected http[s]://host[:port])\n",
+                    "flowcast: invalid server URL \"%s\" (expected http[s]://host[:port], "
+                    "or several separated by commas)\n",
                     ctx->server);
         fcc_client_free(no_token);
         *rc = FC_CLI_USAGE;
         return NULL;
     }
     /* A CA file matters for https only; FLOWCAST_CA_FILE may be set for all. */
-    if (ctx->ca_file && strncmp(ctx->server, "https://", 8) == 0 &&
+    if (ctx->ca_file && strstr(ctx->server, "https://") &&
         fcc_client_set_ca_file(c, ctx->ca_file, &e) != 0) {
         fprintf(stderr, "flowcast: %s\n", e.message);
         fcc_client_free(c);
@@ -261,16 +284,18 @@ static int cmd_update(fc_cli_ctx *ctx, int argc, char **argv)
     int n, r = fc_cli_parse(ctx, argc, argv, opts, pos, 1, &n);
     if (r) return r;
     if (n != 1) return fc_cli_usage_error(ctx, "needs a workflow ID");
-    fcc_patch p = {.status = status,
-                   .current_step = int_opt(step),
-                   .total_steps = int_opt(total),
-                   .message = message,
-                   .idempotency_key = key};
-    if (p.current_step == -2) return bad_int(ctx, "--step");
-    if (p.total_steps == -2) return bad_int(ctx, "--total");
-    if (!status && !message && p.current_step < 0 && p.total_steps < 0)
+    long long cur = int_opt(step), tot = int_opt(total);
+    if (cur == -2) return bad_int(ctx, "--step");
+    if (tot == -2) return bad_int(ctx, "--total");
+    if (!status && !message && cur < 0 && tot < 0)
         return fc_cli_usage_error(ctx,
                                   "nothing to change: give --status, --step, --total or --message");
+    fcc_patch p = FCC_PATCH_INIT;
+    p.status = status;
+    p.message = message;
+    p.idempotency_key = key;
+    if (cur >= 0) p.current_step = cur;
+    if (tot >= 0) p.total_steps = tot;
     fcc_client *c = change_client(ctx, retries, &r);
     if (!c) return r;
     fcc_workflow w;

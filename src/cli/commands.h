@@ -12,12 +12,13 @@ enum { FC_CLI_OK = 0, FC_CLI_FAIL = 1, FC_CLI_USAGE = 2 };
 /* Settings every client subcommand shares. */
 typedef struct fc_cli_ctx {
     const char *cmd;     /* subcommand name, for messages */
-    const char *server;  /* --server, else FLOWCAST_URL, else http://127.0.0.1:8001 */
+    const char *server;  /* --server, else FLOWCAST_URL, else http://127.0.0.1:8001; may be a
+                            comma-separated list (libflowcast fails over between them) */
     const char *token;   /* --token, else FLOWCAST_API_TOKEN; or the token command's first token */
     const char *ca_file; /* --ca-file, else FLOWCAST_CA_FILE, else NULL (system store) */
     const char *token_command; /* --token-command, else FLOWCAST_TOKEN_COMMAND, else NULL */
     char *token_owned;         /* the token command's first answer (ctx->token points here) */
-    char url[512];             /* server with "http://" put in front of a bare host:port */
+    char url[2048]; /* the server list with "http://" put in front of each bare host:port */
 } fc_cli_ctx;
 
 /* One option of a subcommand: "--name VALUE" (value != NULL) or a flag. */

@@ -52,6 +52,7 @@ typedef struct ui {
     unsigned attempt;
     uint64_t retry_at; /* uv_now when the next attempt starts */
     char reason[300];
+    char url[256]; /* the server the watch is connected to (one of --server's list) */
     char note[200];
     uint64_t note_at, drawn_at;
 } ui;
@@ -111,7 +112,7 @@ static void row_from_workflow(row *r, const fcc_workflow *w)
  * narrow terminal still shows it when the reason is cut. */
 static void connection_text(const ui *u, char *out, size_t cap)
 {
-    const char *server = u->ctx->server;
+    const char *server = u->url[0] ? u->url : u->ctx->server;
     uint64_t now = uv_now(u->loop);
     if (u->state == FCC_STATE_RECONNECTING && u->reason_only)
         snprintf(out, cap, "%s", u->reason);
@@ -311,8 +312,8 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
 {
     ui *u = data;
     char text[400];
-    (void)w;
     u->state = s->state;
+    if (s->state == FCC_STATE_OPEN) fc_tui_copy(u->url, sizeof u->url, fcc_watch_url(w));
     if (s->state == FCC_STATE_RECONNECTING) {
         u->stale = 1;
         u->reason_only = s->error == FCC_EAUTH && s->delay_ms == 0; /* the reason says it all */
@@ -331,7 +332,7 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
     } else if (s->state == FCC_STATE_OPEN && u->stale) {
         u->stale = 0;
         u->reconnected = 1;
-        snprintf(text, sizeof text, "reconnected to %s", u->ctx->server);
+        snprintf(text, sizeof text, "reconnected to %s", u->url);
         if (!u->tty) note(u, text);
         schedule(u);
     } else if (s->state == FCC_STATE_CLOSED) {

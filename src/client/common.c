@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -81,6 +82,51 @@ int fcc__url_parse(const char *url, fcc__url *out)
     snprintf(out->hostport, sizeof out->hostport, "%s%s%s:%s", v6 ? "[" : "", out->host,
              v6 ? "]" : "", out->port);
     return 0;
+}
+
+int fcc__urls_parse(const char *list, fcc__urls *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!list) return FCC_EINVAL;
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    if (n > FCC__URLS_MAX) return FCC_EINVAL;
+    char *block = strdup(list);
+    out->url = calloc(n, sizeof *out->url);
+    out->text = calloc(n, sizeof *out->text);
+    if (!block || !out->url || !out->text) {
+        free(block);
+        fcc__urls_free(out);
+        return FCC_ENOMEM;
+    }
+    char *p = block;
+    for (size_t i = 0; i < n; i++) {
+        char *end = strchr(p, ',');
+        if (end) *end = '\0';
+        while (*p == ' ')
+            p++;
+        size_t len = strlen(p);
+        while (len && p[len - 1] == ' ')
+            p[--len] = '\0';
+        out->text[i] = p;
+        out->n = i + 1;
+        if (fcc__url_parse(p, &out->url[i]) != 0) {
+            fcc__urls_free(out);
+            return FCC_EINVAL;
+        }
+        out->any_tls |= out->url[i].tls;
+        p = end ? end + 1 : p + len;
+    }
+    return 0;
+}
+
+void fcc__urls_free(fcc__urls *u)
+{
+    if (u->text) free(u->text[0]); /* the block all texts point into */
+    free(u->text);
+    free(u->url);
+    memset(u, 0, sizeof *u);
 }
 
 uint64_t fcc__rand(uint64_t *state)

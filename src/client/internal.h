@@ -19,6 +19,24 @@ typedef struct fcc__url {
  * "/" (the port defaults to 80, or 443 for https). */
 int fcc__url_parse(const char *url, fcc__url *out);
 
+/* Most URLs in one list ("URL,URL,..."). */
+#define FCC__URLS_MAX 16
+
+/* The servers of a watch or REST client: every URL of a comma-separated
+ * list, tried in turn (round robin) when one cannot be reached. */
+typedef struct fcc__urls {
+    fcc__url *url; /* n entries */
+    char **text;   /* n pointers into one block: each URL as the user wrote it */
+    size_t n;
+    int any_tls; /* some URL is https */
+} fcc__urls;
+
+/* Parses "URL[,URL...]" (spaces around the commas are ignored; 1 to
+ * FCC__URLS_MAX URLs, each as fcc__url_parse takes it). 0, FCC_EINVAL or
+ * FCC_ENOMEM; on failure *out is left empty. */
+int fcc__urls_parse(const char *list, fcc__urls *out);
+void fcc__urls_free(fcc__urls *u);
+
 /* Longest bearer token the clients send (a JWT with many claims fits). */
 #define FCC__TOKEN_MAX FCC_TOKEN_MAX
 /* Whether token can go into an Authorization header as it is: 1 to

@@ -18,8 +18,9 @@
 #define KEY_HEX_LEN 32
 
 struct fcc_client {
-    fcc__url url;
-    char *url_text;
+    fcc__urls urls; /* the servers, tried in turn when one cannot answer */
+    size_t cur;     /* the one in use: the last that answered */
+    char *url_text; /* the list as given */
     char *token;
     unsigned timeout_ms;
     unsigned retries;
@@ -29,12 +30,14 @@ struct fcc_client {
     SSL_SESSION *session; /* https: resumed by the next request's handshake */
     fcc_token_fn token_fn;
     void *token_data;
+    int last_code;  /* FCC_E* of the latest failed call, 0 before any */
+    fcc_error last; /* its detail */
 };
 
 fcc_client *fcc_client_new(const char *url, const char *token, int *err)
 {
     fcc_client *c = calloc(1, sizeof *c);
-    int e = c ? fcc__url_parse(url, &c->url) : FCC_ENOMEM;
+    int e = c ? fcc__urls_parse(url, &c->urls) : FCC_ENOMEM;
     if (e == 0 && token && !fcc__token_valid(token)) e = FCC_EINVAL;
     if (e == 0) {
         c->url_text = strdup(url);
@@ -58,6 +61,7 @@ void fcc_client_free(fcc_client *c)
     if (!c) return;
     SSL_SESSION_free(c->session);
     SSL_CTX_free(c->tls);
+    fcc__urls_free(&c->urls);
     free(c->url_text);
     free(c->token);
     free(c);
@@ -91,6 +95,36 @@ void fcc_client_set_timeout(fcc_client *c, unsigned ms)
 const char *fcc_client_url(const fcc_client *c)
 {
     return c->url_text;
+}
+
+const char *fcc_client_server(const fcc_client *c)
+{
+    return c->urls.text[c->cur];
+}
+
+const fcc_error *fcc_client_last_error(const fcc_client *c, int *code)
+{
+    if (code) *code = c->last_code;
+    return &c->last;
+}
+
+/* Keeps the detail of a failed call for fcc_client_last_error; returns r. */
+static int keep(fcc_client *c, int r, const fcc_error *err)
+{
+    if (r != 0) {
+        c->last_code = r;
+        c->last = *err;
+    }
+    return r;
+}
+
+/* Moves to the next server of the list; a TLS session belongs to the
+ * server that issued it. */
+static void next_url(fcc_client *c)
+{
+    c->cur = (c->cur + 1) % c->urls.n;
+    SSL_SESSION_free(c->session);
+    c->session = NULL;
 }
 
 void fcc_client_set_retries(fcc_client *c, unsigned retries, uint64_t backoff_max_ms)
@@ -173,10 +207,6 @@ static void sleep_ms(uint64_t ms)
         ;
 }
 
-/* Sends a request, again with the same body and key while its answer is
- * lost (up to c->retries times), and parses a 2xx JSON body into *out
- * (caller decrefs). Replaying a change is safe only because of the key: the
- * server answers a retry of a change it applied with its first answer. */
 /* Asks the token callback for a fresh token after the server answered 401
  * token_expired; 0 when c->token was replaced, else FCC_EAUTH in *err. */
 static int refresh_token(fcc_client *c, fcc_error *err)
@@ -199,10 +229,19 @@ static int refresh_token(fcc_client *c, fcc_error *err)
     return 0;
 }
 
+/* Whether a status says a gateway in front of the server (a proxy or load
+ * balancer) found no server behind it: another URL of the list may have one. */
+static int gateway_failed(int status)
+{
+    return status == 502 || status == 503 || status == 504;
+}
+
 /* Sends a request, again with the same body and key while its answer is
  * lost (up to c->retries times), and parses a 2xx JSON body into *out
  * (caller decrefs). Replaying a change is safe only because of the key: the
  * server answers a retry of a change it applied with its first answer.
+ * With several URLs a retry goes to the next one (and a 502/503/504 counts
+ * as lost too); the backoff delay comes once per full round of them.
  * An expired token (401 token_expired) is refreshed through the token
  * callback once per call and the request sent again, with the same key. */
 static int call(fcc_client *c, const char *method, const char *path, json_t *body,
@@ -213,18 +252,17 @@ static int call(fcc_client *c, const char *method, const char *path, json_t *bod
         text = json_dumps(body, JSON_COMPACT);
         if (!text) return fail(err, FCC_ENOMEM, "out of memory");
     }
-    if (c->url.tls && !c->tls && fcc_client_set_ca_file(c, NULL, err) != 0) {
+    if (c->urls.any_tls && !c->tls && fcc_client_set_ca_file(c, NULL, err) != 0) {
         free(text);
         return FCC_ETLS;
     }
     fcc__http_response resp;
-    fcc_error local;
-    if (!err) err = &local; /* the refresh needs the server's error code */
-    int r, refreshed = 0;
+    int r, refreshed = 0, many = c->urls.n > 1;
     unsigned attempt = 0;
+    size_t start = c->cur;
     for (;;) {
-        fcc__http_target t = {.url = &c->url,
-                              .url_text = c->url_text,
+        fcc__http_target t = {.url = &c->urls.url[c->cur],
+                              .url_text = c->urls.text[c->cur],
                               .token = c->token,
                               .timeout_ms = c->timeout_ms,
                               .tls = c->tls,
@@ -240,8 +278,14 @@ static int call(fcc_client *c, const char *method, const char *path, json_t *bod
                 continue; /* not a lost answer: the retry budget stays whole */
             }
         }
-        if (r == 0 || !answer_lost(r) || attempt >= c->retries) break;
-        sleep_ms(fcc_backoff_delay(RETRY_INITIAL_MS, c->retry_max_ms, attempt++, &c->rng));
+        int gateway = r == 0 && many && gateway_failed(resp.status);
+        if ((r == 0 && !gateway) || (r != 0 && !answer_lost(r)) || attempt >= c->retries) break;
+        if (gateway) free(resp.body);
+        if (many) next_url(c);
+        if (c->cur == start)
+            sleep_ms(fcc_backoff_delay(RETRY_INITIAL_MS, c->retry_max_ms,
+                                       attempt / (unsigned)c->urls.n, &c->rng));
+        attempt++;
     }
     free(text);
     if (r != 0) return r;
@@ -319,7 +363,7 @@ static void set_int(json_t *o, const char *key, int64_t v)
     if (v >= 0) json_object_set_new(o, key, json_integer(v));
 }
 
-int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, fcc_error *err)
+static int create_(fcc_client *c, const fcc_create *p, fcc_workflow *out, fcc_error *err)
 {
     if (!p->name || p->total_steps < 0)
         return fail(err, FCC_EINVAL, "name and total_steps are required");
@@ -339,11 +383,29 @@ int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, f
     return r;
 }
 
-int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *p, fcc_workflow *out,
-                        fcc_error *err)
+/* Checks the presence of p's fields (see FCC_PATCH_INIT): 0, or
+ * FCC_EINVAL with the reason. */
+static int patch_check(const fcc_patch *p, fcc_error *err)
+{
+    if (p->initialised != FCC_PATCH_INITIALISED)
+        return fail(err, FCC_EINVAL,
+                    "fcc_patch not made with FCC_PATCH_INIT (a zeroed patch would set "
+                    "current_step and total_steps to 0); refused, nothing sent");
+    if ((p->current_step < 0 && p->current_step != FCC_UNSET) ||
+        (p->total_steps < 0 && p->total_steps != FCC_UNSET))
+        return fail(err, FCC_EINVAL,
+                    "current_step and total_steps are FCC_UNSET or >= 0 in an fcc_patch");
+    if (!p->status && !p->message && p->current_step == FCC_UNSET && p->total_steps == FCC_UNSET)
+        return fail(err, FCC_EINVAL, "the fcc_patch changes nothing (every field unset)");
+    return 0;
+}
+
+static int update_(fcc_client *c, const char *id, const fcc_patch *p, fcc_workflow *out,
+                   fcc_error *err)
 {
     char path[96], key[FCC_IDEMPOTENCY_KEY_MAX + 1];
-    int r = workflow_path(id, path, err);
+    int r = patch_check(p, err);
+    if (r == 0) r = workflow_path(id, path, err);
     if (r == 0) r = change_key(c, p->idempotency_key, key, err);
     if (r != 0) return r;
     json_t *b = json_object();
@@ -358,7 +420,7 @@ int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *p, fcc_w
     return r;
 }
 
-int fcc_workflow_get(fcc_client *c, const char *id, fcc_workflow *out, fcc_error *err)
+static int get_(fcc_client *c, const char *id, fcc_workflow *out, fcc_error *err)
 {
     char path[96];
     int r = workflow_path(id, path, err);
@@ -382,8 +444,8 @@ static void query_param(char *out, size_t cap, const char *name, const char *s)
     out[n < cap ? n : cap - 1] = '\0';
 }
 
-int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor, unsigned limit,
-                      fcc_workflow_page *out, fcc_error *err)
+static int list_(fcc_client *c, const char *status, const char *cursor, unsigned limit,
+                 fcc_workflow_page *out, fcc_error *err)
 {
     memset(out, 0, sizeof *out);
     char path[1024] = "/api/workflows", num[16];
@@ -418,14 +480,12 @@ int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor, uns
     return 0;
 }
 
-int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_workflow *out,
-                      fcc_error *err)
+static int step_(fcc_client *c, const char *id, const char *message, fcc_workflow *out,
+                 fcc_error *err)
 {
-    fcc_error local;
-    if (!err) err = &local; /* the retry needs the server's error code */
     for (int i = 0; i < STEP_RETRIES; i++) {
         fcc_workflow cur;
-        int r = fcc_workflow_get(c, id, &cur, err);
+        int r = get_(c, id, &cur, err);
         if (r != 0) return r;
         if (cur.current_step >= cur.total_steps &&
             (strcmp(cur.status, "pending") == 0 || strcmp(cur.status, "running") == 0 ||
@@ -436,16 +496,62 @@ int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_wo
             fcc_workflow_clear(&cur);
             return fail(err, FCC_EINVAL, msg);
         }
-        fcc_patch p = {.current_step = cur.current_step + 1,
-                       .total_steps = -1,
-                       .message = message,
-                       .if_seq = cur.seq};
+        fcc_patch p = FCC_PATCH_INIT;
+        p.current_step = cur.current_step + 1;
+        p.message = message;
+        p.if_seq = cur.seq;
         if (strcmp(cur.status, "pending") == 0 || strcmp(cur.status, "paused") == 0)
             p.status = "running";
         if (p.current_step == cur.total_steps) p.status = "completed";
-        r = fcc_workflow_update(c, id, &p, out, err);
+        r = update_(c, id, &p, out, err);
         fcc_workflow_clear(&cur);
         if (r != FCC_EHTTP || strcmp(err->code, "seq_mismatch") != 0) return r;
     }
     return fail(err, FCC_ETIMEOUT, "too many concurrent changes; gave up");
+}
+
+/* The public calls: each keeps the detail of a failure for
+ * fcc_client_last_error, also when the caller passes no err. */
+
+int fcc_workflow_create(fcc_client *c, const fcc_create *p, fcc_workflow *out, fcc_error *err)
+{
+    fcc_error e;
+    int r = create_(c, p, out, &e);
+    if (err && r != 0) *err = e;
+    return keep(c, r, &e);
+}
+
+int fcc_workflow_update(fcc_client *c, const char *id, const fcc_patch *p, fcc_workflow *out,
+                        fcc_error *err)
+{
+    fcc_error e;
+    int r = update_(c, id, p, out, &e);
+    if (err && r != 0) *err = e;
+    return keep(c, r, &e);
+}
+
+int fcc_workflow_get(fcc_client *c, const char *id, fcc_workflow *out, fcc_error *err)
+{
+    fcc_error e;
+    int r = get_(c, id, out, &e);
+    if (err && r != 0) *err = e;
+    return keep(c, r, &e);
+}
+
+int fcc_workflow_list(fcc_client *c, const char *status, const char *cursor, unsigned limit,
+                      fcc_workflow_page *out, fcc_error *err)
+{
+    fcc_error e;
+    int r = list_(c, status, cursor, limit, out, &e);
+    if (err && r != 0) *err = e;
+    return keep(c, r, &e);
+}
+
+int fcc_workflow_step(fcc_client *c, const char *id, const char *message, fcc_workflow *out,
+                      fcc_error *err)
+{
+    fcc_error e;
+    int r = step_(c, id, message, out, &e);
+    if (err && r != 0) *err = e;
+    return keep(c, r, &e);
 }

@@ -17,6 +17,11 @@ static void start_attempt(fcc_watch *w);
 void fcc__watch_emit(fcc_watch *w, fcc_state st, unsigned attempt, uint64_t delay, int err,
                      const char *reason)
 {
+    if (err != 0) {
+        w->last_error = err;
+        snprintf(w->last_message, sizeof w->last_message, "%s",
+                 reason ? reason : fcc_strerror(err));
+    }
     fcc_state_info s = {
         .state = st, .attempt = attempt, .delay_ms = delay, .error = err, .reason = reason};
     if (w->o.on_state) w->o.on_state(w, &s, w->o.data);
@@ -31,12 +36,11 @@ fcc_watch *fcc_watch_new(uv_loop_t *loop, const char *url, const fcc_watch_optio
     w = calloc(1, sizeof *w);
     if (!w || fc_map_init(&w->subs) != 0) goto fail;
     fc_list_init(&w->sub_list);
-    e = FCC_EINVAL;
-    if (fcc__url_parse(url, &w->url) != 0) goto fail;
-    e = FCC_ENOMEM;
-    if (!(w->url_text = strdup(url))) goto fail;
+    if ((e = fcc__urls_parse(url, &w->urls)) != 0) goto fail;
+    w->url = w->urls.url[0];
+    w->url_text = w->urls.text[0];
     if (opts->token && (e = fcc__watch_set_token(w, opts->token)) != 0) goto fail;
-    if (w->url.tls) {
+    if (w->urls.any_tls) {
         char msg[400];
         e = FCC_ETLS;
         if (!(w->tls = fcc__tls_ctx_new(opts->ca_file, msg, sizeof msg))) goto fail;
@@ -67,34 +71,11 @@ fail:
         fc_map_destroy(&w->subs);
         SSL_CTX_free(w->tls);
         free(w->token);
-        free(w->url_text);
+        fcc__urls_free(&w->urls);
         free(w);
     }
     if (err) *err = e;
     return NULL;
-}
-
-int fcc_watch_add_from(fcc_watch *w, const char *id, int64_t epoch, int64_t since)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (w->started || n == 0 || n > FCC__ID_MAX || epoch < 0 || epoch > FCC__EPOCH_MAX ||
-        strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != n)
-        return FCC_EINVAL;
-    if (fc_map_get(&w->subs, id)) return 0; /* a set: the first position wins */
-    if (since < 0) epoch = 0; /* a position needs a seq; without one, start from the state */
-    return fcc__sub_add(w, id, epoch, since < 0 ? -1 : since) ? 0 : FCC_ENOMEM;
-}
-
-int fcc_watch_add(fcc_watch *w, const char *id, int64_t since)
-{
-    return fcc_watch_add_from(w, id, 0, since);
-}
-
-int fcc_watch_add_all(fcc_watch *w)
-{
-    if (w->started) return FCC_EINVAL;
-    w->all = 1;
-    return 0;
 }
 
 int fcc_watch_start(fcc_watch *w)
@@ -122,7 +103,7 @@ static void free_watch(fcc_watch *w)
     SSL_CTX_free(w->tls);
     free(w->auth_token);
     free(w->token);
-    free(w->url_text);
+    fcc__urls_free(&w->urls);
     free(w);
 }
 
@@ -206,6 +187,33 @@ static void on_retry(uv_timer_t *t)
     start_attempt(t->data);
 }
 
+/* Moves to the next server of the list. A TLS session belongs to the
+ * server that issued it, so it is not offered to the next one. */
+static void next_url(fcc_watch *w)
+{
+    w->cur = (w->cur + 1) % w->urls.n;
+    w->url = w->urls.url[w->cur];
+    w->url_text = w->urls.text[w->cur];
+    SSL_SESSION_free(w->tls_session);
+    w->tls_session = NULL;
+}
+
+const char *fcc_watch_url(const fcc_watch *w)
+{
+    return w->url_text;
+}
+
+uv_loop_t *fcc_watch_loop(fcc_watch *w)
+{
+    return w->loop;
+}
+
+const char *fcc_watch_last_error(const fcc_watch *w, int *code)
+{
+    if (code) *code = w->last_error;
+    return w->last_error ? w->last_message : "";
+}
+
 void fcc__watch_conn_fail(fcc_watch *w, int err, const char *reason)
 {
     fcc__watch_retry(w, err, reason, 0);
@@ -217,7 +225,7 @@ void fcc__watch_retry(fcc_watch *w, int err, const char *reason, int immediate)
     drop_conn(w);
     uv_timer_stop(&w->timer);
     uv_timer_stop(&w->refresh);
-    if (!w->all && fcc__watch_sub_count(w) == 0) {
+    if (!w->all && !w->dynamic && fcc__watch_sub_count(w) == 0) {
         fcc__watch_finish(w, 0, "every watched workflow was deleted");
         return;
     }
@@ -227,9 +235,21 @@ void fcc__watch_retry(fcc_watch *w, int err, const char *reason, int immediate)
         fcc__watch_finish(w, FCC_ERETRIES, why);
         return;
     }
-    uint64_t delay = immediate ? 0
-                               : fcc_backoff_delay(w->o.backoff_initial_ms, w->o.backoff_max_ms,
-                                                   w->attempt, &w->rng);
+    uint64_t delay = 0;
+    char why[400];
+    if (!immediate) {
+        /* A failure moves on to the next server at once; the backoff delay
+         * comes only once every server failed in turn (a full round). */
+        if (w->urls.n > 1) {
+            next_url(w);
+            snprintf(why, sizeof why, "%.250s; next: %.120s", reason ? reason : "failed",
+                     w->url_text);
+            reason = why;
+        }
+        if (w->cur == w->round_start)
+            delay = fcc_backoff_delay(w->o.backoff_initial_ms, w->o.backoff_max_ms,
+                                      w->attempt / (unsigned)w->urls.n, &w->rng);
+    }
     w->attempt++;
     fcc__watch_emit(w, FCC_STATE_RECONNECTING, w->attempt, delay, err, reason);
     if (!w->closing) uv_timer_start(&w->retry, on_retry, delay, 0);
@@ -346,6 +366,7 @@ static int handshake(fcc_watch *w, fcc__conn *c)
     memmove(c->rbuf, c->rbuf + h.head_len, c->rlen);
     c->upgraded = 1;
     w->attempt = 0;
+    w->round_start = w->cur;
     w->opened_once = 1;
     w->last_rx = uv_now(w->loop);
     w->ping_out = 0;
@@ -430,7 +451,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    if (w->tls)
+    if (w->url.tls)
         fcc__watch_tls_start(w, c);
     else
         fcc__watch_send_upgrade(w, c);
@@ -439,7 +460,7 @@ static void on_connect(uv_connect_t *req, int status)
 void fcc__watch_send_upgrade(fcc_watch *w, fcc__conn *c)
 {
     char path[256], req_text[1024 + FCC__TOKEN_MAX];
-    fcc__watch_path(w, path, sizeof path);
+    c->single = fcc__watch_path(w, path, sizeof path);
     fcc__ws_key(&w->rng, c->key);
     int len = snprintf(req_text, sizeof req_text,
                        "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"

@@ -40,6 +40,7 @@ typedef struct fcc__conn {
     size_t msg_len;
     int msg_active;
     int upgraded;
+    int single;    /* opened on the single-workflow stream */
     int dead;      /* closing: ignore further input */
     int counted;   /* its close completes fcc__watch_finish */
     int got_close; /* close code the server sent, 0 if none */
@@ -56,9 +57,12 @@ struct fcc_watch {
     uv_loop_t *loop;
     uv_loop_t own_loop;
     int owns_loop;
-    fcc__url url;
-    char *url_text;
-    char *token; /* owned copy of the options' bearer token, or NULL */
+    fcc__urls urls;       /* the servers, tried in turn (round robin) */
+    size_t cur;           /* index of the one in use */
+    size_t round_start;   /* the URL where the failures since the last open began */
+    fcc__url url;         /* urls.url[cur] */
+    const char *url_text; /* urls.text[cur] */
+    char *token;          /* owned copy of the options' bearer token, or NULL */
     fcc_watch_options o;
     SSL_CTX *tls;             /* https: verification context; NULL for http */
     SSL_SESSION *tls_session; /* resumed by the next connection's handshake */
@@ -75,6 +79,7 @@ struct fcc_watch {
     fc_list sub_list;
     size_t gone_n; /* subs marked gone */
     int all;
+    int dynamic; /* the set was changed while running: an empty set does not end it */
 
     char (*pending)[FCC__ID_MAX + 1]; /* ids of sent subscribe ops awaiting an answer */
     size_t pending_head, pending_n, pending_cap;
@@ -92,6 +97,8 @@ struct fcc_watch {
     int ping_out;
     int final_error;
     char final_reason[256];
+    int last_error;         /* the latest failure (FCC_E*), 0 before any */
+    char last_message[512]; /* its one line (the server's message when it sent one) */
 };
 
 /* watch.c */
@@ -158,10 +165,24 @@ fcc__sub *fcc__sub_add(fcc_watch *w, const char *id, int64_t epoch, int64_t sinc
  * takes only another incarnation, never a second deletion. */
 int fcc__sub_fresh(const fcc__sub *s, int64_t epoch, int64_t seq, int resync, int deleted);
 void fcc__sub_remove(fcc_watch *w, fcc__sub *s);
-/* Builds the upgrade request path for this connection into out. */
-void fcc__watch_path(fcc_watch *w, char *out, size_t cap);
+/* Builds the upgrade request path for this connection into out; 1 when it
+ * is the single-workflow stream, 0 for the multi-workflow one. */
+int fcc__watch_path(fcc_watch *w, char *out, size_t cap);
 /* Sends the subscribe ops of a multi-workflow connection that just opened. */
 void fcc__watch_subscribe(fcc_watch *w);
+/* Sends the subscribe op of one workflow (with its position) on the open
+ * multi-workflow connection. */
+void fcc__watch_subscribe_one(fcc_watch *w, fcc__sub *s);
+/* The watched workflow id, or NULL. */
+fcc__sub *fcc__watch_find_sub(fcc_watch *w, const char *id);
+/* Whether the open connection is a single-workflow stream while the set
+ * changes at run time (a dynamic watch belongs on the multi stream). */
+int fcc__watch_stream_stale(fcc_watch *w);
+
+/* watch_set.c */
+/* Reconnects on the next loop turn at once (no backoff), resuming every
+ * workflow by position: the stream no longer fits the watched set. */
+void fcc__watch_switch_stream(fcc_watch *w);
 /* Consumes complete frames from c->rbuf. */
 void fcc__watch_frames(fcc_watch *w, fcc__conn *c);
 /* Handles one complete text message (NUL-terminated, len bytes): an op answer

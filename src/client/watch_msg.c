@@ -43,7 +43,7 @@ int fcc__sub_fresh(const fcc__sub *s, int64_t epoch, int64_t seq, int resync, in
     return other || seq > s->last_seq || (resync && seq < s->last_seq);
 }
 
-static fcc__sub *find_sub(fcc_watch *w, const char *id)
+fcc__sub *fcc__watch_find_sub(fcc_watch *w, const char *id)
 {
     fc_map_node *n = fc_map_get(&w->subs, id);
     return n ? fc_container_of(n, fcc__sub, node) : NULL;
@@ -61,9 +61,18 @@ static fcc__sub *single(fcc_watch *w)
     return NULL;
 }
 
-void fcc__watch_path(fcc_watch *w, char *out, size_t cap)
+int fcc__watch_stream_stale(fcc_watch *w)
+{
+    fcc__conn *c = w->conn;
+    return c && c->upgraded && !c->dead && c->single && w->dynamic;
+}
+
+int fcc__watch_path(fcc_watch *w, char *out, size_t cap)
 {
     fcc__sub *s = single(w);
+    /* A watch whose set changes while it runs stays on the multi stream,
+     * where adding and removing a workflow is one op, not a reconnect. */
+    if (w->dynamic) s = NULL;
     if (!s)
         snprintf(out, cap, "/api/updates");
     else if (s->last_seq < 0)
@@ -73,6 +82,7 @@ void fcc__watch_path(fcc_watch *w, char *out, size_t cap)
     else
         snprintf(out, cap, "/api/workflows/%s/updates?since=%lld&epoch=%lld", s->id,
                  (long long)s->last_seq, (long long)s->epoch);
+    return s != NULL;
 }
 
 /* The resume position of s for a subscribe op: {"epoch":E,"seq":N}, or the
@@ -95,31 +105,57 @@ static void send_json(fcc_watch *w, json_t *j)
     json_decref(j);
 }
 
+/* Makes room for n more ids awaiting a subscribe answer; 0 or FCC_ENOMEM. */
+static int pending_room(fcc_watch *w, size_t n)
+{
+    if (w->pending_head > 0 && w->pending_n > 0)
+        memmove(w->pending, w->pending + w->pending_head, w->pending_n * sizeof *w->pending);
+    w->pending_head = 0;
+    if (w->pending_n + n <= w->pending_cap) return 0;
+    size_t cap = (w->pending_n + n) * 2;
+    void *p = realloc(w->pending, cap * sizeof *w->pending);
+    if (!p) return FCC_ENOMEM;
+    w->pending = p;
+    w->pending_cap = cap;
+    return 0;
+}
+
+/* Sends the subscribe op of s; the caller made room in pending. */
+static void subscribe(fcc_watch *w, fcc__sub *s)
+{
+    json_t *j = json_pack("{s:s, s:[s]}", "op", "subscribe", "workflow_ids", s->id);
+    if (j && s->last_seq >= 0)
+        json_object_set_new(j, "since", json_pack("{s:o}", s->id, position(s)));
+    memcpy(w->pending[w->pending_head + w->pending_n++], s->id, sizeof s->id);
+    send_json(w, j);
+}
+
+void fcc__watch_subscribe_one(fcc_watch *w, fcc__sub *s)
+{
+    if (pending_room(w, 1) != 0)
+        fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
+    else
+        subscribe(w, s);
+}
+
 /* One subscribe op per workflow, so that a "not_found" answer (a workflow
  * deleted while we were away) names exactly one id and spares the others.
  * Resumed ids go first: subscribe_all then only adds live changes behind
  * their history, and duplicates are dropped by seq. */
 void fcc__watch_subscribe(fcc_watch *w)
 {
-    if (single(w)) return;
-    size_t n = fcc__watch_sub_count(w);
-    if (n > w->pending_cap) {
-        void *p = realloc(w->pending, n * sizeof *w->pending);
-        if (!p) {
-            fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
-            return;
-        }
-        w->pending = p;
-        w->pending_cap = n;
+    if (w->conn && w->conn->single) {
+        /* Opened on one workflow's stream, while the set changed. */
+        if (fcc__watch_stream_stale(w)) fcc__watch_switch_stream(w);
+        return;
     }
-    for (fc_list *l = w->sub_list.next; l != &w->sub_list; l = l->next) {
+    if (pending_room(w, fcc__watch_sub_count(w)) != 0) {
+        fcc__watch_conn_fail(w, FCC_ENOMEM, "out of memory");
+        return;
+    }
+    for (fc_list *l = w->sub_list.next; l != &w->sub_list && w->conn; l = l->next) {
         fcc__sub *s = fc_container_of(l, fcc__sub, link);
-        if (s->gone) continue;
-        json_t *j = json_pack("{s:s, s:[s]}", "op", "subscribe", "workflow_ids", s->id);
-        if (j && s->last_seq >= 0)
-            json_object_set_new(j, "since", json_pack("{s:o}", s->id, position(s)));
-        memcpy(w->pending[w->pending_n++], s->id, sizeof s->id);
-        send_json(w, j);
+        if (!s->gone) subscribe(w, s);
     }
     if (w->all) send_json(w, json_pack("{s:s}", "op", "subscribe_all"));
 }
@@ -212,8 +248,10 @@ static void on_op(fcc_watch *w, json_t *j, const char *op)
     if (code && auth_error(w, code, id, msg)) return;
     fcc__sub *s = NULL;
     if (w->pending_n) {
-        s = find_sub(w, w->pending[w->pending_head]);
+        s = fcc__watch_find_sub(w, w->pending[w->pending_head]);
         w->pending_head++, w->pending_n--;
+        /* Removed (fcc_watch_remove) before the answer came: nothing to do. */
+        if (!s) return;
     }
     if (s && code && strcmp(code, "not_found") == 0) {
         if (!s->seen && !s->gone) {
@@ -223,7 +261,7 @@ static void on_op(fcc_watch *w, json_t *j, const char *op)
         /* Seen before: deleted while we were away. Gone already: the server
          * sent the deletion in-band before refusing the resume. */
         if (!s->gone) deliver_deleted(w, s, 0, 0, NULL, NULL);
-        if (!w->all && fcc__watch_sub_count(w) == 0)
+        if (!w->all && !w->dynamic && fcc__watch_sub_count(w) == 0)
             fcc__watch_finish(w, 0, "every watched workflow was deleted");
         return;
     }
@@ -248,7 +286,7 @@ void fcc__watch_message(fcc_watch *w, const char *text, size_t len)
     const char *ts = json_string_value(json_object_get(j, "timestamp"));
     fcc__sub *s = NULL;
     if (json_is_integer(jseq) && seq >= 0 && epoch >= 0) {
-        s = find_sub(w, id);
+        s = fcc__watch_find_sub(w, id);
         /* A watch of all learns ids as they come; a deletion of one it
          * never saw (or already forgot) is not news. */
         if (!s && w->all && !deleted && strlen(id) <= FCC__ID_MAX) s = fcc__sub_add(w, id, 0, -1);

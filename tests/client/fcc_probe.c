@@ -9,6 +9,16 @@
 static long max_updates = -1;
 static long n_updates;
 
+/* --then-add N:ID / --then-remove N:ID: changes the watched set from the
+ * update callback once N updates were delivered (a running watch). */
+#define MAX_ACTIONS 8
+static struct {
+    long after;
+    int add;
+    char id[80];
+} actions[MAX_ACTIONS];
+static int n_actions;
+
 static const char *state_name(fcc_state s)
 {
     switch (s) {
@@ -34,7 +44,16 @@ static void on_update(fcc_watch *w, const fcc_update *u, void *data)
            (long long)u->current_step, (long long)u->total_steps, u->resync ? "true" : "false",
            u->deleted ? "true" : "false", u->json);
     fflush(stdout);
-    if (++n_updates == max_updates) fcc_watch_close(w);
+    ++n_updates;
+    for (int i = 0; i < n_actions; i++) {
+        if (actions[i].after != n_updates) continue;
+        int r = actions[i].add ? fcc_watch_add(w, actions[i].id, -1)
+                               : fcc_watch_remove(w, actions[i].id);
+        printf("{\"event\":\"%s\",\"workflow_id\":\"%s\",\"result\":%d}\n",
+               actions[i].add ? "added" : "removed", actions[i].id, r);
+        fflush(stdout);
+    }
+    if (n_updates == max_updates) fcc_watch_close(w);
 }
 
 /* Copies s into out as the inside of a JSON string. */
@@ -55,13 +74,17 @@ static void escape(const char *s, char *out, size_t cap)
 
 static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
 {
-    char reason[1024];
-    (void)w;
+    char reason[1024], url[1024], last[1024];
+    int last_code;
     (void)data;
     escape(s->reason, reason, sizeof reason);
+    escape(fcc_watch_url(w), url, sizeof url);
+    escape(fcc_watch_last_error(w, &last_code), last, sizeof last);
     printf("{\"event\":\"state\",\"state\":\"%s\",\"attempt\":%u,\"delay_ms\":%llu,"
-           "\"error\":%d,\"reason\":\"%s\"}\n",
-           state_name(s->state), s->attempt, (unsigned long long)s->delay_ms, s->error, reason);
+           "\"error\":%d,\"reason\":\"%s\",\"url\":\"%s\",\"last_error\":%d,"
+           "\"last_message\":\"%s\"}\n",
+           state_name(s->state), s->attempt, (unsigned long long)s->delay_ms, s->error, reason, url,
+           last_code, last);
     fflush(stdout);
 }
 
@@ -92,7 +115,9 @@ static int usage(void)
     fprintf(stderr, "usage: fcc_probe URL [--all] [--count N] [--ping MS] [--pong MS]\n"
                     "                 [--connect-timeout MS] [--backoff-max MS] [--max-retries N]\n"
                     "                 [--token T] [--token-file FILE] [--ca-file FILE]\n"
-                    "                 [--since ID=[EPOCH:]SEQ] ID...\n");
+                    "                 [--then-add N:ID] [--then-remove N:ID]\n"
+                    "                 [--since ID=[EPOCH:]SEQ] ID...\n"
+                    "URL may be a comma-separated list\n");
     return 2;
 }
 
@@ -124,7 +149,15 @@ int main(int argc, char **argv)
             token_file = argv[++i], o.token_fn = token_from_file;
         else if (strcmp(a, "--ca-file") == 0 && has_val)
             o.ca_file = argv[++i];
-        else if (a[0] == '-' && strcmp(a, "--since") != 0)
+        else if ((strcmp(a, "--then-add") == 0 || strcmp(a, "--then-remove") == 0) && has_val &&
+                 n_actions < MAX_ACTIONS) {
+            const char *v = argv[++i], *colon = strchr(v, ':');
+            if (!colon) return usage();
+            actions[n_actions].after = atol(v);
+            actions[n_actions].add = a[7] == 'a';
+            snprintf(actions[n_actions].id, sizeof actions[n_actions].id, "%s", colon + 1);
+            n_actions++;
+        } else if (a[0] == '-' && strcmp(a, "--since") != 0)
             return usage();
         else if (first_id == argc)
             first_id = i;

@@ -107,9 +107,10 @@ class LineProc:
         self._t.join(5)
 
 
-def probe(flowcast, server, *args):
-    """Starts fcc_probe against server with args (options then ids)."""
-    url = "http://127.0.0.1:%d" % server.port
+def probe(flowcast, server, *args, url=None):
+    """Starts fcc_probe against server with args (options then ids); url
+    (e.g. a list "URL,URL") replaces the server's URL."""
+    url = url or "http://127.0.0.1:%d" % server.port
     return LineProc([probe_bin(flowcast), url] + [str(a) for a in args])
 
 
@@ -118,13 +119,17 @@ def updates(lines, wid=None):
     return [o for o in objs if o["event"] == "update" and (wid is None or o["workflow_id"] == wid)]
 
 
-def restart_same_port(factory, old):
+def restart_same_port(factory, old, port=None):
     """Starts a new server process with old's flags (same port and --db; TLS
-    when old spoke it)."""
+    when old spoke it); with port, on that port instead (the same database
+    re-opened by a new process elsewhere, as a second node of a list)."""
     n = len(factory.servers) + 1
     log_path = os.path.join(factory.tmpdir, "server-%d.log" % n)
-    s = Server(factory.binary, old.port, old.db, log_path, old.args, old.env, token=old.token,
-               ssl_ctx=old.ssl_ctx)
+    args = list(old.args)
+    if port is not None:
+        args[args.index("--listen") + 1] = "127.0.0.1:%d" % port
+    s = Server(factory.binary, port or old.port, old.db, log_path, args, old.env,
+               token=old.token, ssl_ctx=old.ssl_ctx)
     deadline = time.monotonic() + 10
     while True:  # the port may linger for a moment after the old process exits
         s.start()

@@ -150,8 +150,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check_error(r, &e);
     }
-    fcc_patch p = {
-        .status = NULL, .current_step = 1, .total_steps = -1, .message = "m", .if_seq = -1};
+    fcc_patch p = FCC_PATCH_INIT;
+    p.current_step = 1;
+    p.message = "m";
     r = fcc_workflow_update(c, "w1", &p, &w, &e);
     if (r == 0) {
         check_workflow(&w);
