@@ -6,11 +6,12 @@ server on the same port and database. Built on conftest.py / fc_helpers.py."""
 import json
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
 
-from fc_helpers import Server
+from fc_helpers import Server, read_http_message
 
 
 def probe_bin(flowcast):
@@ -160,3 +161,47 @@ def recreate_while_away(factory, s, wid, name=None, steps=2):
     assert other.stop() == 0
     assert new["epoch"] != old["epoch"]
     return restart_same_port(factory, s), old, new
+
+
+class LosingGateway:
+    """A gateway in front of the server that forwards one request, lets the
+    server commit it, then answers 502 (the answer lost at the proxy), and
+    answers 503 to every later request: the client must send the change to
+    the next URL with the same Idempotency-Key."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.requests = []
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                msg = read_http_message(c)
+                if msg is None:
+                    continue
+                head, body = msg
+                self.requests.append(head)
+                if len(self.requests) == 1:
+                    with socket.create_connection(("127.0.0.1", self.port)) as up:
+                        up.sendall(head + b"\r\n\r\n" + body)
+                        read_http_message(up)  # committed; the answer goes nowhere
+                    status = b"502 Bad Gateway"
+                else:
+                    status = b"503 Service Unavailable"
+                err = b'{"error":{"code":"unavailable","message":"no server"}}'
+                c.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(err) + err)
+
+    def close(self):
+        self.sock.close()

@@ -9,14 +9,13 @@ with kill -9 the same database is opened by a new process on URL B's port.
 Nothing is lost, nothing repeated, and the watch ends up on B."""
 
 import json
-import socket
 import threading
 import time
 
 import pytest
 
-from fc_helpers import free_port, read_http_message
-from fcc_helpers import cli, cli_json, probe, restart_same_port, updates
+from fc_helpers import free_port
+from fcc_helpers import LineProc, LosingGateway, cli, cli_json, probe, restart_same_port, updates
 
 ECONNECT = -3
 
@@ -153,7 +152,6 @@ def test_cli_rest_and_watch_take_a_list_of_servers(flowcast, server_factory):
     assert w["current_step"] == 2
     assert cli_json(flowcast, s, "get", "j", env=env)["seq"] == 3
     # The watch: JSON lines of the state, then a change, from the second URL.
-    from fcc_helpers import LineProc
     e = {"FLOWCAST_URL": "%s,%s" % (_url(dead), _url(s.port))}
     p = LineProc([flowcast, "watch", "j", "--json"], env=e)
     try:
@@ -167,54 +165,10 @@ def test_cli_rest_and_watch_take_a_list_of_servers(flowcast, server_factory):
     assert r.returncode == 2 and "invalid server URL" in r.stderr, r
 
 
-class _LosingGateway:
-    """A gateway in front of the server that forwards one request, lets the
-    server commit it, then answers 502 (the answer lost at the proxy), and
-    answers 503 to every later request: the client must send the change to
-    the next URL with the same Idempotency-Key."""
-
-    def __init__(self, port):
-        self.port = port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.url = _url(self.sock.getsockname()[1])
-        self.requests = []
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with c:
-                msg = read_http_message(c)
-                if msg is None:
-                    continue
-                head, body = msg
-                self.requests.append(head)
-                if len(self.requests) == 1:
-                    with socket.create_connection(("127.0.0.1", self.port)) as up:
-                        up.sendall(head + b"\r\n\r\n" + body)
-                        read_http_message(up)  # committed; the answer goes nowhere
-                    status = b"502 Bad Gateway"
-                else:
-                    status = b"503 Service Unavailable"
-                err = b'{"error":{"code":"unavailable","message":"no server"}}'
-                c.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(err) + err)
-
-    def close(self):
-        self.sock.close()
-
-
 def test_rest_change_lost_at_a_gateway_is_applied_once_via_the_next_url(flowcast, server_factory):
     s = server_factory()
     s.create(id="w", name="w", total_steps=10)
-    gw = _LosingGateway(s.port)
+    gw = LosingGateway(s.port)
     try:
         servers = "%s,%s" % (gw.url, _url(s.port))
         w = cli_json(flowcast, s, "--server", servers, "update", "w", "--step", "5",

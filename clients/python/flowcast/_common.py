@@ -12,7 +12,8 @@ import ssl as _ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import (Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 from . import errors
 from .models import SinceValue, as_position
@@ -64,6 +65,67 @@ def parse_url(url: str) -> BaseURL:
     except ValueError as e:
         raise ValueError("bad port in %r" % url) from e
     return BaseURL(tls, u.hostname, port, u.path.rstrip("/"))
+
+
+# Statuses of a gateway (proxy, load balancer) that found no server behind
+# it: with several URLs the request goes to the next one.
+GATEWAY_STATUSES = (502, 503, 504)
+# Most URLs in one list, as libflowcast takes.
+MAX_SERVERS = 16
+ServersLike = Union[str, BaseURL, Sequence[Union[str, BaseURL]]]
+
+
+def parse_servers(url: Optional[ServersLike], servers: Optional[ServersLike] = None
+                  ) -> List[BaseURL]:
+    """The server list of a client: url or servers (one of them), each a
+    URL, a comma-separated string of URLs ("http://a:8001,http://b:8001"),
+    or a sequence of URLs. Used in turn: when one cannot be reached or is
+    lost, the next (round robin)."""
+    if (url is None) == (servers is None):
+        raise ValueError("give the server as url or as servers (one of them)")
+    v = url if url is not None else servers
+    if isinstance(v, BaseURL):
+        return [v]
+    items = v.split(",") if isinstance(v, str) else list(v)  # type: ignore[union-attr]
+    if not items or len(items) > MAX_SERVERS:
+        raise ValueError("1 to %d server URLs, got %d" % (MAX_SERVERS, len(items)))
+    out = []
+    for x in items:
+        if isinstance(x, BaseURL):
+            out.append(x)
+            continue
+        x = x.strip()
+        if not x:
+            raise ValueError("an empty URL in the server list %r" % (v,))
+        out.append(parse_url(x))
+    return out
+
+
+class Servers:
+    """A list of servers and the one in use. A failure moves to the next;
+    the backoff delay comes once per full round (when the move comes back to
+    the URL where the failures began), as in libflowcast."""
+
+    def __init__(self, bases: List[BaseURL]):
+        self.bases = bases
+        self.cur = 0
+
+    @property
+    def base(self) -> BaseURL:
+        return self.bases[self.cur]
+
+    def __len__(self) -> int:
+        return len(self.bases)
+
+    def move_on(self, start: int) -> bool:
+        """Moves to the next URL; True when that completes a round (the
+        caller then waits its backoff delay, with attempt // len(self))."""
+        self.cur = (self.cur + 1) % len(self.bases)
+        return self.cur == start
+
+    def tls_base(self) -> BaseURL:
+        """An https URL of the list if there is one (for the TLS context)."""
+        return next((b for b in self.bases if b.tls), self.bases[0])
 
 
 def ssl_context(base: BaseURL, ssl: Optional[_ssl.SSLContext],

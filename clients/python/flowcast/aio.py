@@ -48,16 +48,22 @@ class AsyncClient:
     are those of Client (every method is a coroutine), and token may also be
     a coroutine function. watch() opens live updates."""
 
-    def __init__(self, url: str, token: c.TokenLike = None, *,
+    def __init__(self, url: Optional[c.ServersLike] = None, token: c.TokenLike = None, *,
+                 servers: Optional[c.ServersLike] = None,
                  ssl: Optional[_ssl.SSLContext] = None, ca_file: Optional[str] = None,
                  timeout: float = 10.0, retries: int = 4, backoff_initial: float = 0.1,
                  backoff_max: float = 2.0, retry_statuses: Tuple[int, ...] = (429, 503)):
-        self.base = c.parse_url(url)
+        self.servers = c.Servers(c.parse_servers(url, servers))
         self.tokens = c.TokenSource(token)
-        self.ssl = c.ssl_context(self.base, ssl, ca_file)
+        self.ssl = c.ssl_context(self.servers.tls_base(), ssl, ca_file)
         self.timeout = timeout
         self.policy = c.RetryPolicy(retries, backoff_initial, backoff_max, tuple(retry_statuses))
         self._rng = random.Random()
+
+    @property
+    def base(self) -> c.BaseURL:
+        """The server in use: the URL of the list that answered last."""
+        return self.servers.base
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -67,18 +73,18 @@ class AsyncClient:
 
     # ------------------------------------------------------------ transport
 
-    async def _exchange(self, req: c.Request, token: Optional[str]):
+    async def _exchange(self, req: c.Request, token: Optional[str], base: c.BaseURL):
         try:
             reader, writer = await asyncio.open_connection(
-                self.base.host, self.base.port, ssl=self.ssl,
-                server_hostname=self.base.host if self.ssl else None)
+                base.host, base.port, ssl=self.ssl if base.tls else None,
+                server_hostname=base.host if base.tls else None)
         except _ssl.SSLCertVerificationError:
             raise
         except OSError as e:
-            raise _Lost("cannot connect to %s: %s" % (self.base, e)) from e
+            raise _Lost("cannot connect to %s: %s" % (base, e)) from e
         try:
-            head = ["%s %s HTTP/1.1" % (req.method, self.base.prefix + req.path)]
-            head += ["%s: %s" % kv for kv in req.headers(self.base, token, False).items()]
+            head = ["%s %s HTTP/1.1" % (req.method, base.prefix + req.path)]
+            head += ["%s: %s" % kv for kv in req.headers(base, token, False).items()]
             writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (req.body or b""))
             await writer.drain()
             status_line = await reader.readuntil(b"\r\n")
@@ -101,39 +107,54 @@ class AsyncClient:
                 await _read_body(reader, headers)
             return status, headers, body
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
-            raise _Lost("connection to %s lost: %s" % (self.base, e or type(e).__name__)) from e
+            raise _Lost("connection to %s lost: %s" % (base, e or type(e).__name__)) from e
         finally:
             writer.close()
 
-    async def _send(self, req: c.Request, token: Optional[str]):
+    async def _send(self, req: c.Request, token: Optional[str], base: c.BaseURL):
         try:
-            return await asyncio.wait_for(self._exchange(req, token), self.timeout)
+            return await asyncio.wait_for(self._exchange(req, token, base), self.timeout)
         except asyncio.TimeoutError as e:
-            raise _Lost("no answer from %s within %ss" % (self.base, self.timeout)) from e
+            raise _Lost("no answer from %s within %ss" % (base, self.timeout)) from e
+
+    async def _wait(self, start: int, attempt: int, retry_after: Optional[float]) -> None:
+        """Before retry `attempt`: the next URL at once, the backoff delay
+        once a full round of URLs failed (every retry with one URL)."""
+        n = len(self.servers)
+        if n == 1 or self.servers.move_on(start):
+            await asyncio.sleep(self.policy.delay(attempt // n, retry_after, self._rng))
 
     async def _call(self, req: c.Request):
         attempt = refreshed = 0
+        start = self.servers.cur
+        many = len(self.servers) > 1
         while True:
             token = await self.tokens.aget()
+            base = self.servers.base
             try:
-                status, headers, raw = await self._send(req, token)
+                status, headers, raw = await self._send(req, token, base)
             except _ssl.SSLCertVerificationError as e:
                 raise ConnectionFailed("%s: the server's certificate is not trusted: %s"
-                                       % (self.base, e.verify_message), attempt + 1) from e
+                                       % (base, e.verify_message), attempt + 1) from e
             except _Lost as e:
                 if attempt >= self.policy.retries:
                     raise ConnectionFailed("%s %s: %s (after %d attempts)"
                                            % (req.method, req.path, e, attempt + 1),
                                            attempt + 1) from e.__cause__
-                await asyncio.sleep(self.policy.delay(attempt, None, self._rng))
+                await self._wait(start, attempt, None)
                 attempt += 1
                 continue
             if status == 401 and self.tokens.refreshable and not refreshed:
                 refreshed = 1
                 await self.tokens.aget(refresh=True)
                 continue
-            if status in self.policy.statuses and attempt < self.policy.retries:
-                await asyncio.sleep(self.policy.delay(attempt, c.retry_after(headers), self._rng))
+            gateway = many and status in c.GATEWAY_STATUSES
+            if (gateway or status in self.policy.statuses) and attempt < self.policy.retries:
+                if gateway:
+                    await self._wait(start, attempt, c.retry_after(headers))
+                else:
+                    await asyncio.sleep(self.policy.delay(attempt, c.retry_after(headers),
+                                                          self._rng))
                 attempt += 1
                 continue
             return c.result_of(status, headers, raw)
@@ -204,7 +225,10 @@ class AsyncClient:
               since: Optional[Mapping[str, SinceValue]] = None, **options) -> Watch:
         """A Watch of `ids` (a set; one id uses the single-workflow stream,
         several the multi-workflow one) and/or of every workflow (all=True),
-        on this client's server, credential and TLS settings. since: id ->
+        on this client's servers (the one in use first), credential and TLS
+        settings. since: id ->
         position to resume from. options: see Watch."""
-        return Watch(self.base, ids, all=all, since=since, tokens=self.tokens, ssl=self.ssl,
+        # Every server of the client's list, starting with the one in use.
+        bases = self.servers.bases[self.servers.cur:] + self.servers.bases[:self.servers.cur]
+        return Watch(bases, ids, all=all, since=since, tokens=self.tokens, ssl=self.ssl,
                      **options)

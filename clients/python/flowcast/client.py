@@ -8,10 +8,11 @@ import random
 import ssl as _ssl
 import threading
 import time
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from . import _common as c
 from . import _rest as r
+from ._common import BaseURL
 from .errors import ConnectionFailed, SeqMismatchError
 from .models import History, SinceValue, Workflow, WorkflowPage
 
@@ -24,7 +25,13 @@ STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 class Client:
     """Blocking client of a flowcast server.
 
-    url: "http://host:port" or "https://host:port" (a path prefix is kept).
+    url: "http://host:port" or "https://host:port" (a path prefix is kept),
+    or several servers: a comma-separated string "http://a:8001,http://b:8001"
+    or a list (also as servers=[...]). A request that gets no answer
+    (refused, reset, timed out), or a 502/503/504 when there are several,
+    goes to the next URL with the same Idempotency-Key; the backoff delay
+    comes once per full round of URLs, and the client keeps to the URL that
+    answered.
     token: None, the bearer string (JWT or --api-token), or a callable
     returning one, asked again when the held JWT reaches its exp or the
     server answers 401 (then the call is sent once more with the new one).
@@ -39,37 +46,43 @@ class Client:
     ConnectionFailed when no attempt got an answer, ProtocolError for an
     answer that is not the protocol's, ValueError for invalid arguments."""
 
-    def __init__(self, url: str, token: c.TokenLike = None, *,
+    def __init__(self, url: Optional[c.ServersLike] = None, token: c.TokenLike = None, *,
+                 servers: Optional[c.ServersLike] = None,
                  ssl: Optional[_ssl.SSLContext] = None, ca_file: Optional[str] = None,
                  timeout: float = 10.0, retries: int = 4, backoff_initial: float = 0.1,
                  backoff_max: float = 2.0, retry_statuses: Tuple[int, ...] = (429, 503)):
-        self.base = c.parse_url(url)
+        self.servers = c.Servers(c.parse_servers(url, servers))
         self.tokens = c.TokenSource(token)
-        self.ssl = c.ssl_context(self.base, ssl, ca_file)
+        self.ssl = c.ssl_context(self.servers.tls_base(), ssl, ca_file)
         self.timeout = timeout
         self.policy = c.RetryPolicy(retries, backoff_initial, backoff_max, tuple(retry_statuses))
         self._rng = random.Random()
-        self._idle: List[http.client.HTTPConnection] = []
+        self._idle: Dict[BaseURL, List[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def base(self) -> BaseURL:
+        """The server in use: the URL of the list that answered last."""
+        return self.servers.base
 
     # ------------------------------------------------------------ transport
 
-    def _connection(self) -> Tuple[http.client.HTTPConnection, bool]:
-        """An idle keep-alive connection (reused=True) or a new one."""
+    def _connection(self, base: BaseURL) -> Tuple[http.client.HTTPConnection, bool]:
+        """An idle keep-alive connection to base (reused=True) or a new one."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        if self.ssl is not None:
-            return http.client.HTTPSConnection(self.base.host, self.base.port,
+            idle = self._idle.get(base)
+            if idle:
+                return idle.pop(), True
+        if base.tls:
+            return http.client.HTTPSConnection(base.host, base.port,
                                                timeout=self.timeout, context=self.ssl), False
-        return http.client.HTTPConnection(self.base.host, self.base.port,
-                                          timeout=self.timeout), False
+        return http.client.HTTPConnection(base.host, base.port, timeout=self.timeout), False
 
-    def _send(self, req: c.Request, token: Optional[str]):
-        conn, reused = self._connection()
+    def _send(self, req: c.Request, token: Optional[str], base: BaseURL):
+        conn, reused = self._connection(base)
         try:
-            conn.request(req.method, self.base.prefix + req.path, body=req.body,
-                         headers=req.headers(self.base, token, keep_alive=True))
+            conn.request(req.method, base.prefix + req.path, body=req.body,
+                         headers=req.headers(base, token, keep_alive=True))
             resp = conn.getresponse()
             raw = resp.read()
             headers = {k.lower(): v for k, v in resp.getheaders()}
@@ -81,21 +94,34 @@ class Client:
             conn.close()
         else:
             with self._lock:
-                self._idle.append(conn)
+                self._idle.setdefault(base, []).append(conn)
         return resp.status, headers, raw
+
+    def _wait(self, start: int, attempt: int, retry_after: Optional[float]) -> None:
+        """Before retry `attempt`: the next URL of the list at once, the
+        backoff delay once a full round of URLs failed (every retry with
+        one URL)."""
+        n = len(self.servers)
+        with self._lock:
+            round_done = self.servers.move_on(start) if n > 1 else True
+        if round_done:
+            time.sleep(self.policy.delay(attempt // n, retry_after, self._rng))
 
     def _call(self, req: c.Request):
         """Sends req until it has an answer (same bytes, same key), and
         returns its JSON or raises its error."""
         attempt = refreshed = 0
         stale_ok = True
+        start = self.servers.cur
+        many = len(self.servers) > 1
         while True:
             token = self.tokens.get()
+            base = self.servers.base
             try:
-                status, headers, raw = self._send(req, token)
+                status, headers, raw = self._send(req, token, base)
             except _ssl.SSLCertVerificationError as e:
                 raise ConnectionFailed("%s: the server's certificate is not trusted: %s"
-                                       % (self.base, e.verify_message), attempt + 1) from e
+                                       % (base, e.verify_message), attempt + 1) from e
             except LOST as e:
                 # A kept-alive connection the server had already closed
                 # (idle timeout) is not a failure of the server: once, at once.
@@ -104,17 +130,21 @@ class Client:
                     continue
                 if attempt >= self.policy.retries:
                     raise ConnectionFailed("%s %s: no answer from %s after %d attempts: %s"
-                                           % (req.method, req.path, self.base, attempt + 1, e),
+                                           % (req.method, req.path, base, attempt + 1, e),
                                            attempt + 1) from e
-                time.sleep(self.policy.delay(attempt, None, self._rng))
+                self._wait(start, attempt, None)
                 attempt += 1
                 continue
             if status == 401 and self.tokens.refreshable and not refreshed:
                 refreshed = 1
                 self.tokens.get(refresh=True)
                 continue
-            if status in self.policy.statuses and attempt < self.policy.retries:
-                time.sleep(self.policy.delay(attempt, c.retry_after(headers), self._rng))
+            gateway = many and status in c.GATEWAY_STATUSES
+            if (gateway or status in self.policy.statuses) and attempt < self.policy.retries:
+                if gateway:
+                    self._wait(start, attempt, c.retry_after(headers))
+                else:
+                    time.sleep(self.policy.delay(attempt, c.retry_after(headers), self._rng))
                 attempt += 1
                 continue
             return c.result_of(status, headers, raw)
@@ -122,9 +152,10 @@ class Client:
     def close(self) -> None:
         """Closes the idle keep-alive connections."""
         with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
 
     def __enter__(self) -> "Client":
         return self

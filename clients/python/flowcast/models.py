@@ -212,3 +212,4 @@ class WatchState:
     delay: float = 0.0
     reason: Optional[str] = None
     error: Optional[BaseException] = None
+    url: Optional[str] = None  # the server in use; for "reconnecting", the next one tried

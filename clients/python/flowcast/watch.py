@@ -89,9 +89,13 @@ class Watch:
     / bare seq to resume from (ids named only here are watched too).
     token / tokens: as Client's token (a watch made by AsyncClient.watch
     shares the client's). ssl / ca_file: for https URLs (wss).
+    url: one server, or several: a comma-separated string or a list (see
+    Client); a failed or lost connection moves on to the next URL (round
+    robin) and resumes there by (epoch, seq) exactly as on one server.
     backoff_initial, backoff_max: seconds; before retry n the watch waits
     a random delay in [0, min(backoff_max, backoff_initial * 2**n)], n
-    counting failed attempts since the last open connection.
+    counting failed attempts since the last open connection (with several
+    URLs: only when a full round of them failed, n = attempts // URLs).
     max_retries: failed attempts in a row before RetriesExhausted (None =
     forever). ping_interval / ping_timeout / open_timeout: seconds.
     on_state: called with a WatchState on every connection change.
@@ -105,7 +109,7 @@ class Watch:
     ApiError for other refused handshakes. Events already received are
     delivered before the error."""
 
-    def __init__(self, url: Union[str, c.BaseURL], ids: Iterable[str] = (), *, all: bool = False,
+    def __init__(self, url: c.ServersLike, ids: Iterable[str] = (), *, all: bool = False,
                  since: Optional[Mapping[str, SinceValue]] = None, token: c.TokenLike = None,
                  tokens: Optional[c.TokenSource] = None, ssl: Optional[_ssl.SSLContext] = None,
                  ca_file: Optional[str] = None, backoff_initial: float = 0.1,
@@ -116,9 +120,10 @@ class Watch:
                  refresh_lead: Optional[float] = None, seed: Optional[int] = None):
         if isinstance(ids, str):
             raise TypeError("ids is a collection of ids, not one string")
-        self.base = url if isinstance(url, c.BaseURL) else c.parse_url(url)
+        self.servers = c.Servers(c.parse_servers(url))
+        self._round_start = 0  # the URL where the failures since the last open began
         self.tokens = tokens or c.TokenSource(token)
-        self.ssl = c.ssl_context(self.base, ssl, ca_file)
+        self.ssl = c.ssl_context(self.servers.tls_base(), ssl, ca_file)
         self.all = all
         if backoff_initial <= 0 or backoff_max <= 0 or (max_retries or 0) < 0:
             raise ValueError("backoff times must be > 0 and max_retries >= 0")
@@ -158,6 +163,11 @@ class Watch:
         self._gen: Optional[AsyncIterator[Event]] = None
 
     # ------------------------------------------------------------ public
+
+    @property
+    def base(self) -> c.BaseURL:
+        """The server in use (or being tried)."""
+        return self.servers.base
 
     def position(self, wid: str) -> Optional[Position]:
         """The last position delivered for wid (None before any)."""
@@ -260,7 +270,7 @@ class Watch:
               reason: Optional[str] = None, error: Optional[BaseException] = None) -> None:
         self.state = state
         if self.on_state:
-            self.on_state(WatchState(state, attempt, delay, reason, error))
+            self.on_state(WatchState(state, attempt, delay, reason, error, str(self.base)))
 
     def _live(self) -> List[_Sub]:
         return [s for s in self._subs.values() if not s.gone]
@@ -295,10 +305,18 @@ class Watch:
             err.__cause__ = why.error
             self._fatal = err
             return None
-        delay = 0.0 if why.immediate else c.backoff_delay(self.backoff_initial, self.backoff_max,
-                                                          self._attempt, self._rng)
+        delay, reason, n = 0.0, why.reason, len(self.servers)
+        if not why.immediate:
+            # A failure moves on to the next server at once; the backoff
+            # delay comes once every server failed in turn (a full round).
+            round_done = self.servers.move_on(self._round_start) if n > 1 else True
+            if n > 1:
+                reason = "%s; next: %s" % (reason, self.base)
+            if round_done:
+                delay = c.backoff_delay(self.backoff_initial, self.backoff_max,
+                                        self._attempt // n, self._rng)
         self._attempt += 1
-        self._emit("reconnecting", self._attempt, delay, why.reason, why.error)
+        self._emit("reconnecting", self._attempt, delay, reason, why.error)
         return delay
 
     # ------------------------------------------------------------ messages
@@ -435,6 +453,7 @@ class Watch:
         self._stream_exp = c.jwt_exp(token) if token else None
         self._stream_life = self.tokens.lifetime() if token == self.tokens.token else None
         self._attempt = 0
+        self._round_start = self.servers.cur
         self._refreshed = False
         self._pending, self._auth_pending = [], 0
         self._emit("open")
