@@ -1,8 +1,10 @@
 /* Test driver for libflowcast's live updates: prints one JSON line per update
  * and per state change, for the e2e tests (tests/e2e/test_client_*.py). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "flowcast/client.h"
 
@@ -18,6 +20,32 @@ static struct {
     char id[80];
 } actions[MAX_ACTIONS];
 static int n_actions;
+
+/* --thread-add MS:ID: another thread asks for fcc_watch_add after MS ms,
+ * through a uv_async_t on the watch's loop (the documented way). */
+static uv_async_t thread_async;
+static int thread_async_on;
+static long thread_ms;
+static char thread_id[80];
+static fcc_watch *the_watch;
+
+static void on_thread_async(uv_async_t *a)
+{
+    (void)a;
+    int r = fcc_watch_add(the_watch, thread_id, -1);
+    printf("{\"event\":\"added\",\"workflow_id\":\"%s\",\"result\":%d,\"thread\":true}\n",
+           thread_id, r);
+    fflush(stdout);
+}
+
+static void *asker(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {.tv_sec = thread_ms / 1000, .tv_nsec = (thread_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+    uv_async_send(&thread_async);
+    return NULL;
+}
 
 static const char *state_name(fcc_state s)
 {
@@ -86,6 +114,12 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
            state_name(s->state), s->attempt, (unsigned long long)s->delay_ms, s->error, reason, url,
            last_code, last);
     fflush(stdout);
+    /* Our handle on the watch's loop must close with it, or fcc_watch_run
+     * would wait for it forever. */
+    if (s->state == FCC_STATE_CLOSED && thread_async_on) {
+        thread_async_on = 0;
+        uv_close((uv_handle_t *)&thread_async, NULL);
+    }
 }
 
 /* --token-file: the token callback reads the file's first line (the test
@@ -115,7 +149,7 @@ static int usage(void)
     fprintf(stderr, "usage: fcc_probe URL [--all] [--count N] [--ping MS] [--pong MS]\n"
                     "                 [--connect-timeout MS] [--backoff-max MS] [--max-retries N]\n"
                     "                 [--token T] [--token-file FILE] [--ca-file FILE]\n"
-                    "                 [--then-add N:ID] [--then-remove N:ID]\n"
+                    "                 [--then-add N:ID] [--then-remove N:ID] [--thread-add MS:ID]\n"
                     "                 [--since ID=[EPOCH:]SEQ] ID...\n"
                     "URL may be a comma-separated list\n");
     return 2;
@@ -149,8 +183,14 @@ int main(int argc, char **argv)
             token_file = argv[++i], o.token_fn = token_from_file;
         else if (strcmp(a, "--ca-file") == 0 && has_val)
             o.ca_file = argv[++i];
-        else if ((strcmp(a, "--then-add") == 0 || strcmp(a, "--then-remove") == 0) && has_val &&
-                 n_actions < MAX_ACTIONS) {
+        else if (strcmp(a, "--thread-add") == 0 && has_val) {
+            const char *v = argv[++i], *colon = strchr(v, ':');
+            if (!colon) return usage();
+            thread_ms = atol(v);
+            snprintf(thread_id, sizeof thread_id, "%s", colon + 1);
+            thread_async_on = 1;
+        } else if ((strcmp(a, "--then-add") == 0 || strcmp(a, "--then-remove") == 0) && has_val &&
+                   n_actions < MAX_ACTIONS) {
             const char *v = argv[++i], *colon = strchr(v, ':');
             if (!colon) return usage();
             actions[n_actions].after = atol(v);
@@ -189,6 +229,14 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    pthread_t th;
+    int threaded = thread_async_on;
+    the_watch = w;
+    if (threaded) {
+        uv_async_init(fcc_watch_loop(w), &thread_async, on_thread_async);
+        pthread_create(&th, NULL, asker, NULL);
+    }
     err = fcc_watch_run(w);
+    if (threaded) pthread_join(th, NULL);
     return err == 0 ? 0 : 1;
 }

@@ -75,6 +75,30 @@ def test_remove_and_add_again_on_a_running_multi_watch(flowcast, server_factory)
         p.kill()
 
 
+def test_another_thread_adds_through_an_async_handle_on_the_watch_loop(flowcast, server_factory):
+    """The documented way for another thread: a uv_async_t on
+    fcc_watch_loop(w) (here the private loop of fcc_watch_run), whose
+    callback calls fcc_watch_add on the loop's thread."""
+    s = server_factory()
+    s.create(id="a", name="a", total_steps=10)
+    s.create(id="b", name="b", total_steps=10)
+    p = probe(flowcast, s, "--thread-add", "300:b", "--count", "4", "a")
+    try:
+        p.wait_for(lambda o: o.get("event") == "update" and o["workflow_id"] == "a", what="a")
+        added = p.wait_for(lambda o: o["event"] == "added", what="added")
+        assert added["result"] == 0 and added["thread"] is True
+        p.wait_for(lambda o: o.get("event") == "update" and o["workflow_id"] == "b", what="b")
+        s.patch("a", current_step=1)
+        s.patch("b", current_step=1)
+        # The 4th update closes the watch; fcc_watch_run returns once the
+        # application's own handle closed too (in the CLOSED callback).
+        assert p.finish(15) == 0
+        assert [u["seq"] for u in updates(p.lines, "a")] == [1, 2]
+        assert [u["seq"] for u in updates(p.lines, "b")] == [1, 2]
+    finally:
+        p.kill()
+
+
 def test_a_running_watch_emptied_by_remove_stays_open(flowcast, server_factory):
     s = server_factory()
     s.create(id="a", name="a", total_steps=10)
@@ -96,7 +120,16 @@ def test_remove_from_a_watch_of_all_is_refused(flowcast, server_factory):
     p = probe(flowcast, s, "--all", "--then-remove", "1:a")
     try:
         p.wait_for(lambda o: o.get("state") == "open", what="open")
-        s.create(id="a", name="a", total_steps=1)
+        s.create(id="a", name="a", total_steps=100)
+        # subscribe_all may still be on its way: change a until one arrives.
+        for i in range(1, 40):
+            if any(json.loads(x)["event"] == "update" for x in p.lines):
+                break
+            s.patch("a", current_step=i)
+            try:
+                p.wait_for(lambda o: o["event"] == "update", timeout=0.5, what="an update")
+            except AssertionError:
+                pass
         assert p.wait_for(lambda o: o["event"] == "removed", what="removed")["result"] == EINVAL
     finally:
         p.kill()
