@@ -1,28 +1,34 @@
 /* app.js: the flowcast dashboard. Keeps a model of every workflow fed by
  * FlowcastClient (flowcast.js) and writes the DOM once per animation frame
- * for everything that changed since the last one. When the server wants a
- * token, the page asks for one (token.js) and shows its expiry and 403s.
+ * for what changed since the last one: the windowed list (list.js) and the
+ * detail panel (detail.js). When the server wants a token, the page asks
+ * for one (token.js) and shows its expiry and 403s; while the server cannot
+ * be reached, retries are one health probe each (conn.js).
  * URL options: ?status=S (filter), ?transports=sse,longpoll (limit the
  * transports tried, for testing fallbacks), #w=ID (open a workflow). */
 import { FlowcastClient, ForbiddenError, TERMINAL } from './flowcast.js';
 import { provideToken, startTokenUi } from './token.js';
+import { WindowedList } from './list.js';
+import { Detail } from './detail.js';
+import { ConnectionGate } from './conn.js';
 
 const STATUSES = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled'];
 const TRANSPORT_LABEL = { websocket: 'WebSocket', sse: 'SSE', longpoll: 'Long-poll' };
-const HISTORY_MAX = 200;
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const params = new URLSearchParams(location.search);
 
-const model = new Map();   /* id -> {id, epoch, name, status, current_step, total_steps, message, seq, created_at, updated_at} */
-const rows = new Map();    /* id -> <li> */
+/* id -> {id, epoch, name, hay, status, current_step, total_steps, message, seq, created_at, updated_at} */
+const model = new Map();
+let order = [];            /* every workflow, newest first */
 const dirty = new Set();   /* ids whose row must be redrawn */
-let structural = true;     /* order, membership or counts changed */
+let membership = true;     /* a workflow came or went: sort again */
+let view = true;           /* the filtered list must be computed again */
+let counts = true;         /* the filter chips' counts changed */
 let frame = 0;
 let filter = STATUSES.includes(params.get('status')) ? params.get('status') : 'all';
 let query = '';
 let conn = { state: 'connecting' };
-let detail = null;         /* {id, epoch, events: Map seq -> update, oldest, loading, deleted} */
 
 const els = {
   list: $('[data-testid="workflow-list"]'),
@@ -34,15 +40,20 @@ const els = {
   conn: $('[data-testid="conn"]'),
   connText: $('[data-testid="conn-text"]'),
   transport: $('[data-testid="transport"]'),
+  retry: $('[data-testid="retry-now"]'),
   detail: $('[data-testid="detail"]'),
   toast: $('[data-testid="toast"]'),
+  top: $('.top'),
 };
 $('.origin').textContent = location.origin;
 
 const transports = params.get('transports')?.split(',').filter(Boolean);
-const client = new FlowcastClient({ transports, onUpdate, onState, onError, token: provideToken });
+const client = new FlowcastClient({ transports, onUpdate, onState: (s) => gate.onState(s), onError, token: provideToken });
+const gate = new ConnectionGate(client, onState);
 window.flowcast = client; /* for the console and for tests */
 startTokenUi(client);
+const list = new WindowedList(els.list, (id) => openDetail(id));
+const detail = new Detail(els.detail, client, model);
 
 /* A 403 about one workflow (the token's scope no longer covers it) marks its
  * row; other problems go to the console. */
@@ -57,44 +68,56 @@ function markForbidden(id) {
     w.forbidden = true;
     dirty.add(id);
   }
-  if (detail && detail.id === id) detail.forbidden = true;
+  if (detail.id === id) detail.d.forbidden = true;
   schedule();
 }
 
 /* --- model ----------------------------------------------------------------- */
 
-/* Another epoch is another workflow under the same id (deleted and created
- * again): its row, name and history start afresh, never continue the old. */
-function newIncarnation(id, epoch) {
-  if (model.delete(id)) structural = true;
-  if (detail && detail.id === id) {
-    Object.assign(detail, { epoch, events: new Map(), oldest: null, deleted: false });
-    $('.history', els.detail).replaceChildren();
-  }
+function remove(id) {
+  const w = model.get(id);
+  if (!w) return;
+  model.delete(id);
+  membership = view = counts = true;
+}
+
+function setName(w, name) {
+  w.name = name;
+  w.hay = `${w.id}\n${name ?? ''}`.toLowerCase();
 }
 
 function onUpdate(u, meta) {
   const id = u.workflow_id;
   if (u.deleted) {
-    if (model.delete(id)) structural = true;
-    if (detail && detail.id === id) detail.deleted = true;
+    remove(id);
+    if (detail.id === id) detail.d.deleted = true;
     schedule();
     return;
   }
   let w = model.get(id);
-  const old = w ? w.epoch : detail?.id === id ? detail.epoch : null;
+  const old = w ? w.epoch : detail.id === id ? detail.d.epoch : null;
+  /* Another epoch is another workflow under the same id (deleted and created
+   * again): its row, name and history start afresh, never continue the old. */
   if (u.epoch != null && old != null && u.epoch !== old) {
-    newIncarnation(id, u.epoch);
+    remove(id);
+    if (detail.id === id) detail.reincarnated(u.epoch);
     w = null;
   }
   if (!w) {
     const full = meta.workflow;
-    w = { id, name: full?.name ?? null, created_at: full?.created_at ?? (u.seq === 1 ? u.timestamp : null) };
+    w = { id, created_at: full?.created_at ?? (u.seq === 1 ? u.timestamp : null) };
+    setName(w, u.name ?? full?.name ?? null);
     model.set(id, w);
-    structural = true;
-    if (!w.name || !w.created_at) fetchDetails(id);
+    membership = view = counts = true;
+    if (!w.name || !w.created_at) missing.add(id);
+  } else if (u.name != null && u.name !== w.name) {
+    setName(w, u.name);
+    if (query) view = true;
   }
-  if (w.status !== u.status) structural = true;
+  if (w.status !== u.status) {
+    counts = true;
+    if (filter !== 'all') view = true;
+  }
   w.status = u.status;
   w.epoch = u.epoch ?? w.epoch ?? null;
   w.current_step = u.current_step;
@@ -102,57 +125,51 @@ function onUpdate(u, meta) {
   w.message = u.message;
   w.seq = u.seq;
   w.updated_at = u.timestamp;
-  w.bumped = true;
   dirty.add(id);
-  if (detail && detail.id === id) {
-    detail.epoch ??= w.epoch;
-    detail.deleted = false;
-    if (u.epoch == null || u.epoch === detail.epoch) detail.events.set(u.seq, u);
-  }
+  if (detail.id === id) detail.update(u, w);
   schedule();
 }
 
-/* Updates carry no name: fetch it once for workflows first seen on a stream. */
-const fetching = new Set();
-async function fetchDetails(id) {
-  if (fetching.has(id)) return;
-  fetching.add(id);
-  try {
-    const full = await client.get(id);
-    const w = model.get(id);
-    if (w && (full.epoch == null || w.epoch == null || full.epoch === w.epoch)) {
-      w.name = full.name;
-      w.created_at = full.created_at;
-      dirty.add(id);
-      structural = true;
-      schedule();
+/* Workflows first seen on a stream in the middle of their life (the stream
+ * beat the list read at connect) have no created_at, and updates from a
+ * server older than the `name` field no name: one list read fills in all of
+ * them, instead of a GET per workflow. */
+const missing = new Set();
+let filling = null;
+async function fillMissing() {
+  if (filling || !missing.size) return;
+  const ids = new Set(missing);
+  missing.clear();
+  filling = client.listAll().then(({ workflows }) => {
+    for (const full of workflows) {
+      const w = model.get(full.id);
+      if (!ids.has(full.id) || !w || (full.epoch != null && w.epoch != null && full.epoch !== w.epoch)) continue;
+      if (!w.name) setName(w, full.name);
+      w.created_at ??= full.created_at;
+      dirty.add(full.id);
     }
-  } catch (e) {
-    if (e instanceof ForbiddenError) markForbidden(id);
-    else if (e.status !== 404) console.warn('flowcast: cannot fetch', id, e.message);
-  } finally {
-    fetching.delete(id);
-  }
-}
-
-function percent(w) {
-  if (!w.total_steps) return w.status === 'completed' ? 100 : 0;
-  return Math.floor((100 * w.current_step) / w.total_steps);
+    membership = view = true;
+    schedule();
+  }, (e) => {
+    if (e instanceof ForbiddenError) return;
+    for (const id of ids) missing.add(id); /* read again after the next update */
+    if (e.status != null) console.warn('flowcast: cannot list workflows:', e.message);
+  }).finally(() => (filling = null));
 }
 
 function matches(w) {
   if (filter !== 'all' && w.status !== filter) return false;
-  if (!query) return true;
-  return w.id.toLowerCase().includes(query) || (w.name || '').toLowerCase().includes(query);
+  return !query || w.hay.includes(query);
 }
 
 /* Newest first (created_at, then id, which is time-sortable when generated). */
-function ordered() {
-  return [...model.values()].sort((a, b) => {
-    const ca = a.created_at || a.updated_at || '', cb = b.created_at || b.updated_at || '';
-    if (ca !== cb) return ca < cb ? 1 : -1;
-    return a.id < b.id ? 1 : -1;
-  });
+function sortKey(w) {
+  return w.created_at || w.updated_at || '';
+}
+function byNewest(a, b) {
+  const ca = sortKey(a), cb = sortKey(b);
+  if (ca !== cb) return ca < cb ? 1 : -1;
+  return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
 }
 
 /* --- rendering ------------------------------------------------------------- */
@@ -163,135 +180,54 @@ function schedule() {
 
 function render() {
   frame = 0;
-  if (structural) {
-    structural = false;
-    renderList();
-    renderFilters();
+  if (membership) {
+    membership = false;
+    order = [...model.values()].sort(byNewest);
   }
-  for (const id of dirty) {
-    const li = rows.get(id);
-    const w = model.get(id);
-    if (li && w) renderRow(li, w);
+  if (view) {
+    view = false;
+    const visible = order.filter(matches);
+    list.setItems(visible);
+    els.empty.hidden = model.size !== 0;
+    els.emptyFilter.hidden = model.size === 0 || visible.length !== 0;
   }
+  if (counts) {
+    counts = false;
+    renderCounts();
+  }
+  list.render(dirty);
   dirty.clear();
-  if (detail) renderDetail();
+  if (detail.id) detail.render();
+  if (missing.size) setTimeout(fillMissing, 300);
 }
 
-function renderList() {
-  const all = ordered();
-  const visible = all.filter(matches);
-  for (const [id, li] of rows) {
-    if (!model.has(id)) {
-      li.remove();
-      rows.delete(id);
-    }
-  }
-  let prev = null;
-  for (const w of visible) {
-    let li = rows.get(w.id);
-    if (!li) {
-      li = makeRow(w.id);
-      rows.set(w.id, li);
-      dirty.add(w.id);
-    }
-    const want = prev ? prev.nextSibling : els.list.firstChild;
-    if (li !== want) els.list.insertBefore(li, want);
-    li.hidden = false;
-    prev = li;
-  }
-  const shown = new Set(visible.map((w) => w.id));
-  for (const [id, li] of rows) if (!shown.has(id)) li.hidden = true;
-  els.empty.hidden = model.size !== 0;
-  els.emptyFilter.hidden = model.size === 0 || visible.length !== 0;
-  const running = all.filter((w) => w.status === 'running').length;
-  els.summary.textContent = model.size
-    ? `${model.size} workflow${model.size === 1 ? '' : 's'} · ${running} running`
-    : '';
-}
-
-function makeRow(id) {
-  const li = document.createElement('li');
-  li.className = 'wf';
-  li.dataset.testid = 'workflow-row';
-  li.dataset.id = id;
-  li.innerHTML = `
-    <button class="wf-main" type="button">
-      <div class="wf-head">
-        <span class="wf-name" data-testid="wf-name"></span>
-        <code class="wf-id"></code>
-        <span class="badge" data-testid="wf-status"></span>
-      </div>
-      <div class="bar" data-testid="wf-bar" role="progressbar" aria-valuemin="0"><div class="fill"></div></div>
-      <div class="wf-foot">
-        <span class="wf-steps" data-testid="wf-steps"></span>
-        <span class="wf-percent" data-testid="wf-percent"></span>
-        <span class="wf-message" data-testid="wf-message"></span>
-        <time class="wf-updated" data-testid="wf-updated"></time>
-      </div>
-    </button>`;
-  $('.wf-id', li).textContent = id;
-  $('.wf-main', li).addEventListener('click', () => openDetail(id));
-  return li;
-}
-
-function paintBar(bar, w) {
-  const p = percent(w);
-  bar.setAttribute('aria-valuemax', String(w.total_steps));
-  bar.setAttribute('aria-valuenow', String(w.current_step));
-  bar.setAttribute('aria-label', `${p}%`);
-  bar.firstElementChild.style.width = `${p}%`;
-}
-
-function renderRow(li, w) {
-  li.dataset.status = w.status;
-  li.dataset.seq = String(w.seq);
-  $('.wf-name', li).textContent = w.name ?? w.id;
-  const badge = $('.badge', li);
-  badge.textContent = w.forbidden ? 'forbidden (403)' : w.status;
-  badge.dataset.status = w.forbidden ? 'forbidden' : w.status;
-  badge.title = w.forbidden ? 'The token may not read this workflow any more: no live updates' : '';
-  li.toggleAttribute('data-forbidden', !!w.forbidden);
-  paintBar($('.bar', li), w);
-  $('.wf-steps', li).textContent = `${w.current_step} / ${w.total_steps}`;
-  $('.wf-percent', li).textContent = `${percent(w)}%`;
-  const msg = $('.wf-message', li);
-  msg.textContent = w.message || '';
-  msg.title = w.message || '';
-  const t = $('.wf-updated', li);
-  t.dateTime = w.updated_at;
-  t.title = new Date(w.updated_at).toLocaleString();
-  t.textContent = ago(w.updated_at);
-  if (w.bumped) {
-    w.bumped = false;
-    li.classList.remove('bump');
-    void li.offsetWidth; /* restart the highlight animation */
-    li.classList.add('bump');
-  }
-}
-
-function renderFilters() {
-  const counts = { all: model.size };
-  for (const s of STATUSES) counts[s] = 0;
-  for (const w of model.values()) counts[w.status] = (counts[w.status] || 0) + 1;
-  if (!els.filters.childElementCount) {
-    for (const s of ['all', ...STATUSES]) {
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.className = 'chip';
-      b.dataset.testid = `filter-${s}`;
-      b.dataset.status = s;
-      b.setAttribute('role', 'tab');
-      b.innerHTML = `<span class="chip-dot"></span><span class="chip-label"></span><span class="chip-count"></span>`;
-      $('.chip-label', b).textContent = s === 'all' ? 'All' : s[0].toUpperCase() + s.slice(1);
-      b.addEventListener('click', () => setFilter(s));
-      els.filters.append(b);
-    }
-  }
+function renderCounts() {
+  const n = { all: model.size };
+  for (const s of STATUSES) n[s] = 0;
+  for (const w of model.values()) n[w.status] = (n[w.status] || 0) + 1;
   for (const b of els.filters.children) {
     const s = b.dataset.status;
-    $('.chip-count', b).textContent = String(counts[s]);
+    const c = $('.chip-count', b);
+    if (c.textContent !== String(n[s])) c.textContent = String(n[s]);
     b.setAttribute('aria-selected', String(s === filter));
     b.classList.toggle('active', s === filter);
+  }
+  const summary = model.size ? `${model.size} workflow${model.size === 1 ? '' : 's'} · ${n.running} running` : '';
+  if (els.summary.textContent !== summary) els.summary.textContent = summary;
+}
+
+function makeFilters() {
+  for (const s of ['all', ...STATUSES]) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'chip';
+    b.dataset.testid = `filter-${s}`;
+    b.dataset.status = s;
+    b.setAttribute('role', 'tab');
+    b.innerHTML = `<span class="chip-dot"></span><span class="chip-label"></span><span class="chip-count"></span>`;
+    $('.chip-label', b).textContent = s === 'all' ? 'All' : s[0].toUpperCase() + s.slice(1);
+    b.addEventListener('click', () => setFilter(s));
+    els.filters.append(b);
   }
 }
 
@@ -301,112 +237,62 @@ function setFilter(s) {
   if (s === 'all') u.searchParams.delete('status');
   else u.searchParams.set('status', s);
   history.replaceState(null, '', u);
-  structural = true;
+  view = counts = true;
   schedule();
 }
 
 els.search.addEventListener('input', () => {
   query = els.search.value.trim().toLowerCase();
-  structural = true;
+  view = true;
   schedule();
 });
 
+/* The window follows the scroll position and the viewport's size. */
+addEventListener('scroll', () => {
+  list.measure = true;
+  schedule();
+}, { passive: true });
+addEventListener('resize', () => {
+  list.resized();
+  schedule();
+});
+/* The header's height (it wraps on a phone, grows with the token chip)
+ * keeps the detail panel below it. */
+new ResizeObserver(([e]) => {
+  document.documentElement.style.setProperty('--header-h', `${Math.ceil(e.borderBoxSize[0].blockSize)}px`);
+  list.measure = true;
+  schedule();
+}).observe(els.top);
+
 /* --- detail view ----------------------------------------------------------- */
 
-async function openDetail(id) {
+function openDetail(id) {
   if (location.hash !== `#w=${encodeURIComponent(id)}`) history.replaceState(null, '', `#w=${encodeURIComponent(id)}`);
-  detail = { id, epoch: model.get(id)?.epoch ?? null, events: new Map(), oldest: null, loading: true, deleted: false };
-  els.detail.hidden = false;
-  document.body.classList.add('has-detail');
-  $('.history', els.detail).replaceChildren();
+  detail.open(id).then(schedule);
+  list.measure = true; /* on a phone the panel sits above the list and moves it */
   schedule();
-  const d = detail;
-  try {
-    const w = model.get(id) || (await client.get(id));
-    const since = Math.max(0, w.seq - HISTORY_MAX);
-    const h = await client.history(id, { since, epoch: w.epoch, limit: HISTORY_MAX });
-    if (detail !== d) return;
-    d.epoch ??= h.epoch ?? w.epoch ?? null;
-    /* A history of another incarnation (re-created meanwhile) is not this one's. */
-    if (h.epoch == null || h.epoch === d.epoch) {
-      for (const e of h.events) d.events.set(e.seq, e);
-      d.oldest = h.oldest_seq;
-    }
-  } catch (e) {
-    if (detail !== d) return;
-    if (e.status === 404) d.deleted = true;
-    else if (e instanceof ForbiddenError) d.forbidden = true;
-    else d.error = e.message;
-  }
-  d.loading = false;
-  schedule();
+  /* On a phone the panel is above the list: bring it into view. */
+  if (matchMedia('(max-width: 860px)').matches) requestAnimationFrame(() => els.detail.scrollIntoView({ block: 'start' }));
 }
 
 function closeDetail() {
-  detail = null;
-  els.detail.hidden = true;
-  document.body.classList.remove('has-detail');
+  detail.close();
+  list.measure = true;
+  schedule();
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
-}
-
-function renderDetail() {
-  const d = detail;
-  const w = model.get(d.id);
-  const root = els.detail;
-  $('[data-testid="detail-name"]', root).textContent = w?.name ?? d.id;
-  $('[data-testid="detail-id"]', root).textContent = d.id;
-  const badge = $('[data-testid="detail-status"]', root);
-  const st = d.forbidden ? 'forbidden' : d.deleted ? 'deleted' : w?.status ?? '';
-  badge.textContent = d.forbidden ? 'forbidden (403)' : st;
-  badge.dataset.status = st;
-  root.dataset.status = st;
-  if (w) {
-    $('[data-testid="detail-steps"]', root).textContent = `step ${w.current_step} of ${w.total_steps} · ${percent(w)}%`;
-    paintBar($('.bar', root), w);
-    $('[data-testid="detail-message"]', root).textContent = w.message || '';
-    $('[data-testid="detail-created"]', root).textContent = w.created_at ? new Date(w.created_at).toLocaleString() : '—';
-    $('[data-testid="detail-updated"]', root).textContent = new Date(w.updated_at).toLocaleString();
-    $('[data-testid="detail-seq"]', root).textContent = String(w.seq);
-  }
-  const note = $('[data-testid="history-note"]', root);
-  note.textContent = d.loading ? 'loading…' : d.forbidden ? '(403 forbidden: this token may not read this workflow)'
-    : d.error ? `(${d.error})` : d.oldest > 1 ? `(log starts at seq ${d.oldest})` : '';
-  const ol = $('.history', root);
-  const have = new Set([...ol.children].map((li) => Number(li.dataset.seq)));
-  const seqs = [...d.events.keys()].filter((s) => !have.has(s)).sort((a, b) => a - b);
-  for (const seq of seqs) {
-    const e = d.events.get(seq);
-    const li = document.createElement('li');
-    li.dataset.testid = 'history-item';
-    li.dataset.seq = String(seq);
-    li.dataset.status = e.status;
-    li.innerHTML = `<span class="h-seq"></span><span class="badge"></span><span class="h-steps"></span><span class="h-msg"></span><time class="h-time"></time>`;
-    $('.h-seq', li).textContent = `#${seq}`;
-    $('.badge', li).textContent = e.status;
-    $('.badge', li).dataset.status = e.status;
-    $('.h-steps', li).textContent = `${e.current_step} / ${e.total_steps}`;
-    $('.h-msg', li).textContent = (e.resync ? '(resync) ' : '') + (e.message || '');
-    const t = $('.h-time', li);
-    t.dateTime = e.timestamp;
-    t.textContent = new Date(e.timestamp).toLocaleTimeString();
-    t.title = new Date(e.timestamp).toLocaleString();
-    /* newest first: insert before the first item with a lower seq */
-    const after = [...ol.children].find((x) => Number(x.dataset.seq) < seq);
-    ol.insertBefore(li, after || null);
-  }
 }
 
 $('[data-testid="detail-close"]').addEventListener('click', closeDetail);
 document.addEventListener('keydown', (e) => {
-  if (e.key === 'Escape' && detail) closeDetail();
+  if (e.key === 'Escape' && detail.id) closeDetail();
 });
 
 function openFromHash() {
   const m = /^#w=(.+)$/.exec(location.hash);
   if (m) openDetail(decodeURIComponent(m[1]));
-  else if (detail) closeDetail();
+  else if (detail.id) closeDetail();
 }
-window.addEventListener('hashchange', openFromHash);
+addEventListener('hashchange', openFromHash);
 
 /* --- connection indicator ---------------------------------------------------- */
 
@@ -442,11 +328,17 @@ function paintConn() {
   els.transport.dataset.transport = t;
   els.transport.textContent = TRANSPORT_LABEL[t] || '—';
   els.transport.title = t ? `Connected over ${TRANSPORT_LABEL[t]}` : 'Not connected';
+  /* "Retry now" while a wait runs (not while an attempt or a token question does). */
+  els.retry.hidden = !(s.state === 'reconnecting' && !s.trying && !s.waiting);
+  /* What the rows show may be out of date: say so, and stop their motion. */
+  document.body.classList.toggle('stale', state !== 'live' && state !== 'connecting');
 }
 
 function secondsLeft(s) {
   return Math.max(0, Math.ceil(((s.retryAt || 0) - Date.now()) / 1000));
 }
+
+els.retry.addEventListener('click', () => gate.retryNow());
 
 let toastTimer = 0;
 function toast(text) {
@@ -456,28 +348,18 @@ function toast(text) {
   toastTimer = setTimeout(() => (els.toast.hidden = true), 2500);
 }
 
-window.addEventListener('online', () => client.retryNow());
-window.addEventListener('offline', paintConn);
-
-/* --- relative times ------------------------------------------------------------ */
-
-function ago(iso) {
-  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
-  if (s < 5) return 'just now';
-  if (s < 60) return `${Math.floor(s)} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return new Date(iso).toLocaleDateString();
-}
+addEventListener('online', () => gate.retryNow());
+addEventListener('offline', paintConn);
 
 setInterval(() => {
-  for (const t of els.list.querySelectorAll('li:not([hidden]) time')) t.textContent = ago(t.dateTime);
+  list.tick();
   if (conn.state === 'reconnecting' && !conn.trying) paintConn();
 }, 1000);
 
 /* --- start ------------------------------------------------------------------- */
 
-renderFilters();
+makeFilters();
+renderCounts();
 schedule();
 client.subscribeAll();
 openFromHash();
