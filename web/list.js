@@ -33,8 +33,8 @@ export function paintBar(bar, w) {
   bar.setAttribute('aria-valuemax', String(w.total_steps));
   bar.setAttribute('aria-valuenow', String(w.current_step));
   bar.setAttribute('aria-label', `${p}%`);
-  const width = `${p}%`;
-  if (bar.firstElementChild.style.width !== width) bar.firstElementChild.style.width = width;
+  const slide = `translateX(${p - 100}%)`;
+  if (bar.firstElementChild.style.transform !== slide) bar.firstElementChild.style.transform = slide;
 }
 
 export class WindowedList {
@@ -147,6 +147,12 @@ export class WindowedList {
 
   paintRow(li, w) {
     const e = li.els;
+    /* A row that changes more than once a second (a busy producer) jumps
+     * instead of sliding: its slides would never end, and each running one
+     * costs a style pass per frame. */
+    const now = performance.now();
+    li.classList.toggle('hot', now - (li.painted ?? -Infinity) < 1000);
+    li.painted = now;
     if (li.dataset.status !== w.status) li.dataset.status = w.status;
     li.dataset.seq = String(w.seq);
     const name = w.name ?? w.id;

@@ -1,6 +1,6 @@
 // The dashboard against a running server: workflows created and changed
 // through the API appear live, filter, detail view with history, no console
-// errors; and the screenshot docs/dashboard.png.
+// errors; and the screenshots docs/dashboard.png and docs/dashboard-phone.png.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -118,7 +118,7 @@ test('a deleted workflow leaves the list', async () => {
   await page.close();
 });
 
-test('screenshot of the dashboard (docs/dashboard.png)', async () => {
+test('screenshots of the dashboard (docs/dashboard.png, docs/dashboard-phone.png)', async () => {
   const s = await Server.start();
   try {
     const wf = [
@@ -146,6 +146,12 @@ test('screenshot of the dashboard (docs/dashboard.png)', async () => {
     await sleep(1400); // let the bars and highlights finish their transitions
     const out = path.join(ROOT, 'docs', 'dashboard.png');
     await page.screenshot({ path: out });
+    // The same on a phone, the list without the detail.
+    await page.getByTestId('detail-close').click();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await sleep(600);
+    await page.screenshot({ path: path.join(ROOT, 'docs', 'dashboard-phone.png') });
     assert.deepEqual(page.errors, []);
     await page.close();
   } finally {

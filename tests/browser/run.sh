@@ -41,6 +41,7 @@ trap 'exit 130' INT TERM
 files=()
 for f in "$@"; do files+=("$here/$(basename "$f")"); done
 [ ${#files[@]} -gt 0 ] || files=("$here"/client.test.mjs "$here"/request.test.mjs "$here"/dashboard.test.mjs
+  "$here"/layout.test.mjs "$here"/scale.test.mjs "$here"/connection.test.mjs
   "$here"/resilience.test.mjs "$here"/epoch.test.mjs "$here"/cors.test.mjs "$here"/token.test.mjs "$here"/auth.test.mjs
   "$here"/expiry.test.mjs "$here"/tls.test.mjs)
 
