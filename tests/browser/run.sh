@@ -3,7 +3,7 @@
 # Debian's /usr/bin/chromium) against the flowcast binary in $FLOWCAST_BIN.
 # Installs the npm dependencies when missing, keeps servers and browser data
 # in a temp dir, kills whatever it started on exit, and gives up after
-# FC_BROWSER_TIMEOUT seconds (default 300).
+# FC_BROWSER_TIMEOUT seconds (default 600).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,5 +46,5 @@ for f in "$@"; do files+=("$here/$(basename "$f")"); done
   "$here"/expiry.test.mjs "$here"/tls.test.mjs)
 
 export FLOWCAST_BIN FC_WORK="$work" FC_ROOT="$root"
-timeout -k 5 "${FC_BROWSER_TIMEOUT:-300}" \
+timeout -k 5 "${FC_BROWSER_TIMEOUT:-600}" \
   node --test --test-concurrency=1 --test-timeout=90000 --test-reporter=spec "${files[@]}"
