@@ -236,7 +236,13 @@ static int run(PGconn *c, const char *sql, const char *what, char *err, size_t e
     int broken;
     PGresult *r = fc__pg_exec(c, NULL, sql, 0, NULL, FC__PG_MIGRATE_MS, &broken, why, sizeof why);
     if (!r) {
-        snprintf(err, errlen, "%s: %s", what, why);
+        /* In two steps: a reason longer than err is cut, which is fine. */
+        int n = snprintf(err, errlen, "%s: ", what);
+        if (n > 0 && (size_t)n < errlen) {
+            size_t len = strnlen(why, errlen - (size_t)n - 1);
+            memcpy(err + n, why, len);
+            err[(size_t)n + len] = '\0';
+        }
         return FC_EIO;
     }
     PQclear(r);
