@@ -7,10 +7,10 @@
 #include "api/access.h"
 #include "api/api.h"
 #include "api/stream.h"
-#include "api/workflow_json.h"
 #include "common/error.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
+#include "wire/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +30,7 @@ typedef struct waiter {
 static void answer_state(fc_conn *c, const fc_workflow *w, int resync)
 {
     size_t len = 0;
-    char *json = fc_json_workflow(w, &len);
+    char *json = fc_wire_workflow(w, &len);
     if (resync) FC_METRIC_ADD(resyncs, 1);
     if (json && resync) {
         /* {..."updated_at":"..."} becomes {...,"resync":true} */

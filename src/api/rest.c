@@ -13,6 +13,7 @@
 #include "metrics/metrics.h"
 #include "store/store.h"
 #include "web/assets.h"
+#include "wire/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +103,7 @@ static void answer_change(fc_conn *c, fc_change *ch)
         fc_conn_respond(c, 204, replayed, NULL, NULL, 0);
     } else {
         size_t len;
-        char *json = fc_json_workflow(&ch->wf, &len);
+        char *json = fc_wire_workflow(&ch->wf, &len);
         char hdr[192];
         int created = ch->kind == FC_CHANGE_CREATE;
         snprintf(hdr, sizeof hdr, "%s%s%s%s", created ? "Location: /api/workflows/" : "",
@@ -215,7 +216,7 @@ static void get_workflow(fc_conn *c, const char *id)
     fc_workflow w = {0};
     if (fc__stream_get_or_answer(c, id, &w) != 0) return;
     size_t len = 0;
-    char *json = fc_json_workflow(&w, &len);
+    char *json = fc_wire_workflow(&w, &len);
     respond_json(c, 200, NULL, json, len);
     fc_workflow_clear(&w);
 }
@@ -312,7 +313,7 @@ static void list_workflows(fc_conn *c, const fc_http_req *req, const fc_auth_gra
     fc_list_query q = {0};
     char cursor[64], next[64] = "";
     if (parse_list_query(c, req, &q, cursor, sizeof cursor)) return;
-    list_out o = {.encode = fc_json_workflow, .grant = g};
+    list_out o = {.encode = fc_wire_workflow, .grant = g};
     list_append(&o, "{\"workflows\":[", 14);
     int r =
         fc_store_list(fc_server_store(fc_conn_server(c)), &q, append_row, &o, next, sizeof next);
@@ -337,7 +338,7 @@ static void list_workflows(fc_conn *c, const fc_http_req *req, const fc_auth_gra
 
 static char *encode_event(const fc_workflow *w, size_t *len)
 {
-    return fc_json_update(w, 0, len);
+    return fc_wire_update(w, 0, len);
 }
 
 /* The history's rows, all of one incarnation. */
@@ -651,4 +652,3 @@ static void route(fc_conn *c, fc_http_req *req, const char *path, fc_auth_grant 
     } else {
         fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource: %s", path);
     }
-}

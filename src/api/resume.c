@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
+#include "wire/wire.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -127,7 +128,7 @@ static int replay_row(const fc_workflow *w, void *ud)
         r->frames = f;
         r->cap = cap;
     }
-    fc_buf *b = fc_hub_encode_update(w, 0);
+    fc_buf *b = fc_wire_update_frame(w, 0);
     if (!b) return r->broken = 1;
     r->frames[r->n++] = b;
     r->last_seq = w->seq;
@@ -161,7 +162,7 @@ int fc__stream_resume_send(fc_conn *c, const fc__stream_resume *r, fc__stream_en
     if (r->tell_deleted) {
         fc_workflow gone = {.epoch = r->tomb.epoch, .seq = r->tomb.seq};
         memcpy(gone.id, r->w.id, sizeof gone.id);
-        send_frame(c, fc_hub_encode_deleted(&gone, r->tomb.deleted_at_ms), encode, ud);
+        send_frame(c, fc_wire_deleted_frame(&gone, r->tomb.deleted_at_ms), encode, ud);
         FC_METRIC_ADD(deletions_told, 1);
     }
     if (!r->exists) return 1;
@@ -184,7 +185,7 @@ int fc__stream_resume_send(fc_conn *c, const fc__stream_resume *r, fc__stream_en
         resync = 1;
     }
     if (resync) FC_METRIC_ADD(resyncs, 1);
-    send_frame(c, fc_hub_encode_update(w, resync), encode, ud);
+    send_frame(c, fc_wire_update_frame(w, resync), encode, ud);
     return 0;
 }
 

@@ -3,7 +3,6 @@
 #include "api/stream.h"
 #include "api/access.h"
 #include "api/api.h"
-#include "api/workflow_json.h"
 #include "cli/config.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -11,6 +10,7 @@
 #include "http/cors.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
+#include "wire/wire.h"
 #include "ws/frame.h"
 #include "ws/handshake.h"
 
@@ -231,7 +231,7 @@ void fc_stream_open(fc_conn *c, fc_http_req *req, fc_stream_kind kind, const cha
 
 void fc__stream_send_text(fc_conn *c, const char *s)
 {
-    fc_buf *b = fc_hub_encode_text(s, strlen(s));
+    fc_buf *b = fc_wire_text_frame(s, strlen(s));
     if (b) fc_conn_send(c, b);
 }
 

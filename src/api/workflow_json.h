@@ -1,5 +1,5 @@
 /* JSON for workflows: strict validation of request bodies (with precise
- * messages) and encoding of workflow objects and update messages. */
+ * messages). Encoding is the wire format's (src/wire/wire.h). */
 #ifndef FC_API_WORKFLOW_JSON_H
 #define FC_API_WORKFLOW_JSON_H
 
@@ -17,23 +17,5 @@ int fc_json_parse_create(const char *body, size_t len, fc_workflow *w, char *err
 
 /* Parses a PATCH body into p. Same error convention. An empty object is an error. */
 int fc_json_parse_patch(const char *body, size_t len, fc_patch *p, char *err, size_t errlen);
-
-/* Encodes the workflow object {"id","epoch","name","status","current_step",
- * "total_steps","message","seq","created_at","updated_at"}. Returns a
- * malloc'ed NUL-terminated string (caller frees) and its length in *len, or NULL. */
-char *fc_json_workflow(const fc_workflow *w, size_t *len);
-
-/* Encodes an update message {"workflow_id","epoch","status","current_step",
- * "total_steps","message","timestamp","seq"} (+ "resync":true when resync).
- * Same ownership as fc_json_workflow. */
-char *fc_json_update(const fc_workflow *w, int resync, size_t *len);
-
-/* Encodes the message sent when a workflow is deleted:
- * {"workflow_id","epoch","deleted":true,"seq","timestamp"}: w's id and
- * epoch, and w->seq as given (the seq the deletion took). */
-char *fc_json_deleted(const fc_workflow *w, int64_t deleted_at_ms, size_t *len);
-
-/* Encodes {"error":{"code":code,"message":message}}. */
-char *fc_json_error(const char *code, const char *message, size_t *len);
 
 #endif

@@ -1,11 +1,10 @@
 /* Broadcast hub: topic index and fan-out of shared, encode-once frames. */
 #include "hub/hub.h"
 #include "metrics/metrics.h"
-#include "api/workflow_json.h"
 #include "common/error.h"
 #include "common/map.h"
 #include "common/time.h"
-#include "ws/frame.h"
+#include "wire/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,54 +103,6 @@ void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub)
     sub->all = 0;
 }
 
-static fc_buf *frame_from_json(char *json, size_t len, const char *key)
-{
-    if (!json) return NULL;
-    size_t hlen = fc_ws_header_size(len);
-    fc_buf *b = key ? fc_buf_new_keyed(hlen + len, key) : fc_buf_new(hlen + len);
-    if (b) {
-        fc_ws_header_encode(b->data, FC_WS_OP_TEXT, len);
-        memcpy(b->data + hlen, json, len);
-    }
-    free(json);
-    return b;
-}
-
-fc_buf *fc_hub_encode_update(const fc_workflow *w, int resync)
-{
-    size_t len = 0;
-    char *json = fc_json_update(w, resync, &len);
-    fc_buf *b = frame_from_json(json, len, w->id);
-    if (b) {
-        b->seq = w->seq;
-        b->epoch = w->epoch;
-    }
-    return b;
-}
-
-fc_buf *fc_hub_encode_deleted(const fc_workflow *w, int64_t deleted_at_ms)
-{
-    size_t len = 0;
-    char *json = fc_json_deleted(w, deleted_at_ms, &len);
-    fc_buf *b = frame_from_json(json, len, NULL);
-    if (b) {
-        b->seq = w->seq;
-        b->epoch = w->epoch;
-    }
-    return b;
-}
-
-fc_buf *fc_hub_encode_text(const char *payload, size_t len)
-{
-    size_t hlen = fc_ws_header_size(len);
-    fc_buf *b = fc_buf_new(hlen + len);
-    if (b) {
-        fc_ws_header_encode(b->data, FC_WS_OP_TEXT, len);
-        memcpy(b->data + hlen, payload, len);
-    }
-    return b;
-}
-
 static int fan_out(fc_hub *hub, fc_list *subs, fc_buf *frame, int deleted)
 {
     int n = 0;
@@ -192,9 +143,9 @@ int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, in
         /* The deletion is the workflow's last change: it takes the next seq. */
         fc_workflow last = *state;
         last.seq++;
-        frame = fc_hub_encode_deleted(&last, fc_time_now_ms());
+        frame = fc_wire_deleted_frame(&last, fc_time_now_ms());
     } else {
-        frame = fc_hub_encode_update(state, 0);
+        frame = fc_wire_update_frame(state, 0);
     }
     if (!frame) return FC_ENOMEM;
     frame->commit_ns = commit_ns;

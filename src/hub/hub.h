@@ -55,15 +55,6 @@ void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub);
  * Returns the number of subscribers it was handed to, or FC_ENOMEM. */
 int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, int deleted);
 
-/* Encodes one WebSocket text frame carrying an update message for w
- * (with "resync":true when resync); key = w->id, epoch and seq = w's. NULL on OOM. */
-fc_buf *fc_hub_encode_update(const fc_workflow *w, int resync);
-/* Encodes the text frame of a deletion: w's id and epoch, w->seq the seq the
- * deletion took. No key: a deletion is never coalesced away. NULL on OOM. */
-fc_buf *fc_hub_encode_deleted(const fc_workflow *w, int64_t deleted_at_ms);
-/* Encodes one text frame with the given payload. NULL on OOM. */
-fc_buf *fc_hub_encode_text(const char *payload, size_t len);
-
 /* The workflow id a topic stands for. */
 const char *fc_hub_topic_id(const struct fc_topic *t);
 

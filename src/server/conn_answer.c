@@ -2,12 +2,12 @@
  * store commits them; an answer that overtakes an earlier one is parked), and
  * the switches out of HTTP mode (WebSocket upgrade, SSE). */
 #include "server/internal.h"
-#include "api/workflow_json.h"
 #include "common/bucket.h"
 #include "common/error.h"
 #include "http/cors.h"
 #include "http/response.h"
 #include "metrics/metrics.h"
+#include "wire/wire.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -162,7 +162,7 @@ void fc_conn_respond_error(fc_conn *c, int status, const char *extra_headers, co
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     size_t len;
-    char *json = fc_json_error(code, msg, &len);
+    char *json = fc_wire_error(code, msg, &len);
     fc_conn_respond(c, status, extra_headers, "application/json", json ? json : "", json ? len : 0);
     free(json);
 }

@@ -1,6 +1,6 @@
 /* libFuzzer driver for request-body validation and workflow JSON encoding
- * (src/api/workflow_json*.c): whatever parses must encode to JSON that
- * jansson reads back with the same values. */
+ * (src/api/workflow_json.c, src/wire/encode.c): whatever parses must encode
+ * to JSON that jansson reads back with the same values. */
 #include "api/workflow_json.h"
 #include "common/error.h"
 
@@ -12,13 +12,14 @@
 #include <string.h>
 
 #include "fuzz_check.h"
+#include "wire/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_roundtrip(const fc_workflow *w)
 {
     size_t len = 0;
-    char *out = fc_json_workflow(w, &len);
+    char *out = fc_wire_workflow(w, &len);
     CHECK(out && strlen(out) == len);
     json_error_t e;
     json_t *j = json_loadb(out, len, 0, &e);
@@ -29,7 +30,7 @@ static void check_roundtrip(const fc_workflow *w)
     CHECK(json_integer_value(json_object_get(j, "total_steps")) == w->total_steps);
     json_decref(j);
     free(out);
-    out = fc_json_update(w, 1, &len);
+    out = fc_wire_update(w, 1, &len);
     CHECK(out);
     j = json_loadb(out, len, 0, &e);
     CHECK(j && json_is_true(json_object_get(j, "resync")));

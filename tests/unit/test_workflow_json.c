@@ -1,4 +1,5 @@
-/* Unit tests for src/api/workflow_json*.c: request-body validation and JSON encoding. */
+/* Unit tests for src/api/workflow_json.c (request-body validation) and
+ * src/wire/encode.c (JSON encoding). */
 #include "api/workflow_json.h"
 #include "common/error.h"
 
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "common/time.h"
+#include "wire/wire.h"
 
 #define T_2026_11_27 1795755600000LL /* 2026-11-27T05:00:00.000Z */
 #define STATUS_LIST "pending, running, paused, completed, failed, cancelled"
@@ -300,7 +302,7 @@ static void test_encode_workflow(void **state)
     (void)state;
     fc_workflow w = sample("deploy", "copying files");
     size_t len = 0;
-    char *s = fc_json_workflow(&w, &len);
+    char *s = fc_wire_workflow(&w, &len);
     const char *want = "{\"id\":\"wf_1\",\"epoch\":9007199254740991,\"name\":\"deploy\",\"status\":"
                        "\"running\",\"current_step\":3,"
                        "\"total_steps\":10,\"message\":\"copying files\",\"seq\":42,"
@@ -316,7 +318,7 @@ static void test_encode_update(void **state)
     (void)state;
     fc_workflow w = sample("deploy", "copying files");
     size_t len = 0;
-    char *s = fc_json_update(&w, 0, &len);
+    char *s = fc_wire_update(&w, 0, &len);
     const char *want = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"status\":"
                        "\"running\",\"current_step\":3,"
                        "\"total_steps\":10,\"message\":\"copying files\","
@@ -325,7 +327,7 @@ static void test_encode_update(void **state)
     assert_int_equal(len, strlen(want));
     free(s);
 
-    s = fc_json_update(&w, 1, &len);
+    s = fc_wire_update(&w, 1, &len);
     const char *want_resync = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"status\":"
                               "\"running\",\"current_step\":3,"
                               "\"total_steps\":10,\"message\":\"copying files\","
@@ -342,14 +344,14 @@ static void test_encode_deleted_and_error(void **state)
     fc_workflow w = sample("x", "");
     w.seq = 43;
     size_t len = 0;
-    char *s = fc_json_deleted(&w, T_2026_11_27 + 60000, &len);
+    char *s = fc_wire_deleted(&w, T_2026_11_27 + 60000, &len);
     assert_string_equal(s, "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,"
                            "\"deleted\":true,\"seq\":43,"
                            "\"timestamp\":\"2026-11-27T05:01:00.000Z\"}");
     assert_int_equal(len, strlen(s));
     free(s);
 
-    s = fc_json_error("invalid", "unknown field \"foo\"", &len);
+    s = fc_wire_error("invalid", "unknown field \"foo\"", &len);
     assert_string_equal(s, "{\"error\":{\"code\":\"invalid\",\"message\":\"unknown field "
                            "\\\"foo\\\"\"}}");
     assert_int_equal(len, strlen(s));
@@ -361,7 +363,7 @@ static void test_encode_escaping(void **state)
     (void)state;
     size_t len = 0;
     char *s =
-        fc_json_error("c", "q\" b\\ \n\r\t\b\f \x01\x1f\x0b e\xe2\x80\xa8 f\xe2\x80\xa9!", &len);
+        fc_wire_error("c", "q\" b\\ \n\r\t\b\f \x01\x1f\x0b e\xe2\x80\xa8 f\xe2\x80\xa9!", &len);
     assert_string_equal(
         s, "{\"error\":{\"code\":\"c\",\"message\":"
            "\"q\\\" b\\\\ \\n\\r\\t\\b\\f \\u0001\\u001f\\u000b e\\u2028 f\\u2029!\"}}");
@@ -374,7 +376,7 @@ static void test_encode_unicode_passthrough(void **state)
     (void)state;
     const char *text = "h\xc3\xa9llo \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x8e\x89 \x7f";
     fc_workflow w = sample(text, text);
-    char *s = fc_json_workflow(&w, NULL);
+    char *s = fc_wire_workflow(&w, NULL);
     assert_non_null(strstr(s, "\"name\":\"h\xc3\xa9llo \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x8e\x89 "
                               "\x7f\""));
     free(s);
@@ -384,7 +386,7 @@ static void test_encode_invalid_utf8_replaced(void **state)
 {
     (void)state;
     /* Lone continuation, truncated sequence, overlong, surrogate, > U+10FFFF. */
-    char *s = fc_json_error("c",
+    char *s = fc_wire_error("c",
                             "a\x80"
                             "b\xe4\xb8"
                             "c\xc0\xaf"
@@ -400,7 +402,7 @@ static void test_encode_invalid_utf8_replaced(void **state)
 static void assert_roundtrip(const fc_workflow *w)
 {
     size_t len;
-    char *s = fc_json_workflow(w, &len);
+    char *s = fc_wire_workflow(w, &len);
     assert_non_null(s);
     json_error_t jerr;
     json_t *o = json_loadb(s, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -435,7 +437,7 @@ static void test_roundtrip(void **state)
     fc_workflow parsed;
     char err[256];
     size_t len;
-    char *body = fc_json_workflow(&w, &len);
+    char *body = fc_wire_workflow(&w, &len);
     /* The workflow encoding has server-side fields; the message alone must parse back. */
     json_t *o = json_loads(body, 0, NULL);
     json_object_del(o, "epoch");
@@ -468,7 +470,7 @@ static void test_random_strings_encode_valid_json(void **state)
         }
         buf[n] = '\0';
         size_t len;
-        char *s = fc_json_error("c", buf, &len);
+        char *s = fc_wire_error("c", buf, &len);
         assert_int_equal(len, strlen(s));
         json_t *o = json_loadb(s, len, 0, NULL);
         assert_non_null(o);

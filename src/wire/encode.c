@@ -1,5 +1,6 @@
-/* Hand-written JSON encoders for workflows and update messages (the per-change hot path). */
-#include "api/workflow_json.h"
+/* The wire format: hand-written JSON encoders for workflows, update messages
+ * and error bodies (the per-change hot path). */
+#include "wire/wire.h"
 #include "common/time.h"
 
 #include <stdlib.h>
@@ -245,7 +246,7 @@ static void enc_progress(enc *e, const fc_workflow *w, const jstr *msg)
     enc_str(e, msg);
 }
 
-char *fc_json_workflow(const fc_workflow *w, size_t *len)
+char *fc_wire_workflow(const fc_workflow *w, size_t *len)
 {
     jstr id = measure(w->id), name = measure(w->name), msg = measure(w->message);
     enc e;
@@ -267,7 +268,7 @@ char *fc_json_workflow(const fc_workflow *w, size_t *len)
     return enc_finish(&e, len);
 }
 
-char *fc_json_update(const fc_workflow *w, int resync, size_t *len)
+char *fc_wire_update(const fc_workflow *w, int resync, size_t *len)
 {
     jstr id = measure(w->id), msg = measure(w->message);
     enc e;
@@ -286,7 +287,7 @@ char *fc_json_update(const fc_workflow *w, int resync, size_t *len)
     return enc_finish(&e, len);
 }
 
-char *fc_json_deleted(const fc_workflow *w, int64_t deleted_at_ms, size_t *len)
+char *fc_wire_deleted(const fc_workflow *w, int64_t deleted_at_ms, size_t *len)
 {
     jstr id = measure(w->id);
     enc e;
@@ -303,7 +304,7 @@ char *fc_json_deleted(const fc_workflow *w, int64_t deleted_at_ms, size_t *len)
     return enc_finish(&e, len);
 }
 
-char *fc_json_error(const char *code, const char *message, size_t *len)
+char *fc_wire_error(const char *code, const char *message, size_t *len)
 {
     jstr c = measure(code), m = measure(message);
     enc e;
