@@ -1,4 +1,5 @@
 /* flowcast entry point: dispatches subcommands. */
+#include "api/api.h"
 #include "cli/commands.h"
 #include "cli/config.h"
 #include "common/log.h"
@@ -45,7 +46,7 @@ static int serve(int argc, char **argv)
     if (r != 0) return 2;
     fc_log_threshold = (fc_log_level)cfg.log_level;
     fc_log_output = (fc_log_format)cfg.log_format;
-    return fc_server_run(&cfg);
+    return fc_server_run(&cfg, &fc_api_handlers);
 }
 
 int main(int argc, char **argv)

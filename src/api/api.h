@@ -1,13 +1,21 @@
 /* The API layer: REST handlers and WebSocket stream subscriptions. The
- * server calls these; they answer through src/server/conn.h. */
+ * server core calls these through the fc_api_handlers table it is given at
+ * start-up (it never includes src/api); they answer through
+ * src/server/conn.h. */
 #ifndef FC_API_API_H
 #define FC_API_API_H
 
 #include "http/request.h"
 #include "server/conn.h"
+#include "server/server.h"
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The API's request and stream handlers for the server core (src/main.c
+ * passes them to fc_server_run): fc_api_handle, fc_stream_on_text,
+ * fc_stream_on_close, fc_stream_on_expiry and fc_stream_deliver. */
+extern const fc_server_handlers fc_api_handlers;
 
 /* Handles one complete HTTP request (REST, metrics, health, upgrades).
  * The request stays owned by the connection. */

@@ -652,3 +652,12 @@ static void route(fc_conn *c, fc_http_req *req, const char *path, fc_auth_grant 
     } else {
         fc_conn_respond_error(c, 404, NULL, "not_found", "no such resource: %s", path);
     }
+}
+
+const fc_server_handlers fc_api_handlers = {
+    .request = fc_api_handle,
+    .on_text = fc_stream_on_text,
+    .on_close = fc_stream_on_close,
+    .on_expiry = fc_stream_on_expiry,
+    .deliver = fc_stream_deliver,
+};

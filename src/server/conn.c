@@ -2,7 +2,6 @@
  * input stash, and the small accessors of the API face. Output is in
  * conn_write.c, answers in request order in conn_answer.c. */
 #include "server/internal.h"
-#include "api/api.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
@@ -64,7 +63,7 @@ void fc__conn_close(fc_conn *c)
 {
     if (c->closing) return;
     c->closing = 1;
-    if (c->kind != FC_STREAM_NONE) fc_stream_on_close(c);
+    if (c->kind != FC_STREAM_NONE) FC_SRV(c)->handlers->on_close(c);
     if (fc_stream_is_ws((fc_stream_kind)c->kind) || fc_stream_is_sse((fc_stream_kind)c->kind))
         atomic_fetch_sub_explicit(&FC_SRV(c)->cl->n_streams, 1, memory_order_relaxed);
     fc_conn_release_client_slot(c);
@@ -119,7 +118,7 @@ static void dispatch(fc_conn *c)
 {
     int m = c->req->parser.method;
     if (c->deferred && m != HTTP_POST && m != HTTP_PATCH && m != HTTP_DELETE) return;
-    fc_api_handle(c, c->req);
+    FC_SRV(c)->handlers->request(c, c->req);
 }
 
 /* The head of a request with "Expect: 100-continue" is in and its body is

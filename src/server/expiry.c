@@ -15,7 +15,6 @@
  * fc_conn) and one comparison each round (5 s) while it waits; arming,
  * moving (a refresh) and dropping it are O(1). */
 #include "server/internal.h"
-#include "api/api.h"
 #include "common/time.h"
 
 #include <stddef.h>
@@ -47,7 +46,7 @@ static void expiry_visit(fc_conn *c)
 {
     if (!tick_reached(loop_tick(FC_SRV(c)), c->exp_tick)) return; /* a later round */
     fc_list_remove(&c->exp_link);
-    fc_stream_on_expiry(c);
+    FC_SRV(c)->handlers->on_expiry(c);
     /* What it queued goes out this turn: the poll must not sleep first. */
     fc__server_flush_soon(FC_SRV(c));
 }

@@ -9,6 +9,7 @@
 #include "server/clients.h"
 #include "server/conn.h"
 #include "server/outq.h"
+#include "server/server.h"
 #include "store/store.h"
 
 #include <pthread.h>
@@ -57,6 +58,7 @@ typedef struct fc_wheel {
  * by loop 0), the stream count that --max-connections limits, shutdown. */
 typedef struct fc_cluster {
     const fc_config *cfg;
+    const fc_server_handlers *handlers; /* the layer above (src/api), from fc_server_run */
     struct fc_auth *auth; /* --jwt-key, NULL = no JWTs; read-only once loaded */
     struct fc_tls *tls;   /* --tls-cert/--tls-key, NULL = plain TCP; reloaded on SIGHUP */
     int n_loops;
@@ -90,6 +92,7 @@ struct fc_server {
     uv_loop_t *loop;
     uv_thread_t thread; /* loops other than 0 */
     const fc_config *cfg;
+    const fc_server_handlers *handlers; /* the cluster's, copied: set before loop state init */
     fc_store *store;
     fc_hub *hub;
     uv_async_t wake; /* sockets in the inbox, or a shutdown */

@@ -3,7 +3,6 @@
  * exit 0). */
 #include "server/server.h"
 #include "server/internal.h"
-#include "api/api.h"
 #include "auth/auth.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
@@ -321,8 +320,11 @@ static void on_wake(uv_async_t *h)
     if (atomic_load(&srv->stop_requested)) begin_shutdown(srv);
 }
 
-/* The loop's committed changes, from whichever loop they came: published
- * to this loop's subscribers in commit order. */
+/* The one seam between the store and the hub: the loop's committed changes,
+ * from whichever loop they came, published to this loop's subscribers in
+ * commit order. Anything that must see or order changes before they reach
+ * subscribers (a feed merging a bus and catch-up reads) goes here, between
+ * the store's commit callback and fc_hub_publish. */
 static void on_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
 {
     fc_server *srv = ud;
@@ -356,7 +358,7 @@ int fc__server_loop_state_init(fc_server *srv)
     srv->read_buf = malloc(FC_READ_BUF_SIZE);
     srv->ping_frame = fc__ws_ping_frame();
     srv->heartbeat = fc_buf_copy(": keep-alive\n\n", 14);
-    srv->hub = fc_hub_new(fc_stream_deliver);
+    srv->hub = fc_hub_new(srv->handlers->deliver);
     return srv->read_buf && srv->ping_frame && srv->heartbeat && srv->hub ? 0 : -1;
 }
 
@@ -368,6 +370,7 @@ static int loop_init(fc_cluster *cl, int i)
     srv->cl = cl;
     srv->index = i;
     srv->cfg = cl->cfg;
+    srv->handlers = cl->handlers;
     srv->loop = malloc(sizeof *srv->loop);
     if (!srv->loop || uv_loop_init(srv->loop) != 0) {
         free(srv->loop);
@@ -513,11 +516,12 @@ static void ignore_write_signals(void)
     sigaction(SIGXFSZ, &sa, NULL);
 }
 
-int fc_server_run(const fc_config *cfg)
+int fc_server_run(const fc_config *cfg, const fc_server_handlers *handlers)
 {
     ignore_write_signals();
     fc__signals_block(); /* before any thread starts: they inherit the mask */
-    fc_cluster cl = {.cfg = cfg, .listen_fd = -1, .n_loops = loop_count(cfg)};
+    fc_cluster cl = {
+        .cfg = cfg, .handlers = handlers, .listen_fd = -1, .n_loops = loop_count(cfg)};
     if (cfg->jwt_key) {
         char err[256] = "";
         cl.auth = fc_auth_load(cfg->jwt_key, cfg->jwt_leeway, cfg->jwt_audience, cfg->jwt_issuer,

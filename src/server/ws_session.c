@@ -1,7 +1,6 @@
 /* WebSocket sessions: frame input, fragment reassembly, control frames,
  * the closing handshake, and the ping wheel. */
 #include "server/internal.h"
-#include "api/api.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
 #include "ws/frame.h"
@@ -98,7 +97,7 @@ static void on_message(fc_conn *c, uint8_t opcode, char *data, size_t len)
             fail(c, FC_WS_CLOSE_UNSUPPORTED, "binary messages are not accepted");
             return;
         }
-        if (c->kind == FC_WS_MULTI) fc_stream_on_text(c, data, len);
+        if (c->kind == FC_WS_MULTI) FC_SRV(c)->handlers->on_text(c, data, len);
         return;
     default:
         return;

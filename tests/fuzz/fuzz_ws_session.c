@@ -68,12 +68,14 @@ void fc__conn_close(fc_conn *c)
     c->closing = 1;
 }
 
-void fc_stream_on_text(fc_conn *c, const char *text, size_t len)
+static void on_text(fc_conn *c, const char *text, size_t len)
 {
     CHECK(len <= FC_SRV(c)->cfg->max_message);
     CHECK(fc_utf8_validate(FC_UTF8_ACCEPT, (const uint8_t *)text, len) == FC_UTF8_ACCEPT);
     record('T', text, len);
 }
+
+static const fc_server_handlers handlers = {.on_text = on_text};
 
 /* --- a connection without a socket -------------------------------------------- */
 
@@ -90,6 +92,7 @@ static void setup_once(void)
     loop.data = &srv;
     srv.loop = &loop;
     srv.cfg = &cfg;
+    srv.handlers = &handlers;
     fc_list_init(&srv.closing_list);
 }
 

@@ -103,6 +103,7 @@ static void setup_loop(void)
     cl.max_conns = 64;
     srv.cl = &cl;
     srv.cfg = &cfg;
+    cl.handlers = srv.handlers = &fc_api_handlers; /* as src/main.c wires them */
     srv.loop = &loop;
     CHECK(uv_loop_init(&loop) == 0);
     loop.data = &srv;
