@@ -1,9 +1,9 @@
-// web/flowcast.js without a browser: the backoff rule and the (epoch, seq)
+// clients/js/flowcast.js without a browser: the backoff rule and the (epoch, seq)
 // bookkeeping that makes delivery exactly-once (dedupe, resync, delete,
 // re-creation under the same id).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FlowcastClient, backoffDelay, workflowToUpdate } from '../../web/flowcast.js';
+import { FlowcastClient, backoffDelay, workflowToUpdate } from '../../clients/js/flowcast.js';
 
 test('backoff: first retry within 100 ms, doubling, capped at 30 s, full jitter', () => {
   const top = (a) => backoffDelay(a, undefined, () => 1);

@@ -1,10 +1,10 @@
-// web/flowcast.js's REST helper without a browser (fetch replaced): changes
+// clients/js/flowcast.js's REST helper without a browser (fetch replaced): changes
 // carry an Idempotency-Key and are resent with the same key and body when
 // their answer is lost; HTTP errors, GETs and aborts are not resent. Then
 // the same against the real server, across a kill -9 and restart.
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import { FlowcastClient, newIdempotencyKey } from '../../web/flowcast.js';
+import { FlowcastClient, newIdempotencyKey } from '../../clients/js/flowcast.js';
 import { Server, sleep } from './lib.mjs';
 
 const realFetch = globalThis.fetch;

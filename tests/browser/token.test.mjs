@@ -1,11 +1,11 @@
-// web/flowcast.js's credential handling without a browser (fetch replaced):
+// clients/js/flowcast.js's credential handling without a browser (fetch replaced):
 // exp read from a JWT, the token function asked once for many refusals,
 // a 401 answered by resending with the new token (same Idempotency-Key),
 // 403 a ForbiddenError that is not retried.
 import assert from 'node:assert/strict';
 import { afterEach, test } from 'node:test';
-import { AuthError, FlowcastClient, ForbiddenError, HttpError, jwtExp } from '../../web/flowcast.js';
-import { Credential } from '../../web/flowcast-auth.js';
+import { AuthError, FlowcastClient, ForbiddenError, HttpError, jwtExp } from '../../clients/js/flowcast.js';
+import { Credential } from '../../clients/js/flowcast-auth.js';
 
 const realFetch = globalThis.fetch;
 afterEach(() => { globalThis.fetch = realFetch; });
