@@ -6,6 +6,8 @@ import { AuthError, ForbiddenError, httpError, opError } from './flowcast-auth.j
 export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
 const SSE_MAX_IDS = 100; /* the server's limit per /api/events stream */
+const WS_CONNECTING = 0; /* WebSocket readyState values (same in browsers, Node and ws) */
+const WS_OPEN = 1;
 
 /* One item of a /api/events cursor: "id:epoch:seq" ("id:seq" while the epoch is unknown). */
 function sseItem(id, p) {
@@ -66,7 +68,7 @@ class WebSocketTransport {
   start() {
     this.token = this.c.auth.value ?? null;
     const inMessage = this.c.wsAuth === 'message' && this.token;
-    const ws = (this.ws = new WebSocket(streamUrl(this.c, '/api/updates', {}, inMessage ? null : this.token, true)));
+    const ws = (this.ws = new this.c.WebSocket(streamUrl(this.c, '/api/updates', {}, inMessage ? null : this.token, true)));
     ws.onopen = () => {
       this.up = true;
       if (inMessage) this._send({ op: 'auth', token: this.token }, { op: 'auth', first: true });
@@ -76,11 +78,17 @@ class WebSocketTransport {
       if (!this.pending.length) this._opened();
     };
     ws.onmessage = (ev) => this._message(ev.data);
-    ws.onerror = () => {}; /* onclose follows */
+    /* onclose follows an error, except in Node 20's WebSocket when the
+     * connection is refused: there the error is the end */
+    ws.onerror = () => {
+      if (!this.up) this._onClose({ code: 1006, reason: '' });
+    };
     ws.onclose = (ev) => this._onClose(ev);
   }
 
   async _onClose(ev) {
+    if (this.ended) return;
+    this.ended = true;
     const used = this.token;
     if (ev.code === 4401) {
       const code = /expired/.test(ev.reason) || this.expired ? 'token_expired' : 'unauthorized';
@@ -99,8 +107,8 @@ class WebSocketTransport {
     const ws = this.ws;
     if (!ws) return;
     ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    if (ws.readyState === WebSocket.CONNECTING) ws.onopen = () => ws.close(1000);
-    else if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+    if (ws.readyState === WS_CONNECTING) ws.onopen = () => ws.close(1000);
+    else if (ws.readyState === WS_OPEN) ws.close(1000);
   }
 
   changed({ added = [], removed = [], all = false }) {
@@ -163,7 +171,7 @@ class WebSocketTransport {
       this.c._report(err);
       return; /* the old token holds until its exp; the close then asks again */
     }
-    if (this.ctl.signal.aborted || this.ws.readyState !== WebSocket.OPEN || !fresh || fresh === this.token) return;
+    if (this.ctl.signal.aborted || this.ws.readyState !== WS_OPEN || !fresh || fresh === this.token) return;
     this.token = fresh;
     this._send({ op: 'auth', token: fresh }, { op: 'auth' });
   }
@@ -299,7 +307,7 @@ class SseTransport {
       const cursor = chunk.filter((id) => this.c.last.has(id)).map((id) => sseItem(id, this.c.last.get(id))).join(',');
       const q = { workflow_ids: chunk.join(',') };
       if (cursor) q.since = cursor;
-      const es = new EventSource(streamUrl(this.c, '/api/events', q, this.token));
+      const es = new this.c.EventSource(streamUrl(this.c, '/api/events', q, this.token));
       waiting++;
       es.onopen = () => {
         if (es.isOpen) return;
@@ -495,13 +503,13 @@ export function probe(client, name) {
     };
     timer = setTimeout(() => done(false), client.openTimeout);
     if (name === 'websocket') {
-      const ws = new WebSocket(streamUrl(client, '/api/updates', {}, client.wsAuth === 'query' ? client.auth.value : null, true));
+      const ws = new client.WebSocket(streamUrl(client, '/api/updates', {}, client.wsAuth === 'query' ? client.auth.value : null, true));
       ws.onopen = () => {
-        ws.onclose = null;
+        ws.onclose = ws.onerror = null;
         ws.close(1000);
         done(true);
       };
-      ws.onclose = () => done(false);
+      ws.onclose = ws.onerror = () => done(false);
     } else if (name === 'sse') {
       const id = [...client.followed()][0];
       if (!id) return done(false);

@@ -1,5 +1,5 @@
-/* flowcast.js: the browser client of a flowcast server, an ES module with no
- * dependencies. It follows one, several or all workflows live over the best
+/* flowcast.js: the JavaScript client of a flowcast server (browsers and
+ * Node >= 20), an ES module with no dependencies. It follows one, several or all workflows live over the best
  * transport that opens (WebSocket, then Server-Sent Events, then long-poll),
  * reconnects with capped exponential backoff and full jitter, and resumes
  * from the last position (epoch, seq) it saw of each workflow, so the
@@ -7,7 +7,7 @@
  * `resync` when the server's log no longer reaches back, or when the
  * workflow was deleted and created again meanwhile).
  *
- *   import { FlowcastClient } from '/flowcast.js';
+ *   import { FlowcastClient } from '/flowcast.js';  // Node: from 'flowcast'
  *   const fc = new FlowcastClient({
  *     url: 'http://127.0.0.1:8001',                  // default: the page's origin
  *     onUpdate(u, meta) { console.log(u.workflow_id, u.seq, u.status); },
@@ -30,10 +30,23 @@
  * knows it, and with `resync: true`): replace what you showed, never
  * continue it. Ids given to subscribe() are a set: each change once.
  *
+ * Several servers (a cluster behind no proxy): `url` may be an array of base
+ * URLs or a comma-separated string. A connection that fails or is lost moves
+ * to the next URL (round robin) and resumes there from the last (epoch, seq)
+ * exactly as on one server; the backoff wait comes once per full round of
+ * URLs that all failed. REST requests go to the URL in use; a change whose
+ * answer was lost is resent to the next one.
+ *
+ * Node: fetch is built in; WebSocket is global from Node 22 (Node 20: run
+ * with --experimental-websocket, or pass the `ws` package as the `WebSocket`
+ * option); EventSource likewise (`EventSource` option). A transport with no
+ * constructor is left out (long-poll needs fetch only).
+ *
  * States: 'connecting' (trying `transport`), 'open' (`transport` is live),
  * 'reconnecting' (`attempt`, `delay` ms, `retryAt` epoch ms; `waiting:
  * 'token'` while the token function is asked for a new one), 'closed'
- * (close() was called, or `maxRetries` were used up).
+ * (close() was called, or `maxRetries` were used up). Every state names the
+ * `url` in use.
  *
  * Credentials: `token` is a string or a function `({reason, previous}) =>
  * token` (may be async; null/'' = no credential). It goes in
@@ -72,6 +85,16 @@ export function newIdempotencyKey() {
 }
 
 /* The update message for a workflow object from the REST API. */
+/* The list of server base URLs in `url`: an array, or one string with URLs
+ * separated by commas; trailing slashes dropped. */
+export function serverUrls(url) {
+  const list = (Array.isArray(url) ? url : String(url).split(','))
+    .map((u) => String(u).trim().replace(/\/+$/, ''))
+    .filter((u) => u);
+  if (!list.length) throw new TypeError('flowcast: no server URL');
+  return list;
+}
+
 export function workflowToUpdate(w) {
   return {
     workflow_id: w.id, epoch: w.epoch, status: w.status, current_step: w.current_step,
@@ -81,8 +104,12 @@ export function workflowToUpdate(w) {
 
 export class FlowcastClient {
   /* Options (all optional):
-   *   url          server base URL (default location.origin)
-   *   transports   order of transports to try (default TRANSPORTS)
+   *   url          server base URL (default location.origin), or several:
+   *                an array or a comma-separated string, see above
+   *   transports   order of transports to try (default TRANSPORTS; those
+   *                with no constructor here are left out)
+   *   WebSocket, EventSource  the constructors to use (default the global
+   *                ones; Node 20: `ws`'s WebSocket, for one)
    *   onUpdate(update, meta)  every change, deduplicated by seq
    *   onState(state)          connection state changes, see above
    *   onError(err)            non-fatal problems (unknown workflow id, ...)
@@ -106,8 +133,13 @@ export class FlowcastClient {
    *   autoConnect  connect on the first subscribe (default true) */
   constructor(opts = {}) {
     const loc = typeof location !== 'undefined' ? location.origin : 'http://127.0.0.1:8001';
-    this.url = String(opts.url || loc).replace(/\/+$/, '');
-    this.transports = (opts.transports || TRANSPORTS).filter((t) => TRANSPORTS.includes(t));
+    this.urls = serverUrls(opts.url || loc);
+    this._server = 0;          /* index in urls of the one in use */
+    this._tried = 0;           /* urls failed since the last backoff wait or open */
+    this.WebSocket = opts.WebSocket || globalThis.WebSocket;
+    this.EventSource = opts.EventSource || globalThis.EventSource;
+    const usable = { websocket: !!this.WebSocket, sse: !!this.EventSource, longpoll: true };
+    this.transports = (opts.transports || TRANSPORTS).filter((t) => usable[t]);
     this.onUpdate = opts.onUpdate || (() => {});
     this.onState = opts.onState || (() => {});
     this.onError = opts.onError || (() => {});
@@ -141,6 +173,9 @@ export class FlowcastClient {
     this._authFails = 0;       /* auth refusals since the last open */
     this._closed = false;
   }
+
+  /* The base URL in use (the first of `url` until a connection fails). */
+  get url() { return this.urls[this._server]; }
 
   /* The token in force (null: none; undefined: not asked for yet). */
   get token() { return this.auth.value; }
@@ -237,7 +272,7 @@ export class FlowcastClient {
     this._timer = null;
     if (this._closed) return;
     if (this.auth.stale()) return this._afterToken(this.auth.current(), () => this._cycle(i, quiet));
-    if (i >= this.transports.length) return this._retryLater(new Error('no transport could open'));
+    if (i >= this.transports.length) return this._nextServer(new Error(`no transport could open at ${this.url}`));
     const name = this.transports[i];
     if (!quiet) this._setState({ state: this.attempt ? 'reconnecting' : 'connecting', transport: name, trying: true });
     const Impl = IMPLS[name];
@@ -248,6 +283,7 @@ export class FlowcastClient {
         opened = true;
         clearTimeout(guard);
         this.attempt = 0;
+        this._tried = 0;
         this._authFails = 0;
         this.transport = name;
         this._setState({ state: 'open', transport: name });
@@ -259,7 +295,7 @@ export class FlowcastClient {
         clearTimeout(guard);
         this._stopTransport();
         if (err instanceof AuthError || (err instanceof ForbiddenError && !err.workflowId)) this._authFailed(err, used === undefined ? this.auth.value : used);
-        else if (opened) this._retryLater(err);
+        else if (opened) this._nextServer(err);
         else this._cycle(i + 1, quiet);
       },
     });
@@ -336,8 +372,20 @@ export class FlowcastClient {
     this._report(err);
   }
 
+  /* The server in use failed (no transport opened, or the open one was
+   * lost): the next URL at once, or, when every URL failed in this round,
+   * the backoff wait (then the round goes on from the next URL). */
+  _nextServer(err) {
+    this._tried++;
+    this._server = (this._server + 1) % this.urls.length;
+    if (this._tried >= this.urls.length || this._closed) return this._retryLater(err);
+    this.transport = null;
+    this._cycle(0);
+  }
+
   _retryLater(err) {
     if (this._closed) return;
+    this._tried = 0;
     if (this.attempt >= this.maxRetries) {
       this._setState({ state: 'closed', error: err });
       return;
@@ -378,7 +426,7 @@ export class FlowcastClient {
   _setState(s) {
     this.state = s.state;
     try {
-      this.onState({ transport: null, attempt: this.attempt, ...s });
+      this.onState({ transport: null, attempt: this.attempt, url: this.url, ...s });
     } catch (e) {
       setTimeout(() => { throw e; });
     }
@@ -516,8 +564,9 @@ export class FlowcastClient {
    * connection failed or broke), the same request with the same key is sent
    * again, up to opts.retries (default requestRetries) times: the server
    * answers a change it already applied with its first answer, so it is
-   * applied once. GETs are not resent unless opts.retries says so (the
-   * transports detect a lost server through them). An abort is never resent. */
+   * applied once; with several server URLs each resend goes to the next one.
+   * GETs are not resent unless opts.retries says so (the transports detect
+   * a lost server through them). An abort is never resent. */
   async request(method, path, body, signal, opts = {}) {
     const change = method !== 'GET';
     const headers = {};
@@ -526,16 +575,18 @@ export class FlowcastClient {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const retries = opts.retries ?? (change ? this.requestRetries : 0);
     let renewed = false;
+    let server = this._server;
     for (let attempt = 0; ; attempt++) {
       const token = await this.auth.current();
       if (token) headers.Authorization = `Bearer ${token}`;
       else delete headers.Authorization;
       let r, text;
       try {
-        r = await fetch(this.url + path, { method, headers, signal, cache: 'no-store', body: payload });
+        r = await fetch(this.urls[server] + path, { method, headers, signal, cache: 'no-store', body: payload });
         text = await r.text();
       } catch (err) {
         if ((signal && signal.aborted) || attempt >= retries) throw err;
+        server = (server + 1) % this.urls.length;
         await new Promise((res) => setTimeout(res, backoffDelay(attempt, this.requestBackoff)));
         if (signal && signal.aborted) throw err;
         continue;
