@@ -118,7 +118,7 @@ export interface FlowcastOptions {
   transports?: TransportName[];
   /** Default globalThis.WebSocket (Node 20: pass `ws`'s WebSocket). */
   WebSocket?: WebSocketConstructor;
-  /** Default globalThis.EventSource. */
+  /** Default globalThis.EventSource, else one on fetch (Node). */
   EventSource?: EventSourceConstructor;
   /** Every change once, in order per workflow (deduplicated by epoch and seq). */
   onUpdate?: (update: Update, meta: UpdateMeta) => void;

@@ -39,8 +39,9 @@
  *
  * Node: fetch is built in; WebSocket is global from Node 22 (Node 20: run
  * with --experimental-websocket, or pass the `ws` package as the `WebSocket`
- * option); EventSource likewise (`EventSource` option). A transport with no
- * constructor is left out (long-poll needs fetch only).
+ * option). Without a global EventSource (or the `EventSource` option) SSE
+ * runs on fetch (flowcast-eventsource.js). A transport with no constructor
+ * is left out (long-poll needs fetch only).
  *
  * States: 'connecting' (trying `transport`), 'open' (`transport` is live),
  * 'reconnecting' (`attempt`, `delay` ms, `retryAt` epoch ms; `waiting:
@@ -63,6 +64,7 @@
  * subscription), distinct from AuthError (401). */
 
 import { AuthError, Credential, ForbiddenError, HttpError, httpError, jwtExp } from './flowcast-auth.js';
+import { FetchEventSource } from './flowcast-eventsource.js';
 import { IMPLS, TERMINAL, probe } from './flowcast-transports.js';
 
 export { AuthError, ForbiddenError, HttpError, TERMINAL, jwtExp };
@@ -109,7 +111,8 @@ export class FlowcastClient {
    *   transports   order of transports to try (default TRANSPORTS; those
    *                with no constructor here are left out)
    *   WebSocket, EventSource  the constructors to use (default the global
-   *                ones; Node 20: `ws`'s WebSocket, for one)
+   *                ones; Node 20: `ws`'s WebSocket, for one; EventSource
+   *                falls back to one on fetch)
    *   onUpdate(update, meta)  every change, deduplicated by seq
    *   onState(state)          connection state changes, see above
    *   onError(err)            non-fatal problems (unknown workflow id, ...)
@@ -137,7 +140,7 @@ export class FlowcastClient {
     this._server = 0;          /* index in urls of the one in use */
     this._tried = 0;           /* urls failed since the last backoff wait or open */
     this.WebSocket = opts.WebSocket || globalThis.WebSocket;
-    this.EventSource = opts.EventSource || globalThis.EventSource;
+    this.EventSource = opts.EventSource || globalThis.EventSource || (globalThis.fetch && FetchEventSource);
     const usable = { websocket: !!this.WebSocket, sse: !!this.EventSource, longpoll: true };
     this.transports = (opts.transports || TRANSPORTS).filter((t) => usable[t]);
     this.onUpdate = opts.onUpdate || (() => {});

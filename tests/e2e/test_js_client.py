@@ -27,7 +27,7 @@ def test_node_suite(flowcast, name):
 def test_served_client_is_the_package_source(server):
     """One source of truth: /flowcast.js and the modules it imports are the
     files in clients/js, byte for byte."""
-    for name in ("flowcast.js", "flowcast-auth.js", "flowcast-transports.js"):
+    for name in ("flowcast.js", "flowcast-auth.js", "flowcast-eventsource.js", "flowcast-transports.js"):
         r = server.request("GET", "/" + name)
         assert r.status == 200, name
         assert r.header("Content-Type").startswith("text/javascript")

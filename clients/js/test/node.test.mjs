@@ -1,6 +1,6 @@
 // flowcast.js in Node (no browser) against a real server: each WebSocket
-// Node offers (its own global one, the `ws` package) and long-poll (fetch
-// only) see every change once, in order, across a kill -9 and restart of the
+// Node offers (its own global one, the `ws` package), SSE and long-poll (on
+// fetch) see every change once, in order, across a kill -9 and restart of the
 // server; a deletion and a re-creation; the REST helpers.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -31,6 +31,7 @@ function recorder(opts) {
 const variants = [
   ['the global WebSocket', { transports: ['websocket'] }, typeof WebSocket === 'function'],
   ['the ws package', { transports: ['websocket'], WebSocket: WsWebSocket }, true],
+  ['Server-Sent Events (on fetch unless Node has EventSource)', { transports: ['sse'] }, true],
   ['long-poll', { transports: ['longpoll'], pollInterval: 300 }, true],
 ];
 
