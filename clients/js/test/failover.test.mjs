@@ -85,3 +85,14 @@ test('backoff once per full round: every URL is tried between two waits, round r
   assert.deepEqual(waits.map((s) => s.attempt), [1, 2, 3]);
   for (const w of waits) assert.ok(w.delay >= 0 && w.delay <= 40, `delay ${w.delay}`);
 });
+
+test('a change sent to a refused URL is resent to the next one, same Idempotency-Key, applied once', async () => {
+  const refused = `http://127.0.0.1:${await freePort()}`;
+  const a = await serve();
+  const c = new FlowcastClient({ url: [refused, a.url], autoConnect: false, requestBackoff: { initial: 10, max: 20 } });
+  const w = await c.create({ id: 'fo-rest', name: 'rest', total_steps: 3 }, { idempotencyKey: 'fo-rest-key' });
+  assert.equal(w.seq, 1);
+  /* the same key again (an answer lost on the way back): the first answer, not a 409 */
+  const again = await c.create({ id: 'fo-rest', name: 'rest', total_steps: 3 }, { idempotencyKey: 'fo-rest-key' });
+  assert.deepEqual(again, w);
+});
