@@ -65,6 +65,12 @@ void fcc__watch_auth_expired(fcc_watch *w, const char *reason)
     if (w->conn) w->conn->dead = 1;
 }
 
+/* watch_set.c: only a watch whose set changed while running switches streams. */
+void fcc__watch_switch_stream(fcc_watch *w)
+{
+    CHECK(w->dynamic);
+}
+
 size_t fcc__watch_sub_count(const fcc_watch *w)
 {
     size_t n = 0;
@@ -139,6 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&c, 0, sizeof c);
     c.w = &w;
     w.conn = &c;
+    char path[256]; /* which stream the connection would have opened */
+    c.single = fcc__watch_path(&w, path, sizeof path);
     const uint8_t *in = data + 1;
     size_t len = size - 1;
 
