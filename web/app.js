@@ -136,6 +136,7 @@ function onUpdate(u, meta) {
  * them, instead of a GET per workflow. */
 const missing = new Set();
 let filling = null;
+let fillTimer = 0;
 async function fillMissing() {
   if (filling || !missing.size) return;
   const ids = new Set(missing);
@@ -198,7 +199,12 @@ function render() {
   list.render(dirty);
   dirty.clear();
   if (detail.id) detail.render();
-  if (missing.size) setTimeout(fillMissing, 300);
+  if (missing.size && !fillTimer) {
+    fillTimer = setTimeout(() => {
+      fillTimer = 0;
+      fillMissing();
+    }, 300);
+  }
 }
 
 function renderCounts() {
