@@ -31,8 +31,6 @@ from js_helpers import node_cmd
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONF = os.path.join(HERE, "..", "conformance")
 CLIENTS = ["c", "python", "js"]
-# Clients that take several server URLs (issue 10 §3).
-MULTI_URL_CLIENTS = ["js"]
 
 # scenario -> client -> the normalised events it gave (compared at the end).
 RESULTS = {}
@@ -414,8 +412,6 @@ def test_multi_url_failover(server_factory, flowcast, client):
     """URLs [refused, A, B]: A after the refused one; A killed mid-stream and
     its database opened by a new process on B's port: the stream resumes
     there, every change once, in order."""
-    if client not in MULTI_URL_CLIENTS:
-        pytest.skip("the %s client takes one server URL" % client)
     refused = "http://127.0.0.1:%d" % free_port()
     a = server_factory()
     b_port = free_port()
