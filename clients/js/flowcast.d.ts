@@ -150,7 +150,8 @@ export interface FlowcastOptions {
   /** ms before the JWT's exp to refresh it in place on the WebSocket,
    * default a quarter of its life, between 1000 and 30000. */
   refreshMargin?: number;
-  /** Resends of a change whose answer was lost, default 4. */
+  /** Resends of a change whose answer was lost (or, with several URLs,
+   * that a gateway answered 502/503/504: to the next URL), default 4. */
   requestRetries?: number;
   /** Waits between those resends, ms (default {initial: 100, max: 2000}). */
   requestBackoff?: Backoff;

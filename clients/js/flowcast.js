@@ -70,6 +70,8 @@ import { IMPLS, TERMINAL, probe } from './flowcast-transports.js';
 export { AuthError, ForbiddenError, HttpError, TERMINAL, jwtExp };
 export const TRANSPORTS = ['websocket', 'sse', 'longpoll'];
 
+const GATEWAY_AWAY = new Set([502, 503, 504]);
+
 /* Delay before retry number `attempt` (0-based): a uniformly random value in
  * [0, min(max, initial * 2^attempt)] ("full jitter"). */
 export function backoffDelay(attempt, { initial = 100, max = 30000 } = {}, random = Math.random) {
@@ -567,7 +569,8 @@ export class FlowcastClient {
    * connection failed or broke), the same request with the same key is sent
    * again, up to opts.retries (default requestRetries) times: the server
    * answers a change it already applied with its first answer, so it is
-   * applied once; with several server URLs each resend goes to the next one.
+   * applied once; with several server URLs each resend goes to the next
+   * one, and so does a request a gateway answers 502, 503 or 504.
    * GETs are not resent unless opts.retries says so (the transports detect
    * a lost server through them). An abort is never resent. */
   async request(method, path, body, signal, opts = {}) {
@@ -601,6 +604,13 @@ export class FlowcastClient {
         if (r.ok) throw new HttpError(r.status, { error: { code: 'bad_response', message: 'the answer is not JSON' } });
       }
       if (r.ok) return data;
+      /* With several servers, a gateway's 502/503/504 says that one is
+       * away: the next one gets the same request (same Idempotency-Key). */
+      if (this.urls.length > 1 && GATEWAY_AWAY.has(r.status) && attempt < retries && !(signal && signal.aborted)) {
+        server = (server + 1) % this.urls.length;
+        await new Promise((res) => setTimeout(res, backoffDelay(attempt, this.requestBackoff)));
+        continue;
+      }
       const err = httpError(r.status, data);
       /* A refused or expired token: once, the same request with a new one
        * (a change keeps its Idempotency-Key, so it is applied once). */

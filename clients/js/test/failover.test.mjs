@@ -4,6 +4,7 @@
 // and the stream resumes there by (epoch, seq): every change once, in
 // order; the backoff wait comes once per full round of failed URLs.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, test } from 'node:test';
 import { WebSocket as WsWebSocket } from 'ws';
 import { FlowcastClient, serverUrls } from '../flowcast.js';
@@ -95,4 +96,30 @@ test('a change sent to a refused URL is resent to the next one, same Idempotency
   /* the same key again (an answer lost on the way back): the first answer, not a 409 */
   const again = await c.create({ id: 'fo-rest', name: 'rest', total_steps: 3 }, { idempotencyKey: 'fo-rest-key' });
   assert.deepEqual(again, w);
+});
+
+test('with several URLs, a change a gateway answers 502 goes to the next URL with its Idempotency-Key, applied once', async () => {
+  const a = await serve();
+  const keys = [];
+  const gateway = http.createServer((req, res) => {
+    keys.push(req.headers['idempotency-key']);
+    req.resume();
+    res.writeHead(502, { 'Content-Type': 'application/json' }).end('{"error":{"code":"bad_gateway"}}');
+  });
+  await new Promise((r) => gateway.listen(0, '127.0.0.1', r));
+  try {
+    const c = new FlowcastClient({ url: [`http://127.0.0.1:${gateway.address().port}`, a.url], autoConnect: false, requestBackoff: { initial: 10, max: 20 } });
+    const w = await c.create({ id: 'fo-502', name: '502', total_steps: 3 });
+    assert.equal(w.seq, 1);
+    const u = await c.update('fo-502', { current_step: 1 });
+    assert.equal(u.seq, 2);
+    assert.equal(keys.length, 2);
+    assert.notEqual(keys[0], keys[1]);
+    assert.match(keys[0], /^[0-9a-f]{32}$/);
+    /* one server: a 502 is the answer */
+    const one = new FlowcastClient({ url: `http://127.0.0.1:${gateway.address().port}`, autoConnect: false });
+    await assert.rejects(one.update('fo-502', { current_step: 2 }), (e) => e.status === 502);
+  } finally {
+    gateway.close();
+  }
 });
