@@ -105,8 +105,11 @@ void fc_tui_copy(char *dst, size_t cap, const char *src)
     size_t n = strlen(src);
     if (cap == 0) return;
     if (n >= cap) {
-        n = cap - 1;
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+        /* Back to the start of the character cut (at most 3 continuation
+         * bytes; a longer run is invalid and shows as '?' anyway). */
+        size_t room = cap - 1;
+        n = room;
+        while (n > 0 && room - n < 3 && ((unsigned char)src[n] & 0xC0) == 0x80)
             n--;
     }
     memcpy(dst, src, n);
