@@ -1,27 +1,29 @@
 /* PostgreSQL store: the commit-ordered log (store interface v6).
  *
- * Every workflow row and tombstone records `xid`, the 64-bit id
- * (pg_current_xact_id) of the transaction that last wrote it. A position
- * is an xid: log_since(after) returns the rows with xid >= after and says
- * to come back with next = the xmin of a snapshot taken BEFORE the rows
- * were read (pg_snapshot_xmin(pg_current_snapshot()), the oldest
- * transaction still running then). Why no change is ever skipped:
- *   - xids are handed out in start order, not commit order, so a
- *     transaction with a small xid may commit after one with a larger xid
- *     was already read. Such a transaction was running when the snapshot
- *     was taken, so its xid >= that xmin = next: the next read covers it;
- *   - every transaction with xid < xmin had finished before the snapshot,
- *     so its rows were visible to the read that followed: nothing below
- *     next is left unread;
- *   - a row rewritten by a later transaction is read with the later xid
- *     (and the later state): the log gives the latest state of a workflow,
- *     the feed fills the seqs between from events_since.
- * Rows at or above next are read again next time (repeats are allowed, the
- * feed drops them by (epoch, seq)). With a limit, next stops at the last
- * row's xid, so the rows of that transaction not given yet are read next
- * time; when a whole page is one transaction's rows, that transaction's
- * rows are given whole (at most FC__PG_BATCH_MAX: a writer never commits
- * more in one transaction) and next moves past it. */
+ * Every event row (one per change still in the log) and every tombstone
+ * records `xid`, the 64-bit id (pg_current_xact_id) of the transaction
+ * that wrote it. A position is an xid: log_since(after) returns the rows
+ * with xid >= after and says to come back with next = the xmin of a
+ * snapshot taken BEFORE the rows were read
+ * (pg_snapshot_xmin(pg_current_snapshot()), the oldest transaction still
+ * running then). Why no change is ever skipped:
+ *   - xids are handed out when a transaction first writes, not when it
+ *     commits, so a transaction with a small xid may commit after one with
+ *     a larger xid was already read. Such a transaction was running when
+ *     the snapshot was taken, so its xid >= that xmin = next: the next read
+ *     covers it;
+ *   - every transaction with xid < xmin had ended before the snapshot, so
+ *     its rows were visible to the read that followed: nothing below next
+ *     is left unread.
+ * A change trimmed by retention or deleted with its workflow before it was
+ * read is not given; the feed fills what it misses from events_since (and
+ * a deletion is in the log as its tombstone). Rows at or above next are
+ * read again next time (repeats are allowed, the feed drops them by
+ * (epoch, seq)). With a limit, next stops at the last row's xid, so the
+ * rows of that transaction not given yet are read next time; when a whole
+ * page is one transaction's rows, that transaction's rows are given whole
+ * (at most FC__PG_BATCH_MAX: a writer never commits more changes in one
+ * transaction) and next moves past it. */
 #include "store/postgres/pg_internal.h"
 
 #include "common/error.h"

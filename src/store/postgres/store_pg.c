@@ -25,10 +25,15 @@
  * state's, one before the deletion's. */
 #define TOMB_COLUMNS                                                                               \
     "id, name, status, current_step, total_steps, message, seq - 1, created_at, updated_at, epoch"
+/* The log's rows (log.c): every logged change (the event joined with its
+ * workflow's name, creation time and epoch) and every tombstone, by the
+ * xid of the transaction that wrote it. */
 #define LOG_ROWS(where)                                                                            \
-    "SELECT xid, 0 AS deleted, " WF_COLUMNS " FROM workflows WHERE " where                         \
-    " UNION ALL SELECT xid, 1, " TOMB_COLUMNS " FROM tombstones WHERE " where                      \
-    " ORDER BY 1, 2 DESC, 3"
+    "SELECT e.xid, 0 AS deleted, w.id, w.name, e.status, e.current_step, e.total_steps,"         \
+    " e.message, e.seq, w.created_at, e.ts, w.epoch FROM events e JOIN workflows w"               \
+    " ON w.id = e.workflow_id WHERE e." where                                                     \
+    " UNION ALL SELECT xid, 1, " TOMB_COLUMNS " FROM tombstones WHERE " where                     \
+    " ORDER BY 1, 2 DESC, 3, 9"
 
 static const char *const r_sql[FC__PG_R_COUNT] = {
     [FC__PG_R_GET] = "SELECT " WF_COLUMNS " FROM workflows WHERE id = $1",

@@ -1,8 +1,13 @@
 /* PostgreSQL store: the writer thread. It takes every queued change (up to
  * FC__PG_BATCH_MAX) and commits them in one transaction sent as one
- * pipeline: BEGIN, a lock of the batch's existing rows in id order (so two
- * nodes' batches never deadlock on each other's rows), one fc_apply call
- * per change, COMMIT, one Sync: one round trip per batch whatever its size. */
+ * pipeline: BEGIN, one fc_apply call per change, COMMIT, one Sync: one
+ * round trip per batch whatever its size. The changes are applied in id
+ * order (a stable sort: one workflow's changes keep their submission
+ * order), so every node's transactions take row locks in the same order
+ * and never deadlock on each other; changes of different workflows are
+ * independent, and they all commit at once, so the order in which one
+ * transaction applies them is not observable. done() and the commit
+ * callbacks still run in submission order. */
 #include "store/postgres/pg_internal.h"
 
 #include "common/error.h"
@@ -21,7 +26,6 @@
 #define APPLY_SQL                                                                                  \
     "SELECT * FROM fc_apply($1::int, $2, $3::bigint, $4::int, $5, $6, $7::bigint, $8::bigint,"    \
     " $9, $10::int, $11::bigint, $12, $13::bytea, $14::bigint)"
-#define LOCK_SQL "SELECT 1 FROM workflows WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
 /* SKIP LOCKED: two nodes trimming at once take different rows, never wait. */
 #define TRIM_SQL                                                                                   \
     "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"                 \
@@ -44,33 +48,31 @@ static int prepare_writer(PGconn *c, void *arg, char *err, size_t errlen)
 {
     fc__pg_core *s = arg;
     return fc__pg_prepare(c, "apply", APPLY_SQL, s->timeout_ms, err, errlen) ||
-           fc__pg_prepare(c, "lock", LOCK_SQL, s->timeout_ms, err, errlen) ||
            fc__pg_prepare(c, "trim", TRIM_SQL, s->timeout_ms, err, errlen);
 }
 
-/* The ids of the batch's updates and deletions as a text[] literal, every
- * element quoted. NULL when out of memory. */
-static char *lock_ids(fc_change *const *cs, int n)
+typedef struct ordered {
+    const char *id;
+    int index;
+} ordered;
+
+static int by_id(const void *a, const void *b)
 {
-    size_t cap = 3;
+    const ordered *x = a, *y = b;
+    int c = strcmp(x->id, y->id);
+    return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* order[k] = the index in cs of the k-th change to apply: by id, then by
+ * submission (the index breaks ties, so the sort is stable). */
+static void apply_order(fc_change *const *cs, int n, int *order)
+{
+    ordered tmp[FC__PG_BATCH_MAX];
     for (int i = 0; i < n; i++)
-        cap += 2 * strlen(cs[i]->wf.id) + 3;
-    char *out = malloc(cap), *p = out;
-    if (!out) return NULL;
-    *p++ = '{';
-    for (int i = 0; i < n; i++) {
-        if (cs[i]->kind == FC_CHANGE_CREATE) continue;
-        if (p[-1] != '{') *p++ = ',';
-        *p++ = '"';
-        for (const char *q = cs[i]->wf.id; *q; q++) {
-            if (*q == '"' || *q == '\\') *p++ = '\\';
-            *p++ = *q;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return out;
+        tmp[i] = (ordered){cs[i]->wf.id, i};
+    qsort(tmp, (size_t)n, sizeof *tmp, by_id);
+    for (int i = 0; i < n; i++)
+        order[i] = tmp[i].index;
 }
 
 /* Queues c's fc_apply call on the pipeline. 0, or -1 when libpq refused it. */
@@ -169,37 +171,31 @@ static void take_outcome(fc_change *c, const PGresult *r)
     w->epoch = fc__pg_int(r, 0, 12);
 }
 
-/* Sends the batch as one pipeline and reads every answer. On RUN_OK the
- * apply results are in res[0..n-1] (caller clears). ioerr gets the first
- * failure's reason. */
-static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, int64_t now,
-                     int trim, PGresult **res, int *trimmed, char *ioerr, size_t errlen)
+/* Sends the batch as one pipeline (changes in the order `order`) and reads
+ * every answer. On RUN_OK the apply result of cs[i] is in res[i] (caller
+ * clears). ioerr gets the first failure's reason. */
+static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const int *order, int n,
+                     int64_t now, int trim, PGresult **res, int *trimmed, char *ioerr,
+                     size_t errlen)
 {
     int64_t deadline = now + s->timeout_ms;
-    char *ids = lock_ids(cs, n);
-    if (!ids) {
-        snprintf(ioerr, errlen, "out of memory");
-        return RUN_SQLERR;
-    }
     char cutoff[24], limit[16];
     snprintf(cutoff, sizeof cutoff, "%" PRId64, now - s->idem_window_ms);
     snprintf(limit, sizeof limit, "%d", FC__PG_IDEM_TRIM + 2 * n);
-    const char *lock_params[1] = {ids}, *trim_params[2] = {cutoff, limit};
+    const char *trim_params[2] = {cutoff, limit};
     int ok = PQenterPipelineMode(conn) &&
-             PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-             PQsendQueryPrepared(conn, "lock", 1, lock_params, NULL, NULL, 0);
-    for (int i = 0; ok && i < n; i++)
-        ok = send_apply(s, conn, cs[i], now) == 0;
+             PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    for (int k = 0; ok && k < n; k++)
+        ok = send_apply(s, conn, cs[order[k]], now) == 0;
     if (ok && trim) ok = PQsendQueryPrepared(conn, "trim", 2, trim_params, NULL, NULL, 0);
     ok = ok && PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
          PQpipelineSync(conn);
-    free(ids);
     if (!ok) {
         snprintf(ioerr, errlen, "%s", PQerrorMessage(conn));
         return RUN_BROKEN;
     }
 
-    int queries = 2 + n + trim + 1, outcome = RUN_OK, failed;
+    int queries = 1 + n + trim + 1, outcome = RUN_OK, failed;
     for (int q = 0; q < queries; q++) {
         PGresult *r = fc__pg_result(conn, deadline, &failed, ioerr, errlen);
         if (failed) return RUN_BROKEN;
@@ -208,13 +204,13 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, 
             snprintf(ioerr, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
             outcome = fc__pg_retryable(r) ? RUN_RETRY : RUN_SQLERR;
         }
-        int apply = q >= 2 && q < 2 + n;
-        if (trim && q == 2 + n && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
+        int apply = q >= 1 && q < 1 + n, i = apply ? order[q - 1] : -1;
+        if (trim && q == 1 + n && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
         if (apply && st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 13)
-            res[q - 2] = r;
+            res[i] = r;
         else
             PQclear(r);
-        if (apply && !res[q - 2] && outcome == RUN_OK) {
+        if (apply && !res[i] && outcome == RUN_OK) {
             snprintf(ioerr, errlen, "fc_apply gave no answer");
             outcome = RUN_SQLERR;
         }
@@ -257,7 +253,9 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
 {
     char ioerr[200] = "";
     PGresult *res[FC__PG_BATCH_MAX];
+    int order[FC__PG_BATCH_MAX];
     int outcome = RUN_BROKEN, sent = 0;
+    apply_order(cs, n, order);
     int64_t now = fc_time_now_ms();
     /* A trim that hit its limit runs again at the next commit. */
     int trim = s->idem_trim_full || now - s->idem_trimmed_ms >= FC__PG_IDEM_TRIM_EVERY_MS;
@@ -276,7 +274,7 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         memset(res, 0, sizeof(PGresult *) * (size_t)n);
         now = fc_time_now_ms(); /* one timestamp per commit */
         sent = 1;
-        outcome = run_batch(s, conn, cs, n, now, trim, res, &trimmed, ioerr, sizeof ioerr);
+        outcome = run_batch(s, conn, cs, order, n, now, trim, res, &trimmed, ioerr, sizeof ioerr);
         if (outcome == RUN_OK) break;
         for (int i = 0; i < n; i++)
             PQclear(res[i]);
