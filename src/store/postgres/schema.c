@@ -25,9 +25,9 @@
  * column but on a new status, so with fillfactor 80 most updates are HOT
  * (no index writes). events is the per-workflow log (retention) and
  * records `xid`, the 64-bit id of the transaction that wrote the change:
- * the commit-ordered log (log.c) reads changes by it; an xid on the
- * workflow row instead made every update rewrite four index entries
- * (measured: about half the cost of a change). tombstones hold the last
+ * the commit-ordered log (log.c) reads changes by it (an indexed xid on
+ * the workflow row would make every update write an entry in each of its
+ * indexes). tombstones hold the last
  * deletion of an id with the deleted state and its xid (the log gives
  * deletions too), idempotency_keys as in the SQLite backend.
  *
