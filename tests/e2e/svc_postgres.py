@@ -8,6 +8,7 @@ folder owned by the postgres user, with a role and a database `flowcast`
         pg.stop()   # fast shutdown (pg.stop(mode="immediate") to crash it)
         pg.start()  # the same port and data again
         pg.sql("SELECT 1")  # psql as the flowcast role, output as text
+        pg.freeze(); pg.thaw()  # SIGSTOP / SIGCONT every process: a hung server
 
 initdb runs once per process (a template data folder); every server copies
 it, which takes a fraction of initdb's time. fsync is off unless
@@ -19,6 +20,7 @@ import atexit
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -119,6 +121,31 @@ class PostgresServer:
             _pg_ctl(self.datadir, "-w", "-t", "60", "-m", mode, "stop", check=False)
             self.running = False
 
+    def pids(self):
+        """The postmaster and its children (backends, checkpointer, ...)."""
+        with open(os.path.join(self.datadir, "postmaster.pid")) as f:
+            master = int(f.readline())
+        out = [master]
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+        return out
+
+    def freeze(self):
+        """SIGSTOPs every process of this server: it accepts TCP, answers nothing."""
+        for pid in self.pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self):
+        for pid in self.pids():
+            os.kill(pid, signal.SIGCONT)
+
     def sql(self, query, db="flowcast"):
         """Runs query with psql as the flowcast role (which may create databases) on db;
         returns stdout (unaligned, no header)."""
@@ -137,6 +164,10 @@ class PostgresServer:
 
     def close(self):
         if self.root:
+            try:
+                self.thaw()
+            except OSError:
+                pass
             self.stop(mode="immediate")
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

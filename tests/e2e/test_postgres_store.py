@@ -271,3 +271,29 @@ def test_sqlite_only_tools_refuse_postgres(flowcast, pg_dsn):
                        timeout=30)
     assert r.returncode != 0
     assert b"not PostgreSQL" in r.stderr, r.stderr
+
+
+def test_hung_postgres_answers_503_within_the_timeout(server_factory, pg):
+    """A server that takes connections but answers nothing (SIGSTOP): writes
+    and reads answer 503 after about --db-timeout, never hang; the node goes
+    on once it answers again."""
+    s = server_factory("--db-timeout", "1")
+    assert post(s, {"id": "h"}).status == 201
+    pg.freeze()
+    try:
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = patch(s, "h", {"message": "x"})
+            took = time.monotonic() - t0
+            assert r.status == 503, r.body
+            assert json.loads(r.body)["error"]["code"] == "store_unavailable"
+            assert took < 5, took
+        t0 = time.monotonic()
+        r = s.request("GET", API + "/h")
+        assert r.status == 503 and time.monotonic() - t0 < 5
+        assert s.request("GET", "/healthz").status == 200  # the loop is not stuck
+    finally:
+        pg.thaw()
+    wait_for(lambda: patch(s, "h", {"message": "back"}).status == 200, 20,
+             what="a write after PostgreSQL answers again")
+    assert json.loads(s.request("GET", API + "/h").body)["message"] == "back"
