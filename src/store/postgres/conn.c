@@ -143,7 +143,12 @@ PGresult *fc__pg_exec(PGconn *c, const char *name, const char *sql, int n,
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return res;
     copy_msg(err, errlen, "", res ? PQresultErrorMessage(res) : PQerrorMessage(c));
-    *broken = PQstatus(c) != CONNECTION_OK;
+    /* Connection errors (class 08) and a server shutting down or starting
+     * (57P01..57P03) mean the server is unavailable, not that the query is
+     * wrong, even when libpq has not seen the socket close yet. */
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    *broken = PQstatus(c) != CONNECTION_OK ||
+              (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0));
     PQclear(res);
     return NULL;
 }
@@ -202,12 +207,22 @@ void fc__pg_link_down(fc__pg_core *core, fc__pg_link *l, const char *why)
     }
 }
 
+/* True when the server said something while the connection sat idle
+ * between queries: in practice a shutdown's FATAL before it closes the
+ * connection. A query sent into it would fail; a new connection costs
+ * little, so any unexpected input counts as lost. */
+static int idle_conn_lost(PGconn *c)
+{
+    struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
 PGconn *fc__pg_link_get(fc__pg_core *core, fc__pg_link *l,
                         int (*prepare)(PGconn *c, void *arg, char *err, size_t errlen), void *arg)
 {
     if (l->conn) {
-        if (PQstatus(l->conn) == CONNECTION_OK) return l->conn;
-        fc__pg_link_down(core, l, "connection lost");
+        if (PQstatus(l->conn) == CONNECTION_OK && !idle_conn_lost(l->conn)) return l->conn;
+        fc__pg_link_down(core, l, "connection closed by the server");
     }
     if (fc_time_now_ms() < l->retry_at_ms) return NULL;
     char err[160] = "";

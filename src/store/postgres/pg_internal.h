@@ -182,7 +182,8 @@ int fc__pg_retryable(const PGresult *r);
 /* Marks link down after a failure (drops the connection, schedules the next
  * try) and flips core->up to 0, logging the change once. */
 void fc__pg_link_down(fc__pg_core *core, fc__pg_link *l, const char *why);
-/* The link's connection, connecting first when down and the back-off
+/* The link's connection, connecting first when down (or when the server
+ * sent something while it sat idle: a shutdown's FATAL) and the back-off
  * allows; NULL when down (l->why says why). prepare: called on a new
  * connection to prepare its statements (0 or FC_EIO with err). */
 PGconn *fc__pg_link_get(fc__pg_core *core, fc__pg_link *l,

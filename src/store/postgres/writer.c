@@ -15,7 +15,6 @@
 #include "common/time.h"
 
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -237,16 +236,6 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
     return outcome;
 }
 
-/* True when the server said something while the connection sat idle: in
- * practice a shutdown's FATAL before it closes the connection. A batch sent
- * into it would fail with its outcome unknown; a new connection costs
- * little, so any unexpected input counts as lost. */
-static int idle_conn_lost(PGconn *c)
-{
-    struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
-}
-
 /* Commits cs[0..n-1] in one transaction (again after a deadlock or a
  * serialization failure) and sets every change's result. */
 static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
@@ -262,10 +251,6 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
     int trimmed = 0;
     for (int attempt = 0; attempt < FC__PG_RETRIES; attempt++) {
         PGconn *conn = fc__pg_link_get(s, &s->w, prepare_writer, s);
-        if (conn && idle_conn_lost(conn)) {
-            fc__pg_link_down(s, &s->w, "connection closed by the server");
-            conn = fc__pg_link_get(s, &s->w, prepare_writer, s);
-        }
         if (!conn) {
             snprintf(ioerr, sizeof ioerr, "%s", s->w.why);
             outcome = RUN_BROKEN;
