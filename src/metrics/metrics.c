@@ -62,6 +62,16 @@ void fc_metrics_observe_latency(uint64_t ns)
     FC_METRIC_ADD(latency_sum_ns, ns);
 }
 
+void fc_metrics_observe_bus_lag(uint64_t ns)
+{
+    size_t i = 0;
+    while (ns > latency_bounds[i].le_ns)
+        i++;
+    FC_METRIC_ADD(bus_lag_buckets[i], 1);
+    FC_METRIC_ADD(bus_lag_count, 1);
+    FC_METRIC_ADD(bus_lag_sum_ns, ns);
+}
+
 void fc_metrics_thread_register(void)
 {
     pthread_mutex_lock(&shards_lock);
@@ -129,6 +139,22 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->tls_fail_version += LOAD(m->tls_fail_version);
     sum->tls_fail_protocol += LOAD(m->tls_fail_protocol);
     sum->tls_fail_closed += LOAD(m->tls_fail_closed);
+    sum->bus_messages_in += LOAD(m->bus_messages_in);
+    sum->bus_messages_out += LOAD(m->bus_messages_out);
+    sum->bus_dropped += LOAD(m->bus_dropped);
+    sum->bus_up += LOAD(m->bus_up);
+    sum->catchup_reads += LOAD(m->catchup_reads);
+    sum->feed_duplicates += LOAD(m->feed_duplicates);
+    sum->feed_gaps_filled += LOAD(m->feed_gaps_filled);
+    sum->feed_resyncs += LOAD(m->feed_resyncs);
+    sum->feed_ends_told += LOAD(m->feed_ends_told);
+    sum->feed_deferred += LOAD(m->feed_deferred);
+    sum->feed_workflows += LOAD(m->feed_workflows);
+    sum->feed_evictions += LOAD(m->feed_evictions);
+    for (size_t i = 0; i < sizeof m->bus_lag_buckets / sizeof m->bus_lag_buckets[0]; i++)
+        sum->bus_lag_buckets[i] += LOAD(m->bus_lag_buckets[i]);
+    sum->bus_lag_count += LOAD(m->bus_lag_count);
+    sum->bus_lag_sum_ns += LOAD(m->bus_lag_sum_ns);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
     for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
@@ -210,6 +236,58 @@ static void counter(out *o, const char *name, const char *help, uint64_t v)
 static void labelled(out *o, const char *name, const char *label, const char *value, uint64_t v)
 {
     outf(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, value, v);
+}
+
+/* A histogram over latency_bounds, stored per interval, written cumulative. */
+static void histogram(out *o, const char *name, const char *help, const uint64_t *buckets,
+                      uint64_t count, uint64_t sum_ns)
+{
+    header(o, name, "histogram", help);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < sizeof latency_bounds / sizeof latency_bounds[0]; i++) {
+        cumulative += buckets[i];
+        outf(o, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, latency_bounds[i].label, cumulative);
+    }
+    outf(o, "%s_sum %.9f\n", name, (double)sum_ns / 1e9);
+    outf(o, "%s_count %" PRIu64 "\n", name, count);
+}
+
+/* The cluster bus (--nats) and the feed that orders every change. */
+static void render_cluster(out *o, const fc_metrics *m)
+{
+    header(o, "flowcast_bus_messages_total", "counter",
+           "Change messages on the cluster bus, by direction.");
+    labelled(o, "flowcast_bus_messages_total", "direction", "in", m->bus_messages_in);
+    labelled(o, "flowcast_bus_messages_total", "direction", "out", m->bus_messages_out);
+    counter(o, "flowcast_bus_dropped_total",
+            "Bus messages dropped because an I/O thread's queue was full (--bus-queue); the "
+            "catch-up delivers them.",
+            m->bus_dropped);
+    gauge(o, "flowcast_bus_up", "1 while connected to a NATS server.", m->bus_up);
+    counter(o, "flowcast_catchup_reads_total", "Reads of the store's commit log.",
+            m->catchup_reads);
+    counter(o, "flowcast_feed_duplicates_total",
+            "Changes dropped as already handed on (per I/O thread).", m->feed_duplicates);
+    counter(o, "flowcast_feed_gaps_filled_total",
+            "Gaps in a workflow's seqs filled from the event log (per I/O thread).",
+            m->feed_gaps_filled);
+    counter(o, "flowcast_feed_resyncs_total",
+            "Gaps the event log could no longer fill, sent as resync:true (per I/O thread).",
+            m->feed_resyncs);
+    counter(o, "flowcast_feed_ends_told_total",
+            "Incarnations whose deletion was told before their next one (per I/O thread).",
+            m->feed_ends_told);
+    counter(o, "flowcast_feed_deferred_total",
+            "Changes left to the catch-up because the store could not be read.",
+            m->feed_deferred);
+    gauge(o, "flowcast_feed_workflows", "Per-workflow ordering entries held (all I/O threads).",
+          m->feed_workflows);
+    counter(o, "flowcast_feed_evictions_total",
+            "Ordering entries evicted by --feed-workflows (least recently changed first).",
+            m->feed_evictions);
+    histogram(o, "flowcast_bus_lag_seconds",
+              "Time from a change's publish on one node to its receipt on this one.",
+              m->bus_lag_buckets, m->bus_lag_count, m->bus_lag_sum_ns);
 }
 
 char *fc_metrics_render(size_t *len)
@@ -339,6 +417,8 @@ char *fc_metrics_render(size_t *len)
     }
     outf(&o, "flowcast_commit_to_write_seconds_sum %.9f\n", (double)m->latency_sum_ns / 1e9);
     outf(&o, "flowcast_commit_to_write_seconds_count %" PRIu64 "\n", m->latency_count);
+
+    render_cluster(&o, m);
 
     if (o.failed) {
         free(o.p);

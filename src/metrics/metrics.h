@@ -52,6 +52,24 @@ typedef struct fc_metrics {
     uint64_t tls_fail_version;      /* counter: no protocol version in common */
     uint64_t tls_fail_protocol;     /* counter: any other handshake failure */
     uint64_t tls_fail_closed;       /* counter: the peer left during the handshake */
+    /* The cluster bus and the feed. The bus's figures are process-wide and
+     * set by the home loop (up to one probe interval old); the feed's count
+     * per I/O thread (each loop orders every change for its subscribers). */
+    uint64_t bus_messages_in;  /* counter: change messages received */
+    uint64_t bus_messages_out; /* counter: change messages published */
+    uint64_t bus_dropped;      /* counter: received but refused by a full feed queue */
+    int64_t bus_up;            /* gauge: 1 while connected to a NATS server */
+    uint64_t catchup_reads;    /* counter: reads of the store's commit log */
+    uint64_t feed_duplicates;  /* counter: changes already handed on, dropped */
+    uint64_t feed_gaps_filled; /* counter: gaps filled from the event log */
+    uint64_t feed_resyncs;     /* counter: gaps the log could not fill (resync sent) */
+    uint64_t feed_ends_told;   /* counter: incarnations whose deletion was told late */
+    uint64_t feed_deferred;    /* counter: changes left to the catch-up (store unreadable) */
+    int64_t feed_workflows;    /* gauge: per-workflow entries held */
+    uint64_t feed_evictions;   /* counter: entries evicted by --feed-workflows */
+    uint64_t bus_lag_buckets[16]; /* histogram: publish to receipt, seconds */
+    uint64_t bus_lag_count;
+    uint64_t bus_lag_sum_ns;
     uint64_t http_by_code[600];     /* requests by exact status code */
     /* commit-to-write latency histogram, seconds */
     uint64_t latency_buckets[16];
@@ -78,6 +96,8 @@ void fc_metrics_thread_unregister(void);
 void fc_metrics_http_status(int code);
 /* Records one commit-to-write latency in nanoseconds. */
 void fc_metrics_observe_latency(uint64_t ns);
+/* Records the time one bus message took from its publish to its receipt. */
+void fc_metrics_observe_bus_lag(uint64_t ns);
 
 /* Process-wide store figures, set from any thread (the store's writer and
  * loops): a reconnect after the store's server was lost, and whether it is

@@ -1,0 +1,211 @@
+/* The feed's ordering: per-workflow entries (incarnation, last seq handed
+ * on), gap fills from the store's event log, the end of incarnations, and
+ * the bound on entries. The cross-thread queue is in queue.c. */
+#include "feed/internal.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "metrics/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Rows one gap fill reads at most: a gap longer than this is a resync. */
+#define FILL_MAX 1000
+
+static void entry_free(fc_feed *f, fc__feed_entry *e)
+{
+    fc_map_remove(&f->entries, &e->node);
+    fc_list_remove(&e->lru);
+    free(e);
+    FC_METRIC_ADD(feed_workflows, -1);
+}
+
+static fc__feed_entry *entry_get(fc_feed *f, const char *id)
+{
+    fc_map_node *n = fc_map_get(&f->entries, id);
+    if (!n) return NULL;
+    fc__feed_entry *e = fc_container_of(n, fc__feed_entry, node);
+    fc_list_remove(&e->lru); /* most recently changed last */
+    fc_list_insert_tail(&f->lru, &e->lru);
+    return e;
+}
+
+/* A new entry at (epoch, seq); evicts the least recently changed past the
+ * bound. NULL on OOM (the caller then hands the change on unordered). */
+static fc__feed_entry *entry_new(fc_feed *f, const char *id, int64_t epoch, int64_t seq)
+{
+    if (f->entries.count >= f->cfg.max_workflows) {
+        entry_free(f, fc_container_of(f->lru.next, fc__feed_entry, lru));
+        FC_METRIC_ADD(feed_evictions, 1);
+    }
+    fc__feed_entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    snprintf(e->id, sizeof e->id, "%s", id);
+    e->node.key = e->id;
+    e->epoch = epoch;
+    e->seq = seq;
+    if (fc_map_put(&f->entries, &e->node) != 0) {
+        free(e);
+        return NULL;
+    }
+    fc_list_insert_tail(&f->lru, &e->lru);
+    FC_METRIC_ADD(feed_workflows, 1);
+    return e;
+}
+
+/* The position a change takes: a deletion is the seq after its state's. */
+static int64_t position(const fc_workflow *st, int deleted)
+{
+    return deleted ? st->seq + 1 : st->seq;
+}
+
+static void hand_on(fc_feed *f, fc__feed_entry *e, const fc_workflow *st, uint64_t commit_ns,
+                    int deleted)
+{
+    if (e) {
+        e->seq = position(st, deleted);
+        e->deleted = (uint8_t)deleted;
+    }
+    f->sink.publish(f->sink.ud, st, commit_ns, deleted);
+}
+
+typedef struct fill {
+    fc_feed *f;
+    fc__feed_entry *e;
+    uint64_t commit_ns;
+    int broken; /* a row of another incarnation, or out of order */
+} fill;
+
+static int fill_row(const fc_workflow *w, void *ud)
+{
+    fill *fl = ud;
+    if (w->epoch != fl->e->epoch || w->seq != fl->e->seq + 1) return fl->broken = 1;
+    hand_on(fl->f, fl->e, w, fl->commit_ns, 0);
+    return 0;
+}
+
+/* Fills e from its position up to the store's latest. 0 when the log held
+ * every change after e's position, FC_EIO when the store could not be
+ * read (nothing lost: a later catch-up brings the change again), -1 when
+ * the log no longer reaches back (pruned, or another incarnation). */
+static int fill_gap(fc_feed *f, fc__feed_entry *e, uint64_t commit_ns)
+{
+    fill fl = {.f = f, .e = e, .commit_ns = commit_ns};
+    int64_t oldest = 0, from = e->seq;
+    int rc = fc_store_events_since(f->store, e->id, e->seq, FILL_MAX, fill_row, &fl, &oldest);
+    if (rc == FC_EIO || rc == FC_ENOMEM) return FC_EIO;
+    if (rc == 0 && e->seq > from) FC_METRIC_ADD(feed_gaps_filled, 1);
+    return rc == 0 && !fl.broken && oldest != 0 && oldest <= from + 1 ? 0 : -1;
+}
+
+/* Tells the subscribers of incarnation epoch of id that it ended: the
+ * deletion with its real seq when the tombstone is that incarnation's,
+ * else one past the last seq known (ended_at). */
+static void tell_ended(fc_feed *f, const char *id, int64_t epoch, int64_t ended_at)
+{
+    fc_tombstone t;
+    fc_workflow st = {.epoch = epoch, .seq = ended_at, .name = "", .message = ""};
+    snprintf(st.id, sizeof st.id, "%s", id);
+    if (fc_store_tombstone(f->store, id, &t) == 0 && t.epoch == epoch && t.seq > 0)
+        st.seq = t.seq - 1;
+    FC_METRIC_ADD(feed_ends_told, 1);
+    f->sink.publish(f->sink.ud, &st, 0, 1);
+}
+
+/* The epoch of id's current incarnation (0: none), or FC_EIO. */
+static int64_t current_epoch(fc_feed *f, const char *id)
+{
+    fc_workflow cur = {0};
+    int rc = fc_store_get(f->store, id, &cur);
+    int64_t epoch = rc == 0 ? cur.epoch : rc == FC_ENOTFOUND ? 0 : FC_EIO;
+    fc_workflow_clear(&cur);
+    return epoch;
+}
+
+/* Delivers st to an entry at its own incarnation: in order, a duplicate,
+ * or after a gap. */
+static void deliver_ordered(fc_feed *f, fc__feed_entry *e, const fc_workflow *st,
+                            uint64_t commit_ns, int deleted)
+{
+    int64_t pos = position(st, deleted);
+    if (e->deleted || pos <= e->seq) {
+        FC_METRIC_ADD(feed_duplicates, 1);
+        return;
+    }
+    if (pos > e->seq + 1) {
+        int rc = fill_gap(f, e, commit_ns);
+        if (rc == FC_EIO) {
+            FC_METRIC_ADD(feed_deferred, 1);
+            return; /* the store is down: the catch-up brings it again */
+        }
+        if (pos <= e->seq) return; /* the fill brought it */
+        if (pos > e->seq + 1 && !deleted) {
+            /* The log no longer holds the changes between: say so. */
+            e->seq = pos;
+            FC_METRIC_ADD(feed_resyncs, 1);
+            f->sink.resync(f->sink.ud, st);
+            return;
+        }
+        /* A deletion ends the incarnation whatever came before it. */
+    }
+    hand_on(f, e, st, commit_ns, deleted);
+}
+
+/* A change of a workflow without an entry: anchored on its subscribers. */
+static void deliver_fresh(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted)
+{
+    int64_t low = 0, other = 0;
+    int has = f->sink.floor(f->sink.ud, st->id, st->epoch, &low, &other);
+    /* Subscribers still on another incarnation: if it is over, tell them. */
+    for (int i = 0; other != 0 && i < 4; i++) {
+        int64_t cur = current_epoch(f, st->id);
+        if (cur == FC_EIO || cur == other) break;
+        tell_ended(f, st->id, other, 0);
+        int64_t unused;
+        f->sink.floor(f->sink.ud, st->id, st->epoch, &unused, &other);
+    }
+    int64_t pos = position(st, deleted);
+    fc__feed_entry *e = entry_new(f, st->id, st->epoch, has ? low : pos - 1);
+    if (!e) {
+        f->sink.publish(f->sink.ud, st, commit_ns, deleted);
+        return;
+    }
+    deliver_ordered(f, e, st, commit_ns, deleted);
+}
+
+void fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
+                    fc_feed_source source)
+{
+    (void)source;
+    fc__feed_entry *e = entry_get(f, st->id);
+    if (e && e->epoch != st->epoch) {
+        /* A create after the deletion this feed handed on: the next one. */
+        int next = e->deleted && !deleted && st->seq == 1;
+        int64_t cur = next ? st->epoch : current_epoch(f, st->id);
+        if (cur == FC_EIO) {
+            FC_METRIC_ADD(feed_deferred, 1);
+            return;
+        }
+        if (cur == e->epoch) {
+            FC_METRIC_ADD(feed_duplicates, 1); /* a late change of an older incarnation */
+            return;
+        }
+        if (!e->deleted) tell_ended(f, e->id, e->epoch, e->seq + 1);
+        entry_free(f, e);
+        e = NULL;
+        if (cur != st->epoch && !deleted) {
+            FC_METRIC_ADD(feed_duplicates, 1); /* an incarnation already over */
+            return;
+        }
+    }
+    if (e)
+        deliver_ordered(f, e, st, commit_ns, deleted);
+    else
+        deliver_fresh(f, st, commit_ns, deleted);
+}
+
+size_t fc_feed_workflows(const fc_feed *f)
+{
+    return f->entries.count;
+}

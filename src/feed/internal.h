@@ -1,0 +1,34 @@
+/* What the feed's files share: the feed itself and its per-workflow entry. */
+#ifndef FC_FEED_INTERNAL_H
+#define FC_FEED_INTERNAL_H
+
+#include "feed/feed.h"
+#include "common/list.h"
+#include "common/map.h"
+
+/* One workflow's place: the incarnation and the last position handed on
+ * (a deletion's own seq once deleted). */
+typedef struct fc__feed_entry {
+    fc_map_node node; /* key = id */
+    fc_list lru;      /* least recently changed first */
+    int64_t epoch;
+    int64_t seq;
+    uint8_t deleted;
+    char id[FC_ID_MAX + 1];
+} fc__feed_entry;
+
+struct fc_feed {
+    fc_store *store;
+    fc_feed_sink sink;
+    fc_feed_config cfg;
+    fc_map entries;
+    fc_list lru;
+    /* Messages from other threads: swapped out whole under the lock. */
+    uv_async_t wake;
+    uv_mutex_t lock;
+    fc_feed_msg **queue;
+    size_t queue_len, queue_cap;
+    uint64_t dropped; /* atomic: posts refused by max_queue */
+};
+
+#endif

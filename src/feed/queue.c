@@ -1,0 +1,154 @@
+/* The feed's life and its queue from other threads: messages are shared
+ * by reference between every loop's feed, queued under a lock, and taken
+ * whole on the loop's next turn by one uv_async wake-up (many posts, one
+ * wake-up). */
+#include "feed/internal.h"
+#include "common/error.h"
+#include "common/time.h"
+#include "metrics/metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+fc_feed_msg *fc_feed_msg_new(const fc_workflow *state, int deleted, fc_feed_source source,
+                             uint64_t sent_ns)
+{
+    fc_feed_msg *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    if (fc_workflow_copy(&m->state, state) != 0) {
+        free(m);
+        return NULL;
+    }
+    m->refs = 1;
+    m->deleted = deleted;
+    m->source = source;
+    m->sent_ns = sent_ns;
+    return m;
+}
+
+fc_feed_msg *fc_feed_msg_ref(fc_feed_msg *m)
+{
+    __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+    return m;
+}
+
+void fc_feed_msg_unref(fc_feed_msg *m)
+{
+    if (!m || __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    fc_workflow_clear(&m->state);
+    free(m);
+}
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The monotonic time of a remote commit, from its publish time: the lag it
+ * took to get here, taken off now (clocks of different nodes differ, so a
+ * negative lag counts as none). */
+static uint64_t commit_time(const fc_feed_msg *m, uint64_t now_mono, uint64_t now_real)
+{
+    if (!m->sent_ns) return now_mono;
+    uint64_t lag = now_real > m->sent_ns ? now_real - m->sent_ns : 0;
+    fc_metrics_observe_bus_lag(lag);
+    return lag < now_mono ? now_mono - lag : now_mono;
+}
+
+static void on_wake(uv_async_t *h)
+{
+    fc_feed *f = h->data;
+    uv_mutex_lock(&f->lock);
+    fc_feed_msg **q = f->queue;
+    size_t n = f->queue_len;
+    f->queue = NULL;
+    f->queue_len = f->queue_cap = 0;
+    uv_mutex_unlock(&f->lock);
+    uint64_t now_mono = uv_hrtime(), now_real = realtime_ns();
+    for (size_t i = 0; i < n; i++) {
+        fc_feed_msg *m = q[i];
+        fc_feed_change(f, &m->state, commit_time(m, now_mono, now_real), m->deleted, m->source);
+        fc_feed_msg_unref(m);
+    }
+    free(q);
+}
+
+int fc_feed_post(fc_feed *f, fc_feed_msg *m)
+{
+    int rc = 0;
+    uv_mutex_lock(&f->lock);
+    if (f->queue_len >= f->cfg.max_queue) {
+        rc = -1;
+    } else if (f->queue_len == f->queue_cap) {
+        size_t cap = f->queue_cap ? f->queue_cap * 2 : 64;
+        fc_feed_msg **q = realloc(f->queue, cap * sizeof *q);
+        if (q) {
+            f->queue = q;
+            f->queue_cap = cap;
+        } else {
+            rc = -1;
+        }
+    }
+    if (rc == 0) f->queue[f->queue_len++] = fc_feed_msg_ref(m);
+    uv_mutex_unlock(&f->lock);
+    if (rc == 0)
+        uv_async_send(&f->wake);
+    else
+        __atomic_add_fetch(&f->dropped, 1, __ATOMIC_RELAXED);
+    return rc;
+}
+
+fc_feed *fc_feed_new(uv_loop_t *loop, fc_store *store, const fc_feed_sink *sink,
+                     const fc_feed_config *cfg)
+{
+    fc_feed *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->store = store;
+    f->sink = *sink;
+    f->cfg = *cfg;
+    if (f->cfg.max_workflows < 1) f->cfg.max_workflows = 1;
+    if (f->cfg.max_queue < 1) f->cfg.max_queue = 1;
+    fc_list_init(&f->lru);
+    if (fc_map_init(&f->entries) != 0) {
+        free(f);
+        return NULL;
+    }
+    if (uv_async_init(loop, &f->wake, on_wake) != 0) {
+        fc_map_destroy(&f->entries);
+        free(f);
+        return NULL;
+    }
+    uv_mutex_init(&f->lock);
+    f->wake.data = f;
+    return f;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    fc_feed *f = h->data;
+    for (size_t i = 0; i < f->queue_len; i++)
+        fc_feed_msg_unref(f->queue[i]);
+    free(f->queue);
+    while (!fc_list_empty(&f->lru)) {
+        fc__feed_entry *e = fc_container_of(f->lru.next, fc__feed_entry, lru);
+        fc_list_remove(&e->lru);
+        free(e);
+        FC_METRIC_ADD(feed_workflows, -1);
+    }
+    fc_map_destroy(&f->entries);
+    uv_mutex_destroy(&f->lock);
+    free(f);
+}
+
+void fc_feed_close(fc_feed *f)
+{
+    if (f) uv_close((uv_handle_t *)&f->wake, on_closed);
+}
+
+uint64_t fc_feed_dropped(const fc_feed *f)
+{
+    return __atomic_load_n(&f->dropped, __ATOMIC_RELAXED);
+}
