@@ -64,6 +64,7 @@ void fc_feed_msg_unref(fc_feed_msg *m);
 typedef struct fc_feed_config {
     size_t max_workflows; /* entries kept (>= 1) */
     size_t max_queue;     /* messages waiting for the loop; past it they are dropped (>= 1) */
+    int observe_lag;      /* this feed records the bus lag histogram (one loop per process) */
 } fc_feed_config;
 
 /* A feed on store's loop, handing changes to sink. NULL on failure. */

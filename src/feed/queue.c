@@ -50,11 +50,12 @@ static uint64_t realtime_ns(void)
 /* The monotonic time of a remote commit, from its publish time: the lag it
  * took to get here, taken off now (clocks of different nodes differ, so a
  * negative lag counts as none). */
-static uint64_t commit_time(const fc_feed_msg *m, uint64_t now_mono, uint64_t now_real)
+static uint64_t commit_time(const fc_feed *f, const fc_feed_msg *m, uint64_t now_mono,
+                            uint64_t now_real)
 {
     if (!m->sent_ns) return now_mono;
     uint64_t lag = now_real > m->sent_ns ? now_real - m->sent_ns : 0;
-    fc_metrics_observe_bus_lag(lag);
+    if (f->cfg.observe_lag) fc_metrics_observe_bus_lag(lag);
     return lag < now_mono ? now_mono - lag : now_mono;
 }
 
@@ -70,7 +71,7 @@ static void on_wake(uv_async_t *h)
     uint64_t now_mono = uv_hrtime(), now_real = realtime_ns();
     for (size_t i = 0; i < n; i++) {
         fc_feed_msg *m = q[i];
-        fc_feed_change(f, &m->state, commit_time(m, now_mono, now_real), m->deleted, m->source);
+        fc_feed_change(f, &m->state, commit_time(f, m, now_mono, now_real), m->deleted, m->source);
         fc_feed_msg_unref(m);
     }
     free(q);

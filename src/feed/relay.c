@@ -1,0 +1,286 @@
+/* The relay between this process's feeds, the bus and the store's commit
+ * log: see relay.h. Bus messages are decoded once, on the bus's thread,
+ * and shared by reference with every loop's feed. */
+#include "feed/relay.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "metrics/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_FEEDS 64
+#define PROBE_MS 500
+/* The probe must have come back within this long for the bus to count as up. */
+#define PROBE_STALE_NS (3000ull * 1000000)
+
+struct fc_feed_relay {
+    fc_feed_relay_config cfg;
+    uv_loop_t *home;
+    fc_store *store;
+    fc_bus *bus;
+    char node[FC_BUS_NODE_MAX + 1];
+    char probe_subject[sizeof FC_BUS_PROBE_PREFIX + FC_BUS_NODE_MAX];
+    uv_mutex_t lock; /* feeds */
+    fc_feed *feeds[MAX_FEEDS];
+    int n_feeds;
+    uv_timer_t catchup_timer, probe_timer;
+    uv_async_t kick; /* the bus came back: read the log now */
+    int started;
+    int stopping; /* under lock: kick is closed or closing */
+    int64_t position;   /* of the commit log; -1 until log_head answered */
+    int catchup_failed; /* logged once per failure streak */
+    /* Written by the bus's threads, read anywhere. */
+    uint64_t probe_rx_ns; /* monotonic time the last probe came back */
+    int up;
+    uint64_t msgs_in, dropped;
+};
+
+int fc_feed_store_shared(const fc_store *s)
+{
+    return s->ops->version >= 6 && s->ops->log_since && s->ops->log_head;
+}
+
+static void post_all(fc_feed_relay *r, fc_feed_msg *m)
+{
+    uv_mutex_lock(&r->lock);
+    for (int i = 0; i < r->n_feeds; i++)
+        if (fc_feed_post(r->feeds[i], m) != 0) __atomic_add_fetch(&r->dropped, 1, __ATOMIC_RELAXED);
+    uv_mutex_unlock(&r->lock);
+}
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the bus's side (its threads) ---- */
+
+static void on_bus_message(void *ud, const char *subject, const char *data, size_t len)
+{
+    fc_feed_relay *r = ud;
+    if (strcmp(subject, r->probe_subject) == 0) {
+        __atomic_store_n(&r->probe_rx_ns, fc_time_mono_ns(), __ATOMIC_RELAXED);
+        return;
+    }
+    if (fc_bus_from(data, len, r->node)) return; /* ours: already fed locally */
+    fc_bus_change c;
+    if (fc_bus_decode(data, len, &c) != 0) {
+        FC_WARN("bus", "dropped a malformed message on %s (%zu bytes)", subject, len);
+        return;
+    }
+    __atomic_add_fetch(&r->msgs_in, 1, __ATOMIC_RELAXED);
+    fc_feed_msg *m = fc_feed_msg_new(&c.state, c.deleted, FC_FEED_BUS, c.sent_ns);
+    fc_workflow_clear(&c.state);
+    if (!m) return; /* out of memory: the catch-up brings it */
+    post_all(r, m);
+    fc_feed_msg_unref(m);
+}
+
+static void on_bus_state(void *ud, int up)
+{
+    fc_feed_relay *r = ud;
+    __atomic_store_n(&r->up, up, __ATOMIC_RELAXED);
+    if (!up) return;
+    uv_mutex_lock(&r->lock);
+    if (!r->stopping) uv_async_send(&r->kick); /* what was missed meanwhile: read the log now */
+    uv_mutex_unlock(&r->lock);
+}
+
+/* ---- the home loop's side ---- */
+
+typedef struct catchup {
+    fc_feed_relay *r;
+    int rows;
+} catchup;
+
+static int catchup_row(void *ud, const fc_workflow *state, int deleted)
+{
+    catchup *c = ud;
+    c->rows++;
+    fc_feed_msg *m = fc_feed_msg_new(state, deleted, FC_FEED_CATCHUP, 0);
+    if (!m) return -1;
+    post_all(c->r, m);
+    fc_feed_msg_unref(m);
+    return 0;
+}
+
+/* One read of the commit log; returns whether a full batch came (read again). */
+static int catchup_once(fc_feed_relay *r)
+{
+    if (r->position < 0) {
+        int64_t head = 0;
+        if (r->store->ops->log_head(r->store, &head) != 0) return 0;
+        r->position = head; /* what came before is in the store for readers */
+        return 0;
+    }
+    catchup c = {.r = r};
+    int64_t next = r->position;
+    FC_METRIC_ADD(catchup_reads, 1);
+    int rc = r->store->ops->log_since(r->store, r->position, r->cfg.catchup_batch, catchup_row, &c,
+                                      &next);
+    if (rc != 0) {
+        if (!r->catchup_failed) FC_WARN("feed", "cannot read the store's commit log; retrying");
+        r->catchup_failed = 1;
+        return 0;
+    }
+    if (r->catchup_failed) FC_INFO("feed", "reading the store's commit log again");
+    r->catchup_failed = 0;
+    r->position = next;
+    return c.rows >= r->cfg.catchup_batch;
+}
+
+static void on_catchup(uv_timer_t *t)
+{
+    fc_feed_relay *r = t->data;
+    uint64_t ms = (uint64_t)(r->cfg.catchup_interval * 1000);
+    uv_timer_start(&r->catchup_timer, on_catchup, catchup_once(r) ? 0 : ms ? ms : 1, 0);
+}
+
+static void on_kick(uv_async_t *h)
+{
+    fc_feed_relay *r = h->data;
+    if (r->started) uv_timer_start(&r->catchup_timer, on_catchup, 0, 0);
+}
+
+static void on_probe(uv_timer_t *t)
+{
+    fc_feed_relay *r = t->data;
+    char ts[24];
+    int n = snprintf(ts, sizeof ts, "%llu", (unsigned long long)fc_time_mono_ns());
+    r->bus->ops->publish(r->bus, r->probe_subject, ts, (size_t)n);
+    /* The bus's process-wide figures, into this loop's metrics shard. */
+    FC_METRIC_SET(bus_messages_in, __atomic_load_n(&r->msgs_in, __ATOMIC_RELAXED));
+    FC_METRIC_SET(bus_dropped, __atomic_load_n(&r->dropped, __ATOMIC_RELAXED));
+    FC_METRIC_SET(bus_up, __atomic_load_n(&r->up, __ATOMIC_RELAXED));
+}
+
+fc_feed_relay *fc_feed_relay_new(uv_loop_t *home, fc_store *home_store,
+                                 const fc_feed_relay_config *cfg, int *code, char *err,
+                                 size_t errlen)
+{
+    *code = FC_EINVAL;
+    if (cfg->bus && !fc_feed_store_shared(home_store)) {
+        snprintf(err, errlen,
+                 "--nats needs a store that several nodes share (--db postgres://...); "
+                 "the %s store belongs to one process",
+                 home_store->ops->name);
+        return NULL;
+    }
+    if (cfg->node_id && strlen(cfg->node_id) > FC_BUS_NODE_MAX) {
+        snprintf(err, errlen, "--node-id: at most %d characters", FC_BUS_NODE_MAX);
+        return NULL;
+    }
+    *code = FC_ENOMEM;
+    fc_feed_relay *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->cfg = *cfg;
+    if (r->cfg.catchup_batch < 1) r->cfg.catchup_batch = 1000;
+    r->home = home;
+    r->store = home_store;
+    r->position = -1;
+    snprintf(r->node, sizeof r->node, "%s", cfg->node_id ? cfg->node_id : "");
+    snprintf(r->probe_subject, sizeof r->probe_subject, "%s%s", FC_BUS_PROBE_PREFIX, r->node);
+    uv_mutex_init(&r->lock);
+    uv_timer_init(home, &r->catchup_timer);
+    uv_timer_init(home, &r->probe_timer);
+    uv_async_init(home, &r->kick, on_kick);
+    r->catchup_timer.data = r->probe_timer.data = r->kick.data = r;
+    return r;
+}
+
+int fc_feed_relay_add(fc_feed_relay *r, fc_feed *f)
+{
+    int rc = 0;
+    uv_mutex_lock(&r->lock);
+    if (r->n_feeds == MAX_FEEDS)
+        rc = FC_ENOMEM;
+    else
+        r->feeds[r->n_feeds++] = f;
+    uv_mutex_unlock(&r->lock);
+    return rc;
+}
+
+void fc_feed_relay_remove(fc_feed_relay *r, fc_feed *f)
+{
+    uv_mutex_lock(&r->lock);
+    for (int i = 0; i < r->n_feeds; i++)
+        if (r->feeds[i] == f) {
+            r->feeds[i] = r->feeds[--r->n_feeds];
+            break;
+        }
+    uv_mutex_unlock(&r->lock);
+}
+
+int fc_feed_relay_start(fc_feed_relay *r, char *err, size_t errlen)
+{
+    if (!fc_feed_store_shared(r->store)) return 0; /* one process: nothing to relay */
+    if (r->cfg.bus) {
+        const char *subjects[] = {FC_BUS_SUBJECT, r->probe_subject};
+        fc_bus_config bc = {.urls = r->cfg.urls,
+                            .node_id = r->node,
+                            .subjects = subjects,
+                            .n_subjects = 2};
+        fc_bus_handlers h = {.message = on_bus_message, .state = on_bus_state, .ud = r};
+        r->bus = r->cfg.bus->open(&bc, &h, err, errlen);
+        if (!r->bus) return -1;
+        uv_timer_start(&r->probe_timer, on_probe, 0, PROBE_MS);
+    }
+    r->started = 1;
+    uv_timer_start(&r->catchup_timer, on_catchup, 0, 0);
+    return 0;
+}
+
+void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state, int deleted)
+{
+    if (!r->bus) return;
+    size_t len = 0;
+    char *msg = fc_bus_encode(r->node, realtime_ns(), state, deleted,
+                              deleted ? fc_time_now_ms() : 0, &len);
+    /* A refused or lost message costs latency, not the change: the catch-up. */
+    if (msg && r->bus->ops->publish(r->bus, FC_BUS_SUBJECT, msg, len) == 0)
+        FC_METRIC_ADD(bus_messages_out, 1);
+    free(msg);
+}
+
+int fc_feed_relay_health(fc_feed_relay *r, char *why, size_t whylen)
+{
+    if (!r || !r->bus) return 0;
+    if (!__atomic_load_n(&r->up, __ATOMIC_RELAXED)) {
+        snprintf(why, whylen, "not connected to any NATS server of %s", r->cfg.urls);
+        return -1;
+    }
+    uint64_t rx = __atomic_load_n(&r->probe_rx_ns, __ATOMIC_RELAXED);
+    if (rx == 0 || fc_time_mono_ns() - rx > PROBE_STALE_NS) {
+        snprintf(why, whylen, "this node's probe message has not come back through the bus");
+        return -1;
+    }
+    return 0;
+}
+
+void fc_feed_relay_stop(fc_feed_relay *r)
+{
+    r->started = 0;
+    uv_mutex_lock(&r->lock);
+    r->stopping = 1;
+    uv_mutex_unlock(&r->lock);
+    uv_close((uv_handle_t *)&r->catchup_timer, NULL);
+    uv_close((uv_handle_t *)&r->probe_timer, NULL);
+    uv_close((uv_handle_t *)&r->kick, NULL);
+}
+
+void fc_feed_relay_free(fc_feed_relay *r)
+{
+    if (!r) return;
+    if (r->bus) r->bus->ops->close(r->bus);
+    uv_mutex_destroy(&r->lock);
+    free(r);
+}
