@@ -6,6 +6,7 @@
 #include "common/log.h"
 
 #include <nats/nats.h>
+#include <uv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,30 @@ typedef struct nats_bus {
     natsSubscription *subs[MAX_SUBJECTS];
     size_t n_subs;
     fc_bus_handlers h;
+    /* Close waits until nats.c has called its last handler: each
+     * subscription's on-complete and the connection's closed callback. */
+    uv_mutex_t lock;
+    uv_cond_t cond;
+    int pending; /* callbacks still to come after close */
 } nats_bus;
+
+static void one_done(nats_bus *b)
+{
+    uv_mutex_lock(&b->lock);
+    if (--b->pending == 0) uv_cond_signal(&b->cond);
+    uv_mutex_unlock(&b->lock);
+}
+
+static void on_sub_complete(void *closure)
+{
+    one_done(closure);
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    one_done(closure);
+}
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -111,6 +135,7 @@ static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *er
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_connected, b);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_error, b);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(o, on_closed, b);
     if (s == NATS_OK) s = natsOptions_SetPingInterval(o, PING_MS);
     if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, MAX_PINGS);
     if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
@@ -126,15 +151,22 @@ static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *er
 static void nats_close(fc_bus *base)
 {
     nats_bus *b = (nats_bus *)base;
+    uv_mutex_lock(&b->lock);
+    b->pending = (int)b->n_subs + 1;
+    uv_mutex_unlock(&b->lock);
     for (size_t i = 0; i < b->n_subs; i++)
         natsSubscription_Unsubscribe(b->subs[i]);
     natsConnection_Close(b->nc);
+    /* No handler may run once close returns: b is freed below. */
+    uv_mutex_lock(&b->lock);
+    while (b->pending > 0)
+        uv_cond_wait(&b->cond, &b->lock);
+    uv_mutex_unlock(&b->lock);
     for (size_t i = 0; i < b->n_subs; i++)
         natsSubscription_Destroy(b->subs[i]);
     natsConnection_Destroy(b->nc);
-    /* Waits for nats.c's threads (message delivery included) to end, so no
-     * handler runs once close returns. */
-    nats_CloseAndWait(5000);
+    uv_cond_destroy(&b->cond);
+    uv_mutex_destroy(&b->lock);
     free(b);
 }
 
@@ -152,8 +184,12 @@ static fc_bus *nats_open(const fc_bus_config *cfg, const fc_bus_handlers *h, cha
     }
     b->base.ops = &fc_bus_nats;
     b->h = *h;
+    uv_mutex_init(&b->lock);
+    uv_cond_init(&b->cond);
     natsOptions *o = make_options(cfg, b, err, errlen);
     if (!o) {
+        uv_cond_destroy(&b->cond);
+        uv_mutex_destroy(&b->lock);
         free(b);
         return NULL;
     }
@@ -165,15 +201,25 @@ static fc_bus *nats_open(const fc_bus_config *cfg, const fc_bus_handlers *h, cha
         s = NATS_OK;
     }
     for (size_t i = 0; s == NATS_OK && i < cfg->n_subjects; i++) {
-        s = natsConnection_Subscribe(&b->subs[i], b->nc, cfg->subjects[i], on_msg, b);
-        if (s == NATS_OK) b->n_subs++;
+        natsSubscription *sub = NULL;
+        s = natsConnection_Subscribe(&sub, b->nc, cfg->subjects[i], on_msg, b);
+        if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(sub, on_sub_complete, b);
+        if (s == NATS_OK) {
+            b->subs[b->n_subs++] = sub;
+        } else if (sub) {
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+        }
     }
     if (s != NATS_OK) {
         snprintf(err, errlen, "--nats %s: %s", cfg->urls, natsStatus_GetText(s));
-        if (b->nc)
+        if (b->nc) {
             nats_close(&b->base);
-        else
+        } else {
+            uv_cond_destroy(&b->cond);
+            uv_mutex_destroy(&b->lock);
             free(b);
+        }
         return NULL;
     }
     if (connected) on_connected(b->nc, b);

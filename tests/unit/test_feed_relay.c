@@ -1,0 +1,402 @@
+/* Tests for src/feed/relay.c and src/bus/nats.c against a real nats-server
+ * (started here on a free loopback port): changes published by one node
+ * reach another node's feed in order; the probe makes the bus healthy; a
+ * node without a bus gets everything through the catch-up alone; with the
+ * broker stopped and started again, nothing is lost and health follows.
+ * Both "nodes" share one fake store with a commit log (store ops v6). */
+#include "feed/relay.h"
+#include "common/error.h"
+
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+/* ---- a fake shared store: one workflow "w" at epoch 7, every change logged ---- */
+
+#define EP 7
+#define MAXLOG 256
+typedef struct shared_store {
+    fc_store base;
+    int64_t seq;         /* current seq of "w" */
+    int64_t log[MAXLOG]; /* seqs in commit order */
+    int n;
+} shared_store;
+
+static fc_workflow st(int64_t seq)
+{
+    fc_workflow w = {.epoch = EP, .seq = seq, .total_steps = 1000, .current_step = seq};
+    snprintf(w.id, sizeof w.id, "w");
+    w.name = "n";
+    w.message = "m";
+    w.created_at_ms = 1764547200000;
+    w.updated_at_ms = 1764547200000 + seq;
+    return w;
+}
+
+static int s_get(fc_store *s, const char *id, fc_workflow *out)
+{
+    shared_store *ss = (shared_store *)s;
+    if (strcmp(id, "w") != 0 || ss->seq == 0) return FC_ENOTFOUND;
+    fc_workflow w = st(ss->seq);
+    return fc_workflow_copy(out, &w);
+}
+
+static int s_events_since(fc_store *s, const char *id, int64_t since, int limit,
+                          fc_store_row_cb cb, void *ud, int64_t *oldest)
+{
+    shared_store *ss = (shared_store *)s;
+    if (strcmp(id, "w") != 0 || ss->seq == 0) return FC_ENOTFOUND;
+    *oldest = 1;
+    int n = 0;
+    for (int64_t q = since + 1; q <= ss->seq && (limit <= 0 || n < limit); q++, n++) {
+        fc_workflow w = st(q);
+        if (cb(&w, ud)) break;
+    }
+    return 0;
+}
+
+static int s_tombstone(fc_store *s, const char *id, fc_tombstone *out)
+{
+    (void)s;
+    (void)id;
+    (void)out;
+    return FC_ENOTFOUND;
+}
+
+static int s_log_head(fc_store *s, int64_t *pos)
+{
+    *pos = ((shared_store *)s)->n;
+    return 0;
+}
+
+static int s_log_since(fc_store *s, int64_t after, int limit, fc_store_log_fn fn, void *ud,
+                       int64_t *next)
+{
+    shared_store *ss = (shared_store *)s;
+    int64_t i = after;
+    for (; i < ss->n && i - after < limit; i++) {
+        fc_workflow w = st(ss->log[i]);
+        fn(ud, &w, 0);
+    }
+    *next = i;
+    return 0;
+}
+
+static const fc_store_ops shared_ops = {
+    .version = 6,
+    .name = "shared-fake",
+    .get = s_get,
+    .events_since = s_events_since,
+    .tombstone = s_tombstone,
+    .log_head = s_log_head,
+    .log_since = s_log_since,
+};
+
+static const fc_store_ops single_ops = {.version = 5, .name = "single-fake"};
+
+static fc_workflow commit(shared_store *s)
+{
+    s->seq++;
+    s->log[s->n++] = s->seq;
+    return st(s->seq);
+}
+
+/* ---- a sink that records seqs ---- */
+
+typedef struct rec {
+    int64_t seqs[MAXLOG * 2];
+    int n;
+} rec;
+
+static void r_publish(void *ud, const fc_workflow *w, uint64_t commit_ns, int deleted)
+{
+    (void)commit_ns;
+    (void)deleted;
+    rec *r = ud;
+    r->seqs[r->n++] = w->seq;
+}
+
+static void r_resync(void *ud, const fc_workflow *w)
+{
+    rec *r = ud;
+    r->seqs[r->n++] = -w->seq;
+}
+
+static int r_floor(void *ud, const char *id, int64_t epoch, int64_t *seq, int64_t *other)
+{
+    (void)ud;
+    (void)id;
+    (void)epoch;
+    *seq = 0; /* a watcher from the start */
+    *other = 0;
+    return 1;
+}
+
+static void expect_in_order(const rec *r, int n)
+{
+    assert_int_equal(r->n, n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(r->seqs[i], i + 1);
+}
+
+/* ---- a nats-server ---- */
+
+static pid_t nats_pid;
+static int nats_port;
+static char nats_url[64];
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void nats_start(void)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", nats_port);
+    nats_pid = fork();
+    assert_true(nats_pid >= 0);
+    if (nats_pid == 0) {
+        int null = open("/dev/null", 1);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", port, (char *)NULL);
+        execl("/usr/sbin/nats-server", "nats-server", "-a", "127.0.0.1", "-p", port, (char *)NULL);
+        _exit(127);
+    }
+    /* Until it accepts. */
+    for (int i = 0; i < 200; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)nats_port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok) return;
+        usleep(50000);
+    }
+    fail_msg("nats-server did not start");
+}
+
+static void nats_stop(void)
+{
+    if (nats_pid <= 0) return;
+    kill(nats_pid, SIGKILL);
+    waitpid(nats_pid, NULL, 0);
+    nats_pid = 0;
+}
+
+/* Runs the loop until cond(ud) or seconds pass; returns cond's last value. */
+static int run_until(uv_loop_t *loop, int (*cond)(void *), void *ud, double seconds)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        if (cond(ud)) return 1;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 > seconds)
+            return 0;
+        usleep(2000);
+    }
+}
+
+typedef struct node {
+    fc_feed_relay *relay;
+    fc_feed *feed;
+    rec got;
+} node;
+
+static void node_start(node *n, uv_loop_t *loop, shared_store *s, const char *id, int bus,
+                       double interval)
+{
+    fc_feed_sink sink = {.publish = r_publish, .resync = r_resync, .floor = r_floor, .ud = &n->got};
+    fc_feed_config fcfg = {.max_workflows = 100, .max_queue = 10000, .observe_lag = 1};
+    n->feed = fc_feed_new(loop, &s->base, &sink, &fcfg);
+    assert_non_null(n->feed);
+    fc_feed_relay_config rc = {.bus = bus ? &fc_bus_nats : NULL,
+                               .urls = nats_url,
+                               .node_id = id,
+                               .catchup_interval = interval,
+                               .catchup_batch = 100};
+    char err[256] = "";
+    int code = 0;
+    n->relay = fc_feed_relay_new(loop, &s->base, &rc, &code, err, sizeof err);
+    assert_non_null(n->relay);
+    assert_int_equal(fc_feed_relay_add(n->relay, n->feed), 0);
+    assert_int_equal(fc_feed_relay_start(n->relay, err, sizeof err), 0);
+}
+
+static void node_stop(node *n, uv_loop_t *loop)
+{
+    fc_feed_relay_remove(n->relay, n->feed);
+    fc_feed_close(n->feed);
+    fc_feed_relay_stop(n->relay);
+    uv_run(loop, UV_RUN_NOWAIT);
+    fc_feed_relay_free(n->relay);
+}
+
+static int healthy(void *ud)
+{
+    char why[256];
+    return fc_feed_relay_health(ud, why, sizeof why) == 0;
+}
+
+static int unhealthy(void *ud)
+{
+    return !healthy(ud);
+}
+
+typedef struct want {
+    rec *r;
+    int n;
+} want;
+
+static int has_n(void *ud)
+{
+    want *w = ud;
+    return w->r->n >= w->n;
+}
+
+/* A local commit on node a: its own feed, then the bus. */
+static void commit_on(node *a, shared_store *s)
+{
+    fc_workflow w = commit(s);
+    fc_feed_change(a->feed, &w, 0, 0, FC_FEED_LOCAL);
+    fc_feed_relay_publish(a->relay, &w, 0);
+}
+
+static void test_bus_carries_changes_in_order(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    shared_store s = {.base.ops = &shared_ops};
+    node a = {0}, b = {0};
+    /* A catch-up far away: what b gets in time came over the bus. */
+    node_start(&a, &loop, &s, "node-a", 1, 1000);
+    node_start(&b, &loop, &s, "node-b", 1, 1000);
+    assert_true(run_until(&loop, healthy, a.relay, 10));
+    assert_true(run_until(&loop, healthy, b.relay, 10));
+    for (int i = 0; i < 50; i++)
+        commit_on(&a, &s);
+    want w = {&b.got, 50};
+    assert_true(run_until(&loop, has_n, &w, 10));
+    expect_in_order(&b.got, 50);
+    expect_in_order(&a.got, 50); /* its own messages are not fed twice */
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_catchup_alone_delivers_everything(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    shared_store s = {.base.ops = &shared_ops};
+    node c = {0};
+    node_start(&c, &loop, &s, "node-c", 0, 0.05);
+    char why[64];
+    assert_int_equal(fc_feed_relay_health(c.relay, why, sizeof why), 0); /* no bus to prove */
+    uv_run(&loop, UV_RUN_NOWAIT); /* the first read takes the log's head */
+    for (int i = 0; i < 30; i++) {
+        commit(&s); /* committed by some other node that never published */
+        if (i % 7 == 0) uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    want w = {&c.got, 30};
+    assert_true(run_until(&loop, has_n, &w, 10));
+    expect_in_order(&c.got, 30);
+    node_stop(&c, &loop);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_broker_restart_loses_nothing(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    shared_store s = {.base.ops = &shared_ops};
+    node a = {0}, b = {0};
+    node_start(&a, &loop, &s, "node-a", 1, 1000);
+    node_start(&b, &loop, &s, "node-b", 1, 1000);
+    assert_true(run_until(&loop, healthy, b.relay, 10));
+    for (int i = 0; i < 10; i++)
+        commit_on(&a, &s);
+    nats_stop();
+    assert_true(run_until(&loop, unhealthy, b.relay, 10));
+    for (int i = 0; i < 10; i++)
+        commit_on(&a, &s); /* published into the void (or a reconnect buffer) */
+    nats_start();
+    assert_true(run_until(&loop, healthy, b.relay, 20));
+    /* The reconnect triggers a read of the log: all 20 in order. */
+    want w = {&b.got, 20};
+    assert_true(run_until(&loop, has_n, &w, 10));
+    expect_in_order(&b.got, 20);
+    node_stop(&a, &loop);
+    node_stop(&b, &loop);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_bus_refused_on_single_process_store(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    fc_store single = {.ops = &single_ops};
+    fc_feed_relay_config rc = {.bus = &fc_bus_nats, .urls = nats_url, .node_id = "x"};
+    char err[256] = "";
+    int code = 0;
+    assert_null(fc_feed_relay_new(&loop, &single, &rc, &code, err, sizeof err));
+    assert_int_equal(code, FC_EINVAL);
+    assert_non_null(strstr(err, "--nats"));
+    assert_false(fc_feed_store_shared(&single));
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    nats_port = free_port();
+    snprintf(nats_url, sizeof nats_url, "nats://127.0.0.1:%d", nats_port);
+    nats_start();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    nats_stop();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bus_carries_changes_in_order),
+        cmocka_unit_test(test_catchup_alone_delivers_everything),
+        cmocka_unit_test(test_broker_restart_loses_nothing),
+        cmocka_unit_test(test_bus_refused_on_single_process_store),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
