@@ -344,6 +344,54 @@ static const opt options[] = {
      .def = "86400",
      .metavar = "S",
      .help = "Seconds an Idempotency-Key is remembered: a retry within it gets the first answer."},
+    {.name = "nats",
+     .env = "FLOWCAST_NATS",
+     .type = OPT_STRING,
+     FIELD(nats_urls),
+     .metavar = "URL[,URL...]",
+     .help = "The cluster bus: NATS servers (nats://host:port, comma-separated) on which nodes "
+             "tell each other of every committed change. Needs a shared store (--db "
+             "postgres://...); refused with SQLite. Unset = changes from other nodes arrive "
+             "through the catch-up alone."},
+    {.name = "node-id",
+     .env = "FLOWCAST_NODE_ID",
+     .type = OPT_STRING,
+     FIELD(node_id),
+     .metavar = "ID",
+     .help = "This node's name on the bus ([A-Za-z0-9._:-], at most 128). Unset = "
+             "hostname:port-<random>."},
+    {.name = "catchup-interval",
+     .env = "FLOWCAST_CATCHUP_INTERVAL",
+     .type = OPT_SECONDS,
+     FIELD(catchup_interval),
+     .min = 0.01,
+     .max = 3600,
+     .def = "1",
+     .metavar = "S",
+     .help = "On a shared store, how often the node reads the store's commit log for changes "
+             "the bus did not bring (lost messages, a node that died before publishing); also "
+             "read at once when the bus comes back."},
+    {.name = "feed-workflows",
+     .env = "FLOWCAST_FEED_WORKFLOWS",
+     .type = OPT_INT,
+     FIELD(feed_workflows),
+     .min = 1,
+     .max = 100000000,
+     .def = "65536",
+     .metavar = "N",
+     .help = "Workflows whose last delivered seq each I/O thread remembers to order, "
+             "deduplicate and gap-fill changes (about 150 bytes each); the least recently "
+             "changed are forgotten first and re-anchored on their subscribers' positions."},
+    {.name = "bus-queue",
+     .env = "FLOWCAST_BUS_QUEUE",
+     .type = OPT_INT,
+     FIELD(bus_queue),
+     .min = 1,
+     .max = 100000000,
+     .def = "65536",
+     .metavar = "N",
+     .help = "Changes from the bus and the catch-up waiting for one I/O thread; past it they "
+             "are dropped and counted (the next catch-up read brings them)."},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -711,6 +759,13 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
     }
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
         fprintf(stderr, "flowcast: --tls-cert and --tls-key go together: give both or neither\n");
+        return 2;
+    }
+    /* The node id travels unescaped at the head of every bus message. */
+    if (cfg->node_id && (strlen(cfg->node_id) > 128 ||
+                         strspn(cfg->node_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                              "0123456789._:-") != strlen(cfg->node_id))) {
+        fprintf(stderr, "flowcast: --node-id: 1 to 128 of [A-Za-z0-9._:-]\n");
         return 2;
     }
     return 0;

@@ -57,6 +57,13 @@ typedef struct fc_config {
     int max_streams_per_client; /* --max-streams-per-client N */
     double write_rate;          /* --write-rate R[/s], changes per second */
     int write_burst;            /* --write-burst N, 0 = ceil(write_rate) */
+
+    /* The cluster (docs/cluster.md). */
+    const char *nats_urls;   /* --nats URL[,URL...], NULL = no bus */
+    const char *node_id;     /* --node-id, NULL = hostname:port-random */
+    double catchup_interval; /* --catchup-interval S, default 1 */
+    int feed_workflows;      /* --feed-workflows N, default 65536 */
+    int bus_queue;           /* --bus-queue N, default 65536 */
 } fc_config;
 
 /* Fills cfg with defaults, then FLOWCAST_* environment variables, then
