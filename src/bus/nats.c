@@ -139,6 +139,9 @@ static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *er
     if (s == NATS_OK) s = natsOptions_SetPingInterval(o, PING_MS);
     if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, MAX_PINGS);
     if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
+    /* Latency first: each publish is written at once rather than by the
+     * flusher thread a moment later (see docs/architecture.md). */
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
     free(buf);
     if (s != NATS_OK) {
         snprintf(err, errlen, "--nats: %s", natsStatus_GetText(s));
