@@ -15,8 +15,9 @@ static int64_t parse_rfc3339(const char *s)
 {
     struct tm tm = {0};
     int ms = 0, n = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 ||
+    if (!s ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 ||
         s[n] != '\0')
         return -1;
     tm.tm_year -= 1900;
@@ -34,8 +35,8 @@ static json_t *workflow_object(const fc_workflow *w)
                      (json_int_t)w->epoch, "name", w->name ? w->name : "", "status",
                      fc_status_name(w->status), "current_step", (json_int_t)w->current_step,
                      "total_steps", (json_int_t)w->total_steps, "message",
-                     w->message ? w->message : "", "seq", (json_int_t)w->seq, "created_at",
-                     created, "updated_at", updated);
+                     w->message ? w->message : "", "seq", (json_int_t)w->seq, "created_at", created,
+                     "updated_at", updated);
 }
 
 char *fc_bus_encode(const char *node, uint64_t sent_ns, const fc_workflow *state, int deleted,
@@ -76,9 +77,9 @@ static int read_workflow(json_t *o, fc_workflow *w)
                *updated = NULL;
     json_int_t epoch, cur, total, seq;
     if (json_unpack(o, "{s:s, s:I, s:s, s:s, s:I, s:I, s:s, s:I, s:s, s:s}", "id", &id, "epoch",
-                    &epoch, "name", &name, "status", &status, "current_step", &cur,
-                    "total_steps", &total, "message", &msg, "seq", &seq, "created_at", &created,
-                    "updated_at", &updated) != 0)
+                    &epoch, "name", &name, "status", &status, "current_step", &cur, "total_steps",
+                    &total, "message", &msg, "seq", &seq, "created_at", &created, "updated_at",
+                    &updated) != 0)
         return -1;
     if (!fc_id_valid(id) || epoch < 1 || epoch > FC_EPOCH_MAX || seq < 1 ||
         fc_status_parse(status, &w->status) != 0)

@@ -30,7 +30,7 @@ struct fc_feed_relay {
     uv_timer_t catchup_timer, probe_timer;
     uv_async_t kick; /* the bus came back: read the log now */
     int started;
-    int stopping; /* under lock: kick is closed or closing */
+    int stopping;       /* under lock: kick is closed or closing */
     int64_t position;   /* of the commit log; -1 until log_head answered */
     int catchup_failed; /* logged once per failure streak */
     /* Written by the bus's threads, read anywhere. */
@@ -38,11 +38,6 @@ struct fc_feed_relay {
     int up;
     uint64_t msgs_in, dropped;
 };
-
-int fc_feed_store_shared(const fc_store *s)
-{
-    return s->ops->version >= 6 && s->ops->log_since && s->ops->log_head;
-}
 
 static void post_all(fc_feed_relay *r, fc_feed_msg *m)
 {
@@ -115,15 +110,15 @@ static int catchup_once(fc_feed_relay *r)
 {
     if (r->position < 0) {
         int64_t head = 0;
-        if (r->store->ops->log_head(r->store, &head) != 0) return 0;
+        if (fc_store_log_head(r->store, &head) != 0) return 0;
         r->position = head; /* what came before is in the store for readers */
         return 0;
     }
     catchup c = {.r = r};
     int64_t next = r->position;
     FC_METRIC_ADD(catchup_reads, 1);
-    int rc = r->store->ops->log_since(r->store, r->position, r->cfg.catchup_batch, catchup_row, &c,
-                                      &next);
+    int rc =
+        fc_store_log_since(r->store, r->position, r->cfg.catchup_batch, catchup_row, &c, &next);
     if (rc != 0) {
         if (!r->catchup_failed) FC_WARN("feed", "cannot read the store's commit log; retrying");
         r->catchup_failed = 1;
@@ -165,7 +160,7 @@ fc_feed_relay *fc_feed_relay_new(uv_loop_t *home, fc_store *home_store,
                                  size_t errlen)
 {
     *code = FC_EINVAL;
-    if (cfg->bus && !fc_feed_store_shared(home_store)) {
+    if (cfg->bus && !fc_store_has_log(home_store)) {
         snprintf(err, errlen,
                  "--nats needs a store that several nodes share (--db postgres://...); "
                  "the %s store belongs to one process",
@@ -222,13 +217,11 @@ void fc_feed_relay_remove(fc_feed_relay *r, fc_feed *f)
 
 int fc_feed_relay_start(fc_feed_relay *r, char *err, size_t errlen)
 {
-    if (!fc_feed_store_shared(r->store)) return 0; /* one process: nothing to relay */
+    if (!fc_store_has_log(r->store)) return 0; /* one process: nothing to relay */
     if (r->cfg.bus) {
         const char *subjects[] = {FC_BUS_SUBJECT, r->probe_subject};
-        fc_bus_config bc = {.urls = r->cfg.urls,
-                            .node_id = r->node,
-                            .subjects = subjects,
-                            .n_subjects = 2};
+        fc_bus_config bc = {
+            .urls = r->cfg.urls, .node_id = r->node, .subjects = subjects, .n_subjects = 2};
         fc_bus_handlers h = {.message = on_bus_message, .state = on_bus_state, .ud = r};
         r->bus = r->cfg.bus->open(&bc, &h, err, errlen);
         if (!r->bus) return -1;
@@ -243,8 +236,8 @@ void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state, int delet
 {
     if (!r->bus) return;
     size_t len = 0;
-    char *msg = fc_bus_encode(r->node, realtime_ns(), state, deleted,
-                              deleted ? fc_time_now_ms() : 0, &len);
+    char *msg =
+        fc_bus_encode(r->node, realtime_ns(), state, deleted, deleted ? fc_time_now_ms() : 0, &len);
     /* A refused or lost message costs latency, not the change: the catch-up. */
     if (msg && r->bus->ops->publish(r->bus, FC_BUS_SUBJECT, msg, len) == 0)
         FC_METRIC_ADD(bus_messages_out, 1);

@@ -28,9 +28,6 @@ typedef struct fc_feed_relay_config {
     int catchup_batch;       /* rows per read */
 } fc_feed_relay_config;
 
-/* Whether a store is shared by several processes (has a commit log). */
-int fc_feed_store_shared(const fc_store *s);
-
 /* A relay whose timers run on home, reading the log through home_store.
  * NULL with a reason in err (FC_EINVAL in *code when the configuration is
  * refused, e.g. a bus on a store with no commit log; FC_ENOMEM else). */

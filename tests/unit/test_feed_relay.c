@@ -51,8 +51,8 @@ static int s_get(fc_store *s, const char *id, fc_workflow *out)
     return fc_workflow_copy(out, &w);
 }
 
-static int s_events_since(fc_store *s, const char *id, int64_t since, int limit,
-                          fc_store_row_cb cb, void *ud, int64_t *oldest)
+static int s_events_since(fc_store *s, const char *id, int64_t since, int limit, fc_store_row_cb cb,
+                          void *ud, int64_t *oldest)
 {
     shared_store *ss = (shared_store *)s;
     if (strcmp(id, "w") != 0 || ss->seq == 0) return FC_ENOTFOUND;
@@ -369,7 +369,7 @@ static void test_bus_refused_on_single_process_store(void **state)
     assert_null(fc_feed_relay_new(&loop, &single, &rc, &code, err, sizeof err));
     assert_int_equal(code, FC_EINVAL);
     assert_non_null(strstr(err, "--nats"));
-    assert_false(fc_feed_store_shared(&single));
+    assert_false(fc_store_has_log(&single));
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
