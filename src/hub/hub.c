@@ -160,6 +160,38 @@ int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, in
     return n;
 }
 
+int fc_hub_resync(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns)
+{
+    fc_map_node *node = fc_map_get(&hub->topics, state->id);
+    if (!node && fc_list_empty(&hub->all_subs)) return 0;
+    fc_buf *frame = fc_wire_update_frame(state, 1);
+    if (!frame) return FC_ENOMEM;
+    frame->commit_ns = commit_ns;
+    int n = fan_out(hub, &hub->all_subs, frame, 0);
+    if (node) n += fan_out(hub, &fc_container_of(node, fc_topic, node)->subs, frame, 0);
+    fc_buf_unref(frame);
+    return n;
+}
+
+int fc_hub_floor(const fc_hub *hub, const char *id, int64_t epoch, int64_t *seq, int64_t *other)
+{
+    fc_map_node *node = fc_map_get(&hub->topics, id);
+    int found = 0;
+    *other = 0;
+    if (!node) return 0;
+    const fc_list *subs = &fc_container_of(node, fc_topic, node)->subs;
+    for (const fc_list *it = subs->next; it != subs; it = it->next) {
+        const fc_sub *sub = fc_container_of(it, fc_sub, link);
+        if (sub->last_epoch != epoch) {
+            *other = sub->last_epoch;
+        } else if (!found || sub->last_seq < *seq) {
+            *seq = sub->last_seq;
+            found = 1;
+        }
+    }
+    return found;
+}
+
 size_t fc_hub_subscriptions(const fc_hub *hub)
 {
     return hub->n_subs;

@@ -55,6 +55,18 @@ void fc_hub_unsubscribe(fc_hub *hub, fc_sub *sub);
  * Returns the number of subscribers it was handed to, or FC_ENOMEM. */
 int fc_hub_publish(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns, int deleted);
 
+/* Hands state, the latest of its incarnation after changes the event log no
+ * longer holds, marked "resync":true, to the per-workflow subscribers of
+ * that incarnation still behind it, and to every all-subscription.
+ * Returns the number of subscribers or FC_ENOMEM. */
+int fc_hub_resync(fc_hub *hub, const fc_workflow *state, uint64_t commit_ns);
+
+/* The lowest position (last_seq) of the per-workflow subscribers of
+ * (id, epoch): 1 with *seq, or 0 when there are none. *other gets the epoch
+ * of some subscriber of id on another incarnation, or 0. Costs one pass over
+ * the workflow's subscribers. */
+int fc_hub_floor(const fc_hub *hub, const char *id, int64_t epoch, int64_t *seq, int64_t *other);
+
 /* The workflow id a topic stands for. */
 const char *fc_hub_topic_id(const struct fc_topic *t);
 

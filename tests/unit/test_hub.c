@@ -172,6 +172,39 @@ static void test_epoch_filter(void **state)
     fc_hub_free(hub);
 }
 
+/* The feed's two needs: the lowest position of a workflow's subscribers on
+ * one incarnation (and whether any sit on another), and a resync frame to
+ * those behind a state the log can no longer lead up to. */
+static void test_floor_and_resync(void **state)
+{
+    (void)state;
+    fc_hub *hub = fc_hub_new(deliver);
+    sink s1 = {0}, s2 = {0}, s3 = {0};
+    fc_sub a = {0}, b = {0}, c = {0};
+    int64_t seq = -1, other = -1;
+    assert_int_equal(fc_hub_floor(hub, "w", E1, &seq, &other), 0);
+    assert_int_equal(other, 0);
+    fc_hub_subscribe(hub, &a, "w", &s1, E1, 7);
+    fc_hub_subscribe(hub, &b, "w", &s2, E1, 3);
+    assert_int_equal(fc_hub_floor(hub, "w", E1, &seq, &other), 1);
+    assert_int_equal(seq, 3);
+    assert_int_equal(other, 0);
+    fc_hub_subscribe(hub, &c, "w", &s3, E2, 1);
+    assert_int_equal(fc_hub_floor(hub, "w", E1, &seq, &other), 1);
+    assert_int_equal(other, E2);
+    fc_workflow w5 = wf("w", 5);
+    assert_int_equal(fc_hub_resync(hub, &w5, 0), 1); /* b only: a is ahead, c elsewhere */
+    assert_int_equal(s2.n, 1);
+    assert_non_null(memmem(s2.frames[0]->data, s2.frames[0]->len, "\"resync\":true", 13));
+    assert_int_equal(fc_hub_floor(hub, "w", E1, &seq, &other), 1);
+    assert_int_equal(seq, 5);
+    fc_hub_unsubscribe(hub, &a);
+    fc_hub_unsubscribe(hub, &b);
+    fc_hub_unsubscribe(hub, &c);
+    sink_clear(&s2);
+    fc_hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_resume_filter_and_all),
         cmocka_unit_test(test_delete_unlinks_subscribers),
         cmocka_unit_test(test_epoch_filter),
+        cmocka_unit_test(test_floor_and_resync),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
