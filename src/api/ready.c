@@ -1,7 +1,7 @@
 /* Readiness (/readyz): a short list of checks, each naming what it looks at.
  * /healthz says the process answers; /readyz says it can do its job, so a
- * balancer or an orchestrator can hold traffic back from it. A later check
- * (the cluster bus, say) is one more row in the table. */
+ * balancer or an orchestrator can hold traffic back from it. Each check is
+ * one row in the table. */
 #include "api/ready.h"
 
 #include "store/store.h"
@@ -28,9 +28,16 @@ static int check_store(fc_server *srv, char *why, size_t whylen)
     return fc_store_health(fc_server_store(srv), why, whylen);
 }
 
+/* End to end: this node's own probe message came back through the bus. */
+static int check_bus(fc_server *srv, char *why, size_t whylen)
+{
+    return fc_server_bus_health(srv, why, whylen);
+}
+
 static const ready_check checks[] = {
     {.name = "listener", .run = check_listener},
     {.name = "store", .run = check_store},
+    {.name = "bus", .run = check_bus},
 };
 
 void fc__api_readyz(fc_conn *c)

@@ -44,6 +44,9 @@ fc_server *fc_conn_server(const fc_conn *c);
 const struct fc_config *fc_server_config(const fc_server *s);
 uv_loop_t *fc_server_loop(const fc_server *s);
 struct fc_store *fc_server_store(const fc_server *s);
+/* 0 when the cluster bus proved itself end to end recently, or there is
+ * none (no --nats); else -1 with a reason (for /readyz). */
+int fc_server_bus_health(const fc_server *srv, char *why, size_t whylen);
 fc_hub *fc_server_hub(const fc_server *s);
 /* True while the server takes new connections: the listening socket is open
  * and no shutdown has begun (a shutdown stops accepting first). */

@@ -77,6 +77,9 @@ typedef struct fc_cluster {
     atomic_int n_streams; /* WebSocket and SSE streams of all loops */
     fc_clients *clients;  /* per-client limits; NULL when none is set */
     int shutting_down;    /* loop 0 only */
+    struct fc_feed_relay *relay; /* the other nodes (server/feed.c), from loop 0's init */
+    char node_id[160];           /* this node's name on the bus */
+    int exit_code;               /* when the start fails: 2 for a refused configuration */
 } fc_cluster;
 
 /* One event loop and everything it owns: its connections, hub, store
@@ -95,6 +98,7 @@ struct fc_server {
     const fc_server_handlers *handlers; /* the cluster's, copied: set before loop state init */
     fc_store *store;
     fc_hub *hub;
+    struct fc_feed *feed; /* the one way from the store and the bus to the hub */
     uv_async_t wake; /* sockets in the inbox, or a shutdown */
     uv_mutex_t inbox_lock;
     int *inbox; /* accepted sockets for this loop; guarded by inbox_lock */
@@ -296,6 +300,17 @@ void fc__server_flush_soon(fc_server *srv);
 void fc__server_adopt(fc_server *srv, int fd);
 /* Asks every loop to shut down (loop 0's thread). */
 void fc__cluster_shutdown(fc_cluster *cl);
+
+/* server/feed.c: the loop's feed and the cluster relay. open after the
+ * loop's store (loop 0 first: it makes the relay); start once every loop is
+ * open; commit from the store's commit callback; close when the loop
+ * finishes (before its store); free after every loop has ended. */
+int fc__server_feed_open(fc_server *srv);
+int fc__server_feed_start(fc_cluster *cl);
+void fc__server_feed_commit(fc_server *srv, const fc_workflow *state, uint64_t commit_ns,
+                            int deleted);
+void fc__server_feed_close(fc_server *srv);
+void fc__server_feed_free(fc_cluster *cl);
 
 /* signals.c */
 /* Blocks SIGTERM, SIGINT and SIGHUP in the calling thread and every thread

@@ -192,6 +192,7 @@ static void finish(fc_server *srv)
     close_handle((uv_handle_t *)&srv->expiry_wheel.timer);
     close_handle((uv_handle_t *)&srv->sweep_timer);
     close_handle((uv_handle_t *)&srv->shutdown_timer);
+    fc__server_feed_close(srv);
     fc_store_close(srv->store);
     srv->store = NULL;
     if (srv->cl->n_loops > 1) FC_DEBUG("server", "I/O thread %d stopped", srv->index);
@@ -321,16 +322,12 @@ static void on_wake(uv_async_t *h)
 }
 
 /* The one seam between the store and the hub: the loop's committed changes,
- * from whichever loop they came, published to this loop's subscribers in
- * commit order. Anything that must see or order changes before they reach
- * subscribers (a feed merging a bus and catch-up reads) goes here, between
- * the store's commit callback and fc_hub_publish. */
+ * from whichever loop they came, in commit order, go through the loop's feed
+ * (which also orders what other nodes committed: the bus and the catch-up
+ * reads) to its subscribers, and from loop 0 to the other nodes. */
 static void on_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
 {
-    fc_server *srv = ud;
-    if (fc_hub_publish(srv->hub, state, commit_ns, deleted) < 0)
-        FC_ERROR("hub", "out of memory: change %lld of %s was stored but not broadcast",
-                 (long long)state->seq, state->id);
+    fc__server_feed_commit(ud, state, commit_ns, deleted);
 }
 
 static void init_handles(fc_server *srv)
@@ -408,7 +405,7 @@ static int loop_init(fc_cluster *cl, int i)
         return -1;
     }
     fc_store_on_commit(srv->store, on_commit, srv);
-    return 0;
+    return fc__server_feed_open(srv);
 }
 
 static void close_any(uv_handle_t *h, void *arg)
@@ -422,6 +419,7 @@ static void loop_abandon(fc_server *srv)
 {
     if (!srv->loop) return;
     close_inbox(srv);
+    fc__server_feed_close(srv);
     if (srv->store) fc_store_close(srv->store);
     srv->store = NULL;
     uv_walk(srv->loop, close_any, NULL);
@@ -564,6 +562,7 @@ int fc_server_run(const fc_config *cfg, const fc_server_handlers *handlers)
     int ok = fc__listener_bind(&cl) == 0;
     for (int i = 0; i < cl.n_loops && ok; i++)
         ok = loop_init(&cl, i) == 0;
+    ok = ok && fc__server_feed_start(&cl) == 0;
     int watched = ok && fc__listener_start(&cl) == 0;
     if (watched) {
         ok = run_loops(&cl) == 0;
@@ -576,6 +575,7 @@ int fc_server_run(const fc_config *cfg, const fc_server_handlers *handlers)
         for (int i = cl.n_loops - 1; i >= 0; i--)
             loop_abandon(&cl.loops[i]);
     }
+    fc__server_feed_free(&cl); /* every loop has ended: no feed is left to post to */
     for (int i = 0; i < cl.n_loops; i++)
         loop_free(&cl.loops[i]);
     free(cl.loops);
@@ -584,5 +584,5 @@ int fc_server_run(const fc_config *cfg, const fc_server_handlers *handlers)
     fc_tls_free(cl.tls); /* after the loops: every session is gone */
     fc_outq_pool_trim();
     fc_metrics_thread_unregister();
-    return ok ? 0 : 1;
+    return ok ? 0 : cl.exit_code ? cl.exit_code : 1;
 }
