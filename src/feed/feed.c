@@ -101,11 +101,11 @@ static int fill_gap(fc_feed *f, fc__feed_entry *e, uint64_t commit_ns)
 
 /* Tells the subscribers of incarnation epoch of id that it ended: the
  * deletion with its real seq when the tombstone is that incarnation's,
- * else one past the last seq known (ended_at). */
-static void tell_ended(fc_feed *f, const char *id, int64_t epoch, int64_t ended_at)
+ * else the seq after the last one known (last). */
+static void tell_ended(fc_feed *f, const char *id, int64_t epoch, int64_t last)
 {
     fc_tombstone t;
-    fc_workflow st = {.epoch = epoch, .seq = ended_at, .name = "", .message = ""};
+    fc_workflow st = {.epoch = epoch, .seq = last, .name = "", .message = ""};
     snprintf(st.id, sizeof st.id, "%s", id);
     if (fc_store_tombstone(f->store, id, &t) == 0 && t.epoch == epoch && t.seq > 0)
         st.seq = t.seq - 1;
@@ -191,7 +191,7 @@ void fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int d
             FC_METRIC_ADD(feed_duplicates, 1); /* a late change of an older incarnation */
             return;
         }
-        if (!e->deleted) tell_ended(f, e->id, e->epoch, e->seq + 1);
+        if (!e->deleted) tell_ended(f, e->id, e->epoch, e->seq);
         entry_free(f, e);
         e = NULL;
         if (cur != st->epoch && !deleted) {

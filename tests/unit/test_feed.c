@@ -360,6 +360,26 @@ static void test_missed_deletion_told_before_next_incarnation(void **state)
     fx_free(x);
 }
 
+/* The tombstone belongs to a later incarnation (deleted twice meanwhile):
+ * the end is told one past the last seq handed on. */
+static void test_missed_deletion_without_its_tombstone(void **state)
+{
+    (void)state;
+    fx *x = fx_new(100);
+    fake_commit(&x->store, "a", E1, 3);
+    arrive(x, "a", E1, 3);
+    fake_delete(&x->store, "a");
+    x->store.wfs[0].tomb = (fc_tombstone){.epoch = 33, .seq = 2, .deleted_at_ms = 1};
+    fake_commit(&x->store, "a", E2, 1);
+    arrive(x, "a", E2, 1);
+    assert_int_equal(x->sink.n, 3);
+    assert_int_equal(x->sink.g[1].deleted, 1);
+    assert_int_equal(x->sink.g[1].epoch, E1);
+    assert_int_equal(x->sink.g[1].seq, 4);
+    assert_int_equal(x->sink.g[2].epoch, E2);
+    fx_free(x);
+}
+
 static void test_stale_subscriber_told_after_eviction(void **state)
 {
     (void)state;
@@ -440,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_store_down_defers),
         cmocka_unit_test(test_deletion_then_new_incarnation),
         cmocka_unit_test(test_missed_deletion_told_before_next_incarnation),
+        cmocka_unit_test(test_missed_deletion_without_its_tombstone),
         cmocka_unit_test(test_stale_subscriber_told_after_eviction),
         cmocka_unit_test(test_entries_bounded),
         cmocka_unit_test(test_queue_posts_in_order_and_bounded),
