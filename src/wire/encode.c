@@ -270,13 +270,20 @@ char *fc_wire_workflow(const fc_workflow *w, size_t *len)
 
 char *fc_wire_update(const fc_workflow *w, int resync, size_t *len)
 {
-    jstr id = measure(w->id), msg = measure(w->message);
+    jstr id = measure(w->id), name = measure(w->name), msg = measure(w->message);
     enc e;
-    enc_init(&e, ENC_FIXED_BYTES + id.esc + msg.esc);
+    enc_init(&e, ENC_FIXED_BYTES + id.esc + name.esc + msg.esc);
     enc_lit(&e, "{\"workflow_id\":");
     enc_str(&e, &id);
     enc_lit(&e, ",\"epoch\":");
     enc_int(&e, w->epoch);
+    /* The name, so that a watcher meeting the workflow on a stream needs no
+     * GET for it. Every stored workflow has one; a caller holding a state
+     * without it (an empty name) sends none rather than a wrong "". */
+    if (name.n) {
+        enc_lit(&e, ",\"name\":");
+        enc_str(&e, &name);
+    }
     enc_progress(&e, w, &msg);
     enc_lit(&e, ",\"timestamp\":");
     enc_time(&e, w->updated_at_ms);

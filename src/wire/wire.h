@@ -18,9 +18,10 @@
  * malloc'ed NUL-terminated string (caller frees) and its length in *len, or NULL. */
 char *fc_wire_workflow(const fc_workflow *w, size_t *len);
 
-/* Encodes an update message {"workflow_id","epoch","status","current_step",
- * "total_steps","message","timestamp","seq"} (+ "resync":true when resync).
- * Same ownership as fc_wire_workflow. */
+/* Encodes an update message {"workflow_id","epoch","name","status",
+ * "current_step","total_steps","message","timestamp","seq"} (+ "resync":true
+ * when resync; no "name" when w->name is NULL or empty). Same ownership as
+ * fc_wire_workflow. */
 char *fc_wire_update(const fc_workflow *w, int resync, size_t *len);
 
 /* Encodes the message sent when a workflow is deleted:

@@ -26,8 +26,7 @@ test('shows a workflow created through the API, then a PATCH, without reload', a
 
   await server.create({ id: 'build-1', name: 'Nightly build', total_steps: 8 });
   await waitRow(page, 'build-1', { steps: '0 / 8', status: 'pending' });
-  // Updates carry no name: the page fetches it after the row first shows
-  // (with the id in its place), so the name may land a moment later.
+  // The creation's update carries the name (older servers: fetched later).
   await page.waitForFunction(
     () => document.querySelector('[data-testid="workflow-row"][data-id="build-1"] [data-testid="wf-name"]')
       .textContent === 'Nightly build',
@@ -104,6 +103,26 @@ test('filter by status and the detail view with history', async () => {
   assert.equal(await page.getByTestId('detail-status').textContent(), 'completed');
   await page.getByTestId('detail-close').click();
   await detail.waitFor({ state: 'hidden' });
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
+test('workflows created while the page is open cost no GET: the updates carry their names', async () => {
+  const page = await openPage(context, server.url + '/');
+  await waitConn(page, 'live', 'websocket');
+  await sleep(500); // the list read at connect is done
+  const gets = [];
+  page.on('request', (r) => {
+    if (r.method() === 'GET' && new URL(r.url()).pathname.startsWith('/api/workflows')) gets.push(r.url());
+  });
+  for (let i = 0; i < 5; i++) await server.create({ id: `named-${i}`, name: `Named job ${i}`, total_steps: 3 });
+  await server.patch('named-4', { status: 'running', current_step: 1 });
+  for (let i = 0; i < 5; i++) {
+    await page.waitForFunction((i) => document.querySelector(`[data-testid="workflow-row"][data-id="named-${i}"] [data-testid="wf-name"]`)
+      ?.textContent === `Named job ${i}`, i);
+  }
+  await sleep(800); // a batched read of missing details would have gone out by now
+  assert.deepEqual(gets, []);
   assert.deepEqual(page.errors, []);
   await page.close();
 });

@@ -24,8 +24,9 @@ HOST = "127.0.0.1"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 GEN_ID_RE = re.compile(r"^[0-9A-Z]{26}$")
-# Every workflow object and update carries its incarnation ("epoch", issue 8).
-UPDATE_KEYS = {"workflow_id", "epoch", "status", "current_step", "total_steps", "message",
+# Every workflow object and update carries its incarnation ("epoch", issue 8);
+# every update its workflow's name (issue 11).
+UPDATE_KEYS = {"workflow_id", "epoch", "name", "status", "current_step", "total_steps", "message",
                "timestamp", "seq"}
 WORKFLOW_KEYS = {"id", "epoch", "name", "status", "current_step", "total_steps", "message", "seq",
                  "created_at", "updated_at"}

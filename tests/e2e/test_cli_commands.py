@@ -148,7 +148,7 @@ def test_watch_json_exit_on_done(flowcast, server):
         seqs = [json.loads(x)["seq"] for x in p.lines]
         assert seqs == [1, 2, 3]
         last = json.loads(p.lines[-1])
-        assert set(last) == {"workflow_id", "epoch", "status", "current_step", "total_steps",
+        assert set(last) == {"workflow_id", "epoch", "name", "status", "current_step", "total_steps",
                              "message", "timestamp", "seq"}
         assert last["status"] == "completed"
     finally:

@@ -319,8 +319,8 @@ static void test_encode_update(void **state)
     fc_workflow w = sample("deploy", "copying files");
     size_t len = 0;
     char *s = fc_wire_update(&w, 0, &len);
-    const char *want = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"status\":"
-                       "\"running\",\"current_step\":3,"
+    const char *want = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"name\":\"deploy\","
+                       "\"status\":\"running\",\"current_step\":3,"
                        "\"total_steps\":10,\"message\":\"copying files\","
                        "\"timestamp\":\"2026-11-27T05:00:01.234Z\",\"seq\":42}";
     assert_string_equal(s, want);
@@ -328,13 +328,29 @@ static void test_encode_update(void **state)
     free(s);
 
     s = fc_wire_update(&w, 1, &len);
-    const char *want_resync = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"status\":"
-                              "\"running\",\"current_step\":3,"
+    const char *want_resync = "{\"workflow_id\":\"wf_1\",\"epoch\":9007199254740991,\"name\":\"deploy\","
+                              "\"status\":\"running\",\"current_step\":3,"
                               "\"total_steps\":10,\"message\":\"copying files\","
                               "\"timestamp\":\"2026-11-27T05:00:01.234Z\",\"seq\":42,"
                               "\"resync\":true}";
     assert_string_equal(s, want_resync);
     assert_int_equal(len, strlen(want_resync));
+    free(s);
+
+    /* A name needing escapes is escaped; a state without a name sends none. */
+    w.name = (char *)"say \"hi\"\n\xc3\xa9";
+    s = fc_wire_update(&w, 0, &len);
+    assert_non_null(strstr(s, ",\"name\":\"say \\\"hi\\\"\\n\xc3\xa9\",\"status\":"));
+    assert_int_equal(len, strlen(s));
+    free(s);
+    w.name = NULL;
+    s = fc_wire_update(&w, 0, &len);
+    assert_null(strstr(s, "\"name\""));
+    assert_int_equal(len, strlen(s));
+    free(s);
+    w.name = (char *)"";
+    s = fc_wire_update(&w, 0, &len);
+    assert_null(strstr(s, "\"name\""));
     free(s);
 }
 
