@@ -30,10 +30,19 @@ static void *watchdog_main(void *arg)
 {
     watchdog *w = arg;
     pthread_mutex_lock(&w->lock);
-    int rc = 0;
-    while (!w->done && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&w->cond, &w->lock, &w->deadline);
-    if (!w->done) sqlite3_interrupt(w->db); /* thread-safe; the check gets SQLITE_INTERRUPT */
+    while (!w->done) {
+        if (pthread_cond_timedwait(&w->cond, &w->lock, &w->deadline) != ETIMEDOUT) continue;
+        if (w->done) break;
+        /* Thread-safe; the check gets SQLITE_INTERRUPT. An interrupt before
+         * the check's statement starts is lost (it affects only running
+         * statements), so it repeats every 10 ms until the check ends. */
+        sqlite3_interrupt(w->db);
+        w->deadline.tv_nsec += 10 * 1000 * 1000;
+        if (w->deadline.tv_nsec >= 1000000000) {
+            w->deadline.tv_sec++;
+            w->deadline.tv_nsec -= 1000000000;
+        }
+    }
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
