@@ -374,6 +374,23 @@ TLS = {
 }
 
 
+def bus_msg(node="node-a", deleted=False, **wf):
+    w = {"id": "build-42", "epoch": 4208911635522374, "name": "nightly", "status": "running",
+         "current_step": 3, "total_steps": 10, "message": "linking", "seq": 4,
+         "created_at": "2026-11-27T05:00:00.000Z", "updated_at": "2026-11-27T05:00:01.250Z"}
+    w.update(wf)
+    return json.dumps({"v": 1, "node": node, "sent_ns": 1764547201250000000, "deleted": deleted,
+                       "deleted_at": 1764547209999 if deleted else None, "workflow": w},
+                      separators=(",", ":")).encode()
+
+
+BUS = {
+    "update": bus_msg(),
+    "deleted": bus_msg(deleted=True),
+    "unicode": bus_msg(node="h:8001-ab12", name="caf\u00e9 \"x\"", message="\u2028\n"),
+    "big": bus_msg(seq=9007199254740991, current_step=10, status="completed"),
+}
+
 CORPORA = {
     "fuzz_http_request": {k: bytes([len(v) // 3 % 256]) + v for k, v in REQUESTS.items()},
     "fuzz_workflow_json": JSON_BODIES,
@@ -386,6 +403,7 @@ CORPORA = {
     "fuzz_client_http": CLIENT_HTTP,
     "fuzz_client_ws": CLIENT_WS,
     "fuzz_tls_session": TLS,
+    "fuzz_bus_codec": BUS,
 }
 
 
