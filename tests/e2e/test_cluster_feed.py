@@ -228,6 +228,26 @@ def test_node_cut_from_the_bus_still_delivers(nodes, nats):
             w.close()
 
 
+def test_changes_of_a_node_that_died_before_publishing_reach_every_watcher(nodes, nats):
+    """Node a commits but its bus is away (its messages are only in its
+    reconnect buffer), then it is killed -9: the changes were never
+    published, and b's watchers still get every one (the catch-up)."""
+    with NatsServer() as lonely:
+        a = nodes.node(lonely.url)
+        b = nodes.node(nats.url)
+        lonely.stop()
+        wait_for(lambda: readyz(a).status == 503, 10, what="a cut from its bus")
+        epoch = create(a, "w")
+        watchers = [Watcher(b, "w", epoch, 1) for _ in range(2)]
+        acked = producers([(a, "a")], "w", 10)
+        a.kill9()
+        last = max(acked)
+        wait_all(watchers, last)
+        assert_exactly(watchers, 2, last)
+        for w in watchers:
+            w.close()
+
+
 def test_late_started_node(nodes, nats):
     a = nodes.node(nats.url)
     epoch = create(a, "w")
