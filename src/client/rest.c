@@ -265,7 +265,7 @@ static int call(fcc_client *c, const char *method, const char *path, json_t *bod
                               .url_text = c->urls.text[c->cur],
                               .token = c->token,
                               .timeout_ms = c->timeout_ms,
-                              .tls = c->tls,
+                              .tls = c->urls.url[c->cur].tls ? c->tls : NULL,
                               .session = &c->session};
         r = fcc__http_request(&t, method, path, text, idem_key, &resp, err);
         if (r == 0 && resp.status == 401 && c->token_fn && !refreshed) {

@@ -161,6 +161,14 @@ def test_cli_rest_and_watch_take_a_list_of_servers(flowcast, server_factory):
         p.wait_for(lambda o: o.get("seq") == 4, what="seq 4")
     finally:
         p.kill()
+    # A list may mix https and http: TLS only for the https URLs.
+    mixed = "https://127.0.0.1:%d,%s" % (dead, _url(s.port))
+    assert cli_json(flowcast, s, "--server", mixed, "get", "j")["seq"] == 4
+    p = LineProc([flowcast, "watch", "j", "--json", "--server", mixed])
+    try:
+        assert p.wait_for(lambda o: o.get("workflow_id") == "j", what="j")["seq"] == 4
+    finally:
+        p.kill()
     r = cli(flowcast, s, "--server", "http://127.0.0.1:%d,ftp://x" % s.port, "get", "j")
     assert r.returncode == 2 and "invalid server URL" in r.stderr, r
 
