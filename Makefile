@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
 PYTHON     ?= /usr/bin/python3
 
-.PHONY: all release run test unit e2e fuzz format setup clean install
+.PHONY: all release run cluster test unit e2e fuzz format setup clean install
 
 all: release
 
@@ -18,6 +18,11 @@ setup:
 
 run: setup release
 	./$(BUILD)/flowcast serve
+
+# A cluster on loopback (docs/cluster.md): PostgreSQL, nats-server, three
+# nodes and HAProxy on free ports; prints the URLs; Ctrl-C stops it all.
+cluster: setup release
+	@$(PYTHON) scripts/cluster --bin $(CURDIR)/$(BUILD)/flowcast
 
 test: setup
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFC_SANITIZE=ON >/dev/null
