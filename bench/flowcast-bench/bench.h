@@ -11,6 +11,7 @@
 
 #define FCB_MAX_PUB 64
 #define FCB_MAX_PIDS 8
+#define FCB_MAX_PORTS 16 /* --sub-ports + --failover-ports, --pub-ports */
 #define FCB_TOKEN_MAX 8192 /* longest --token accepted (flowcast's own limit) */
 
 enum fcb_target { FCB_FLOWCAST, FCB_WS, FCB_NCHAN };
@@ -21,6 +22,14 @@ typedef struct fcb_opts {
     enum fcb_target target;
     char host[64];
     int port;
+    /* A cluster (bench/scenarios/cluster.sh): subscriber i opens on
+     * sub_ports[i % nsub_spread] and, after each drop, moves to the next of
+     * sub_ports (the spread ones, then the --failover-ports); publisher k
+     * uses pub_ports[k % npub_ports]. Empty: everything goes to port. */
+    int sub_ports[FCB_MAX_PORTS];
+    int nsub_ports, nsub_spread;
+    int pub_ports[FCB_MAX_PORTS];
+    int npub_ports;
     uint32_t subscribers;
     uint32_t workflows;
     uint32_t publishers;

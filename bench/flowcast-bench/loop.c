@@ -74,6 +74,21 @@ int fcb_ws_request(const fcb_opts *o, const char *path, char *buf, size_t cap)
 
 /* ---- subscribers ---- */
 
+struct sockaddr_in fcb_sub_dst(const ctx *c, uint32_t i)
+{
+    struct sockaddr_in a = c->dst;
+    if (c->o->nsub_ports > 0) a.sin_port = htons((uint16_t)c->o->sub_ports[c->subs[i].port_ix]);
+    return a;
+}
+
+struct sockaddr_in fcb_pub_dst(const ctx *c, uint32_t k)
+{
+    struct sockaddr_in a = c->dst;
+    if (c->o->npub_ports > 0)
+        a.sin_port = htons((uint16_t)c->o->pub_ports[k % (uint32_t)c->o->npub_ports]);
+    return a;
+}
+
 static void sub_enqueue(ctx *c, uint32_t i, uint64_t not_before)
 {
     sub *s = &c->subs[i];
@@ -134,6 +149,8 @@ static void sub_drop(ctx *c, uint32_t i, uint64_t now)
         }
     }
     if (c->o->reconnect && !fcb_stop) {
+        /* In a cluster the next attempt goes to the next node. */
+        if (c->o->nsub_ports > 1) s->port_ix = (uint8_t)((s->port_ix + 1) % c->o->nsub_ports);
         uint32_t b = s->backoff_ms ? s->backoff_ms * 2 : 50;
         if (b > 1000) b = 1000;
         s->backoff_ms = b;
@@ -163,8 +180,9 @@ static void sub_start(ctx *c, uint32_t i, uint64_t now)
     setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     struct sockaddr_in src = {.sin_family = AF_INET};
     src.sin_addr.s_addr = htonl(0x7f000001u + (i % c->o->src_addrs));
+    struct sockaddr_in dst = fcb_sub_dst(c, i);
     if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
-        (connect(fd, (struct sockaddr *)&c->dst, sizeof(c->dst)) < 0 && errno != EINPROGRESS)) {
+        (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)) {
         sub_drop(c, i, now);
         return;
     }
@@ -538,6 +556,7 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
     for (uint32_t i = 0; i < o->subscribers; i++) {
         c->subs[i].fd = -1;
         c->subs[i].wf = i % o->workflows;
+        if (o->nsub_spread > 0) c->subs[i].port_ix = (uint8_t)(i % (uint32_t)o->nsub_spread);
         c->per_wf[i % o->workflows]++;
     }
     for (uint32_t k = 0; k < o->publishers; k++) {

@@ -30,6 +30,7 @@ typedef struct sub {
     uint64_t t_start;
     uint64_t not_before;
     uint32_t backoff_ms;
+    uint8_t port_ix; /* index in o->sub_ports (a cluster) */
 } sub;
 
 typedef struct req {
@@ -78,6 +79,11 @@ typedef struct ctx {
     int publishing_done;
     struct sockaddr_in dst;
 } ctx;
+
+/* The address subscriber i (or publisher k) connects to now: c->dst with the
+ * port of its --sub-ports / --pub-ports entry, if any. */
+struct sockaddr_in fcb_sub_dst(const ctx *c, uint32_t i);
+struct sockaddr_in fcb_pub_dst(const ctx *c, uint32_t k);
 
 /* Set by SIGINT/SIGTERM or a fatal answer: every phase ends. */
 extern volatile sig_atomic_t fcb_stop;

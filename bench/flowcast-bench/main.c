@@ -13,6 +13,10 @@ static void usage(FILE *f)
             "Usage: flowcast-bench [options]\n"
             "  --target flowcast|ws|nchan  server kind: URLs and payload shape (flowcast)\n"
             "  --host IPV4 --port N        server address (127.0.0.1:8001)\n"
+            "  --sub-ports P[,P...]        subscribers spread over these ports of --host\n"
+            "  --failover-ports P[,P...]   where a dropped subscriber moves next (after the\n"
+            "                              other --sub-ports), round robin\n"
+            "  --pub-ports P[,P...]        publishers spread over these ports\n"
             "  --subscribers N             WebSocket subscribers (100)\n"
             "  --workflows W               workflows/channels, subscribers spread round-robin (1)\n"
             "  --publishers P              publishing HTTP keep-alive connections (1, max %d)\n"
@@ -62,6 +66,20 @@ static const char *read_token(const char *path)
     return tok;
 }
 
+/* Appends the comma-separated ports of v to ports; -1 on a bad one. */
+static int parse_ports(const char *v, int *ports, int *n)
+{
+    char *p = (char *)v;
+    while (*p) {
+        long port = strtol(p, &p, 10);
+        if (port <= 0 || port > 65535 || *n >= FCB_MAX_PORTS || (*p != ',' && *p != '\0'))
+            return -1;
+        ports[(*n)++] = (int)port;
+        if (*p == ',') p++;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
 static int parse_opts(int argc, char **argv, fcb_opts *o)
 {
     memset(o, 0, sizeof(*o));
@@ -101,6 +119,15 @@ static int parse_opts(int argc, char **argv, fcb_opts *o)
             snprintf(o->host, sizeof(o->host), "%s", v);
         } else if (ARG("--port")) {
             o->port = atoi(v);
+        } else if (ARG("--sub-ports")) {
+            if (o->nsub_ports != o->nsub_spread ||
+                parse_ports(v, o->sub_ports, &o->nsub_ports) < 0)
+                goto bad;
+            o->nsub_spread = o->nsub_ports;
+        } else if (ARG("--failover-ports")) {
+            if (o->nsub_spread == 0 || parse_ports(v, o->sub_ports, &o->nsub_ports) < 0) goto bad;
+        } else if (ARG("--pub-ports")) {
+            if (parse_ports(v, o->pub_ports, &o->npub_ports) < 0) goto bad;
         } else if (ARG("--subscribers")) {
             o->subscribers = (uint32_t)strtoul(v, NULL, 10);
         } else if (ARG("--workflows")) {

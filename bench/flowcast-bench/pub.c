@@ -46,7 +46,8 @@ void fcb_pub_start(ctx *c, uint32_t k, uint64_t now)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     p->fd = fd;
     p->state = PUB_CONNECTING;
-    if (connect(fd, (struct sockaddr *)&c->dst, sizeof(c->dst)) < 0 && errno != EINPROGRESS) {
+    struct sockaddr_in dst = fcb_pub_dst(c, k);
+    if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
         pub_close(c, k, now);
         return;
     }

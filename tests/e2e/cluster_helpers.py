@@ -277,6 +277,9 @@ class Watcher(threading.Thread):
                 return
             if m.get("resync"):
                 self.told[w].append(("resync", m["epoch"], m["seq"]))
+                if self.pos[w][0] not in (None, m["epoch"]):
+                    self.done.add(w)  # another incarnation: told, not followed
+                    return
             self.seen[w].append((m["epoch"], m["seq"]))
             self.msgs[w][(m["epoch"], m["seq"])] = m.get("message")
             self.pos[w] = (m["epoch"], m["seq"])
@@ -331,6 +334,15 @@ class Watcher(threading.Thread):
         raise AssertionError("%s did not reach %r: at %r (errors %r)"
                              % (self.name, targets, self.pos, self.errors[-5:]))
 
+    def wait_told(self, wid, timeout=20.0):
+        """Waits until the watcher was told its incarnation of wid ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wid in self.done:
+                return self.told[wid]
+            time.sleep(0.05)
+        raise AssertionError("%s never told of %s's end: %r" % (self.name, wid, self.told[wid]))
+
     def check_exact(self, wid, epoch, last, acked=None):
         """Saw exactly seqs 1..last of epoch, once each, in order (a long-poll:
         an increasing subset ending at last), and the acknowledged messages."""
@@ -349,7 +361,9 @@ class Producer(threading.Thread):
     """PATCHes each of `wids` `n` times through `ports`, round robin, with an
     Idempotency-Key per change so a retry on another node after a lost
     answer is applied once. acked[id] maps each acknowledged seq to its
-    message; statuses counts the answers by status."""
+    message; statuses counts the answers by status; errors lists the
+    transient failures (retried), failures what was not retried (an answer
+    other than 200/502/503/504, or no success within give_up seconds)."""
 
     def __init__(self, ports, wids, n, tag, token=None, pause=0.0, give_up=60.0):
         super().__init__(daemon=True, name="produce-" + tag)
@@ -363,6 +377,7 @@ class Producer(threading.Thread):
         self.acked = {w: {} for w in wids}
         self.statuses = {}
         self.errors = []
+        self.failures = []
         self.i = 0
 
     def run(self):
@@ -387,8 +402,9 @@ class Producer(threading.Thread):
                             self.acked[w][json.loads(data)["seq"]] = "%s-%d" % (self.tag, k)
                             break
                         if r.status not in (502, 503, 504):
-                            self.errors.append("%s: %d %r" % (w, r.status, data[:200]))
+                            self.failures.append("%s: %d %r" % (w, r.status, data[:200]))
                             break
+                        self.errors.append("%s: %d" % (w, r.status))
                     except (OSError, http.client.HTTPException) as e:
                         self.statuses["conn"] = self.statuses.get("conn", 0) + 1
                         self.errors.append(repr(e))
@@ -397,7 +413,7 @@ class Producer(threading.Thread):
                         conn = None
                     self.i += 1
                     if time.monotonic() > deadline:
-                        self.errors.append("%s: gave up" % w)
+                        self.failures.append("%s: gave up" % w)
                         return
                     time.sleep(0.05)
                 if self.pause:
