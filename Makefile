@@ -75,11 +75,12 @@ clean:
 # side-by-side set against Node ws and nginx+nchan; both write
 # docs/benchmarks.md. bench/tls.sh (issue 9) runs flowcast's TLS against
 # nginx+nchan terminating TLS, and JWT verification per connect, and writes
-# only the TLS section of docs/benchmarks.md. bench-smoke runs every scenario
+# only the TLS section of docs/benchmarks.md. bench/cluster.sh (issue 10)
+# runs three nodes on PostgreSQL and NATS and writes only the cluster section. bench-smoke runs every scenario
 # at tiny sizes plus a tiny compare and TLS set, checks only that they ran
 # (no timing), and leaves docs alone.
 BENCH_RUNS ?= 3
-.PHONY: bench bench-compare bench-tls bench-smoke
+.PHONY: bench bench-compare bench-tls bench-cluster bench-smoke
 bench: setup release
 	@scripts/setup-bench
 	@rm -f $(BUILD)/bench-results/results-full.jsonl
@@ -89,6 +90,7 @@ bench: setup release
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/profile.sh
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/compare.sh --runs $(BENCH_RUNS)
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/tls.sh --runs $(BENCH_RUNS)
+	FCB_BUILD=$(CURDIR)/$(BUILD) bench/cluster.sh --runs $(BENCH_RUNS)
 
 bench-compare: setup release
 	@scripts/setup-bench
@@ -98,6 +100,9 @@ bench-tls: setup release
 	@scripts/setup-bench
 	FCB_BUILD=$(CURDIR)/$(BUILD) bench/tls.sh --runs $(BENCH_RUNS)
 
+bench-cluster: setup release
+	FCB_BUILD=$(CURDIR)/$(BUILD) bench/cluster.sh --runs $(BENCH_RUNS)
+
 bench-smoke: setup release
 	@scripts/setup-bench
 	@rm -f $(BUILD)/bench-results/smoke.jsonl
@@ -105,5 +110,7 @@ bench-smoke: setup release
 	  --results $(CURDIR)/$(BUILD)/bench-results/smoke.jsonl all
 	FCB_BUILD=$(CURDIR)/$(BUILD) timeout -k 10 120 bench/compare.sh --size tiny --runs 1 --no-doc
 	FCB_BUILD=$(CURDIR)/$(BUILD) timeout -k 10 90 bench/tls.sh --size tiny --runs 1 --no-doc
+	FCB_BUILD=$(CURDIR)/$(BUILD) timeout -k 10 120 bench/cluster.sh --size tiny --runs 1 --no-doc
 	$(PYTHON) bench/report.py --check $(BUILD)/bench-results/smoke.jsonl \
-	  $(BUILD)/bench-results/compare-tiny.jsonl $(BUILD)/bench-results/tls-tiny.jsonl
+	  $(BUILD)/bench-results/compare-tiny.jsonl $(BUILD)/bench-results/tls-tiny.jsonl \
+	  $(BUILD)/bench-results/cluster-tiny.jsonl

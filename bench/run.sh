@@ -5,15 +5,17 @@
 #                [--results FILE] [SCENARIO... | all]
 # Scenarios: seed fanout-1k fanout-10k many-workflows ingest capacity storm
 # io-threads (flowcast on both cores, one against two I/O threads); the TLS
-# ones (bench/tls.sh): tls-idle tls-handshake tls-fanout-1k jwt-connect.
-# The server runs on CPU 0 and flowcast-bench on CPU 1 (taskset); ingest and
-# storm run against flowcast only. Needs build/flowcast and
-# build/flowcast-bench (make release) and, for the peers, scripts/setup-bench.
+# ones (bench/tls.sh): tls-idle tls-handshake tls-fanout-1k jwt-connect; the
+# cluster (bench/cluster.sh): cluster. The server runs on CPU 0 and
+# flowcast-bench on CPU 1 (taskset); ingest, storm and cluster run against
+# flowcast only. Needs build/flowcast and build/flowcast-bench (make release)
+# and, for the peers, scripts/setup-bench.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/lib.sh"
 . "$here/scenarios/scenarios.sh"
 . "$here/scenarios/tls.sh"
+. "$here/scenarios/cluster.sh"
 
 FCB_SIZE=full
 runs=3

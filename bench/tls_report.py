@@ -214,27 +214,29 @@ def markdown(groups, load):
     return o
 
 
-def get_section(path):
-    """The TLS section of the markdown file at path (lines), or None."""
+def get_section(path, begin=BEGIN, end=END):
+    """The TLS section (or the one between begin and end) of the markdown
+    file at path (lines), or None."""
     if not path or not os.path.exists(path):
         return None
     with open(path) as f:
         lines = f.read().split("\n")
-    if BEGIN not in lines or END not in lines:
+    if begin not in lines or end not in lines:
         return None
-    a, b = lines.index(BEGIN), lines.index(END)
+    a, b = lines.index(begin), lines.index(end)
     return lines[a:b + 1] + [""] if a < b else None
 
 
-def put_section(path, section):
-    """Replaces the TLS section of path, or inserts it before its exact
-    commands (or at the end); nothing else in the file changes."""
+def put_section(path, section, begin=BEGIN, end=END):
+    """Replaces the TLS section (or the one between begin and end) of path,
+    or inserts it before its exact commands (or at the end); nothing else in
+    the file changes."""
     lines = []
     if os.path.exists(path):
         with open(path) as f:
             lines = f.read().split("\n")
-    if BEGIN in lines and END in lines and lines.index(BEGIN) < lines.index(END):
-        a, b = lines.index(BEGIN), lines.index(END)
+    if begin in lines and end in lines and lines.index(begin) < lines.index(end):
+        a, b = lines.index(begin), lines.index(end)
         rest = lines[b + 1:]
         if rest and rest[0] == "":
             rest = rest[1:]

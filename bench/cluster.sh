@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The cluster benchmarks (issue 10): three flowcast nodes on one PostgreSQL
+# and one nats-server (bench/scenarios/cluster.sh): cross-node latency,
+# durable changes/s through three nodes, the bus's cost on one node, and the
+# time until the 10,000 watchers of a killed node resumed elsewhere. Prints
+# the figures against their floors and puts them into docs/benchmarks.md as
+# its cluster section (nothing else in the file changes).
+#   bench/cluster.sh [--size full|tiny] [--runs N] [--no-doc]
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+build="${FCB_BUILD:-$root/build}"
+size=full runs=3 doc=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) size="$2"; shift 2 ;;
+    --runs) runs="$2"; shift 2 ;;
+    --no-doc) doc=0; shift ;;
+    *) echo "usage: bench/cluster.sh [--size full|tiny] [--runs N] [--no-doc]" >&2; exit 2 ;;
+  esac
+done
+resdir="$build/bench-results"
+mkdir -p "$resdir"
+out="$resdir/cluster-$size.jsonl"
+rm -f "$out"
+"$here/run.sh" --size "$size" --runs "$runs" --results "$out" cluster
+rc=$?
+/usr/bin/python3 "$here/report.py" --cluster "$out"
+if [ "$doc" = 1 ]; then
+  /usr/bin/python3 "$here/report.py" --cluster-doc "$root/docs/benchmarks.md" "$out"
+fi
+exit $rc
