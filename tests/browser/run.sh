@@ -43,7 +43,7 @@ for f in "$@"; do files+=("$here/$(basename "$f")"); done
 [ ${#files[@]} -gt 0 ] || files=("$here"/client.test.mjs "$here"/request.test.mjs "$here"/dashboard.test.mjs
   "$here"/layout.test.mjs "$here"/scale.test.mjs "$here"/connection.test.mjs
   "$here"/resilience.test.mjs "$here"/epoch.test.mjs "$here"/cors.test.mjs "$here"/token.test.mjs "$here"/auth.test.mjs
-  "$here"/expiry.test.mjs "$here"/tls.test.mjs)
+  "$here"/expiry.test.mjs "$here"/tls.test.mjs "$here"/cluster.test.mjs)
 
 export FLOWCAST_BIN FC_WORK="$work" FC_ROOT="$root"
 timeout -k 5 "${FC_BROWSER_TIMEOUT:-600}" \
