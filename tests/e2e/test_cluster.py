@@ -76,7 +76,7 @@ def _final(cl, wid):
 def _merge_acked(producers, wid):
     acked = {}
     for p in producers:
-        for s, msg in p.acked[wid].items():
+        for s, msg in p.acked.get(wid, {}).items():
             assert s not in acked, ("seq acknowledged twice", wid, s)
             acked[s] = msg
     return acked
@@ -97,6 +97,8 @@ def test_every_watcher_sees_every_change_once_in_order(cluster, flowcast):
     try:
         for w in watchers:
             w.wait_seq({wid: (wids[wid], 1) for wid in w.seen}, timeout=20)
+        for c in clis:
+            c.p.wait_for(lambda o: o.get("seq") == 1, timeout=20, what="the current state")
         # Two producers per workflow on different nodes, one through the proxy.
         producers = []
         ids = list(wids)

@@ -60,7 +60,7 @@ def _finish(cl, watchers, producers, wids):
     for wid in wids:
         acked = {}
         for p in producers:
-            acked.update(p.acked[wid])
+            acked.update(p.acked.get(wid, {}))
         for w in watchers:
             if wid in w.seen:
                 w.check_exact(wid, wids[wid], finals[wid], acked)
