@@ -142,10 +142,13 @@ class Relay:
 class Cluster:
     """PostgreSQL + NATS + n nodes + HAProxy; see the module's docstring.
     node_flags are extra flags of every node; bus=False starts the nodes
-    without --nats (catch-up from the store only); proxy=False without HAProxy."""
+    without --nats (catch-up from the store only); proxy=False without HAProxy;
+    durable=True runs PostgreSQL with fsync on (make cluster, the bench; the
+    tests stop PostgreSQL but never the machine, so they go without)."""
 
     def __init__(self, binary, n=3, workdir=None, node_flags=(), bus=True, proxy=True,
-                 env=None, ports=None, proxy_port=None):
+                 env=None, ports=None, proxy_port=None, durable=False):
+        self.durable = durable
         self.binary = binary
         self.n = n
         self._own_dir = workdir is None
@@ -174,7 +177,7 @@ class Cluster:
         self.close(check=exc[0] is None)
 
     def start(self):
-        self.pg = PostgresServer()
+        self.pg = PostgresServer(durable=self.durable)
         self.pg.__enter__()
         if self.want_bus:
             self.nats = NatsServer()

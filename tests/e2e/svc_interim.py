@@ -58,7 +58,8 @@ def _template():
 
 
 class PostgresServer:
-    def __init__(self, _data=None, _dir=None):
+    def __init__(self, durable=False, _data=None, _dir=None):
+        self.durable = durable
         self.port = _free_port()
         self._dir = _dir
         self.data = _data
@@ -83,8 +84,8 @@ class PostgresServer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def start(self):
-        opts = "-p %d -c listen_addresses=%s -c unix_socket_directories=%s -c fsync=off" \
-            % (self.port, HOST, self._dir)
+        opts = "-p %d -c listen_addresses=%s -c unix_socket_directories=%s" \
+            % (self.port, HOST, self._dir) + ("" if self.durable else " -c fsync=off")
         _as_postgres(PGBIN + "/pg_ctl", "-D", self.data, "-l",
                      os.path.join(self._dir, "postgres.log"), "-o", opts, "-w", "-t", "30",
                      "start")
