@@ -21,12 +21,15 @@ while [ $# -gt 0 ]; do
 done
 resdir="$build/bench-results"
 mkdir -p "$resdir"
-out="$resdir/cluster-$size.jsonl"
+out="$resdir/cluster-$size.jsonl" load="$resdir/cluster-$size.load"
 rm -f "$out"
+# The load average before and after: how busy the shared machine was.
+echo "start $(cut -d' ' -f1-3 /proc/loadavg)" >"$load"
 "$here/run.sh" --size "$size" --runs "$runs" --results "$out" cluster
 rc=$?
+echo "end $(cut -d' ' -f1-3 /proc/loadavg)" >>"$load"
 /usr/bin/python3 "$here/report.py" --cluster "$out"
 if [ "$doc" = 1 ]; then
-  /usr/bin/python3 "$here/report.py" --cluster-doc "$root/docs/benchmarks.md" "$out"
+  /usr/bin/python3 "$here/report.py" --cluster-doc "$root/docs/benchmarks.md" --load "$load" "$out"
 fi
 exit $rc

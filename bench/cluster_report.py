@@ -106,7 +106,7 @@ def commands(groups):
     return out
 
 
-def markdown(groups):
+def markdown(groups, load=()):
     n = max([len(_runs(groups, l)) for l in LABELS] + [0])
     o = [BEGIN, "## Cluster: three nodes on PostgreSQL and NATS (`make bench-cluster`)", "",
          "- scripts/cluster starts PostgreSQL 15 (its own data folder, default settings:",
@@ -126,8 +126,12 @@ def markdown(groups):
          "  acknowledged before the kill.",
          "", "| figure | value | floor |", "|---|---|---|"]
     o += ["| %s | %s | %s |" % r for r in rows(groups)]
-    o += ["", "Medians of %d run(s), range in brackets. Each run: a fresh cluster, then:" % n,
-          ""]
+    o += [""]
+    if load:
+        o += ["Load averages (1, 5, 15 min) of the machine, shared with other work, during the",
+              "runs: %s." % "; ".join(load), ""]
+    o += ["Medians of %d run(s), range in brackets. Each run: a fresh cluster (nodes `$N1`,"
+          " `$N2`, `$N3`), then:" % n, ""]
     o += commands(groups)
     o += ["", END, ""]
     return o

@@ -197,7 +197,11 @@ fcb_start_server() {
 fcb_bench() {
   local target="$1" label="$2"; shift 2
   [ "$FCB_TLS" = 1 ] && set -- --tls "$@"
-  local out cmd="flowcast-bench --target $target $*"
+  local out cmd="flowcast-bench --target $target $*" p
+  # FCB_CMD_NAMES="PORT=NAME ...": the report shows NAME, not the run's port.
+  for p in ${FCB_CMD_NAMES:-}; do
+    cmd="$(sed -E "s/(^|[ ,])${p%%=*}([ ,]|\$)/\1${p#*=}\2/g" <<<"$cmd")"
+  done
   out="$(taskset -c "$FCB_BENCH_CPU" "$FCB_BUILD/flowcast-bench" --target "$target" \
     --port "$SERVER_PORT" --server-pid "$SERVER_PIDS" --label "$label" --json --quiet "$@")" || {
     fcb_log "flowcast-bench failed ($target $label)"; return 1; }

@@ -275,8 +275,8 @@ def markdown(groups, root, perf, tls_section=None, cluster_section=None):
     return "\n".join(o) + "\n"
 
 
-def cluster_report_put(path, groups):
-    tls_report.put_section(path, cluster_report.markdown(groups), cluster_report.BEGIN,
+def cluster_report_put(path, groups, load):
+    tls_report.put_section(path, cluster_report.markdown(groups, load), cluster_report.BEGIN,
                            cluster_report.END)
     print("report: wrote the cluster section of %s" % path, file=sys.stderr)
 
@@ -328,7 +328,7 @@ def main(argv):
     if cluster:
         print("\n".join(cluster_report.console(groups)))
     if cluster_doc:
-        cluster_report_put(cluster_doc, groups)
+        cluster_report_put(cluster_doc, groups, tls_report.read_load(load_file))
     if tls_doc:
         section = tls_report.markdown(groups, tls_report.read_load(load_file))
         tls_report.put_section(tls_doc, section)

@@ -49,6 +49,7 @@ fcb_scenario_cluster() {
   local rc=0 all
   fcb__cluster_start || return 1
   all="$(fcb__cluster_ports "${CL_PORTS[@]}")"
+  local FCB_CMD_NAMES="${CL_PORTS[0]}=\$N1 ${CL_PORTS[1]}=\$N2 ${CL_PORTS[2]}=\$N3"
   SERVER_PORT="${CL_PORTS[0]}"
   SERVER_PIDS="$(fcb__cluster_ports "${CL_PIDS[@]}")"
   fcb_bench flowcast cluster-latency --subscribers "$(fcb_sz 300 30)" --workflows 1 \
