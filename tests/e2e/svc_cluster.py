@@ -30,7 +30,8 @@ import threading
 import time
 
 from fc_helpers import HOST, Server, free_port
-from svc_interim import NatsServer, PostgresServer
+from svc_interim import NatsServer
+from svc_postgres import PostgresServer
 from svc_proxy import HaproxyServer
 
 
