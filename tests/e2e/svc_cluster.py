@@ -30,7 +30,7 @@ import threading
 import time
 
 from fc_helpers import HOST, Server, free_port
-from svc_interim import NatsServer
+from svc_nats import NatsServer
 from svc_postgres import PostgresServer
 from svc_proxy import HaproxyServer
 
