@@ -174,11 +174,34 @@ static void deliver_fresh(fc_feed *f, const fc_workflow *st, uint64_t commit_ns,
     deliver_ordered(f, e, st, commit_ns, deleted);
 }
 
+/* Whether a bus message is one the store holds. Anything on NATS can
+ * publish to the subject, so a message that would move an entry other
+ * than by its next seq (a deletion, a gap, a new entry, another
+ * incarnation) is checked first: a forged far-future seq handed on would
+ * make every real change after it a "duplicate". The next seq of a known
+ * entry is taken as it comes (a store read per message would cost the
+ * cluster its throughput); the bus itself must be access-controlled. */
+static int bus_plausible(fc_feed *f, const fc__feed_entry *e, const fc_workflow *st, int deleted)
+{
+    if (e && e->epoch == st->epoch && !e->deleted && !deleted && st->seq <= e->seq + 1) return 1;
+    fc_workflow cur = {0};
+    int rc = fc_store_get(f->store, st->id, &cur);
+    int ok = deleted ? rc == FC_ENOTFOUND || (rc == 0 && cur.epoch != st->epoch)
+                     : rc == 0 && cur.epoch == st->epoch && cur.seq >= st->seq;
+    fc_workflow_clear(&cur);
+    /* Store down: nothing is handed on unchecked; the catch-up brings it. */
+    if (rc == FC_EIO) FC_METRIC_ADD(feed_deferred, 1);
+    return ok;
+}
+
 void fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
                     fc_feed_source source)
 {
-    (void)source;
     fc__feed_entry *e = entry_get(f, st->id);
+    if (source == FC_FEED_BUS && !bus_plausible(f, e, st, deleted)) {
+        FC_METRIC_ADD(feed_rejected, 1);
+        return;
+    }
     if (e && e->epoch != st->epoch) {
         /* A create after the deletion this feed handed on: the next one. */
         int next = e->deleted && !deleted && st->seq == 1;

@@ -16,6 +16,7 @@
 #define PROBE_MS 500
 /* The probe must have come back within this long for the bus to count as up. */
 #define PROBE_STALE_NS (3000ull * 1000000)
+#define MALFORMED_LOG_NS (10000ull * 1000000)
 
 struct fc_feed_relay {
     fc_feed_relay_config cfg;
@@ -37,6 +38,7 @@ struct fc_feed_relay {
     uint64_t probe_rx_ns; /* monotonic time the last probe came back */
     int up;
     uint64_t msgs_in, dropped;
+    uint64_t malformed, malformed_logged, malformed_log_ns;
 };
 
 static void post_all(fc_feed_relay *r, fc_feed_msg *m)
@@ -56,6 +58,22 @@ static uint64_t realtime_ns(void)
 
 /* ---- the bus's side (its threads) ---- */
 
+/* Logs malformed messages at most once per MALFORMED_LOG_NS with the count
+ * since: anyone on NATS can flood the subject, and a line per message
+ * would turn the flood into one of the log. */
+static void malformed(fc_feed_relay *r, const char *subject, size_t len)
+{
+    uint64_t n = __atomic_add_fetch(&r->malformed, 1, __ATOMIC_RELAXED);
+    uint64_t now = fc_time_mono_ns(), last = __atomic_load_n(&r->malformed_log_ns, __ATOMIC_RELAXED);
+    if (last != 0 && now - last < MALFORMED_LOG_NS) return;
+    if (!__atomic_compare_exchange_n(&r->malformed_log_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    uint64_t since = n - __atomic_exchange_n(&r->malformed_logged, n, __ATOMIC_RELAXED);
+    FC_WARN("bus", "dropped %llu malformed message(s); the last on %s (%zu bytes)",
+            (unsigned long long)since, subject, len);
+}
+
 static void on_bus_message(void *ud, const char *subject, const char *data, size_t len)
 {
     fc_feed_relay *r = ud;
@@ -66,7 +84,7 @@ static void on_bus_message(void *ud, const char *subject, const char *data, size
     if (fc_bus_from(data, len, r->node)) return; /* ours: already fed locally */
     fc_bus_change c;
     if (fc_bus_decode(data, len, &c) != 0) {
-        FC_WARN("bus", "dropped a malformed message on %s (%zu bytes)", subject, len);
+        malformed(r, subject, len);
         return;
     }
     __atomic_add_fetch(&r->msgs_in, 1, __ATOMIC_RELAXED);

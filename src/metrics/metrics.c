@@ -149,6 +149,7 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->feed_resyncs += LOAD(m->feed_resyncs);
     sum->feed_ends_told += LOAD(m->feed_ends_told);
     sum->feed_deferred += LOAD(m->feed_deferred);
+    sum->feed_rejected += LOAD(m->feed_rejected);
     sum->feed_workflows += LOAD(m->feed_workflows);
     sum->feed_evictions += LOAD(m->feed_evictions);
     for (size_t i = 0; i < sizeof m->bus_lag_buckets / sizeof m->bus_lag_buckets[0]; i++)
@@ -280,6 +281,9 @@ static void render_cluster(out *o, const fc_metrics *m)
     counter(o, "flowcast_feed_deferred_total",
             "Changes left to the catch-up because the store could not be read.",
             m->feed_deferred);
+    counter(o, "flowcast_feed_rejected_total",
+            "Bus messages dropped because the store does not hold their change (forged or stale).",
+            m->feed_rejected);
     gauge(o, "flowcast_feed_workflows", "Per-workflow ordering entries held (all I/O threads).",
           m->feed_workflows);
     counter(o, "flowcast_feed_evictions_total",

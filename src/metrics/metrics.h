@@ -65,6 +65,7 @@ typedef struct fc_metrics {
     uint64_t feed_resyncs;     /* counter: gaps the log could not fill (resync sent) */
     uint64_t feed_ends_told;   /* counter: incarnations whose deletion was told late */
     uint64_t feed_deferred;    /* counter: changes left to the catch-up (store unreadable) */
+    uint64_t feed_rejected;    /* counter: bus messages the store does not hold, dropped */
     int64_t feed_workflows;    /* gauge: per-workflow entries held */
     uint64_t feed_evictions;   /* counter: entries evicted by --feed-workflows */
     uint64_t bus_lag_buckets[16]; /* histogram: publish to receipt, seconds */

@@ -1,0 +1,262 @@
+"""Hostile edges of the cluster (PostgreSQL store + NATS bus + feed).
+
+Anything that can reach NATS can publish to flowcast.changes. A node must
+never crash on what arrives there, never hand its watchers a change the
+store does not hold (a forged far-future seq, a forged deletion), and never
+let such a message poison its feed so that the real changes after it are
+dropped as "duplicates". Garbage and floods must leave it serving.
+
+The rogue publisher is a minimal NATS client over a raw socket (the
+protocol is text: INFO / CONNECT {} / PUB subject n / payload / PING)."""
+
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import ServerFactory
+from fc_helpers import RawWS, wait_for
+from svc_nats import NatsServer
+from svc_postgres import PostgresServer
+
+API = "/api/workflows"
+SUBJECT = "flowcast.changes"
+_dbs = itertools.count(1)
+
+
+class RoguePublisher:
+    """A NATS connection that publishes whatever bytes it is given."""
+
+    def __init__(self, url):
+        host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.buf = b""
+        assert self._line().startswith(b"INFO ")
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"name":"rogue"}\r\n')
+        self.flush()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            assert chunk, "NATS closed the connection: %r" % self.buf
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def pub(self, payload, subject=SUBJECT):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        self.sock.sendall(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
+
+    def pub_many(self, payloads, subject=SUBJECT):
+        out = b"".join(b"PUB %s %d\r\n%s\r\n" % (subject.encode(), len(p), p) for p in payloads)
+        self.sock.sendall(out)
+
+    def flush(self):
+        """Returns once NATS has taken everything sent before (PING/PONG)."""
+        self.sock.sendall(b"PING\r\n")
+        while True:
+            line = self._line()
+            assert not line.startswith(b"-ERR"), line
+            if line == b"PONG":
+                return
+
+    def close(self):
+        self.sock.close()
+
+
+def forged(wid, epoch, seq, deleted=False, message="forged", node="rogue"):
+    return json.dumps({
+        "v": 1, "node": node, "sent_ns": time.time_ns(), "deleted": deleted,
+        "deleted_at": int(time.time() * 1000) if deleted else None,
+        "workflow": {"id": wid, "epoch": epoch, "name": "wf", "status": "running",
+                     "current_step": 1, "total_steps": 10, "message": message, "seq": seq,
+                     "created_at": "2026-01-01T00:00:00.000Z",
+                     "updated_at": "2026-01-01T00:00:00.000Z"}})
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with PostgresServer() as p:
+        yield p
+
+
+@pytest.fixture
+def nats():
+    with NatsServer() as n:
+        yield n
+
+
+@pytest.fixture
+def node(flowcast, tmp_path, pg, nats):
+    """One node on a fresh database and the NATS server; one I/O thread so
+    every change goes through one feed."""
+    name = "h%d" % next(_dbs)
+    pg.sql("CREATE DATABASE %s" % name)
+    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    f = ServerFactory(flowcast, str(tmp_path))
+    started = []
+
+    def start(*flags):
+        s = f("--nats", nats.url, "--io-threads", "1", *flags, db=dsn)
+        wait_for(lambda: s.request("GET", "/readyz").status == 200, 15, what="readyz 200")
+        started.append(s)
+        return s
+
+    yield start
+    f.teardown()
+
+
+@pytest.fixture
+def rogue(nats):
+    r = RoguePublisher(nats.url)
+    yield r
+    r.close()
+
+
+class Watcher(threading.Thread):
+    """Records (seq, deleted, resync, message) of every message on one workflow's stream."""
+
+    def __init__(self, server, wid, epoch, since):
+        super().__init__(daemon=True)
+        self.ws = RawWS.open(server, "%s/%s/updates?since=%d&epoch=%d" % (API, wid, since, epoch))
+        self.got = []
+        self.start()
+
+    def run(self):
+        try:
+            while True:
+                m = json.loads(self.ws.recv_message(timeout=60, answer_pings=True).payload)
+                self.got.append((m["seq"], bool(m.get("deleted")), bool(m.get("resync")),
+                                 m.get("message")))
+        except Exception:
+            return
+
+    def close(self):
+        self.ws.close()
+
+
+def bus_in(s):
+    return s.metrics().get('flowcast_bus_messages_total{direction="in"}', 0)
+
+
+def published(s, rogue, payloads, count):
+    """Publishes payloads and waits until the node counted count more well-formed messages."""
+    before = bus_in(s)
+    for p in payloads:
+        rogue.pub(p)
+    rogue.flush()
+    wait_for(lambda: bus_in(s) >= before + count, 10, what="the node got the rogue messages")
+
+
+def test_forged_far_future_seq_neither_delivered_nor_poisons(node, rogue):
+    s = node()
+    w = s.create(id="victim")
+    watcher = Watcher(s, "victim", w["epoch"], w["seq"])
+    time.sleep(0.3)
+    published(s, rogue, [forged("victim", w["epoch"], 10 ** 9)], 1)
+    real = s.patch("victim", message="real")
+    wait_for(lambda: watcher.got, 10, what="the real change reaches the watcher")
+    time.sleep(0.3)
+    watcher.close()
+    assert [(seq, m) for (seq, _, _, m) in watcher.got] == [(real["seq"], "real")]
+    assert s.metrics()["flowcast_feed_rejected_total"] >= 1
+
+
+def test_forged_deletion_not_delivered(node, rogue):
+    s = node()
+    w = s.create(id="victim")
+    watcher = Watcher(s, "victim", w["epoch"], w["seq"])
+    time.sleep(0.3)
+    published(s, rogue, [forged("victim", w["epoch"], w["seq"], deleted=True)], 1)
+    real = s.patch("victim", message="real")
+    wait_for(lambda: watcher.got, 10, what="the real change reaches the watcher")
+    time.sleep(0.3)
+    watcher.close()
+    assert watcher.got == [(real["seq"], False, False, "real")]
+
+
+def test_forged_seq_for_a_forgotten_workflow_does_not_poison(node, rogue):
+    """A workflow without a feed entry (evicted: --feed-workflows 1) takes
+    a bus message as its anchor; a forged one must not become it."""
+    s = node("--feed-workflows", "1", "--catchup-interval", "60")
+    w = s.create(id="victim")
+    s.create(id="other")  # evicts victim's entry
+    published(s, rogue, [forged("victim", w["epoch"], 10 ** 9)], 1)
+    watcher = Watcher(s, "victim", w["epoch"], w["seq"])
+    time.sleep(0.3)
+    real = s.patch("victim", message="real")
+    wait_for(lambda: watcher.got, 10, what="the real change reaches the watcher")
+    watcher.close()
+    assert [(seq, m) for (seq, _, _, m) in watcher.got] == [(real["seq"], "real")]
+
+
+def test_forged_new_incarnation_not_delivered(node, rogue):
+    """A forged "re-creation" (the next epoch, seq 1) of a workflow without
+    a feed entry must not reach the watchers of the live incarnation."""
+    s = node("--feed-workflows", "1", "--catchup-interval", "60")
+    w = s.create(id="victim")
+    watcher = Watcher(s, "victim", w["epoch"], w["seq"])
+    s.create(id="other")  # evicts victim's entry
+    time.sleep(0.3)
+    published(s, rogue, [forged("victim", w["epoch"] + 1, 1)], 1)
+    real = s.patch("victim", message="real")
+    wait_for(lambda: watcher.got, 10, what="the real change reaches the watcher")
+    time.sleep(0.3)
+    watcher.close()
+    assert [(seq, m) for (seq, _, _, m) in watcher.got] == [(real["seq"], "real")]
+
+
+GARBAGE = [
+    b"", b"{", b"null", b"[]", b"\xff\xfe\xfd", b'{"v":1}',
+    b'{"v":1,"node":"r","sent_ns":1,"deleted":false,"deleted_at":null,"workflow":"x"}',
+    forged("a" * 10000, 1, 1).encode(),
+    forged("victim", -1, 5).encode(), forged("victim", 1, -5).encode(),
+    forged("victim", 1, 2 ** 63).encode(), forged("victim", 2 ** 70, 1).encode(),
+    forged("victim", 1, 0).encode(), forged("bad id!", 1, 1).encode(),
+    forged("victim", 1, 1).replace('"running"', '"nope"').encode(),
+    forged("victim", 1, 1).replace('"seq"', '"seq":1,"seq"').encode(),
+    forged("victim", 1, 1, message="\ud800").encode("utf-8", "surrogatepass"),
+    b'{"v":1,"node":"r","sent_ns":1,"deleted":false,"deleted_at":null,"workflow":{"id":"v\xc3"}}',
+    b"[" * 100000,
+]
+
+
+def test_garbage_and_floods_leave_the_node_serving(node, rogue):
+    s = node()
+    w = s.create(id="victim")
+    watcher = Watcher(s, "victim", w["epoch"], w["seq"])
+    time.sleep(0.3)
+    rogue.pub_many(GARBAGE)
+    rogue.pub(b'{"v":1,"node":"r","message":"' + b"x" * 1000000 + b'"}')
+    rogue.pub(forged("victim", w["epoch"], 2, message="y" * 900000))  # next seq: taken, see docs
+    # A flood: 20,000 malformed and 20,000 forged well-formed messages.
+    flood = [b"garbage %d" % i for i in range(20000)]
+    flood += [forged("ghost%d" % i, 1, 10 ** 9).encode() for i in range(20000)]
+    t0 = time.monotonic()
+    rogue.pub_many(flood)
+    rogue.flush()
+    sent_s = time.monotonic() - t0
+    assert s.alive()
+    r = s.request("GET", "/healthz", timeout=10)
+    assert r.status == 200
+    # Still delivering real changes, in order, after the flood.
+    last = None
+    for i in range(3):
+        last = s.patch("victim", message="real-%d" % i)
+    wait_for(lambda: watcher.got and watcher.got[-1][0] >= last["seq"], 20,
+             what="real changes after the flood: %r" % watcher.got[-3:])
+    watcher.close()
+    seqs = [g[0] for g in watcher.got]
+    assert seqs == sorted(set(seqs)), seqs
+    assert not any(d for (_, d, _, _) in watcher.got)
+    assert s.metrics()["flowcast_feed_workflows"] < 1000  # forged ids hold no entries
+    # One warning per burst, not one line per malformed message.
+    with open(s.log_path, errors="replace") as f:
+        malformed = sum(1 for line in f if "malformed" in line)
+    assert malformed < 50, "%d log lines about malformed messages (%.1f s flood)" % (
+        malformed, sent_s)
