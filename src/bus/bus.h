@@ -74,8 +74,13 @@ typedef struct fc_bus_change {
 char *fc_bus_encode(const char *node, uint64_t sent_ns, const fc_workflow *state, int deleted,
                     int64_t deleted_at_ms, size_t *len);
 /* Decodes a message into out (out->state then owns its strings: clear it
- * with fc_workflow_clear). 0, or -1 when it is malformed (out untouched). */
+ * with fc_workflow_clear). 0, or -1 when it is malformed (out untouched);
+ * a node id fc_bus_node_valid refuses is malformed: fc_bus_encode could not
+ * write it back. */
 int fc_bus_decode(const char *data, size_t len, fc_bus_change *out);
+/* Whether node is a usable node id: 1 to FC_BUS_NODE_MAX of [A-Za-z0-9._:-]
+ * (it travels unescaped at the head of every message, see fc_bus_from). */
+int fc_bus_node_valid(const char *node);
 /* Whether data was published by node (a cheap look at its prefix). */
 int fc_bus_from(const char *data, size_t len, const char *node);
 

@@ -99,6 +99,13 @@ static int read_workflow(json_t *o, fc_workflow *w)
     return -1;
 }
 
+int fc_bus_node_valid(const char *node)
+{
+    size_t n = strlen(node);
+    return n >= 1 && n <= FC_BUS_NODE_MAX &&
+           strspn(node, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
+}
+
 int fc_bus_decode(const char *data, size_t len, fc_bus_change *out)
 {
     json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, NULL);
@@ -112,7 +119,7 @@ int fc_bus_decode(const char *data, size_t len, fc_bus_change *out)
     if (root &&
         json_unpack(root, "{s:I, s:s, s:I, s:b, s:o, s:o}", "v", &v, "node", &node, "sent_ns",
                     &sent, "deleted", &deleted, "deleted_at", &at, "workflow", &wo) == 0 &&
-        v == 1 && strlen(node) <= FC_BUS_NODE_MAX && sent >= 0 &&
+        v == 1 && fc_bus_node_valid(node) && sent >= 0 &&
         (json_is_null(at) || json_is_integer(at)) && read_workflow(wo, &c.state) == 0) {
         snprintf(c.node, sizeof c.node, "%s", node);
         c.sent_ns = (uint64_t)sent;

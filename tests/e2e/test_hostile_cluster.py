@@ -260,3 +260,76 @@ def test_garbage_and_floods_leave_the_node_serving(node, rogue):
         malformed = sum(1 for line in f if "malformed" in line)
     assert malformed < 50, "%d log lines about malformed messages (%.1f s flood)" % (
         malformed, sent_s)
+
+
+# ---- PostgreSQL edges ----
+
+ODD = [
+    "'; DROP TABLE workflows; --", "\\", "\\\\'\"", "$1", "%s%n", "E'\\x00'",
+    "caf\u00e9 \u2028 \U0001F600 \u202e", "\"quoted\"", "a\tb\nc\r", "\u00ff" * 128,
+]
+
+
+def test_odd_bytes_survive_the_store_and_the_bus(node):
+    """Quotes, backslashes, SQL, unicode and the longest values the REST API
+    takes come back byte for byte from PostgreSQL and through the bus."""
+    a, b = node(), node()
+    values = ODD + ["n" * 256, "\u00e9" * 128]
+    wid = "odd-id_1-" + "x" * 55
+    w = a.create(id=wid, name=values[0], message="m" * 4096)
+    watcher = Watcher(b, wid, w["epoch"], w["seq"])
+    time.sleep(0.3)
+    sent = []
+    for v in values:
+        sent.append(a.patch(wid, message=v)["message"])
+    assert sent == values
+    wait_for(lambda: len(watcher.got) >= len(values), 15, what="every odd message on node b")
+    watcher.close()
+    assert [m for (_, _, _, m) in watcher.got] == values
+    assert b.get(wid)["name"] == values[0]
+    assert b.get(wid)["message"] == values[-1]
+    for v in ["x" * 257, "\u00e9" * 129]:
+        assert a.request("POST", API, {"id": "long", "name": v}).status == 400
+    assert a.request("PATCH", API + "/" + wid, {"message": "m" * 4097}).status == 400
+    assert a.request("GET", API + "/%27%3B%20DROP%20TABLE%20workflows").status in (400, 404)
+    assert b.get(wid)["seq"] == len(values) + 1
+
+
+def test_forged_list_cursors(node):
+    s = node()
+    for i in range(5):
+        s.create(id="c%d" % i)
+    r = s.request("GET", API + "?limit=2")
+    assert r.status == 200
+    cur = r.json()["next_cursor"]
+    assert cur
+    for bad in ["0", "-1", "1 OR 1=1", "1;DROP TABLE workflows", "%27", "9" * 20,
+                "99999999999999999999", "1e3", "0x10", " 1", "%C3%A9"]:
+        r = s.request("GET", API + "?limit=2&cursor=" + bad.replace(" ", "%20").replace(";", "%3B"))
+        assert r.status == 400, (bad, r)
+    r = s.request("GET", API + "?limit=2&cursor=9223372036854775807")
+    assert r.status in (200, 400), r
+    assert len(s.request("GET", API + "?limit=100").json()["workflows"]) == 5
+
+
+def test_idempotency_key_race_across_two_nodes(node):
+    """The same key sent at once through two nodes applies once; both get
+    the first answer (one of them replayed)."""
+    a, b = node(), node()
+    a.create(id="idem")
+    for trial in range(15):
+        key = "race-%d" % trial
+        out = [None, None]
+
+        def send(i, s):
+            out[i] = s.request("PATCH", API + "/idem", {"message": "k"},
+                               headers={"Idempotency-Key": key})
+
+        ts = [threading.Thread(target=send, args=(i, s)) for i, s in enumerate((a, b))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(20)
+        assert [r.status for r in out] == [200, 200], (trial, out)
+        assert out[0].body == out[1].body, (trial, out)
+    assert a.get("idem")["seq"] == 1 + 15

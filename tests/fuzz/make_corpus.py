@@ -389,6 +389,13 @@ BUS = {
     "deleted": bus_msg(deleted=True),
     "unicode": bus_msg(node="h:8001-ab12", name="caf\u00e9 \"x\"", message="\u2028\n"),
     "big": bus_msg(seq=9007199254740991, current_step=10, status="completed"),
+    # Hostile: what anything on NATS may publish (refused, or decoded and re-encoded).
+    "node_quote": bus_msg(node='a"b\\'),
+    "node_empty": bus_msg(node=""),
+    "seq_huge": bus_msg(seq=2 ** 63 - 1, epoch=2 ** 62),
+    "seq_negative": bus_msg(seq=-1, current_step=-5, total_steps=-1),
+    "surrogate": bus_msg(message="\ud800"),
+    "nested": b'{"v":1,"node":"n","workflow":' + b"[" * 5000,
 }
 
 CORPORA = {

@@ -94,6 +94,11 @@ static void test_malformed(void **state)
         "\"workflow\":{\"id\":\"a\",\"epoch\":0,\"name\":\"\",\"status\":\"running\","
         "\"current_step\":0,\"total_steps\":1,\"message\":\"\",\"seq\":1,"
         "\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-01T00:00:00.000Z\"}}",
+        /* a node id fc_bus_encode could not write back (anyone may publish) */
+        "{\"v\":1,\"node\":\"a\\\"b\",\"sent_ns\":1,\"deleted\":false,\"deleted_at\":null,"
+        "\"workflow\":{\"id\":\"a\",\"epoch\":1,\"name\":\"\",\"status\":\"running\","
+        "\"current_step\":0,\"total_steps\":1,\"message\":\"\",\"seq\":1,"
+        "\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-01T00:00:00.000Z\"}}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         fc_bus_change c;

@@ -28,7 +28,7 @@ typedef struct fake_wf {
 
 typedef struct fake_store {
     fc_store base;
-    fake_wf wfs[8];
+    fake_wf wfs[16];
     int n;
     int fail; /* reads answer FC_EIO */
     int reads;
@@ -238,7 +238,9 @@ static void test_in_order_and_duplicates(void **state)
     }
     arrive(x, "a", E1, 3); /* late */
     expect_seqs(x, E1, 1, 5);
-    assert_int_equal(x->store.reads, 0); /* in order costs no read */
+    /* The first, for a workflow without an entry, is checked against the
+     * store (anyone may publish on the bus); in order after it, no read. */
+    assert_int_equal(x->store.reads, 1);
     fx_free(x);
 }
 
@@ -277,7 +279,7 @@ static void test_fresh_workflow_without_subscribers(void **state)
     arrive(x, "a", E1, 7);
     arrive(x, "a", E1, 6); /* older than what was handed on */
     expect_seqs(x, E1, 7, 7);
-    assert_int_equal(x->store.reads, 0);
+    assert_int_equal(x->store.reads, 1); /* the new entry's check */
     fx_free(x);
 }
 
@@ -404,6 +406,7 @@ static void test_entries_bounded(void **state)
     char id[16];
     for (int i = 0; i < 10; i++) {
         snprintf(id, sizeof id, "w%d", i);
+        fake_commit(&x->store, id, E1, 1);
         arrive(x, id, E1, 1);
         assert_true(fc_feed_workflows(x->feed) <= 3);
     }
@@ -416,6 +419,38 @@ static void test_entries_bounded(void **state)
     arrive(x, "w0", E1, 2);
     arrive(x, "w0", E1, 2);
     assert_int_equal(x->sink.n, before + 1);
+    fx_free(x);
+}
+
+/* What the store does not hold, from the bus: neither handed on nor taken
+ * as the entry's position (the real changes after it still arrive). */
+static void test_forged_bus_changes_rejected(void **state)
+{
+    (void)state;
+    fx *x = fx_new(100);
+    fake_commit(&x->store, "a", E1, 1);
+    arrive(x, "a", E1, 1);
+    arrive(x, "a", E1, 1000000000); /* a far-future seq */
+    arrive_deleted(x, "a", E1, 1);  /* a deletion of the live incarnation */
+    arrive(x, "a", E2, 1);          /* a re-creation nobody made */
+    arrive(x, "ghost", E1, 5);      /* a workflow nobody created */
+    fake_commit(&x->store, "a", E1, 2);
+    arrive(x, "a", E1, 2);
+    expect_seqs(x, E1, 1, 2);
+    fx_free(x);
+}
+
+/* Without an entry (evicted, or never seen) a forged message must not become its anchor. */
+static void test_forged_bus_change_is_no_anchor(void **state)
+{
+    (void)state;
+    fx *x = fx_new(100);
+    fake_commit(&x->store, "a", E1, 1);
+    arrive(x, "a", E1, 1000000000);
+    assert_int_equal(fc_feed_workflows(x->feed), 0);
+    fake_commit(&x->store, "a", E1, 2);
+    arrive(x, "a", E1, 2);
+    expect_seqs(x, E1, 2, 2);
     fx_free(x);
 }
 
@@ -463,6 +498,8 @@ int main(void)
         cmocka_unit_test(test_missed_deletion_without_its_tombstone),
         cmocka_unit_test(test_stale_subscriber_told_after_eviction),
         cmocka_unit_test(test_entries_bounded),
+        cmocka_unit_test(test_forged_bus_changes_rejected),
+        cmocka_unit_test(test_forged_bus_change_is_no_anchor),
         cmocka_unit_test(test_queue_posts_in_order_and_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
