@@ -127,6 +127,10 @@ typedef struct fc__pg_core {
     atomic_int up;
     /* When the last batch failed (Unix ms; 0 after a commit): health. */
     atomic_llong write_failed_ms;
+    /* Batches failed since the last commit (writer thread): the failure is
+     * logged once per streak, the count when batches commit again, so an
+     * outage under load is two lines, not one per batch. */
+    long failed_batches;
 } fc__pg_core;
 
 /* One event loop's handle on the store. */

@@ -291,8 +291,12 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
             s->idem_trim_full = trimmed >= FC__PG_IDEM_TRIM + 2 * n;
         }
         atomic_store(&s->write_failed_ms, 0);
+        if (s->failed_batches > 0)
+            FC_INFO(FC__PG_TAG, "batches commit again (%ld failed meanwhile)", s->failed_batches);
+        s->failed_batches = 0;
     } else {
-        FC_ERROR(FC__PG_TAG, "batch of %d changes not committed: %s", n, ioerr);
+        if (s->failed_batches++ == 0)
+            FC_ERROR(FC__PG_TAG, "batch of %d changes not committed: %s", n, ioerr);
         atomic_store(&s->write_failed_ms, now);
     }
 }
