@@ -94,7 +94,8 @@ static int fill_gap(fc_feed *f, fc__feed_entry *e, uint64_t commit_ns)
     fill fl = {.f = f, .e = e, .commit_ns = commit_ns};
     int64_t oldest = 0, from = e->seq;
     int rc = fc_store_events_since(f->store, e->id, e->seq, FILL_MAX, fill_row, &fl, &oldest);
-    if (rc == FC_EIO || rc == FC_ENOMEM) return FC_EIO;
+    /* Unreadable (down, unreachable, timed out): not a pruned log. */
+    if (rc != 0 && rc != FC_ENOTFOUND) return FC_EIO;
     if (rc == 0 && e->seq > from) FC_METRIC_ADD(feed_gaps_filled, 1);
     return rc == 0 && !fl.broken && oldest != 0 && oldest <= from + 1 ? 0 : -1;
 }
@@ -190,7 +191,7 @@ static int bus_plausible(fc_feed *f, const fc__feed_entry *e, const fc_workflow 
                      : rc == 0 && cur.epoch == st->epoch && cur.seq >= st->seq;
     fc_workflow_clear(&cur);
     /* Store down: nothing is handed on unchecked; the catch-up brings it. */
-    if (rc == FC_EIO) FC_METRIC_ADD(feed_deferred, 1);
+    if (rc != 0 && rc != FC_ENOTFOUND) FC_METRIC_ADD(feed_deferred, 1);
     return ok;
 }
 

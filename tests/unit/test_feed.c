@@ -30,7 +30,7 @@ typedef struct fake_store {
     fc_store base;
     fake_wf wfs[16];
     int n;
-    int fail; /* reads answer FC_EIO */
+    int fail; /* reads answer FC_EIO, or this code when negative */
     int reads;
 } fake_store;
 
@@ -54,7 +54,7 @@ static int fake_get(fc_store *st, const char *id, fc_workflow *out)
 {
     fake_store *s = (fake_store *)st;
     s->reads++;
-    if (s->fail) return FC_EIO;
+    if (s->fail) return s->fail < 0 ? s->fail : FC_EIO;
     fake_wf *w = fake_find(s, id);
     if (!w || !w->exists) return FC_ENOTFOUND;
     fc_workflow v = state_of(id, w->epoch, w->seq);
@@ -66,7 +66,7 @@ static int fake_events_since(fc_store *st, const char *id, int64_t since, int li
 {
     fake_store *s = (fake_store *)st;
     s->reads++;
-    if (s->fail) return FC_EIO;
+    if (s->fail) return s->fail < 0 ? s->fail : FC_EIO;
     fake_wf *w = fake_find(s, id);
     if (!w || !w->exists) return FC_ENOTFOUND;
     *oldest = w->oldest;
@@ -82,7 +82,7 @@ static int fake_events_since(fc_store *st, const char *id, int64_t since, int li
 static int fake_tombstone(fc_store *st, const char *id, fc_tombstone *out)
 {
     fake_store *s = (fake_store *)st;
-    if (s->fail) return FC_EIO;
+    if (s->fail) return s->fail < 0 ? s->fail : FC_EIO;
     fake_wf *w = fake_find(s, id);
     if (!w || !w->has_tomb) return FC_ENOTFOUND;
     *out = w->tomb;
@@ -320,6 +320,25 @@ static void test_store_down_defers(void **state)
     fx_free(x);
 }
 
+/* PostgreSQL unreachable answers FC_EUNAVAILABLE: the gap waits for the
+ * catch-up like any unreadable store, never a resync the log does not call for. */
+static void test_store_unavailable_defers(void **state)
+{
+    (void)state;
+    fx *x = fx_new(100);
+    fake_commit(&x->store, "a", E1, 1);
+    arrive(x, "a", E1, 1);
+    fake_commit(&x->store, "a", E1, 3);
+    x->store.fail = FC_EUNAVAILABLE;
+    fc_workflow w = state_of("a", E1, 3);
+    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_LOCAL);
+    assert_int_equal(x->sink.n, 1);
+    x->store.fail = 0;
+    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_CATCHUP);
+    expect_seqs(x, E1, 1, 3);
+    fx_free(x);
+}
+
 static void test_deletion_then_new_incarnation(void **state)
 {
     (void)state;
@@ -493,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_fresh_workflow_without_subscribers),
         cmocka_unit_test(test_pruned_log_gives_resync),
         cmocka_unit_test(test_store_down_defers),
+        cmocka_unit_test(test_store_unavailable_defers),
         cmocka_unit_test(test_deletion_then_new_incarnation),
         cmocka_unit_test(test_missed_deletion_told_before_next_incarnation),
         cmocka_unit_test(test_missed_deletion_without_its_tombstone),
