@@ -224,7 +224,9 @@ PGconn *fc__pg_link_get(fc__pg_core *core, fc__pg_link *l,
         if (PQstatus(l->conn) == CONNECTION_OK && !idle_conn_lost(l->conn)) return l->conn;
         fc__pg_link_down(core, l, "connection closed by the server");
     }
-    if (fc_time_now_ms() < l->retry_at_ms) return NULL;
+    /* Waiting out the back-off, unless another connection of this store got
+     * through since (core->up): the server answers again, try at once. */
+    if (fc_time_now_ms() < l->retry_at_ms && !atomic_load(&core->up)) return NULL;
     char err[160] = "";
     int64_t lost_at = l->retry_at_ms;
     PGconn *c = fc__pg_connect(core->conninfo, core->timeout_ms, err, sizeof err);
