@@ -5,6 +5,8 @@
  * and every claim (exp, nbf, iat, aud, iss) is checked here. */
 #include "auth/auth.h"
 
+#include "auth/auth_cache.h"
+
 #include <jansson.h>
 #include <jwt.h>
 #include <openssl/crypto.h>
@@ -26,6 +28,7 @@ struct fc_auth {
     int key_len;
     int leeway;
     char *audience, *issuer; /* NULL = not checked */
+    fc__auth_cache *cache;   /* verified tokens; NULL = off */
 };
 
 /* Reads a whole small file; NULL after writing why to err. */
@@ -110,6 +113,7 @@ void fc_auth_free(fc_auth *a)
     free(a->key);
     free(a->audience);
     free(a->issuer);
+    fc__auth_cache_free(a->cache);
     free(a);
 }
 
@@ -222,12 +226,15 @@ static int parse_sub(json_t *claims, fc_auth_grant *g)
     return 0;
 }
 
-static int check_claims(const fc_auth *a, json_t *claims, int64_t now, fc_auth_grant *g)
+/* *not_before: the first second nbf and iat allow, for the cache to check again. */
+static int check_claims(const fc_auth *a, json_t *claims, int64_t now, fc_auth_grant *g,
+                        int64_t *not_before)
 {
     int64_t exp = 0, nbf = 0, iat = 0;
     if (!json_is_object(claims) || !num_claim(claims, "exp", 1, &exp) ||
         !num_claim(claims, "nbf", 0, &nbf) || !num_claim(claims, "iat", 0, &iat))
         return -1;
+    *not_before = (nbf > iat ? nbf : iat) - a->leeway;
     /* exp is exact: a stream ends at exp (the server arms it), so a token
      * accepted past it would outlive itself. Skew is allowed on nbf/iat only. */
     if (nbf > now + a->leeway || iat > now + a->leeway) return -1;
@@ -246,23 +253,53 @@ static int check_claims(const fc_auth *a, json_t *claims, int64_t now, fc_auth_g
     return parse_workflows(claims, g);
 }
 
-int fc_auth_verify(const fc_auth *a, const char *token, int64_t now, fc_auth_grant *g)
+static int verify_fresh(const fc_auth *a, const char *token, int64_t now, fc_auth_grant *g,
+                        int64_t *not_before)
 {
-    memset(g, 0, sizeof *g);
-    if (!a || !token || !token_shape_ok(token)) return -1;
     jwt_t *jwt = NULL;
     if (jwt_decode(&jwt, token, a->key, a->key_len) != 0 || !jwt) return -1;
     int r = -1;
     if (alg_allowed(a->kind, jwt_get_alg(jwt))) {
         char *text = jwt_get_grants_json(jwt, NULL);
         json_t *claims = text ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : NULL;
-        r = check_claims(a, claims, now, g);
+        r = check_claims(a, claims, now, g, not_before);
         json_decref(claims);
         free(text);
     }
     jwt_free(jwt);
     if (r != 0) fc_auth_grant_clear(g);
     return r;
+}
+
+int fc_auth_verify(const fc_auth *a, const char *token, int64_t now, fc_auth_grant *g)
+{
+    memset(g, 0, sizeof *g);
+    if (!a || !token || !token_shape_ok(token)) return -1;
+    unsigned char key[EVP_MAX_MD_SIZE];
+    unsigned int key_len = 0;
+    int r, cached = a->cache &&
+                    EVP_Digest(token, strlen(token), key, &key_len, EVP_sha256(), NULL) == 1 &&
+                    key_len == FC__AUTH_CACHE_KEY;
+    if (cached && fc__auth_cache_get(a->cache, key, now, g, &r)) return r;
+    int64_t not_before = 0;
+    r = verify_fresh(a, token, now, g, &not_before);
+    /* Only good tokens: a flood of bad ones cannot push them out. */
+    if (r == 0 && cached) fc__auth_cache_put(a->cache, key, not_before, g);
+    return r;
+}
+
+int fc_auth_set_cache(fc_auth *a, int entries)
+{
+    fc__auth_cache_free(a->cache);
+    a->cache = entries > 0 ? fc__auth_cache_new(entries) : NULL;
+    return entries > 0 && !a->cache ? -1 : 0;
+}
+
+void fc_auth_cache_stats(const fc_auth *a, uint64_t *hits, uint64_t *misses, int *entries)
+{
+    *hits = *misses = 0;
+    *entries = 0;
+    if (a && a->cache) fc__auth_cache_stats(a->cache, hits, misses, entries);
 }
 
 void fc_auth_grant_full(fc_auth_grant *g)

@@ -51,6 +51,17 @@ void fc_auth_free(fc_auth *a);
  * invalid token (g is left empty unless 0). */
 int fc_auth_verify(const fc_auth *a, const char *token, int64_t now, fc_auth_grant *g);
 
+/* The cache of verified tokens (--jwt-cache): at most entries tokens
+ * remembered by the SHA-256 of their text, so verifying one again skips the
+ * signature (and libjwt's PEM decode) while every time check (exp exact,
+ * nbf/iat with the leeway) runs again at that moment; the answer is always
+ * the one a fresh verification would give. 0 = off (the default of
+ * fc_auth_load). Call before any thread verifies; -1 when out of memory. */
+int fc_auth_set_cache(fc_auth *a, int entries);
+/* Lookups that found the token, lookups that did not (and verified it), and
+ * entries held; all 0 with the cache off. Any thread. */
+void fc_auth_cache_stats(const fc_auth *a, uint64_t *hits, uint64_t *misses, int *entries);
+
 /* The full grant of the static --api-token. */
 void fc_auth_grant_full(fc_auth_grant *g);
 void fc_auth_grant_clear(fc_auth_grant *g);

@@ -1,6 +1,8 @@
 /* Unit tests for src/auth/auth.c: pattern and scope matching, and the checks
  * libjwt leaves to the caller (alg none, the key type fixing the algorithm,
- * exact exp, nbf/iat with leeway, aud, iss, claim shapes). */
+ * exact exp, nbf/iat with leeway, aud, iss, claim shapes); and the cache of
+ * verified tokens (src/auth/auth_cache.c): a hit answers what a fresh
+ * verification would, at every moment. */
 #include "auth/auth.h"
 
 #include <setjmp.h>
@@ -237,6 +239,175 @@ static void test_load_refuses_short_and_missing_keys(void **state)
     unlink(path);
 }
 
+static void stats(const fc_auth *a, uint64_t hits, uint64_t misses, int entries)
+{
+    uint64_t h, m;
+    int n;
+    fc_auth_cache_stats(a, &h, &m, &n);
+    assert_int_equal(h, hits);
+    assert_int_equal(m, misses);
+    assert_int_equal(n, entries);
+}
+
+/* A second verification of a token is a hit and gives the same grant as a
+ * verification without the cache: its own copy, scope, patterns, sub, exp. */
+static void test_cache_hit_same_result(void **state)
+{
+    (void)state;
+    fc_auth *plain = load(30, NULL, NULL), *a = load(30, NULL, NULL);
+    assert_int_equal(fc_auth_set_cache(a, 16), 0);
+    char *t = sign("{\"scope\":\"read admin\",\"sub\":\"svc\",\"workflows\":[\"ci-*\",\"x\"],"
+                   "\"iat\":1800000000,\"exp\":1800003600}");
+    fc_auth_grant want, g1, g2;
+    assert_int_equal(fc_auth_verify(plain, t, NOW, &want), 0);
+    assert_int_equal(fc_auth_verify(a, t, NOW, &g1), 0);
+    stats(a, 0, 1, 1);
+    assert_int_equal(fc_auth_verify(a, t, NOW + 5, &g2), 0);
+    stats(a, 1, 1, 1);
+    fc_auth_grant_clear(&g1); /* the hit's patterns are its own */
+    assert_int_equal(g2.scope, want.scope);
+    assert_int_equal(g2.exp, want.exp);
+    assert_int_equal(g2.has_sub, 1);
+    assert_memory_equal(g2.sub, want.sub, FC_AUTH_SUB_LEN);
+    assert_int_equal(g2.n_patterns, 2);
+    assert_string_equal(g2.patterns[0], "ci-*");
+    assert_string_equal(g2.patterns[1], "x");
+    assert_true(fc_auth_allows(&g2, FC_AUTH_READ, "ci-7"));
+    fc_auth_grant_clear(&g2);
+    fc_auth_grant_clear(&want);
+    free(t);
+    fc_auth_free(plain);
+    fc_auth_free(a);
+}
+
+/* Around nbf (with the leeway) and exp, second by second, a cached token
+ * answers what an uncached verification answers; from exp exactly it is
+ * expired and its entry is gone (a hit never extends a token's life). */
+static void test_cache_times_exact(void **state)
+{
+    (void)state;
+    fc_auth *plain = load(30, NULL, NULL), *a = load(30, NULL, NULL);
+    assert_int_equal(fc_auth_set_cache(a, 16), 0);
+    char *t = sign("{\"scope\":\"read\",\"nbf\":1800000100,\"exp\":1800000200}");
+    fc_auth_grant g;
+    assert_int_equal(fc_auth_verify(a, t, NOW + 70, &g), 0); /* nbf - leeway: the first second */
+    fc_auth_grant_clear(&g);
+    stats(a, 0, 1, 1);
+    for (int64_t now = NOW + 60; now < NOW + 200; now++) {
+        int want = fc_auth_verify(plain, t, now, &g);
+        fc_auth_grant_clear(&g);
+        assert_int_equal(fc_auth_verify(a, t, now, &g), want);
+        assert_int_equal(want, now < NOW + 70 ? -1 : 0);
+        fc_auth_grant_clear(&g);
+    }
+    stats(a, 140, 1, 1);
+    assert_int_equal(fc_auth_verify(a, t, NOW + 200, &g), FC_AUTH_EXPIRED);
+    assert_int_equal(g.scope, 0);
+    stats(a, 141, 1, 0);
+    /* Dropped: the next look is a miss, and libjwt says expired too. */
+    assert_int_equal(fc_auth_verify(a, t, NOW + 200, &g), FC_AUTH_EXPIRED);
+    stats(a, 141, 2, 0);
+    free(t);
+    fc_auth_free(plain);
+    fc_auth_free(a);
+}
+
+/* A token one byte away from a cached one (signature or payload) is a miss
+ * and is refused: the key is the hash of the exact text. */
+static void test_cache_one_byte_off_is_a_miss(void **state)
+{
+    (void)state;
+    fc_auth *a = load(30, NULL, NULL);
+    assert_int_equal(fc_auth_set_cache(a, 16), 0);
+    char *t = mint("read", NULL, 3600, NOW);
+    fc_auth_grant g;
+    assert_int_equal(fc_auth_verify(a, t, NOW, &g), 0);
+    fc_auth_grant_clear(&g);
+    char bad[2048];
+    snprintf(bad, sizeof bad, "%s", t);
+    char *sig = bad + strlen(bad) - 2, *pay = strchr(bad, '.') + 3;
+    *sig = *sig == 'A' ? 'B' : 'A';
+    assert_int_equal(fc_auth_verify(a, bad, NOW, &g), -1);
+    *sig = t[sig - bad];
+    *pay = *pay == 'A' ? 'B' : 'A';
+    assert_int_equal(fc_auth_verify(a, bad, NOW, &g), -1);
+    assert_int_equal(g.scope, 0);
+    stats(a, 0, 3, 1); /* refused tokens are not remembered */
+    free(t);
+    fc_auth_free(a);
+}
+
+static char *token_n(int i)
+{
+    char claims[128];
+    snprintf(claims, sizeof claims, "{\"scope\":\"read\",\"sub\":\"s%d\",\"exp\":1800003600}", i);
+    return sign(claims);
+}
+
+/* Never more entries than the capacity; a full set evicts its least
+ * recently used entry, which then verifies again through libjwt. */
+static void test_cache_capacity_and_eviction(void **state)
+{
+    (void)state;
+    fc_auth *a = load(30, NULL, NULL);
+    assert_int_equal(fc_auth_set_cache(a, 8), 0); /* one set of 8 */
+    char *t[9];
+    fc_auth_grant g;
+    for (int i = 0; i < 9; i++)
+        t[i] = token_n(i);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(fc_auth_verify(a, t[i], NOW, &g), 0);
+        fc_auth_grant_clear(&g);
+    }
+    assert_int_equal(fc_auth_verify(a, t[0], NOW, &g), 0); /* t[1] is now the oldest */
+    fc_auth_grant_clear(&g);
+    assert_int_equal(fc_auth_verify(a, t[8], NOW, &g), 0);
+    fc_auth_grant_clear(&g);
+    stats(a, 1, 9, 8);
+    assert_int_equal(fc_auth_verify(a, t[0], NOW, &g), 0);
+    fc_auth_grant_clear(&g);
+    stats(a, 2, 9, 8);
+    assert_int_equal(fc_auth_verify(a, t[1], NOW, &g), 0); /* evicted: a miss, still good */
+    fc_auth_grant_clear(&g);
+    stats(a, 2, 10, 8);
+    /* A larger cache holds at most its capacity, whatever comes. */
+    assert_int_equal(fc_auth_set_cache(a, 20), 0);
+    for (int i = 0; i < 60; i++) {
+        char *x = token_n(100 + i);
+        assert_int_equal(fc_auth_verify(a, x, NOW, &g), 0);
+        fc_auth_grant_clear(&g);
+        free(x);
+    }
+    uint64_t h, m;
+    int n;
+    fc_auth_cache_stats(a, &h, &m, &n);
+    assert_true(n > 0 && n <= 20);
+    assert_int_equal(m, 60);
+    for (int i = 0; i < 9; i++)
+        free(t[i]);
+    fc_auth_free(a);
+}
+
+/* 0 turns the cache off (and fc_auth_load starts without one). */
+static void test_cache_zero_disables(void **state)
+{
+    (void)state;
+    fc_auth *a = load(30, NULL, NULL);
+    char *t = mint("read", NULL, 3600, NOW);
+    fc_auth_grant g;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(fc_auth_verify(a, t, NOW, &g), 0);
+            fc_auth_grant_clear(&g);
+        }
+        stats(a, 0, 0, 0);
+        assert_int_equal(fc_auth_set_cache(a, 16), 0);
+        assert_int_equal(fc_auth_set_cache(a, 0), 0);
+    }
+    free(t);
+    fc_auth_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -248,6 +419,11 @@ int main(void)
         cmocka_unit_test(test_audience_and_issuer),
         cmocka_unit_test(test_subject),
         cmocka_unit_test(test_load_refuses_short_and_missing_keys),
+        cmocka_unit_test(test_cache_hit_same_result),
+        cmocka_unit_test(test_cache_times_exact),
+        cmocka_unit_test(test_cache_one_byte_off_is_a_miss),
+        cmocka_unit_test(test_cache_capacity_and_eviction),
+        cmocka_unit_test(test_cache_zero_disables),
     };
     return cmocka_run_group_tests(tests, write_key, remove_key);
 }
