@@ -116,6 +116,17 @@ static const opt options[] = {
      FIELD(jwt_issuer),
      .metavar = "ISS",
      .help = "A JWT's iss must be exactly this. Unset = not checked."},
+    {.name = "jwt-cache",
+     .env = "FLOWCAST_JWT_CACHE",
+     .type = OPT_INT,
+     FIELD(jwt_cache),
+     .min = 0,
+     .max = 1000000,
+     .def = "4096",
+     .metavar = "N",
+     .help = "Remember up to N verified JWTs (by SHA-256 of the token) so one presented again "
+             "skips the signature check; exp, nbf and iat are checked again every time. "
+             "0 = off."},
     {.name = "tls-cert",
      .env = "FLOWCAST_TLS_CERT",
      .type = OPT_STRING,

@@ -22,6 +22,7 @@ typedef struct fc_config {
     int jwt_leeway;           /* --jwt-leeway S, default 30 */
     const char *jwt_audience; /* --jwt-audience, NULL = not checked */
     const char *jwt_issuer;   /* --jwt-issuer, NULL = not checked */
+    int jwt_cache;            /* --jwt-cache N verified tokens remembered, default 4096, 0 = off */
     const char *tls_cert;     /* --tls-cert FILE: PEM certificate chain, NULL = plain TCP */
     const char *tls_key;      /* --tls-key FILE: its PEM private key (both or neither) */
     const char *allow_origins[FC_MAX_ORIGINS]; /* --allow-origin, repeatable; "*" = any */

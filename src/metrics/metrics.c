@@ -124,6 +124,14 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     uint64_t tracked = LOAD(m->clients_tracked), evicted = LOAD(m->clients_evicted);
     if (tracked > sum->clients_tracked) sum->clients_tracked = tracked;
     if (evicted > sum->clients_evicted) sum->clients_evicted = evicted;
+    /* The newest copy of the JWT cache's figures is the one with the most
+     * lookups (entries, a gauge, can fall: the largest would be stale). */
+    uint64_t hits = LOAD(m->jwt_cache_hits), misses = LOAD(m->jwt_cache_misses);
+    if (hits + misses > sum->jwt_cache_hits + sum->jwt_cache_misses) {
+        sum->jwt_cache_hits = hits;
+        sum->jwt_cache_misses = misses;
+        sum->jwt_cache_entries = LOAD(m->jwt_cache_entries);
+    }
     sum->refused_client_table += LOAD(m->refused_client_table);
     sum->auth_refused_401 += LOAD(m->auth_refused_401);
     sum->auth_refused_403 += LOAD(m->auth_refused_403);
@@ -392,6 +400,12 @@ char *fc_metrics_render(size_t *len)
     counter(&o, "flowcast_clients_evicted_total",
             "Per-client table entries evicted to make room (the table was full).",
             m->clients_evicted);
+    header(&o, "flowcast_jwt_cache_lookups_total", "counter",
+           "JWTs looked up in the cache of verified tokens (--jwt-cache), by result.");
+    labelled(&o, "flowcast_jwt_cache_lookups_total", "result", "hit", m->jwt_cache_hits);
+    labelled(&o, "flowcast_jwt_cache_lookups_total", "result", "miss", m->jwt_cache_misses);
+    gauge(&o, "flowcast_jwt_cache_entries", "Verified JWTs held by the cache (--jwt-cache).",
+          (int64_t)m->jwt_cache_entries);
 
     /* The backlog gauges are uint64; Prometheus values are floats anyway. */
     header(&o, "flowcast_backlog_max", "gauge",

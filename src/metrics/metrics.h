@@ -38,6 +38,11 @@ typedef struct fc_metrics {
      * figures, and a scrape takes the largest (all the same, up to 250 ms old). */
     uint64_t clients_tracked;       /* gauge: entries in the per-client table */
     uint64_t clients_evicted;       /* counter: entries evicted to make room */
+    /* The JWT cache is shared too: each loop copies its figures, a scrape
+     * takes the newest copy (the one with the most lookups). */
+    uint64_t jwt_cache_hits;    /* counter: tokens found in the cache of verified tokens */
+    uint64_t jwt_cache_misses;  /* counter: tokens not found (verified by libjwt) */
+    uint64_t jwt_cache_entries; /* gauge: tokens it holds */
     uint64_t auth_refused_401;      /* counter: requests without a valid credential */
     uint64_t auth_refused_403;      /* counter: valid credentials without the right */
     uint64_t auth_expired_ws;       /* counter: WebSocket streams ended at their token's exp */

@@ -2,6 +2,7 @@
  * input stash, and the small accessors of the API face. Output is in
  * conn_write.c, answers in request order in conn_answer.c. */
 #include "server/internal.h"
+#include "auth/auth.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "metrics/metrics.h"
@@ -576,5 +577,13 @@ void fc_server_update_gauges(fc_server *s)
     if (s->cl->clients) {
         FC_METRIC_SET(clients_tracked, (uint64_t)fc_clients_count(s->cl->clients));
         FC_METRIC_SET(clients_evicted, fc_clients_evicted(s->cl->clients));
+    }
+    if (s->cl->auth) {
+        uint64_t hits, misses;
+        int held;
+        fc_auth_cache_stats(s->cl->auth, &hits, &misses, &held);
+        FC_METRIC_SET(jwt_cache_hits, hits);
+        FC_METRIC_SET(jwt_cache_misses, misses);
+        FC_METRIC_SET(jwt_cache_entries, (uint64_t)held);
     }
 }

@@ -59,7 +59,7 @@ typedef struct fc_wheel {
 typedef struct fc_cluster {
     const fc_config *cfg;
     const fc_server_handlers *handlers; /* the layer above (src/api), from fc_server_run */
-    struct fc_auth *auth; /* --jwt-key, NULL = no JWTs; read-only once loaded */
+    struct fc_auth *auth; /* --jwt-key, NULL = no JWTs; its cache locks itself */
     struct fc_tls *tls;   /* --tls-cert/--tls-key, NULL = plain TCP; reloaded on SIGHUP */
     int n_loops;
     struct fc_server *loops; /* n_loops of them; loop 0 runs on the main thread */

@@ -524,8 +524,9 @@ int fc_server_run(const fc_config *cfg, const fc_server_handlers *handlers)
         char err[256] = "";
         cl.auth = fc_auth_load(cfg->jwt_key, cfg->jwt_leeway, cfg->jwt_audience, cfg->jwt_issuer,
                                err, sizeof err);
-        if (!cl.auth) {
-            FC_ERROR("server", "--jwt-key: %s", err);
+        if (!cl.auth || fc_auth_set_cache(cl.auth, cfg->jwt_cache) != 0) {
+            FC_ERROR("server", "--jwt-key: %s", cl.auth ? "out of memory" : err);
+            fc_auth_free(cl.auth);
             return 1;
         }
     }

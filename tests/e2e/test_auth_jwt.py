@@ -387,3 +387,49 @@ def test_flowcast_watch_sends_its_token(flowcast, srv):
                    o["seq"] == first["seq"] + 1)
     finally:
         p.kill()
+
+
+def _cache_figures(s, want_hits):
+    """(hits, misses, entries) from /metrics, waiting out the 250 ms the
+    loops take to publish them until hits reach want_hits."""
+    deadline = time.time() + 10
+    while True:
+        m = s.metrics()
+        got = (m['flowcast_jwt_cache_lookups_total{result="hit"}'],
+               m['flowcast_jwt_cache_lookups_total{result="miss"}'],
+               m["flowcast_jwt_cache_entries"])
+        if got[0] >= want_hits or time.time() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_jwt_cache_counts_hits_and_never_outlives_exp(server_factory, keys):
+    """An RS256 token presented again is a cache hit (counted in /metrics),
+    one byte off it is a miss and 401, and the cached token is refused from
+    its exp on like any other."""
+    s = server_factory("--jwt-key", keys["rsa"], "--api-token", STATIC, "--jwt-cache", "64")
+    t = mint("read", key=keys["rsa_priv"], alg="RS256", ttl=3)
+    for _ in range(5):
+        assert status(s, "GET", "/api/workflows", t) == 200
+    hits, misses, entries = _cache_figures(s, 4)
+    assert (hits, misses, entries) == (4, 1, 1)
+    off = t[:-2] + ("A" if t[-2] != "A" else "B") + t[-1]
+    assert status(s, "GET", "/api/workflows", off) == 401
+    assert status(s, "GET", "/api/workflows", t + "x") == 401
+    # time() in the server reads a coarse clock, a tick behind: wait 0.2 s more.
+    exp = json.loads(base64.urlsafe_b64decode(t.split(".")[1] + "=="))["exp"]
+    while time.time() < exp + 0.2:
+        time.sleep(0.05)
+    assert status(s, "GET", "/api/workflows", t) == 401  # a hit, expired: dropped
+    hits, misses, entries = _cache_figures(s, 5)
+    assert (hits, entries) == (5, 0)
+    assert misses == 3
+
+
+def test_jwt_cache_zero_turns_it_off(server_factory, keys):
+    s = server_factory("--jwt-key", keys["hmac"], "--api-token", STATIC, "--jwt-cache", "0")
+    t = mint("read")
+    for _ in range(3):
+        assert status(s, "GET", "/api/workflows", t) == 200
+    time.sleep(0.6)
+    assert _cache_figures(s, 0) == (0, 0, 0)
