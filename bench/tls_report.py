@@ -34,7 +34,9 @@ ROWS = [
 ]
 TARGETS = ["flowcast", "nchan"]
 JWT = [("none (no --jwt-key)", "jwt-none"), ("HS256", "jwt-hs256"),
-       ("RS256 (RSA 2048)", "jwt-rs256"), ("ES256 (P-256)", "jwt-es256")]
+       ("RS256 (RSA 2048)", "jwt-rs256"), ("ES256 (P-256)", "jwt-es256"),
+       ("RS256, --jwt-cache 0", "jwt-rs256-uncached"),
+       ("ES256, --jwt-cache 0", "jwt-es256-uncached")]
 LABELS = ["tls-idle", "tls-handshake", "tls-wss-connect", "tls-fanout-1k"] + [l for _, l in JWT]
 
 
@@ -199,13 +201,18 @@ def markdown(groups, load):
     o += ["### JWT verification per connect (flowcast only)", "",
           "WebSocket connects (plain HTTP, so the token is the only difference) up to the 101,",
           "5,000 per round, 32 at a time, without auth and with a bearer token verified on",
-          "each connect (scope `read write`, one hour). nginx + nchan has no JWT verification,",
-          "so there is nothing to compare it with.", ""]
+          "each connect (scope `read write`, one hour), the same token every time, as when",
+          "the clients of one service reconnect. The cache of verified tokens (`--jwt-cache`,",
+          "4096 by default) answers every connect but the first; the `--jwt-cache 0` rows",
+          "verify each one. nginx + nchan has no JWT verification, so there is nothing to",
+          "compare it with.", ""]
     o += jwt_table(groups)
-    o += ["", "With a public key (RS256, ES256) most of the added time is not the signature check:",
-          "libjwt 1.10 decodes the PEM key again on every verification, and OpenSSL 3's key",
-          "decoders cost more than an RSA-2048 or P-256 verify (perf: libcrypto's decoder and",
-          "provider lookups, their locks and allocations); HS256 only hashes."]
+    o += ["", "Without the cache, with a public key (RS256, ES256), most of the added time is not",
+          "the signature check: libjwt 1.10 decodes the PEM key again on every verification,",
+          "and OpenSSL 3's key decoders cost more than an RSA-2048 or P-256 verify (perf:",
+          "libcrypto's decoder and provider lookups, their locks and allocations); HS256 only",
+          "hashes. A cache hit costs a SHA-256 of the token and a copy of the grant",
+          "(`build/flowcast-jwt-verify`, bench/experiments/jwt-verify.c, splits the parts)."]
     o += ["", "### Exact commands", "",
           "`make bench-tls` (bench/tls.sh, scenarios in bench/scenarios/tls.sh); each run: a",
           "fresh server on a free loopback port, then:", ""]

@@ -4,7 +4,8 @@
  * decode + signature check + base64/JSON), and the whole verify (plus the
  * claims). The same token is verified again and again, as when clients of one
  * service reconnect with one token, so the cache of verified tokens
- * (--jwt-cache) is measured on and off.
+ * (--jwt-cache) is measured on and off, and its lock with two threads
+ * (the machine's two cores) taking hits at once.
  *
  *   flowcast-jwt-verify [ROUNDS]
  *
@@ -15,6 +16,7 @@
 #include <jwt.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,44 @@ static int make_key(const char *alg, char **priv, char **pub)
     BIO_free(b2);
     EVP_PKEY_free(pk);
     return 0;
+}
+
+typedef struct hammer {
+    fc_auth *a;
+    const char *token;
+    int64_t now;
+    int rounds;
+} hammer;
+
+static void *hit_loop(void *arg)
+{
+    hammer *h = arg;
+    fc_auth_grant g;
+    for (int i = 0; i < h->rounds; i++) {
+        if (fc_auth_verify(h->a, h->token, h->now, &g) != 0) exit(1);
+        fc_auth_grant_clear(&g);
+    }
+    return NULL;
+}
+
+static double wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* Wall time per hit with n threads hitting the one cache at once. */
+static double contended(fc_auth *a, const char *token, int64_t now, int rounds, int n)
+{
+    hammer h = {a, token, now, rounds * 20};
+    pthread_t t[2];
+    double t0 = wall_us();
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&t[i], NULL, hit_loop, &h) != 0) exit(1);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+    return (wall_us() - t0) / h.rounds;
 }
 
 static void run(const char *name, jwt_alg_t alg, const char *sign_key, const char *verify_key,
@@ -102,9 +142,11 @@ static void run(const char *name, jwt_alg_t alg, const char *sign_key, const cha
         fc_auth_grant_clear(&g);
     }
     double t4 = cpu_us();
-    printf("%-6s PEM decode %7.1f  jwt_decode %7.1f  fc_auth_verify uncached %7.1f  cached %5.2f\n",
+    double one = contended(a, token, now, rounds, 1), two = contended(a, token, now, rounds, 2);
+    printf("%-6s PEM decode %7.1f  jwt_decode %7.1f  fc_auth_verify uncached %7.1f  cached %5.2f"
+           "  (wall per hit: 1 thread %5.2f, each of 2 threads %5.2f)\n",
            name, alg == JWT_ALG_HS256 ? 0.0 : (t1 - t0) / rounds, (t2 - t1) / rounds,
-           (t3 - t2) / rounds, (t4 - t3) / rounds);
+           (t3 - t2) / rounds, (t4 - t3) / rounds, one, two);
     fc_auth_free(a);
     free(token);
     unlink(path);

@@ -44,8 +44,10 @@ fcb_scenario_tls-fanout-1k() {
 
 # jwt-connect: WebSocket connects (plain HTTP, so the token is the only
 # difference) per server CPU-second without auth and with a token verified
-# on each connect: HS256, RS256 (2048-bit key) and ES256 (P-256). Labels
-# jwt-none, jwt-hs256, jwt-rs256, jwt-es256.
+# on each connect: HS256, RS256 (2048-bit key) and ES256 (P-256), one token
+# for every connect (the cache of verified tokens answers all but the first),
+# and RS256/ES256 again with --jwt-cache 0 (every connect verified). Labels
+# jwt-none, jwt-hs256, jwt-rs256, jwt-es256, jwt-rs256-uncached, jwt-es256-uncached.
 fcb_scenario_jwt-connect() {
   local FCB_TLS=0 alg rc=0 n
   n="$(fcb_sz 5000 50)"
@@ -53,10 +55,12 @@ fcb_scenario_jwt-connect() {
   fcb_bench flowcast jwt-none --churn "$n" --churn-stage ws --connect-concurrency 32 \
     --duration "$(fcb_sz 60 5)" || rc=1
   fcb_stop_server
-  for alg in hs256 rs256 es256; do
+  for run in hs256 rs256 es256 rs256-uncached es256-uncached; do
+    alg="${run%-uncached}"
     fcb_jwt_material "$alg" || { rc=1; continue; }
-    fcb_start_flowcast "" --jwt-key "$FCB_TMP/jwt/$alg.key" || { rc=1; continue; }
-    fcb_bench flowcast "jwt-$alg" --churn "$n" --churn-stage ws --connect-concurrency 32 \
+    fcb_start_flowcast "" --jwt-key "$FCB_TMP/jwt/$alg.key" \
+      --jwt-cache "$([ "$run" = "$alg" ] && echo 4096 || echo 0)" || { rc=1; continue; }
+    fcb_bench flowcast "jwt-$run" --churn "$n" --churn-stage ws --connect-concurrency 32 \
       --duration "$(fcb_sz 60 5)" --token-file "$FCB_TMP/jwt/$alg.token" || rc=1
     fcb_stop_server
   done
