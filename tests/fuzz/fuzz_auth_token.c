@@ -1,7 +1,9 @@
 /* libFuzzer driver for the token path (src/auth/auth.c): a first byte of 0
  * sends the rest as a token, as a client would; otherwise the rest is a
  * claims object, signed here with the server's HMAC key, so the claim checks
- * behind the signature are reached too. Whatever verifies must be a sane grant. */
+ * behind the signature are reached too. Whatever verifies must be a sane grant,
+ * and a second fc_auth with the cache of verified tokens must answer the
+ * same (result and grant) at a few moments, before and after its exp. */
 #include "auth/auth.h"
 
 #include <jwt.h>
@@ -19,10 +21,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static fc_auth *auth(void)
+static fc_auth *load(void)
 {
-    static fc_auth *a;
-    if (a) return a;
+    fc_auth *a;
     char path[64], err[256] = "";
     snprintf(path, sizeof path, "/tmp/fc-fuzz-auth-%d.key", (int)getpid());
     FILE *f = fopen(path, "w");
@@ -33,6 +34,37 @@ static fc_auth *auth(void)
     unlink(path);
     CHECK(a);
     return a;
+}
+
+static fc_auth *auth(void)
+{
+    static fc_auth *a;
+    if (!a) a = load();
+    return a;
+}
+
+static fc_auth *cached(void)
+{
+    static fc_auth *a;
+    if (!a) {
+        a = load();
+        CHECK(fc_auth_set_cache(a, 8) == 0);
+    }
+    return a;
+}
+
+/* The cached answer equals the uncached one at now. */
+static void same_answer(const char *token, int64_t now)
+{
+    fc_auth_grant g, c;
+    int r = fc_auth_verify(auth(), token, now, &g);
+    CHECK(fc_auth_verify(cached(), token, now, &c) == r);
+    CHECK(c.scope == g.scope && c.exp == g.exp && c.n_patterns == g.n_patterns);
+    CHECK(c.has_sub == g.has_sub && memcmp(c.sub, g.sub, sizeof c.sub) == 0);
+    for (int i = 0; i < g.n_patterns; i++)
+        CHECK(strcmp(c.patterns[i], g.patterns[i]) == 0);
+    fc_auth_grant_clear(&g);
+    fc_auth_grant_clear(&c);
 }
 
 /* A token over claims (NUL-terminated JSON), or NULL when libjwt refuses them. */
@@ -63,7 +95,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < g.n_patterns; i++)
             CHECK(g.patterns[i] && g.patterns[i][0]);
         fc_auth_allows(&g, FC_AUTH_READ, "deploy-1");
+        int64_t exp = g.exp;
         fc_auth_grant_clear(&g);
+        static const int64_t at[] = {NOW, NOW, NOW - 40, NOW + 1};
+        for (size_t i = 0; i < sizeof at / sizeof *at; i++)
+            same_answer(token, at[i]);
+        if (exp > NOW + 1) {
+            same_answer(token, exp - 1);
+            same_answer(token, exp);
+            same_answer(token, exp - 1);
+        }
     }
     if (token != text) free(token);
     free(text);
