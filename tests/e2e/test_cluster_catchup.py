@@ -41,7 +41,7 @@ def _watchers(port, wids, tag):
 
 def _readyz(node):
     try:
-        return node.request("GET", "/readyz", timeout=3).status
+        return node.request("GET", "/readyz", timeout=10).status
     except OSError:
         return None
 
