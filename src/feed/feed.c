@@ -186,13 +186,26 @@ static int bus_plausible(fc_feed *f, const fc__feed_entry *e, const fc_workflow 
 {
     if (e && e->epoch == st->epoch && !e->deleted && !deleted && st->seq <= e->seq + 1) return 1;
     fc_workflow cur = {0};
+    fc_tombstone t;
     int rc = fc_store_get(f->store, st->id, &cur);
     int ok = deleted ? rc == FC_ENOTFOUND || (rc == 0 && cur.epoch != st->epoch)
                      : rc == 0 && cur.epoch == st->epoch && cur.seq >= st->seq;
+    /* A change of an incarnation deleted since: its tombstone vouches for it. */
+    if (!deleted && !ok && (rc == FC_ENOTFOUND || rc == 0) &&
+        fc_store_tombstone(f->store, st->id, &t) == 0)
+        ok = t.epoch == st->epoch && st->seq < t.seq;
     fc_workflow_clear(&cur);
     /* Store down: nothing is handed on unchecked; the catch-up brings it. */
     if (rc != 0 && rc != FC_ENOTFOUND) FC_METRIC_ADD(feed_deferred, 1);
     return ok;
+}
+
+/* Whether subscribers of st's incarnation have not had st yet: a change of
+ * an incarnation over by now still goes to them (then its deletion). */
+static int behind(fc_feed *f, const fc_workflow *st)
+{
+    int64_t low = 0, other = 0;
+    return f->sink.floor(f->sink.ud, st->id, st->epoch, &low, &other) && low < st->seq;
 }
 
 void fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
@@ -218,7 +231,7 @@ void fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int d
         if (!e->deleted) tell_ended(f, e->id, e->epoch, e->seq);
         entry_free(f, e);
         e = NULL;
-        if (cur != st->epoch && !deleted) {
+        if (cur != st->epoch && !deleted && !behind(f, st)) {
             FC_METRIC_ADD(feed_duplicates, 1); /* an incarnation already over */
             return;
         }

@@ -361,6 +361,35 @@ static void test_deletion_then_new_incarnation(void **state)
     fx_free(x);
 }
 
+/* Changes of an incarnation that arrive in order but are taken in only
+ * after it was deleted (a slow loop, a delete-recreate storm): its
+ * subscribers still get them, vouched for by the tombstone, then the end. */
+static void test_changes_of_an_incarnation_deleted_since(void **state)
+{
+    (void)state;
+    fx *x = fx_new(100);
+    fake_commit(&x->store, "a", E1, 1);
+    arrive(x, "a", E1, 1);
+    fake_delete(&x->store, "a");
+    arrive_deleted(x, "a", E1, 1);
+    fake_commit(&x->store, "a", E2, 3);
+    fake_delete(&x->store, "a"); /* E2 ended at seq 4 before its changes came */
+    x->sink.sub_epoch = E2;
+    x->sink.sub_seq = 1;
+    int before = x->sink.n;
+    arrive(x, "a", E2, 2);
+    arrive(x, "a", E2, 3);
+    arrive_deleted(x, "a", E2, 3);
+    assert_int_equal(x->sink.n, before + 3);
+    assert_int_equal(x->sink.g[before].epoch, E2);
+    assert_int_equal(x->sink.g[before].seq, 2);
+    assert_int_equal(x->sink.g[before + 1].seq, 3);
+    assert_int_equal(x->sink.g[before + 2].deleted, 1);
+    arrive(x, "a", E2, 2); /* late again: dropped */
+    assert_int_equal(x->sink.n, before + 3);
+    fx_free(x);
+}
+
 static void test_missed_deletion_told_before_next_incarnation(void **state)
 {
     (void)state;
@@ -515,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_store_unavailable_defers),
         cmocka_unit_test(test_deletion_then_new_incarnation),
         cmocka_unit_test(test_missed_deletion_told_before_next_incarnation),
+        cmocka_unit_test(test_changes_of_an_incarnation_deleted_since),
         cmocka_unit_test(test_missed_deletion_without_its_tombstone),
         cmocka_unit_test(test_stale_subscriber_told_after_eviction),
         cmocka_unit_test(test_entries_bounded),
