@@ -1,5 +1,6 @@
-/* Static files of the browser dashboard, embedded in the binary at build
- * time (generated from web/ by CMake): no runtime files, no CDN. */
+/* Static files of the browser dashboard, and the OpenAPI document at
+ * /api/openapi.json, embedded in the binary at build time (generated from web/
+ * and docs/openapi.json by CMake): no runtime files, no CDN. */
 #ifndef FC_WEB_ASSETS_H
 #define FC_WEB_ASSETS_H
 

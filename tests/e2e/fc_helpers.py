@@ -20,6 +20,8 @@ import time
 
 import websockets
 
+import openapi_check
+
 HOST = "127.0.0.1"
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -202,6 +204,8 @@ class Server:
             r = c.getresponse()
             body = r.read()
             hdrs = {k.lower(): v for k, v in r.getheaders()}
+            # Every answer seen here must be as docs/openapi.json says.
+            openapi_check.check(method, path, r.status, hdrs, body)
             return Resp(r.status, hdrs, body)
         finally:
             c.close()
@@ -270,6 +274,8 @@ class KeepAliveClient:
         self.c.request("PATCH", "/api/workflows/" + wid, body=json.dumps(fields).encode(), headers=h)
         r = self.c.getresponse()
         body = r.read()
+        openapi_check.check("PATCH", "/api/workflows/" + wid, r.status,
+                            {k.lower(): v for k, v in r.getheaders()}, body)
         return r.status, body
 
     def close(self):
@@ -565,6 +571,7 @@ class RawWS:
         self.sock.sendall(http_request_bytes("GET", path, self.port, h))
         r = self.rd.read_response(timeout)
         self.response = r
+        openapi_check.check("GET", path, r.status, r.headers, r.body)
         if r.status == 101:
             acc = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
             assert r.header("sec-websocket-accept") == acc, r
