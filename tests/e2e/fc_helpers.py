@@ -50,13 +50,46 @@ def tls_client_context(cafile):
     return ssl.create_default_context(cafile=cafile)
 
 
+def _worker_port_range():
+    """[lo, hi) for this pytest-xdist worker: the ports from 10000 up to the
+    kernel's ephemeral range, split evenly between the workers."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_lo = 32768
+    lo, hi = 10000, max(ephemeral_lo, 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), index + 1)
+    size = (hi - lo) // count
+    return lo + index * size, lo + (index + 1) * size
+
+
+_port_lo, _port_hi = _worker_port_range()
+_port_next = _port_lo + os.getpid() % (_port_hi - _port_lo)
+
+
 def free_port():
-    """Binds port 0 on loopback, reads the port and releases it."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port nobody listens on, from this worker's own range below
+    the ephemeral ports, handed out in turn. Not bind(0): tests hold a port
+    unbound for a while (a server killed and restarted on it, a node's port
+    chosen before it starts), and bind(0) in the other xdist worker could
+    hand that port to one of its servers meanwhile (it did, once: a client
+    failing over to "its" restarted server got another test's 404)."""
+    global _port_next
+    for _ in range(_port_hi - _port_lo):
+        port = _port_next
+        _port_next = _port_lo + (_port_next + 1 - _port_lo) % (_port_hi - _port_lo)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((HOST, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in %d-%d" % (_port_lo, _port_hi))
 
 
 # ---------------------------------------------------------------- HTTP

@@ -22,18 +22,12 @@ import subprocess
 import tempfile
 import time
 
+from fc_helpers import free_port
+
 HOST = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONTRIB_CFG = os.path.join(os.path.dirname(os.path.dirname(HERE)), "contrib", "haproxy.cfg")
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-
-
-def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def render_config(text, port, sock_path, nodes, overrides=None):
@@ -78,7 +72,7 @@ class HaproxyServer:
         self.overrides = overrides
         self._own_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="fc-haproxy-")
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.sock_path = os.path.join(self.dir, "haproxy.sock")
         self.cfg_path = os.path.join(self.dir, "haproxy.cfg")
         self.log_path = os.path.join(self.dir, "haproxy.log")
