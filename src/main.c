@@ -4,6 +4,7 @@
 #include "cli/config.h"
 #include "common/log.h"
 #include "server/server.h"
+#include "store/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,13 @@ static int serve(int argc, char **argv)
     int r = fc_config_parse(&cfg, argc, argv);
     if (r == 1) return 0;
     if (r != 0) return 2;
+    /* Refused before the store opens and creates the database file; the feed's
+     * relay refuses any other store without a commit log the same way. */
+    if (cfg.nats_urls && !fc_store_is_postgres(cfg.db_path)) {
+        fprintf(stderr, "flowcast: --nats needs a store that several nodes share "
+                        "(--db postgres://...); the sqlite store belongs to one process\n");
+        return 2;
+    }
     fc_log_threshold = (fc_log_level)cfg.log_level;
     fc_log_output = (fc_log_format)cfg.log_format;
     return fc_server_run(&cfg, &fc_api_handlers);

@@ -29,12 +29,14 @@ def test_nats_refused_with_sqlite(tmp_path):
     err = r.stderr.decode()
     assert "--nats needs a store that several nodes share" in err
     assert "listening" not in err
+    assert not (tmp_path / "x.db").exists(), "refused only after creating the database file"
 
 
 def test_nats_refused_with_sqlite_from_environment(tmp_path):
     r = _serve(tmp_path, env={"FLOWCAST_NATS": "nats://127.0.0.1:1"})
     assert r.returncode == 2, r.stderr
     assert "--nats needs a store that several nodes share" in r.stderr.decode()
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_bad_node_id_refused(tmp_path):
