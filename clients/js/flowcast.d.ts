@@ -37,7 +37,8 @@ export interface ProgressUpdate {
   /** RFC 3339 UTC */
   timestamp: string;
   seq: number;
-  /** The workflow's name, on servers that send it. */
+  /** The workflow's name, whether the update came on a stream or from a REST
+   * answer; absent only from servers older than names in updates. */
   name?: string;
   /** Replaces a history that could not be replayed (log retention, a
    * re-created workflow): show this state, do not continue the old one. */

@@ -17,11 +17,15 @@
  *   ...
  *   fc.close();
  *
- * Updates have the server's update format: {workflow_id, epoch, status,
- * current_step, total_steps, message, timestamp, seq} plus `resync: true`
- * when they replace a lost history, or {workflow_id, epoch, deleted: true,
- * seq, timestamp} for a deletion. `meta.workflow` holds the full workflow
- * object (name, created_at, ...) when the update came from a REST answer.
+ * Updates have the server's update format: {workflow_id, epoch, name,
+ * status, current_step, total_steps, message, timestamp, seq} plus
+ * `resync: true` when they replace a lost history, or {workflow_id, epoch,
+ * deleted: true, seq, timestamp} for a deletion (no name). `name` is the
+ * workflow's name whichever way the update came (a stream or a REST answer),
+ * so showing a workflow first met on a stream needs no GET; it is absent
+ * only from servers older than names in updates. `meta.workflow` holds the
+ * full workflow object (created_at, ...) when the update came from a REST
+ * answer.
  *
  * `epoch` names one incarnation of an id: a workflow deleted and created
  * again under the same id has a new epoch, and its seq starts again at 1.
@@ -88,7 +92,6 @@ export function newIdempotencyKey() {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-/* The update message for a workflow object from the REST API. */
 /* The list of server base URLs in `url`: an array, or one string with URLs
  * separated by commas; trailing slashes dropped. */
 export function serverUrls(url) {
@@ -99,9 +102,12 @@ export function serverUrls(url) {
   return list;
 }
 
+/* The update message for a workflow object from the REST API: what the
+ * streams send for the same state, name included (long-poll, and the list
+ * sweeps of --all, deliver these). */
 export function workflowToUpdate(w) {
   return {
-    workflow_id: w.id, epoch: w.epoch, status: w.status, current_step: w.current_step,
+    workflow_id: w.id, epoch: w.epoch, name: w.name, status: w.status, current_step: w.current_step,
     total_steps: w.total_steps, message: w.message, timestamp: w.updated_at, seq: w.seq,
   };
 }

@@ -19,7 +19,10 @@
  *
  * ABI: the shared library's SOVERSION changes whenever a struct the caller
  * allocates (fcc_watch_options, fcc_patch, fcc_workflow, ...) changes size or
- * layout. */
+ * layout. Structs the library allocates and only lends to a callback
+ * (fcc_update, fcc_state_info) grow by fields appended at their end, without
+ * a new SOVERSION: code built against the older header reads the fields it
+ * knows at the same offsets and never sees the new ones. */
 #ifndef FLOWCAST_CLIENT_H
 #define FLOWCAST_CLIENT_H
 
@@ -123,9 +126,17 @@ typedef struct fcc_update {
     const char *json;      /* the message exactly as received (one JSON object) */
     int64_t epoch;         /* the incarnation, in [1, 2^53-1]; 0 when the server sent none
                               (an older server; also a deletion only noticed on
-                              resubscribe carries the epoch the watch knew). Last in the
-                              struct so that code built against the older header still
+                              resubscribe carries the epoch the watch knew). Appended
+                              after json, so code built against the older header still
                               reads the fields above at the same offsets */
+    const char *name;      /* the workflow's name (UTF-8, as the server sent it; names are
+                              never empty), on every update that is not a deletion: live
+                              changes, resume replays and resyncs, so a workflow first met
+                              on a stream needs no GET. "" on a deletion (the server sends
+                              none) and from a server older than issue 11: "" means
+                              unknown, never NULL. Valid during the callback, like every
+                              pointer here. Appended last (no new SOVERSION: the library
+                              allocates fcc_update, see ABI at the top) */
 } fcc_update;
 
 typedef enum fcc_state {

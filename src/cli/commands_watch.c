@@ -15,8 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "cli/tui.h"
 #include "cli/watch.h"
 #include "flowcast/client.h"
@@ -215,16 +213,11 @@ static void note(ui *u, const char *text)
     schedule(u);
 }
 
-/* The name of a workflow first seen in an update: from the update itself
- * when the server sends it (issue 11), else one GET. */
-static void fetch_name(ui *u, row *r, const char *update_json)
+/* The name of a workflow first seen in an update from a server that does
+ * not send names (older than issue 11): one GET, once per incarnation. */
+static void fetch_name(ui *u, row *r)
 {
     r->name_tried = 1;
-    json_t *msg = json_loads(update_json, 0, NULL);
-    const char *name = json_string_value(json_object_get(msg, "name"));
-    if (name) fc_tui_copy(r->name, sizeof r->name, name);
-    json_decref(msg);
-    if (name) return;
     fcc_workflow wf;
     if (fcc_workflow_get(u->rest, r->id, &wf, NULL) != 0) return;
     fc_tui_copy(r->name, sizeof r->name, wf.name);
@@ -298,7 +291,12 @@ static void on_update(fcc_watch *w, const fcc_update *up, void *data)
     if (!r->start_ms) r->start_ms = r->last_ms;
     r->have_state = 1;
     r->deleted = 0;
-    if (u->tty && !r->name_tried) fetch_name(u, r, up->json);
+    /* The bar shows the name (the id only while it is unknown). Updates
+     * carry it, so a workflow met on a stream costs no request. */
+    if (up->name[0])
+        fc_tui_copy(r->name, sizeof r->name, up->name);
+    else if (u->tty && !r->name_tried)
+        fetch_name(u, r);
     schedule(u);
     check_done(u);
 }

@@ -192,7 +192,8 @@ static void deliver_deleted(fcc_watch *w, fcc__sub *s, int64_t epoch, int64_t se
                     .seq = seq,
                     .deleted = 1,
                     .json = json,
-                    .epoch = epoch};
+                    .epoch = epoch,
+                    .name = ""};
     w->o.on_update(w, &u, w->o.data);
 }
 
@@ -301,6 +302,7 @@ void fcc__watch_message(fcc_watch *w, const char *text, size_t len)
         return;
     }
     const char *msg = json_string_value(json_object_get(j, "message"));
+    const char *name = json_string_value(json_object_get(j, "name"));
     if (s->gone) w->gone_n--;
     s->gone = 0;
     if (epoch != 0 && s->epoch != 0 && epoch != s->epoch) s->retired = s->epoch;
@@ -316,6 +318,7 @@ void fcc__watch_message(fcc_watch *w, const char *text, size_t len)
         .resync = resync,
         .json = text,
         .epoch = epoch,
+        .name = name ? name : "",
     };
     s->last_seq = seq;
     s->seen = 1;

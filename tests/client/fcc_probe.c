@@ -62,28 +62,6 @@ static const char *state_name(fcc_state s)
     return "?";
 }
 
-static void on_update(fcc_watch *w, const fcc_update *u, void *data)
-{
-    (void)data;
-    printf("{\"event\":\"update\",\"workflow_id\":\"%s\",\"epoch\":%lld,\"seq\":%lld,"
-           "\"status\":\"%s\",\"current_step\":%lld,\"total_steps\":%lld,\"resync\":%s,"
-           "\"deleted\":%s,\"raw\":%s}\n",
-           u->workflow_id, (long long)u->epoch, (long long)u->seq, u->status ? u->status : "",
-           (long long)u->current_step, (long long)u->total_steps, u->resync ? "true" : "false",
-           u->deleted ? "true" : "false", u->json);
-    fflush(stdout);
-    ++n_updates;
-    for (int i = 0; i < n_actions; i++) {
-        if (actions[i].after != n_updates) continue;
-        int r = actions[i].add ? fcc_watch_add(w, actions[i].id, -1)
-                               : fcc_watch_remove(w, actions[i].id);
-        printf("{\"event\":\"%s\",\"workflow_id\":\"%s\",\"result\":%d}\n",
-               actions[i].add ? "added" : "removed", actions[i].id, r);
-        fflush(stdout);
-    }
-    if (n_updates == max_updates) fcc_watch_close(w);
-}
-
 /* Copies s into out as the inside of a JSON string. */
 static void escape(const char *s, char *out, size_t cap)
 {
@@ -98,6 +76,30 @@ static void escape(const char *s, char *out, size_t cap)
             out[n++] = (char)ch;
     }
     out[n] = '\0';
+}
+
+static void on_update(fcc_watch *w, const fcc_update *u, void *data)
+{
+    char name[1600]; /* a name is at most 256 bytes, 6 each when escaped */
+    (void)data;
+    escape(u->name, name, sizeof name);
+    printf("{\"event\":\"update\",\"workflow_id\":\"%s\",\"epoch\":%lld,\"seq\":%lld,"
+           "\"status\":\"%s\",\"current_step\":%lld,\"total_steps\":%lld,\"resync\":%s,"
+           "\"deleted\":%s,\"name\":\"%s\",\"raw\":%s}\n",
+           u->workflow_id, (long long)u->epoch, (long long)u->seq, u->status ? u->status : "",
+           (long long)u->current_step, (long long)u->total_steps, u->resync ? "true" : "false",
+           u->deleted ? "true" : "false", name, u->json);
+    fflush(stdout);
+    ++n_updates;
+    for (int i = 0; i < n_actions; i++) {
+        if (actions[i].after != n_updates) continue;
+        int r = actions[i].add ? fcc_watch_add(w, actions[i].id, -1)
+                               : fcc_watch_remove(w, actions[i].id);
+        printf("{\"event\":\"%s\",\"workflow_id\":\"%s\",\"result\":%d}\n",
+               actions[i].add ? "added" : "removed", actions[i].id, r);
+        fflush(stdout);
+    }
+    if (n_updates == max_updates) fcc_watch_close(w);
 }
 
 static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)

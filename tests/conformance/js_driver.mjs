@@ -38,7 +38,7 @@ const c = new FlowcastClient({
     out({
       event: 'update', workflow_id: u.workflow_id, epoch: u.epoch ?? 0, seq: u.seq, status: u.status ?? '',
       current_step: u.current_step ?? 0, total_steps: u.total_steps ?? 0, resync: u.resync === true,
-      deleted: u.deleted === true,
+      deleted: u.deleted === true, name: u.name ?? '',
     });
   },
   onState(s) {

@@ -65,11 +65,12 @@ async def main():
                 if isinstance(ev, flowcast.Deletion):
                     out({"event": "update", "workflow_id": ev.workflow_id, "epoch": ev.epoch,
                          "seq": ev.seq, "status": "", "current_step": 0, "total_steps": 0,
-                         "resync": False, "deleted": True})
+                         "resync": False, "deleted": True, "name": ""})
                 else:
                     out({"event": "update", "workflow_id": ev.workflow_id, "epoch": ev.epoch,
                          "seq": ev.seq, "status": ev.status, "current_step": ev.current_step,
-                         "total_steps": ev.total_steps, "resync": ev.resync, "deleted": False})
+                         "total_steps": ev.total_steps, "resync": ev.resync, "deleted": False,
+                         "name": ev.name or ""})
     except flowcast.RetriesExhausted as e:
         sys.stderr.write("python_driver: %s\n" % e)
 

@@ -13,7 +13,8 @@ twice through a repeating proxy); backoff bounds (and giving
 up after max retries); resync when the log no longer reaches back; a
 deletion seen live; a deletion and re-creation while away; multi-URL
 failover (a refused first URL, then a server killed mid-stream and its
-database reopened by a new process on the next URL's port)."""
+database reopened by a new process on the next URL's port); the workflow's
+name on every update but a deletion."""
 
 import json
 import os
@@ -431,6 +432,39 @@ def test_multi_url_failover(server_factory, flowcast, client):
         got = norm(events(p), [w["epoch"]])
         assert got == [("w", 0, i + 1, False, False, i) for i in range(11)], p.lines
         record("multi_url_failover", client, got)
+    finally:
+        p.kill()
+
+
+# Escapes, a quote, a backslash, accents and CJK: what a name must survive.
+NAME = 'Nächtlicher Build · 夜间构建 "quoted" \\ back'
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_update_carries_the_name(server_factory, flowcast, client):
+    """Issue 11 §1: the client gives the application the workflow's name
+    from the update itself (no GET): on a resync past retention, a live
+    change, and the creation of a workflow met on --all; a deletion carries
+    none."""
+    s = server_factory("--retention", "3")
+    w = s.create(id="w", name=NAME, total_steps=10)
+    for i in range(1, 6):
+        s.patch("w", current_step=i)  # seq 6; the log keeps 4..6
+    p = driver(client, flowcast, [url(s)], "--all", "--since", "w=%d:1" % w["epoch"], "w")
+    try:
+        wait_update(p, lambda o: o["workflow_id"] == "w" and o["seq"] == 6, "w's state (a resync)")
+        n = s.create(id="n", name="Second job ✓", total_steps=2)
+        wait_update(p, lambda o: o["workflow_id"] == "n", "the creation of n")
+        s.patch("w", current_step=6)
+        wait_update(p, lambda o: o["workflow_id"] == "w" and o["seq"] == 7, "w's seq 7")
+        s.delete("w")
+        wait_update(p, lambda o: o["deleted"], "the deletion of w")
+        stop(p)
+        got = [(e["workflow_id"], e["seq"], e["deleted"], e["resync"], e.get("name")) for e in events(p)]
+        assert got == [("w", 6, False, True, NAME), ("n", 1, False, False, "Second job ✓"),
+                       ("w", 7, False, False, NAME), ("w", 8, True, False, "")], p.lines
+        assert [e["epoch"] for e in events(p)] == [w["epoch"], n["epoch"], w["epoch"], w["epoch"]]
+        record("update_carries_the_name", client, got)
     finally:
         p.kill()
 

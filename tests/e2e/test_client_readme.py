@@ -72,7 +72,7 @@ def test_readme_examples_build_and_run(built_examples, server_factory):
     w = LineProc([watch_exe, servers], env=env)
     try:
         first = w.next(15)
-        assert first.startswith("deploy-42 pending 0/5 epoch ") and first.endswith(" seq 1"), first
+        assert first.startswith("deploy-42 pending 0/5 epoch ") and first.endswith(" seq 1 deploy"), first
         full_env = dict(os.environ, **env)
         r = subprocess.run([step_exe, servers], capture_output=True, text=True, env=full_env,
                            timeout=60)

@@ -54,6 +54,34 @@ def test_watch_single_multi_all_and_since(server):
     assert set(m_pos) == {"a", "b"} and m_pos["b"].seq == 6
 
 
+def test_updates_carry_the_name_and_a_deletion_none(server):
+    """Issue 11 §1: Update.name is the workflow's name, from the update
+    itself (the stream's first state, a live change, the history's events),
+    so nothing needs a GET; a Deletion has no name."""
+    name = 'Nächtlicher Build "q" \\ 夜间'
+    c = flowcast.Client(url(server))
+    c.create(name, 3, id="n")
+
+    async def main():
+        ac = flowcast.AsyncClient(url(server))
+        evs = []
+        task = asyncio.ensure_future(collect(ac.watch(["n"]), lambda e: len(e) == 3, timeout=30,
+                                             events=evs))
+        await until(lambda: len(evs) == 1)
+        await ac.step("n")
+        hist = await ac.history("n")
+        await until(lambda: len(evs) == 2)
+        await ac.delete("n")
+        return await task, hist
+
+    evs, hist = run(main(), 60)
+    assert [(type(e).__name__, e.seq, getattr(e, "name", "-")) for e in evs] == \
+        [("Update", 1, name), ("Update", 2, name), ("Deletion", 3, "-")], evs
+    assert [(e.seq, e.name) for e in hist.events] == [(1, name), (2, name)]
+    assert flowcast.Update.from_json({"workflow_id": "o", "seq": 1, "status": "running",
+                                      "current_step": 0, "total_steps": 1}).name is None
+
+
 def test_watch_resumes_from_positions_of_an_earlier_watch(server):
     """A second watch started from positions() gets exactly the changes the
     first one did not see, on the single and the multi stream."""

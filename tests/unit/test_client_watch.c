@@ -212,6 +212,39 @@ static void test_without_epoch(void **state)
     watch_free(w);
 }
 
+/* The names the application saw, one per update ("" included). */
+static void on_update_name(fcc_watch *w, const fcc_update *u, void *data)
+{
+    seen *s = data;
+    (void)w;
+    assert_true(s->n < 32);
+    assert_non_null(u->name);
+    snprintf(s->lines[s->n++], sizeof s->lines[0], "%s", u->name);
+}
+
+/* Issue 11: an update carries the workflow's name, decoded (escapes, UTF-8);
+ * a deletion carries "" (the server sends none), as do an older server's
+ * updates without one and a name that is not a string: never NULL. */
+static void test_update_carries_the_name(void **state)
+{
+    (void)state;
+    seen s = {0};
+    fcc_watch_options o = {.on_update = on_update_name, .data = &s};
+    int err = 0;
+    fcc_watch *w = fcc_watch_new(NULL, "http://127.0.0.1:1", &o, &err);
+    assert_non_null(w);
+    assert_int_equal(fcc_watch_add_all(w), 0);
+    msg(w, "{\"workflow_id\":\"a\",\"epoch\":7,\"name\":\"N\\u00e4chtlich \\\"q\\\" \\\\ "
+           "\u591c\",\"status\":\"running\",\"seq\":1}");
+    msg(w, RESYNC("a", 7, 4));
+    msg(w, "{\"workflow_id\":\"a\",\"epoch\":7,\"name\":7,\"status\":\"running\",\"seq\":5}");
+    msg(w, DEL("a", 7, 6));
+    msg(w, "{\"workflow_id\":\"b\",\"epoch\":8,\"name\":\"Deploy\",\"status\":\"running\","
+           "\"seq\":2,\"resync\":true}");
+    expect(&s, 5, "N\xc3\xa4" "chtlich \"q\" \\ \u591c", "", "", "", "Deploy");
+    watch_free(w);
+}
+
 /* Hostile input: not JSON, wrong types, a negative epoch, an overlong id. */
 static void test_garbage_is_ignored(void **state)
 {
@@ -241,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_deletion_once_then_new_incarnation),
         cmocka_unit_test(test_all_forgets_deleted),
         cmocka_unit_test(test_without_epoch),
+        cmocka_unit_test(test_update_carries_the_name),
         cmocka_unit_test(test_garbage_is_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

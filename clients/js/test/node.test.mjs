@@ -1,7 +1,8 @@
 // flowcast.js in Node (no browser) against a real server: each WebSocket
 // Node offers (its own global one, the `ws` package), SSE and long-poll (on
 // fetch) see every change once, in order, across a kill -9 and restart of the
-// server; a deletion and a re-creation; the REST helpers.
+// server; the workflow's name on every update (a deletion has none); a
+// deletion and a re-creation; the REST helpers.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { WebSocket as WsWebSocket } from 'ws';
@@ -62,6 +63,40 @@ for (const [name, opts, usable] of variants) {
     }
   });
 }
+
+for (const [name, opts, usable] of variants) {
+  test(`Node, ${name}: every update carries the workflow's name, a deletion none`, { skip: !usable && 'no global WebSocket in this Node' }, async () => {
+    const id = `name-${opts.transports[0]}-${opts.WebSocket ? 'ws' : 'g'}`;
+    const title = `Nächtlich "${name}" \\ 夜间`;
+    await server.create({ id, name: title });
+    const { c, seen } = recorder(opts);
+    c.subscribe([id]);
+    try {
+      await until(() => seen.length === 1, () => `${seen.length} updates`);
+      await server.patch(id, { current_step: 1 });
+      await until(() => seen.length === 2, () => `${seen.length} updates`);
+      await server.remove(id);
+      await until(() => seen.length === 3, () => `${seen.length} updates`);
+      assert.deepEqual(seen.map((u) => [u.seq, u.deleted === true, u.name]),
+        [[1, false, title], [2, false, title], [3, true, undefined]]);
+    } finally {
+      c.close();
+    }
+  });
+}
+
+test('Node, WebSocket and all: workflows the list finds carry their name too', async () => {
+  await server.create({ id: 'name-listed', name: 'Listed job' });
+  const { c, seen } = recorder({ transports: ['websocket'], WebSocket: WsWebSocket });
+  c.subscribeAll(); /* subscribe_all sends no states: the existing ones come from the list */
+  try {
+    await until(() => seen.some((u) => u.workflow_id === 'name-listed'), () => `${seen.length} updates`);
+    assert.equal(seen.find((u) => u.workflow_id === 'name-listed').name, 'Listed job');
+    for (const u of seen) if (!u.deleted) assert.ok(typeof u.name === 'string' && u.name, JSON.stringify(u));
+  } finally {
+    c.close();
+  }
+});
 
 test('Node: a deletion, then the new incarnation with resync, never a continuation', async () => {
   await server.create({ id: 'node-del', name: 'to delete' });
