@@ -106,7 +106,7 @@ def test_three_nodes_create_the_schema_at_once(server_factory, pg, pg_dsn):
         n.wait_ready(20)
     db = pg_dsn.rsplit("/", 1)[1]
     rows = pg.sql("SELECT version FROM schema_version ORDER BY 1", db=db).split()
-    assert rows == ["1", "2"], rows  # each step applied once
+    assert rows == ["1", "2", "3"], rows  # each step applied once
     for i, n in enumerate(nodes):
         assert post(n, {"id": "w%d" % i}).status == 201
     for n in nodes:
@@ -162,6 +162,41 @@ def test_concurrent_writers_on_two_nodes_never_share_a_seq(server_factory):
     assert sorted(got) == list(range(2, 162))
     hist = json.loads(b.request("GET", API + "/race/history?since=0&limit=1000").body)
     assert [e["seq"] for e in hist["events"]] == list(range(1, 162))
+
+
+def test_two_nodes_hammering_the_same_workflows_lose_no_change(server_factory):
+    """Sixteen writers on two nodes PATCH the same four workflows at once, so
+    each node's batches hold several changes of one workflow (applied in
+    rounds) and of several (one set-based statement per round) while the
+    other node writes the same rows: every 200 has its own seq, and the log
+    holds every acknowledged change with its own message, seqs 1..last."""
+    a, b = server_factory(), server_factory()
+    wids = ["ham%d" % i for i in range(4)]
+    for w in wids:
+        assert post(a, {"id": w, "total_steps": 1000}).status == 201
+    acked = {w: [] for w in wids}
+    bad = []
+
+    def writer(s, t):
+        for i in range(30):
+            w = wids[(t + i) % len(wids)]
+            msg = "t%d-%d" % (t, i)
+            r = patch(s, w, {"message": msg, "current_step": i})
+            if r.status != 200:
+                bad.append((r.status, r.body))
+                continue
+            acked[w].append((json.loads(r.body)["seq"], msg))
+    parallel([lambda t=t: writer(a if t % 2 else b, t) for t in range(16)])
+    assert not bad, bad[:5]
+    for w in wids:
+        seqs = sorted(seq for seq, _ in acked[w])
+        assert seqs == list(range(2, len(seqs) + 2)), (w, seqs)  # none shared, none skipped
+        hist = json.loads(a.request("GET", API + "/%s/history?since=0&limit=1000" % w).body)
+        logged = {e["seq"]: e["message"] for e in hist["events"]}
+        assert sorted(logged) == list(range(1, len(seqs) + 2)), (w, sorted(logged))
+        assert all(logged[seq] == msg for seq, msg in acked[w]), w
+        got = json.loads(b.request("GET", API + "/" + w).body)
+        assert got["seq"] == len(seqs) + 1
 
 
 def test_log_positions_across_nodes(server_factory, pg):
@@ -332,7 +367,7 @@ def test_migration_from_schema_v1_keeps_data(server_factory, pg, pg_dsn):
            "SELECT fc_apply(1, 'old', 2000, 100, '', 'pending', 1, 0, 'one', 10, 0, '',"
            " '\\x00'::bytea, 1000);", db=db)
     s = server_factory()
-    assert pg.sql("SELECT MAX(version) FROM schema_version", db=db).strip() == "2"
+    assert pg.sql("SELECT MAX(version) FROM schema_version", db=db).strip() == "3"
     w = json.loads(s.request("GET", API + "/old").body)
     assert (w["name"], w["seq"], w["current_step"], w["message"]) == ("legacy", 2, 1, "one")
     assert patch(s, "old", {"current_step": 2}).status == 200

@@ -357,6 +357,60 @@ static const char *const migrations[] = {
     "  END IF;\n"
     "END\n"
     "$fc$;",
+    /* 3: the plain updates of a batch (no idempotency key) in one set-based
+     * statement: fc_apply per change cost ~80-100 us of PostgreSQL CPU
+     * (PL/pgSQL statements, a SELECT ... FOR UPDATE then an UPDATE and an
+     * INSERT each planned and run one row at a time); one UPDATE ... FROM
+     * unnest(...) RETURNING feeding the INSERT of the events costs a
+     * fraction (docs/architecture.md, PostgreSQL store). The UPDATE applies
+     * the changes that pass every check (the row exists, if_seq matches,
+     * not terminal, step <= total), taking the row locks in input order
+     * (the caller sorts by id; an input must not hold an id twice); a row
+     * another transaction changes meanwhile is re-checked on its new
+     * version (READ COMMITTED's EvalPlanQual). Every input it did not
+     * apply goes through fc_apply, which locks the row at a fresh snapshot
+     * and answers the exact refusal (or applies it, when the row changed
+     * in between). One outcome row per input, r_index its 1-based index. */
+    "CREATE TYPE fc_outcome AS (r_index int, r_result text, r_errmsg text,"
+    "  r_replayed boolean, r_id text, r_name text, r_status text, r_step bigint,"
+    "  r_total bigint, r_message text, r_seq bigint, r_created bigint, r_updated bigint,"
+    "  r_epoch bigint);"
+    "CREATE FUNCTION fc_apply_updates(p_ids text[], p_fields int[], p_status text[],"
+    "  p_step bigint[], p_total bigint[], p_message text[], p_if_seq bigint[], p_now bigint,"
+    "  p_retention int) RETURNS SETOF fc_outcome LANGUAGE plpgsql AS $fc$\n"
+    "DECLARE\n"
+    "  me bigint := pg_current_xact_id()::text::bigint;\n"
+    "  done fc_outcome[];\n"
+    "BEGIN\n"
+    "  WITH inp AS (SELECT * FROM unnest(p_ids, p_fields, p_status, p_step, p_total,"
+    "    p_message, p_if_seq) WITH ORDINALITY AS i(id, fields, status, step, total, message,"
+    "    if_seq, n)),\n"
+    "  upd AS (UPDATE workflows w SET"
+    "    status = CASE WHEN (inp.fields & 1) <> 0 THEN inp.status ELSE w.status END,"
+    "    current_step = CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END,"
+    "    total_steps = CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END,"
+    "    message = CASE WHEN (inp.fields & 8) <> 0 THEN inp.message ELSE w.message END,"
+    "    seq = w.seq + 1, updated_at = p_now"
+    "    FROM inp WHERE w.id = inp.id AND w.status NOT IN ('completed', 'failed', 'cancelled')"
+    "    AND ((inp.fields & 16) = 0 OR inp.if_seq = w.seq)"
+    "    AND CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END"
+    "      <= CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END"
+    "    RETURNING inp.n, w.*),\n"
+    "  ev AS (INSERT INTO events SELECT id, seq, status, current_step, total_steps, message,"
+    "    p_now, me FROM upd),\n"
+    /* Trimmed in steps (FC__PG_TRIM_EVERY = 64), as fc_apply does. */
+    "  tr AS (DELETE FROM events e USING upd WHERE upd.seq % 64 = 0"
+    "    AND upd.seq - p_retention >= 1 AND e.workflow_id = upd.id"
+    "    AND e.seq <= upd.seq - p_retention)\n"
+    "  SELECT array_agg(ROW(n, 'ok', '', false, id, name, status, current_step, total_steps,"
+    "    message, seq, created_at, updated_at, epoch)::fc_outcome) INTO done FROM upd;\n"
+    "  RETURN QUERY SELECT * FROM unnest(done);\n"
+    "  RETURN QUERY SELECT k::int, f.* FROM generate_subscripts(p_ids, 1) k,"
+    "    LATERAL fc_apply(1, p_ids[k], p_now, p_retention, '', p_status[k], p_step[k],"
+    "    p_total[k], p_message[k], p_fields[k], p_if_seq[k], '', '\\x'::bytea, 0) f"
+    "    WHERE k NOT IN (SELECT r_index FROM unnest(done));\n"
+    "END\n"
+    "$fc$;",
 };
 
 _Static_assert(FC__PG_TRIM_EVERY == 64, "fc_apply trims every 64 changes");

@@ -1,13 +1,21 @@
 /* PostgreSQL store: the writer thread. It takes every queued change (up to
  * FC__PG_BATCH_MAX) and commits them in one transaction sent as one
- * pipeline: BEGIN, one fc_apply call per change, COMMIT, one Sync: one
- * round trip per batch whatever its size. The changes are applied in id
- * order (a stable sort: one workflow's changes keep their submission
- * order), so every node's transactions take row locks in the same order
- * and never deadlock on each other; changes of different workflows are
+ * pipeline: BEGIN, the changes, COMMIT, one Sync: one round trip per batch
+ * whatever its size. The changes are applied in id order (a stable sort:
+ * one workflow's changes keep their submission order), so every node's
+ * transactions take row locks in the same order and rarely deadlock on
+ * each other (a deadlock is retried); changes of different workflows are
  * independent, and they all commit at once, so the order in which one
  * transaction applies them is not observable. done() and the commit
- * callbacks still run in submission order. */
+ * callbacks still run in submission order.
+ *
+ * The batch runs in rounds: round r holds the r-th change of each workflow
+ * in it. A round's plain updates (no idempotency key), when there are two
+ * or more, are one fc_apply_updates call (schema step 3: one set-based
+ * statement, a fraction of the CPU of one fc_apply per change); its other
+ * changes are one fc_apply call each. A round never holds two changes of
+ * one workflow: UPDATE ... FROM with two input rows for one row applies
+ * only one of them. */
 #include "store/postgres/pg_internal.h"
 
 #include "common/error.h"
@@ -23,11 +31,14 @@
 #include <unistd.h>
 
 #define APPLY_SQL                                                                                  \
-    "SELECT * FROM fc_apply($1::int, $2, $3::bigint, $4::int, $5, $6, $7::bigint, $8::bigint,"    \
+    "SELECT * FROM fc_apply($1::int, $2, $3::bigint, $4::int, $5, $6, $7::bigint, $8::bigint,"     \
     " $9, $10::int, $11::bigint, $12, $13::bytea, $14::bigint)"
+#define UPDATES_SQL                                                                                \
+    "SELECT * FROM fc_apply_updates($1::text[], $2::int[], $3::text[], $4::bigint[],"              \
+    " $5::bigint[], $6::text[], $7::bigint[], $8::bigint, $9::int)"
 /* SKIP LOCKED: two nodes trimming at once take different rows, never wait. */
 #define TRIM_SQL                                                                                   \
-    "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"                 \
+    "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"                  \
     " WHERE created_at <= $1::bigint ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED)"
 
 /* How a batch's pipeline ended. */
@@ -47,6 +58,7 @@ static int prepare_writer(PGconn *c, void *arg, char *err, size_t errlen)
 {
     fc__pg_core *s = arg;
     return fc__pg_prepare(c, "apply", APPLY_SQL, s->timeout_ms, err, errlen) ||
+           fc__pg_prepare(c, "updates", UPDATES_SQL, s->timeout_ms, err, errlen) ||
            fc__pg_prepare(c, "trim", TRIM_SQL, s->timeout_ms, err, errlen);
 }
 
@@ -74,6 +86,148 @@ static void apply_order(fc_change *const *cs, int n, int *order)
         order[i] = tmp[i].index;
 }
 
+/* One query of a batch: fc_apply for one change (set = 0) or
+ * fc_apply_updates for a round's plain updates; its changes are
+ * members[first .. first + count - 1] (indexes in cs, in id order). */
+typedef struct step {
+    int set, first, count;
+} step;
+
+/* Where a change's outcome is: row `row` of r, its columns from `at` on. */
+typedef struct answer {
+    const PGresult *r;
+    int row, at;
+} answer;
+
+static int plain_update(const fc_change *c)
+{
+    return c->kind == FC_CHANGE_UPDATE && !c->idem_key[0];
+}
+
+/* Splits the changes (order: apply order) into rounds, round r holding the
+ * r-th change of each workflow, and each round into its queries: the plain
+ * updates first (one set when two or more: a set of one costs more than
+ * fc_apply), then the others. members gets the change indexes in query
+ * order. Returns the number of queries. */
+static int plan_batch(fc_change *const *cs, const int *order, int n, step *steps, int *members)
+{
+    int round[FC__PG_BATCH_MAX], rounds = 0, nsteps = 0, m = 0;
+    for (int k = 0; k < n; k++) {
+        int same = k > 0 && strcmp(cs[order[k]]->wf.id, cs[order[k - 1]]->wf.id) == 0;
+        round[k] = same ? round[k - 1] + 1 : 0;
+        if (round[k] >= rounds) rounds = round[k] + 1;
+    }
+    for (int r = 0; r < rounds; r++) {
+        int first = m;
+        for (int k = 0; k < n; k++)
+            if (round[k] == r && plain_update(cs[order[k]])) members[m++] = order[k];
+        if (m > first) steps[nsteps++] = (step){m - first > 1, first, m - first};
+        for (int k = 0; k < n; k++)
+            if (round[k] == r && !plain_update(cs[order[k]])) {
+                steps[nsteps++] = (step){0, m, 1};
+                members[m++] = order[k];
+            }
+    }
+    return nsteps;
+}
+
+/* A growing string: an array literal being built. */
+typedef struct text_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} text_buf;
+
+static void put(text_buf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* s as an element of an array literal: in double quotes, with " and \
+ * escaped, an element is exactly the string (never NULL, never split at a
+ * comma or brace, its white space kept). */
+static void put_quoted(text_buf *b, const char *s)
+{
+    put(b, "\"", 1);
+    for (const char *run = s;; s++) {
+        if (*s == '"' || *s == '\\' || !*s) {
+            put(b, run, (size_t)(s - run));
+            if (!*s) break;
+            put(b, "\\", 1);
+            run = s;
+        }
+    }
+    put(b, "\"", 1);
+}
+
+static void put_int(text_buf *b, int64_t v)
+{
+    char num[24];
+    put(b, num, (size_t)snprintf(num, sizeof num, "%" PRId64, v));
+}
+
+enum { A_IDS, A_FIELDS, A_STATUS, A_STEP, A_TOTAL, A_MESSAGE, A_IF_SEQ, N_ARRAYS };
+
+/* Queues the fc_apply_updates call of cs[members[0 .. count-1]] (plain
+ * updates of distinct workflows, in id order) on the pipeline. The arrays
+ * go as text literals: the ids and messages are UTF-8 text already, and
+ * quoting costs less than the binary format's per-element headers would
+ * save. 0, or -1 with a reason in err. */
+static int send_updates(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const int *members,
+                        int count, int64_t now, char *err, size_t errlen)
+{
+    text_buf a[N_ARRAYS] = {{0}};
+    for (int k = 0; k < count; k++) {
+        const fc_patch *p = &cs[members[k]]->patch;
+        fc_status st = (p->fields & FC_PATCH_STATUS) ? p->status : FC_STATUS_PENDING;
+        for (int j = 0; j < N_ARRAYS; j++)
+            put(&a[j], k ? "," : "{", 1);
+        put_quoted(&a[A_IDS], cs[members[k]]->wf.id);
+        put_int(&a[A_FIELDS], p->fields);
+        put_quoted(&a[A_STATUS], fc_status_name(st));
+        put_int(&a[A_STEP], p->current_step);
+        put_int(&a[A_TOTAL], p->total_steps);
+        put_quoted(&a[A_MESSAGE], p->message ? p->message : "");
+        put_int(&a[A_IF_SEQ], p->if_seq);
+    }
+    int oom = 0;
+    for (int j = 0; j < N_ARRAYS; j++) {
+        put(&a[j], "}", 1);
+        oom |= a[j].oom;
+    }
+    char tnow[24], retention[16];
+    snprintf(tnow, sizeof tnow, "%" PRId64, now);
+    snprintf(retention, sizeof retention, "%d", s->retention);
+    const char *params[9] = {a[A_IDS].p,    a[A_FIELDS].p, a[A_STATUS].p,
+                             a[A_STEP].p,   a[A_TOTAL].p,  a[A_MESSAGE].p,
+                             a[A_IF_SEQ].p, tnow,          retention};
+    int rc = -1;
+    if (oom)
+        snprintf(err, errlen, "out of memory building a batch");
+    else if (PQsendQueryPrepared(conn, "updates", 9, params, NULL, NULL, 0))
+        rc = 0;
+    else
+        snprintf(err, errlen, "%s", PQerrorMessage(conn));
+    for (int j = 0; j < N_ARRAYS; j++)
+        free(a[j].p);
+    return rc;
+}
+
 /* Queues c's fc_apply call on the pipeline. 0, or -1 when libpq refused it. */
 static int send_apply(fc__pg_core *s, PGconn *conn, const fc_change *c, int64_t now)
 {
@@ -82,7 +236,8 @@ static int send_apply(fc__pg_core *s, PGconn *conn, const fc_change *c, int64_t 
     const fc_patch *p = &c->patch;
     int kind = c->kind == FC_CHANGE_CREATE ? 0 : c->kind == FC_CHANGE_UPDATE ? 1 : 2;
     int upd = kind == 1;
-    fc_status st = upd ? ((p->fields & FC_PATCH_STATUS) ? p->status : FC_STATUS_PENDING) : w->status;
+    fc_status st =
+        upd ? ((p->fields & FC_PATCH_STATUS) ? p->status : FC_STATUS_PENDING) : w->status;
     snprintf(num[0], sizeof num[0], "%d", kind);
     snprintf(num[1], sizeof num[1], "%" PRId64, now);
     snprintf(num[2], sizeof num[2], "%d", s->retention);
@@ -127,10 +282,12 @@ static const struct {
     {"key_reused", FC_EKEYREUSED},
 };
 
-/* Copies fc_apply's answer (columns r_result .. r_epoch) into c. */
-static void take_outcome(fc_change *c, const PGresult *r)
+/* Copies an answer (columns r_result .. r_epoch from a.at on) into c. */
+static void take_outcome(fc_change *c, answer a)
 {
-    const char *name = PQgetvalue(r, 0, 0);
+    const PGresult *r = a.r;
+    int row = a.row;
+    const char *name = PQgetvalue(r, row, a.at);
     int result = FC_EIO;
     for (size_t i = 0; i < sizeof outcomes / sizeof *outcomes; i++)
         if (strcmp(outcomes[i].name, name) == 0) result = outcomes[i].result;
@@ -139,16 +296,16 @@ static void take_outcome(fc_change *c, const PGresult *r)
         return;
     }
     c->result = result;
-    c->replayed = PQgetvalue(r, 0, 2)[0] == 't';
-    snprintf(c->errmsg, sizeof c->errmsg, "%s", PQgetvalue(r, 0, 1));
-    if (PQgetisnull(r, 0, 9)) return; /* no state (key_reused): c->wf stays the input */
+    c->replayed = PQgetvalue(r, row, a.at + 2)[0] == 't';
+    snprintf(c->errmsg, sizeof c->errmsg, "%s", PQgetvalue(r, row, a.at + 1));
+    if (PQgetisnull(r, row, a.at + 9)) return; /* no state (key_reused): c->wf stays the input */
     fc_status st;
-    if (fc_status_parse(PQgetvalue(r, 0, 5), &st) != 0) {
-        fail(c, FC_EIO, "stored status '%s' of workflow '%s' is not valid", PQgetvalue(r, 0, 5),
-             c->wf.id);
+    if (fc_status_parse(PQgetvalue(r, row, a.at + 5), &st) != 0) {
+        fail(c, FC_EIO, "stored status '%s' of workflow '%s' is not valid",
+             PQgetvalue(r, row, a.at + 5), c->wf.id);
         return;
     }
-    char *wname = strdup(PQgetvalue(r, 0, 4)), *msg = strdup(PQgetvalue(r, 0, 8));
+    char *wname = strdup(PQgetvalue(r, row, a.at + 4)), *msg = strdup(PQgetvalue(r, row, a.at + 8));
     if (!wname || !msg) {
         free(wname);
         free(msg);
@@ -158,43 +315,74 @@ static void take_outcome(fc_change *c, const PGresult *r)
     fc_workflow *w = &c->wf;
     free(w->name);
     free(w->message);
-    snprintf(w->id, sizeof w->id, "%s", PQgetvalue(r, 0, 3));
+    snprintf(w->id, sizeof w->id, "%s", PQgetvalue(r, row, a.at + 3));
     w->name = wname;
     w->message = msg;
     w->status = st;
-    w->current_step = fc__pg_int(r, 0, 6);
-    w->total_steps = fc__pg_int(r, 0, 7);
-    w->seq = fc__pg_int(r, 0, 9);
-    w->created_at_ms = fc__pg_int(r, 0, 10);
-    w->updated_at_ms = fc__pg_int(r, 0, 11);
-    w->epoch = fc__pg_int(r, 0, 12);
+    w->current_step = fc__pg_int(r, row, a.at + 6);
+    w->total_steps = fc__pg_int(r, row, a.at + 7);
+    w->seq = fc__pg_int(r, row, a.at + 9);
+    w->created_at_ms = fc__pg_int(r, row, a.at + 10);
+    w->updated_at_ms = fc__pg_int(r, row, a.at + 11);
+    w->epoch = fc__pg_int(r, row, a.at + 12);
 }
 
-/* Sends the batch as one pipeline (changes in the order `order`) and reads
- * every answer. On RUN_OK the apply result of cs[i] is in res[i] (caller
- * clears). ioerr gets the first failure's reason. */
-static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const int *order, int n,
-                     int64_t now, int trim, PGresult **res, int *trimmed, char *ioerr,
-                     size_t errlen)
+/* Checks that r is the answer to query st (a row per change; a set's rows
+ * name their input by r_index, 1-based, in any order) and points each of
+ * its changes at its row. 0, or -1 (nothing pointed) when it is not. */
+static int take_answers(const PGresult *r, const step *st, const int *members, answer *ans)
+{
+    const int *m = members + st->first;
+    if (!st->set) {
+        if (PQntuples(r) != 1 || PQnfields(r) != 13) return -1;
+        ans[m[0]] = (answer){r, 0, 0};
+        return 0;
+    }
+    unsigned char seen[FC__PG_BATCH_MAX] = {0};
+    int at[FC__PG_BATCH_MAX];
+    if (PQntuples(r) != st->count || PQnfields(r) != 14) return -1;
+    for (int row = 0; row < st->count; row++) {
+        int64_t k = fc__pg_int(r, row, 0) - 1;
+        if (k < 0 || k >= st->count || seen[k]) return -1;
+        seen[k] = 1;
+        at[k] = row;
+    }
+    for (int k = 0; k < st->count; k++)
+        ans[m[k]] = (answer){r, at[k], 1};
+    return 0;
+}
+
+/* Sends the batch cs[0..n-1] as one pipeline (the queries of plan_batch)
+ * and reads every answer. On RUN_OK the outcome of cs[i] is ans[i], pointing into
+ * held[0 .. nsteps-1] (caller clears). ioerr gets the first failure's
+ * reason. */
+static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, const step *steps,
+                     int nsteps, const int *members, int64_t now, int trim, PGresult **held,
+                     answer *ans, int *trimmed, char *ioerr, size_t errlen)
 {
     int64_t deadline = now + s->timeout_ms;
     char cutoff[24], limit[16];
     snprintf(cutoff, sizeof cutoff, "%" PRId64, now - s->idem_window_ms);
     snprintf(limit, sizeof limit, "%d", FC__PG_IDEM_TRIM + 2 * n);
     const char *trim_params[2] = {cutoff, limit};
-    int ok = PQenterPipelineMode(conn) &&
-             PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
-    for (int k = 0; ok && k < n; k++)
-        ok = send_apply(s, conn, cs[order[k]], now) == 0;
+    ioerr[0] = '\0';
+    int ok =
+        PQenterPipelineMode(conn) && PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    for (int k = 0; ok && k < nsteps; k++) {
+        const step *st = &steps[k];
+        ok =
+            (st->set ? send_updates(s, conn, cs, members + st->first, st->count, now, ioerr, errlen)
+                     : send_apply(s, conn, cs[members[st->first]], now)) == 0;
+    }
     if (ok && trim) ok = PQsendQueryPrepared(conn, "trim", 2, trim_params, NULL, NULL, 0);
     ok = ok && PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
          PQpipelineSync(conn);
     if (!ok) {
-        snprintf(ioerr, errlen, "%s", PQerrorMessage(conn));
+        if (!ioerr[0]) snprintf(ioerr, errlen, "%s", PQerrorMessage(conn));
         return RUN_BROKEN;
     }
 
-    int queries = 1 + n + trim + 1, outcome = RUN_OK, failed;
+    int queries = 1 + nsteps + trim + 1, outcome = RUN_OK, failed;
     for (int q = 0; q < queries; q++) {
         PGresult *r = fc__pg_result(conn, deadline, &failed, ioerr, errlen);
         if (failed) return RUN_BROKEN;
@@ -203,14 +391,15 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
             snprintf(ioerr, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
             outcome = fc__pg_retryable(r) ? RUN_RETRY : RUN_SQLERR;
         }
-        int apply = q >= 1 && q < 1 + n, i = apply ? order[q - 1] : -1;
-        if (trim && q == 1 + n && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
-        if (apply && st == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 13)
-            res[i] = r;
+        int k = q - 1, apply = k >= 0 && k < nsteps;
+        if (trim && q == 1 + nsteps && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
+        if (apply && st == PGRES_TUPLES_OK && take_answers(r, &steps[k], members, ans) == 0)
+            held[k] = r;
         else
             PQclear(r);
-        if (apply && !res[i] && outcome == RUN_OK) {
-            snprintf(ioerr, errlen, "fc_apply gave no answer");
+        if (apply && !held[k] && outcome == RUN_OK) {
+            snprintf(ioerr, errlen, "%s gave no answer",
+                     steps[k].set ? "fc_apply_updates" : "fc_apply");
             outcome = RUN_SQLERR;
         }
         /* Each query's results end with a NULL. */
@@ -241,10 +430,13 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
 static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
 {
     char ioerr[200] = "";
-    PGresult *res[FC__PG_BATCH_MAX];
-    int order[FC__PG_BATCH_MAX];
+    PGresult *held[FC__PG_BATCH_MAX];
+    answer ans[FC__PG_BATCH_MAX];
+    int order[FC__PG_BATCH_MAX], members[FC__PG_BATCH_MAX];
+    step steps[FC__PG_BATCH_MAX];
     int outcome = RUN_BROKEN, sent = 0;
     apply_order(cs, n, order);
+    int nsteps = plan_batch(cs, order, n, steps, members);
     int64_t now = fc_time_now_ms();
     /* A trim that hit its limit runs again at the next commit. */
     int trim = s->idem_trim_full || now - s->idem_trimmed_ms >= FC__PG_IDEM_TRIM_EVERY_MS;
@@ -256,13 +448,14 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
             outcome = RUN_BROKEN;
             break;
         }
-        memset(res, 0, sizeof(PGresult *) * (size_t)n);
+        memset(held, 0, sizeof(PGresult *) * (size_t)nsteps);
         now = fc_time_now_ms(); /* one timestamp per commit */
         sent = 1;
-        outcome = run_batch(s, conn, cs, order, n, now, trim, res, &trimmed, ioerr, sizeof ioerr);
+        outcome = run_batch(s, conn, cs, n, steps, nsteps, members, now, trim, held, ans, &trimmed,
+                            ioerr, sizeof ioerr);
         if (outcome == RUN_OK) break;
-        for (int i = 0; i < n; i++)
-            PQclear(res[i]);
+        for (int k = 0; k < nsteps; k++)
+            PQclear(held[k]);
         if (outcome == RUN_BROKEN) fc__pg_link_down(s, &s->w, ioerr);
         if (outcome != RUN_RETRY) break;
     }
@@ -271,8 +464,7 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         fc_change *c = cs[i];
         c->commit_ns = t;
         if (outcome == RUN_OK) {
-            take_outcome(c, res[i]);
-            PQclear(res[i]);
+            take_outcome(c, ans[i]);
         } else if (outcome == RUN_BROKEN && !sent) {
             fail(c, FC_EUNAVAILABLE, "database unreachable, change not saved: %s", ioerr);
         } else if (outcome == RUN_BROKEN) {
@@ -286,6 +478,8 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         }
     }
     if (outcome == RUN_OK) {
+        for (int k = 0; k < nsteps; k++)
+            PQclear(held[k]);
         if (trim) {
             s->idem_trimmed_ms = now;
             s->idem_trim_full = trimmed >= FC__PG_IDEM_TRIM + 2 * n;
