@@ -5,7 +5,8 @@ and nothing repeated (a seq check), on the single stream (close 4401, then a
 reconnect with a fresh token and a resume by (epoch, seq)) and on the multi
 stream (refreshed in place with {"op":"auth"}, no reconnect at all); REST
 calls answered 401 token_expired get a fresh token and are sent once more.
-Tokens are minted with Debian's python3-jwt."""
+Tokens are minted with Debian's python3-jwt (by the CLI's token command with the
+standard library: see MINT)."""
 import json
 import os
 import signal
@@ -268,15 +269,23 @@ def test_a_failing_callback_is_retried_with_backoff_and_named(flowcast, srv, tmp
 
 # --------------------------------------------------------------------- CLI
 
+# The token command signs its HS256 token with the standard library only:
+# importing jwt took 0.6-0.9 s on the loaded 2-core machine, most of the
+# 1-1.5 s the watch leaves before a 2-3 s token's exp for the in-place
+# refresh, so the refresh came after exp and the server ended the stream.
 MINT = r"""
-import os, sys, time, jwt
+import base64, hashlib, hmac, json, os, sys, time
 scope, ttl, calls = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if len(sys.argv) > 4 and not os.path.getsize(calls):
     ttl = int(sys.argv[4])  # the first run's token lives this long (< 0: expired)
 with open(calls, "a") as f:
     f.write("x\n")
 now = int(time.time())
-print(jwt.encode({"scope": scope, "iat": now, "exp": now + ttl}, %r, algorithm="HS256"))
+part = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=")
+head = part({"alg": "HS256", "typ": "JWT"}) + b"." + part({"scope": scope, "iat": now,
+                                                           "exp": now + ttl})
+sig = base64.urlsafe_b64encode(hmac.new(%r.encode(), head, hashlib.sha256).digest())
+print((head + b"." + sig.rstrip(b"=")).decode())
 """
 
 
