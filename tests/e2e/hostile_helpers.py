@@ -4,6 +4,7 @@ workflows over one pipelined connection. Every loop is bounded in count and
 time; all traffic goes to 127.0.0.1."""
 
 import json
+import os
 import select
 import socket
 import threading
@@ -23,6 +24,14 @@ def rss_mb(server):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     raise AssertionError("no VmRSS for pid %d" % server.proc.pid)
+
+
+def cpu_seconds(server):
+    """The CPU time (user + system, all threads) the server has used, from
+    /proc/PID/stat: work done, whatever else the machine is running."""
+    with open("/proc/%d/stat" % server.proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def healthz_seconds(server, timeout=30.0):
