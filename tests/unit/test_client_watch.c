@@ -241,7 +241,7 @@ static void test_update_carries_the_name(void **state)
     msg(w, DEL("a", 7, 6));
     msg(w, "{\"workflow_id\":\"b\",\"epoch\":8,\"name\":\"Deploy\",\"status\":\"running\","
            "\"seq\":2,\"resync\":true}");
-    expect(&s, 5, "N\xc3\xa4" "chtlich \"q\" \\ \u591c", "", "", "", "Deploy");
+    expect(&s, 5, "N\u00e4chtlich \"q\" \\ \u591c", "", "", "", "Deploy");
     watch_free(w);
 }
 
