@@ -118,6 +118,11 @@ class Relay:
             c.close()
             return
         for x in (c, u):
+            # Both ends are the NATS client's and the server's, which set
+            # TCP_NODELAY: without it here a message that follows another
+            # within the peer's delayed ACK (~40 ms) waited for that ACK
+            # (Nagle), the cross-node latency tail the cluster bench saw.
+            x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             x.setblocking(False)
             self.sel.register(x, selectors.EVENT_READ, None)
         self.peer[c], self.peer[u] = u, c
@@ -145,11 +150,15 @@ class Cluster:
     node_flags are extra flags of every node; bus=False starts the nodes
     without --nats (catch-up from the store only); proxy=False without HAProxy;
     durable=True runs PostgreSQL with fsync on (make cluster, the bench; the
-    tests stop PostgreSQL but never the machine, so they go without)."""
+    tests stop PostgreSQL but never the machine, so they go without).
+    relays=False connects the nodes straight to nats-server (make cluster,
+    the bench: nothing between them but what a deployment has; cut() and
+    heal() then refuse)."""
 
     def __init__(self, binary, n=3, workdir=None, node_flags=(), bus=True, proxy=True,
-                 env=None, ports=None, proxy_port=None, durable=False):
+                 env=None, ports=None, proxy_port=None, durable=False, relays=True):
         self.durable = durable
+        self.want_relays = relays
         self.binary = binary
         self.n = n
         self._own_dir = workdir is None
@@ -201,7 +210,9 @@ class Cluster:
         i = len(self.nodes)
         port = self.fixed_ports[i] if self.fixed_ports else free_port()
         args = ["serve", "--listen", "%s:%d" % (HOST, port), "--db", self.pg.dsn]
-        if self.want_bus:
+        if self.want_bus and not self.want_relays:
+            args += ["--nats", self.nats.url]
+        elif self.want_bus:
             relay = Relay(self.nats.port)
             self.relays.append(relay)
             args += ["--nats", "nats://%s:%d" % (HOST, relay.port)]
@@ -296,9 +307,11 @@ class Cluster:
         self.pg.start()
 
     def cut(self, i, hold=False):
+        assert self.want_relays, "cut() needs the relays (Cluster(relays=True))"
         self.relays[i].cut(hold)
 
     def heal(self, i):
+        assert self.want_relays, "heal() needs the relays (Cluster(relays=True))"
         self.relays[i].heal()
 
     def urls(self):
