@@ -5,7 +5,10 @@
 # time until the 10,000 watchers of a killed node resumed elsewhere. Prints
 # the figures against their floors and puts them into docs/benchmarks.md as
 # its cluster section (nothing else in the file changes).
-#   bench/cluster.sh [--size full|tiny] [--runs N] [--no-doc]
+#   bench/cluster.sh [--size full|tiny] [--runs N] [--no-doc] [--only "PARTS"]
+# --only runs some of: latency ingest bus failover unpinned (e.g. --only
+# latency: the pinned latency run alone; implies --no-doc, since the
+# section would lose the other figures).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -16,7 +19,8 @@ while [ $# -gt 0 ]; do
     --size) size="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --no-doc) doc=0; shift ;;
-    *) echo "usage: bench/cluster.sh [--size full|tiny] [--runs N] [--no-doc]" >&2; exit 2 ;;
+    --only) export FCB_CLUSTER_PARTS="$2"; doc=0; shift 2 ;;
+    *) echo "usage: bench/cluster.sh [--size full|tiny] [--runs N] [--no-doc] [--only \"PARTS\"]" >&2; exit 2 ;;
   esac
 done
 resdir="$build/bench-results"
