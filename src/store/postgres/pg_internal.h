@@ -15,6 +15,7 @@
 #ifndef FC_STORE_PG_INTERNAL_H
 #define FC_STORE_PG_INTERNAL_H
 
+#include "store/fanout_internal.h"
 #include "store/store.h"
 
 #include <libpq-fe.h>
@@ -25,9 +26,6 @@
 #include <uv.h>
 
 #define FC__PG_TAG "store.postgres"
-
-/* Handles a store can have: one per event loop. */
-#define FC__PG_MAX_HANDLES 64
 
 /* Changes per transaction at most: bounds a commit's size and the rows one
  * transaction id carries in the log (log_since returns one id's rows whole). */
@@ -72,27 +70,6 @@ typedef struct fc__pg_link {
     char why[160]; /* the last failure, for errors and health */
 } fc__pg_link;
 
-/* One committed batch as the handles see it: a copy of every state it
- * committed, in commit order, and per handle its own changes to finish. One
- * allocation; the strings of the states live in it too. */
-typedef struct fc__pg_item {
-    fc_workflow wf;
-    uint64_t commit_ns;
-    int deleted;
-} fc__pg_item;
-
-typedef struct fc__pg_slot {
-    struct fc__pg_batch *next; /* the handle's next batch */
-    fc_change *own;            /* the handle's changes of this batch, in order */
-} fc__pg_slot;
-
-typedef struct fc__pg_batch {
-    atomic_int refs; /* handles that have not delivered it yet */
-    int count;
-    fc__pg_item *items;
-    fc__pg_slot slots[]; /* one per handle index */
-} fc__pg_batch;
-
 typedef struct fc__pg_store fc__pg_store;
 
 /* What the handles share. Freed when the last handle closes. */
@@ -109,18 +86,8 @@ typedef struct fc__pg_core {
     pthread_t thread;
     int thread_started;
 
-    /* Submitted, not yet taken by the writer. Guarded by qlock. */
-    pthread_mutex_t qlock;
-    pthread_cond_t qcond;
-    fc_change *q_head, *q_tail;
-    int stopping;
-
-    /* The handles and their committed batches. Guarded by dlock; dcond is
-     * signalled after every hand-back (a closing handle waits on it). */
-    pthread_mutex_t dlock;
-    pthread_cond_t dcond;
-    fc__pg_store *handles[FC__PG_MAX_HANDLES];
-    int n_handles;
+    /* The loops' changes to the writer and back (fanout.c). */
+    fc__fanout fo;
 
     /* 1 while the server answers, 0 after a failure until a connection
      * works again: flipped by whoever sees the change first, which logs it. */
@@ -135,27 +102,11 @@ typedef struct fc__pg_core {
 
 /* One event loop's handle on the store. */
 struct fc__pg_store {
-    fc_store base; /* must stay first */
+    fc__fanout_handle fh; /* must stay first: fc_store * is cast back to this */
     fc__pg_core *core;
-    int index; /* in core->handles */
-    uv_loop_t *loop;
-    uv_async_t async; /* the writer wakes the loop with this */
-    uv_idle_t handoff;
-    fc_change *p_head, *p_tail; /* submitted this loop turn */
-    int open_handles;           /* freed when both loop handles are closed */
-    int outstanding;            /* submitted, done() not called yet */
-    fc_store_commit_fn on_commit;
-    void *commit_ud;
 
     /* Read side: the loop thread only. */
     fc__pg_link r;
-
-    /* Committed batches waiting for the loop; guarded by core->dlock. */
-    fc__pg_batch *b_head, *b_tail;
-    /* Being delivered (loop thread): a done() may close the handle. */
-    fc__pg_batch *cur;
-    int pos;
-    int closed;
 };
 
 /* conn.c */
@@ -208,13 +159,6 @@ int fc__pg_schema_latest(void);
 int fc__pg_writer_start(fc__pg_core *s, char *err, size_t errlen);
 /* Lets the writer commit everything queued, then joins it. */
 void fc__pg_writer_stop(fc__pg_core *s);
-/* Queues the list head..tail for the writer (loop thread). */
-void fc__pg_writer_push(fc__pg_core *s, fc_change *head, fc_change *tail);
-/* On h's loop thread: reports every committed state that reached h and runs
- * done() for h's own changes, in commit order. */
-void fc__pg_deliver(fc__pg_store *h);
-/* Drops the batches h has not delivered (h is detached). */
-void fc__pg_drop_batches(fc__pg_store *h);
 
 /* log.c (loop thread, on the handle's read connection) */
 

@@ -7,7 +7,6 @@
 #include "common/time.h"
 #include "metrics/metrics.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -284,68 +283,11 @@ static int pg_health(fc_store *bs, char *why, size_t whylen)
     return 0;
 }
 
-static void on_handoff(uv_idle_t *h);
-
-static void pg_submit(fc_store *bs, fc_change *c)
-{
-    fc__pg_store *s = from_base(bs);
-    assert(!s->closed && "fc_store_submit after fc_store_close");
-    c->result = 0;
-    c->errmsg[0] = '\0';
-    c->replayed = 0;
-    c->next = NULL;
-    c->origin = s;
-    s->outstanding++;
-    if (!s->p_head) uv_idle_start(&s->handoff, on_handoff);
-    if (s->p_tail)
-        s->p_tail->next = c;
-    else
-        s->p_head = c;
-    s->p_tail = c;
-}
-
-static void pg_on_commit(fc_store *bs, fc_store_commit_fn fn, void *ud)
-{
-    fc__pg_store *s = from_base(bs);
-    s->on_commit = fn;
-    s->commit_ud = ud;
-}
-
-static void handoff(fc__pg_store *s)
-{
-    if (!s->p_head) return;
-    fc__pg_writer_push(s->core, s->p_head, s->p_tail);
-    s->p_head = s->p_tail = NULL;
-}
-
-/* At the start of the next loop turn: every request read in this turn is
- * submitted by then, so the writer commits them as one batch (as SQLite). */
-static void on_handoff(uv_idle_t *h)
-{
-    handoff(h->data);
-    uv_idle_stop(h);
-}
-
-static void on_async(uv_async_t *h)
-{
-    handoff(h->data);
-    fc__pg_deliver(h->data);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    fc__pg_store *s = h->data;
-    if (--s->open_handles == 0) free(s);
-}
-
 static void core_free(fc__pg_core *s)
 {
     fc__pg_writer_stop(s);
     fc__pg_link_close(&s->w);
-    pthread_cond_destroy(&s->qcond);
-    pthread_mutex_destroy(&s->qlock);
-    pthread_cond_destroy(&s->dcond);
-    pthread_mutex_destroy(&s->dlock);
+    fc__fanout_destroy(&s->fo);
     free(s->conninfo);
     free(s);
 }
@@ -354,42 +296,15 @@ static void handle_release(fc__pg_store *s)
 {
     fc__pg_link_close(&s->r);
     s->core = NULL;
-    uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
-    uv_close((uv_handle_t *)&s->async, on_handle_closed);
-}
-
-/* Runs done() for every change this handle submitted, right here. */
-static void finish_outstanding(fc__pg_store *s)
-{
-    fc__pg_core *core = s->core;
-    handoff(s);
-    fc__pg_deliver(s);
-    while (s->outstanding > 0) {
-        pthread_mutex_lock(&core->dlock);
-        while (!s->b_head)
-            pthread_cond_wait(&core->dcond, &core->dlock);
-        pthread_mutex_unlock(&core->dlock);
-        fc__pg_deliver(s);
-    }
+    fc__fanout_release(&s->fh);
 }
 
 static void pg_close(fc_store *bs)
 {
     fc__pg_store *s = from_base(bs);
     fc__pg_core *core = s->core;
-    if (s->closed) return;
-    s->closed = 1;
-    finish_outstanding(s);
-    pthread_mutex_lock(&core->dlock);
-    core->handles[s->index] = NULL;
-    int last = --core->n_handles == 0;
-    fc__pg_drop_batches(s);
-    pthread_mutex_unlock(&core->dlock);
-    if (s->cur) { /* the rest of a batch delivery a done() closed us in */
-        fc__pg_batch *b = s->cur;
-        s->cur = NULL;
-        if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
-    }
+    int last = fc__fanout_detach(&s->fh);
+    if (last < 0) return;
     handle_release(s);
     if (last) {
         core_free(core);
@@ -404,8 +319,8 @@ static const fc_store_ops fc_store_pg_ops = {
     .name = "postgres",
     .close = pg_close,
     .attach = pg_attach,
-    .on_commit = pg_on_commit,
-    .submit = pg_submit,
+    .on_commit = fc__fanout_on_commit,
+    .submit = fc__fanout_submit,
     .get = pg_get,
     .list = pg_list,
     .events_since = pg_events_since,
@@ -422,38 +337,15 @@ static fc__pg_store *handle_new(fc__pg_core *core, uv_loop_t *loop, char *err, s
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    s->base.ops = &fc_store_pg_ops;
+    s->fh.base.ops = &fc_store_pg_ops;
     s->core = core;
-    s->loop = loop;
     s->r.backoff_ms = FC__PG_BACKOFF_MIN_MS;
     if (!fc__pg_reader(s)) {
         snprintf(err, errlen, "cannot connect to PostgreSQL: %s", s->r.why);
-        free(s);
+        handle_release(s);
         return NULL;
     }
-    if (uv_async_init(loop, &s->async, on_async) != 0) {
-        snprintf(err, errlen, "cannot set up the store's wake-up");
-        fc__pg_link_close(&s->r);
-        free(s);
-        return NULL;
-    }
-    s->async.data = s;
-    uv_idle_init(loop, &s->handoff);
-    s->handoff.data = s;
-    s->open_handles = 2;
-    pthread_mutex_lock(&core->dlock);
-    int i = 0;
-    while (i < FC__PG_MAX_HANDLES && core->handles[i])
-        i++;
-    if (i < FC__PG_MAX_HANDLES) {
-        s->index = i;
-        core->handles[i] = s;
-        core->n_handles++;
-    }
-    pthread_mutex_unlock(&core->dlock);
-    if (i == FC__PG_MAX_HANDLES) {
-        snprintf(err, errlen, "more than %d loops on one store", FC__PG_MAX_HANDLES);
-        s->closed = 1;
+    if (fc__fanout_attach(&core->fo, &s->fh, loop, err, errlen) != 0) {
         handle_release(s);
         return NULL;
     }
@@ -463,7 +355,7 @@ static fc__pg_store *handle_new(fc__pg_core *core, uv_loop_t *loop, char *err, s
 static fc_store *pg_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen)
 {
     fc__pg_store *s = handle_new(from_base(bs)->core, loop, err, errlen);
-    return s ? &s->base : NULL;
+    return s ? &s->fh.base : NULL;
 }
 
 /* Connects once to migrate the schema and says where it is. */
@@ -511,24 +403,22 @@ fc_store *fc_store_pg_open(uv_loop_t *loop, const fc_store_config *cfg, char *er
     s->timeout_ms = cfg->timeout_s > 0 ? (int)(cfg->timeout_s * 1000) : DEFAULT_TIMEOUT_MS;
     s->w.backoff_ms = FC__PG_BACKOFF_MIN_MS;
     atomic_store(&s->up, 1);
-    pthread_mutex_init(&s->qlock, NULL);
-    pthread_mutex_init(&s->dlock, NULL);
-    pthread_cond_init(&s->qcond, NULL);
-    pthread_cond_init(&s->dcond, NULL);
+    if (fc__fanout_init(&s->fo) != 0) {
+        free(s->conninfo);
+        free(s);
+        snprintf(err, errlen, "cannot set up store synchronisation");
+        return NULL;
+    }
     fc__pg_store *h = NULL;
     if (migrate(s, err, errlen) != 0) goto fail;
     if (!(h = handle_new(s, loop, err, errlen))) goto fail;
     if (fc__pg_writer_start(s, err, errlen) != 0) goto fail;
     fc_metrics_store_up(1);
-    return &h->base;
+    return &h->fh.base;
 
 fail:
     if (h) {
-        pthread_mutex_lock(&s->dlock);
-        s->handles[h->index] = NULL;
-        s->n_handles--;
-        pthread_mutex_unlock(&s->dlock);
-        h->closed = 1;
+        fc__fanout_detach(&h->fh);
         handle_release(h);
     }
     core_free(s);

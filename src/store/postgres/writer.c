@@ -28,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define APPLY_SQL                                                                                  \
     "SELECT * FROM fc_apply($1::int, $2, $3::bigint, $4::int, $5, $6, $7::bigint, $8::bigint,"     \
@@ -495,108 +494,19 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
     }
 }
 
-static int applied(const fc_change *c)
-{
-    return c->result == 0 && !c->replayed;
-}
-
-/* Copies what every handle must hear of a committed batch into one
- * allocation and splits the changes by the handle they came from. */
-static fc__pg_batch *batch_build(fc_change *const *cs, int n)
-{
-    int count = 0;
-    size_t strings = 0;
-    for (int i = 0; i < n; i++) {
-        if (!applied(cs[i])) continue;
-        count++;
-        strings += strlen(cs[i]->wf.name) + strlen(cs[i]->wf.message) + 2;
-    }
-    size_t head = sizeof(fc__pg_batch) + FC__PG_MAX_HANDLES * sizeof(fc__pg_slot);
-    head = (head + 15) & ~(size_t)15;
-    fc__pg_batch *b = calloc(1, head + (size_t)count * sizeof(fc__pg_item) + strings);
-    if (!b) return NULL;
-    b->items = (fc__pg_item *)(void *)((char *)b + head);
-    char *arena = (char *)(b->items + count);
-    fc_change *tails[FC__PG_MAX_HANDLES] = {0};
-    for (int i = 0; i < n; i++) {
-        fc_change *c = cs[i];
-        if (applied(c)) {
-            fc__pg_item *it = &b->items[b->count++];
-            it->wf = c->wf;
-            it->wf.name = arena;
-            arena = stpcpy(arena, c->wf.name) + 1;
-            it->wf.message = arena;
-            arena = stpcpy(arena, c->wf.message) + 1;
-            it->commit_ns = c->commit_ns;
-            it->deleted = c->kind == FC_CHANGE_DELETE;
-        }
-        int h = ((fc__pg_store *)c->origin)->index;
-        c->next = NULL;
-        if (tails[h])
-            tails[h]->next = c;
-        else
-            b->slots[h].own = c;
-        tails[h] = c;
-    }
-    return b;
-}
-
-/* Gives the batch to every handle, so every loop hears every commit of
- * this node in commit order (and its own changes' done() after them). */
-static void hand_back(fc__pg_core *s, fc_change *const *cs, int n)
-{
-    fc__pg_batch *b;
-    while (!(b = batch_build(cs, n))) {
-        FC_ERROR(FC__PG_TAG, "out of memory handing back a committed batch; retrying");
-        usleep(10000);
-    }
-    pthread_mutex_lock(&s->dlock);
-    int refs = 0;
-    for (int i = 0; i < FC__PG_MAX_HANDLES; i++) {
-        fc__pg_store *h = s->handles[i];
-        if (!h) continue;
-        refs++;
-        if (h->b_tail)
-            h->b_tail->slots[i].next = b;
-        else
-            h->b_head = b;
-        h->b_tail = b;
-    }
-    atomic_store_explicit(&b->refs, refs, memory_order_relaxed);
-    for (int i = 0; i < FC__PG_MAX_HANDLES; i++)
-        if (s->handles[i]) uv_async_send(&s->handles[i]->async);
-    pthread_mutex_unlock(&s->dlock);
-    pthread_cond_broadcast(&s->dcond);
-    if (refs == 0) free(b);
-}
-
+/* Takes up to FC__PG_BATCH_MAX queued changes, commits them, hands them
+ * back; until the store stops and the queue is empty. */
 static void *writer_main(void *arg)
 {
     fc__pg_core *s = arg;
-    fc_change **cs = malloc(FC__PG_BATCH_MAX * sizeof *cs);
-    pthread_mutex_lock(&s->qlock);
-    for (;;) {
-        while (!s->q_head && !s->stopping)
-            pthread_cond_wait(&s->qcond, &s->qlock);
-        if (!s->q_head) break; /* stopping, and everything queued is done */
+    fc_change *cs[FC__PG_BATCH_MAX], *batch;
+    while ((batch = fc__fanout_take(&s->fo, FC__PG_BATCH_MAX))) {
         int n = 0;
-        while (s->q_head && n < FC__PG_BATCH_MAX && cs) {
-            cs[n++] = s->q_head;
-            s->q_head = s->q_head->next;
-        }
-        if (!s->q_head) s->q_tail = NULL;
-        pthread_mutex_unlock(&s->qlock);
-        if (cs) {
-            apply_batch(s, cs, n);
-            hand_back(s, cs, n);
-        } else {
-            usleep(10000); /* no memory for the batch array: wait for some */
-            cs = malloc(FC__PG_BATCH_MAX * sizeof *cs);
-        }
-        pthread_mutex_lock(&s->qlock);
+        for (fc_change *c = batch; c; c = c->next)
+            cs[n++] = c;
+        apply_batch(s, cs, n);
+        fc__fanout_hand_back(&s->fo, batch);
     }
-    pthread_mutex_unlock(&s->qlock);
-    free(cs);
     fc__pg_link_close(&s->w);
     return NULL;
 }
@@ -618,78 +528,10 @@ int fc__pg_writer_start(fc__pg_core *s, char *err, size_t errlen)
     return 0;
 }
 
-void fc__pg_writer_push(fc__pg_core *s, fc_change *head, fc_change *tail)
-{
-    tail->next = NULL;
-    pthread_mutex_lock(&s->qlock);
-    if (s->q_tail)
-        s->q_tail->next = head;
-    else
-        s->q_head = head;
-    s->q_tail = tail;
-    pthread_mutex_unlock(&s->qlock);
-    pthread_cond_signal(&s->qcond);
-}
-
 void fc__pg_writer_stop(fc__pg_core *s)
 {
     if (!s->thread_started) return;
-    pthread_mutex_lock(&s->qlock);
-    s->stopping = 1;
-    pthread_mutex_unlock(&s->qlock);
-    pthread_cond_signal(&s->qcond);
+    fc__fanout_stop(&s->fo);
     pthread_join(s->thread, NULL);
     s->thread_started = 0;
-}
-
-static void batch_unref(fc__pg_batch *b)
-{
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
-}
-
-/* Every step re-reads the handle's state: a done() may close the handle,
- * and close delivers the rest from where this left off. */
-void fc__pg_deliver(fc__pg_store *h)
-{
-    if (!h->cur) {
-        pthread_mutex_lock(&h->core->dlock);
-        h->cur = h->b_head;
-        h->b_head = h->b_tail = NULL;
-        pthread_mutex_unlock(&h->core->dlock);
-    }
-    fc__pg_batch *b;
-    while ((b = h->cur)) {
-        fc__pg_slot *slot = &b->slots[h->index];
-        fc_change *c;
-        if (h->pos < b->count) {
-            fc__pg_item *it = &b->items[h->pos++];
-            if (h->on_commit) h->on_commit(h->commit_ud, &it->wf, it->commit_ns, it->deleted);
-        } else if ((c = slot->own)) {
-            slot->own = c->next;
-            c->next = NULL;
-            h->outstanding--;
-            c->done(c); /* may free c, or close the handle */
-        } else {
-            h->cur = slot->next;
-            h->pos = 0;
-            batch_unref(b);
-            if (!h->cur) {
-                pthread_mutex_lock(&h->core->dlock);
-                h->cur = h->b_head;
-                h->b_head = h->b_tail = NULL;
-                pthread_mutex_unlock(&h->core->dlock);
-            }
-        }
-    }
-}
-
-void fc__pg_drop_batches(fc__pg_store *h)
-{
-    fc__pg_batch *b = h->b_head;
-    h->b_head = h->b_tail = NULL;
-    while (b) {
-        fc__pg_batch *next = b->slots[h->index].next;
-        batch_unref(b);
-        b = next;
-    }
 }

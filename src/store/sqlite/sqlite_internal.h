@@ -4,6 +4,7 @@
 
 #include "common/list.h"
 #include "common/map.h"
+#include "store/fanout_internal.h"
 #include "store/store.h"
 
 #include <pthread.h>
@@ -74,33 +75,6 @@ typedef struct fc__wcache {
     size_t budget; /* bytes kept at most */
 } fc__wcache;
 
-/* Handles a store can have: one per event loop. */
-#define FC__SQLITE_MAX_HANDLES 64
-
-typedef struct fc__sqlite_store fc__sqlite_store;
-
-/* One committed batch, as the handles see it once the store has more than
- * one (see fc__sqlite_core.shared): a copy of every state the batch
- * committed, in commit order, and per handle its own changes to finish.
- * One allocation; the strings of the states live in it too. */
-typedef struct fc__batch_item {
-    fc_workflow wf;
-    uint64_t commit_ns;
-    int deleted;
-} fc__batch_item;
-
-typedef struct fc__batch_slot {
-    struct fc__batch *next; /* the handle's next batch */
-    fc_change *own;         /* the handle's changes of this batch, in order */
-} fc__batch_slot;
-
-typedef struct fc__batch {
-    atomic_int refs; /* handles that have not delivered it yet */
-    int count;
-    fc__batch_item *items;
-    fc__batch_slot slots[]; /* one per handle index */
-} fc__batch;
-
 /* What the handles share: the writer, its connection and queue, the
  * checkpointer. Freed when the last handle closes. */
 typedef struct fc__sqlite_core {
@@ -123,20 +97,8 @@ typedef struct fc__sqlite_core {
     pthread_t thread;
     int thread_started;
 
-    /* Submitted, not yet taken by the writer. Guarded by qlock. */
-    pthread_mutex_t qlock;
-    pthread_cond_t qcond;
-    fc_change *q_head, *q_tail;
-    int stopping;
-
-    /* The handles and their finished changes. Guarded by dlock, a second lock
-     * so the loops' submits never wait behind the writer's hand-back; dcond
-     * is signalled after every hand-back (a closing handle waits on it). */
-    pthread_mutex_t dlock;
-    pthread_cond_t dcond;
-    fc__sqlite_store *handles[FC__SQLITE_MAX_HANDLES];
-    int n_handles; /* open ones */
-    int shared;    /* a second handle was attached: batches go out as fc__batch */
+    /* The loops' changes to the writer and back (fanout.c). */
+    fc__fanout fo;
 
     /* Background checkpoints (checkpoint.c): their own connection and thread,
      * so a commit never waits for WAL pages to be copied back and fsynced. */
@@ -154,54 +116,14 @@ typedef struct fc__sqlite_core {
 } fc__sqlite_core;
 
 /* One event loop's handle on the store. */
-struct fc__sqlite_store {
-    fc_store base; /* must stay first: fc_store * is cast back to this */
+typedef struct fc__sqlite_store {
+    fc__fanout_handle fh; /* must stay first: fc_store * is cast back to this */
     fc__sqlite_core *core;
-    int index; /* in core->handles */
-    uv_loop_t *loop;
-    uv_async_t async; /* the writer wakes the loop with this */
-    /* Changes submitted during this loop turn (loop thread only): handed to the
-     * writer together by `handoff` once the turn's I/O is done. */
-    uv_idle_t handoff;
-    fc_change *p_head, *p_tail;
-    int open_handles; /* the struct is freed when both handles are closed */
-    int outstanding;  /* submitted, done() not called yet (loop thread) */
-    fc_store_commit_fn on_commit;
-    void *commit_ud;
 
     /* Read side: used only on the loop thread. */
     sqlite3 *rdb;
     sqlite3_stmt *r[FC__R_COUNT];
-
-    /* Finished, waiting for the loop thread; guarded by core->dlock. Before
-     * the store is shared, the changes themselves (d_); after, batches (b_). */
-    fc_change *d_head, *d_tail;
-    fc__batch *b_head, *b_tail;
-
-    /* Being delivered right now (loop thread only). Kept here, not on the
-     * stack, so a done() that calls close() still gets the rest delivered in order. */
-    fc_change *delivering;
-    fc__batch *cur; /* and the batch list, cur's items delivered up to pos */
-    int pos;
-    int closed;
-};
-
-/* True when c changed the store (committed, not refused, not a replay). */
-static inline int fc__change_applied(const fc_change *c)
-{
-    return c->result == 0 && !c->replayed;
-}
-
-/* Appends the list first..last (linked by next) to the list *head..*tail. */
-static inline void fc__changes_append(fc_change **head, fc_change **tail, fc_change *first,
-                                      fc_change *last)
-{
-    if (*tail)
-        (*tail)->next = first;
-    else
-        *head = first;
-    *tail = last;
-}
+} fc__sqlite_store;
 
 /* schema.c */
 
@@ -271,14 +193,7 @@ int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *),
 int fc__sqlite_writer_start(fc__sqlite_core *s, char *err, size_t errlen);
 int fc__sqlite_checkpointer_start(fc__sqlite_core *s, char *err, size_t errlen);
 void fc__sqlite_checkpointer_stop(fc__sqlite_core *s);
-/* Queues the list head..tail (linked by next) for the writer (loop thread). */
-void fc__sqlite_writer_push(fc__sqlite_core *s, fc_change *head, fc_change *tail);
 /* Lets the writer commit everything queued, joins it and finalizes its statements. */
 void fc__sqlite_writer_stop(fc__sqlite_core *s);
-/* On h's loop thread: reports every committed state that reached h to its
- * commit callback and runs done() for h's own changes, in commit order. */
-void fc__sqlite_deliver(fc__sqlite_store *h);
-/* Drops the batches h has not delivered (h is detached: no more arrive). */
-void fc__sqlite_drop_batches(fc__sqlite_store *h);
 
 #endif

@@ -5,7 +5,6 @@
 #include "common/log.h"
 #include "common/time.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -262,66 +261,6 @@ static int sq_health(fc_store *bs, char *why, size_t whylen)
     return 0;
 }
 
-static void on_handoff(uv_idle_t *h);
-
-static void sq_submit(fc_store *bs, fc_change *c)
-{
-    fc__sqlite_store *s = from_base(bs);
-    assert(!s->closed && "fc_store_submit after fc_store_close");
-    c->result = 0;
-    c->errmsg[0] = '\0';
-    c->replayed = 0;
-    c->next = NULL;
-    c->origin = s;
-    s->outstanding++;
-    if (!s->p_head) uv_idle_start(&s->handoff, on_handoff);
-    fc__changes_append(&s->p_head, &s->p_tail, c, c);
-}
-
-static void sq_on_commit(fc_store *bs, fc_store_commit_fn fn, void *ud)
-{
-    fc__sqlite_store *s = from_base(bs);
-    s->on_commit = fn;
-    s->commit_ud = ud;
-}
-
-/* Hands the changes submitted so far to the writer in one go. */
-static void handoff(fc__sqlite_store *s)
-{
-    if (!s->p_head) return;
-    fc__sqlite_writer_push(s->core, s->p_head, s->p_tail);
-    s->p_head = s->p_tail = NULL;
-}
-
-/* At the start of the next loop turn (an active idle handle also keeps the
- * loop from blocking before it runs): every request read in this turn is
- * submitted by then, so the writer wakes once and commits them as one batch.
- * Waking it per change made batches of ~7 under 64 producers (the writer,
- * woken on the same core, preempted the loop) and the per-commit cost
- * dominated. */
-static void on_handoff(uv_idle_t *h)
-{
-    handoff(h->data);
-    uv_idle_stop(h);
-}
-
-/* A batch is committed. What was submitted since goes to the writer first,
- * so it commits that while this thread runs the callbacks and writes their
- * answers (on two cores the two overlap; the idle handle would only hand it
- * over after them). */
-static void on_async(uv_async_t *h)
-{
-    handoff(h->data);
-    fc__sqlite_deliver(h->data);
-}
-
-/* Frees the handle once libuv is done with both loop handles inside it. */
-static void on_handle_closed(uv_handle_t *h)
-{
-    fc__sqlite_store *s = h->data;
-    if (--s->open_handles == 0) free(s);
-}
-
 static void close_reader(fc__sqlite_store *s)
 {
     for (int i = 0; i < FC__R_COUNT; i++) {
@@ -363,10 +302,7 @@ static void core_free(fc__sqlite_core *s)
         if (sqlite3_close(s->wdb) != SQLITE_OK)
             FC_ERROR(FC__SQLITE_TAG, "closing the write connection: %s", sqlite3_errmsg(s->wdb));
     }
-    pthread_cond_destroy(&s->qcond);
-    pthread_mutex_destroy(&s->qlock);
-    pthread_cond_destroy(&s->dcond);
-    pthread_mutex_destroy(&s->dlock);
+    fc__fanout_destroy(&s->fo);
     fc_store_lock_release(s->lock); /* last: every write is done */
     free(s->path);
     free(s);
@@ -378,24 +314,7 @@ static void handle_release(fc__sqlite_store *s)
 {
     close_reader(s);
     s->core = NULL;
-    uv_close((uv_handle_t *)&s->handoff, on_handle_closed);
-    uv_close((uv_handle_t *)&s->async, on_handle_closed);
-}
-
-/* Runs done() for every change this handle submitted, right here (the handle
- * is going away, so they cannot wait for a later loop turn). */
-static void finish_outstanding(fc__sqlite_store *s)
-{
-    fc__sqlite_core *core = s->core;
-    handoff(s);
-    fc__sqlite_deliver(s);
-    while (s->outstanding > 0) {
-        pthread_mutex_lock(&core->dlock);
-        while (!s->d_head && !s->b_head)
-            pthread_cond_wait(&core->dcond, &core->dlock);
-        pthread_mutex_unlock(&core->dlock);
-        fc__sqlite_deliver(s);
-    }
+    fc__fanout_release(&s->fh);
 }
 
 /* Finishes this handle's changes, detaches it and closes its read
@@ -406,14 +325,8 @@ static void sq_close(fc_store *bs)
 {
     fc__sqlite_store *s = from_base(bs);
     fc__sqlite_core *core = s->core;
-    if (s->closed) return;
-    s->closed = 1;
-    finish_outstanding(s);
-    pthread_mutex_lock(&core->dlock);
-    core->handles[s->index] = NULL;
-    int last = --core->n_handles == 0;
-    fc__sqlite_drop_batches(s); /* what others committed since: nobody here to tell */
-    pthread_mutex_unlock(&core->dlock);
+    int last = fc__fanout_detach(&s->fh);
+    if (last < 0) return;
     handle_release(s);
     if (last) {
         core_free(core);
@@ -428,8 +341,8 @@ static const fc_store_ops fc_store_sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
     .attach = sq_attach,
-    .on_commit = sq_on_commit,
-    .submit = sq_submit,
+    .on_commit = fc__fanout_on_commit,
+    .submit = fc__fanout_submit,
     .get = sq_get,
     .list = sq_list,
     .events_since = sq_events_since,
@@ -446,48 +359,20 @@ static fc__sqlite_store *handle_new(fc__sqlite_core *core, uv_loop_t *loop, char
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    s->base.ops = &fc_store_sqlite_ops;
+    s->fh.base.ops = &fc_store_sqlite_ops;
     s->core = core;
-    s->loop = loop;
-    if (open_reader(s, err, errlen) != 0) goto fail;
-    if (uv_async_init(loop, &s->async, on_async) != 0) {
-        snprintf(err, errlen, "cannot set up the store's wake-up");
-        goto fail;
-    }
-    s->async.data = s;
-    uv_idle_init(loop, &s->handoff); /* cannot fail */
-    s->handoff.data = s;
-    s->open_handles = 2;
-
-    pthread_mutex_lock(&core->dlock);
-    int i = 0;
-    while (i < FC__SQLITE_MAX_HANDLES && core->handles[i])
-        i++;
-    if (i < FC__SQLITE_MAX_HANDLES) {
-        s->index = i;
-        core->handles[i] = s;
-        core->shared |= core->n_handles > 0;
-        core->n_handles++;
-    }
-    pthread_mutex_unlock(&core->dlock);
-    if (i == FC__SQLITE_MAX_HANDLES) {
-        snprintf(err, errlen, "more than %d loops on one store", FC__SQLITE_MAX_HANDLES);
-        s->closed = 1;
+    if (open_reader(s, err, errlen) != 0 ||
+        fc__fanout_attach(&core->fo, &s->fh, loop, err, errlen) != 0) {
         handle_release(s);
         return NULL;
     }
     return s;
-
-fail:
-    close_reader(s);
-    free(s);
-    return NULL;
 }
 
 static fc_store *sq_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen)
 {
     fc__sqlite_store *s = handle_new(from_base(bs)->core, loop, err, errlen);
-    return s ? &s->base : NULL;
+    return s ? &s->fh.base : NULL;
 }
 
 /* The shared part: migrations, the writer, the checkpointer. NULL with a reason in err. */
@@ -503,20 +388,14 @@ static fc__sqlite_core *core_open(const fc_store_config *cfg, int *version, char
     s->sync_full = cfg->sync_full;
     s->retention = cfg->retention;
     s->idem_window_ms = cfg->idem_window_ms > 0 ? cfg->idem_window_ms : FC_IDEM_WINDOW_DEFAULT_MS;
-    int locks = 0;
+    int fanout = 0;
     /* Before SQLite touches the file: a second server must not even recover its WAL. */
     if (!(s->lock = fc_store_lock_acquire(cfg->path, NULL, err, errlen))) goto fail;
     if (fc__sqlite_connect(cfg->path, 1, cfg->sync_full, &s->wdb, err, errlen) != 0) goto fail;
     if (fc__sqlite_check(s->wdb, cfg->check_seconds, err, errlen) != 0) goto fail;
     if (fc__sqlite_migrate(s->wdb, version, err, errlen) != 0) goto fail;
-    if (pthread_mutex_init(&s->qlock, NULL) != 0) goto fail_sys;
-    locks++;
-    if (pthread_mutex_init(&s->dlock, NULL) != 0) goto fail_sys;
-    locks++;
-    if (pthread_cond_init(&s->qcond, NULL) != 0) goto fail_sys;
-    locks++;
-    if (pthread_cond_init(&s->dcond, NULL) != 0) goto fail_sys;
-    locks++;
+    if (fc__fanout_init(&s->fo) != 0) goto fail_sys;
+    fanout = 1;
     if (fc__sqlite_writer_start(s, err, errlen) != 0) goto fail;
     if (fc__sqlite_checkpointer_start(s, err, errlen) != 0) goto fail;
     return s;
@@ -527,10 +406,7 @@ fail:
     fc__sqlite_checkpointer_stop(s);
     fc__sqlite_writer_stop(s);
     if (s->wdb) sqlite3_close(s->wdb);
-    if (locks > 3) pthread_cond_destroy(&s->dcond);
-    if (locks > 2) pthread_cond_destroy(&s->qcond);
-    if (locks > 1) pthread_mutex_destroy(&s->dlock);
-    if (locks > 0) pthread_mutex_destroy(&s->qlock);
+    if (fanout) fc__fanout_destroy(&s->fo);
     fc_store_lock_release(s->lock);
     free(s->path);
     free(s);
@@ -566,5 +442,5 @@ fc_store *fc_store_sqlite_open(uv_loop_t *loop, const fc_store_config *cfg, char
     FC_LOGF(FC_LOG_INFO, FC__SQLITE_TAG, f, sizeof f / sizeof f[0],
             "opened %s (schema v%d, synchronous=%s, retention=%d)", cfg->path, version,
             cfg->sync_full ? "FULL" : "NORMAL", core->retention);
-    return &s->base;
+    return &s->fh.base;
 }

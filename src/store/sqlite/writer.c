@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *const w_sql[FC__W_COUNT] = {
     [FC__W_BEGIN] = "BEGIN IMMEDIATE",
@@ -374,21 +373,20 @@ static int apply_one(fc__sqlite_core *s, fc_change *c, int64_t now, int *keyed, 
     return rc != 0 ? rc : fc__idem_record(s, c, now, ioerr, n);
 }
 
-/* Applies one batch in one transaction and returns its last change. Every
- * change gets its result; if SQLite fails, the batch is rolled back and every
- * change reports FC_EIO, because none of it was committed. */
-static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
+/* Applies one batch in one transaction. Every change gets its result; if
+ * SQLite fails, the batch is rolled back and every change reports FC_EIO,
+ * because none of it was committed. */
+static void apply_batch(fc__sqlite_core *s, fc_change *batch)
 {
     char ioerr[96] = "";
     int64_t now = fc_time_now_ms(); /* one timestamp per batch = per commit */
     s->full = 0;
     int failed = run(s, s->w[FC__W_BEGIN], ioerr, sizeof ioerr) != 0;
     if (!failed) failed = check_cache(s, ioerr, sizeof ioerr) != 0;
-    fc_change *c, *last = batch;
+    fc_change *c;
     int count = 0, keyed = 0;
 
     for (c = batch; c; c = c->next) {
-        last = c;
         count++;
         if (!failed && apply_one(s, c, now, &keyed, ioerr, sizeof ioerr) != 0) failed = 1;
     }
@@ -418,95 +416,6 @@ static fc_change *apply_batch(fc__sqlite_core *s, fc_change *batch)
     uint64_t t = fc_time_mono_ns();
     for (c = batch; c; c = c->next)
         c->commit_ns = t;
-    return last;
-}
-
-/* Copies what every handle must hear of a committed batch into one
- * allocation, and splits the batch's changes by the handle they came from.
- * NULL when out of memory. */
-static fc__batch *batch_build(fc_change *batch)
-{
-    int count = 0;
-    size_t strings = 0;
-    for (fc_change *c = batch; c; c = c->next) {
-        if (!fc__change_applied(c)) continue;
-        count++;
-        strings += strlen(c->wf.name) + strlen(c->wf.message) + 2;
-    }
-    size_t head = sizeof(fc__batch) + FC__SQLITE_MAX_HANDLES * sizeof(fc__batch_slot);
-    head = (head + 15) & ~(size_t)15;
-    fc__batch *b = calloc(1, head + (size_t)count * sizeof(fc__batch_item) + strings);
-    if (!b) return NULL;
-    b->items = (fc__batch_item *)(void *)((char *)b + head);
-    char *arena = (char *)(b->items + count);
-    fc_change *tails[FC__SQLITE_MAX_HANDLES] = {0};
-    for (fc_change *c = batch, *next; c; c = next) {
-        next = c->next;
-        if (fc__change_applied(c)) {
-            fc__batch_item *it = &b->items[b->count++];
-            it->wf = c->wf;
-            it->wf.name = arena;
-            arena = stpcpy(arena, c->wf.name) + 1;
-            it->wf.message = arena;
-            arena = stpcpy(arena, c->wf.message) + 1;
-            it->commit_ns = c->commit_ns;
-            it->deleted = c->kind == FC_CHANGE_DELETE;
-        }
-        int h = ((fc__sqlite_store *)c->origin)->index;
-        c->next = NULL;
-        if (tails[h])
-            tails[h]->next = c;
-        else
-            b->slots[h].own = c;
-        tails[h] = c;
-    }
-    return b;
-}
-
-/* Hands a committed batch back to the handles. With one handle, the changes
- * go back as they are; once shared, every handle gets the batch (its own
- * changes to finish, and every state to publish), so every loop sees the
- * changes in commit order. A change's state is read before any handle can
- * see it: its owner may free it as soon as it is handed back. */
-static void hand_back(fc__sqlite_core *s, fc_change *batch, fc_change *last)
-{
-    pthread_mutex_lock(&s->dlock);
-    int shared = s->shared;
-    if (!shared) {
-        fc__sqlite_store *h = batch->origin;
-        fc__changes_append(&h->d_head, &h->d_tail, batch, last);
-        uv_async_send(&h->async);
-    }
-    pthread_mutex_unlock(&s->dlock);
-    if (!shared) {
-        pthread_cond_broadcast(&s->dcond);
-        return;
-    }
-
-    fc__batch *b;
-    while (!(b = batch_build(batch))) {
-        /* Committed changes cannot be dropped or reported as failed: wait for memory. */
-        FC_ERROR(FC__SQLITE_TAG, "out of memory handing back a committed batch; retrying");
-        usleep(10000);
-    }
-    pthread_mutex_lock(&s->dlock);
-    int refs = 0;
-    for (int i = 0; i < FC__SQLITE_MAX_HANDLES; i++) {
-        fc__sqlite_store *h = s->handles[i];
-        if (!h) continue;
-        refs++;
-        if (h->b_tail)
-            h->b_tail->slots[i].next = b;
-        else
-            h->b_head = b;
-        h->b_tail = b;
-    }
-    atomic_store_explicit(&b->refs, refs, memory_order_relaxed);
-    for (int i = 0; i < FC__SQLITE_MAX_HANDLES; i++)
-        if (s->handles[i]) uv_async_send(&s->handles[i]->async);
-    pthread_mutex_unlock(&s->dlock);
-    pthread_cond_broadcast(&s->dcond);
-    if (refs == 0) free(b);
 }
 
 /* The writer takes every queued change at once and applies them in one
@@ -514,20 +423,11 @@ static void hand_back(fc__sqlite_core *s, fc_change *batch, fc_change *last)
 static void *writer_main(void *arg)
 {
     fc__sqlite_core *s = arg;
-    pthread_mutex_lock(&s->qlock);
-    for (;;) {
-        while (!s->q_head && !s->stopping)
-            pthread_cond_wait(&s->qcond, &s->qlock);
-        fc_change *batch = s->q_head;
-        if (!batch) break; /* stopping, and everything queued is done */
-        s->q_head = s->q_tail = NULL;
-        pthread_mutex_unlock(&s->qlock);
-
-        hand_back(s, batch, apply_batch(s, batch));
-
-        pthread_mutex_lock(&s->qlock);
+    fc_change *batch;
+    while ((batch = fc__fanout_take(&s->fo, 0))) {
+        apply_batch(s, batch);
+        fc__fanout_hand_back(&s->fo, batch);
     }
-    pthread_mutex_unlock(&s->qlock);
     return NULL;
 }
 
@@ -569,23 +469,10 @@ int fc__sqlite_thread_start(pthread_t *t, const char *name, void *(*fn)(void *),
     return rc;
 }
 
-void fc__sqlite_writer_push(fc__sqlite_core *s, fc_change *head, fc_change *tail)
-{
-    tail->next = NULL;
-    pthread_mutex_lock(&s->qlock);
-    fc__changes_append(&s->q_head, &s->q_tail, head, tail);
-    pthread_mutex_unlock(&s->qlock);
-    /* Outside the lock: the writer wakes straight into a free mutex. */
-    pthread_cond_signal(&s->qcond);
-}
-
 void fc__sqlite_writer_stop(fc__sqlite_core *s)
 {
     if (s->thread_started) {
-        pthread_mutex_lock(&s->qlock);
-        s->stopping = 1;
-        pthread_mutex_unlock(&s->qlock);
-        pthread_cond_signal(&s->qcond);
+        fc__fanout_stop(&s->fo);
         pthread_join(s->thread, NULL);
         s->thread_started = 0;
         fc__wcache_destroy(&s->wc);
@@ -596,66 +483,3 @@ void fc__sqlite_writer_stop(fc__sqlite_core *s)
     }
 }
 
-static void report(fc__sqlite_store *h, const fc_workflow *w, uint64_t commit_ns, int deleted)
-{
-    if (h->on_commit) h->on_commit(h->commit_ud, w, commit_ns, deleted);
-}
-
-static void finish(fc__sqlite_store *h, fc_change *c)
-{
-    c->next = NULL;
-    h->outstanding--;
-    c->done(c); /* may free c */
-}
-
-static void batch_unref(fc__batch *b)
-{
-    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) free(b);
-}
-
-/* Every step re-reads the handle's state: a done() may close the handle,
- * and close delivers the rest from where this left off. */
-void fc__sqlite_deliver(fc__sqlite_store *h)
-{
-    fc__sqlite_core *s = h->core;
-    if (!h->delivering && !h->cur) {
-        pthread_mutex_lock(&s->dlock);
-        h->delivering = h->d_head;
-        h->d_head = h->d_tail = NULL;
-        h->cur = h->b_head;
-        h->b_head = h->b_tail = NULL;
-        pthread_mutex_unlock(&s->dlock);
-    }
-    fc_change *c;
-    while ((c = h->delivering)) {
-        h->delivering = c->next;
-        if (fc__change_applied(c)) report(h, &c->wf, c->commit_ns, c->kind == FC_CHANGE_DELETE);
-        finish(h, c);
-    }
-    fc__batch *b;
-    while ((b = h->cur)) {
-        fc__batch_slot *slot = &b->slots[h->index];
-        if (h->pos < b->count) {
-            fc__batch_item *it = &b->items[h->pos++];
-            report(h, &it->wf, it->commit_ns, it->deleted);
-        } else if ((c = slot->own)) {
-            slot->own = c->next;
-            finish(h, c);
-        } else {
-            h->cur = slot->next;
-            h->pos = 0;
-            batch_unref(b);
-        }
-    }
-}
-
-void fc__sqlite_drop_batches(fc__sqlite_store *h)
-{
-    fc__batch *b = h->b_head;
-    h->b_head = h->b_tail = NULL;
-    while (b) {
-        fc__batch *next = b->slots[h->index].next;
-        batch_unref(b);
-        b = next;
-    }
-}
