@@ -192,10 +192,7 @@ static void finish(fc_server *srv)
     close_handle((uv_handle_t *)&srv->expiry_wheel.timer);
     close_handle((uv_handle_t *)&srv->sweep_timer);
     close_handle((uv_handle_t *)&srv->shutdown_timer);
-    /* Closing the store handle still commits its queued changes; their
-     * subscribers are gone and the feed is closed first, so nothing may hear
-     * them here (other nodes read them in the store's log). */
-    fc_store_on_commit(srv->store, NULL, NULL);
+    /* The feed first: the store's close never calls its commit callback. */
     fc__server_feed_close(srv);
     fc_store_close(srv->store);
     srv->store = NULL;

@@ -364,6 +364,11 @@ int fc__fanout_detach(fc__fanout_handle *h)
     fc__fanout *fo = h->fo;
     if (h->closed) return -1;
     h->closed = 1;
+    /* The contract of fc_store_ops.close: the loop's consumer of commits may
+     * be gone already (the server closes its feed first), so what the handle
+     * still finishes here is told to nobody; other handles hear of it as
+     * usual, and other nodes read it in the store's log. */
+    h->on_commit = NULL;
     finish_outstanding(h);
     pthread_mutex_lock(&fo->dlock);
     fo->handles[h->index] = NULL;

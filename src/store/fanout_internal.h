@@ -83,8 +83,9 @@ void fc__fanout_destroy(fc__fanout *fo);
  * calls fc__fanout_release(h). */
 int fc__fanout_attach(fc__fanout *fo, fc__fanout_handle *h, uv_loop_t *loop, char *err,
                       size_t errlen);
-/* The close of a handle, first part: runs done() of every change it
- * submitted, right here, and takes it out of fo. 1 when it was the last handle, 0 when not,
+/* The close of a handle, first part: drops its commit callback (close never
+ * calls it), runs done() of every change it submitted, right here, and takes
+ * it out of fo. 1 when it was the last handle, 0 when not,
  * -1 when h was detached already (nothing done). */
 int fc__fanout_detach(fc__fanout_handle *h);
 /* Second part, or after a failed attach: closes h's loop handles; h is

@@ -137,14 +137,17 @@ typedef struct fc_store_ops {
     const char *name;
     /* Finishes the handle's queued changes (their done() runs inside close)
      * and frees the handle; the last handle's close also stops the writer,
-     * checkpoints and frees the store. */
+     * checkpoints and frees the store. Never calls the handle's commit
+     * callback: its consumer may be closed already. What close finishes is
+     * told to the other handles as usual, not to this one. */
     void (*close)(fc_store *s);
     /* A new handle on the same store for another loop; it hears of changes
      * committed after it was attached. NULL with a reason in err. */
     fc_store *(*attach)(fc_store *s, uv_loop_t *loop, char *err, size_t errlen);
     /* Sets the handle's commit callback (NULL: none). It runs on the handle's
      * loop once for every change committed through any handle, in commit
-     * order; for the handle's own changes, before their done(). */
+     * order; for the handle's own changes, before their done(); never from
+     * inside close (see there). */
     void (*on_commit)(fc_store *s, fc_store_commit_fn fn, void *ud);
     /* Queues a change (see fc_change). Never calls done() from inside. */
     void (*submit)(fc_store *s, fc_change *c);

@@ -463,6 +463,69 @@ static void test_submit_before_close(void **state)
     fc_workflow_clear(&w);
 }
 
+static void count_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
+{
+    (void)state;
+    (void)commit_ns;
+    (void)deleted;
+    (*(int *)ud)++;
+}
+
+/* A handle's close never calls its commit callback (the server closes the
+ * loop's consumer of commits first): the changes close finishes still get
+ * their done(), and another handle of the store still hears of them. Both
+ * ways back: the changes themselves (one handle) and shared batches. */
+static void test_close_never_calls_on_commit(void **state)
+{
+    fixture *f = *state;
+    int heard1 = 0, heard2 = 0;
+    fc_store_on_commit(f->s, count_commit, &heard1);
+    fc_change *c = mk_create("a", FC_STATUS_RUNNING, 0, 10);
+    c->data = (void *)(intptr_t)f->ndone;
+    fc_store_submit(f->s, c);
+    fc_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(f->ndone, 1);
+    assert_int_equal(c->result, 0);
+    assert_int_equal(heard1, 0);
+    free_change(c);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+
+    f->s = open_store(f, 100);
+    uv_loop_t loop2;
+    char err[256] = "";
+    assert_int_equal(uv_loop_init(&loop2), 0);
+    fc_store *s2 = fc_store_attach(f->s, &loop2, err, sizeof err);
+    assert_non_null(s2);
+    fc_store_on_commit(f->s, count_commit, &heard1);
+    fc_store_on_commit(s2, count_commit, &heard2);
+    /* b waits for its commit in handle 1's close; c, committed through
+     * handle 2, waits in handle 1's queue until then. */
+    fc_change *b = mk_create("b", FC_STATUS_RUNNING, 0, 10);
+    b->data = (void *)(intptr_t)(f->ndone + 1); /* finished second */
+    fc_store_submit(f->s, b);
+    c = mk_create("c", FC_STATUS_RUNNING, 0, 10);
+    c->data = (void *)(intptr_t)f->ndone;
+    fc_store_submit(s2, c);
+    while (f->ndone < 2)
+        uv_run(&loop2, UV_RUN_ONCE);
+    fc_store_close(f->s);
+    f->s = NULL;
+    assert_int_equal(f->ndone, 3);
+    assert_int_equal(b->result, 0);
+    assert_int_equal(heard1, 0);
+    assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+    while (heard2 < 2)
+        uv_run(&loop2, UV_RUN_ONCE);
+    fc_store_close(s2);
+    assert_int_equal(uv_run(&loop2, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop2), 0);
+    assert_int_equal(heard1, 0);
+    assert_int_equal(heard2, 2);
+    free_change(b);
+    free_change(c);
+}
+
 /* A failure in the middle of a batch (here a trigger raising an error on the
  * third change's event row) must roll back the whole batch and report FC_EIO
  * for every change in it. */
@@ -579,6 +642,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_done_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_before_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_never_calls_on_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_storage_error_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),
     };
