@@ -4,6 +4,7 @@ asyncio helpers to collect a watch's events and wait for conditions."""
 
 import asyncio
 import os
+import random
 import socket
 import ssl
 import subprocess
@@ -21,7 +22,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import flowcast  # noqa: E402
 
 __all__ = ["flowcast", "url", "AnswerDropper", "until", "all_watch_ready", "at", "seqs_of",
-           "assert_exact", "collect", "STATIC", "SECRET", "Minter", "jwt_server", "TLSFront",
+           "assert_exact", "collect", "all_at", "start_three_watches", "step_randomly",
+           "assert_three_exact", "STATIC", "SECRET", "Minter", "jwt_server", "TLSFront",
            "cert_pair"]
 
 
@@ -144,6 +146,50 @@ def assert_exact(events, wid, last):
     s = seqs_of(events, wid)
     assert s, events
     assert s == list(range(s[0], last + 1)), (wid, s)
+
+
+def all_at(ids, seq):
+    """until-condition of collect: every workflow of ids reached seq."""
+    return lambda evs: all(any(e.workflow_id == i and e.seq == seq for e in evs) for i in ids)
+
+
+# What the three watches of start_three_watches follow: single, multi, all.
+THREE_WATCHES = (["a"], ["a", "b"], ["a", "b", "c"])
+
+
+async def start_three_watches(ac, last):
+    """Opens on ac a single watch of a, a multi watch of a and b and a watch
+    of all (quick backoffs, their on_state calls kept by "single", "multi",
+    "all"), each collecting until what it follows reached seq last, and
+    returns once all three deliver: (the three collecting tasks, states)."""
+    states = {"single": [], "multi": [], "all": []}
+    opts = dict(backoff_initial=0.05, backoff_max=0.5)
+    watches = [ac.watch(["a"], on_state=states["single"].append, **opts),
+               ac.watch(["a", "b"], on_state=states["multi"].append, **opts),
+               ac.watch(all=True, on_state=states["all"].append, **opts)]
+    got = [[], [], []]
+    tasks = [asyncio.ensure_future(collect(w, all_at(ids, last), events=evs))
+             for w, ids, evs in zip(watches, THREE_WATCHES, got)]
+    await until(lambda: len(got[0]) == 1 and len(got[1]) == 2)
+    await all_watch_ready(ac, got[2])
+    return tasks, states
+
+
+async def step_randomly(ac, wid, n):
+    """Steps wid n times (messages wid1..widn), a random pause of up to 20 ms
+    after each, so that several producers interleave."""
+    for i in range(n):
+        await ac.step(wid, "%s%d" % (wid, i + 1))
+        await asyncio.sleep(random.random() * 0.02)
+
+
+def assert_three_exact(events, last):
+    """The three watches' events (start_three_watches) hold every change of
+    what each follows, once, up to seq last; the single one from seq 1."""
+    for ids, evs in zip(THREE_WATCHES, events):
+        for wid in ids:
+            assert_exact(evs, wid, last)
+    assert seqs_of(events[0], "a")[0] == 1
 
 
 # ---------------------------------------------------------------- tokens

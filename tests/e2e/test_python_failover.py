@@ -5,13 +5,13 @@ their Idempotency-Key. The second node is the same SQLite database re-opened
 by a new process on the second URL's port after the first is killed -9."""
 
 import asyncio
-import random
 
 import pytest
 
 from fc_helpers import free_port, run
 from fcc_helpers import LosingGateway, restart_same_port
-from pyclient_helpers import all_watch_ready, assert_exact, collect, flowcast, seqs_of, until, url
+from pyclient_helpers import (assert_three_exact, flowcast, start_three_watches, step_randomly,
+                              url)
 
 
 def _u(port):
@@ -82,30 +82,10 @@ def test_watches_fail_over_to_the_next_url_after_kill9(server_factory):
         a.create(id=wid, total_steps=n)
     holder = {}
 
-    def done_at(ids):
-        return lambda evs: all(any(e.workflow_id == i and e.seq == n + 1 for e in evs)
-                               for i in ids)
-
     async def main():
         ac = flowcast.AsyncClient([url(a), _u(b_port)], retries=60, backoff_max=0.3)
-        states = {k: [] for k in ("single", "multi", "all")}
-        opts = dict(backoff_initial=0.05, backoff_max=0.5)
-        single = ac.watch(["a"], on_state=states["single"].append, **opts)
-        multi = ac.watch(["a", "b"], on_state=states["multi"].append, **opts)
-        every = ac.watch(all=True, on_state=states["all"].append, **opts)
-        got = [[], [], []]
-        tasks = [asyncio.ensure_future(collect(single, done_at(["a"]), events=got[0])),
-                 asyncio.ensure_future(collect(multi, done_at(["a", "b"]), events=got[1])),
-                 asyncio.ensure_future(collect(every, done_at(["a", "b", "c"]), events=got[2]))]
-        await until(lambda: len(got[0]) == 1 and len(got[1]) == 2)
-        await all_watch_ready(ac, got[2])
-
-        async def produce(wid):
-            for i in range(n):
-                await ac.step(wid, "%s%d" % (wid, i + 1))
-                await asyncio.sleep(random.random() * 0.02)
-
-        producers = [asyncio.ensure_future(produce(w)) for w in ("a", "b", "c")]
+        tasks, states = await start_three_watches(ac, n + 1)
+        producers = [asyncio.ensure_future(step_randomly(ac, w, n)) for w in ("a", "b", "c")]
         await asyncio.sleep(0.3)  # mid-stream
         await asyncio.to_thread(a.kill9)
         await asyncio.sleep(0.5)  # everyone goes round both dead URLs meanwhile
@@ -113,15 +93,12 @@ def test_watches_fail_over_to_the_next_url_after_kill9(server_factory):
         await asyncio.gather(*producers)
         return [await t for t in tasks], states, str(ac.base)
 
-    (s_ev, m_ev, all_ev), states, rest_base = run(main(), 120)
+    events, states, rest_base = run(main(), 120)
     b = holder["b"]
     assert rest_base == _u(b_port)
     for wid in ("a", "b", "c"):
         assert b.get(wid)["seq"] == n + 1
-    assert_exact(s_ev, "a", n + 1) and seqs_of(s_ev, "a")[0] == 1
-    assert_exact(m_ev, "a", n + 1) and assert_exact(m_ev, "b", n + 1)
-    for wid in ("a", "b", "c"):
-        assert_exact(all_ev, wid, n + 1)
+    assert_three_exact(events, n + 1)
     for k, st in states.items():
         opens = [x for x in st if x.state == "open"]
         assert opens[0].url == url(a) and opens[-1].url == _u(b_port), (k, opens)

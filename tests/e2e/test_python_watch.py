@@ -12,8 +12,8 @@ import pytest
 
 from fc_helpers import run
 from fcc_helpers import recreate_while_away, restart_same_port
-from pyclient_helpers import (all_watch_ready, assert_exact, at, collect, flowcast, seqs_of,
-                              until, url)
+from pyclient_helpers import (all_watch_ready, assert_three_exact, at, collect, flowcast,
+                              seqs_of, start_three_watches, step_randomly, until, url)
 
 
 # ---------------------------------------------------------------- watch
@@ -120,30 +120,10 @@ def test_watch_survives_server_restart_mid_stream(server_factory, how):
         s.create(id=wid, total_steps=n)
     holder = {"s": s}
 
-    def done_at(ids):
-        return lambda evs: all(any(e.workflow_id == i and e.seq == n + 1 for e in evs)
-                               for i in ids)
-
     async def main():
         ac = flowcast.AsyncClient(url(s), retries=60, backoff_max=0.3)
-        states = {k: [] for k in ("single", "multi", "all")}
-        opts = dict(backoff_initial=0.05, backoff_max=0.5)
-        single = ac.watch(["a"], on_state=states["single"].append, **opts)
-        multi = ac.watch(["a", "b"], on_state=states["multi"].append, **opts)
-        every = ac.watch(all=True, on_state=states["all"].append, **opts)
-        got = [[], [], []]
-        tasks = [asyncio.ensure_future(collect(single, done_at(["a"]), events=got[0])),
-                 asyncio.ensure_future(collect(multi, done_at(["a", "b"]), events=got[1])),
-                 asyncio.ensure_future(collect(every, done_at(["a", "b", "c"]), events=got[2]))]
-        await until(lambda: len(got[0]) == 1 and len(got[1]) == 2)
-        await all_watch_ready(ac, got[2])
-
-        async def produce(wid):
-            for i in range(n):
-                await ac.step(wid, "%s%d" % (wid, i + 1))
-                await asyncio.sleep(random.random() * 0.02)
-
-        producers = [asyncio.ensure_future(produce(w)) for w in ("a", "b", "c")]
+        tasks, states = await start_three_watches(ac, n + 1)
+        producers = [asyncio.ensure_future(step_randomly(ac, w, n)) for w in ("a", "b", "c")]
         await asyncio.sleep(0.4)  # mid-stream
         if how == "kill9":
             await asyncio.to_thread(s.kill9)
@@ -154,14 +134,11 @@ def test_watch_survives_server_restart_mid_stream(server_factory, how):
         await asyncio.gather(*producers)
         return [await t for t in tasks], states
 
-    (s_ev, m_ev, all_ev), states = run(main(), 120)
+    events, states = run(main(), 120)
     s2 = holder["s"]
     for wid in ("a", "b", "c"):
         assert s2.get(wid)["seq"] == n + 1
-    assert_exact(s_ev, "a", n + 1) and seqs_of(s_ev, "a")[0] == 1
-    assert_exact(m_ev, "a", n + 1) and assert_exact(m_ev, "b", n + 1)
-    for wid in ("a", "b", "c"):
-        assert_exact(all_ev, wid, n + 1)
+    assert_three_exact(events, n + 1)
     for k, st in states.items():
         names = [x.state for x in st]
         assert names[:2] == ["connecting", "open"], (k, names)
