@@ -274,6 +274,14 @@ static int has_n(void *ud)
     return w->r->n >= w->n;
 }
 
+/* Runs the loop until r holds n changes, and checks they are seqs 1..n. */
+static void expect_delivered(uv_loop_t *loop, rec *r, int n)
+{
+    want w = {r, n};
+    assert_true(run_until(loop, has_n, &w, 10));
+    expect_in_order(r, n);
+}
+
 /* A local commit on node a: its own feed, then the bus. */
 static void commit_on(node *a, shared_store *s)
 {
@@ -282,79 +290,85 @@ static void commit_on(node *a, shared_store *s)
     fc_feed_relay_publish(a->relay, &w, 0);
 }
 
+/* One test's world: a loop, the shared store, and the nodes started on them. */
+typedef struct world {
+    uv_loop_t loop;
+    shared_store s;
+    node a, b;
+} world;
+
+static void world_init(world *w)
+{
+    memset(w, 0, sizeof *w);
+    assert_int_equal(uv_loop_init(&w->loop), 0);
+    w->s.base.ops = &shared_ops;
+}
+
+/* Nodes a and b on the bus, their catch-up far away (what one gets from the
+ * other in time came over the bus); returns once both buses are healthy. */
+static void world_two_nodes(world *w)
+{
+    world_init(w);
+    node_start(&w->a, &w->loop, &w->s, "node-a", 1, 1000);
+    node_start(&w->b, &w->loop, &w->s, "node-b", 1, 1000);
+    assert_true(run_until(&w->loop, healthy, w->a.relay, 10));
+    assert_true(run_until(&w->loop, healthy, w->b.relay, 10));
+}
+
+/* Stops the nodes and checks the loop ends empty. */
+static void world_end(world *w)
+{
+    if (w->a.relay) node_stop(&w->a, &w->loop);
+    if (w->b.relay) node_stop(&w->b, &w->loop);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&w->loop), 0);
+}
+
 static void test_bus_carries_changes_in_order(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    shared_store s = {.base.ops = &shared_ops};
-    node a = {0}, b = {0};
-    /* A catch-up far away: what b gets in time came over the bus. */
-    node_start(&a, &loop, &s, "node-a", 1, 1000);
-    node_start(&b, &loop, &s, "node-b", 1, 1000);
-    assert_true(run_until(&loop, healthy, a.relay, 10));
-    assert_true(run_until(&loop, healthy, b.relay, 10));
+    world w;
+    world_two_nodes(&w);
     for (int i = 0; i < 50; i++)
-        commit_on(&a, &s);
-    want w = {&b.got, 50};
-    assert_true(run_until(&loop, has_n, &w, 10));
-    expect_in_order(&b.got, 50);
-    expect_in_order(&a.got, 50); /* its own messages are not fed twice */
-    node_stop(&a, &loop);
-    node_stop(&b, &loop);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+        commit_on(&w.a, &w.s);
+    expect_delivered(&w.loop, &w.b.got, 50);
+    expect_in_order(&w.a.got, 50); /* its own messages are not fed twice */
+    world_end(&w);
 }
 
 static void test_catchup_alone_delivers_everything(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    shared_store s = {.base.ops = &shared_ops};
-    node c = {0};
-    node_start(&c, &loop, &s, "node-c", 0, 0.05);
+    world w;
+    world_init(&w);
+    node_start(&w.a, &w.loop, &w.s, "node-c", 0, 0.05);
     char why[64];
-    assert_int_equal(fc_feed_relay_health(c.relay, why, sizeof why), 0); /* no bus to prove */
-    uv_run(&loop, UV_RUN_NOWAIT); /* the first read takes the log's head */
+    assert_int_equal(fc_feed_relay_health(w.a.relay, why, sizeof why), 0); /* no bus to prove */
+    uv_run(&w.loop, UV_RUN_NOWAIT); /* the first read takes the log's head */
     for (int i = 0; i < 30; i++) {
-        commit(&s); /* committed by some other node that never published */
-        if (i % 7 == 0) uv_run(&loop, UV_RUN_NOWAIT);
+        commit(&w.s); /* committed by some other node that never published */
+        if (i % 7 == 0) uv_run(&w.loop, UV_RUN_NOWAIT);
     }
-    want w = {&c.got, 30};
-    assert_true(run_until(&loop, has_n, &w, 10));
-    expect_in_order(&c.got, 30);
-    node_stop(&c, &loop);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    expect_delivered(&w.loop, &w.a.got, 30);
+    world_end(&w);
 }
 
 static void test_broker_restart_loses_nothing(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    shared_store s = {.base.ops = &shared_ops};
-    node a = {0}, b = {0};
-    node_start(&a, &loop, &s, "node-a", 1, 1000);
-    node_start(&b, &loop, &s, "node-b", 1, 1000);
-    assert_true(run_until(&loop, healthy, b.relay, 10));
+    world w;
+    world_two_nodes(&w);
     for (int i = 0; i < 10; i++)
-        commit_on(&a, &s);
+        commit_on(&w.a, &w.s);
     nats_stop();
-    assert_true(run_until(&loop, unhealthy, b.relay, 10));
+    assert_true(run_until(&w.loop, unhealthy, w.b.relay, 10));
     for (int i = 0; i < 10; i++)
-        commit_on(&a, &s); /* published into the void (or a reconnect buffer) */
+        commit_on(&w.a, &w.s); /* published into the void (or a reconnect buffer) */
     nats_start();
-    assert_true(run_until(&loop, healthy, b.relay, 20));
+    assert_true(run_until(&w.loop, healthy, w.b.relay, 20));
     /* The reconnect triggers a read of the log: all 20 in order. */
-    want w = {&b.got, 20};
-    assert_true(run_until(&loop, has_n, &w, 10));
-    expect_in_order(&b.got, 20);
-    node_stop(&a, &loop);
-    node_stop(&b, &loop);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
+    expect_delivered(&w.loop, &w.b.got, 20);
+    world_end(&w);
 }
 
 static void test_bus_refused_on_single_process_store(void **state)
