@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { WebSocket as WsWebSocket } from 'ws';
 import { FlowcastClient } from '../flowcast.js';
-import { Server, WORK, sleep, until } from './server.mjs';
+import { Server, WORK, sleep, until } from '../../../tests/node/server.mjs';
 
 const ADMIN = 'node-expiry-admin-token';
 const TTL = 2; /* seconds: each test outlives two or three tokens */

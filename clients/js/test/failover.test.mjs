@@ -8,7 +8,7 @@ import http from 'node:http';
 import { after, test } from 'node:test';
 import { WebSocket as WsWebSocket } from 'ws';
 import { FlowcastClient, serverUrls } from '../flowcast.js';
-import { Server, freePort, sleep, until } from './server.mjs';
+import { Server, freePort, sleep, until } from '../../../tests/node/server.mjs';
 
 const started = [];
 after(async () => { for (const s of started) await s.stop('SIGKILL'); });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { WebSocket as WsWebSocket } from 'ws';
 import { FlowcastClient, HttpError } from '../flowcast.js';
-import { Server, sleep, until } from './server.mjs';
+import { Server, sleep, until } from '../../../tests/node/server.mjs';
 
 let server;
 before(async () => { server = await Server.start(); });
@@ -49,7 +49,7 @@ for (const [name, opts, usable] of variants) {
       await until(() => seen.length === 6, () => `${seen.length} updates`);
       await server.stop('SIGKILL');
       await until(() => c.state !== 'open', () => c.state);
-      await server.start();
+      await server.restart();
       for (let i = 6; i <= 10; i++) await server.patch(id, { current_step: i, status: i === 10 ? 'completed' : 'running' });
       await until(() => seen.length >= 11 && seen.at(-1).seq === 11, () => JSON.stringify(seen.map((u) => u.seq)));
       await sleep(300); /* no late repeat */
