@@ -1,13 +1,22 @@
 /* Backend-independent helpers of the store interface. */
+#include "store/list_internal.h"
 #include "store/store.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A cursor is the decimal pk of the last row returned: at most 19 digits + NUL. */
+#define CURSOR_MIN_LEN 21
+#define LIST_MAX 1000
 
 void fc_change_clear(fc_change *c)
 {
     fc_workflow_clear(&c->wf);
     fc_patch_clear(&c->patch);
 }
-
-#include <string.h>
 
 int fc_store_is_postgres(const char *path)
 {
@@ -18,4 +27,27 @@ fc_store *fc_store_open(uv_loop_t *loop, const fc_store_config *cfg, char *err, 
 {
     if (cfg && fc_store_is_postgres(cfg->path)) return fc_store_pg_open(loop, cfg, err, errlen);
     return fc_store_sqlite_open(loop, cfg, err, errlen);
+}
+
+/* A cursor from an earlier page: a positive decimal pk, nothing else. */
+static int parse_cursor(const char *cursor, int64_t *pk)
+{
+    size_t n = strlen(cursor);
+    if (n == 0 || n > 19 || strspn(cursor, "0123456789") != n) return FC_EINVAL;
+    errno = 0;
+    long long v = strtoll(cursor, NULL, 10);
+    if (errno != 0 || v < 1) return FC_EINVAL;
+    *pk = v;
+    return 0;
+}
+
+int fc__store_list_args(const fc_list_query *q, char *next_cursor, size_t cursor_len,
+                        int64_t *before)
+{
+    *before = INT64_MAX;
+    if (next_cursor && cursor_len > 0) next_cursor[0] = '\0';
+    if (!q || q->limit < 1 || q->limit > LIST_MAX) return FC_EINVAL;
+    if (next_cursor && cursor_len < CURSOR_MIN_LEN) return FC_EINVAL;
+    if (q->cursor && parse_cursor(q->cursor, before) != 0) return FC_EINVAL;
+    return 0;
 }

@@ -1,20 +1,19 @@
-/* PostgreSQL store: open and close, submit, and the reads served on the
- * loop thread over the handle's own connection. */
+/* PostgreSQL store: open, attach and close, and the reads served on the
+ * loop thread over the handle's own connection (submits and commits travel
+ * through the shared fanout.c). */
 #include "store/postgres/pg_internal.h"
+#include "store/list_internal.h"
 
 #include "common/error.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "metrics/metrics.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CURSOR_MIN_LEN 21
-#define LIST_MAX 1000
 /* A timeout of 0 in fc_store_config. */
 #define DEFAULT_TIMEOUT_MS 2000
 
@@ -155,26 +154,12 @@ static int pg_get(fc_store *bs, const char *id, fc_workflow *out)
     return ret;
 }
 
-static int parse_cursor(const char *cursor, int64_t *pk)
-{
-    size_t n = strlen(cursor);
-    if (n == 0 || n > 19 || strspn(cursor, "0123456789") != n) return FC_EINVAL;
-    errno = 0;
-    long long v = strtoll(cursor, NULL, 10);
-    if (errno != 0 || v < 1) return FC_EINVAL;
-    *pk = v;
-    return 0;
-}
-
 static int pg_list(fc_store *bs, const fc_list_query *q, fc_store_row_cb cb, void *ud,
                    char *next_cursor, size_t cursor_len)
 {
     fc__pg_store *s = from_base(bs);
-    int64_t before = INT64_MAX, last = 0;
-    if (next_cursor && cursor_len > 0) next_cursor[0] = '\0';
-    if (!q || q->limit < 1 || q->limit > LIST_MAX) return FC_EINVAL;
-    if (next_cursor && cursor_len < CURSOR_MIN_LEN) return FC_EINVAL;
-    if (q->cursor && parse_cursor(q->cursor, &before) != 0) return FC_EINVAL;
+    int64_t before, last = 0;
+    if (fc__store_list_args(q, next_cursor, cursor_len, &before) != 0) return FC_EINVAL;
     char b[24], l[16];
     snprintf(b, sizeof b, "%" PRId64, before);
     snprintf(l, sizeof l, "%d", q->limit + 1); /* one more tells whether a next page exists */

@@ -1,19 +1,16 @@
-/* SQLite store: open and close, submit, and the reads served on the loop thread. */
+/* SQLite store: open, attach and close, and the reads served on the loop
+ * thread (submits and commits travel through the shared fanout.c). */
 #include "store/sqlite/sqlite_internal.h"
+#include "store/list_internal.h"
 
 #include "common/error.h"
 #include "common/log.h"
 #include "common/time.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A cursor is the decimal pk of the last row returned: at most 19 digits + NUL. */
-#define CURSOR_MIN_LEN 21
-#define LIST_MAX 1000
 
 /* get and list read the same columns, list with pk in front: the workflow row
  * joined with its newest event, which holds the current state (schema v3). */
@@ -102,29 +99,14 @@ static int sq_get(fc_store *bs, const char *id, fc_workflow *out)
     return ret;
 }
 
-/* Parses a cursor from an earlier page: a positive decimal pk, nothing else. */
-static int parse_cursor(const char *cursor, int64_t *pk)
-{
-    size_t n = strlen(cursor);
-    if (n == 0 || n > 19 || strspn(cursor, "0123456789") != n) return FC_EINVAL;
-    errno = 0;
-    long long v = strtoll(cursor, NULL, 10);
-    if (errno != 0 || v < 1) return FC_EINVAL;
-    *pk = v;
-    return 0;
-}
-
 static int sq_list(fc_store *bs, const fc_list_query *q, fc_store_row_cb cb, void *ud,
                    char *next_cursor, size_t cursor_len)
 {
     fc__sqlite_store *s = from_base(bs);
-    int64_t before = INT64_MAX, last = 0;
+    int64_t before, last = 0;
     int n = 0, stop = 0, more = 0, ret = 0, rc;
 
-    if (next_cursor && cursor_len > 0) next_cursor[0] = '\0';
-    if (!q || q->limit < 1 || q->limit > LIST_MAX) return FC_EINVAL;
-    if (next_cursor && cursor_len < CURSOR_MIN_LEN) return FC_EINVAL;
-    if (q->cursor && parse_cursor(q->cursor, &before) != 0) return FC_EINVAL;
+    if (fc__store_list_args(q, next_cursor, cursor_len, &before) != 0) return FC_EINVAL;
 
     sqlite3_stmt *st = s->r[q->has_status ? FC__R_LIST_STATUS : FC__R_LIST];
     sqlite3_bind_int64(st, 1, before);
