@@ -31,9 +31,21 @@ typedef struct fc_bus_handlers {
     void *ud;
 } fc_bus_handlers;
 
+/* How a node proves itself to the bus and checks the bus's servers
+ * (docs/cluster.md, "Securing the bus"). Every field may be NULL. */
+typedef struct fc_bus_tls {
+    const char *ca_file;   /* PEM CAs the servers' certificates must chain to; TLS required */
+    const char *cert_file; /* PEM client certificate chain ... */
+    const char *key_file;  /* ... and its key (both or neither) */
+} fc_bus_tls;
+
 typedef struct fc_bus_config {
-    const char *urls;    /* "nats://h:p[,nats://h:p...]" */
+    /* "nats://h:p[,tls://user:pass@h:p,nats://token@h:p...]": the URLs
+     * may carry credentials, so they are printed only through
+     * fc_bus_urls_mask. */
+    const char *urls;
     const char *node_id; /* the connection's name, for the server's logs */
+    fc_bus_tls tls;
     const char *const *subjects;
     size_t n_subjects;
 } fc_bus_config;
@@ -41,9 +53,11 @@ typedef struct fc_bus_config {
 typedef struct fc_bus_ops {
     int version; /* 1 */
     const char *name;
-    /* Starts connecting (in the background: a server down at start is
-     * retried for ever, with backoff) and subscribes to cfg's subjects.
-     * NULL with a reason in err when the configuration is unusable. */
+    /* Starts connecting and subscribes to cfg's subjects. A server down
+     * at start is retried for ever in the background, with backoff; one
+     * that answers but refuses this node (credentials, permissions, TLS)
+     * makes open fail. NULL with a reason in err (never a credential)
+     * when the configuration is unusable or refused. */
     fc_bus *(*open)(const fc_bus_config *cfg, const fc_bus_handlers *h, char *err, size_t errlen);
     /* Queues one message; 0, or -1 when the backend refused it (its
      * reconnect buffer is full, or it is closed). Any thread. */
@@ -58,6 +72,11 @@ struct fc_bus {
 };
 
 extern const fc_bus_ops fc_bus_nats;
+
+/* Copies urls into out (truncated to len) with each URL's credentials
+ * (the user:password@ or token@ after "://") replaced by "***", so that a
+ * URL may be logged, shown in /readyz or put into an error message. */
+void fc_bus_urls_mask(const char *urls, char *out, size_t len);
 
 /* One change as it travels. */
 typedef struct fc_bus_change {

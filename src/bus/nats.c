@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_SERVERS 16
 #define MAX_SUBJECTS 4
@@ -26,17 +27,21 @@ typedef struct nats_bus {
     natsSubscription *subs[MAX_SUBJECTS];
     size_t n_subs;
     fc_bus_handlers h;
+    char urls[512]; /* masked: for logs and errors */
     /* Close waits until nats.c has called its last handler: each
-     * subscription's on-complete and the connection's closed callback. */
+     * subscription's on-complete and the connection's closed callback,
+     * which may come before close when nats.c gives up on its own. */
     uv_mutex_t lock;
     uv_cond_t cond;
-    int pending; /* callbacks still to come after close */
+    int done;    /* of those callbacks, how many came */
+    int closing; /* our own close: the closed callback is no news */
 } nats_bus;
 
 static void one_done(nats_bus *b)
 {
     uv_mutex_lock(&b->lock);
-    if (--b->pending == 0) uv_cond_signal(&b->cond);
+    b->done++;
+    uv_cond_signal(&b->cond);
     uv_mutex_unlock(&b->lock);
 }
 
@@ -45,10 +50,34 @@ static void on_sub_complete(void *closure)
     one_done(closure);
 }
 
+/* nats.c's last error on nc, without its "(file.c:123): " prefix. */
+static const char *last_error(natsConnection *nc)
+{
+    const char *txt = NULL;
+    natsStatus s = natsConnection_GetLastError(nc, &txt);
+    if (!txt || !*txt) return natsStatus_GetText(s);
+    const char *p = strstr(txt, "): ");
+    return txt[0] == '(' && p ? p + 3 : txt;
+}
+
+/* nats.c closes a connection for good when a server refuses its
+ * credentials twice in a row or every server refuses its TLS: nothing
+ * comes back from that but a restart with a fixed configuration. */
 static void on_closed(natsConnection *nc, void *closure)
 {
-    (void)nc;
-    one_done(closure);
+    nats_bus *b = closure;
+    uv_mutex_lock(&b->lock);
+    int ours = b->closing;
+    uv_mutex_unlock(&b->lock);
+    if (!ours) {
+        char why[256];
+        fc_bus_urls_mask(last_error(nc), why, sizeof why);
+        FC_ERROR("bus", "the NATS connection to %s is closed for good (%s): the bus is down "
+                        "until the node restarts with credentials and TLS files NATS accepts",
+                 b->urls, why);
+        b->h.state(b->h.ud, 0);
+    }
+    one_done(b);
 }
 
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
@@ -65,9 +94,10 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 static void on_connected(natsConnection *nc, void *closure)
 {
     nats_bus *b = closure;
-    char url[256] = "";
+    char url[256] = "", shown[256];
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    FC_INFO("bus", "connected to %s", url);
+    fc_bus_urls_mask(url, shown, sizeof shown);
+    FC_INFO("bus", "connected to %s", shown);
     b->h.state(b->h.ud, 1);
 }
 
@@ -82,11 +112,20 @@ static void on_disconnected(natsConnection *nc, void *closure)
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
-    (void)nc;
     (void)sub;
-    (void)closure;
+    nats_bus *b = closure;
     /* A slow consumer loses messages, not changes: the catch-up has them. */
-    FC_WARN("bus", "%s", natsStatus_GetText(err));
+    if (err != NATS_NOT_PERMITTED) {
+        FC_WARN("bus", "%s", natsStatus_GetText(err));
+        return;
+    }
+    /* The server's subject permissions refuse a publish or a subscription
+     * of this node's user: its changes do not travel, or none arrive. */
+    char why[256];
+    fc_bus_urls_mask(last_error(nc), why, sizeof why);
+    FC_ERROR("bus", "NATS at %s: %s (the node's user needs publish and subscribe on "
+                    "flowcast.>)",
+             b->urls, why);
 }
 
 /* Capped exponential backoff with jitter, after each full round of servers. */
@@ -115,6 +154,36 @@ static int split_urls(char *buf, const char **servers)
     return n;
 }
 
+/* nats.c's last error on this thread, without its "(file.c:123): " prefix. */
+static const char *thread_error(natsStatus s)
+{
+    const char *txt = nats_GetLastError(NULL);
+    if (!txt || !*txt) return natsStatus_GetText(s);
+    const char *p = strstr(txt, "): ");
+    return txt[0] == '(' && p ? p + 3 : txt;
+}
+
+/* TLS when a URL says tls:// or a CA is given: nats.c then refuses a
+ * server that offers none rather than falling back to plain TCP. It checks
+ * each server's name (or IP address) in its certificate itself. */
+static natsStatus set_tls(natsOptions *o, const fc_bus_config *cfg, const char **servers, int n,
+                          const char **what)
+{
+    int secure = cfg->tls.ca_file != NULL;
+    for (int i = 0; i < n; i++)
+        if (strncasecmp(servers[i], "tls://", 6) == 0) secure = 1;
+    natsStatus s = NATS_OK;
+    if (secure) s = natsOptions_SetSecure(o, true);
+    *what = "--nats-ca";
+    if (s == NATS_OK && cfg->tls.ca_file)
+        s = natsOptions_LoadCATrustedCertificates(o, cfg->tls.ca_file);
+    if (s != NATS_OK) return s;
+    *what = "--nats-cert/--nats-key";
+    if (cfg->tls.cert_file)
+        s = natsOptions_LoadCertificatesChain(o, cfg->tls.cert_file, cfg->tls.key_file);
+    return s;
+}
+
 static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *err, size_t errlen)
 {
     char *buf = strdup(cfg->urls);
@@ -126,12 +195,14 @@ static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *er
         free(buf);
         return NULL;
     }
+    const char *what = "--nats";
     natsStatus s = natsOptions_Create(&o);
     if (s == NATS_OK) s = natsOptions_SetServers(o, servers, n);
+    if (s == NATS_OK) s = set_tls(o, cfg, servers, n, &what);
+    if (s == NATS_OK) what = "--nats";
     if (s == NATS_OK) s = natsOptions_SetName(o, cfg->node_id);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, b);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, b);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_connected, b);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, b);
     if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_error, b);
@@ -144,7 +215,9 @@ static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *er
     if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
     free(buf);
     if (s != NATS_OK) {
-        snprintf(err, errlen, "--nats: %s", natsStatus_GetText(s));
+        char why[256];
+        fc_bus_urls_mask(thread_error(s), why, sizeof why);
+        snprintf(err, errlen, "%s: %s", what, why);
         natsOptions_Destroy(o);
         return NULL;
     }
@@ -155,14 +228,14 @@ static void nats_close(fc_bus *base)
 {
     nats_bus *b = (nats_bus *)base;
     uv_mutex_lock(&b->lock);
-    b->pending = (int)b->n_subs + 1;
+    b->closing = 1;
     uv_mutex_unlock(&b->lock);
     for (size_t i = 0; i < b->n_subs; i++)
         natsSubscription_Unsubscribe(b->subs[i]);
     natsConnection_Close(b->nc);
     /* No handler may run once close returns: b is freed below. */
     uv_mutex_lock(&b->lock);
-    while (b->pending > 0)
+    while (b->done < (int)b->n_subs + 1)
         uv_cond_wait(&b->cond, &b->lock);
     uv_mutex_unlock(&b->lock);
     for (size_t i = 0; i < b->n_subs; i++)
@@ -171,6 +244,45 @@ static void nats_close(fc_bus *base)
     uv_cond_destroy(&b->cond);
     uv_mutex_destroy(&b->lock);
     free(b);
+}
+
+/* Whether a failed first connect was a server that answered and refused
+ * this node, or that this node refused (credentials, permissions, TLS):
+ * a configuration error, unlike a server that is down, unreachable or
+ * behind a TCP proxy that drops the connection (retried). A TLS 1.3 server
+ * refuses a client certificate after the handshake, so a read or write
+ * error on an established TLS session counts as a refusal too. */
+static int refused(natsStatus s, const char *why)
+{
+    return s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED || s == NATS_SSL_ERROR ||
+           s == NATS_SECURE_CONNECTION_WANTED || s == NATS_ERR || s == NATS_PROTOCOL_ERROR ||
+           (s == NATS_IO_ERROR && strncmp(why, "SSL_", 4) == 0);
+}
+
+/* The first connect is tried once, in the foreground, so that refused
+ * credentials or TLS fail the start with nats.c's reason (in the
+ * background nats.c would give up on them with a bare "no server"); only
+ * when no server answers does nats.c go on trying in the background. */
+static natsStatus connect_first(nats_bus *b, natsOptions *o, char *err, size_t errlen)
+{
+    natsStatus s = natsConnection_Connect(&b->nc, o);
+    if (s == NATS_OK) return s;
+    char why[256];
+    fc_bus_urls_mask(thread_error(s), why, sizeof why);
+    if (refused(s, why)) {
+        snprintf(err, errlen, "--nats %s: cannot connect: %s%s", b->urls, why,
+                 s == NATS_IO_ERROR ? " (the server closed the TLS session: does it trust "
+                                      "--nats-cert?)"
+                                    : "");
+        return s;
+    }
+    FC_WARN("bus", "no NATS server answers yet at %s (%s); retrying in the background", b->urls,
+            why);
+    s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, b);
+    if (s == NATS_OK) s = natsConnection_Connect(&b->nc, o);
+    if (s == NATS_NOT_YET_CONNECTED) return NATS_NOT_YET_CONNECTED;
+    if (s != NATS_OK) snprintf(err, errlen, "--nats %s: %s", b->urls, natsStatus_GetText(s));
+    return s;
 }
 
 static fc_bus *nats_open(const fc_bus_config *cfg, const fc_bus_handlers *h, char *err,
@@ -187,35 +299,29 @@ static fc_bus *nats_open(const fc_bus_config *cfg, const fc_bus_handlers *h, cha
     }
     b->base.ops = &fc_bus_nats;
     b->h = *h;
+    fc_bus_urls_mask(cfg->urls, b->urls, sizeof b->urls);
     uv_mutex_init(&b->lock);
     uv_cond_init(&b->cond);
     natsOptions *o = make_options(cfg, b, err, errlen);
-    if (!o) {
-        uv_cond_destroy(&b->cond);
-        uv_mutex_destroy(&b->lock);
-        free(b);
-        return NULL;
-    }
-    natsStatus s = natsConnection_Connect(&b->nc, o);
+    natsStatus s = o ? connect_first(b, o, err, errlen) : NATS_ERR;
     natsOptions_Destroy(o);
     int connected = s == NATS_OK; /* else connectedCb tells of it later */
-    if (s == NATS_NOT_YET_CONNECTED) {
-        FC_WARN("bus", "no NATS server answers yet at %s; retrying in the background", cfg->urls);
-        s = NATS_OK;
-    }
+    if (s == NATS_NOT_YET_CONNECTED) s = NATS_OK;
     for (size_t i = 0; s == NATS_OK && i < cfg->n_subjects; i++) {
         natsSubscription *sub = NULL;
         s = natsConnection_Subscribe(&sub, b->nc, cfg->subjects[i], on_msg, b);
         if (s == NATS_OK) s = natsSubscription_SetOnCompleteCB(sub, on_sub_complete, b);
         if (s == NATS_OK) {
             b->subs[b->n_subs++] = sub;
-        } else if (sub) {
-            natsSubscription_Unsubscribe(sub);
-            natsSubscription_Destroy(sub);
+        } else {
+            snprintf(err, errlen, "--nats %s: %s", b->urls, natsStatus_GetText(s));
+            if (sub) {
+                natsSubscription_Unsubscribe(sub);
+                natsSubscription_Destroy(sub);
+            }
         }
     }
     if (s != NATS_OK) {
-        snprintf(err, errlen, "--nats %s: %s", cfg->urls, natsStatus_GetText(s));
         if (b->nc) {
             nats_close(&b->base);
         } else {

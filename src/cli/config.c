@@ -37,6 +37,7 @@ typedef struct opt {
     const char *help;
     const char *over_max; /* OPT_BYTES_*: why a value above max cannot work (NULL: plain range) */
     bool empty_env_error; /* an empty variable is an error, not "unset" (secrets) */
+    bool userinfo;        /* URLs whose user:password@ is hidden from ps once read */
     size_t count_offset;  /* OPT_LIST: the int counting the items */
     int list_max;         /* OPT_LIST: most items */
     int env_slot;         /* OPT_LIST: which env_lists buffer holds the split variable */
@@ -360,10 +361,36 @@ static const opt options[] = {
      .type = OPT_STRING,
      FIELD(nats_urls),
      .metavar = "URL[,URL...]",
-     .help = "The cluster bus: NATS servers (nats://host:port, comma-separated) on which nodes "
-             "tell each other of every committed change. Needs a shared store (--db "
+     .userinfo = true,
+     .help = "The cluster bus: NATS servers (nats://host:port or tls://host:port, "
+             "comma-separated) on which nodes tell each other of every committed change. "
+             "Credentials go in the URL (nats://user:password@host:port, nats://token@host:port); "
+             "give them in FLOWCAST_NATS rather than on the command line, and see "
+             "docs/cluster.md, \"Securing the bus\". Needs a shared store (--db "
              "postgres://...); refused with SQLite. Unset = changes from other nodes arrive "
              "through the catch-up alone."},
+    {.name = "nats-ca",
+     .env = "FLOWCAST_NATS_CA",
+     .type = OPT_STRING,
+     FIELD(nats_ca),
+     .metavar = "FILE",
+     .help = "PEM CA certificate(s) the NATS servers' certificates must chain to: the bus "
+             "then uses TLS (a server without it is refused) and checks each server's name "
+             "against its URL. Unset = plain TCP, unless a URL says tls:// (then the "
+             "system's CAs)."},
+    {.name = "nats-cert",
+     .env = "FLOWCAST_NATS_CERT",
+     .type = OPT_STRING,
+     FIELD(nats_cert),
+     .metavar = "FILE",
+     .help = "PEM client certificate chain this node shows NATS servers that verify "
+             "clients (with --nats-key)."},
+    {.name = "nats-key",
+     .env = "FLOWCAST_NATS_KEY",
+     .type = OPT_STRING,
+     FIELD(nats_key),
+     .metavar = "FILE",
+     .help = "The PEM private key of --nats-cert."},
     {.name = "node-id",
      .env = "FLOWCAST_NODE_ID",
      .type = OPT_STRING,
@@ -411,6 +438,32 @@ static const opt options[] = {
  * modified, so the items point into these copies (one per list option, see env_slot). They are
  * overwritten by the next fc_config_parse call. */
 static char env_lists[N_ENV_LISTS][4096];
+
+/* The --nats value, kept here while its credentials in argv are starred
+ * out: ps reads argv from the process's memory. */
+static char userinfo_copy[4096];
+
+/* Overwrites each URL's user:password@ or token@ in s with '*'. */
+static void star_userinfo(char *s)
+{
+    for (char *item = s; *item;) {
+        size_t n = strcspn(item, ", ");
+        char *host = item;
+        for (char *q = item; q + 3 <= item + n; q++)
+            if (memcmp(q, "://", 3) == 0) {
+                host = q + 3;
+                break;
+            }
+        char *end = host + strcspn(host, "/?");
+        if (end > item + n) end = item + n;
+        char *at = NULL;
+        for (char *q = host; q < end; q++)
+            if (*q == '@') at = q;
+        if (at) memset(host, '*', (size_t)(at - host));
+        item += n;
+        item += strspn(item, ", ");
+    }
+}
 
 /* Accepts an optional '-' and decimal digits only: strtoll alone would also take leading
  * spaces, '+' and trailing garbage. */
@@ -747,12 +800,13 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
         }
 
         const char *val;
+        char *in_argv = NULL; /* val, when it is argv's own memory */
         if (eq != NULL) {
-            val = eq + 1;
+            val = in_argv = argv[i] + (eq + 1 - arg);
         } else if (o->type == OPT_BOOL) {
             val = "true";
         } else if (i + 1 < argc) {
-            val = argv[++i];
+            val = in_argv = argv[++i];
         } else {
             fprintf(stderr, "flowcast: --%s: missing value (see flowcast --help)\n", o->name);
             return 2;
@@ -763,10 +817,28 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
             *list_count(cfg, o) = 0;
             list_from_flags[o - options] = true;
         }
+        if (o->userinfo) {
+            if (strlen(val) >= sizeof userinfo_copy) {
+                fprintf(stderr, "flowcast: --%s: longer than %zu bytes\n", o->name,
+                        sizeof userinfo_copy - 1);
+                return 2;
+            }
+            snprintf(userinfo_copy, sizeof userinfo_copy, "%s", val);
+            star_userinfo(in_argv);
+            val = userinfo_copy;
+        }
         if (opt_set(cfg, o, val, false, why, sizeof why) != 0) {
             report("--", o->name, val, why);
             return 2;
         }
+    }
+    if ((cfg->nats_cert == NULL) != (cfg->nats_key == NULL)) {
+        fprintf(stderr, "flowcast: --nats-cert and --nats-key go together: give both or neither\n");
+        return 2;
+    }
+    if (!cfg->nats_urls && (cfg->nats_ca || cfg->nats_cert)) {
+        fprintf(stderr, "flowcast: --nats-ca, --nats-cert and --nats-key need --nats\n");
+        return 2;
     }
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
         fprintf(stderr, "flowcast: --tls-cert and --tls-key go together: give both or neither\n");

@@ -60,7 +60,10 @@ typedef struct fc_config {
     int write_burst;            /* --write-burst N, 0 = ceil(write_rate) */
 
     /* The cluster (docs/cluster.md). */
-    const char *nats_urls;   /* --nats URL[,URL...], NULL = no bus */
+    const char *nats_urls;   /* --nats URL[,URL...], NULL = no bus; may carry credentials */
+    const char *nats_ca;     /* --nats-ca FILE: CAs the NATS servers must chain to; TLS on */
+    const char *nats_cert;   /* --nats-cert FILE: client certificate for NATS ... */
+    const char *nats_key;    /* --nats-key FILE: ... and its key (both or neither) */
     const char *node_id;     /* --node-id, NULL = hostname:port-random */
     double catchup_interval; /* --catchup-interval S, default 1 */
     int feed_workflows;      /* --feed-workflows N, default 65536 */

@@ -24,6 +24,7 @@ struct fc_feed_relay {
     fc_store *store;
     fc_bus *bus;
     char node[FC_BUS_NODE_MAX + 1];
+    char urls_shown[512]; /* cfg.urls without credentials, for /readyz */
     char probe_subject[sizeof FC_BUS_PROBE_PREFIX + FC_BUS_NODE_MAX];
     uv_mutex_t lock; /* feeds */
     fc_feed *feeds[MAX_FEEDS];
@@ -201,6 +202,7 @@ fc_feed_relay *fc_feed_relay_new(uv_loop_t *home, fc_store *home_store,
     r->store = home_store;
     r->position = -1;
     snprintf(r->node, sizeof r->node, "%s", cfg->node_id ? cfg->node_id : "");
+    if (cfg->urls) fc_bus_urls_mask(cfg->urls, r->urls_shown, sizeof r->urls_shown);
     snprintf(r->probe_subject, sizeof r->probe_subject, "%s%s", FC_BUS_PROBE_PREFIX, r->node);
     uv_mutex_init(&r->lock);
     uv_timer_init(home, &r->catchup_timer);
@@ -238,8 +240,11 @@ int fc_feed_relay_start(fc_feed_relay *r, char *err, size_t errlen)
     if (!fc_store_has_log(r->store)) return 0; /* one process: nothing to relay */
     if (r->cfg.bus) {
         const char *subjects[] = {FC_BUS_SUBJECT, r->probe_subject};
-        fc_bus_config bc = {
-            .urls = r->cfg.urls, .node_id = r->node, .subjects = subjects, .n_subjects = 2};
+        fc_bus_config bc = {.urls = r->cfg.urls,
+                            .node_id = r->node,
+                            .tls = r->cfg.tls,
+                            .subjects = subjects,
+                            .n_subjects = 2};
         fc_bus_handlers h = {.message = on_bus_message, .state = on_bus_state, .ud = r};
         r->bus = r->cfg.bus->open(&bc, &h, err, errlen);
         if (!r->bus) return -1;
@@ -266,7 +271,7 @@ int fc_feed_relay_health(fc_feed_relay *r, char *why, size_t whylen)
 {
     if (!r || !r->bus) return 0;
     if (!__atomic_load_n(&r->up, __ATOMIC_RELAXED)) {
-        snprintf(why, whylen, "not connected to any NATS server of %s", r->cfg.urls);
+        snprintf(why, whylen, "not connected to any NATS server of %s", r->urls_shown);
         return -1;
     }
     uint64_t rx = __atomic_load_n(&r->probe_rx_ns, __ATOMIC_RELAXED);

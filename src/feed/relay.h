@@ -22,7 +22,8 @@ typedef struct fc_feed_relay fc_feed_relay;
 
 typedef struct fc_feed_relay_config {
     const fc_bus_ops *bus;   /* NULL: catch-up only */
-    const char *urls;        /* the bus's servers */
+    const char *urls;        /* the bus's servers (may carry credentials) */
+    fc_bus_tls tls;          /* and how they are checked */
     const char *node_id;     /* this node's name on the bus */
     double catchup_interval; /* seconds between reads of the commit log */
     int catchup_batch;       /* rows per read */

@@ -62,6 +62,9 @@ int fc__server_feed_open(fc_server *srv)
         node_id(cfg, cl->node_id, sizeof cl->node_id);
         fc_feed_relay_config rc = {.bus = cfg->nats_urls ? &fc_bus_nats : NULL,
                                    .urls = cfg->nats_urls,
+                                   .tls = {.ca_file = cfg->nats_ca,
+                                           .cert_file = cfg->nats_cert,
+                                           .key_file = cfg->nats_key},
                                    .node_id = cl->node_id,
                                    .catchup_interval = cfg->catchup_interval,
                                    .catchup_batch = 1000};
@@ -88,7 +91,11 @@ int fc__server_feed_start(fc_cluster *cl)
 {
     char err[256] = "";
     if (fc_feed_relay_start(cl->relay, err, sizeof err) == 0) {
-        if (cl->cfg->nats_urls) FC_INFO("bus", "node %s on %s", cl->node_id, cl->cfg->nats_urls);
+        if (cl->cfg->nats_urls) {
+            char shown[512];
+            fc_bus_urls_mask(cl->cfg->nats_urls, shown, sizeof shown);
+            FC_INFO("bus", "node %s on %s", cl->node_id, shown);
+        }
         return 0;
     }
     FC_ERROR("bus", "%s", err);
