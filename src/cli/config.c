@@ -447,21 +447,19 @@ static char userinfo_copy[4096];
 static void star_userinfo(char *s)
 {
     for (char *item = s; *item;) {
-        size_t n = strcspn(item, ", ");
+        size_t n = strcspn(item, ",");
         char *host = item;
         for (char *q = item; q + 3 <= item + n; q++)
             if (memcmp(q, "://", 3) == 0) {
                 host = q + 3;
                 break;
             }
-        char *end = host + strcspn(host, "/?");
-        if (end > item + n) end = item + n;
-        char *at = NULL;
-        for (char *q = host; q < end; q++)
+        char *at = NULL; /* the last '@', as nats.c reads a URL */
+        for (char *q = host; q < item + n; q++)
             if (*q == '@') at = q;
         if (at) memset(host, '*', (size_t)(at - host));
         item += n;
-        item += strspn(item, ", ");
+        item += strspn(item, ",");
     }
 }
 

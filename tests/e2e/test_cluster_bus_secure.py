@@ -307,3 +307,30 @@ def test_tls_flags_checked(flowcast, pki):
         r = subprocess.run([flowcast, "serve"] + list(flags), capture_output=True, text=True,
                            timeout=20)
         assert r.returncode == 2 and why in r.stderr, r.stderr
+
+
+def test_sample_config(node, pki):
+    """contrib/nats-server.conf as shipped, with the test PKI and passwords:
+    two nodes on tls://localhost (the name checked) deliver across nodes."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "contrib", "nats-server.conf")) as f:
+        text = f.read()
+    text = "\n".join(l for l in text.splitlines() if not l.startswith("listen:"))
+    text = text.replace("/etc/nats/server.", pki + "/server.").replace(
+        "/etc/nats/ca.pem", pki + "/ca.pem").replace("NODE-PASSWORD", NODE_PASSWORD).replace(
+        "OBSERVER-PASSWORD", WATCH_PASSWORD)
+    with NatsServer(config=text) as nats:
+        url = "tls://flowcast:%s@localhost:%d" % (NODE_PASSWORD, nats.port)
+        flags = tls_flags(nats, pki)[2:]
+        a = node(*flags, env={"FLOWCAST_NATS": url})
+        b = node(*flags, env={"FLOWCAST_NATS": url})
+        w = a.create(id="wf")
+        watcher = Watcher(b, "wf", w["epoch"], w["seq"])
+        time.sleep(0.3)
+        before = bus_in(b)
+        last = a.patch("wf", message="sample")
+        wait_for(lambda: watcher.got and watcher.got[-1][0] >= last["seq"], 10,
+                 what="the change on the other node")
+        wait_for(lambda: bus_in(b) > before, 5, what="the message counted")
+        watcher.close()
+        assert NODE_PASSWORD not in shown_everywhere(a)

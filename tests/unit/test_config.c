@@ -31,6 +31,10 @@ static const char *const env_names[] = {
     "FLOWCAST_SLOW_TIMEOUT",
     "FLOWCAST_ALLOW_HOST",
     "FLOWCAST_STARTUP_CHECK",
+    "FLOWCAST_NATS",
+    "FLOWCAST_NATS_CA",
+    "FLOWCAST_NATS_CERT",
+    "FLOWCAST_NATS_KEY",
 };
 #define N_ENV (sizeof env_names / sizeof env_names[0])
 
@@ -279,6 +283,30 @@ static void test_repeatable_origins(void **state)
         assert_ptr_equal(strchr(err_, '\n'), err_ + strlen(err_) - 1);                             \
     } while (0)
 
+/* The credentials in --nats are starred out of argv (what ps shows) once
+ * read; the configuration keeps them. */
+static void test_nats_credentials_leave_argv(void **state)
+{
+    (void)state;
+    char flag[] = "--nats", urls[] = "nats://node:s3cret@h1:4222,tls://t0ken@h2:4222";
+    char eq[] = "--nats=nats://u:pw@h3:4222";
+    char *argv[] = {(char *)"serve", flag, urls, NULL};
+    fc_config c;
+    assert_int_equal(fc_config_parse(&c, 3, argv), 0);
+    assert_string_equal(c.nats_urls, "nats://node:s3cret@h1:4222,tls://t0ken@h2:4222");
+    assert_string_equal(urls, "nats://***********@h1:4222,tls://*****@h2:4222");
+    char *argv2[] = {(char *)"serve", eq, NULL};
+    assert_int_equal(fc_config_parse(&c, 2, argv2), 0);
+    assert_string_equal(c.nats_urls, "nats://u:pw@h3:4222");
+    assert_string_equal(eq, "--nats=nats://****@h3:4222");
+    /* Without credentials nothing is written (argv may be read-only). */
+    assert_int_equal(parse(&c, "--nats", "nats://h:1", "--nats-ca", "ca.pem", NULL), 0);
+    assert_string_equal(c.nats_ca, "ca.pem");
+    ASSERT_ERROR("--nats-cert and --nats-key go together", "--nats", "nats://h:1", "--nats-cert",
+                 "c.pem");
+    ASSERT_ERROR("need --nats", "--nats-ca", "ca.pem");
+}
+
 static void test_flag_errors(void **state)
 {
     (void)state;
@@ -450,6 +478,7 @@ int main(void)
         cmocka_unit_test_setup(test_equals_form_and_flags, clear_env),
         cmocka_unit_test_setup(test_connection_limits, clear_env),
         cmocka_unit_test_setup(test_repeatable_origins, clear_env),
+        cmocka_unit_test_setup(test_nats_credentials_leave_argv, clear_env),
         cmocka_unit_test_setup(test_flag_errors, clear_env),
         cmocka_unit_test_setup(test_env_errors, clear_env),
         cmocka_unit_test_setup(test_help, clear_env),
