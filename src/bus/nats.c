@@ -20,6 +20,7 @@
  * given up after PING_MS * (MAX_PINGS + 1). */
 #define PING_MS 1000
 #define MAX_PINGS 2
+#define PERMISSION_LOG_NS (10000ull * 1000000)
 
 typedef struct nats_bus {
     fc_bus base;
@@ -35,6 +36,9 @@ typedef struct nats_bus {
     uv_cond_t cond;
     int done;    /* of those callbacks, how many came */
     int closing; /* our own close: the closed callback is no news */
+    /* Refused publishes come one per message: logged once per
+     * PERMISSION_LOG_NS with their count (nats.c's one callback thread). */
+    uint64_t refused, refused_log_ns;
 } nats_bus;
 
 static void one_done(nats_bus *b)
@@ -72,8 +76,9 @@ static void on_closed(natsConnection *nc, void *closure)
     if (!ours) {
         char why[256];
         fc_bus_urls_mask(last_error(nc), why, sizeof why);
-        FC_ERROR("bus", "the NATS connection to %s is closed for good (%s): the bus is down "
-                        "until the node restarts with credentials and TLS files NATS accepts",
+        FC_ERROR("bus",
+                 "the NATS connection to %s is closed for good (%s): the bus is down "
+                 "until the node restarts with credentials and TLS files NATS accepts",
                  b->urls, why);
         b->h.state(b->h.ud, 0);
     }
@@ -121,11 +126,16 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
     }
     /* The server's subject permissions refuse a publish or a subscription
      * of this node's user: its changes do not travel, or none arrive. */
+    b->refused++;
+    uint64_t now = uv_hrtime();
+    if (b->refused_log_ns && now - b->refused_log_ns < PERMISSION_LOG_NS) return;
+    b->refused_log_ns = now;
     char why[256];
     fc_bus_urls_mask(last_error(nc), why, sizeof why);
-    FC_ERROR("bus", "NATS at %s: %s (the node's user needs publish and subscribe on "
-                    "flowcast.>)",
-             b->urls, why);
+    FC_ERROR("bus",
+             "NATS at %s: %s (%llu refused so far; the node's user needs publish and "
+             "subscribe on flowcast.changes and flowcast.probe.>)",
+             b->urls, why, (unsigned long long)b->refused);
 }
 
 /* Capped exponential backoff with jitter, after each full round of servers. */
