@@ -298,6 +298,9 @@ def test_tls_refusals_fail_the_start(node, pki):
     with NatsServer() as nats:  # no TLS at all: never a silent plain-text fallback
         assert "Secure Connection not available" in refused(
             "--nats", nats.url, "--nats-ca", os.path.join(pki, "ca.pem"))
+        s = node("--nats", nats.url, "--nats-ca", os.path.join(pki, "missing.pem"), ready=False)
+        assert exit_code(s) == 2
+        assert "error bus: --nats-ca: " in log_of(s), log_of(s)
 
 
 def test_tls_flags_checked(flowcast, pki):
