@@ -364,8 +364,10 @@ static const char *const migrations[] = {
      * unnest(...) RETURNING feeding the INSERT of the events costs a
      * fraction (docs/architecture.md, PostgreSQL store). The UPDATE applies
      * the changes that pass every check (the row exists, if_seq matches,
-     * not terminal, step <= total), taking the row locks in input order
-     * (the caller sorts by id; an input must not hold an id twice); a row
+     * not terminal, step <= total), its row locks in its plan's order (a
+     * scan of the table or of the input: the writer locks every row of a
+     * batch in id order first, writer.c LOCK_SQL; an input must not hold
+     * an id twice); a row
      * another transaction changes meanwhile is re-checked on its new
      * version (READ COMMITTED's EvalPlanQual). Every input it did not
      * apply goes through fc_apply, which locks the row at a fresh snapshot

@@ -1,12 +1,13 @@
 /* PostgreSQL store: the writer thread. It takes every queued change (up to
  * FC__PG_BATCH_MAX) and commits them in one transaction sent as one
  * pipeline: BEGIN, the changes, COMMIT, one Sync: one round trip per batch
- * whatever its size. The changes are applied in id order (a stable sort:
- * one workflow's changes keep their submission order), so every node's
- * transactions take row locks in the same order and rarely deadlock on
- * each other (a deadlock is retried); changes of different workflows are
- * independent, and they all commit at once, so the order in which one
- * transaction applies them is not observable. done() and the commit
+ * whatever its size. The batch first locks its workflow rows in id order
+ * (LOCK_SQL), so every node's transactions take row locks in the same
+ * order and rarely deadlock on each other (a deadlock is retried); the
+ * changes are applied in id order within rounds (a stable sort: one
+ * workflow's changes keep their submission order); changes of different
+ * workflows are independent, and they all commit at once, so the order in
+ * which one transaction applies them is not observable. done() and the commit
  * callbacks still run in submission order.
  *
  * The batch runs in rounds: round r holds the r-th change of each workflow
@@ -35,6 +36,14 @@
 #define UPDATES_SQL                                                                                \
     "SELECT * FROM fc_apply_updates($1::text[], $2::int[], $3::text[], $4::bigint[],"              \
     " $5::bigint[], $6::text[], $7::bigint[], $8::bigint, $9::int)"
+/* Locks the batch's workflow rows in id order (strcmp's, as apply_order)
+ * before any change: the changes then take them in round order, plain
+ * updates first, and fc_apply_updates in whatever order its plan scans
+ * the rows, which is not the id order; two nodes' batches locking in
+ * different orders deadlocked, and a batch waiting out the deadlock and
+ * its retries passed --db-timeout (503 for all its changes). */
+#define LOCK_SQL                                                                                   \
+    "SELECT 1 FROM workflows WHERE id = ANY($1::text[]) ORDER BY id COLLATE \"C\" FOR UPDATE"
 /* SKIP LOCKED: two nodes trimming at once take different rows, never wait. */
 #define TRIM_SQL                                                                                   \
     "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"                  \
@@ -58,6 +67,7 @@ static int prepare_writer(PGconn *c, void *arg, char *err, size_t errlen)
     fc__pg_core *s = arg;
     return fc__pg_prepare(c, "apply", APPLY_SQL, s->timeout_ms, err, errlen) ||
            fc__pg_prepare(c, "updates", UPDATES_SQL, s->timeout_ms, err, errlen) ||
+           fc__pg_prepare(c, "lock", LOCK_SQL, s->timeout_ms, err, errlen) ||
            fc__pg_prepare(c, "trim", TRIM_SQL, s->timeout_ms, err, errlen);
 }
 
@@ -227,6 +237,34 @@ static int send_updates(fc__pg_core *s, PGconn *conn, fc_change *const *cs, cons
     return rc;
 }
 
+/* Queues the LOCK_SQL of the batch's workflows (order: apply order) when
+ * it holds two or more (one workflow's changes lock one row); *sent tells
+ * whether it did. 0, or -1 with a reason in err. */
+static int send_lock(PGconn *conn, fc_change *const *cs, const int *order, int n, int *sent,
+                     char *err, size_t errlen)
+{
+    text_buf ids = {0};
+    int distinct = 0;
+    for (int k = 0; k < n; k++) {
+        if (k > 0 && strcmp(cs[order[k]]->wf.id, cs[order[k - 1]]->wf.id) == 0) continue;
+        put(&ids, distinct++ ? "," : "{", 1);
+        put_quoted(&ids, cs[order[k]]->wf.id);
+    }
+    put(&ids, "}", 1);
+    *sent = distinct >= 2;
+    int rc = 0;
+    if (ids.oom) {
+        snprintf(err, errlen, "out of memory building a batch");
+        rc = -1;
+    } else if (*sent &&
+               !PQsendQueryPrepared(conn, "lock", 1, (const char *const *)&ids.p, NULL, NULL, 0)) {
+        snprintf(err, errlen, "%s", PQerrorMessage(conn));
+        rc = -1;
+    }
+    free(ids.p);
+    return rc;
+}
+
 /* Queues c's fc_apply call on the pipeline. 0, or -1 when libpq refused it. */
 static int send_apply(fc__pg_core *s, PGconn *conn, const fc_change *c, int64_t now)
 {
@@ -355,9 +393,9 @@ static int take_answers(const PGresult *r, const step *st, const int *members, a
  * and reads every answer. On RUN_OK the outcome of cs[i] is ans[i], pointing into
  * held[0 .. nsteps-1] (caller clears). ioerr gets the first failure's
  * reason. */
-static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, const step *steps,
-                     int nsteps, const int *members, int64_t now, int trim, PGresult **held,
-                     answer *ans, int *trimmed, char *ioerr, size_t errlen)
+static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const int *order, int n,
+                     const step *steps, int nsteps, const int *members, int64_t now, int trim,
+                     PGresult **held, answer *ans, int *trimmed, char *ioerr, size_t errlen)
 {
     int64_t deadline = now + s->timeout_ms;
     char cutoff[24], limit[16];
@@ -367,6 +405,8 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, 
     ioerr[0] = '\0';
     int ok =
         PQenterPipelineMode(conn) && PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+    int lock = 0;
+    ok = ok && send_lock(conn, cs, order, n, &lock, ioerr, errlen) == 0;
     for (int k = 0; ok && k < nsteps; k++) {
         const step *st = &steps[k];
         ok =
@@ -381,7 +421,7 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, 
         return RUN_BROKEN;
     }
 
-    int queries = 1 + nsteps + trim + 1, outcome = RUN_OK, failed;
+    int queries = 1 + lock + nsteps + trim + 1, outcome = RUN_OK, failed;
     for (int q = 0; q < queries; q++) {
         PGresult *r = fc__pg_result(conn, deadline, &failed, ioerr, errlen);
         if (failed) return RUN_BROKEN;
@@ -390,8 +430,8 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, int n, 
             snprintf(ioerr, errlen, "%s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
             outcome = fc__pg_retryable(r) ? RUN_RETRY : RUN_SQLERR;
         }
-        int k = q - 1, apply = k >= 0 && k < nsteps;
-        if (trim && q == 1 + nsteps && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
+        int k = q - 1 - lock, apply = k >= 0 && k < nsteps;
+        if (trim && k == nsteps && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
         if (apply && st == PGRES_TUPLES_OK && take_answers(r, &steps[k], members, ans) == 0)
             held[k] = r;
         else
@@ -450,8 +490,8 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         memset(held, 0, sizeof(PGresult *) * (size_t)nsteps);
         now = fc_time_now_ms(); /* one timestamp per commit */
         sent = 1;
-        outcome = run_batch(s, conn, cs, n, steps, nsteps, members, now, trim, held, ans, &trimmed,
-                            ioerr, sizeof ioerr);
+        outcome = run_batch(s, conn, cs, order, n, steps, nsteps, members, now, trim, held, ans,
+                            &trimmed, ioerr, sizeof ioerr);
         if (outcome == RUN_OK) break;
         for (int k = 0; k < nsteps; k++)
             PQclear(held[k]);
