@@ -68,6 +68,7 @@ MESSAGES = [
     "", "plain", 'a"b', "back\\slash", "a,b", "{x}", "{}", "NULL", "null", '"', "\\",
     "line\nbreak\ttab\r", "\u00fc\u20ac\U0001F600\U0001D11E", "  spaces  ", '\\"', '}{",\\',
     '{"a","b"}', "(1,2)", "'quoted'", "$fc$", "x" * 4096, "\U0001F600" * 1024, "\u00e9" * 2049,
+    "nul\u0000byte", "\ud800lone", "\u2028\u2029\ufeff",
 ]
 NAMES = ["job", 'n"a\\m,e{}', "NULL", "\U0001F680 rocket", "x" * 200]
 STATUSES = ["pending", "running", "running", "running", "completed", "failed", "cancelled"]
@@ -188,10 +189,10 @@ def answer(r):
     return (r.status, norm(json.loads(body)) if body else None)
 
 
-def run_on(server, seq, conns):
+def run_on(server, seq, conns, ids=IDS):
     """Runs seq on server, one pipelined connection per group of ids (so
     each id's requests keep their order); the answers in seq order."""
-    groups = [[i for i, op in enumerate(seq) if IDS.index(op[0]) % conns == c]
+    groups = [[i for i, op in enumerate(seq) if ids.index(op[0]) % conns == c]
               for c in range(conns)]
     res = [None] * len(seq)
 
@@ -207,9 +208,9 @@ def run_on(server, seq, conns):
     return [answer(r) for r in res]
 
 
-def final_view(server):
+def final_view(server, ids=IDS):
     out = {}
-    for wid in IDS:
+    for wid in ids:
         r = server.request("GET", API + "/" + wid)
         if r.status == 404:
             out[wid] = None
@@ -217,7 +218,8 @@ def final_view(server):
         assert r.status == 200, r
         w = json.loads(r.body)
         hist = {}
-        for since in (0, 1, w["seq"] - 2, w["seq"], w["seq"] + 5):
+        for since in sorted({0, 1, 60, 64, 65, 127, 128, w["seq"] - 64, w["seq"] - 2, w["seq"],
+                             w["seq"] + 5}):
             if since < 0:
                 continue
             h = server.request("GET", API + "/%s/history?since=%d&limit=1000" % (wid, since))
@@ -249,6 +251,32 @@ def test_postgres_answers_like_sqlite_pipelined(factory, pg, pg_dsn, seed, reten
     wait_for(lambda: set_calls(pg, pg_dsn) > 0, 10, what="a set-based call")
     fa, fb = final_view(lite), final_view(post)
     for wid in IDS:
+        assert fa[wid] == fb[wid], (wid, fa[wid], fb[wid])
+
+
+@pytest.mark.parametrize("retention", [1, 3, 70, 1000])
+def test_retention_trim_in_set_based_batches_like_sqlite(factory, pg, pg_dsn, retention):
+    """Four workflows, 200 changes each, pipelined on two connections (so
+    the changes that reach seq 64, 128 and 192, where the log is trimmed,
+    go through fc_apply_updates' trim): history pages and resyncs at every
+    interesting position equal SQLite's."""
+    ids = ["r0", "r1", "r2", "r3"]
+    rnd = random.Random(retention)
+    seq = [(w, "POST", API, {"id": w, "name": "r", "total_steps": 1000}, {}) for w in ids]
+    for i in range(200):
+        for w in ids:
+            body = {"message": "%s-%d" % (w, i), "current_step": i}
+            if rnd.random() < 0.1:
+                body["if_seq"] = i + 1 + rnd.choice([0, 0, 1])
+            seq.append((w, "PATCH", API + "/" + w, body, {}))
+    lite = factory("--retention", retention)
+    post = factory("--retention", retention, db=pg_dsn)
+    a = run_on(lite, seq, 2, ids)
+    b = run_on(post, seq, 2, ids)
+    assert _diff(seq, a, b) is None, _diff(seq, a, b)
+    wait_for(lambda: set_calls(pg, pg_dsn) > 0, 10, what="a set-based call")
+    fa, fb = final_view(lite, ids), final_view(post, ids)
+    for wid in ids:
         assert fa[wid] == fb[wid], (wid, fa[wid], fb[wid])
 
 
