@@ -509,3 +509,64 @@ def test_postgres_killed_or_frozen_under_batches_nothing_lost_nothing_twice(fact
     for w, msg in not_saved:
         assert msg not in logged[w], (w, msg, "answered not saved, but logged")
     print("acked %d, not saved %d, maybe %d" % (len(acked), len(not_saved), len(maybe)))
+
+
+def test_updates_on_one_node_while_another_deletes_and_recreates(factory, pg_dsn):
+    """Node B pipelines plain updates of five workflows (set-based) while
+    node A deletes and re-creates them, sometimes in one pipeline (one
+    batch): an update that waited on a deleted row must be answered from
+    the row's current state (404, or applied to the new incarnation), never
+    5xx; each incarnation's 200s have distinct seqs, and the last
+    incarnation's are all in its log."""
+    a, b = factory(db=pg_dsn), factory(db=pg_dsn)
+    wids = ["rc%d" % i for i in range(5)]
+    for w in wids:
+        assert a.request("POST", API, {"id": w, "name": "r", "total_steps": 10 ** 6}).status == 201
+    acked, bad = [], []
+    stop = threading.Event()
+
+    def updater(t):
+        r = 0
+        while not stop.is_set() and r < 300:
+            r += 1
+            reqs = [("PATCH", API + "/" + w, {"message": "u%d-%d-%s" % (t, r, w)}, {})
+                    for w in wids for _ in range(2)]
+            for req, resp in zip(reqs, pipeline(b, reqs)):
+                if resp.status == 200:
+                    got = json.loads(resp.body)
+                    acked.append((got["id"], got["epoch"], got["seq"], req[2]["message"]))
+                elif resp.status != 404:
+                    bad.append((resp.status, resp.body[:200]))
+
+    def recreator():
+        for r in range(25):
+            reqs = []
+            for w in wids:
+                reqs.append(("DELETE", API + "/" + w, None, {}))
+                reqs.append(("POST", API, {"id": w, "name": "r%d" % r,
+                                           "total_steps": 10 ** 6}, {}))
+            for req, resp in zip(reqs, pipeline(a, reqs)):
+                if resp.status not in (201, 204):
+                    bad.append((req[0], resp.status, resp.body[:200]))
+            time.sleep(0.05)
+    ts = [threading.Thread(target=updater, args=(t,)) for t in range(3)]
+    for t in ts:
+        t.start()
+    try:
+        recreator()
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(120)
+    assert not bad, bad[:3]
+    assert len(acked) > 50
+    keys = [(w, e, s) for w, e, s, _ in acked]
+    assert len(set(keys)) == len(keys), "a seq given twice in one incarnation"
+    for w in wids:
+        cur = json.loads(b.request("GET", API + "/" + w).body)
+        h = json.loads(b.request("GET", API + "/%s/history?since=0&limit=1000" % w).body)
+        logged = {e["seq"]: e["message"] for e in h["events"]}
+        assert sorted(logged) == list(range(1, cur["seq"] + 1)), w
+        for aw, e, s, m in acked:
+            if aw == w and e == cur["epoch"]:
+                assert logged.get(s) == m, (w, s, m)
