@@ -570,3 +570,23 @@ def test_updates_on_one_node_while_another_deletes_and_recreates(factory, pg_dsn
         for aw, e, s, m in acked:
             if aw == w and e == cur["epoch"]:
                 assert logged.get(s) == m, (w, s, m)
+
+
+def test_one_key_on_two_workflows_in_one_pipeline_first_request_owns_it(factory, pg_dsn):
+    """One Idempotency-Key sent (by mistake) with changes of two workflows,
+    pipelined so one batch holds both, the later one on the smaller id:
+    the first request sent owns the key (200) and the second is refused
+    (422), as on SQLite, whatever order the batch applies workflows in."""
+    seq = []
+    for i in range(20):
+        k = {"Idempotency-Key": "shared-%d" % i}
+        seq += [("zz", "PATCH", API + "/zz", {"message": "z%d" % i}, k),
+                ("aa", "PATCH", API + "/aa", {"message": "a%d" % i}, k)]
+    ids = ["zz", "aa"]
+    res = {}
+    for name, node in (("sqlite", factory()), ("postgres", factory(db=pg_dsn))):
+        for w in ids:
+            assert node.request("POST", API, {"id": w, "name": "k", "total_steps": 9}).status == 201
+        res[name] = [answer(r) for r in pipeline(node, [op[1:] for op in seq])]
+    assert [s for s, _ in res["sqlite"]] == [200, 422] * 20
+    assert _diff(seq, res["sqlite"], res["postgres"]) is None, _diff(seq, res["sqlite"], res["postgres"])

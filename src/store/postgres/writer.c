@@ -113,18 +113,38 @@ static int plain_update(const fc_change *c)
     return c->kind == FC_CHANGE_UPDATE && !c->idem_key[0];
 }
 
+/* 1 when an earlier change of the batch (in submission order) carries c's
+ * idempotency key. */
+static int key_taken(fc_change *const *cs, int i)
+{
+    if (!cs[i]->idem_key[0]) return 0;
+    for (int j = 0; j < i; j++)
+        if (strcmp(cs[j]->idem_key, cs[i]->idem_key) == 0) return 1;
+    return 0;
+}
+
 /* Splits the changes (order: apply order) into rounds, round r holding the
  * r-th change of each workflow, and each round into its queries: the plain
  * updates first (one set when two or more: a set of one costs more than
- * fc_apply), then the others. members gets the change indexes in query
- * order. Returns the number of queries. */
+ * fc_apply), then the others. A change whose key an earlier change of the
+ * batch carries comes last, in submission order: the first request sent
+ * owns the key, as on SQLite, not the one on the smaller id (a key on two
+ * requests of one batch has two fingerprints or one workflow: the later
+ * one is a replay or refused, it changes no workflow). members gets the
+ * change indexes in query order. Returns the number of queries. */
 static int plan_batch(fc_change *const *cs, const int *order, int n, step *steps, int *members)
 {
-    int round[FC__PG_BATCH_MAX], rounds = 0, nsteps = 0, m = 0;
+    int round[FC__PG_BATCH_MAX], rounds = 0, nsteps = 0, m = 0, prev = -1;
+    unsigned char late[FC__PG_BATCH_MAX];
+    for (int i = 0; i < n; i++)
+        late[i] = (unsigned char)key_taken(cs, i);
     for (int k = 0; k < n; k++) {
-        int same = k > 0 && strcmp(cs[order[k]]->wf.id, cs[order[k - 1]]->wf.id) == 0;
-        round[k] = same ? round[k - 1] + 1 : 0;
+        round[k] = -1;
+        if (late[order[k]]) continue;
+        int same = prev >= 0 && strcmp(cs[order[k]]->wf.id, cs[order[prev]]->wf.id) == 0;
+        round[k] = same ? round[prev] + 1 : 0;
         if (round[k] >= rounds) rounds = round[k] + 1;
+        prev = k;
     }
     for (int r = 0; r < rounds; r++) {
         int first = m;
@@ -137,6 +157,11 @@ static int plan_batch(fc_change *const *cs, const int *order, int n, step *steps
                 members[m++] = order[k];
             }
     }
+    for (int i = 0; i < n; i++)
+        if (late[i]) {
+            steps[nsteps++] = (step){0, m, 1};
+            members[m++] = i;
+        }
     return nsteps;
 }
 
