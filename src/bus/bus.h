@@ -33,11 +33,12 @@ typedef struct fc_bus_handlers {
 
 /* How a node proves itself to the bus and checks the bus's servers
  * (docs/cluster.md, "Securing the bus"). Every field may be NULL. */
-typedef struct fc_bus_tls {
+typedef struct fc_bus_secure {
     const char *ca_file;   /* PEM CAs the servers' certificates must chain to; TLS required */
     const char *cert_file; /* PEM client certificate chain ... */
     const char *key_file;  /* ... and its key (both or neither) */
-} fc_bus_tls;
+    const char *nkey_file; /* a user nkey seed (SU...) to sign the server's nonce with */
+} fc_bus_secure;
 
 typedef struct fc_bus_config {
     /* "nats://h:p[,tls://user:pass@h:p,nats://token@h:p...]": the URLs
@@ -45,7 +46,7 @@ typedef struct fc_bus_config {
      * fc_bus_urls_mask. */
     const char *urls;
     const char *node_id; /* the connection's name, for the server's logs */
-    fc_bus_tls tls;
+    fc_bus_secure secure;
     const char *const *subjects;
     size_t n_subjects;
 } fc_bus_config;

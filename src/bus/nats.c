@@ -3,6 +3,7 @@
  * jitter, its subscriptions delivered on nats.c's own threads. The libuv
  * adapter is not used: see docs/architecture.md, "The cluster bus". */
 #include "bus/bus.h"
+#include "bus/internal.h"
 #include "common/log.h"
 
 #include <nats/nats.h>
@@ -179,18 +180,18 @@ static const char *thread_error(natsStatus s)
 static natsStatus set_tls(natsOptions *o, const fc_bus_config *cfg, const char **servers, int n,
                           const char **what)
 {
-    int secure = cfg->tls.ca_file != NULL;
+    int secure = cfg->secure.ca_file != NULL;
     for (int i = 0; i < n; i++)
         if (strncasecmp(servers[i], "tls://", 6) == 0) secure = 1;
     natsStatus s = NATS_OK;
     if (secure) s = natsOptions_SetSecure(o, true);
     *what = "--nats-ca";
-    if (s == NATS_OK && cfg->tls.ca_file)
-        s = natsOptions_LoadCATrustedCertificates(o, cfg->tls.ca_file);
+    if (s == NATS_OK && cfg->secure.ca_file)
+        s = natsOptions_LoadCATrustedCertificates(o, cfg->secure.ca_file);
     if (s != NATS_OK) return s;
     *what = "--nats-cert/--nats-key";
-    if (cfg->tls.cert_file)
-        s = natsOptions_LoadCertificatesChain(o, cfg->tls.cert_file, cfg->tls.key_file);
+    if (cfg->secure.cert_file)
+        s = natsOptions_LoadCertificatesChain(o, cfg->secure.cert_file, cfg->secure.key_file);
     return s;
 }
 
@@ -209,6 +210,17 @@ static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *er
     natsStatus s = natsOptions_Create(&o);
     if (s == NATS_OK) s = natsOptions_SetServers(o, servers, n);
     if (s == NATS_OK) s = set_tls(o, cfg, servers, n, &what);
+    if (s == NATS_OK) what = "--nats-nkey";
+    if (s == NATS_OK && cfg->secure.nkey_file) {
+        char pub[FC__BUS_NKEY_LEN + 1], why[128];
+        if (fc__bus_nkey_public(cfg->secure.nkey_file, pub, why, sizeof why) != 0) {
+            snprintf(err, errlen, "--nats-nkey %s: %s", cfg->secure.nkey_file, why);
+            free(buf);
+            natsOptions_Destroy(o);
+            return NULL;
+        }
+        s = natsOptions_SetNKeyFromSeed(o, pub, cfg->secure.nkey_file);
+    }
     if (s == NATS_OK) what = "--nats";
     if (s == NATS_OK) s = natsOptions_SetName(o, cfg->node_id);
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);

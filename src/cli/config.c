@@ -391,6 +391,14 @@ static const opt options[] = {
      FIELD(nats_key),
      .metavar = "FILE",
      .help = "The PEM private key of --nats-cert."},
+    {.name = "nats-nkey",
+     .env = "FLOWCAST_NATS_NKEY",
+     .type = OPT_STRING,
+     FIELD(nats_nkey),
+     .metavar = "FILE",
+     .help = "A NATS user nkey seed file (SU..., as `nk -gen user` writes it): the node signs "
+             "each server's challenge with it instead of sending a password. Keep it "
+             "readable by the server's user only."},
     {.name = "node-id",
      .env = "FLOWCAST_NODE_ID",
      .type = OPT_STRING,
@@ -834,8 +842,9 @@ int fc_config_parse(fc_config *cfg, int argc, char **argv)
         fprintf(stderr, "flowcast: --nats-cert and --nats-key go together: give both or neither\n");
         return 2;
     }
-    if (!cfg->nats_urls && (cfg->nats_ca || cfg->nats_cert)) {
-        fprintf(stderr, "flowcast: --nats-ca, --nats-cert and --nats-key need --nats\n");
+    if (!cfg->nats_urls && (cfg->nats_ca || cfg->nats_cert || cfg->nats_nkey)) {
+        fprintf(stderr, "flowcast: --nats-ca, --nats-cert, --nats-key and --nats-nkey need "
+                        "--nats\n");
         return 2;
     }
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {

@@ -64,6 +64,7 @@ typedef struct fc_config {
     const char *nats_ca;     /* --nats-ca FILE: CAs the NATS servers must chain to; TLS on */
     const char *nats_cert;   /* --nats-cert FILE: client certificate for NATS ... */
     const char *nats_key;    /* --nats-key FILE: ... and its key (both or neither) */
+    const char *nats_nkey;   /* --nats-nkey FILE: a user nkey seed, NULL = none */
     const char *node_id;     /* --node-id, NULL = hostname:port-random */
     double catchup_interval; /* --catchup-interval S, default 1 */
     int feed_workflows;      /* --feed-workflows N, default 65536 */

@@ -242,7 +242,7 @@ int fc_feed_relay_start(fc_feed_relay *r, char *err, size_t errlen)
         const char *subjects[] = {FC_BUS_SUBJECT, r->probe_subject};
         fc_bus_config bc = {.urls = r->cfg.urls,
                             .node_id = r->node,
-                            .tls = r->cfg.tls,
+                            .secure = r->cfg.secure,
                             .subjects = subjects,
                             .n_subjects = 2};
         fc_bus_handlers h = {.message = on_bus_message, .state = on_bus_state, .ud = r};

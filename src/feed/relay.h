@@ -23,7 +23,7 @@ typedef struct fc_feed_relay fc_feed_relay;
 typedef struct fc_feed_relay_config {
     const fc_bus_ops *bus;   /* NULL: catch-up only */
     const char *urls;        /* the bus's servers (may carry credentials) */
-    fc_bus_tls tls;          /* and how they are checked */
+    fc_bus_secure secure;    /* how the node and they prove themselves */
     const char *node_id;     /* this node's name on the bus */
     double catchup_interval; /* seconds between reads of the commit log */
     int catchup_batch;       /* rows per read */

@@ -62,9 +62,10 @@ int fc__server_feed_open(fc_server *srv)
         node_id(cfg, cl->node_id, sizeof cl->node_id);
         fc_feed_relay_config rc = {.bus = cfg->nats_urls ? &fc_bus_nats : NULL,
                                    .urls = cfg->nats_urls,
-                                   .tls = {.ca_file = cfg->nats_ca,
-                                           .cert_file = cfg->nats_cert,
-                                           .key_file = cfg->nats_key},
+                                   .secure = {.ca_file = cfg->nats_ca,
+                                              .cert_file = cfg->nats_cert,
+                                              .key_file = cfg->nats_key,
+                                              .nkey_file = cfg->nats_nkey},
                                    .node_id = cl->node_id,
                                    .catchup_interval = cfg->catchup_interval,
                                    .catchup_batch = 1000};

@@ -7,8 +7,10 @@ test fails. The binary is installed by scripts/setup: a missing one fails.
 NatsServer(config=TEXT) runs it with a configuration file holding TEXT
 after the listen line (authorization users and permissions, a tls block:
 see test_cluster_bus_secure.py); .reload(TEXT) rewrites it and sends
-SIGHUP. make_pki(dir) makes the certificates such a tls block names."""
+SIGHUP. make_pki(dir) makes the certificates such a tls block names;
+make_nkey() a user nkey (public key, seed) for an `nkey:` user."""
 
+import base64
 import os
 import shutil
 import signal
@@ -55,6 +57,30 @@ def make_pki(d):
     _make_cert(d, "client", "DNS:flowcast-node", "ca", 3003)
     _make_cert(d, "stranger", "DNS:flowcast-node", "other-ca", 3004)
     return d
+
+
+def _nkey_text(raw):
+    """base32 of raw and its CRC-16/XMODEM (little-endian), unpadded."""
+    crc = 0
+    for b in raw:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xffff
+    return base64.b32encode(raw + bytes([crc & 0xff, crc >> 8])).decode().rstrip("=")
+
+
+def make_nkey():
+    """(public "U...", seed "SU...") of a new user nkey (Ed25519), encoded
+    as nats-io's nkeys encode them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    k = Ed25519PrivateKey.generate()
+    seed = k.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                           serialization.NoEncryption())
+    pub = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    user, seed_prefix = 20 << 3, 18 << 3
+    return (_nkey_text(bytes([user]) + pub),
+            _nkey_text(bytes([seed_prefix | user >> 5, (user & 31) << 3]) + seed))
 
 
 class NatsServer:

@@ -26,7 +26,7 @@ import pytest
 
 from conftest import ServerFactory
 from fc_helpers import wait_for
-from svc_nats import NatsServer, make_pki
+from svc_nats import NatsServer, make_nkey, make_pki
 from svc_postgres import PostgresServer
 from test_hostile_cluster import RoguePublisher, Watcher, forged
 
@@ -179,6 +179,37 @@ def test_token_in_the_url(node):
     with NatsServer(config='authorization { token: "%s" }' % TOKEN) as nats:
         s = node(env={"FLOWCAST_NATS": "nats://%s@127.0.0.1:%d" % (TOKEN, nats.port)})
         assert TOKEN not in shown_everywhere(s)
+
+
+def test_nkey_signs_the_challenge(node, tmp_path):
+    """--nats-nkey: the node signs the server's nonce with a seed file; the
+    seed never leaves it, another seed is refused at start."""
+    pub, seed = make_nkey()
+    other_pub, other_seed = make_nkey()
+    perms = 'permissions: {publish: ["flowcast.>"], subscribe: ["flowcast.>"]}'
+    with NatsServer(config='authorization { users = [ {nkey: "%s", %s} ] }' % (pub, perms)) as nats:
+        good, bad = tmp_path / "node.nk", tmp_path / "other.nk"
+        good.write_text(seed + "\n")
+        bad.write_text(other_seed + "\n")
+        a = node("--nats", nats.url, "--nats-nkey", str(good))
+        b = node("--nats", nats.url, "--nats-nkey", str(good))
+        w = a.create(id="wf")
+        watcher = Watcher(b, "wf", w["epoch"], w["seq"])
+        time.sleep(0.3)
+        before = bus_in(b)
+        last = a.patch("wf", message="signed")
+        wait_for(lambda: watcher.got and watcher.got[-1][0] >= last["seq"], 10,
+                 what="the change on the other node")
+        wait_for(lambda: bus_in(b) > before, 5, what="the message counted")
+        watcher.close()
+        assert seed not in shown_everywhere(a)
+        s = node("--nats", nats.url, "--nats-nkey", str(bad), ready=False)
+        assert exit_code(s) == 2
+        assert "cannot connect: Authorization Violation" in log_of(s)
+        assert other_seed not in log_of(s)
+        s = node("--nats", nats.url, "--nats-nkey", str(tmp_path / "missing.nk"), ready=False)
+        assert exit_code(s) == 2
+        assert "--nats-nkey %s: cannot read it" % (tmp_path / "missing.nk") in log_of(s)
 
 
 def test_wrong_credentials_fail_the_start(node):
