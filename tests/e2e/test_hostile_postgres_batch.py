@@ -590,3 +590,35 @@ def test_one_key_on_two_workflows_in_one_pipeline_first_request_owns_it(factory,
         res[name] = [answer(r) for r in pipeline(node, [op[1:] for op in seq])]
     assert [s for s, _ in res["sqlite"]] == [200, 422] * 20
     assert _diff(seq, res["sqlite"], res["postgres"]) is None, _diff(seq, res["sqlite"], res["postgres"])
+
+
+def test_full_batches_of_4kb_messages_all_quotes_and_backslashes(factory, pg, pg_dsn):
+    """Eight connections pipeline 64 changes each, one per workflow, whose
+    4096-byte messages are all quotes and backslashes (an array literal of
+    a full batch twice their size): every change is answered 200 and
+    logged byte for byte."""
+    node = factory(db=pg_dsn)
+    wids = ["big%02d" % i for i in range(64)]
+    for w in wids:
+        assert node.request("POST", API, {"id": w, "name": "b", "total_steps": 9}).status == 201
+    pats = ['"\\\\', '\\\\"', '{"},', '\\\\\\\\', '""']
+    acked, bad = [], []
+
+    def go(c):
+        reqs = [("PATCH", API + "/" + w, {"message": (pats[(c + j) % len(pats)] * 4096)[:4094 - c]
+                                          + "%02d" % c}, {}) for j, w in enumerate(wids)]
+        for req, resp in zip(reqs, pipeline(node, reqs)):
+            if resp.status != 200:
+                bad.append((resp.status, resp.body[:200]))
+            else:
+                acked.append((req[1].rsplit("/", 1)[1], json.loads(resp.body)["seq"],
+                              req[2]["message"]))
+    ts = [threading.Thread(target=go, args=(c,)) for c in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not bad, bad[:3]
+    wait_for(lambda: set_calls(pg, pg_dsn) > 0, 10, what="a set-based call")
+    for w in wids:
+        _check_log(node, w, [(s, m) for aw, s, m in acked if aw == w])
