@@ -155,15 +155,34 @@ static pid_t nats_pid;
 static int nats_port;
 static char nats_url[64];
 
+/* A free port below the kernel's ephemeral range (10000 up to it), from a
+ * place given by the pid. Not bind(0): that hands out an ephemeral port,
+ * which, while the broker is down between a stop and a start on the same
+ * port, any connect() on the machine may take as its local port (another
+ * test's, or the bus's own reconnect, a TCP self-connect), so that the
+ * broker cannot come back. */
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
+    int lo = 10000, hi = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d", &hi) != 1) hi = 32768;
+        fclose(f);
+    }
+    if (hi < lo + 2000) hi = lo + 2000;
+    for (int i = 0; i < hi - lo; i++) {
+        int port = lo + (int)(((unsigned)getpid() * 7919u + (unsigned)i) % (unsigned)(hi - lo));
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok) return port;
+    }
+    fail_msg("no free port in %d-%d", lo, hi);
+    return -1;
 }
 
 static void nats_start(void)
