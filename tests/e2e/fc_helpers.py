@@ -70,6 +70,13 @@ _port_lo, _port_hi = _worker_port_range()
 _port_next = _port_lo + os.getpid() % (_port_hi - _port_lo)
 
 
+def port_range():
+    """This worker's [lo, hi), for a child process picking its own ports
+    (clients/js/test/ports.mjs reads it from FLOWCAST_TEST_PORTS) while
+    this worker waits for it."""
+    return _port_lo, _port_hi
+
+
 def free_port():
     """A loopback port nobody listens on, from this worker's own range below
     the ephemeral ports, handed out in turn. Not bind(0): tests hold a port

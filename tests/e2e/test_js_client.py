@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from fc_helpers import port_range
 from js_helpers import JS_DIR, ensure_node_modules, node_cmd
 
 TEST_FILES = sorted(f for f in os.listdir(os.path.join(JS_DIR, "test")) if f.endswith(".test.mjs"))
@@ -17,7 +18,8 @@ TEST_FILES = sorted(f for f in os.listdir(os.path.join(JS_DIR, "test")) if f.end
 @pytest.mark.parametrize("name", TEST_FILES)
 def test_node_suite(flowcast, name):
     ensure_node_modules()
-    env = dict(os.environ, FLOWCAST_BIN=flowcast)
+    # Its servers' ports come from this worker's range, as free_port's do.
+    env = dict(os.environ, FLOWCAST_BIN=flowcast, FLOWCAST_TEST_PORTS="%d-%d" % port_range())
     r = subprocess.run(node_cmd() + ["--test", "--test-concurrency=1", "--test-timeout=90000",
                                      os.path.join("test", name)],
                        cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=300)

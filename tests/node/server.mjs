@@ -6,13 +6,14 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports.mjs';
 
 export const BIN = process.env.FLOWCAST_BIN;
 const ownWork = !process.env.FC_WORK;
 export const WORK = process.env.FC_WORK || fs.mkdtempSync(path.join(os.tmpdir(), 'flowcast-js-'));
+export { freePort };
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const live = new Set();
@@ -20,17 +21,6 @@ process.on('exit', () => {
   for (const p of live) p.kill('SIGKILL');
   if (ownWork) fs.rmSync(WORK, { recursive: true, force: true });
 });
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /* Resolves once pred() holds (checked every 20 ms), else rejects after `ms` with what(). */
 export async function until(pred, what = () => '', ms = 15000) {
