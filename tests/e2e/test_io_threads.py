@@ -60,8 +60,6 @@ def test_every_loop_sees_every_change_in_order(server_factory):
         return seqs
 
     async def multi(ws):
-        await ws.send(json.dumps({"op": "subscribe", "workflow_ids": ["race"]}))
-        assert (await recv_json(ws))["op"] == "subscribed"
         seqs = [(await recv_json(ws, 10))["seq"] for _ in range(last)]
         await ws.close()
         return seqs
@@ -69,9 +67,14 @@ def test_every_loop_sees_every_change_in_order(server_factory):
     async def main():
         singles = [await ws_connect(server, "/api/workflows/race/updates") for _ in range(24)]
         multis = [await ws_connect(server, "/api/updates") for _ in range(6)]
+        # Every subscription is in place before the first change (a sleep
+        # stood in for this: a change before a late one made its first
+        # state seq 2 or later).
+        for ws in multis:
+            await ws.send(json.dumps({"op": "subscribe", "workflow_ids": ["race"]}))
+            assert (await recv_json(ws, 10))["op"] == "subscribed"
         readers = [asyncio.ensure_future(single(ws)) for ws in singles]
         readers += [asyncio.ensure_future(multi(ws)) for ws in multis]
-        await asyncio.sleep(0.2)  # every stream has its first state or subscription
         await in_thread(_producers, server, "race", n_producers, per_producer)
         return await asyncio.gather(*readers)
 
