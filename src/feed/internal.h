@@ -23,11 +23,15 @@ struct fc_feed {
     fc_feed_config cfg;
     fc_map entries;
     fc_list lru;
-    /* Messages from other threads: swapped out whole under the lock. */
+    /* Messages from other threads: swapped out whole under the lock into
+     * taken (loop thread only), then handed on a bounded batch per turn. */
     uv_async_t wake;
     uv_mutex_t lock;
     fc_feed_msg **queue;
     size_t queue_len, queue_cap;
+    size_t waiting; /* under the lock: queued plus taken and not yet handed on */
+    fc_feed_msg **taken;
+    size_t taken_len, taken_pos;
     uint64_t dropped; /* atomic: posts refused by max_queue */
 };
 

@@ -1,7 +1,7 @@
 /* The feed's life and its queue from other threads: messages are shared
  * by reference between every loop's feed, queued under a lock, and taken
  * whole on the loop's next turn by one uv_async wake-up (many posts, one
- * wake-up). */
+ * wake-up), then handed on a bounded batch per turn. */
 #include "feed/internal.h"
 #include "common/error.h"
 #include "common/time.h"
@@ -59,29 +59,47 @@ static uint64_t commit_time(const fc_feed *f, const fc_feed_msg *m, uint64_t now
     return lag < now_mono ? now_mono - lag : now_mono;
 }
 
+/* Messages handed on per loop turn at most, and the time they may take:
+ * a message the feed must check costs synchronous store reads (a forged or
+ * out-of-order one, a gap fill), and a whole --bus-queue of them in one
+ * turn held the loop for seconds (a flood on the bus: no /healthz, no
+ * answers, no SIGTERM meanwhile). The rest waits for the next turn. */
+#define TURN_MAX 256
+#define TURN_NS (10 * 1000 * 1000)
+
 static void on_wake(uv_async_t *h)
 {
     fc_feed *f = h->data;
-    uv_mutex_lock(&f->lock);
-    fc_feed_msg **q = f->queue;
-    size_t n = f->queue_len;
-    f->queue = NULL;
-    f->queue_len = f->queue_cap = 0;
-    uv_mutex_unlock(&f->lock);
+    if (f->taken_pos == f->taken_len) {
+        free(f->taken);
+        uv_mutex_lock(&f->lock);
+        f->taken = f->queue;
+        f->taken_len = f->queue_len;
+        f->queue = NULL;
+        f->queue_len = f->queue_cap = 0;
+        uv_mutex_unlock(&f->lock);
+        f->taken_pos = 0;
+    }
     uint64_t now_mono = uv_hrtime(), now_real = realtime_ns();
-    for (size_t i = 0; i < n; i++) {
-        fc_feed_msg *m = q[i];
+    size_t i = f->taken_pos, end = i + TURN_MAX < f->taken_len ? i + TURN_MAX : f->taken_len;
+    while (i < end) {
+        fc_feed_msg *m = f->taken[i++];
         fc_feed_change(f, &m->state, commit_time(f, m, now_mono, now_real), m->deleted, m->source);
         fc_feed_msg_unref(m);
+        if (uv_hrtime() - now_mono > TURN_NS) break;
     }
-    free(q);
+    uv_mutex_lock(&f->lock);
+    f->waiting -= i - f->taken_pos;
+    uv_mutex_unlock(&f->lock);
+    f->taken_pos = i;
+    if (i < f->taken_len) uv_async_send(&f->wake); /* the rest on the next turn */
 }
 
 int fc_feed_post(fc_feed *f, fc_feed_msg *m)
 {
     int rc = 0;
     uv_mutex_lock(&f->lock);
-    if (f->queue_len >= f->cfg.max_queue) {
+    if (f->waiting >= f->cfg.max_queue) {
         rc = -1;
     } else if (f->queue_len == f->queue_cap) {
         size_t cap = f->queue_cap ? f->queue_cap * 2 : 64;
@@ -93,7 +111,10 @@ int fc_feed_post(fc_feed *f, fc_feed_msg *m)
             rc = -1;
         }
     }
-    if (rc == 0) f->queue[f->queue_len++] = fc_feed_msg_ref(m);
+    if (rc == 0) {
+        f->queue[f->queue_len++] = fc_feed_msg_ref(m);
+        f->waiting++;
+    }
     uv_mutex_unlock(&f->lock);
     if (rc == 0)
         uv_async_send(&f->wake);
@@ -133,6 +154,9 @@ static void on_closed(uv_handle_t *h)
     for (size_t i = 0; i < f->queue_len; i++)
         fc_feed_msg_unref(f->queue[i]);
     free(f->queue);
+    for (size_t i = f->taken_pos; i < f->taken_len; i++)
+        fc_feed_msg_unref(f->taken[i]);
+    free(f->taken);
     while (!fc_list_empty(&f->lru)) {
         fc__feed_entry *e = fc_container_of(f->lru.next, fc__feed_entry, lru);
         fc_list_remove(&e->lru);
