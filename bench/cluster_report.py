@@ -20,6 +20,12 @@ ROWS = [
      "cluster-latency", "latency_us.p50", "%.0f", None),
     ("cross-node latency p99 (µs), same", "cluster-latency", "latency_us.p99", "%.0f",
      ("<=", 5000)),
+    ("... p50 / p99 (µs) of the watchers on node 1 (no bus)", "cluster-latency",
+     "by_port.0.latency_us", "p50p99", None),
+    ("... p50 / p99 (µs) of the watchers on node 2 (over the bus)", "cluster-latency",
+     "by_port.1.latency_us", "p50p99", None),
+    ("... p50 / p99 (µs) of the watchers on node 3 (over the bus)", "cluster-latency",
+     "by_port.2.latency_us", "p50p99", None),
     ("lost / duplicates (latency run)", "cluster-latency", "lost", "%.0f", ("<=", 0)),
     ("durable changes/s through 3 nodes, one PostgreSQL, 64 producers", "cluster-ingest",
      "acked_per_s", "%.0f", (">=", 10000)),
@@ -49,9 +55,12 @@ ROWS = [
 def _get(run, path):
     v = run
     for k in path.split("."):
-        if not isinstance(v, dict):
+        if isinstance(v, list) and k.isdigit():
+            v = v[int(k)] if int(k) < len(v) else None
+        elif isinstance(v, dict):
+            v = v.get(k)
+        else:
             return None
-        v = v.get(k)
     return v
 
 
@@ -88,6 +97,12 @@ def rows(groups):
     for title, label, path, f, floor in ROWS:
         runs = _runs(groups, label)
         if not runs:
+            continue
+        if f == "p50p99":  # two figures of one histogram
+            s = _stat(runs, path + ".p50")
+            if s is not None:
+                out.append((title, "%s / %s" % (_fmt(s, "%.0f"),
+                                                _fmt(_stat(runs, path + ".p99"), "%.0f")), ""))
             continue
         s = _stat(runs, path)
         fig = _fmt(s, f)

@@ -72,6 +72,9 @@ typedef struct fcb_result {
     uint64_t deliveries, lost, duplicates, out_of_order, resyncs, unparsed;
     uint64_t expected;
     fcb_hist lat_hist;
+    /* The same per --sub-ports entry (a cluster: the watchers of each node),
+     * by the port the subscriber was on when the change reached it. */
+    fcb_hist lat_port_hist[FCB_MAX_PORTS];
     uint64_t disconnects; /* subscriber connections dropped during the run */
     /* storm */
     double storm_reconnected_s; /* first drop to every subscriber open again */

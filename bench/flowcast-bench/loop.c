@@ -291,8 +291,11 @@ static void on_message(ctx *c, uint32_t i, const uint8_t *data, size_t len, uint
         last[p] = seq;
         c->r->deliveries++;
         c->last_delivery_t = now;
-        if (m.has_sent && m.sent_ns > 0 && m.sent_ns <= now)
+        if (m.has_sent && m.sent_ns > 0 && m.sent_ns <= now) {
             fcb_hist_record(&c->r->lat_hist, now - m.sent_ns);
+            if (c->o->nsub_ports > 1)
+                fcb_hist_record(&c->r->lat_port_hist[s->port_ix], now - m.sent_ns);
+        }
     } else if (seq == last[p]) {
         c->r->duplicates++;
     } else {
@@ -522,6 +525,8 @@ int fcb_run(const fcb_opts *o, fcb_result *r)
     c->P = o->target == FCB_FLOWCAST ? 1 : o->publishers;
     fcb_hist_init(&r->connect_hist);
     fcb_hist_init(&r->lat_hist);
+    for (int k = 0; k < FCB_MAX_PORTS; k++)
+        fcb_hist_init(&r->lat_port_hist[k]);
     fcb_hist_init(&r->ack_hist);
     r->fd_limit = raise_nofile();
     r->max_conns = r->fd_limit - 16 - (long)o->publishers;

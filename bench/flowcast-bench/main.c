@@ -301,6 +301,14 @@ static void report(FILE *f, const fcb_opts *o, const fcb_result *r)
                 us(fcb_hist_quantile(lh, 0.5)), us(fcb_hist_quantile(lh, 0.9)),
                 us(fcb_hist_quantile(lh, 0.99)), us(fcb_hist_quantile(lh, 0.999)),
                 us(fcb_hist_quantile(lh, 1.0)));
+        for (int k = 0; o->nsub_ports > 1 && k < o->nsub_ports; k++) {
+            const fcb_hist *ph = &r->lat_port_hist[k];
+            if (ph->count)
+                fprintf(f, "  port %-5d p50 %.0f us, p99 %.0f us, max %.0f us (%llu deliveries)\n",
+                        o->sub_ports[k], us(fcb_hist_quantile(ph, 0.5)),
+                        us(fcb_hist_quantile(ph, 0.99)), us(fcb_hist_quantile(ph, 1.0)),
+                        (unsigned long long)ph->count);
+        }
     }
     if (r->disconnects)
         fprintf(f,
@@ -353,6 +361,16 @@ static void report_json(FILE *f, const fcb_opts *o, const fcb_result *r)
             (unsigned long long)r->resyncs, (unsigned long long)r->unparsed,
             (unsigned long long)r->disconnects);
     print_hist_json(f, "latency_us", &r->lat_hist, 1e3);
+    /* Per --sub-ports entry, in their order: [{"port":P,"latency_us":{...}}, ...]. */
+    if (o->nsub_ports > 1) {
+        fprintf(f, ",\"by_port\":[");
+        for (int k = 0; k < o->nsub_ports; k++) {
+            fprintf(f, "%s{\"port\":%d,", k ? "," : "", o->sub_ports[k]);
+            print_hist_json(f, "latency_us", &r->lat_port_hist[k], 1e3);
+            fprintf(f, "}");
+        }
+        fprintf(f, "]");
+    }
     if (r->tls_info[0])
         fprintf(f, ",\"tls\":\"%s\",\"tickets\":%llu", r->tls_info, (unsigned long long)r->tickets);
     else
