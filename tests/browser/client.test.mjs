@@ -66,7 +66,7 @@ test('resync and deletion', () => {
 test('workflowToUpdate maps a REST workflow to the update format', () => {
   const w = { id: 'x', epoch: 42, name: 'n', status: 'paused', current_step: 2, total_steps: 4, message: 'm', seq: 7, created_at: 'c', updated_at: 'u' };
   assert.deepEqual(workflowToUpdate(w), {
-    workflow_id: 'x', epoch: 42, status: 'paused', current_step: 2, total_steps: 4, message: 'm', timestamp: 'u', seq: 7,
+    workflow_id: 'x', epoch: 42, name: 'n', status: 'paused', current_step: 2, total_steps: 4, message: 'm', timestamp: 'u', seq: 7,
   });
 });
 
