@@ -308,18 +308,26 @@ class MintCommand:
         return len(self.calls_file.read_text().splitlines())
 
 
+# The CLI's tokens live 5-6 s: the watch refreshes in place halfway
+# through a token's remaining life, and with 3 s tokens that left 1-1.5 s,
+# minus the connect, for a token command (a process start) and the auth
+# round trip; under a load of 13 on two cores that was missed now and then
+# even with a 0.1 s command, and the stream ended at exp.
+CLI_TTL = 6
+
+
 @pytest.mark.parametrize("ids", [["job"], ["job", "other"]], ids=["single", "multi"])
 def test_cli_watch_with_token_command_survives_expiry(flowcast, srv, tmp_path, ids):
     for wid in ids:
         srv.create(id=wid, name=wid, total_steps=1000)
     env = dict(os.environ, FLOWCAST_URL=url(srv))
     env.pop("FLOWCAST_API_TOKEN", None)
-    mint_cmd = MintCommand(tmp_path)
+    mint_cmd = MintCommand(tmp_path, ttl=CLI_TTL)
     p = LineProc([flowcast, "watch", "--json", "--token-command", mint_cmd.cmd] + ids, env=env)
     try:
         for wid in ids:
             p.wait_for(lambda o, w=wid: o.get("workflow_id") == w, what="state of " + wid)
-        prod = Producer(srv, ids, seconds=2.5 * TTL)
+        prod = Producer(srv, ids, seconds=2.5 * CLI_TTL)
         prod.join()
         for wid in ids:
             p.wait_for(lambda o, w=wid: o.get("workflow_id") == w
