@@ -8,6 +8,7 @@
  * screen per update. */
 #include "cli/commands.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,6 +39,8 @@ typedef struct ui {
     uv_loop_t *loop;
     uv_timer_t tick, render;
     uv_signal_t sig[6]; /* INT, TERM, HUP: end the watch; WINCH: redraw; TSTP, CONT */
+    uv_poll_t keys;     /* the terminal's keys while the view is up: q quits */
+    int keys_on;
     row *rows;
     size_t n, cap;
     fc_tui_screen screen;
@@ -344,6 +347,7 @@ static void on_state(fcc_watch *w, const fcc_state_info *s, void *data)
         uv_close((uv_handle_t *)&u->render, on_handle_closed);
         for (size_t i = 0; i < sizeof u->sig / sizeof u->sig[0]; i++)
             uv_close((uv_handle_t *)&u->sig[i], on_handle_closed);
+        if (u->keys_on) uv_close((uv_handle_t *)&u->keys, on_handle_closed);
     } else {
         schedule(u);
     }
@@ -381,6 +385,24 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     u->exit_code = 128 + signum;
     if (u->w) fcc_watch_close(u->w);
+}
+
+/* A key on the terminal: q (or Q) ends the watch as done (exit 0); other
+ * keys are read and ignored. End of input or an error stops listening. */
+static void on_keys(uv_poll_t *p, int status, int events)
+{
+    ui *u = p->data;
+    char buf[64];
+    ssize_t n = status == 0 && (events & UV_READABLE) ? read(STDIN_FILENO, buf, sizeof buf) : -1;
+    if (n < 0 && status == 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n <= 0) {
+        uv_poll_stop(p);
+        return;
+    }
+    if (memchr(buf, 'q', (size_t)n) || memchr(buf, 'Q', (size_t)n)) {
+        uv_poll_stop(p);
+        if (u->w) fcc_watch_close(u->w);
+    }
 }
 
 /* --all on a terminal starts from the current list, so existing workflows show at once. */
@@ -421,6 +443,10 @@ static void start_handles(ui *u)
         if (i < 3 || u->tty) uv_signal_start(&u->sig[i], on_signal, signums[i]);
     }
     if (u->tty) uv_timer_start(&u->tick, on_tick, 1000, 1000);
+    u->keys.data = u;
+    u->keys_on = u->tty && isatty(STDIN_FILENO) &&
+                 uv_poll_init(u->loop, &u->keys, STDIN_FILENO) == 0;
+    if (u->keys_on) uv_poll_start(&u->keys, UV_READABLE, on_keys);
 }
 
 int fc_cli_watch(fc_cli_ctx *ctx, int argc, char **argv)

@@ -99,12 +99,15 @@ int fc_tui_screen_resize(fc_tui_screen *s)
     return 1;
 }
 
-/* Takes the alternate screen, hides the cursor, turns echo off. */
+/* Takes the alternate screen, hides the cursor, turns echo and line
+ * editing off (keys arrive one at a time; Ctrl-C and Ctrl-Z still signal). */
 static void take(fc_tui_screen *s)
 {
     if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &s->saved) == 0) {
         struct termios t = s->saved;
-        t.c_lflag &= ~(tcflag_t)ECHO; /* typed keys would land in the middle of the bars */
+        t.c_lflag &= ~(tcflag_t)(ECHO | ICANON); /* typed keys would land in the bars */
+        t.c_cc[VMIN] = 1;
+        t.c_cc[VTIME] = 0;
         s->termios_saved = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
     }
     puts_(s, "\x1b[?1049h\x1b[?25l");

@@ -10,6 +10,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from fc_helpers import KeepAliveClient
 from fcc_helpers import restart_same_port
 from tty_helpers import pane_factory  # noqa: F401 (a fixture)
@@ -311,3 +313,22 @@ def test_watch_ctrl_z_gives_the_shell_its_screen(flowcast, server_factory, pane_
     screen = pane.wait(lambda t: "while stopped" in t, timeout=15, what="the view again")
     assert lines(screen)[0].startswith(("connected to", "reconnected to")), screen
     assert "before-the-watch" not in screen, screen
+
+
+@pytest.mark.parametrize("key,rc", [("q", 0), ("C-c", 130)])
+def test_watch_quits_on_q_and_ctrl_c_keys(flowcast, server_factory, pane_factory, key, rc):
+    """Keys reach the watch one at a time while the view is up: q ends it
+    as done (0), other keys are neither echoed nor acted on, and Ctrl-C
+    still interrupts (130); the last view is printed either way."""
+    s = server_factory()
+    s.create(id="k", name="kilo", total_steps=4, status="running", current_step=1)
+    pane = pane_factory("%s watch --all; echo rc=$?" % flowcast, _env(s), width=100, height=10)
+    pane.wait(lambda t: t.startswith("connected to") and "kilo" in t, what="the view")
+    pane.send_keys("x", "y")
+    s.patch("k", current_step=2, message="after the keys")
+    screen = pane.wait(lambda t: "after the keys" in t, what="the change")
+    assert "rc=" not in screen and "xy" not in screen, screen
+    pane.send_keys(key)
+    screen = pane.wait(lambda t: "rc=" in t, what="the exit")
+    assert "rc=%d" % rc in screen, screen
+    assert any(r.startswith("kilo") and "after the keys" in r for r in lines(screen)), screen

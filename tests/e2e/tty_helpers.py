@@ -39,6 +39,10 @@ class Pane:
             return ""
         return self.tmux("capture-pane", "-p", "-S", "-%d" % n, "-E", "-1", "-t", self.name)
 
+    def send_keys(self, *keys):
+        """Types keys into the pane as tmux send-keys names them ("q", "C-c")."""
+        self.tmux("send-keys", "-t", self.name, *keys)
+
     def resize(self, width, height):
         self.tmux("resize-window", "-t", self.name, "-x", str(width), "-y", str(height))
 
