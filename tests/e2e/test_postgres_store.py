@@ -11,7 +11,6 @@ restarting under producers (503 while it is down, nothing acknowledged
 lost, the node recovers by itself, watchers stay connected)."""
 
 import itertools
-import os
 import json
 import threading
 import time
@@ -106,7 +105,7 @@ def test_three_nodes_create_the_schema_at_once(server_factory, pg, pg_dsn):
         n.wait_ready(20)
     db = pg_dsn.rsplit("/", 1)[1]
     rows = pg.sql("SELECT version FROM schema_version ORDER BY 1", db=db).split()
-    assert rows == ["1", "2", "3"], rows  # each step applied once
+    assert rows == ["1"], rows  # the one step applied once
     for i, n in enumerate(nodes):
         assert post(n, {"id": "w%d" % i}).status == 201
     for n in nodes:
@@ -337,39 +336,3 @@ def test_hung_postgres_answers_503_within_the_timeout(server_factory, pg):
     assert json.loads(r.body)["message"] == "back"
 
 
-def _migration_step(n):
-    """Schema step n (1-based) as src/store/postgres/schema.c has it: the C
-    string literals of that array entry, joined and unescaped."""
-    import re
-    here = os.path.dirname(os.path.abspath(__file__))
-    src = open(os.path.join(here, "..", "..", "src", "store", "postgres", "schema.c")).read()
-    body = src[src.index("static const char *const migrations[] = {"):]
-    body = body[body.index("{") + 1:body.index("\n};\n")]
-    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
-    entries, cur = [], []
-    for tok in re.finditer(r'"((?:[^"\\]|\\.)*)"|(,)', body):
-        if tok.group(2):
-            entries.append("".join(cur))
-            cur = []
-        else:
-            cur.append(tok.group(1).encode().decode("unicode_escape"))
-    return entries[n - 1]
-
-
-def test_migration_from_schema_v1_keeps_data(server_factory, pg, pg_dsn):
-    """A database a version-1 server wrote (xid on the workflow row) is
-    migrated in place: its workflows and their logs carry on."""
-    db = pg_dsn.rsplit("/", 1)[1]
-    pg.sql("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);"
-           + _migration_step(1) + "; INSERT INTO schema_version VALUES (1, 0);"
-           "SELECT fc_apply(0, 'old', 1000, 100, 'legacy', 'running', 0, 9, 'q', 0, 0, '',"
-           " '\\x00'::bytea, 1000);"
-           "SELECT fc_apply(1, 'old', 2000, 100, '', 'pending', 1, 0, 'one', 10, 0, '',"
-           " '\\x00'::bytea, 1000);", db=db)
-    s = server_factory()
-    assert pg.sql("SELECT MAX(version) FROM schema_version", db=db).strip() == "3"
-    w = json.loads(s.request("GET", API + "/old").body)
-    assert (w["name"], w["seq"], w["current_step"], w["message"]) == ("legacy", 2, 1, "one")
-    assert patch(s, "old", {"current_step": 2}).status == 200
-    hist = json.loads(s.request("GET", API + "/old/history?since=0").body)
-    assert [e["seq"] for e in hist["events"]] == [1, 2, 3]

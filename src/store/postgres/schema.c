@@ -23,10 +23,13 @@
  * Step 1. A workflow row holds the current state (one row lookup per
  * change instead of SQLite's newest-event join). events is the
  * per-workflow log (retention), tombstones the last deletion of an id with
- * the deleted state, idempotency_keys as in the SQLite backend. Rows record
- * `xid`, the 64-bit id of the transaction that wrote them: the
- * commit-ordered log (log.c) reads changes by it. Step 2 moved it from the
- * workflow row to the event row (see there).
+ * the deleted state, idempotency_keys as in the SQLite backend. Event and
+ * tombstone rows record `xid`, the 64-bit id of the transaction that wrote
+ * them: the commit-ordered log (log.c) reads changes by it. Not the
+ * workflow row: an indexed column changing at every update would keep any
+ * update from being HOT and write an entry in every index of the table;
+ * the workflow row holds only what a change rewrites (no indexed column
+ * but the status), and fillfactor 80 leaves room for HOT updates.
  *
  * fc_apply applies one change inside the caller's transaction and answers
  * with its outcome as a row: refusals (not_found, exists, seq_mismatch,
@@ -51,10 +54,8 @@ static const char *const migrations[] = {
     "  seq BIGINT NOT NULL,"
     "  created_at BIGINT NOT NULL,"
     "  updated_at BIGINT NOT NULL,"
-    "  epoch BIGINT NOT NULL,"
-    "  xid BIGINT NOT NULL);"
+    "  epoch BIGINT NOT NULL) WITH (fillfactor = 80);"
     "CREATE INDEX workflows_status ON workflows (status, pk);"
-    "CREATE INDEX workflows_xid ON workflows (xid);"
     "CREATE TABLE events ("
     "  workflow_id TEXT NOT NULL,"
     "  seq BIGINT NOT NULL,"
@@ -63,7 +64,9 @@ static const char *const migrations[] = {
     "  total_steps BIGINT NOT NULL,"
     "  message TEXT NOT NULL,"
     "  ts BIGINT NOT NULL,"
+    "  xid BIGINT NOT NULL,"
     "  PRIMARY KEY (workflow_id, seq));"
+    "CREATE INDEX events_xid ON events (xid);"
     "CREATE TABLE tombstones ("
     "  id TEXT PRIMARY KEY,"
     "  epoch BIGINT NOT NULL,"
@@ -97,143 +100,6 @@ static const char *const migrations[] = {
     "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);"
     /* p_kind: 0 create, 1 update, 2 delete. p_fields: the FC_PATCH_* bits. */
     "CREATE FUNCTION fc_apply(p_kind int, p_id text, p_now bigint, p_retention int,"
-    "  p_name text, p_status text, p_step bigint, p_total bigint, p_message text,"
-    "  p_fields int, p_if_seq bigint, p_key text, p_fp bytea, p_window bigint,"
-    "  OUT r_result text, OUT r_errmsg text, OUT r_replayed boolean, OUT r_id text,"
-    "  OUT r_name text, OUT r_status text, OUT r_step bigint, OUT r_total bigint,"
-    "  OUT r_message text, OUT r_seq bigint, OUT r_created bigint, OUT r_updated bigint,"
-    "  OUT r_epoch bigint)"
-    " LANGUAGE plpgsql AS $fc$\n"
-    "DECLARE\n"
-    "  w workflows%ROWTYPE;\n"
-    "  k idempotency_keys%ROWTYPE;\n"
-    "  dead bigint;\n"
-    "  me bigint := pg_current_xact_id()::text::bigint;\n"
-    "  step bigint; total bigint;\n"
-    "BEGIN\n"
-    "  r_result := 'ok'; r_errmsg := ''; r_replayed := false; r_id := p_id;\n"
-    "  IF p_key <> '' THEN\n"
-    "    INSERT INTO idempotency_keys VALUES (p_key, p_fp, p_now, 'pending', '', p_id, 0, '',"
-    "      'pending', 0, 0, '', 0, 0, 0) ON CONFLICT (key) DO NOTHING;\n"
-    "    IF NOT FOUND THEN\n"
-    "      SELECT * INTO k FROM idempotency_keys WHERE key = p_key FOR UPDATE;\n"
-    "      IF p_now - k.created_at >= p_window THEN\n"
-    "        UPDATE idempotency_keys SET fingerprint = p_fp, created_at = p_now,"
-    "          result = 'pending' WHERE key = p_key;\n"
-    "      ELSIF k.fingerprint <> p_fp THEN\n"
-    "        r_result := 'key_reused';\n"
-    "        r_errmsg := 'idempotency key already used for a different request';\n"
-    "        RETURN;\n"
-    "      ELSE\n"
-    "        r_replayed := true; r_result := k.result; r_errmsg := k.errmsg;\n"
-    "        r_id := k.workflow_id; r_name := k.name; r_status := k.status;\n"
-    "        r_step := k.current_step; r_total := k.total_steps; r_message := k.message;\n"
-    "        r_seq := k.seq; r_created := k.wf_created_at; r_updated := k.wf_updated_at;\n"
-    "        r_epoch := k.epoch;\n"
-    "        RETURN;\n"
-    "      END IF;\n"
-    "    END IF;\n"
-    "  END IF;\n"
-    "  IF p_kind = 0 THEN\n"
-    "    r_name := p_name; r_status := p_status; r_step := p_step; r_total := p_total;\n"
-    "    r_message := p_message; r_seq := 0; r_created := 0; r_updated := 0; r_epoch := 0;\n"
-    "    IF p_step > p_total THEN\n"
-    "      r_result := 'invalid';\n"
-    "      r_errmsg := format('current_step (%s) is greater than total_steps (%s)', p_step,"
-    "        p_total);\n"
-    "    ELSE\n"
-    "      SELECT epoch INTO dead FROM tombstones WHERE id = p_id;\n"
-    /* An epoch in [1, 2^53-1], never the deleted incarnation's. */
-    "      LOOP\n"
-    "        r_epoch := 1 + floor(random() * 9007199254740990)::bigint;\n"
-    "        EXIT WHEN dead IS NULL OR r_epoch <> dead;\n"
-    "      END LOOP;\n"
-    "      INSERT INTO workflows (id, name, status, current_step, total_steps, message, seq,"
-    "        created_at, updated_at, epoch, xid) VALUES (p_id, p_name, p_status, p_step, p_total,"
-    "        p_message, 1, p_now, p_now, r_epoch, me) ON CONFLICT (id) DO NOTHING;\n"
-    "      IF NOT FOUND THEN\n"
-    "        r_result := 'exists';\n"
-    "        r_errmsg := format('workflow ''%s'' already exists', p_id);\n"
-    "      ELSE\n"
-    "        INSERT INTO events VALUES (p_id, 1, p_status, p_step, p_total, p_message, p_now);\n"
-    "        r_seq := 1; r_created := p_now; r_updated := p_now;\n"
-    "      END IF;\n"
-    "    END IF;\n"
-    "  ELSE\n"
-    "    SELECT * INTO w FROM workflows WHERE id = p_id FOR UPDATE;\n"
-    "    IF NOT FOUND THEN\n"
-    "      r_result := 'not_found';\n"
-    "      r_errmsg := format('workflow ''%s'' not found', p_id);\n"
-    "      r_name := ''; r_status := 'pending'; r_step := 0; r_total := 0; r_message := '';\n"
-    "      r_seq := 0; r_created := 0; r_updated := 0; r_epoch := 0;\n"
-    "    ELSE\n"
-    "      r_name := w.name; r_status := w.status; r_step := w.current_step;\n"
-    "      r_total := w.total_steps; r_message := w.message; r_seq := w.seq;\n"
-    "      r_created := w.created_at; r_updated := w.updated_at; r_epoch := w.epoch;\n"
-    "      IF p_kind = 2 THEN\n"
-    "        DELETE FROM workflows WHERE pk = w.pk;\n"
-    "        DELETE FROM events WHERE workflow_id = p_id;\n"
-    "        INSERT INTO tombstones VALUES (p_id, w.epoch, w.seq + 1, p_now, w.name, w.status,"
-    "          w.current_step, w.total_steps, w.message, w.created_at, w.updated_at, me)"
-    "          ON CONFLICT (id) DO UPDATE SET epoch = EXCLUDED.epoch, seq = EXCLUDED.seq,"
-    "          deleted_at = EXCLUDED.deleted_at, name = EXCLUDED.name, status = EXCLUDED.status,"
-    "          current_step = EXCLUDED.current_step, total_steps = EXCLUDED.total_steps,"
-    "          message = EXCLUDED.message, created_at = EXCLUDED.created_at,"
-    "          updated_at = EXCLUDED.updated_at, xid = EXCLUDED.xid;\n"
-    "      ELSIF (p_fields & 16) <> 0 AND p_if_seq <> w.seq THEN\n"
-    "        r_result := 'seq_mismatch';\n"
-    "        r_errmsg := format('seq mismatch: if_seq is %s but workflow ''%s'' is at seq %s',"
-    "          p_if_seq, p_id, w.seq);\n"
-    "      ELSIF w.status IN ('completed', 'failed', 'cancelled') THEN\n"
-    "        r_result := 'terminal';\n"
-    "        r_errmsg := format('workflow ''%s'' is %s and can no longer change', p_id,"
-    "          w.status);\n"
-    "      ELSE\n"
-    "        step := CASE WHEN (p_fields & 2) <> 0 THEN p_step ELSE w.current_step END;\n"
-    "        total := CASE WHEN (p_fields & 4) <> 0 THEN p_total ELSE w.total_steps END;\n"
-    "        IF step > total THEN\n"
-    "          r_result := 'invalid';\n"
-    "          r_errmsg := format('current_step (%s) is greater than total_steps (%s)', step,"
-    "            total);\n"
-    "        ELSE\n"
-    "          r_step := step; r_total := total; r_seq := w.seq + 1; r_updated := p_now;\n"
-    "          IF (p_fields & 1) <> 0 THEN r_status := p_status; END IF;\n"
-    "          IF (p_fields & 8) <> 0 THEN r_message := p_message; END IF;\n"
-    "          UPDATE workflows SET status = r_status, current_step = step, total_steps = total,"
-    "            message = r_message, seq = r_seq, updated_at = p_now, xid = me WHERE pk = w.pk;\n"
-    "          INSERT INTO events VALUES (p_id, r_seq, r_status, step, total, r_message, p_now);\n"
-    /* Trimmed in steps (FC__PG_TRIM_EVERY = 64); readers skip the extra rows. */
-    "          IF r_seq % 64 = 0 AND r_seq - p_retention >= 1 THEN\n"
-    "            DELETE FROM events WHERE workflow_id = p_id AND seq <= r_seq - p_retention;\n"
-    "          END IF;\n"
-    "        END IF;\n"
-    "      END IF;\n"
-    "    END IF;\n"
-    "  END IF;\n"
-    "  IF p_key <> '' THEN\n"
-    "    UPDATE idempotency_keys SET result = r_result, errmsg = r_errmsg,"
-    "      workflow_id = r_id, epoch = r_epoch, name = r_name, status = r_status,"
-    "      current_step = r_step, total_steps = r_total, message = r_message, seq = r_seq,"
-    "      wf_created_at = r_created, wf_updated_at = r_updated WHERE key = p_key;\n"
-    "  END IF;\n"
-    "END\n"
-    "$fc$;",
-    /* 2: the log position moves from the workflow row to the event rows.
-     * An xid on the workflow row changed an indexed column at every update,
-     * so no update could be HOT and each wrote an entry in every index of
-     * the table; on the event row it is written once, with the row. The
-     * workflow row keeps only what a change rewrites (no indexed column
-     * but the status) and fillfactor 80 leaves room for HOT updates.
-     * Events already logged take their workflow's xid (an older position
-     * than any new change's, so no reader misses them). */
-    "ALTER TABLE events ADD COLUMN xid BIGINT NOT NULL DEFAULT 0;"
-    "UPDATE events e SET xid = w.xid FROM workflows w WHERE w.id = e.workflow_id;"
-    "ALTER TABLE events ALTER COLUMN xid DROP DEFAULT;"
-    "CREATE INDEX events_xid ON events (xid);"
-    "DROP INDEX workflows_xid;"
-    "ALTER TABLE workflows DROP COLUMN xid;"
-    "ALTER TABLE workflows SET (fillfactor = 80);"
-    "CREATE OR REPLACE FUNCTION fc_apply(p_kind int, p_id text, p_now bigint, p_retention int,"
     "  p_name text, p_status text, p_step bigint, p_total bigint, p_message text,"
     "  p_fields int, p_if_seq bigint, p_key text, p_fp bytea, p_window bigint,"
     "  OUT r_result text, OUT r_errmsg text, OUT r_replayed boolean, OUT r_id text,"
@@ -356,23 +222,23 @@ static const char *const migrations[] = {
     "      wf_created_at = r_created, wf_updated_at = r_updated WHERE key = p_key;\n"
     "  END IF;\n"
     "END\n"
-    "$fc$;",
-    /* 3: the plain updates of a batch (no idempotency key) in one set-based
-     * statement: fc_apply per change cost ~80-100 us of PostgreSQL CPU
-     * (PL/pgSQL statements, a SELECT ... FOR UPDATE then an UPDATE and an
-     * INSERT each planned and run one row at a time); one UPDATE ... FROM
-     * unnest(...) RETURNING feeding the INSERT of the events costs a
-     * fraction (docs/architecture.md, PostgreSQL store). The UPDATE applies
-     * the changes that pass every check (the row exists, if_seq matches,
-     * not terminal, step <= total), its row locks in its plan's order (a
-     * scan of the table or of the input: the writer locks every row of a
-     * batch in id order first, writer.c LOCK_SQL; an input must not hold
-     * an id twice); a row
-     * another transaction changes meanwhile is re-checked on its new
-     * version (READ COMMITTED's EvalPlanQual). Every input it did not
-     * apply goes through fc_apply, which locks the row at a fresh snapshot
-     * and answers the exact refusal (or applies it, when the row changed
-     * in between). One outcome row per input, r_index its 1-based index. */
+    "$fc$;"
+    /* fc_apply_updates: the plain updates of a batch (no idempotency key)
+     * in one set-based statement: fc_apply per change cost ~80-100 us of
+     * PostgreSQL CPU (PL/pgSQL statements, a SELECT ... FOR UPDATE then an
+     * UPDATE and an INSERT each planned and run one row at a time); one
+     * UPDATE ... FROM unnest(...) RETURNING feeding the INSERT of the
+     * events costs a fraction (docs/architecture.md, PostgreSQL store).
+     * The UPDATE applies the changes that pass every check (the row
+     * exists, if_seq matches, not terminal, step <= total) and takes its
+     * row locks in its plan's order (a scan of the table or of the input;
+     * the writer's advisory locks keep two batches from a cycle, writer.c
+     * LOCK_SQL; an input must not hold an id twice); a row another
+     * transaction changes meanwhile is re-checked on its new version (READ
+     * COMMITTED's EvalPlanQual). Every input it did not apply goes through
+     * fc_apply, which locks the row at a fresh snapshot and answers the
+     * exact refusal (or applies it, when the row changed in between). One
+     * outcome row per input, r_index its 1-based index. */
     "CREATE TYPE fc_outcome AS (r_index int, r_result text, r_errmsg text,"
     "  r_replayed boolean, r_id text, r_name text, r_status text, r_step bigint,"
     "  r_total bigint, r_message text, r_seq bigint, r_created bigint, r_updated bigint,"

@@ -13,7 +13,7 @@
  *
  * The batch runs in rounds: round r holds the r-th change of each workflow
  * in it. A round's plain updates (no idempotency key), when there are two
- * or more, are one fc_apply_updates call (schema step 3: one set-based
+ * or more, are one fc_apply_updates call (schema.c: one set-based
  * statement, a fraction of the CPU of one fc_apply per change); its other
  * changes are one fc_apply call each. A round never holds two changes of
  * one workflow: UPDATE ... FROM with two input rows for one row applies
