@@ -83,7 +83,10 @@ def test_watches_fail_over_to_the_next_url_after_kill9(server_factory):
     holder = {}
 
     async def main():
-        ac = flowcast.AsyncClient([url(a), _u(b_port)], retries=60, backoff_max=0.3)
+        # Retries outlast the restart: restart_same_port allows itself up to
+        # 15 s on a loaded machine; in CI 60 attempts (~9 s) once ran out
+        # before the restarted server answered.
+        ac = flowcast.AsyncClient([url(a), _u(b_port)], retries=400, backoff_max=0.3)
         tasks, states = await start_three_watches(ac, n + 1)
         producers = [asyncio.ensure_future(step_randomly(ac, w, n)) for w in ("a", "b", "c")]
         await asyncio.sleep(0.3)  # mid-stream
