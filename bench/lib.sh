@@ -44,24 +44,7 @@ fcb_init() {
 # the server starts, and an ephemeral one could meanwhile become the local
 # port of some connect(), fcb_wait_port's own included.
 fcb_free_port() {
-  /usr/bin/python3 - "$$" "$RANDOM" <<'EOF'
-import socket, sys
-with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-    hi = max(int(f.read().split()[0]), 12000)
-lo = 10000
-start = int(sys.argv[1]) * 7919 + int(sys.argv[2])
-for i in range(hi - lo):
-    port = lo + (start + i) % (hi - lo)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(port)
-    break
-EOF
+  /usr/bin/python3 "$FCB_ROOT/scripts/free-port" "$$" "$RANDOM"
 }
 
 # Waits until something accepts connections on 127.0.0.1:$1 (at most ~10 s,

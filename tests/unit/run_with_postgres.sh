@@ -20,24 +20,7 @@ trap cleanup EXIT INT TERM
 # ephemeral one can meanwhile become the local port of any connect() on the
 # machine (a unit test running beside this one), which PostgreSQL then
 # cannot listen on.
-port=$(python3 - "$$" <<'EOF'
-import socket, sys
-with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-    hi = max(int(f.read().split()[0]), 12000)
-lo = 10000
-for i in range(hi - lo):
-    port = lo + (int(sys.argv[1]) * 7919 + i) % (hi - lo)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(port)
-    break
-EOF
-)
+port=$(/usr/bin/python3 "$(dirname "$0")/../../scripts/free-port" "$$")
 [ -n "$port" ] || { echo "run_with_postgres.sh: no free port" >&2; exit 1; }
 as_pg "$PG_BIN/initdb" -D "$dir/data" --auth=trust -U postgres --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log"; exit 1; }
