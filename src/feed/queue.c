@@ -90,9 +90,14 @@ static void on_wake(uv_async_t *h)
     }
     uv_mutex_lock(&f->lock);
     f->waiting -= i - f->taken_pos;
+    /* Posts made while this turn's batch was still being handed on had
+     * their wake-up merged into one already spent, so the turn that
+     * finishes taken must look at the queue itself: otherwise the last
+     * messages of a burst wait for the next post, which may never come. */
+    int more = i < f->taken_len || f->queue_len > 0;
     uv_mutex_unlock(&f->lock);
     f->taken_pos = i;
-    if (i < f->taken_len) uv_async_send(&f->wake); /* the rest on the next turn */
+    if (more) uv_async_send(&f->wake); /* the rest on the next turn */
 }
 
 int fc_feed_post(fc_feed *f, fc_feed_msg *m)
