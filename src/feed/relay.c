@@ -42,12 +42,18 @@ struct fc_feed_relay {
     uint64_t malformed, malformed_logged, malformed_log_ns;
 };
 
-static void post_all(fc_feed_relay *r, fc_feed_msg *m)
+/* Posts m to every feed; returns how many refused it (queue full). */
+static int post_all(fc_feed_relay *r, fc_feed_msg *m)
 {
+    int refused = 0;
     uv_mutex_lock(&r->lock);
     for (int i = 0; i < r->n_feeds; i++)
-        if (fc_feed_post(r->feeds[i], m) != 0) __atomic_add_fetch(&r->dropped, 1, __ATOMIC_RELAXED);
+        if (fc_feed_post(r->feeds[i], m) != 0) {
+            __atomic_add_fetch(&r->dropped, 1, __ATOMIC_RELAXED);
+            refused++;
+        }
     uv_mutex_unlock(&r->lock);
+    return refused;
 }
 
 static uint64_t realtime_ns(void)
@@ -119,9 +125,13 @@ static int catchup_row(void *ud, const fc_workflow *state, int deleted)
     c->rows++;
     fc_feed_msg *m = fc_feed_msg_new(state, deleted, FC_FEED_CATCHUP, 0);
     if (!m) return -1;
-    post_all(c->r, m);
+    /* A row a feed refused (its queue full) stops the read here, so that
+     * the position does not move past it: the next read gives it again
+     * (the feeds that took it drop the repeat). Past the position nothing
+     * would ever bring it back. */
+    int refused = post_all(c->r, m);
     fc_feed_msg_unref(m);
-    return 0;
+    return refused ? -1 : 0;
 }
 
 /* One read of the commit log; returns whether a full batch came (read again). */
