@@ -117,6 +117,7 @@ static void on_bus_state(void *ud, int up)
 typedef struct catchup {
     fc_feed_relay *r;
     int rows;
+    int refused; /* a feed's queue was full: the read stopped there */
 } catchup;
 
 static int catchup_row(void *ud, const fc_workflow *state, int deleted)
@@ -129,19 +130,25 @@ static int catchup_row(void *ud, const fc_workflow *state, int deleted)
      * the position does not move past it: the next read gives it again
      * (the feeds that took it drop the repeat). Past the position nothing
      * would ever bring it back. */
-    int refused = post_all(c->r, m);
+    c->refused = post_all(c->r, m) > 0;
     fc_feed_msg_unref(m);
-    return refused ? -1 : 0;
+    return c->refused ? -1 : 0;
 }
 
-/* One read of the commit log; returns whether a full batch came (read again). */
-static int catchup_once(fc_feed_relay *r)
+/* One read of the commit log; returns the ms until the next: none after a
+ * full batch, REFUSED_MS after a row a full queue refused (a feed hands on
+ * a bounded batch a turn: a read at once would mostly be refused again), else
+ * the interval. */
+#define REFUSED_MS 10
+static uint64_t catchup_once(fc_feed_relay *r)
 {
+    uint64_t ms = (uint64_t)(r->cfg.catchup_interval * 1000);
+    if (!ms) ms = 1;
     if (r->position < 0) {
         int64_t head = 0;
-        if (fc_store_log_head(r->store, &head) != 0) return 0;
+        if (fc_store_log_head(r->store, &head) != 0) return ms;
         r->position = head; /* what came before is in the store for readers */
-        return 0;
+        return ms;
     }
     catchup c = {.r = r};
     int64_t next = r->position;
@@ -151,19 +158,19 @@ static int catchup_once(fc_feed_relay *r)
     if (rc != 0) {
         if (!r->catchup_failed) FC_WARN("feed", "cannot read the store's commit log; retrying");
         r->catchup_failed = 1;
-        return 0;
+        return ms;
     }
     if (r->catchup_failed) FC_INFO("feed", "reading the store's commit log again");
     r->catchup_failed = 0;
     r->position = next;
-    return c.rows >= r->cfg.catchup_batch;
+    if (c.refused) return ms < REFUSED_MS ? ms : REFUSED_MS;
+    return c.rows >= r->cfg.catchup_batch ? 0 : ms;
 }
 
 static void on_catchup(uv_timer_t *t)
 {
     fc_feed_relay *r = t->data;
-    uint64_t ms = (uint64_t)(r->cfg.catchup_interval * 1000);
-    uv_timer_start(&r->catchup_timer, on_catchup, catchup_once(r) ? 0 : ms ? ms : 1, 0);
+    uv_timer_start(&r->catchup_timer, on_catchup, catchup_once(r), 0);
 }
 
 static void on_kick(uv_async_t *h)
