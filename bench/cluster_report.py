@@ -27,6 +27,15 @@ ROWS = [
     ("... p50 / p99 (µs) of the watchers on node 3 (over the bus)", "cluster-latency",
      "by_port.2.latency_us", "p50p99", None),
     ("lost / duplicates (latency run)", "cluster-latency", "lost", "%.0f", ("<=", 0)),
+    ("... hop: PATCH sent → answer read (µs, p50 / p99): the commit's path", "cluster-latency",
+     "ack_us", "p50p99", None),
+    ("... hop: commit → write to a watcher's socket within 5 ms (%), nodes 1 / 2 / 3",
+     "cluster-latency", "hops.0.commit_to_write.le_5000us|hops.1.commit_to_write.le_5000us|"
+     "hops.2.commit_to_write.le_5000us", "%.1f", None),
+    ("... hop: publish on node 1 → receipt within 5 ms (%), nodes 2 / 3", "cluster-latency",
+     "hops.1.bus_lag.le_5000us|hops.2.bus_lag.le_5000us", "%.1f", None),
+    ("... CPU 0 busy / of it the cluster's processes (% of the run)", "cluster-latency",
+     "cpu_share.cpu0|cpu_share.cluster", "%.0f", None),
     ("durable changes/s through 3 nodes, one PostgreSQL, 64 producers", "cluster-ingest",
      "acked_per_s", "%.0f", (">=", 10000)),
     ("ack p99 (µs), same", "cluster-ingest", "ack_us.p99", "%.0f", None),
@@ -103,6 +112,11 @@ def rows(groups):
             if s is not None:
                 out.append((title, "%s / %s" % (_fmt(s, "%.0f"),
                                                 _fmt(_stat(runs, path + ".p99"), "%.0f")), ""))
+            continue
+        if "|" in path:  # several figures, one per path
+            figs = [_stat(runs, p) for p in path.split("|")]
+            if any(figs):
+                out.append((title, " / ".join(_fmt(s, f) for s in figs), ""))
             continue
         s = _stat(runs, path)
         fig = _fmt(s, f)

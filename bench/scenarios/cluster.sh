@@ -66,10 +66,18 @@ fcb__cluster_ingest() {
     /usr/bin/python3 "$FCB_ROOT/bench/cluster_cpu.py" add "$before" "$FCB_TMP/cluster.json" "$FCB_RESULTS"
 }
 
+# fcb__cluster_latency LABEL: the latency run, with its hops (each node's
+# commit→write and bus-lag histograms over the run) and each CPU's busy
+# share against the cluster's own added to its result line
+# (bench/cluster_hops.py).
 fcb__cluster_latency() {
+  local before="$FCB_TMP/hops-before.json"
+  /usr/bin/python3 "$FCB_ROOT/bench/cluster_hops.py" sample "$FCB_TMP/cluster.json" >"$before" || return 1
   fcb_bench flowcast "$1" --subscribers "$(fcb_sz 300 30)" --workflows 1 \
     --sub-ports "$(fcb__cluster_ports "${CL_PORTS[@]}")" --pub-ports "${CL_PORTS[0]}" \
-    --publishers 1 --rate 100 --duration "$(fcb_sz 10 2)"
+    --publishers 1 --rate 100 --duration "$(fcb_sz 10 2)" || return 1
+  [ -z "${FCB_RESULTS:-}" ] ||
+    /usr/bin/python3 "$FCB_ROOT/bench/cluster_hops.py" add "$before" "$FCB_TMP/cluster.json" "$FCB_RESULTS"
 }
 
 fcb__cluster_names() {

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Where a cluster latency run's time went (bench/scenarios/cluster.sh), hop
+by hop, and how much of the machine's CPU other work took meanwhile.
+
+  cluster_hops.py sample INFO.json > BEFORE.json
+  cluster_hops.py add BEFORE.json INFO.json RESULTS.jsonl
+
+`sample` reads each node's /metrics (the histograms
+flowcast_commit_to_write_seconds: commit, or for a change from the bus its
+publish, to the write to a watcher's socket; flowcast_bus_lag_seconds:
+publish on one node to receipt on this one), the busy time of every CPU
+(/proc/stat) and the CPU time of the cluster's processes
+(bench/cluster_cpu.py). `add` samples again and adds to the last line of
+RESULTS.jsonl (flowcast-bench's run) "hops": per node, the % of that
+window's commit→write and bus-lag samples within 1, 2.5, 5 and 10 ms, and
+"cpu_share": each CPU's busy % of the window and the cluster's own % of a
+core. With the cluster pinned to CPU 0, CPU 0's busy share less
+the cluster's is other work on the machine competing for that core."""
+
+import json
+import os
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cluster_cpu  # noqa: E402
+
+HISTS = {"commit_to_write": "flowcast_commit_to_write_seconds",
+         "bus_lag": "flowcast_bus_lag_seconds"}
+# The buckets reported, as "le_<µs>us" (no dot: the report's paths split on dots).
+WITHIN = {"0.001": "le_1000us", "0.0025": "le_2500us", "0.005": "le_5000us", "0.01": "le_10000us"}
+
+
+def _buckets(port):
+    """{hop: {le: count}} from a node's /metrics; {} when it does not answer."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {k: {} for k in HISTS}
+    for line in text.splitlines():
+        for hop, name in HISTS.items():
+            pre = name + '_bucket{le="'
+            if line.startswith(pre):
+                le, _, n = line[len(pre):].partition('"} ')
+                out[hop][le] = float(n)
+    return out
+
+
+def _cpus():
+    """{cpuN: busy seconds} from /proc/stat (everything but idle and iowait)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            k, *v = line.split()
+            if k.startswith("cpu") and k != "cpu":
+                v = [int(x) for x in v]
+                out[k] = (sum(v[:8]) - v[3] - v[4]) / hz
+    return out
+
+
+def sample(info):
+    with open(info) as f:
+        cl = json.load(f)
+    return {"t": time.monotonic(), "cpus": _cpus(), "procs": cluster_cpu.sample(info),
+            "nodes": [_buckets(n["port"]) for n in cl["nodes"]]}
+
+
+def _shares(before, after):
+    """{le_<µs>us: % of the window's samples within it}, "n": the count."""
+    total = after.get("+Inf", 0) - before.get("+Inf", 0)
+    if total <= 0:
+        return None
+    out = {"n": int(total)}
+    for le, key in WITHIN.items():
+        out[key] = round(100 * (after.get(le, 0) - before.get(le, 0)) / total, 2)
+    return out
+
+
+def add(before_path, info, results):
+    with open(before_path) as f:
+        before = json.load(f)
+    after = sample(info)
+    with open(results) as f:
+        lines = f.read().splitlines()
+    if not lines:
+        return 1
+    run = json.loads(lines[-1])
+    hops = []
+    for b, a in zip(before["nodes"], after["nodes"]):
+        hops.append({hop: _shares(b.get(hop, {}), a.get(hop, {})) for hop in HISTS})
+    run["hops"] = hops
+    wall = after["t"] - before["t"]
+    if wall > 0:
+        share = {k: round(100 * (after["cpus"][k] - before["cpus"].get(k, 0)) / wall, 1)
+                 for k in after["cpus"]}
+        share["cluster"] = round(100 * sum(after["procs"][k] - before["procs"].get(k, 0)
+                                           for k in after["procs"]) / wall, 1)
+        run["cpu_share"] = share
+    lines[-1] = json.dumps(run, separators=(",", ":"))
+    with open(results + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(results + ".tmp", results)
+    return 0
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "sample":
+        json.dump(sample(argv[2]), sys.stdout)
+        return 0
+    if len(argv) == 5 and argv[1] == "add":
+        return add(argv[2], argv[3], argv[4])
+    print(__doc__.split("\n\n")[1], file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
