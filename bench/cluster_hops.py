@@ -12,9 +12,11 @@ publish on one node to receipt on this one), the busy time of every CPU
 (/proc/stat) and the CPU time of the cluster's processes
 (bench/cluster_cpu.py). `add` samples again and adds to the last line of
 RESULTS.jsonl (flowcast-bench's run) "hops": per node, the % of that
-window's commit→write and bus-lag samples within 1, 2.5, 5 and 10 ms, and
+window's commit→write and bus-lag samples within 1, 2.5, 5 and 10 ms;
 "cpu_share": each CPU's busy % of the window and the cluster's own % of a
-core. With the cluster pinned to CPU 0, CPU 0's busy share less
+core; "sched": what the cluster's threads spent per change on a CPU and
+waiting on a run queue (/proc/TID/schedstat), and their wait per time they
+were run: the cost of sharing the core, wake-up by wake-up. With the cluster pinned to CPU 0, CPU 0's busy share less
 the cluster's is other work on the machine competing for that core."""
 
 import json
@@ -62,11 +64,48 @@ def _cpus():
     return out
 
 
+def _sched(cl):
+    """{tid: [ns on a CPU, ns waiting on a run queue, times run]} of every
+    thread of the cluster's processes (/proc/TID/schedstat)."""
+    pids = [n["pid"] for n in cl["nodes"]] + [cl.get("nats_pid")]
+    pm = cl.get("postgres_pid")
+    if pm:
+        pids += [pm] + cluster_cpu._children(pm)
+    out = {}
+    for pid in filter(None, pids):
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for t in tids:
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                    out[t] = [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+    return out
+
+
 def sample(info):
     with open(info) as f:
         cl = json.load(f)
     return {"t": time.monotonic(), "cpus": _cpus(), "procs": cluster_cpu.sample(info),
-            "nodes": [_buckets(n["port"]) for n in cl["nodes"]]}
+            "sched": _sched(cl), "nodes": [_buckets(n["port"]) for n in cl["nodes"]]}
+
+
+def _waits(before, after, changes):
+    """The cluster's threads over the window (those alive at both ends):
+    CPU and run-queue wait per change (µs) and wait per time run (µs)."""
+    run = wait = slices = 0
+    for t, a in after.items():
+        b = before.get(t)
+        if b:
+            run, wait, slices = run + a[0] - b[0], wait + a[1] - b[1], slices + a[2] - b[2]
+    if not changes or not slices:
+        return None
+    return {"run_us_per_change": round(run / 1e3 / changes, 1),
+            "wait_us_per_change": round(wait / 1e3 / changes, 1),
+            "wait_us_per_wakeup": round(wait / 1e3 / slices, 1)}
 
 
 def _shares(before, after):
@@ -93,6 +132,9 @@ def add(before_path, info, results):
     for b, a in zip(before["nodes"], after["nodes"]):
         hops.append({hop: _shares(b.get(hop, {}), a.get(hop, {})) for hop in HISTS})
     run["hops"] = hops
+    waits = _waits(before.get("sched", {}), after["sched"], run.get("pub_acked") or 0)
+    if waits:
+        run["sched"] = waits
     wall = after["t"] - before["t"]
     if wall > 0:
         share = {k: round(100 * (after["cpus"][k] - before["cpus"].get(k, 0)) / wall, 1)

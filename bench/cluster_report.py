@@ -36,6 +36,9 @@ ROWS = [
      "hops.1.bus_lag.le_5000us|hops.2.bus_lag.le_5000us", "%.1f", None),
     ("... CPU 0 busy / of it the cluster's processes (% of the run)", "cluster-latency",
      "cpu_share.cpu0|cpu_share.cluster", "%.0f", None),
+    ("... the cluster's threads per change: CPU / run-queue wait (µs); wait per wake-up (µs)",
+     "cluster-latency", "sched.run_us_per_change|sched.wait_us_per_change|"
+     "sched.wait_us_per_wakeup", "%.0f", None),
     ("durable changes/s through 3 nodes, one PostgreSQL, 64 producers", "cluster-ingest",
      "acked_per_s", "%.0f", (">=", 10000)),
     ("ack p99 (µs), same", "cluster-ingest", "ack_us.p99", "%.0f", None),
