@@ -26,7 +26,7 @@ fcb__cluster_start() {
   local info="$FCB_TMP/cluster.json" cpus="${1:-$FCB_SERVER_CPU}"
   rm -f "$info"
   taskset -c "$cpus" /usr/bin/python3 "$FCB_ROOT/scripts/cluster" \
-    --bin "$FCB_BUILD/flowcast" --dir "$FCB_TMP/cluster" --info "$info" --no-proxy \
+    --bin "$FCB_BUILD/flowcast" --dir "$FCB_TMP/cluster" --info "$info" --no-proxy --free-ports \
     -- --log-level warn >>"$FCB_TMP/cluster.log" 2>&1 &
   CL_PID=$!
   FCB_PIDS+=("$CL_PID")

@@ -20,7 +20,7 @@ before(async () => {
   // Every node lets pages of another origin open streams (the page comes
   // from the proxy, the client talks to the nodes).
   cluster = spawn('/usr/bin/python3', [path.join(ROOT, 'scripts/cluster'), '--bin', BIN,
-    '--dir', path.join(WORK, 'cluster'), '--info', file, '--', '--allow-origin', '*'],
+    '--dir', path.join(WORK, 'cluster'), '--info', file, '--free-ports', '--', '--allow-origin', '*'],
   { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   const deadline = Date.now() + 60000;
