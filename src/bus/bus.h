@@ -1,6 +1,6 @@
 /* The cluster bus: how one node tells the others of the changes it
  * committed. A backend is a const fc_bus_ops table (NATS, nats.c); what
- * travels is one JSON message per committed change on FC_BUS_SUBJECT, and
+ * travels is one message per batch of committed changes on FC_BUS_SUBJECT, and
  * each node's readiness probe on FC_BUS_PROBE_PREFIX<node id>.
  *
  * Threading: open and close on any one thread; publish from any thread
@@ -52,7 +52,7 @@ typedef struct fc_bus_config {
 } fc_bus_config;
 
 typedef struct fc_bus_ops {
-    int version; /* 1 */
+    int version; /* 2: max_payload */
     const char *name;
     /* Starts connecting and subscribes to cfg's subjects. A server down
      * at start is retried for ever in the background, with backoff; one
@@ -63,6 +63,9 @@ typedef struct fc_bus_ops {
     /* Queues one message; 0, or -1 when the backend refused it (its
      * reconnect buffer is full, or it is closed). Any thread. */
     int (*publish)(fc_bus *b, const char *subject, const void *data, size_t len);
+    /* The longest message the servers take (bytes), as the one connected
+     * last said; 0 before any said. Any thread. */
+    size_t (*max_payload)(fc_bus *b);
     /* Stops every backend thread (no handler runs after it returns) and frees b. */
     void (*close)(fc_bus *b);
 } fc_bus_ops;
@@ -79,29 +82,64 @@ extern const fc_bus_ops fc_bus_nats;
  * URL may be logged, shown in /readyz or put into an error message. */
 void fc_bus_urls_mask(const char *urls, char *out, size_t len);
 
-/* One change as it travels. */
+/* The bus message (docs/cluster.md, "The bus message"): the changes one
+ * node committed together, in commit order, in a compact binary form
+ * decoded once per message by each receiving process. Version 2; the JSON
+ * message of version 1 was never in a release and is refused as malformed. */
+#define FC_BUS_VERSION 2
+/* A message no backend caps lower: NATS's default max_payload. */
+#define FC_BUS_MESSAGE_MAX (1024 * 1024)
+
+/* One change as it travels: the state after it, or for a deletion the
+ * state just before it. */
 typedef struct fc_bus_change {
-    char node[FC_BUS_NODE_MAX + 1];
-    uint64_t sent_ns; /* CLOCK_REALTIME at publish */
     int deleted;
-    int64_t deleted_at_ms; /* 0 when not deleted */
-    fc_workflow state;     /* after the change; before it for a deletion */
+    fc_workflow state;
 } fc_bus_change;
 
-/* Encodes {"v":1,"node":..,"sent_ns":..,"deleted":..,"deleted_at":ms|null,
- * "workflow":{the REST workflow object}}. Returns a malloc'ed string (its
- * length in *len), or NULL on OOM. */
-char *fc_bus_encode(const char *node, uint64_t sent_ns, const fc_workflow *state, int deleted,
-                    int64_t deleted_at_ms, size_t *len);
-/* Decodes a message into out (out->state then owns its strings: clear it
- * with fc_workflow_clear). 0, or -1 when it is malformed (out untouched);
- * a node id fc_bus_node_valid refuses is malformed: fc_bus_encode could not
- * write it back. */
-int fc_bus_decode(const char *data, size_t len, fc_bus_change *out);
-/* Whether node is a usable node id: 1 to FC_BUS_NODE_MAX of [A-Za-z0-9._:-]
- * (it travels unescaped at the head of every message, see fc_bus_from). */
+/* A message being written: fc_bus_writer_init, fc_bus_writer_add per
+ * change, fc_bus_writer_finish, then fc_bus_writer_reset for the next one;
+ * fc_bus_writer_free at the end. One thread. */
+typedef struct fc_bus_writer {
+    char *buf;
+    size_t len, cap;
+    size_t head; /* the header's length: where the first change starts */
+    uint32_t n;  /* changes written */
+} fc_bus_writer;
+
+/* Starts an empty message from node (fc_bus_node_valid). 0, or -1 on OOM. */
+int fc_bus_writer_init(fc_bus_writer *w, const char *node);
+/* Appends one change unless the message would then be longer than max
+ * bytes: 0; 1 when it would (nothing appended: finish the message and add
+ * the change to the next; a change alone longer than max cannot travel);
+ * -1 on OOM (nothing appended). */
+int fc_bus_writer_add(fc_bus_writer *w, const fc_workflow *state, int deleted, size_t max);
+/* The message with its publish time and count stamped in (valid until the
+ * next call on w): *len bytes, never NUL-terminated. Only when w->n > 0. */
+const char *fc_bus_writer_finish(fc_bus_writer *w, uint64_t sent_ns, size_t *len);
+/* Empties the message, keeping its node and its buffer. */
+void fc_bus_writer_reset(fc_bus_writer *w);
+void fc_bus_writer_free(fc_bus_writer *w);
+
+/* A decoded message. */
+typedef struct fc_bus_batch {
+    char node[FC_BUS_NODE_MAX + 1];
+    uint64_t sent_ns; /* CLOCK_REALTIME at publish */
+    size_t n;         /* >= 1 */
+    /* One allocation holding the n changes and the strings their states
+     * point into: free(changes) frees all; never fc_workflow_clear them. */
+    fc_bus_change *changes;
+} fc_bus_batch;
+
+/* Decodes a message into out. 0, or -1 when it is malformed (out
+ * untouched): truncated, trailing bytes, another version, a node id
+ * fc_bus_node_valid refuses, an id fc_id_valid refuses, an epoch outside
+ * [1, FC_EPOCH_MAX], a seq < 1, an unknown status, a number past INT64_MAX,
+ * or a name or message that is not UTF-8 or holds a NUL; also -1 on OOM. */
+int fc_bus_decode(const char *data, size_t len, fc_bus_batch *out);
+/* Whether node is a usable node id: 1 to FC_BUS_NODE_MAX of [A-Za-z0-9._:-]. */
 int fc_bus_node_valid(const char *node);
-/* Whether data was published by node (a cheap look at its prefix). */
+/* Whether data was published by node (a cheap look at its header). */
 int fc_bus_from(const char *data, size_t len, const char *node);
 
 #endif

@@ -363,10 +363,17 @@ static int nats_publish(fc_bus *base, const char *subject, const void *data, siz
     return natsConnection_Publish(b->nc, subject, data, (int)len) == NATS_OK ? 0 : -1;
 }
 
+static size_t nats_max_payload(fc_bus *base)
+{
+    int64_t n = natsConnection_GetMaxPayload(((nats_bus *)base)->nc);
+    return n > 0 ? (size_t)n : 0;
+}
+
 const fc_bus_ops fc_bus_nats = {
-    .version = 1,
+    .version = 2,
     .name = "nats",
     .open = nats_open,
     .publish = nats_publish,
+    .max_payload = nats_max_payload,
     .close = nats_close,
 };

@@ -16,6 +16,7 @@
 #ifndef FC_FEED_FEED_H
 #define FC_FEED_FEED_H
 
+#include "bus/bus.h"
 #include "model/workflow.h"
 #include "store/store.h"
 
@@ -45,26 +46,37 @@ typedef struct fc_feed_sink {
 /* Where a change came from (for the metrics and the logs). */
 typedef enum { FC_FEED_LOCAL, FC_FEED_BUS, FC_FEED_CATCHUP } fc_feed_source;
 
-/* A change in flight between threads: immutable once posted, shared by
- * every loop's feed through a reference count. */
+/* Changes in flight between threads, in commit order (a bus message, a
+ * catch-up read, one local commit): immutable once posted, shared by every
+ * loop's feed through a reference count. */
 typedef struct fc_feed_msg {
     int refs; /* atomic */
     fc_feed_source source;
-    int deleted;
     uint64_t sent_ns; /* CLOCK_REALTIME of the publish (bus), else 0 */
-    fc_workflow state;
+    size_t n, cap;
+    fc_bus_change *changes;
+    /* The states' strings live in the changes' own allocation (a decoded
+     * bus message) rather than in each state. */
+    int one_block;
 } fc_feed_msg;
 
-/* A message with one reference, a deep copy of state. NULL on OOM. */
+/* A message with one reference and one change, a deep copy of state. NULL on OOM. */
 fc_feed_msg *fc_feed_msg_new(const fc_workflow *state, int deleted, fc_feed_source source,
                              uint64_t sent_ns);
+/* Appends a deep copy of state to a message not yet posted: 0 or FC_ENOMEM. */
+int fc_feed_msg_add(fc_feed_msg *m, const fc_workflow *state, int deleted);
+/* A message with one reference taking the changes of a decoded bus
+ * message (b->changes is NULL after). NULL on OOM (b untouched). */
+fc_feed_msg *fc_feed_msg_bus(fc_bus_batch *b);
 fc_feed_msg *fc_feed_msg_ref(fc_feed_msg *m);
 void fc_feed_msg_unref(fc_feed_msg *m);
 
 typedef struct fc_feed_config {
     size_t max_workflows; /* entries kept (>= 1) */
-    size_t max_queue;     /* messages waiting for the loop; past it they are dropped (>= 1) */
-    int observe_lag;      /* this feed records the bus lag histogram (one loop per process) */
+    /* Changes waiting for the loop; a message that would take them past it
+     * is dropped whole (>= 1). */
+    size_t max_queue;
+    int observe_lag; /* this feed records the bus lag histogram (one loop per process) */
 } fc_feed_config;
 
 /* A feed on store's loop, handing changes to sink. NULL on failure. */
@@ -79,13 +91,17 @@ void fc_feed_close(fc_feed *f);
 void fc_feed_change(fc_feed *f, const fc_workflow *state, uint64_t commit_ns, int deleted,
                     fc_feed_source source);
 
-/* Queues m for the feed's loop (taking a reference) and wakes it: any
- * thread. Returns 0, or -1 when the queue is full (m dropped, counted). */
+/* Queues m for the feed's loop (taking a reference) and wakes it: one
+ * entry and one wake-up whatever m's count of changes. Any thread. Returns
+ * 0, or -1 when the queue is full (m dropped, its changes counted). */
 int fc_feed_post(fc_feed *f, fc_feed_msg *m);
 
 /* Entries held (for tests and the gauge). */
 size_t fc_feed_workflows(const fc_feed *f);
-/* Posts refused because the queue was full (any thread). */
+/* The bound on changes waiting (fc_feed_config.max_queue): a message of
+ * more changes is never taken. Any thread. */
+size_t fc_feed_queue_max(const fc_feed *f);
+/* Changes refused because the queue was full (any thread). */
 uint64_t fc_feed_dropped(const fc_feed *f);
 
 #endif

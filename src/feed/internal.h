@@ -29,10 +29,11 @@ struct fc_feed {
     uv_mutex_t lock;
     fc_feed_msg **queue;
     size_t queue_len, queue_cap;
-    size_t waiting; /* under the lock: queued plus taken and not yet handed on */
+    size_t waiting; /* under the lock: changes queued plus taken and not yet handed on */
     fc_feed_msg **taken;
     size_t taken_len, taken_pos;
-    uint64_t dropped; /* atomic: posts refused by max_queue */
+    size_t taken_item; /* the next change of taken[taken_pos] */
+    uint64_t dropped;  /* atomic: changes refused by max_queue */
 };
 
 #endif

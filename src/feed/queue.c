@@ -1,7 +1,8 @@
-/* The feed's life and its queue from other threads: messages are shared
- * by reference between every loop's feed, queued under a lock, and taken
- * whole on the loop's next turn by one uv_async wake-up (many posts, one
- * wake-up), then handed on a bounded batch per turn. */
+/* The feed's life and its queue from other threads: messages (each the
+ * changes of one bus message or one catch-up read) are shared by reference
+ * between every loop's feed, queued under a lock, and taken whole on the
+ * loop's next turn by one uv_async wake-up (many posts, one wake-up), then
+ * their changes handed on a bounded number per turn. */
 #include "feed/internal.h"
 #include "common/error.h"
 #include "common/time.h"
@@ -16,14 +17,43 @@ fc_feed_msg *fc_feed_msg_new(const fc_workflow *state, int deleted, fc_feed_sour
 {
     fc_feed_msg *m = calloc(1, sizeof *m);
     if (!m) return NULL;
-    if (fc_workflow_copy(&m->state, state) != 0) {
+    m->refs = 1;
+    m->source = source;
+    m->sent_ns = sent_ns;
+    if (fc_feed_msg_add(m, state, deleted) != 0) {
         free(m);
         return NULL;
     }
+    return m;
+}
+
+int fc_feed_msg_add(fc_feed_msg *m, const fc_workflow *state, int deleted)
+{
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1;
+        fc_bus_change *c = realloc(m->changes, cap * sizeof *c);
+        if (!c) return FC_ENOMEM;
+        m->changes = c;
+        m->cap = cap;
+    }
+    fc_bus_change *c = &m->changes[m->n];
+    if (fc_workflow_copy(&c->state, state) != 0) return FC_ENOMEM;
+    c->deleted = deleted;
+    m->n++;
+    return 0;
+}
+
+fc_feed_msg *fc_feed_msg_bus(fc_bus_batch *b)
+{
+    fc_feed_msg *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
     m->refs = 1;
-    m->deleted = deleted;
-    m->source = source;
-    m->sent_ns = sent_ns;
+    m->source = FC_FEED_BUS;
+    m->sent_ns = b->sent_ns;
+    m->n = m->cap = b->n;
+    m->changes = b->changes;
+    m->one_block = 1;
+    b->changes = NULL;
     return m;
 }
 
@@ -36,7 +66,9 @@ fc_feed_msg *fc_feed_msg_ref(fc_feed_msg *m)
 void fc_feed_msg_unref(fc_feed_msg *m)
 {
     if (!m || __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    fc_workflow_clear(&m->state);
+    for (size_t i = 0; !m->one_block && i < m->n; i++)
+        fc_workflow_clear(&m->changes[i].state);
+    free(m->changes);
     free(m);
 }
 
@@ -59,11 +91,12 @@ static uint64_t commit_time(const fc_feed *f, const fc_feed_msg *m, uint64_t now
     return lag < now_mono ? now_mono - lag : now_mono;
 }
 
-/* Messages handed on per loop turn at most, and the time they may take:
- * a message the feed must check costs synchronous store reads (a forged or
+/* Changes handed on per loop turn at most, and the time they may take:
+ * a change the feed must check costs synchronous store reads (a forged or
  * out-of-order one, a gap fill), and a whole --bus-queue of them in one
  * turn held the loop for seconds (a flood on the bus: no /healthz, no
- * answers, no SIGTERM meanwhile). The rest waits for the next turn. */
+ * answers, no SIGTERM meanwhile). The rest waits for the next turn, where
+ * a message's changes go on from the one after the last handed on. */
 #define TURN_MAX 256
 #define TURN_NS (10 * 1000 * 1000)
 
@@ -78,25 +111,33 @@ static void on_wake(uv_async_t *h)
         f->queue = NULL;
         f->queue_len = f->queue_cap = 0;
         uv_mutex_unlock(&f->lock);
-        f->taken_pos = 0;
+        f->taken_pos = f->taken_item = 0;
     }
     uint64_t now_mono = uv_hrtime(), now_real = realtime_ns();
-    size_t i = f->taken_pos, end = i + TURN_MAX < f->taken_len ? i + TURN_MAX : f->taken_len;
-    while (i < end) {
-        fc_feed_msg *m = f->taken[i++];
-        fc_feed_change(f, &m->state, commit_time(f, m, now_mono, now_real), m->deleted, m->source);
-        fc_feed_msg_unref(m);
+    size_t done = 0;
+    while (f->taken_pos < f->taken_len && done < TURN_MAX) {
+        fc_feed_msg *m = f->taken[f->taken_pos];
+        if (f->taken_item < m->n) {
+            const fc_bus_change *c = &m->changes[f->taken_item++];
+            fc_feed_change(f, &c->state, commit_time(f, m, now_mono, now_real), c->deleted,
+                           m->source);
+            done++;
+        }
+        if (f->taken_item == m->n) {
+            fc_feed_msg_unref(m);
+            f->taken_pos++;
+            f->taken_item = 0;
+        }
         if (uv_hrtime() - now_mono > TURN_NS) break;
     }
     uv_mutex_lock(&f->lock);
-    f->waiting -= i - f->taken_pos;
+    f->waiting -= done;
     /* Posts made while this turn's batch was still being handed on had
      * their wake-up merged into one already spent, so the turn that
      * finishes taken must look at the queue itself: otherwise the last
      * messages of a burst wait for the next post, which may never come. */
-    int more = i < f->taken_len || f->queue_len > 0;
+    int more = f->taken_pos < f->taken_len || f->queue_len > 0;
     uv_mutex_unlock(&f->lock);
-    f->taken_pos = i;
     if (more) uv_async_send(&f->wake); /* the rest on the next turn */
 }
 
@@ -104,7 +145,8 @@ int fc_feed_post(fc_feed *f, fc_feed_msg *m)
 {
     int rc = 0;
     uv_mutex_lock(&f->lock);
-    if (f->waiting >= f->cfg.max_queue) {
+    /* Counted in changes: a message is taken or refused whole. */
+    if (f->waiting + m->n > f->cfg.max_queue) {
         rc = -1;
     } else if (f->queue_len == f->queue_cap) {
         size_t cap = f->queue_cap ? f->queue_cap * 2 : 64;
@@ -118,13 +160,13 @@ int fc_feed_post(fc_feed *f, fc_feed_msg *m)
     }
     if (rc == 0) {
         f->queue[f->queue_len++] = fc_feed_msg_ref(m);
-        f->waiting++;
+        f->waiting += m->n;
     }
     uv_mutex_unlock(&f->lock);
     if (rc == 0)
         uv_async_send(&f->wake);
     else
-        __atomic_add_fetch(&f->dropped, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&f->dropped, m->n, __ATOMIC_RELAXED);
     return rc;
 }
 
@@ -176,6 +218,11 @@ static void on_closed(uv_handle_t *h)
 void fc_feed_close(fc_feed *f)
 {
     if (f) uv_close((uv_handle_t *)&f->wake, on_closed);
+}
+
+size_t fc_feed_queue_max(const fc_feed *f)
+{
+    return f->cfg.max_queue;
 }
 
 uint64_t fc_feed_dropped(const fc_feed *f)

@@ -1,6 +1,8 @@
 /* The relay between this process's feeds, the bus and the store's commit
- * log: see relay.h. Bus messages are decoded once, on the bus's thread,
- * and shared by reference with every loop's feed. */
+ * log: see relay.h. The changes the home loop hears of in one turn travel
+ * as one bus message (written at the turn's end, by a check handle); a
+ * message is decoded once, on the bus's thread, and shared by reference
+ * with every loop's feed as one queue entry; a catch-up read is one too. */
 #include "feed/relay.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -31,6 +33,9 @@ struct fc_feed_relay {
     int n_feeds;
     uv_timer_t catchup_timer, probe_timer;
     uv_async_t kick; /* the bus came back: read the log now */
+    /* This turn's commits, published at its end (home loop). */
+    fc_bus_writer out;
+    uv_check_t flush;
     int started;
     int stopping;       /* under lock: kick is closed or closing */
     int64_t position;   /* of the commit log; -1 until log_head answered */
@@ -38,7 +43,7 @@ struct fc_feed_relay {
     /* Written by the bus's threads, read anywhere. */
     uint64_t probe_rx_ns; /* monotonic time the last probe came back */
     int up;
-    uint64_t msgs_in, dropped;
+    uint64_t msgs_in, changes_in, dropped;
     uint64_t malformed, malformed_logged, malformed_log_ns;
 };
 
@@ -49,7 +54,7 @@ static int post_all(fc_feed_relay *r, fc_feed_msg *m)
     uv_mutex_lock(&r->lock);
     for (int i = 0; i < r->n_feeds; i++)
         if (fc_feed_post(r->feeds[i], m) != 0) {
-            __atomic_add_fetch(&r->dropped, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&r->dropped, m->n, __ATOMIC_RELAXED);
             refused++;
         }
     uv_mutex_unlock(&r->lock);
@@ -71,7 +76,8 @@ static uint64_t realtime_ns(void)
 static void malformed(fc_feed_relay *r, const char *subject, size_t len)
 {
     uint64_t n = __atomic_add_fetch(&r->malformed, 1, __ATOMIC_RELAXED);
-    uint64_t now = fc_time_mono_ns(), last = __atomic_load_n(&r->malformed_log_ns, __ATOMIC_RELAXED);
+    uint64_t now = fc_time_mono_ns(),
+             last = __atomic_load_n(&r->malformed_log_ns, __ATOMIC_RELAXED);
     if (last != 0 && now - last < MALFORMED_LOG_NS) return;
     if (!__atomic_compare_exchange_n(&r->malformed_log_ns, &last, now, 0, __ATOMIC_RELAXED,
                                      __ATOMIC_RELAXED))
@@ -89,15 +95,18 @@ static void on_bus_message(void *ud, const char *subject, const char *data, size
         return;
     }
     if (fc_bus_from(data, len, r->node)) return; /* ours: already fed locally */
-    fc_bus_change c;
-    if (fc_bus_decode(data, len, &c) != 0) {
+    fc_bus_batch b;
+    if (fc_bus_decode(data, len, &b) != 0) {
         malformed(r, subject, len);
         return;
     }
     __atomic_add_fetch(&r->msgs_in, 1, __ATOMIC_RELAXED);
-    fc_feed_msg *m = fc_feed_msg_new(&c.state, c.deleted, FC_FEED_BUS, c.sent_ns);
-    fc_workflow_clear(&c.state);
-    if (!m) return; /* out of memory: the catch-up brings it */
+    __atomic_add_fetch(&r->changes_in, b.n, __ATOMIC_RELAXED);
+    fc_feed_msg *m = fc_feed_msg_bus(&b);
+    if (!m) {
+        free(b.changes);
+        return; /* out of memory: the catch-up brings them */
+    }
     post_all(r, m);
     fc_feed_msg_unref(m);
 }
@@ -114,29 +123,26 @@ static void on_bus_state(void *ud, int up)
 
 /* ---- the home loop's side ---- */
 
+/* The rows of one read, posted together as one message once it is done. */
 typedef struct catchup {
     fc_feed_relay *r;
+    fc_feed_msg *m;
     int rows;
-    int refused; /* a feed's queue was full: the read stopped there */
 } catchup;
 
 static int catchup_row(void *ud, const fc_workflow *state, int deleted)
 {
     catchup *c = ud;
     c->rows++;
-    fc_feed_msg *m = fc_feed_msg_new(state, deleted, FC_FEED_CATCHUP, 0);
-    if (!m) return -1;
-    /* A row a feed refused (its queue full) stops the read here, so that
-     * the position does not move past it: the next read gives it again
-     * (the feeds that took it drop the repeat). Past the position nothing
-     * would ever bring it back. */
-    c->refused = post_all(c->r, m) > 0;
-    fc_feed_msg_unref(m);
-    return c->refused ? -1 : 0;
+    if (!c->m) {
+        c->m = fc_feed_msg_new(state, deleted, FC_FEED_CATCHUP, 0);
+        return c->m ? 0 : -1;
+    }
+    return fc_feed_msg_add(c->m, state, deleted) == 0 ? 0 : -1;
 }
 
 /* One read of the commit log; returns the ms until the next: none after a
- * full batch, REFUSED_MS after a row a full queue refused (a feed hands on
+ * full batch, REFUSED_MS after a read a full queue refused (a feed hands on
  * a bounded batch a turn: a read at once would mostly be refused again), else
  * the interval. */
 #define REFUSED_MS 10
@@ -150,11 +156,26 @@ static uint64_t catchup_once(fc_feed_relay *r)
         r->position = head; /* what came before is in the store for readers */
         return ms;
     }
+    /* A read is one message, and a feed takes a message whole or not at
+     * all: a read of more rows than the smallest queue's bound would never
+     * be taken. */
+    int limit = r->cfg.catchup_batch;
+    uv_mutex_lock(&r->lock);
+    for (int i = 0; i < r->n_feeds; i++)
+        if (fc_feed_queue_max(r->feeds[i]) < (size_t)limit)
+            limit = (int)fc_feed_queue_max(r->feeds[i]);
+    uv_mutex_unlock(&r->lock);
     catchup c = {.r = r};
     int64_t next = r->position;
     FC_METRIC_ADD(catchup_reads, 1);
-    int rc =
-        fc_store_log_since(r->store, r->position, r->cfg.catchup_batch, catchup_row, &c, &next);
+    int rc = fc_store_log_since(r->store, r->position, limit, catchup_row, &c, &next);
+    /* What was read goes on even when the read failed half-way: the
+     * feed drops what it had already. A read a feed refused (its queue
+     * full) does not move the position: the next read gives its rows
+     * again (the feeds that took them drop the repeats); past the
+     * position nothing would ever bring them back. */
+    int refused = c.m && post_all(r, c.m) > 0;
+    fc_feed_msg_unref(c.m);
     if (rc != 0) {
         if (!r->catchup_failed) FC_WARN("feed", "cannot read the store's commit log; retrying");
         r->catchup_failed = 1;
@@ -162,9 +183,9 @@ static uint64_t catchup_once(fc_feed_relay *r)
     }
     if (r->catchup_failed) FC_INFO("feed", "reading the store's commit log again");
     r->catchup_failed = 0;
+    if (refused) return ms < REFUSED_MS ? ms : REFUSED_MS;
     r->position = next;
-    if (c.refused) return ms < REFUSED_MS ? ms : REFUSED_MS;
-    return c.rows >= r->cfg.catchup_batch ? 0 : ms;
+    return c.rows >= limit ? 0 : ms;
 }
 
 static void on_catchup(uv_timer_t *t)
@@ -187,6 +208,8 @@ static void on_probe(uv_timer_t *t)
     r->bus->ops->publish(r->bus, r->probe_subject, ts, (size_t)n);
     /* The bus's process-wide figures, into this loop's metrics shard. */
     FC_METRIC_SET(bus_messages_in, __atomic_load_n(&r->msgs_in, __ATOMIC_RELAXED));
+    FC_METRIC_SET(bus_changes_in, __atomic_load_n(&r->changes_in, __ATOMIC_RELAXED));
+    FC_METRIC_SET(bus_malformed, __atomic_load_n(&r->malformed, __ATOMIC_RELAXED));
     FC_METRIC_SET(bus_dropped, __atomic_load_n(&r->dropped, __ATOMIC_RELAXED));
     FC_METRIC_SET(bus_up, __atomic_load_n(&r->up, __ATOMIC_RELAXED));
 }
@@ -221,11 +244,17 @@ fc_feed_relay *fc_feed_relay_new(uv_loop_t *home, fc_store *home_store,
     snprintf(r->node, sizeof r->node, "%s", cfg->node_id ? cfg->node_id : "");
     if (cfg->urls) fc_bus_urls_mask(cfg->urls, r->urls_shown, sizeof r->urls_shown);
     snprintf(r->probe_subject, sizeof r->probe_subject, "%s%s", FC_BUS_PROBE_PREFIX, r->node);
+    if (fc_bus_writer_init(&r->out, r->node) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(r);
+        return NULL;
+    }
     uv_mutex_init(&r->lock);
     uv_timer_init(home, &r->catchup_timer);
     uv_timer_init(home, &r->probe_timer);
     uv_async_init(home, &r->kick, on_kick);
-    r->catchup_timer.data = r->probe_timer.data = r->kick.data = r;
+    uv_check_init(home, &r->flush);
+    r->catchup_timer.data = r->probe_timer.data = r->kick.data = r->flush.data = r;
     return r;
 }
 
@@ -272,16 +301,57 @@ int fc_feed_relay_start(fc_feed_relay *r, char *err, size_t errlen)
     return 0;
 }
 
+/* Publishes the message being written, if any. Home loop. */
+static void flush_out(fc_feed_relay *r)
+{
+    if (r->out.n == 0) return;
+    size_t len = 0;
+    const char *msg = fc_bus_writer_finish(&r->out, realtime_ns(), &len);
+    /* A refused or lost message costs latency, not the changes: the catch-up. */
+    if (r->bus->ops->publish(r->bus, FC_BUS_SUBJECT, msg, len) == 0) {
+        FC_METRIC_ADD(bus_messages_out, 1);
+        FC_METRIC_ADD(bus_changes_out, r->out.n);
+    }
+    fc_bus_writer_reset(&r->out);
+}
+
+/* The end of a turn of the home loop (after its I/O callbacks, where the
+ * store tells it of commits): what it heard of goes out as one message. */
+static void on_flush(uv_check_t *h)
+{
+    fc_feed_relay *r = h->data;
+    flush_out(r);
+    uv_check_stop(h);
+}
+
+/* The message's cap: the servers' max_payload, FC_BUS_MESSAGE_MAX until
+ * one said. */
+static size_t message_max(fc_feed_relay *r)
+{
+    size_t max = r->bus->ops->max_payload(r->bus);
+    return max ? max : FC_BUS_MESSAGE_MAX;
+}
+
 void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state, int deleted)
 {
     if (!r->bus) return;
-    size_t len = 0;
-    char *msg =
-        fc_bus_encode(r->node, realtime_ns(), state, deleted, deleted ? fc_time_now_ms() : 0, &len);
-    /* A refused or lost message costs latency, not the change: the catch-up. */
-    if (msg && r->bus->ops->publish(r->bus, FC_BUS_SUBJECT, msg, len) == 0)
-        FC_METRIC_ADD(bus_messages_out, 1);
-    free(msg);
+    size_t max = message_max(r);
+    int rc = fc_bus_writer_add(&r->out, state, deleted, max);
+    if (rc == 1 && r->out.n > 0) { /* full: this one starts the next message */
+        flush_out(r);
+        rc = fc_bus_writer_add(&r->out, state, deleted, max);
+    }
+    if (rc != 0) {
+        /* Longer than any message may be, or out of memory: other nodes
+         * get it from the catch-up. */
+        FC_METRIC_ADD(bus_unsent, 1);
+        return;
+    }
+    if (!r->started) { /* stopping: no turn end to wait for */
+        flush_out(r);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&r->flush)) uv_check_start(&r->flush, on_flush);
 }
 
 int fc_feed_relay_health(fc_feed_relay *r, char *why, size_t whylen)
@@ -301,6 +371,7 @@ int fc_feed_relay_health(fc_feed_relay *r, char *why, size_t whylen)
 
 void fc_feed_relay_stop(fc_feed_relay *r)
 {
+    if (r->bus) flush_out(r);
     r->started = 0;
     uv_mutex_lock(&r->lock);
     r->stopping = 1;
@@ -308,12 +379,14 @@ void fc_feed_relay_stop(fc_feed_relay *r)
     uv_close((uv_handle_t *)&r->catchup_timer, NULL);
     uv_close((uv_handle_t *)&r->probe_timer, NULL);
     uv_close((uv_handle_t *)&r->kick, NULL);
+    uv_close((uv_handle_t *)&r->flush, NULL);
 }
 
 void fc_feed_relay_free(fc_feed_relay *r)
 {
     if (!r) return;
     if (r->bus) r->bus->ops->close(r->bus);
+    fc_bus_writer_free(&r->out);
     uv_mutex_destroy(&r->lock);
     free(r);
 }

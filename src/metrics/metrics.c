@@ -149,6 +149,10 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->tls_fail_closed += LOAD(m->tls_fail_closed);
     sum->bus_messages_in += LOAD(m->bus_messages_in);
     sum->bus_messages_out += LOAD(m->bus_messages_out);
+    sum->bus_changes_in += LOAD(m->bus_changes_in);
+    sum->bus_changes_out += LOAD(m->bus_changes_out);
+    sum->bus_unsent += LOAD(m->bus_unsent);
+    sum->bus_malformed += LOAD(m->bus_malformed);
     sum->bus_dropped += LOAD(m->bus_dropped);
     sum->bus_up += LOAD(m->bus_up);
     sum->catchup_reads += LOAD(m->catchup_reads);
@@ -265,12 +269,23 @@ static void histogram(out *o, const char *name, const char *help, const uint64_t
 static void render_cluster(out *o, const fc_metrics *m)
 {
     header(o, "flowcast_bus_messages_total", "counter",
-           "Change messages on the cluster bus, by direction.");
+           "Change messages on the cluster bus (each the changes of one batch), by direction.");
     labelled(o, "flowcast_bus_messages_total", "direction", "in", m->bus_messages_in);
     labelled(o, "flowcast_bus_messages_total", "direction", "out", m->bus_messages_out);
+    header(o, "flowcast_bus_changes_total", "counter",
+           "Changes in the change messages on the cluster bus, by direction.");
+    labelled(o, "flowcast_bus_changes_total", "direction", "in", m->bus_changes_in);
+    labelled(o, "flowcast_bus_changes_total", "direction", "out", m->bus_changes_out);
+    counter(o, "flowcast_bus_unsent_total",
+            "Committed changes longer than the NATS servers' max_payload (or met with out of "
+            "memory), left to the other nodes' catch-up.",
+            m->bus_unsent);
+    counter(o, "flowcast_bus_malformed_total",
+            "Messages on the bus's change subject that do not decode (dropped whole).",
+            m->bus_malformed);
     counter(o, "flowcast_bus_dropped_total",
-            "Bus messages dropped because an I/O thread's queue was full (--bus-queue); the "
-            "catch-up delivers them.",
+            "Bus and catch-up changes dropped because an I/O thread's queue was full "
+            "(--bus-queue); the catch-up delivers them.",
             m->bus_dropped);
     gauge(o, "flowcast_bus_up", "1 while connected to a NATS server.", m->bus_up);
     counter(o, "flowcast_catchup_reads_total", "Reads of the store's commit log.",

@@ -60,9 +60,13 @@ typedef struct fc_metrics {
     /* The cluster bus and the feed. The bus's figures are process-wide and
      * set by the home loop (up to one probe interval old); the feed's count
      * per I/O thread (each loop orders every change for its subscribers). */
-    uint64_t bus_messages_in;  /* counter: change messages received */
+    uint64_t bus_messages_in;  /* counter: change messages received (each a batch) */
     uint64_t bus_messages_out; /* counter: change messages published */
-    uint64_t bus_dropped;      /* counter: received but refused by a full feed queue */
+    uint64_t bus_changes_in;   /* counter: changes in the messages received */
+    uint64_t bus_changes_out;  /* counter: changes in the messages published */
+    uint64_t bus_unsent;       /* counter: committed changes no message could carry */
+    uint64_t bus_malformed;    /* counter: messages received that do not decode */
+    uint64_t bus_dropped;      /* counter: changes refused by a full feed queue */
     int64_t bus_up;            /* gauge: 1 while connected to a NATS server */
     uint64_t catchup_reads;    /* counter: reads of the store's commit log */
     uint64_t feed_duplicates;  /* counter: changes already handed on, dropped */

@@ -24,11 +24,12 @@ import time
 
 import pytest
 
+from bus_wire import forged
 from conftest import ServerFactory
 from fc_helpers import wait_for
 from svc_nats import NatsServer, make_nkey, make_pki
 from svc_postgres import PostgresServer
-from test_hostile_cluster import RoguePublisher, Watcher, forged
+from test_hostile_cluster import RoguePublisher, Watcher
 
 NODE_PASSWORD = "n0de-pa55-7f3e9"
 WATCH_PASSWORD = "w4tch-pa55-c21d"
@@ -101,7 +102,7 @@ class RawNats:
         return line
 
     def pub(self, payload, subject="flowcast.changes"):
-        p = payload.encode()
+        p = payload.encode() if isinstance(payload, str) else payload
         self.sock.sendall(b"PUB %s %d\r\n%s\r\nPING\r\n" % (subject.encode(), len(p), p))
 
     def close(self):

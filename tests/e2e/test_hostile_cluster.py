@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from bus_wire import batch, change, forged
 from conftest import ServerFactory
 from fc_helpers import KeepAliveClient, RawWS, wait_for
 from hostile_helpers import healthz_seconds
@@ -68,16 +69,6 @@ class RoguePublisher:
 
     def close(self):
         self.sock.close()
-
-
-def forged(wid, epoch, seq, deleted=False, message="forged", node="rogue"):
-    return json.dumps({
-        "v": 1, "node": node, "sent_ns": time.time_ns(), "deleted": deleted,
-        "deleted_at": int(time.time() * 1000) if deleted else None,
-        "workflow": {"id": wid, "epoch": epoch, "name": "wf", "status": "running",
-                     "current_step": 1, "total_steps": 10, "message": message, "seq": seq,
-                     "created_at": "2026-01-01T00:00:00.000Z",
-                     "updated_at": "2026-01-01T00:00:00.000Z"}})
 
 
 @pytest.fixture(scope="module")
@@ -213,17 +204,25 @@ def test_forged_new_incarnation_not_delivered(node, rogue):
 
 
 GARBAGE = [
-    b"", b"{", b"null", b"[]", b"\xff\xfe\xfd", b'{"v":1}',
+    b"", b"{", b"null", b"[]", b"\xff\xfe\xfd", b"\x02", b"\x02\x01r",
+    # the JSON message of an unreleased build (version 1)
     b'{"v":1,"node":"r","sent_ns":1,"deleted":false,"deleted_at":null,"workflow":"x"}',
-    forged("a" * 10000, 1, 1).encode(),
-    forged("victim", -1, 5).encode(), forged("victim", 1, -5).encode(),
-    forged("victim", 1, 2 ** 63).encode(), forged("victim", 2 ** 70, 1).encode(),
-    forged("victim", 1, 0).encode(), forged("bad id!", 1, 1).encode(),
-    forged("victim", 1, 1).replace('"running"', '"nope"').encode(),
-    forged("victim", 1, 1).replace('"seq"', '"seq":1,"seq"').encode(),
-    forged("victim", 1, 1, message="\ud800").encode("utf-8", "surrogatepass"),
-    b'{"v":1,"node":"r","sent_ns":1,"deleted":false,"deleted_at":null,"workflow":{"id":"v\xc3"}}',
-    b"[" * 100000,
+    forged("victim", 1, 1)[:-1],  # truncated
+    forged("victim", 1, 1) + b"\x00",  # a byte too many
+    batch([change("victim", 1, 1)], version=3),
+    batch([change("victim", 1, 1)], node="a b"),
+    batch([change("victim", 1, 1)], count=0),
+    batch([change("victim", 1, 1)], count=2 ** 32 - 1),
+    batch([change("victim", 1, 1)], count=2),
+    batch([change("a" * 200, 1, 1)]),
+    forged("victim", 0, 5), forged("victim", 1, 0),
+    forged("victim", 1, 2 ** 63), forged("victim", 2 ** 70, 1),
+    forged("victim", 2 ** 53, 1), forged("bad id!", 1, 1),
+    batch([change("victim", 1, 1, status=6)]),
+    forged("victim", 1, 1, message="\ud800"),
+    forged("victim", 1, 1, message="a\x00b"),
+    batch([change("victim", 1, 1, message=b"v\xc3")]),
+    b"\x02" * 100000,
 ]
 
 
@@ -233,11 +232,11 @@ def test_garbage_and_floods_leave_the_node_serving(node, rogue):
     watcher = Watcher(s, "victim", w["epoch"], w["seq"])
     time.sleep(0.3)
     rogue.pub_many(GARBAGE)
-    rogue.pub(b'{"v":1,"node":"r","message":"' + b"x" * 1000000 + b'"}')
+    rogue.pub(batch([change("victim", 1, 1, message="x" * 1000000)], count=3))
     rogue.pub(forged("victim", w["epoch"], 2, message="y" * 900000))  # next seq: taken, see docs
     # A flood: 20,000 malformed and 20,000 forged well-formed messages.
     flood = [b"garbage %d" % i for i in range(20000)]
-    flood += [forged("ghost%d" % i, 1, 10 ** 9).encode() for i in range(20000)]
+    flood += [forged("ghost%d" % i, 1, 10 ** 9) for i in range(20000)]
     t0 = time.monotonic()
     rogue.pub_many(flood)
     rogue.flush()
@@ -275,7 +274,7 @@ def test_flood_of_forged_changes_does_not_hold_the_loop(node, rogue):
     s.create(id="victim")
     before = s.metrics()["flowcast_feed_rejected_total"]
     n = 40000
-    rogue.pub_many([forged("ghost%d" % i, 1, 10 ** 9).encode() for i in range(n)])
+    rogue.pub_many([forged("ghost%d" % i, 1, 10 ** 9) for i in range(n)])
     rogue.flush()
     slowest, slowest_patch, seen, rejected = 0.0, 0.0, 0, before
     deadline = time.monotonic() + 120

@@ -1,118 +1,253 @@
-/* Unit tests for src/bus/codec.c: the change message round trip, the
- * node prefix a node skips its own messages by, and malformed input. */
+/* Unit tests for src/bus/codec.c: a batch of changes round trip, the node
+ * prefix a node skips its own messages by, the size cap, and malformed,
+ * truncated and oversized input. */
 #include "bus/bus.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
-static fc_workflow sample(void)
+static fc_workflow sample(int64_t seq)
 {
     fc_workflow w = {.status = FC_STATUS_RUNNING,
                      .current_step = 3,
                      .total_steps = 9,
                      .epoch = 9007199254740991,
-                     .seq = 42,
+                     .seq = seq,
                      .created_at_ms = 1764547200123,
                      .updated_at_ms = 1764547201456};
-    snprintf(w.id, sizeof w.id, "wf-1");
+    snprintf(w.id, sizeof w.id, "wf-%lld", (long long)seq % 3);
     w.name = "build \"x\"";
-    w.message = "caf\xc3\xa9\n";
+    w.message = "caf\xc3\xa9\n\xf0\x9f\x98\x80";
     return w;
 }
 
-static void test_round_trip(void **state)
+/* A message of n sample changes (seq 1..n, the last one deleted) from node. */
+static const char *write_n(fc_bus_writer *w, const char *node, int n, size_t *len)
+{
+    assert_int_equal(fc_bus_writer_init(w, node), 0);
+    for (int i = 1; i <= n; i++) {
+        fc_workflow s = sample(i);
+        assert_int_equal(fc_bus_writer_add(w, &s, i == n, FC_BUS_MESSAGE_MAX), 0);
+    }
+    return fc_bus_writer_finish(w, 1764547201456000001ull, len);
+}
+
+static void test_batch_round_trip(void **state)
 {
     (void)state;
-    fc_workflow w = sample();
+    fc_bus_writer w;
     size_t len = 0;
-    char *m = fc_bus_encode("host:8080-ab12", 1764547201456000001ull, &w, 0, 0, &len);
-    assert_non_null(m);
-    assert_int_equal(strlen(m), len);
+    const char *m = write_n(&w, "host:8080-ab12", 50, &len);
     assert_true(fc_bus_from(m, len, "host:8080-ab12"));
     assert_false(fc_bus_from(m, len, "host:8080-ab1"));
     assert_false(fc_bus_from(m, len, "host:8080-ab123"));
-    fc_bus_change c;
-    assert_int_equal(fc_bus_decode(m, len, &c), 0);
-    assert_string_equal(c.node, "host:8080-ab12");
-    assert_true(c.sent_ns == 1764547201456000001ull);
-    assert_int_equal(c.deleted, 0);
-    assert_string_equal(c.state.id, "wf-1");
-    assert_true(c.state.epoch == w.epoch);
-    assert_int_equal(c.state.seq, 42);
-    assert_int_equal(c.state.status, FC_STATUS_RUNNING);
-    assert_int_equal(c.state.current_step, 3);
-    assert_int_equal(c.state.total_steps, 9);
-    assert_string_equal(c.state.name, w.name);
-    assert_string_equal(c.state.message, w.message);
-    assert_true(c.state.created_at_ms == w.created_at_ms);
-    assert_true(c.state.updated_at_ms == w.updated_at_ms);
-    fc_workflow_clear(&c.state);
-    free(m);
+    fc_bus_batch b;
+    assert_int_equal(fc_bus_decode(m, len, &b), 0);
+    assert_string_equal(b.node, "host:8080-ab12");
+    assert_true(b.sent_ns == 1764547201456000001ull);
+    assert_int_equal(b.n, 50);
+    for (int i = 1; i <= 50; i++) {
+        fc_workflow x = sample(i);
+        const fc_bus_change *c = &b.changes[i - 1];
+        assert_int_equal(c->deleted, i == 50);
+        assert_string_equal(c->state.id, x.id);
+        assert_true(c->state.epoch == x.epoch);
+        assert_int_equal(c->state.seq, i);
+        assert_int_equal(c->state.status, FC_STATUS_RUNNING);
+        assert_int_equal(c->state.current_step, 3);
+        assert_int_equal(c->state.total_steps, 9);
+        assert_string_equal(c->state.name, x.name);
+        assert_string_equal(c->state.message, x.message);
+        assert_true(c->state.created_at_ms == x.created_at_ms);
+        assert_true(c->state.updated_at_ms == x.updated_at_ms);
+    }
+    free(b.changes);
+    /* reset: the next message starts empty, from the same node */
+    fc_bus_writer_reset(&w);
+    fc_workflow s = sample(7);
+    s.status = FC_STATUS_CANCELLED;
+    s.name = "";
+    s.message = "";
+    assert_int_equal(fc_bus_writer_add(&w, &s, 0, FC_BUS_MESSAGE_MAX), 0);
+    m = fc_bus_writer_finish(&w, 5, &len);
+    assert_int_equal(fc_bus_decode(m, len, &b), 0);
+    assert_int_equal(b.n, 1);
+    assert_true(b.sent_ns == 5);
+    assert_int_equal(b.changes[0].state.status, FC_STATUS_CANCELLED);
+    assert_string_equal(b.changes[0].state.name, "");
+    assert_true(fc_bus_from(m, len, "host:8080-ab12"));
+    free(b.changes);
+    fc_bus_writer_free(&w);
 }
 
-static void test_deleted(void **state)
+/* A change that would take the message past its cap is refused whole, and
+ * goes into the next message; one longer than the cap alone never fits. */
+static void test_cap(void **state)
 {
     (void)state;
-    fc_workflow w = sample();
+    fc_bus_writer w;
+    assert_int_equal(fc_bus_writer_init(&w, "n"), 0);
+    fc_workflow s = sample(1);
+    size_t cap = 200, len = 0;
+    int added = 0;
+    while (fc_bus_writer_add(&w, &s, 0, cap) == 0)
+        added++;
+    assert_true(added >= 2);
+    const char *m = fc_bus_writer_finish(&w, 1, &len);
+    assert_true(len <= cap);
+    fc_bus_batch b;
+    assert_int_equal(fc_bus_decode(m, len, &b), 0);
+    assert_int_equal(b.n, (size_t)added);
+    free(b.changes);
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    fc_bus_writer_reset(&w);
+    s.message = big;
+    assert_int_equal(fc_bus_writer_add(&w, &s, 0, cap), 1);
+    assert_int_equal(w.n, 0);
+    fc_bus_writer_free(&w);
+}
+
+/* Every strict prefix of a valid message, and the message with a byte
+ * more, is refused. */
+static void test_truncated_and_trailing(void **state)
+{
+    (void)state;
+    fc_bus_writer w;
     size_t len = 0;
-    char *m = fc_bus_encode("n", 5, &w, 1, 1764547209999, &len);
-    assert_non_null(strstr(m, "\"deleted\":true,\"deleted_at\":1764547209999"));
-    fc_bus_change c;
-    assert_int_equal(fc_bus_decode(m, len, &c), 0);
-    assert_int_equal(c.deleted, 1);
-    assert_true(c.deleted_at_ms == 1764547209999);
-    fc_workflow_clear(&c.state);
-    free(m);
+    const char *m = write_n(&w, "node-a", 3, &len);
+    fc_bus_batch b;
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(fc_bus_decode(m, i, &b), -1);
+    char *more = malloc(len + 1);
+    memcpy(more, m, len);
+    more[len] = 0;
+    assert_int_equal(fc_bus_decode(more, len + 1, &b), -1);
+    free(more);
+    fc_bus_writer_free(&w);
+}
+
+/* One change from node "n" with the given field bytes patched in. */
+static size_t one(char *buf, unsigned flags, unsigned status, const char *id, const char *varints,
+                  size_t vlen, const char *name, size_t name_len)
+{
+    size_t n = 0;
+    buf[n++] = FC_BUS_VERSION;
+    buf[n++] = 1;
+    buf[n++] = 'n';
+    memset(buf + n, 0, 12);
+    buf[n + 8] = 1; /* count 1 */
+    n += 12;
+    buf[n++] = (char)flags;
+    buf[n++] = (char)status;
+    buf[n++] = (char)strlen(id);
+    memcpy(buf + n, id, strlen(id));
+    n += strlen(id);
+    memcpy(buf + n, varints, vlen);
+    n += vlen;
+    buf[n++] = (char)name_len;
+    memcpy(buf + n, name, name_len);
+    n += name_len;
+    buf[n++] = 0; /* empty message */
+    return n;
 }
 
 static void test_malformed(void **state)
 {
     (void)state;
-    const char *bad[] = {
-        "",
-        "{}",
-        "not json",
-        "{\"v\":2,\"node\":\"n\",\"sent_ns\":1,\"deleted\":false,\"deleted_at\":null,"
-        "\"workflow\":{}}",
-        /* an id the API would refuse */
-        "{\"v\":1,\"node\":\"n\",\"sent_ns\":1,\"deleted\":false,\"deleted_at\":null,"
-        "\"workflow\":{\"id\":\"a b\",\"epoch\":1,\"name\":\"\",\"status\":\"running\","
-        "\"current_step\":0,\"total_steps\":1,\"message\":\"\",\"seq\":1,"
-        "\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-01T00:00:00.000Z\"}}",
-        /* a time that is not RFC 3339 */
-        "{\"v\":1,\"node\":\"n\",\"sent_ns\":1,\"deleted\":false,\"deleted_at\":null,"
-        "\"workflow\":{\"id\":\"a\",\"epoch\":1,\"name\":\"\",\"status\":\"running\","
-        "\"current_step\":0,\"total_steps\":1,\"message\":\"\",\"seq\":1,"
-        "\"created_at\":\"yesterday\",\"updated_at\":\"2026-01-01T00:00:00.000Z\"}}",
-        /* epoch 0 */
-        "{\"v\":1,\"node\":\"n\",\"sent_ns\":1,\"deleted\":false,\"deleted_at\":null,"
-        "\"workflow\":{\"id\":\"a\",\"epoch\":0,\"name\":\"\",\"status\":\"running\","
-        "\"current_step\":0,\"total_steps\":1,\"message\":\"\",\"seq\":1,"
-        "\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-01T00:00:00.000Z\"}}",
-        /* a node id fc_bus_encode could not write back (anyone may publish) */
-        "{\"v\":1,\"node\":\"a\\\"b\",\"sent_ns\":1,\"deleted\":false,\"deleted_at\":null,"
-        "\"workflow\":{\"id\":\"a\",\"epoch\":1,\"name\":\"\",\"status\":\"running\","
-        "\"current_step\":0,\"total_steps\":1,\"message\":\"\",\"seq\":1,"
-        "\"created_at\":\"2026-01-01T00:00:00.000Z\",\"updated_at\":\"2026-01-01T00:00:00.000Z\"}}",
+    char buf[256];
+    fc_bus_batch b;
+    /* epoch 1, seq 1, step 0, total 1, created 0, updated 0 */
+    const char ok[] = {1, 1, 0, 1, 0, 0};
+    size_t n = one(buf, 0, 1, "a", ok, 6, "nm", 2);
+    assert_int_equal(fc_bus_decode(buf, n, &b), 0); /* the template itself is fine */
+    free(b.changes);
+    struct {
+        unsigned flags, status;
+        const char *id, *v;
+        size_t vlen;
+        const char *name;
+        size_t nl;
+    } bad[] = {
+        {2, 1, "a", ok, 6, "nm", 2},             /* unknown flag */
+        {0, 6, "a", ok, 6, "nm", 2},             /* unknown status */
+        {0, 1, "a b", ok, 6, "nm", 2},           /* an id the API refuses */
+        {0, 1, "a", "\0\1\0\1\0\0", 6, "nm", 2}, /* epoch 0 */
+        {0, 1, "a", "\1\0\0\1\0\0", 6, "nm", 2}, /* seq 0 */
+        {0, 1, "a", "\x80\x80\x80\x80\x80\x80\x80\x80\x10\1\0\1\0\0", 14, "nm", 2}, /* epoch 2^60 */
+        {0, 1, "a", "\1\x80\x80\x80\x80\x80\x80\x80\x80\x80\1\0\1\0\0", 15, "nm", 2}, /* 2^63 */
+        {0, 1, "a", ok, 6, "n\0", 2},                                                 /* a NUL */
+        {0, 1, "a", ok, 6, "\xc3", 1},             /* cut UTF-8 */
+        {0, 1, "a", ok, 6, "\xed\xa0\x80", 3},     /* a surrogate */
+        {0, 1, "a", ok, 6, "\xc0\xaf", 2},         /* an overlong */
+        {0, 1, "a", ok, 6, "\xf4\x90\x80\x80", 4}, /* past U+10FFFF */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        fc_bus_change c;
-        assert_int_equal(fc_bus_decode(bad[i], strlen(bad[i]), &c), -1);
+        n = one(buf, bad[i].flags, bad[i].status, bad[i].id, bad[i].v, bad[i].vlen, bad[i].name,
+                bad[i].nl);
+        assert_int_equal(fc_bus_decode(buf, n, &b), -1);
     }
-    assert_false(fc_bus_from("{\"v\":1,\"node\":\"", 15, "n"));
+    /* the header: version 1 (the JSON of an unreleased build), another
+     * version, a node id the encoder could not write, a zero or forged count */
+    n = one(buf, 0, 1, "a", ok, 6, "nm", 2);
+    const char *json = "{\"v\":1,\"node\":\"n\"}";
+    assert_int_equal(fc_bus_decode(json, strlen(json), &b), -1);
+    buf[0] = 3;
+    assert_int_equal(fc_bus_decode(buf, n, &b), -1);
+    buf[0] = FC_BUS_VERSION;
+    buf[2] = '"';
+    assert_int_equal(fc_bus_decode(buf, n, &b), -1);
+    buf[2] = 'n';
+    buf[11] = 0;
+    assert_int_equal(fc_bus_decode(buf, n, &b), -1);
+    buf[11] = (char)0xff;
+    buf[14] = 0x7f; /* count 2^31 + 255 in a message of a few bytes */
+    assert_int_equal(fc_bus_decode(buf, n, &b), -1);
+    buf[11] = 2; /* two changes announced, one there */
+    buf[14] = 0;
+    assert_int_equal(fc_bus_decode(buf, n, &b), -1);
+    buf[1] = 0; /* an empty node id */
+    assert_int_equal(fc_bus_decode(buf, n, &b), -1);
+    assert_false(fc_bus_from(buf, 2, "n"));
+    assert_int_equal(fc_bus_decode("", 0, &b), -1);
+}
+
+/* An oversized message: a megabyte of changes decodes whole. */
+static void test_oversized(void **state)
+{
+    (void)state;
+    fc_bus_writer w;
+    assert_int_equal(fc_bus_writer_init(&w, "n"), 0);
+    fc_workflow s = sample(1);
+    size_t added = 0;
+    while (fc_bus_writer_add(&w, &s, 0, FC_BUS_MESSAGE_MAX) == 0)
+        added++;
+    size_t len = 0;
+    const char *m = fc_bus_writer_finish(&w, 1, &len);
+    assert_true(len <= FC_BUS_MESSAGE_MAX && len > FC_BUS_MESSAGE_MAX - 200);
+    fc_bus_batch b;
+    assert_int_equal(fc_bus_decode(m, len, &b), 0);
+    assert_int_equal(b.n, added);
+    assert_string_equal(b.changes[added - 1].state.message, s.message);
+    free(b.changes);
+    fc_bus_writer_free(&w);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_deleted),
+        cmocka_unit_test(test_batch_round_trip),
+        cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_truncated_and_trailing),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_oversized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

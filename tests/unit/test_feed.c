@@ -569,6 +569,60 @@ static void test_post_during_a_long_burst_is_not_stranded(void **state)
     fx_free(x);
 }
 
+/* Changes first..last of "b" as one message. */
+static fc_feed_msg *batch(fx *x, int64_t first, int64_t last)
+{
+    fc_feed_msg *m = NULL;
+    for (int64_t seq = first; seq <= last; seq++) {
+        fc_workflow w = state_of("b", E1, seq);
+        fake_commit(&x->store, "b", E1, seq);
+        if (!m)
+            m = fc_feed_msg_new(&w, 0, FC_FEED_BUS, 0);
+        else
+            assert_int_equal(fc_feed_msg_add(m, &w, 0), 0);
+        assert_non_null(m);
+    }
+    return m;
+}
+
+static void drain(fx *x)
+{
+    uv_idle_t idle;
+    uv_idle_init(&x->loop, &idle);
+    drained = 0;
+    uv_idle_start(&idle, on_idle_stop);
+    uv_run(&x->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&idle, NULL);
+    uv_run(&x->loop, UV_RUN_NOWAIT); /* the close, before idle's stack frame goes */
+}
+
+/* A message of many changes is one queue entry counted as its changes
+ * against --bus-queue (taken or refused whole, even by an empty queue when
+ * it is longer than the bound), and a message longer than a turn's share
+ * goes on, in order, from where the last turn left it. */
+static void test_batches_count_changes_and_resume_mid_message(void **state)
+{
+    (void)state;
+    fx *x = fx_new_queue(100, 400);
+    fc_feed_msg *a = batch(x, 1, 300), *b = batch(x, 301, 399), *c = batch(x, 400, 401);
+    assert_int_equal(fc_feed_post(x->feed, a), 0);
+    assert_int_equal(fc_feed_post(x->feed, b), 0);
+    assert_int_equal(fc_feed_post(x->feed, c), -1); /* 399 + 2 > 400 */
+    assert_int_equal(fc_feed_dropped(x->feed), 2);
+    fc_feed_msg_unref(a);
+    fc_feed_msg_unref(b);
+    fc_feed_msg_unref(c);
+    uv_run(&x->loop, UV_RUN_ONCE); /* one turn: part of the first message */
+    assert_true(x->sink.n > 0 && x->sink.n < 300);
+    drain(x);
+    expect_seqs(x, E1, 1, 399);
+    fc_feed_msg *d = batch(x, 400, 800);
+    assert_int_equal(fc_feed_post(x->feed, d), -1); /* 401 > 400, the queue empty */
+    assert_int_equal(fc_feed_dropped(x->feed), 2 + 401);
+    fc_feed_msg_unref(d);
+    fx_free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +643,7 @@ int main(void)
         cmocka_unit_test(test_forged_bus_change_is_no_anchor),
         cmocka_unit_test(test_queue_posts_in_order_and_bounded),
         cmocka_unit_test(test_post_during_a_long_burst_is_not_stranded),
+        cmocka_unit_test(test_batches_count_changes_and_resume_mid_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
  * Both "nodes" share one fake store with a commit log (store ops v6). */
 #include "feed/relay.h"
 #include "common/error.h"
+#include "metrics/metrics.h"
 
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -361,6 +362,39 @@ static void test_bus_carries_changes_in_order(void **state)
     world_end(&w);
 }
 
+/* The commits one loop turn hears of travel as one bus message (its
+ * changes in commit order); past the servers' max_payload (1 MB by
+ * default) a turn's commits are split over several messages, each of which
+ * nats-server takes. */
+static void test_a_turn_is_one_message(void **state)
+{
+    (void)state;
+    world w;
+    world_two_nodes(&w);
+    uint64_t msgs = fc_metrics_g.bus_messages_out, changes = fc_metrics_g.bus_changes_out;
+    for (int i = 0; i < 50; i++)
+        commit_on(&w.a, &w.s);
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(fc_metrics_g.bus_messages_out - msgs, 1);
+    assert_int_equal(fc_metrics_g.bus_changes_out - changes, 50);
+    expect_delivered(&w.loop, &w.b.got, 50);
+    static char big[60000];
+    memset(big, 'x', sizeof big - 1);
+    msgs = fc_metrics_g.bus_messages_out;
+    for (int i = 0; i < 40; i++) { /* 2.4 MB in one turn */
+        fc_workflow c = commit(&w.s);
+        c.message = big;
+        fc_feed_change(w.a.feed, &c, 0, 0, FC_FEED_LOCAL);
+        fc_feed_relay_publish(w.a.relay, &c, 0);
+    }
+    uv_run(&w.loop, UV_RUN_NOWAIT);
+    assert_true(fc_metrics_g.bus_messages_out - msgs >= 3);
+    assert_int_equal(fc_metrics_g.bus_changes_out - changes, 90);
+    assert_int_equal(fc_metrics_g.bus_unsent, 0);
+    expect_delivered(&w.loop, &w.b.got, 90);
+    world_end(&w);
+}
+
 static void test_catchup_alone_delivers_everything(void **state)
 {
     (void)state;
@@ -451,6 +485,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bus_carries_changes_in_order),
+        cmocka_unit_test(test_a_turn_is_one_message),
         cmocka_unit_test(test_catchup_alone_delivers_everything),
         cmocka_unit_test(test_catchup_refused_by_a_full_queue_is_read_again),
         cmocka_unit_test(test_broker_restart_loses_nothing),
