@@ -15,9 +15,9 @@
 
 /* The fixed header after the node: sent_ns and count. */
 #define TAIL_LEN 12
-/* The shortest change: flags, status, an id of one byte, six one-byte
- * numbers and two empty strings. */
-#define CHANGE_MIN 13
+/* The shortest change: flags, status, the id's length and an id of one
+ * byte, six one-byte numbers and two empty strings' lengths. */
+#define CHANGE_MIN 12
 /* The longest change without its strings: flags, status, id length and
  * eight varints of at most 10 bytes. */
 #define CHANGE_FIXED_MAX (3 + 8 * 10)
