@@ -104,11 +104,15 @@ static void answer_change(fc_conn *c, fc_change *ch)
     } else {
         size_t len;
         char *json = fc_wire_workflow(&ch->wf, &len);
-        char hdr[192];
         int created = ch->kind == FC_CHANGE_CREATE;
-        snprintf(hdr, sizeof hdr, "%s%s%s%s", created ? "Location: /api/workflows/" : "",
-                 created ? ch->wf.id : "", created ? "\r\n" : "", replayed ? replayed : "");
-        respond_json(c, created ? 201 : 200, hdr[0] ? hdr : NULL, json, len);
+        if (!created) { /* the common answer (a PATCH) formats no header */
+            respond_json(c, 200, replayed, json, len);
+            return;
+        }
+        char hdr[192];
+        snprintf(hdr, sizeof hdr, "Location: /api/workflows/%s\r\n%s", ch->wf.id,
+                 replayed ? replayed : "");
+        respond_json(c, 201, hdr, json, len);
     }
 }
 

@@ -1,7 +1,7 @@
 /* HTTP/1.1 response encoding. */
 #include "http/response.h"
 
-#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 const char *fc_http_reason(int status)
@@ -56,27 +56,60 @@ const char *fc_http_reason(int status)
     }
 }
 
+/* Appends n bytes at *at, within end; the pointer runs past end when they do not fit. */
+static void put(char **at, const char *end, const char *s, size_t n)
+{
+    if (*at <= end && n <= (size_t)(end - *at)) memcpy(*at, s, n);
+    *at += n;
+}
+
+static void put_str(char **at, const char *end, const char *s)
+{
+    put(at, end, s, strlen(s));
+}
+
+/* Decimal digits of v (no snprintf: one answer per change, and vfprintf was
+ * most of this function's cost). */
+static void put_uint(char **at, const char *end, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(at, end, tmp + i, sizeof tmp - i);
+}
+
 fc_buf *fc_http_response(int status, const char *extra_headers, const char *content_type,
                          const char *body, size_t body_len, int keep_alive)
 {
-    char head[1024];
-    int n;
-    const char *conn = keep_alive ? "" : "Connection: close\r\n";
-    const char *extra = extra_headers ? extra_headers : "";
-    if (content_type)
-        n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, fc_http_reason(status), content_type, body_len, conn, extra);
-    else if (status == 101 || status == 204)
-        n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s\r\n", status,
-                     fc_http_reason(status), conn, extra);
-    else
-        n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\n%s%s\r\n", status,
-                     fc_http_reason(status), conn, extra);
-    if (n < 0 || (size_t)n >= sizeof head) return NULL;
-    fc_buf *b = fc_buf_new((size_t)n + (content_type ? body_len : 0));
+    char head[1024], *at = head;
+    const char *end = head + sizeof head;
+    if (status < 0) return NULL; /* statuses are the constants above */
+    put(&at, end, "HTTP/1.1 ", 9);
+    put_uint(&at, end, (uint64_t)status);
+    put(&at, end, " ", 1);
+    put_str(&at, end, fc_http_reason(status));
+    put(&at, end, "\r\n", 2);
+    if (content_type) {
+        put(&at, end, "Content-Type: ", 14);
+        put_str(&at, end, content_type);
+        put(&at, end, "\r\nContent-Length: ", 18);
+        put_uint(&at, end, body_len);
+        put(&at, end, "\r\n", 2);
+    } else if (status != 101 && status != 204) {
+        put(&at, end, "Content-Length: 0\r\n", 19);
+    }
+    if (!keep_alive) put(&at, end, "Connection: close\r\n", 19);
+    if (extra_headers) put_str(&at, end, extra_headers);
+    put(&at, end, "\r\n", 2);
+    /* The same bound as before: a head that fills the buffer is refused. */
+    if (at >= end) return NULL;
+    size_t n = (size_t)(at - head);
+    fc_buf *b = fc_buf_new(n + (content_type ? body_len : 0));
     if (!b) return NULL;
-    memcpy(b->data, head, (size_t)n);
+    memcpy(b->data, head, n);
     if (content_type && body_len) memcpy(b->data + n, body, body_len);
     return b;
 }

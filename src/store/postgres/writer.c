@@ -355,6 +355,14 @@ static const struct {
     {"key_reused", FC_EKEYREUSED},
 };
 
+/* Copies the n bytes of s into out (size outlen > 0), cut to fit, NUL-ended. */
+static void copy_text(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n >= outlen) n = outlen - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
 /* Copies an answer (columns r_result .. r_epoch from a.at on) into c. */
 static void take_outcome(fc_change *c, answer a)
 {
@@ -370,7 +378,9 @@ static void take_outcome(fc_change *c, answer a)
     }
     c->result = result;
     c->replayed = PQgetvalue(r, row, a.at + 2)[0] == 't';
-    snprintf(c->errmsg, sizeof c->errmsg, "%s", PQgetvalue(r, row, a.at + 1));
+    /* Copies, not snprintf: this runs per change, and formatting was most of it. */
+    copy_text(c->errmsg, sizeof c->errmsg, PQgetvalue(r, row, a.at + 1),
+              (size_t)PQgetlength(r, row, a.at + 1));
     if (PQgetisnull(r, row, a.at + 9)) return; /* no state (key_reused): c->wf stays the input */
     fc_status st;
     if (fc_status_parse(PQgetvalue(r, row, a.at + 5), &st) != 0) {
@@ -388,7 +398,8 @@ static void take_outcome(fc_change *c, answer a)
     fc_workflow *w = &c->wf;
     free(w->name);
     free(w->message);
-    snprintf(w->id, sizeof w->id, "%s", PQgetvalue(r, row, a.at + 3));
+    copy_text(w->id, sizeof w->id, PQgetvalue(r, row, a.at + 3),
+              (size_t)PQgetlength(r, row, a.at + 3));
     w->name = wname;
     w->message = msg;
     w->status = st;
