@@ -282,10 +282,14 @@ static const char *const migrations[] = {
     "  SELECT array_agg(ROW(n, 'ok', '', false, id, name, status, current_step, total_steps,"
     "    message, seq, created_at, updated_at, epoch)::fc_outcome) INTO done FROM upd;\n"
     "  RETURN QUERY SELECT * FROM unnest(done);\n"
-    "  RETURN QUERY SELECT k::int, f.* FROM generate_subscripts(p_ids, 1) k,"
-    "    LATERAL fc_apply(1, p_ids[k], p_now, p_retention, '', p_status[k], p_step[k],"
-    "    p_total[k], p_message[k], p_fields[k], p_if_seq[k], '', '\\x'::bytea, 0) f"
-    "    WHERE k NOT IN (SELECT r_index FROM unnest(done));\n"
+    /* Only when an input is left: starting the query costs about 50 us of
+     * a batch whose every change applied (pgbench, batches of 10). */
+    "  IF coalesce(cardinality(done), 0) < cardinality(p_ids) THEN\n"
+    "    RETURN QUERY SELECT k::int, f.* FROM generate_subscripts(p_ids, 1) k,"
+    "      LATERAL fc_apply(1, p_ids[k], p_now, p_retention, '', p_status[k], p_step[k],"
+    "      p_total[k], p_message[k], p_fields[k], p_if_seq[k], '', '\\x'::bytea, 0) f"
+    "      WHERE k NOT IN (SELECT r_index FROM unnest(done));\n"
+    "  END IF;\n"
     "END\n"
     "$fc$;",
 };
