@@ -125,36 +125,37 @@ static int64_t current_epoch(fc_feed *f, const char *id)
 }
 
 /* Delivers st to an entry at its own incarnation: in order, a duplicate,
- * or after a gap. */
-static void deliver_ordered(fc_feed *f, fc__feed_entry *e, const fc_workflow *st,
-                            uint64_t commit_ns, int deleted)
+ * or after a gap. 0, or FC_EIO (deferred). */
+static int deliver_ordered(fc_feed *f, fc__feed_entry *e, const fc_workflow *st,
+                           uint64_t commit_ns, int deleted)
 {
     int64_t pos = position(st, deleted);
     if (e->deleted || pos <= e->seq) {
         FC_METRIC_ADD(feed_duplicates, 1);
-        return;
+        return 0;
     }
     if (pos > e->seq + 1) {
         int rc = fill_gap(f, e, commit_ns);
         if (rc == FC_EIO) {
             FC_METRIC_ADD(feed_deferred, 1);
-            return; /* the store is down: the catch-up brings it again */
+            return FC_EIO; /* the store is down: the catch-up brings it again */
         }
-        if (pos <= e->seq) return; /* the fill brought it */
+        if (pos <= e->seq) return 0; /* the fill brought it */
         if (pos > e->seq + 1 && !deleted) {
             /* The log no longer holds the changes between: say so. */
             e->seq = pos;
             FC_METRIC_ADD(feed_resyncs, 1);
             f->sink.resync(f->sink.ud, st);
-            return;
+            return 0;
         }
         /* A deletion ends the incarnation whatever came before it. */
     }
     hand_on(f, e, st, commit_ns, deleted);
+    return 0;
 }
 
 /* A change of a workflow without an entry: anchored on its subscribers. */
-static void deliver_fresh(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted)
+static int deliver_fresh(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted)
 {
     int64_t low = 0, other = 0;
     int has = f->sink.floor(f->sink.ud, st->id, st->epoch, &low, &other);
@@ -170,9 +171,9 @@ static void deliver_fresh(fc_feed *f, const fc_workflow *st, uint64_t commit_ns,
     fc__feed_entry *e = entry_new(f, st->id, st->epoch, has ? low : pos - 1);
     if (!e) {
         f->sink.publish(f->sink.ud, st, commit_ns, deleted);
-        return;
+        return 0;
     }
-    deliver_ordered(f, e, st, commit_ns, deleted);
+    return deliver_ordered(f, e, st, commit_ns, deleted);
 }
 
 /* Whether a bus message is one the store holds. Anything on NATS can
@@ -208,13 +209,13 @@ static int behind(fc_feed *f, const fc_workflow *st)
     return f->sink.floor(f->sink.ud, st->id, st->epoch, &low, &other) && low < st->seq;
 }
 
-void fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
-                    fc_feed_source source)
+int fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
+                   fc_feed_source source)
 {
     fc__feed_entry *e = entry_get(f, st->id);
     if (source == FC_FEED_BUS && !bus_plausible(f, e, st, deleted)) {
         FC_METRIC_ADD(feed_rejected, 1);
-        return;
+        return 0; /* store down: the catch-up, behind the bus, brings it */
     }
     if (e && e->epoch != st->epoch) {
         /* A create after the deletion this feed handed on: the next one. */
@@ -222,24 +223,22 @@ void fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int d
         int64_t cur = next ? st->epoch : current_epoch(f, st->id);
         if (cur == FC_EIO) {
             FC_METRIC_ADD(feed_deferred, 1);
-            return;
+            return FC_EIO;
         }
         if (cur == e->epoch) {
             FC_METRIC_ADD(feed_duplicates, 1); /* a late change of an older incarnation */
-            return;
+            return 0;
         }
         if (!e->deleted) tell_ended(f, e->id, e->epoch, e->seq);
         entry_free(f, e);
         e = NULL;
         if (cur != st->epoch && !deleted && !behind(f, st)) {
             FC_METRIC_ADD(feed_duplicates, 1); /* an incarnation already over */
-            return;
+            return 0;
         }
     }
-    if (e)
-        deliver_ordered(f, e, st, commit_ns, deleted);
-    else
-        deliver_fresh(f, st, commit_ns, deleted);
+    return e ? deliver_ordered(f, e, st, commit_ns, deleted)
+             : deliver_fresh(f, st, commit_ns, deleted);
 }
 
 size_t fc_feed_workflows(const fc_feed *f)

@@ -58,6 +58,7 @@ typedef struct fc_feed_msg {
     /* The states' strings live in the changes' own allocation (a decoded
      * bus message) rather than in each state. */
     int one_block;
+    int64_t log_from; /* catch-up: the log position the read that gave it started at */
 } fc_feed_msg;
 
 /* A message with one reference and one change, a deep copy of state. NULL on OOM. */
@@ -87,9 +88,11 @@ fc_feed *fc_feed_new(uv_loop_t *loop, fc_store *store, const fc_feed_sink *sink,
 void fc_feed_close(fc_feed *f);
 
 /* Takes one change in, on the feed's loop (a local commit, or a message the
- * loop drained). */
-void fc_feed_change(fc_feed *f, const fc_workflow *state, uint64_t commit_ns, int deleted,
-                    fc_feed_source source);
+ * loop drained). 0, or FC_EIO when placing it needed the store and the
+ * store could not be read: the change is dropped, and whatever brought it
+ * must bring it again (for a catch-up message: fc_feed_rewind). */
+int fc_feed_change(fc_feed *f, const fc_workflow *state, uint64_t commit_ns, int deleted,
+                   fc_feed_source source);
 
 /* Queues m for the feed's loop (taking a reference) and wakes it: one
  * entry and one wake-up whatever m's count of changes. Any thread. Returns
@@ -103,5 +106,8 @@ size_t fc_feed_workflows(const fc_feed *f);
 size_t fc_feed_queue_max(const fc_feed *f);
 /* Changes refused because the queue was full (any thread). */
 uint64_t fc_feed_dropped(const fc_feed *f);
+/* The lowest log_from of the catch-up messages dropped by FC_EIO since the
+ * last call, or -1 (any thread): the catch-up reads again from there. */
+int64_t fc_feed_rewind(fc_feed *f);
 
 #endif

@@ -34,6 +34,7 @@ struct fc_feed {
     size_t taken_len, taken_pos;
     size_t taken_item; /* the next change of taken[taken_pos] */
     uint64_t dropped;  /* atomic: changes refused by max_queue */
+    int64_t rewind;    /* atomic: see fc_feed_rewind */
 };
 
 #endif

@@ -100,6 +100,22 @@ static uint64_t commit_time(const fc_feed *f, const fc_feed_msg *m, uint64_t now
 #define TURN_MAX 256
 #define TURN_NS (10 * 1000 * 1000)
 
+/* A catch-up message dropped for want of the store: the read that gave it
+ * has moved past it, and no other read would give it again. */
+static void rewind_to(fc_feed *f, int64_t pos)
+{
+    int64_t cur = __atomic_load_n(&f->rewind, __ATOMIC_RELAXED);
+    while ((cur < 0 || pos < cur) &&
+           !__atomic_compare_exchange_n(&f->rewind, &cur, pos, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+    }
+}
+
+int64_t fc_feed_rewind(fc_feed *f)
+{
+    return __atomic_exchange_n(&f->rewind, -1, __ATOMIC_RELAXED);
+}
+
 static void on_wake(uv_async_t *h)
 {
     fc_feed *f = h->data;
@@ -119,8 +135,10 @@ static void on_wake(uv_async_t *h)
         fc_feed_msg *m = f->taken[f->taken_pos];
         if (f->taken_item < m->n) {
             const fc_bus_change *c = &m->changes[f->taken_item++];
-            fc_feed_change(f, &c->state, commit_time(f, m, now_mono, now_real), c->deleted,
-                           m->source);
+            if (fc_feed_change(f, &c->state, commit_time(f, m, now_mono, now_real), c->deleted,
+                               m->source) != 0 &&
+                m->source == FC_FEED_CATCHUP)
+                rewind_to(f, m->log_from);
             done++;
         }
         if (f->taken_item == m->n) {
@@ -178,6 +196,7 @@ fc_feed *fc_feed_new(uv_loop_t *loop, fc_store *store, const fc_feed_sink *sink,
     f->store = store;
     f->sink = *sink;
     f->cfg = *cfg;
+    f->rewind = -1;
     if (f->cfg.max_workflows < 1) f->cfg.max_workflows = 1;
     if (f->cfg.max_queue < 1) f->cfg.max_queue = 1;
     fc_list_init(&f->lru);

@@ -127,6 +127,7 @@ static void on_bus_state(void *ud, int up)
 typedef struct catchup {
     fc_feed_relay *r;
     fc_feed_msg *m;
+    int64_t from; /* the position this read started at */
     int rows;
 } catchup;
 
@@ -136,6 +137,7 @@ static int catchup_row(void *ud, const fc_workflow *state, int deleted)
     c->rows++;
     if (!c->m) {
         c->m = fc_feed_msg_new(state, deleted, FC_FEED_CATCHUP, 0);
+        if (c->m) c->m->log_from = c->from;
         return c->m ? 0 : -1;
     }
     return fc_feed_msg_add(c->m, state, deleted) == 0 ? 0 : -1;
@@ -161,11 +163,17 @@ static uint64_t catchup_once(fc_feed_relay *r)
      * be taken. */
     int limit = r->cfg.catchup_batch;
     uv_mutex_lock(&r->lock);
-    for (int i = 0; i < r->n_feeds; i++)
+    for (int i = 0; i < r->n_feeds; i++) {
         if (fc_feed_queue_max(r->feeds[i]) < (size_t)limit)
             limit = (int)fc_feed_queue_max(r->feeds[i]);
+        /* A feed that could not place a row for want of the store (to fill
+         * a gap before it) dropped it: read again from where that read
+         * started. */
+        int64_t back = fc_feed_rewind(r->feeds[i]);
+        if (back >= 0 && back < r->position) r->position = back;
+    }
     uv_mutex_unlock(&r->lock);
-    catchup c = {.r = r};
+    catchup c = {.r = r, .from = r->position};
     int64_t next = r->position;
     FC_METRIC_ADD(catchup_reads, 1);
     int rc = fc_store_log_since(r->store, r->position, limit, catchup_row, &c, &next);
