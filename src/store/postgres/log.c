@@ -23,7 +23,7 @@
  * rows of that transaction not given yet are read next time; when a whole
  * page is one transaction's rows, that transaction's rows are given whole
  * (at most FC__PG_BATCH_MAX: a writer never commits more changes in one
- * transaction) and next moves past it. */
+ * transaction) and next moves past it, unless fn stopped in it. */
 #include "store/postgres/pg_internal.h"
 
 #include "common/error.h"
@@ -114,6 +114,7 @@ int fc__pg_log_since(fc_store *bs, int64_t after, int limit, fc_store_log_fn fn,
     g = give(r, fn, ud, &last);
     PQclear(r);
     if (g == FC_EIO) return FC_EIO;
-    *next = after + 1 < xmin ? after + 1 : xmin;
+    /* fn stopped inside it: the whole transaction again next time. */
+    *next = g == 1 ? after : after + 1 < xmin ? after + 1 : xmin;
     return 0;
 }
