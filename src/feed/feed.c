@@ -154,18 +154,32 @@ static int deliver_ordered(fc_feed *f, fc__feed_entry *e, const fc_workflow *st,
     return 0;
 }
 
+/* An epoch of id's subscribers other than a and b (b: 0 or another), or 0.
+ * floor names one epoch other than the one it is asked about. */
+static int64_t other_than(fc_feed *f, const char *id, int64_t a, int64_t b)
+{
+    int64_t unused, other = 0;
+    f->sink.floor(f->sink.ud, id, a, &unused, &other);
+    if (other && other == b) f->sink.floor(f->sink.ud, id, b, &unused, &other);
+    return other == a || other == b ? 0 : other;
+}
+
 /* A change of a workflow without an entry: anchored on its subscribers. */
 static int deliver_fresh(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted)
 {
     int64_t low = 0, other = 0;
     int has = f->sink.floor(f->sink.ud, st->id, st->epoch, &low, &other);
-    /* Subscribers still on another incarnation: if it is over, tell them. */
-    for (int i = 0; other != 0 && i < 4; i++) {
-        int64_t cur = current_epoch(f, st->id);
-        if (cur == FC_EIO || cur == other) break;
+    /* Subscribers still on other incarnations: tell each one that is over
+     * (all of them: with the bus down the catch-up sees only an id's last
+     * tombstone, so no later change may come to tell the rest). Each end
+     * told unsubscribes its incarnation's subscribers, so the next look
+     * names another until none is left; one named again was not told (out
+     * of memory): stop there rather than spin. */
+    int64_t cur = other ? current_epoch(f, st->id) : 0;
+    for (int64_t told = 0; other && cur != FC_EIO; told = other) {
+        other = other_than(f, st->id, st->epoch, cur);
+        if (!other || other == told) break;
         tell_ended(f, st->id, other, 0);
-        int64_t unused;
-        f->sink.floor(f->sink.ud, st->id, st->epoch, &unused, &other);
     }
     int64_t pos = position(st, deleted);
     fc__feed_entry *e = entry_new(f, st->id, st->epoch, has ? low : pos - 1);

@@ -56,7 +56,7 @@ def cluster(flowcast, tmp_path, pg, nats):
 
 
 class Watcher(threading.Thread):
-    """Records (seq, deleted, resync) of every message on one workflow's stream."""
+    """Records (seq, deleted, resync, epoch) of every message on one workflow's stream."""
 
     def __init__(self, server, wid, epoch):
         super().__init__(daemon=True)
@@ -69,7 +69,8 @@ class Watcher(threading.Thread):
         try:
             while True:
                 m = json.loads(self.ws.recv_message(timeout=90, answer_pings=True).payload)
-                self.got.append((m["seq"], bool(m.get("deleted")), bool(m.get("resync"))))
+                self.got.append((m["seq"], bool(m.get("deleted")), bool(m.get("resync")),
+                                 m.get("epoch")))
         except Exception:
             return
 
@@ -115,7 +116,7 @@ def expect_every_change(watchers, final):
 
 
 def final_seqs(server, ids):
-    return {i: json.loads(server.request("GET", API + "/" + i).body)["seq"] for i in ids}
+    return {i: server.get(i)["seq"] for i in ids}
 
 
 def test_nats_restarted_while_a_burst_is_in_flight(cluster, nats):
@@ -191,3 +192,40 @@ def test_catch_up_races_the_bus_with_writers_on_every_node(cluster):
     print("gaps filled %r, duplicates %r" % (
         [m.get("flowcast_feed_gaps_filled_total", 0) for m in ms],
         [m.get("flowcast_feed_duplicates_total", 0) for m in ms]))
+
+
+def test_delete_recreate_storm_with_nats_down(cluster, nats):
+    """NATS down: one id created, changed and deleted again and again, its
+    writes alternating between two nodes, each incarnation watched on a
+    third node that hears of them through the catch-up alone (which finds
+    most incarnations already gone: their events went with them). Each
+    watcher sees only its incarnation, in order, and is told it ended."""
+    (a, b, c), _ = cluster(3)
+    nats.stop()
+    wait_for(lambda: c.request("GET", "/readyz").status == 503, 15, what="readyz 503")
+    runs = []
+    for i in range(12):
+        x, y = (a, b) if i % 2 == 0 else (b, a)
+        w = x.create(id="ds")
+        watcher = Watcher(c, "ds", w["epoch"])
+        for _ in range(3):
+            y.patch("ds", message="m%d" % i)
+        x.delete("ds")
+        runs.append((w["epoch"], watcher))
+    try:
+        for e, x in runs:
+            wait_for(lambda: x.got and x.got[-1][1], 30,
+                     what="incarnation %d told deleted: %r" % (e, x.got))
+            x.close()
+            assert all(g[3] == e for g in x.got), (e, x.got)
+            seqs = [g[0] for g in x.got]
+            assert seqs == sorted(set(seqs)), (e, x.got)
+            assert not any(g[1] for g in x.got[:-1]), (e, x.got)
+    finally:
+        nats.start()
+    # Resuming an old incarnation on the node that never heard it on the bus: told it ended.
+    a.create(id="ds")
+    ws = RawWS.open(c, "%s/ds/updates?since=2&epoch=%d" % (API, runs[3][0]))
+    m = json.loads(ws.recv_message(timeout=10).payload)
+    ws.close()
+    assert m.get("deleted") or m["epoch"] != runs[3][0], m

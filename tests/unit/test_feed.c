@@ -134,6 +134,7 @@ typedef struct sink {
     int n;
     /* one subscriber per test is enough: its (epoch, seq), or epoch 0 for none */
     int64_t sub_epoch, sub_seq;
+    int64_t stale[8]; /* and subscribers of other incarnations (0: none) */
 } sink;
 
 static void s_publish(void *ud, const fc_workflow *st, uint64_t commit_ns, int deleted)
@@ -145,6 +146,8 @@ static void s_publish(void *ud, const fc_workflow *st, uint64_t commit_ns, int d
     g->epoch = st->epoch;
     g->seq = deleted ? st->seq + 1 : st->seq;
     g->deleted = deleted;
+    for (int i = 0; deleted && i < 8; i++)
+        if (s->stale[i] == st->epoch) s->stale[i] = 0;
     if (s->sub_epoch == st->epoch) {
         if (deleted)
             s->sub_epoch = 0;
@@ -168,6 +171,8 @@ static int s_floor(void *ud, const char *id, int64_t epoch, int64_t *seq, int64_
     (void)id;
     sink *s = ud;
     *other = s->sub_epoch && s->sub_epoch != epoch ? s->sub_epoch : 0;
+    for (int i = 0; !*other && i < 8; i++)
+        if (s->stale[i] && s->stale[i] != epoch) *other = s->stale[i];
     if (s->sub_epoch != epoch) return 0;
     *seq = s->sub_seq;
     return 1;
@@ -452,6 +457,48 @@ static void test_stale_subscriber_told_after_eviction(void **state)
     fx_free(x);
 }
 
+/* Watchers of six incarnations, each created and deleted while this node
+ * heard nothing (the bus down: the catch-up finds only the last tombstone
+ * of the id): the next change of the id tells every one of them it ended.
+ * Four were told per change, so the others waited for changes that might
+ * never come, their workflow long gone. */
+static void test_every_stale_incarnation_told(void **state)
+{
+    (void)state;
+    fx *x = fx_new(100);
+    for (int i = 0; i < 6; i++)
+        x->sink.stale[i] = 101 + i;
+    fake_commit(&x->store, "a", 107, 2);
+    fake_delete(&x->store, "a");
+    arrive_deleted(x, "a", 107, 2);
+    assert_int_equal(x->sink.n, 7);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(x->sink.g[i].deleted, 1);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(x->sink.stale[i], 0);
+    assert_int_equal(x->sink.g[6].epoch, 107);
+    fx_free(x);
+}
+
+/* The same behind watchers of the live incarnation, which stay. */
+static void test_stale_incarnations_told_past_the_live_one(void **state)
+{
+    (void)state;
+    fx *x = fx_new(100);
+    x->sink.sub_epoch = E2; /* the live incarnation's watcher */
+    x->sink.sub_seq = 1;
+    x->sink.stale[0] = 101;
+    x->sink.stale[1] = 102;
+    fake_commit(&x->store, "a", E2, 1);
+    arrive_deleted(x, "a", 103, 1); /* an incarnation before E2, unwatched */
+    assert_int_equal(x->sink.n, 3);
+    assert_true(x->sink.g[0].deleted && x->sink.g[1].deleted && x->sink.g[2].deleted);
+    assert_int_equal(x->sink.stale[0] + x->sink.stale[1], 0);
+    assert_int_equal(x->sink.g[2].epoch, 103);
+    assert_int_equal(x->sink.sub_epoch, E2);
+    fx_free(x);
+}
+
 static void test_entries_bounded(void **state)
 {
     (void)state;
@@ -638,6 +685,8 @@ int main(void)
         cmocka_unit_test(test_changes_of_an_incarnation_deleted_since),
         cmocka_unit_test(test_missed_deletion_without_its_tombstone),
         cmocka_unit_test(test_stale_subscriber_told_after_eviction),
+        cmocka_unit_test(test_every_stale_incarnation_told),
+        cmocka_unit_test(test_stale_incarnations_told_past_the_live_one),
         cmocka_unit_test(test_entries_bounded),
         cmocka_unit_test(test_forged_bus_changes_rejected),
         cmocka_unit_test(test_forged_bus_change_is_no_anchor),
