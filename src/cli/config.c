@@ -436,8 +436,9 @@ static const opt options[] = {
      .max = 100000000,
      .def = "65536",
      .metavar = "N",
-     .help = "Changes from the bus and the catch-up waiting for one I/O thread; past it they "
-             "are dropped and counted (the next catch-up read brings them)."},
+     .help = "Changes from the bus and the catch-up waiting for one I/O thread; past it bus "
+             "messages are dropped and counted (the next catch-up read brings them) and the "
+             "catch-up waits for room."},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

@@ -96,14 +96,16 @@ int fc_feed_change(fc_feed *f, const fc_workflow *state, uint64_t commit_ns, int
 
 /* Queues m for the feed's loop (taking a reference) and wakes it: one
  * entry and one wake-up whatever m's count of changes. Any thread. Returns
- * 0, or -1 when the queue is full (m dropped, its changes counted). */
+ * 0, or -1 when the queue is full (m dropped, its changes counted) or out
+ * of memory. A catch-up message is taken past the bound. */
 int fc_feed_post(fc_feed *f, fc_feed_msg *m);
 
 /* Entries held (for tests and the gauge). */
 size_t fc_feed_workflows(const fc_feed *f);
-/* The bound on changes waiting (fc_feed_config.max_queue): a message of
- * more changes is never taken. Any thread. */
-size_t fc_feed_queue_max(const fc_feed *f);
+/* Whether max_queue changes or more are waiting: the catch-up, whose
+ * messages are taken past the bound, reads no more until it clears. Any
+ * thread. */
+int fc_feed_full(fc_feed *f);
 /* Changes refused because the queue was full (any thread). */
 uint64_t fc_feed_dropped(const fc_feed *f);
 /* The lowest log_from of the catch-up messages dropped by FC_EIO since the

@@ -163,8 +163,12 @@ int fc_feed_post(fc_feed *f, fc_feed_msg *m)
 {
     int rc = 0;
     uv_mutex_lock(&f->lock);
-    /* Counted in changes: a message is taken or refused whole. */
-    if (f->waiting + m->n > f->cfg.max_queue) {
+    /* Counted in changes: a message is taken or refused whole. A catch-up
+     * read is always taken: refused, it would be read again from the start
+     * of its last transaction, and one larger than the queue would be
+     * refused at every read, the catch-up stopped for good. The relay reads
+     * only while no queue is full (fc_feed_full). */
+    if (f->waiting + m->n > f->cfg.max_queue && m->source != FC_FEED_CATCHUP) {
         rc = -1;
     } else if (f->queue_len == f->queue_cap) {
         size_t cap = f->queue_cap ? f->queue_cap * 2 : 64;
@@ -176,11 +180,14 @@ int fc_feed_post(fc_feed *f, fc_feed_msg *m)
             rc = -1;
         }
     }
+    int past = 0;
     if (rc == 0) {
         f->queue[f->queue_len++] = fc_feed_msg_ref(m);
         f->waiting += m->n;
+        past = f->waiting > f->cfg.max_queue;
     }
     uv_mutex_unlock(&f->lock);
+    if (past) FC_METRIC_ADD(catchup_past_queue, 1);
     if (rc == 0)
         uv_async_send(&f->wake);
     else
@@ -239,9 +246,12 @@ void fc_feed_close(fc_feed *f)
     if (f) uv_close((uv_handle_t *)&f->wake, on_closed);
 }
 
-size_t fc_feed_queue_max(const fc_feed *f)
+int fc_feed_full(fc_feed *f)
 {
-    return f->cfg.max_queue;
+    uv_mutex_lock(&f->lock);
+    int full = f->waiting >= f->cfg.max_queue;
+    uv_mutex_unlock(&f->lock);
+    return full;
 }
 
 uint64_t fc_feed_dropped(const fc_feed *f)

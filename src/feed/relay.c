@@ -47,7 +47,8 @@ struct fc_feed_relay {
     uint64_t malformed, malformed_logged, malformed_log_ns;
 };
 
-/* Posts m to every feed; returns how many refused it (queue full). */
+/* Posts m to every feed; returns how many refused it (a bus message: queue
+ * full; any: out of memory). */
 static int post_all(fc_feed_relay *r, fc_feed_msg *m)
 {
     int refused = 0;
@@ -143,29 +144,38 @@ static int catchup_row(void *ud, const fc_workflow *state, int deleted)
     return fc_feed_msg_add(c->m, state, deleted) == 0 ? 0 : -1;
 }
 
+/* Whether some feed's queue is full (--bus-queue). */
+static int any_full(fc_feed_relay *r)
+{
+    int full = 0;
+    uv_mutex_lock(&r->lock);
+    for (int i = 0; i < r->n_feeds && !full; i++)
+        full = fc_feed_full(r->feeds[i]);
+    uv_mutex_unlock(&r->lock);
+    return full;
+}
+
 /* One read of the commit log; returns the ms until the next: none after a
- * full batch, REFUSED_MS after a read a full queue refused (a feed hands on
- * a bounded batch a turn: a read at once would mostly be refused again), else
- * the interval. */
-#define REFUSED_MS 10
+ * full batch, FULL_MS while a feed's queue is full or after a read a feed
+ * refused (a feed hands on a bounded batch a turn), else the interval. The
+ * feeds take a read past --bus-queue, so the catch-up reads only while
+ * every queue has room: a queue holds at most --bus-queue plus one read. */
+#define FULL_MS 10
 static uint64_t catchup_once(fc_feed_relay *r)
 {
     uint64_t ms = (uint64_t)(r->cfg.catchup_interval * 1000);
     if (!ms) ms = 1;
+    uint64_t soon = ms < FULL_MS ? ms : FULL_MS;
+    if (any_full(r)) return soon;
     if (r->position < 0) {
         int64_t head = 0;
         if (fc_store_log_head(r->store, &head) != 0) return ms;
         r->position = head; /* what came before is in the store for readers */
         return ms;
     }
-    /* A read is one message, and a feed takes a message whole or not at
-     * all: a read of more rows than the smallest queue's bound would never
-     * be taken. */
     int limit = r->cfg.catchup_batch;
     uv_mutex_lock(&r->lock);
     for (int i = 0; i < r->n_feeds; i++) {
-        if (fc_feed_queue_max(r->feeds[i]) < (size_t)limit)
-            limit = (int)fc_feed_queue_max(r->feeds[i]);
         /* A feed that could not place a row for want of the store (to fill
          * a gap before it) dropped it: read again from where that read
          * started. */
@@ -178,8 +188,8 @@ static uint64_t catchup_once(fc_feed_relay *r)
     FC_METRIC_ADD(catchup_reads, 1);
     int rc = fc_store_log_since(r->store, r->position, limit, catchup_row, &c, &next);
     /* What was read goes on even when the read failed half-way: the
-     * feed drops what it had already. A read a feed refused (its queue
-     * full) does not move the position: the next read gives its rows
+     * feed drops what it had already. A read a feed refused (out of
+     * memory) does not move the position: the next read gives its rows
      * again (the feeds that took them drop the repeats); past the
      * position nothing would ever bring them back. */
     int refused = c.m && post_all(r, c.m) > 0;
@@ -191,7 +201,7 @@ static uint64_t catchup_once(fc_feed_relay *r)
     }
     if (r->catchup_failed) FC_INFO("feed", "reading the store's commit log again");
     r->catchup_failed = 0;
-    if (refused) return ms < REFUSED_MS ? ms : REFUSED_MS;
+    if (refused) return soon;
     r->position = next;
     return c.rows >= limit ? 0 : ms;
 }

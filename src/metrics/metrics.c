@@ -156,6 +156,7 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->bus_dropped += LOAD(m->bus_dropped);
     sum->bus_up += LOAD(m->bus_up);
     sum->catchup_reads += LOAD(m->catchup_reads);
+    sum->catchup_past_queue += LOAD(m->catchup_past_queue);
     sum->feed_duplicates += LOAD(m->feed_duplicates);
     sum->feed_gaps_filled += LOAD(m->feed_gaps_filled);
     sum->feed_resyncs += LOAD(m->feed_resyncs);
@@ -290,6 +291,10 @@ static void render_cluster(out *o, const fc_metrics *m)
     gauge(o, "flowcast_bus_up", "1 while connected to a NATS server.", m->bus_up);
     counter(o, "flowcast_catchup_reads_total", "Reads of the store's commit log.",
             m->catchup_reads);
+    counter(o, "flowcast_catchup_past_queue_total",
+            "Catch-up reads an I/O thread's queue took past --bus-queue (the catch-up then "
+            "waits for it to drain).",
+            m->catchup_past_queue);
     counter(o, "flowcast_feed_duplicates_total",
             "Changes dropped as already handed on (per I/O thread).", m->feed_duplicates);
     counter(o, "flowcast_feed_gaps_filled_total",

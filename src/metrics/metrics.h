@@ -69,6 +69,7 @@ typedef struct fc_metrics {
     uint64_t bus_dropped;      /* counter: changes refused by a full feed queue */
     int64_t bus_up;            /* gauge: 1 while connected to a NATS server */
     uint64_t catchup_reads;    /* counter: reads of the store's commit log */
+    uint64_t catchup_past_queue; /* counter: catch-up reads a feed's queue took past its bound */
     uint64_t feed_duplicates;  /* counter: changes already handed on, dropped */
     uint64_t feed_gaps_filled; /* counter: gaps filled from the event log */
     uint64_t feed_resyncs;     /* counter: gaps the log could not fill (resync sent) */

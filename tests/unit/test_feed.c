@@ -574,13 +574,24 @@ static void test_queue_posts_in_order_and_bounded(void **state)
         fc_feed_msg_unref(m[s - 1]);
     }
     assert_int_equal(fc_feed_dropped(x->feed), 2);
+    assert_true(fc_feed_full(x->feed));
+    /* A catch-up read is taken past the bound: refused, it would be read
+     * again from its last transaction's start, and one larger than the
+     * queue never taken; the relay waits for full to clear instead. */
+    fc_workflow w5 = state_of("q", E1, 5), w6 = state_of("q", E1, 6);
+    fc_feed_msg *c = fc_feed_msg_new(&w5, 0, FC_FEED_CATCHUP, 0);
+    assert_int_equal(fc_feed_msg_add(c, &w6, 0), 0);
+    assert_int_equal(fc_feed_post(x->feed, c), 0);
+    fc_feed_msg_unref(c);
+    assert_int_equal(fc_feed_dropped(x->feed), 2);
     uv_idle_t idle;
     uv_idle_init(&x->loop, &idle);
     drained = 0;
     uv_idle_start(&idle, on_idle_stop);
     uv_run(&x->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&idle, NULL);
-    expect_seqs(x, E1, 1, 4);
+    expect_seqs(x, E1, 1, 6);
+    assert_false(fc_feed_full(x->feed));
     fx_free(x);
 }
 
