@@ -128,3 +128,20 @@ def module_server_factory(flowcast, tmp_path_factory):
 def server(server_factory):
     """A fresh server with default flags."""
     return server_factory()
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """The module's own PostgreSQL (svc_postgres); a test takes a database
+    of its own with pg.fresh_database(prefix)."""
+    from svc_postgres import PostgresServer
+    with PostgresServer() as p:
+        yield p
+
+
+@pytest.fixture
+def nats():
+    """This test's own nats-server (svc_nats)."""
+    from svc_nats import NatsServer
+    with NatsServer() as n:
+        yield n

@@ -8,6 +8,7 @@ folder owned by the postgres user, with a role and a database `flowcast`
         pg.stop()   # fast shutdown (pg.stop(mode="immediate") to crash it)
         pg.start()  # the same port and data again
         pg.sql("SELECT 1")  # psql as the flowcast role, output as text
+        pg.fresh_database("t")  # DSN of a new empty database t1, t2, ...
         pg.freeze(); pg.thaw()  # SIGSTOP / SIGCONT every process: a hung server
 
 initdb runs once per process (a template data folder); every server copies
@@ -145,6 +146,14 @@ class PostgresServer:
     def thaw(self):
         for pid in self.pids():
             os.kill(pid, signal.SIGCONT)
+
+    def fresh_database(self, prefix):
+        """Creates an empty database PREFIX<n> (n counts per server) and
+        returns its DSN: one per test, on the module's server."""
+        self._databases = getattr(self, "_databases", 0) + 1
+        name = "%s%d" % (prefix, self._databases)
+        self.sql("CREATE DATABASE %s" % name)
+        return self.dsn.rsplit("/", 1)[0] + "/" + name
 
     def sql(self, query, db="flowcast"):
         """Runs query with psql as the flowcast role (which may create databases) on db;

@@ -6,7 +6,6 @@ every seq once, in order. (The full 3-node cluster with the bus and a proxy is t
 cluster suites.)"""
 
 import asyncio
-import itertools
 import json
 import threading
 import time
@@ -17,28 +16,16 @@ from conftest import ServerFactory
 from fc_helpers import run
 from fcc_helpers import cli_json, probe, updates
 from pyclient_helpers import assert_exact, collect, flowcast, until
-from svc_postgres import PostgresServer
 
 
 def _url(s):
     return "http://127.0.0.1:%d" % s.port
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with PostgresServer() as p:
-        yield p
-
-
-_dbs = itertools.count(1)
-
-
 @pytest.fixture
 def nodes(flowcast, tmp_path, pg):
     """Two flowcast nodes at once on a fresh database of the module's PostgreSQL."""
-    name = "failover%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
-    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = pg.fresh_database("failover")
     f = ServerFactory(flowcast, str(tmp_path))
     yield [f(db=dsn), f(db=dsn)]
     f.teardown()

@@ -15,7 +15,6 @@ Each test starts its own nats-server with a configuration file (svc_nats)
 and its nodes on a fresh PostgreSQL database; certificates come from
 svc_nats.make_pki (openssl CLI)."""
 
-import itertools
 import json
 import os
 import socket
@@ -28,7 +27,6 @@ from bus_wire import forged
 from conftest import ServerFactory
 from fc_helpers import wait_for
 from svc_nats import NatsServer, make_nkey, make_pki
-from svc_postgres import PostgresServer
 from test_hostile_cluster import RoguePublisher, Watcher
 
 NODE_PASSWORD = "n0de-pa55-7f3e9"
@@ -42,17 +40,10 @@ AUTH = """authorization {
      permissions: {publish: {deny: [">"]}, subscribe: ["flowcast.>"]}}
   ]
 }""" % (NODE_PASSWORD, WATCH_PASSWORD)
-_dbs = itertools.count(1)
 
 
 def with_creds(nats, user, password):
     return "nats://%s:%s@127.0.0.1:%d" % (user, password, nats.port)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with PostgresServer() as p:
-        yield p
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +55,7 @@ def pki(tmp_path_factory):
 def node(flowcast, tmp_path, pg):
     """start(*flags, env=None, ready=True): a node on this test's database
     (one I/O thread); ready waits for /readyz 200 (the bus proved itself)."""
-    name = "sec%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
-    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = pg.fresh_database("sec")
     f = ServerFactory(flowcast, str(tmp_path))
 
     def start(*flags, env=None, ready=True):

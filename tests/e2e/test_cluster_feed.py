@@ -7,7 +7,6 @@ from the bus, on a node started late, and across a delete and re-create.
 Watchers are raw WebSocket single-workflow streams (RawWS), one thread
 each, that record (epoch, seq, deleted, resync) of every message."""
 
-import itertools
 import json
 import threading
 import time
@@ -17,29 +16,13 @@ import pytest
 from conftest import ServerFactory
 from fc_helpers import RawWS, wait_for
 from svc_nats import NatsServer
-from svc_postgres import PostgresServer
 
 API = "/api/workflows"
-_dbs = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with PostgresServer() as p:
-        yield p
-
-
-@pytest.fixture
-def nats():
-    with NatsServer() as n:
-        yield n
 
 
 @pytest.fixture
 def dsn(pg):
-    name = "c%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
-    return pg.dsn.rsplit("/", 1)[0] + "/" + name
+    return pg.fresh_database("c")
 
 
 class Nodes(ServerFactory):

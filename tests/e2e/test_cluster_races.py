@@ -8,7 +8,6 @@ Whatever happens, every watcher sees each committed change once and in
 order (the store's final seq last), or is told to resync: never a
 duplicate, never a silent gap, never a stream that stops short."""
 
-import itertools
 import json
 import threading
 import time
@@ -17,32 +16,16 @@ import pytest
 
 from conftest import ServerFactory
 from fc_helpers import KeepAliveClient, RawWS, wait_for
-from svc_nats import NatsServer
-from svc_postgres import PostgresServer
 
 API = "/api/workflows"
-_dbs = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with PostgresServer() as p:
-        yield p
-
-
-@pytest.fixture
-def nats():
-    with NatsServer() as n:
-        yield n
 
 
 @pytest.fixture
 def cluster(flowcast, tmp_path, pg, nats):
     """start(n, *flags): n nodes on a fresh database and the NATS server;
     returns them and the database's name."""
-    name = "r%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
-    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = pg.fresh_database("r")
+    name = dsn.rsplit("/", 1)[1]
     f = ServerFactory(flowcast, str(tmp_path))
 
     def start(n, *flags):

@@ -9,7 +9,6 @@ dropped as "duplicates". Garbage and floods must leave it serving.
 The rogue publisher is a minimal NATS client over a raw socket (the
 protocol is text: INFO / CONNECT {} / PUB subject n / payload / PING)."""
 
-import itertools
 import json
 import os
 import socket
@@ -27,7 +26,6 @@ from svc_postgres import PostgresServer
 
 API = "/api/workflows"
 SUBJECT = "flowcast.changes"
-_dbs = itertools.count(1)
 
 
 class RoguePublisher:
@@ -71,25 +69,11 @@ class RoguePublisher:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def pg():
-    with PostgresServer() as p:
-        yield p
-
-
-@pytest.fixture
-def nats():
-    with NatsServer() as n:
-        yield n
-
-
 @pytest.fixture
 def node(flowcast, tmp_path, pg, nats):
     """One node on a fresh database and the NATS server; one I/O thread so
     every change goes through one feed."""
-    name = "h%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
-    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = pg.fresh_database("h")
     f = ServerFactory(flowcast, str(tmp_path))
     started = []
 
@@ -490,9 +474,7 @@ def test_postgres_frozen_restarted_and_down_with_watchers(flowcast, tmp_path):
 @pytest.fixture
 def cluster(flowcast, tmp_path, pg, nats):
     """start(n, *flags): n nodes on a fresh database and the NATS server."""
-    name = "h%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
-    dsn = pg.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = pg.fresh_database("h")
     f = ServerFactory(flowcast, str(tmp_path))
 
     def start(n, *flags):

@@ -12,7 +12,6 @@ final states and the histories. The cluster tests hammer a few
 workflows from several nodes on one database (if_seq compare-and-set,
 opposite orders, keyed and plain updates mixed)."""
 
-import itertools
 import json
 import os
 import random
@@ -23,26 +22,19 @@ import pytest
 
 from conftest import ServerFactory
 from fc_helpers import SockReader, connect, http_request_bytes, wait_for
-from svc_postgres import PG_BIN, PostgresServer, _as_postgres
+from svc_postgres import PG_BIN, _as_postgres
 
 API = "/api/workflows"
-_dbs = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with PostgresServer() as p:
-        yield p
 
 
 @pytest.fixture
 def pg_dsn(pg):
     """A fresh database, its function calls counted (pg_stat_user_functions)."""
-    name = "h%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
+    dsn = pg.fresh_database("h")
+    name = dsn.rsplit("/", 1)[1]
     _as_postgres(os.path.join(PG_BIN, "psql"), "-h", pg.root, "-p", str(pg.port), "-U",
                  "postgres", "-d", name, "-c", "ALTER DATABASE %s SET track_functions = 'pl'" % name)
-    return pg.dsn.rsplit("/", 1)[0] + "/" + name
+    return dsn
 
 
 def set_calls(pg, dsn):

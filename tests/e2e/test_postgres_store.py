@@ -10,7 +10,6 @@ the schema created by three nodes starting at once, and PostgreSQL
 restarting under producers (503 while it is down, nothing acknowledged
 lost, the node recovers by itself, watchers stay connected)."""
 
-import itertools
 import json
 import threading
 import time
@@ -19,7 +18,6 @@ import pytest
 
 from conftest import ServerFactory
 from fc_helpers import RawWS, parse_metrics, wait_for
-from svc_postgres import PostgresServer
 
 # The REST rules, on PostgreSQL (seq rules, if_seq, terminal, delete, lists).
 from test_rest import (  # noqa: F401
@@ -41,21 +39,12 @@ from test_idempotency import (  # noqa: F401
 from test_sse_longpoll import test_history_oldest_seq_follows_retention  # noqa: F401
 
 API = "/api/workflows"
-_dbs = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with PostgresServer() as p:
-        yield p
 
 
 @pytest.fixture
 def pg_dsn(pg):
     """A fresh, empty database on the module's PostgreSQL."""
-    name = "t%d" % next(_dbs)
-    pg.sql("CREATE DATABASE %s" % name)
-    return pg.dsn.rsplit("/", 1)[0] + "/" + name
+    return pg.fresh_database("t")
 
 
 class PgServerFactory(ServerFactory):
