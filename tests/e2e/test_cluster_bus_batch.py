@@ -12,7 +12,7 @@ import time
 
 from bus_wire import batch, change
 from fc_helpers import wait_for
-from test_cluster_feed import Watcher, create, dsn, nats, nodes, pg, readyz  # noqa: F401
+from test_cluster_feed import Watcher, create, dsn, nodes, readyz  # noqa: F401
 from test_hostile_cluster import RoguePublisher
 
 API = "/api/workflows"
