@@ -70,7 +70,11 @@ def sample(info):
     return out
 
 
-def add(before_path, info, results):
+def amend_last_run(before_path, info, results, sample, amend):
+    """The bench's `add` step: samples again (sample(info)), and rewrites
+    the last run of the results file (JSON lines) with amend(run, before,
+    after) applied; the file is replaced whole, so a reader never sees half.
+    Returns the exit status (1: no run to amend)."""
     with open(before_path) as f:
         before = json.load(f)
     after = sample(info)
@@ -79,13 +83,7 @@ def add(before_path, info, results):
     if not lines:
         return 1
     run = json.loads(lines[-1])
-    cpu = {k: round(after[k] - before[k], 3) for k in before if k in after}
-    if isinstance(run.get("bench"), dict) and "cpu_s" in run["bench"]:
-        cpu["bench"] = run["bench"]["cpu_s"]
-    changes = (run.get("pub_acked") or 0) + (run.get("workflows") or 0)
-    run["procs_cpu_s"] = cpu
-    if changes:
-        run["procs_cpu_us_per_change"] = {k: round(v * 1e6 / changes, 1) for k, v in cpu.items()}
+    amend(run, before, after)
     lines[-1] = json.dumps(run, separators=(",", ":"))
     with open(results + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -93,15 +91,26 @@ def add(before_path, info, results):
     return 0
 
 
-def main(argv):
+def cli(argv, doc, sample, amend):
+    """`sample INFO` prints a sample; `add BEFORE INFO RESULTS` amends."""
     if len(argv) == 3 and argv[1] == "sample":
         json.dump(sample(argv[2]), sys.stdout)
         return 0
     if len(argv) == 5 and argv[1] == "add":
-        return add(argv[2], argv[3], argv[4])
-    print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return amend_last_run(argv[2], argv[3], argv[4], sample, amend)
+    print(doc.split("\n\n")[1], file=sys.stderr)
     return 2
 
 
+def _amend(run, before, after):
+    cpu = {k: round(after[k] - before[k], 3) for k in before if k in after}
+    if isinstance(run.get("bench"), dict) and "cpu_s" in run["bench"]:
+        cpu["bench"] = run["bench"]["cpu_s"]
+    changes = (run.get("pub_acked") or 0) + (run.get("workflows") or 0)
+    run["procs_cpu_s"] = cpu
+    if changes:
+        run["procs_cpu_us_per_change"] = {k: round(v * 1e6 / changes, 1) for k, v in cpu.items()}
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(cli(sys.argv, __doc__, sample, _amend))

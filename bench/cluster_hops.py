@@ -119,15 +119,7 @@ def _shares(before, after):
     return out
 
 
-def add(before_path, info, results):
-    with open(before_path) as f:
-        before = json.load(f)
-    after = sample(info)
-    with open(results) as f:
-        lines = f.read().splitlines()
-    if not lines:
-        return 1
-    run = json.loads(lines[-1])
+def _amend(run, before, after):
     hops = []
     for b, a in zip(before["nodes"], after["nodes"]):
         hops.append({hop: _shares(b.get(hop, {}), a.get(hop, {})) for hop in HISTS})
@@ -142,22 +134,7 @@ def add(before_path, info, results):
         share["cluster"] = round(100 * sum(after["procs"][k] - before["procs"].get(k, 0)
                                            for k in after["procs"]) / wall, 1)
         run["cpu_share"] = share
-    lines[-1] = json.dumps(run, separators=(",", ":"))
-    with open(results + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(results + ".tmp", results)
-    return 0
-
-
-def main(argv):
-    if len(argv) == 3 and argv[1] == "sample":
-        json.dump(sample(argv[2]), sys.stdout)
-        return 0
-    if len(argv) == 5 and argv[1] == "add":
-        return add(argv[2], argv[3], argv[4])
-    print(__doc__.split("\n\n")[1], file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(cluster_cpu.cli(sys.argv, __doc__, sample, _amend))
