@@ -84,9 +84,10 @@ void fc_bus_urls_mask(const char *urls, char *out, size_t len);
 
 /* The bus message (docs/cluster.md, "The bus message"): the changes one
  * node committed together, in commit order, in a compact binary form
- * decoded once per message by each receiving process. Version 2; the JSON
- * message of version 1 was never in a release and is refused as malformed. */
-#define FC_BUS_VERSION 2
+ * decoded once per message by each receiving process. Version 3 (2 is
+ * still decoded, without transaction ids); the JSON message of version 1
+ * was never in a release and is refused as malformed. */
+#define FC_BUS_VERSION 3
 /* A message no backend caps lower: NATS's default max_payload. */
 #define FC_BUS_MESSAGE_MAX (1024 * 1024)
 
@@ -95,6 +96,10 @@ void fc_bus_urls_mask(const char *urls, char *out, size_t len);
 typedef struct fc_bus_change {
     int deleted;
     fc_workflow state;
+    /* Its transaction in the store's commit log and how many changes that
+     * transaction committed (fc_store_commit); 0 and 0 when unknown. */
+    int64_t txid;
+    uint32_t txn_changes;
 } fc_bus_change;
 
 /* A message being written: fc_bus_writer_init, fc_bus_writer_add per
@@ -109,11 +114,13 @@ typedef struct fc_bus_writer {
 
 /* Starts an empty message from node (fc_bus_node_valid). 0, or -1 on OOM. */
 int fc_bus_writer_init(fc_bus_writer *w, const char *node);
-/* Appends one change unless the message would then be longer than max
+/* Appends one change (of transaction txid, which committed txn_changes
+ * changes; 0 and 0 when unknown) unless the message would then be longer than max
  * bytes: 0; 1 when it would (nothing appended: finish the message and add
  * the change to the next; a change alone longer than max cannot travel);
  * -1 on OOM (nothing appended). */
-int fc_bus_writer_add(fc_bus_writer *w, const fc_workflow *state, int deleted, size_t max);
+int fc_bus_writer_add(fc_bus_writer *w, const fc_workflow *state, int deleted, int64_t txid,
+                      uint32_t txn_changes, size_t max);
 /* The message with its publish time and count stamped in (valid until the
  * next call on w): *len bytes, never NUL-terminated. Only when w->n > 0. */
 const char *fc_bus_writer_finish(fc_bus_writer *w, uint64_t sent_ns, size_t *len);

@@ -1,11 +1,15 @@
 /* The bus message: the changes one node committed together, in a compact
  * binary form (docs/cluster.md, "The bus message"). Integers are unsigned
  * LEB128 varints (every field is >= 0), fixed-width ones little-endian:
- *   u8 version (2) | u8 node length | node | u64 sent_ns | u32 count |
+ *   u8 version (3) | u8 node length | node | u64 sent_ns | u32 count |
  *   count x change:
  *     u8 flags (bit 0: deleted) | u8 status | u8 id length | id |
  *     epoch seq current_step total_steps created_at_ms updated_at_ms |
+ *     txid txn_changes |
  *     name length | name | message length | message
+ * Version 2 (the one before) has no txid and txn_changes; it is still
+ * decoded, with both 0 (a node of the previous release during a rolling
+ * upgrade: its transactions are never heard, the catch-up reads them).
  * A message is decoded on the bus's thread of every receiving process, and
  * anything that reaches NATS can publish one: every field is checked. */
 #include "bus/bus.h"
@@ -19,8 +23,10 @@
  * byte, six one-byte numbers and two empty strings' lengths. */
 #define CHANGE_MIN 12
 /* The longest change without its strings: flags, status, id length and
- * eight varints of at most 10 bytes. */
-#define CHANGE_FIXED_MAX (3 + 8 * 10)
+ * ten varints of at most 10 bytes. */
+#define CHANGE_FIXED_MAX (3 + 10 * 10)
+/* The previous version, still decoded. */
+#define VERSION_NO_TXID 2
 
 static void put_le(char *p, uint64_t v, int bytes)
 {
@@ -76,7 +82,8 @@ static uint64_t nonneg(int64_t v)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
-int fc_bus_writer_add(fc_bus_writer *w, const fc_workflow *st, int deleted, size_t max)
+int fc_bus_writer_add(fc_bus_writer *w, const fc_workflow *st, int deleted, int64_t txid,
+                      uint32_t txn_changes, size_t max)
 {
     const char *name = st->name ? st->name : "", *msg = st->message ? st->message : "";
     size_t il = strlen(st->id), nl = strlen(name), ml = strlen(msg);
@@ -94,6 +101,8 @@ int fc_bus_writer_add(fc_bus_writer *w, const fc_workflow *st, int deleted, size
     p = put_varint(p, nonneg(st->total_steps));
     p = put_varint(p, nonneg(st->created_at_ms));
     p = put_varint(p, nonneg(st->updated_at_ms));
+    p = put_varint(p, nonneg(txid));
+    p = put_varint(p, txn_changes);
     p = put_varint(p, nl);
     memcpy(p, name, nl);
     p += nl;
@@ -208,7 +217,7 @@ static int get_string(reader *r, char **arena, char **out)
     return 0;
 }
 
-static int get_change(reader *r, char **arena, fc_bus_change *c)
+static int get_change(reader *r, int version, char **arena, fc_bus_change *c)
 {
     unsigned flags, status, il;
     fc_workflow *w = &c->state;
@@ -226,13 +235,21 @@ static int get_change(reader *r, char **arena, fc_bus_change *c)
         get_varint(r, &w->created_at_ms) != 0 || get_varint(r, &w->updated_at_ms) != 0)
         return -1;
     if (w->epoch < 1 || w->epoch > FC_EPOCH_MAX || w->seq < 1) return -1;
+    c->txid = 0;
+    c->txn_changes = 0;
+    if (version != VERSION_NO_TXID) {
+        int64_t of;
+        if (get_varint(r, &c->txid) != 0 || get_varint(r, &of) != 0 || of > UINT32_MAX)
+            return -1;
+        c->txn_changes = (uint32_t)of;
+    }
     return get_string(r, arena, &w->name) == 0 && get_string(r, arena, &w->message) == 0 ? 0 : -1;
 }
 
 int fc_bus_decode(const char *data, size_t len, fc_bus_batch *out)
 {
     const unsigned char *d = (const unsigned char *)data;
-    if (len < 2 || d[0] != FC_BUS_VERSION) return -1;
+    if (len < 2 || (d[0] != FC_BUS_VERSION && d[0] != VERSION_NO_TXID)) return -1;
     size_t nl = d[1];
     if (nl < 1 || nl > FC_BUS_NODE_MAX || len < 2 + nl + TAIL_LEN) return -1;
     char node[FC_BUS_NODE_MAX + 1];
@@ -250,7 +267,7 @@ int fc_bus_decode(const char *data, size_t len, fc_bus_batch *out)
     char *arena = (char *)changes + head;
     reader r = {.p = d + len - body, .end = d + len};
     for (size_t i = 0; i < n; i++)
-        if (get_change(&r, &arena, &changes[i]) != 0) {
+        if (get_change(&r, d[0], &arena, &changes[i]) != 0) {
             free(changes);
             return -1;
         }

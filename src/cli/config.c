@@ -439,6 +439,17 @@ static const opt options[] = {
      .help = "Changes from the bus and the catch-up waiting for one I/O thread; past it bus "
              "messages are dropped and counted (the next catch-up read brings them) and the "
              "catch-up waits for room."},
+    {.name = "bus-heard",
+     .env = "FLOWCAST_BUS_HEARD",
+     .type = OPT_INT,
+     FIELD(bus_heard),
+     .min = 1,
+     .max = 100000000,
+     .def = "65536",
+     .metavar = "N",
+     .help = "Transactions the bus brought whole that the node remembers until its next "
+             "catch-up read, which then leaves their rows out (24 bytes each, at most twice "
+             "over while it grows); past it their rows are read again."},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

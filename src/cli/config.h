@@ -69,6 +69,7 @@ typedef struct fc_config {
     double catchup_interval; /* --catchup-interval S, default 1 */
     int feed_workflows;      /* --feed-workflows N, default 65536 */
     int bus_queue;           /* --bus-queue N, default 65536 */
+    int bus_heard;           /* --bus-heard N, default 65536 */
 } fc_config;
 
 /* Fills cfg with defaults, then FLOWCAST_* environment variables, then

@@ -199,6 +199,7 @@ static int deliver_fresh(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, 
  * cluster its throughput); the bus itself must be access-controlled. */
 static int bus_plausible(fc_feed *f, const fc__feed_entry *e, const fc_workflow *st, int deleted)
 {
+    /* 1: plausible; 0: not; FC_EIO: the store could not tell. */
     if (e && e->epoch == st->epoch && !e->deleted && !deleted && st->seq <= e->seq + 1) return 1;
     fc_workflow cur = {0};
     fc_tombstone t;
@@ -211,7 +212,10 @@ static int bus_plausible(fc_feed *f, const fc__feed_entry *e, const fc_workflow 
         ok = t.epoch == st->epoch && st->seq < t.seq;
     fc_workflow_clear(&cur);
     /* Store down: nothing is handed on unchecked; the catch-up brings it. */
-    if (rc != 0 && rc != FC_ENOTFOUND) FC_METRIC_ADD(feed_deferred, 1);
+    if (rc != 0 && rc != FC_ENOTFOUND) {
+        FC_METRIC_ADD(feed_deferred, 1);
+        return FC_EIO;
+    }
     return ok;
 }
 
@@ -223,13 +227,15 @@ static int behind(fc_feed *f, const fc_workflow *st)
     return f->sink.floor(f->sink.ud, st->id, st->epoch, &low, &other) && low < st->seq;
 }
 
-int fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
-                   fc_feed_source source)
+static int place(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
+                 fc_feed_source source)
 {
     fc__feed_entry *e = entry_get(f, st->id);
-    if (source == FC_FEED_BUS && !bus_plausible(f, e, st, deleted)) {
+    int plausible = source == FC_FEED_BUS ? bus_plausible(f, e, st, deleted) : 1;
+    if (plausible == FC_EIO) return FC_EIO; /* the catch-up, behind the bus, brings it */
+    if (!plausible) {
         FC_METRIC_ADD(feed_rejected, 1);
-        return 0; /* store down: the catch-up, behind the bus, brings it */
+        return 0;
     }
     if (e && e->epoch != st->epoch) {
         /* A create after the deletion this feed handed on: the next one. */
@@ -253,6 +259,14 @@ int fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int de
     }
     return e ? deliver_ordered(f, e, st, commit_ns, deleted)
              : deliver_fresh(f, st, commit_ns, deleted);
+}
+
+int fc_feed_change(fc_feed *f, const fc_workflow *st, uint64_t commit_ns, int deleted,
+                   fc_feed_source source, int64_t txid)
+{
+    int rc = place(f, st, commit_ns, deleted, source);
+    if (rc == FC_EIO) fc__feed_note_missed(f, txid);
+    return rc;
 }
 
 size_t fc_feed_workflows(const fc_feed *f)

@@ -58,14 +58,14 @@ typedef struct fc_feed_msg {
     /* The states' strings live in the changes' own allocation (a decoded
      * bus message) rather than in each state. */
     int one_block;
-    int64_t log_from; /* catch-up: the log position the read that gave it started at */
 } fc_feed_msg;
 
-/* A message with one reference and one change, a deep copy of state. NULL on OOM. */
-fc_feed_msg *fc_feed_msg_new(const fc_workflow *state, int deleted, fc_feed_source source,
-                             uint64_t sent_ns);
+/* A message with one reference and one change, a deep copy of state, of
+ * transaction txid (0: unknown). NULL on OOM. */
+fc_feed_msg *fc_feed_msg_new(const fc_workflow *state, int deleted, int64_t txid,
+                             fc_feed_source source, uint64_t sent_ns);
 /* Appends a deep copy of state to a message not yet posted: 0 or FC_ENOMEM. */
-int fc_feed_msg_add(fc_feed_msg *m, const fc_workflow *state, int deleted);
+int fc_feed_msg_add(fc_feed_msg *m, const fc_workflow *state, int deleted, int64_t txid);
 /* A message with one reference taking the changes of a decoded bus
  * message (b->changes is NULL after). NULL on OOM (b untouched). */
 fc_feed_msg *fc_feed_msg_bus(fc_bus_batch *b);
@@ -87,12 +87,13 @@ fc_feed *fc_feed_new(uv_loop_t *loop, fc_store *store, const fc_feed_sink *sink,
  * (messages still queued are dropped). Loop thread. */
 void fc_feed_close(fc_feed *f);
 
-/* Takes one change in, on the feed's loop (a local commit, or a message the
- * loop drained). 0, or FC_EIO when placing it needed the store and the
- * store could not be read: the change is dropped, and whatever brought it
- * must bring it again (for a catch-up message: fc_feed_rewind). */
+/* Takes one change of transaction txid (0: unknown) in, on the feed's loop
+ * (a local commit, or a message the loop drained). 0, or FC_EIO when
+ * placing it needed the store and the store could not be read: the change
+ * is dropped, and its transaction id kept for fc_feed_missed, so that the
+ * catch-up reads it again. */
 int fc_feed_change(fc_feed *f, const fc_workflow *state, uint64_t commit_ns, int deleted,
-                   fc_feed_source source);
+                   fc_feed_source source, int64_t txid);
 
 /* Queues m for the feed's loop (taking a reference) and wakes it: one
  * entry and one wake-up whatever m's count of changes. Any thread. Returns
@@ -108,8 +109,9 @@ size_t fc_feed_workflows(const fc_feed *f);
 int fc_feed_full(fc_feed *f);
 /* Changes refused because the queue was full (any thread). */
 uint64_t fc_feed_dropped(const fc_feed *f);
-/* The lowest log_from of the catch-up messages dropped by FC_EIO since the
- * last call, or -1 (any thread): the catch-up reads again from there. */
-int64_t fc_feed_rewind(fc_feed *f);
+/* The lowest and highest transaction ids of the changes dropped by FC_EIO
+ * since the last call: 1, or 0 when none was (any thread). The catch-up
+ * reads every row from *lo up to past *hi again. */
+int fc_feed_missed(fc_feed *f, int64_t *lo, int64_t *hi);
 
 #endif

@@ -34,7 +34,12 @@ struct fc_feed {
     size_t taken_len, taken_pos;
     size_t taken_item; /* the next change of taken[taken_pos] */
     uint64_t dropped;  /* atomic: changes refused by max_queue */
-    int64_t rewind;    /* atomic: see fc_feed_rewind */
+    /* Under the lock: the transactions of changes dropped for want of the
+     * store (fc_feed_missed); lo > hi when none. */
+    int64_t missed_lo, missed_hi;
 };
+
+/* Keeps txid for fc_feed_missed (a change of it was dropped). Any thread. */
+void fc__feed_note_missed(fc_feed *f, int64_t txid);
 
 #endif

@@ -12,22 +12,22 @@
 #include <string.h>
 #include <time.h>
 
-fc_feed_msg *fc_feed_msg_new(const fc_workflow *state, int deleted, fc_feed_source source,
-                             uint64_t sent_ns)
+fc_feed_msg *fc_feed_msg_new(const fc_workflow *state, int deleted, int64_t txid,
+                             fc_feed_source source, uint64_t sent_ns)
 {
     fc_feed_msg *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->refs = 1;
     m->source = source;
     m->sent_ns = sent_ns;
-    if (fc_feed_msg_add(m, state, deleted) != 0) {
+    if (fc_feed_msg_add(m, state, deleted, txid) != 0) {
         free(m);
         return NULL;
     }
     return m;
 }
 
-int fc_feed_msg_add(fc_feed_msg *m, const fc_workflow *state, int deleted)
+int fc_feed_msg_add(fc_feed_msg *m, const fc_workflow *state, int deleted, int64_t txid)
 {
     if (m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 1;
@@ -39,6 +39,8 @@ int fc_feed_msg_add(fc_feed_msg *m, const fc_workflow *state, int deleted)
     fc_bus_change *c = &m->changes[m->n];
     if (fc_workflow_copy(&c->state, state) != 0) return FC_ENOMEM;
     c->deleted = deleted;
+    c->txid = txid;
+    c->txn_changes = 0;
     m->n++;
     return 0;
 }
@@ -100,20 +102,25 @@ static uint64_t commit_time(const fc_feed *f, const fc_feed_msg *m, uint64_t now
 #define TURN_MAX 256
 #define TURN_NS (10 * 1000 * 1000)
 
-/* A catch-up message dropped for want of the store: the read that gave it
- * has moved past it, and no other read would give it again. */
-static void rewind_to(fc_feed *f, int64_t pos)
+void fc__feed_note_missed(fc_feed *f, int64_t txid)
 {
-    int64_t cur = __atomic_load_n(&f->rewind, __ATOMIC_RELAXED);
-    while ((cur < 0 || pos < cur) &&
-           !__atomic_compare_exchange_n(&f->rewind, &cur, pos, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
-    }
+    if (txid <= 0) return; /* unknown: never heard, so the catch-up reads it anyway */
+    uv_mutex_lock(&f->lock);
+    if (txid < f->missed_lo) f->missed_lo = txid;
+    if (txid > f->missed_hi) f->missed_hi = txid;
+    uv_mutex_unlock(&f->lock);
 }
 
-int64_t fc_feed_rewind(fc_feed *f)
+int fc_feed_missed(fc_feed *f, int64_t *lo, int64_t *hi)
 {
-    return __atomic_exchange_n(&f->rewind, -1, __ATOMIC_RELAXED);
+    uv_mutex_lock(&f->lock);
+    int any = f->missed_lo <= f->missed_hi;
+    *lo = f->missed_lo;
+    *hi = f->missed_hi;
+    f->missed_lo = INT64_MAX;
+    f->missed_hi = INT64_MIN;
+    uv_mutex_unlock(&f->lock);
+    return any;
 }
 
 static void on_wake(uv_async_t *h)
@@ -135,10 +142,8 @@ static void on_wake(uv_async_t *h)
         fc_feed_msg *m = f->taken[f->taken_pos];
         if (f->taken_item < m->n) {
             const fc_bus_change *c = &m->changes[f->taken_item++];
-            if (fc_feed_change(f, &c->state, commit_time(f, m, now_mono, now_real), c->deleted,
-                               m->source) != 0 &&
-                m->source == FC_FEED_CATCHUP)
-                rewind_to(f, m->log_from);
+            fc_feed_change(f, &c->state, commit_time(f, m, now_mono, now_real), c->deleted,
+                           m->source, c->txid);
             done++;
         }
         if (f->taken_item == m->n) {
@@ -203,7 +208,8 @@ fc_feed *fc_feed_new(uv_loop_t *loop, fc_store *store, const fc_feed_sink *sink,
     f->store = store;
     f->sink = *sink;
     f->cfg = *cfg;
-    f->rewind = -1;
+    f->missed_lo = INT64_MAX;
+    f->missed_hi = INT64_MIN;
     if (f->cfg.max_workflows < 1) f->cfg.max_workflows = 1;
     if (f->cfg.max_queue < 1) f->cfg.max_queue = 1;
     fc_list_init(&f->lru);

@@ -2,8 +2,21 @@
  * log: see relay.h. The changes the home loop hears of in one turn travel
  * as one bus message (written at the turn's end, by a check handle); a
  * message is decoded once, on the bus's thread, and shared by reference
- * with every loop's feed as one queue entry; a catch-up read is one too. */
+ * with every loop's feed as one queue entry; a catch-up read is one too.
+ *
+ * The catch-up reads only what the bus did not bring. Every change travels
+ * with its transaction's id and change count; a transaction whose every
+ * change was handed to every feed (or that this process committed) is
+ * heard (heard.h), and the read leaves heard transactions' rows out
+ * (fc_store_log_since's heard). Heard means handed on, not yet placed: a
+ * feed that then drops a change for want of the store (fc_feed_missed),
+ * or a feed queue that refuses a message, names its transactions, and the
+ * catch-up goes back to the lowest of them and reads every row, heard or
+ * not, until it is past the highest (full_until). A transaction marked
+ * heard after that (a slow loop) cannot hide a dropped change: the reads
+ * that cover it ignore the marks. */
 #include "feed/relay.h"
+#include "feed/heard.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/time.h"
@@ -39,7 +52,13 @@ struct fc_feed_relay {
     int started;
     int stopping;       /* under lock: kick is closed or closing */
     int64_t position;   /* of the commit log; -1 until log_head answered */
+    int64_t full_until; /* reads from positions up to this one ignore heard */
     int catchup_failed; /* logged once per failure streak */
+    /* The heard transactions, and the ones a full feed queue refused
+     * (missed_lo > missed_hi: none): under heard_lock. */
+    uv_mutex_t heard_lock;
+    fc__heard heard;
+    int64_t missed_lo, missed_hi;
     /* Written by the bus's threads, read anywhere. */
     uint64_t probe_rx_ns; /* monotonic time the last probe came back */
     int up;
@@ -67,6 +86,37 @@ static uint64_t realtime_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- heard transactions (any thread, under heard_lock) ---- */
+
+static void hear(fc_feed_relay *r, const fc_bus_change *cs, size_t n)
+{
+    uv_mutex_lock(&r->heard_lock);
+    for (size_t i = 0; i < n; i++)
+        if (cs[i].txid > 0 && cs[i].txn_changes > 0)
+            fc__heard_add(&r->heard, cs[i].txid, cs[i].txn_changes);
+    uv_mutex_unlock(&r->heard_lock);
+}
+
+static void miss(fc_feed_relay *r, int64_t lo, int64_t hi)
+{
+    uv_mutex_lock(&r->heard_lock);
+    if (lo < r->missed_lo) r->missed_lo = lo;
+    if (hi > r->missed_hi) r->missed_hi = hi;
+    uv_mutex_unlock(&r->heard_lock);
+}
+
+/* A message some feed's queue refused: its transactions are read again. */
+static void queue_refused(fc_feed_relay *r, const fc_bus_change *cs, size_t n)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (size_t i = 0; i < n; i++)
+        if (cs[i].txid > 0) {
+            if (cs[i].txid < lo) lo = cs[i].txid;
+            if (cs[i].txid > hi) hi = cs[i].txid;
+        }
+    if (lo <= hi) miss(r, lo, hi);
 }
 
 /* ---- the bus's side (its threads) ---- */
@@ -108,7 +158,11 @@ static void on_bus_message(void *ud, const char *subject, const char *data, size
         free(b.changes);
         return; /* out of memory: the catch-up brings them */
     }
-    post_all(r, m);
+    /* Heard before it is posted: a feed may drop a change of it (and name
+     * its transaction) before post_all returns, and the miss must come
+     * after the mark to undo it. */
+    hear(r, m->changes, m->n);
+    if (post_all(r, m) > 0) queue_refused(r, m->changes, m->n);
     fc_feed_msg_unref(m);
 }
 
@@ -128,20 +182,60 @@ static void on_bus_state(void *ud, int up)
 typedef struct catchup {
     fc_feed_relay *r;
     fc_feed_msg *m;
-    int64_t from; /* the position this read started at */
     int rows;
 } catchup;
 
-static int catchup_row(void *ud, const fc_workflow *state, int deleted)
+static int catchup_row(void *ud, const fc_workflow *state, int deleted, int64_t txid)
 {
     catchup *c = ud;
     c->rows++;
+    FC_METRIC_ADD(catchup_changes, 1);
     if (!c->m) {
-        c->m = fc_feed_msg_new(state, deleted, FC_FEED_CATCHUP, 0);
-        if (c->m) c->m->log_from = c->from;
+        c->m = fc_feed_msg_new(state, deleted, txid, FC_FEED_CATCHUP, 0);
         return c->m ? 0 : -1;
     }
-    return fc_feed_msg_add(c->m, state, deleted) == 0 ? 0 : -1;
+    return fc_feed_msg_add(c->m, state, deleted, txid) == 0 ? 0 : -1;
+}
+
+/* log_since's heard (its ud is the read's, as fn's). */
+static int heard_whole(void *ud, int64_t txid)
+{
+    fc_feed_relay *r = ((catchup *)ud)->r;
+    uv_mutex_lock(&r->heard_lock);
+    int whole = fc__heard_whole(&r->heard, txid);
+    uv_mutex_unlock(&r->heard_lock);
+    FC_METRIC_ADD(catchup_heard, whole);
+    return whole;
+}
+
+/* Where the next read starts, after the misses since the last one: back at
+ * the lowest transaction missed, reading whole up to the highest. */
+static void take_misses(fc_feed_relay *r)
+{
+    int64_t lo, hi;
+    uv_mutex_lock(&r->lock);
+    for (int i = 0; i < r->n_feeds; i++)
+        if (fc_feed_missed(r->feeds[i], &lo, &hi)) miss(r, lo, hi);
+    uv_mutex_unlock(&r->lock);
+    uv_mutex_lock(&r->heard_lock);
+    lo = r->missed_lo;
+    hi = r->missed_hi;
+    r->missed_lo = INT64_MAX;
+    r->missed_hi = INT64_MIN;
+    uv_mutex_unlock(&r->heard_lock);
+    if (lo > hi) return;
+    if (lo < r->position) r->position = lo;
+    if (hi > r->full_until) r->full_until = hi;
+}
+
+/* The read moved the position: what lies below it is never asked again. */
+static void forget_heard(fc_feed_relay *r)
+{
+    uv_mutex_lock(&r->heard_lock);
+    fc__heard_forget_below(&r->heard, r->position);
+    FC_METRIC_SET(bus_heard, (int64_t)r->heard.count);
+    FC_METRIC_SET(bus_heard_full, r->heard.full);
+    uv_mutex_unlock(&r->heard_lock);
 }
 
 /* Whether some feed's queue is full (--bus-queue). */
@@ -173,20 +267,13 @@ static uint64_t catchup_once(fc_feed_relay *r)
         r->position = head; /* what came before is in the store for readers */
         return ms;
     }
-    int limit = r->cfg.catchup_batch;
-    uv_mutex_lock(&r->lock);
-    for (int i = 0; i < r->n_feeds; i++) {
-        /* A feed that could not place a row for want of the store (to fill
-         * a gap before it) dropped it: read again from where that read
-         * started. */
-        int64_t back = fc_feed_rewind(r->feeds[i]);
-        if (back >= 0 && back < r->position) r->position = back;
-    }
-    uv_mutex_unlock(&r->lock);
-    catchup c = {.r = r, .from = r->position};
+    take_misses(r);
+    catchup c = {.r = r};
     int64_t next = r->position;
     FC_METRIC_ADD(catchup_reads, 1);
-    int rc = fc_store_log_since(r->store, r->position, limit, catchup_row, &c, &next);
+    fc_store_heard_fn heard = r->position <= r->full_until ? NULL : heard_whole;
+    int rc = fc_store_log_since(r->store, r->position, r->cfg.catchup_batch, heard, catchup_row,
+                                &c, &next);
     /* What was read goes on even when the read failed half-way: the
      * feed drops what it had already. A read a feed refused (out of
      * memory) does not move the position: the next read gives its rows
@@ -203,7 +290,8 @@ static uint64_t catchup_once(fc_feed_relay *r)
     r->catchup_failed = 0;
     if (refused) return soon;
     r->position = next;
-    return c.rows >= limit ? 0 : ms;
+    forget_heard(r);
+    return c.rows >= r->cfg.catchup_batch ? 0 : ms;
 }
 
 static void on_catchup(uv_timer_t *t)
@@ -259,15 +347,25 @@ fc_feed_relay *fc_feed_relay_new(uv_loop_t *home, fc_store *home_store,
     r->home = home;
     r->store = home_store;
     r->position = -1;
+    r->full_until = -1;
+    r->missed_lo = INT64_MAX;
+    r->missed_hi = INT64_MIN;
+    if (fc__heard_init(&r->heard, (size_t)(cfg->heard_max > 0 ? cfg->heard_max : 65536)) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(r);
+        return NULL;
+    }
     snprintf(r->node, sizeof r->node, "%s", cfg->node_id ? cfg->node_id : "");
     if (cfg->urls) fc_bus_urls_mask(cfg->urls, r->urls_shown, sizeof r->urls_shown);
     snprintf(r->probe_subject, sizeof r->probe_subject, "%s%s", FC_BUS_PROBE_PREFIX, r->node);
     if (fc_bus_writer_init(&r->out, r->node) != 0) {
         snprintf(err, errlen, "out of memory");
+        fc__heard_free(&r->heard);
         free(r);
         return NULL;
     }
     uv_mutex_init(&r->lock);
+    uv_mutex_init(&r->heard_lock);
     uv_timer_init(home, &r->catchup_timer);
     uv_timer_init(home, &r->probe_timer);
     uv_async_init(home, &r->kick, on_kick);
@@ -350,14 +448,18 @@ static size_t message_max(fc_feed_relay *r)
     return max ? max : FC_BUS_MESSAGE_MAX;
 }
 
-void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state, int deleted)
+void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state,
+                           const fc_store_commit *commit, int deleted)
 {
+    /* Ours: the catch-up need not read it back (bus or none). */
+    fc_bus_change own = {.txid = commit->txid, .txn_changes = commit->txn_changes};
+    hear(r, &own, 1);
     if (!r->bus) return;
     size_t max = message_max(r);
-    int rc = fc_bus_writer_add(&r->out, state, deleted, max);
+    int rc = fc_bus_writer_add(&r->out, state, deleted, commit->txid, commit->txn_changes, max);
     if (rc == 1 && r->out.n > 0) { /* full: this one starts the next message */
         flush_out(r);
-        rc = fc_bus_writer_add(&r->out, state, deleted, max);
+        rc = fc_bus_writer_add(&r->out, state, deleted, commit->txid, commit->txn_changes, max);
     }
     if (rc != 0) {
         /* Longer than any message may be, or out of memory: other nodes
@@ -405,6 +507,8 @@ void fc_feed_relay_free(fc_feed_relay *r)
     if (!r) return;
     if (r->bus) r->bus->ops->close(r->bus);
     fc_bus_writer_free(&r->out);
+    fc__heard_free(&r->heard);
+    uv_mutex_destroy(&r->heard_lock);
     uv_mutex_destroy(&r->lock);
     free(r);
 }

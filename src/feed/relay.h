@@ -27,6 +27,7 @@ typedef struct fc_feed_relay_config {
     const char *node_id;     /* this node's name on the bus */
     double catchup_interval; /* seconds between reads of the commit log */
     int catchup_batch;       /* rows per read */
+    int heard_max;           /* transactions remembered as heard (heard.h); 0: 65536 */
 } fc_feed_relay_config;
 
 /* A relay whose timers run on home, reading the log through home_store.
@@ -40,8 +41,10 @@ int fc_feed_relay_add(fc_feed_relay *r, fc_feed *f);
 void fc_feed_relay_remove(fc_feed_relay *r, fc_feed *f);
 /* Connects the bus (in the background) and starts the timers. 0 or -1 with err. */
 int fc_feed_relay_start(fc_feed_relay *r, char *err, size_t errlen);
-/* Tells the other nodes of a change this process committed. Home loop. */
-void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state, int deleted);
+/* Tells the other nodes of a change this process committed (after the
+ * home loop's own feed took it). Home loop. */
+void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state,
+                           const fc_store_commit *commit, int deleted);
 /* 0 when the bus proved itself end to end recently (or there is none),
  * else -1 with a reason. Any thread. */
 int fc_feed_relay_health(fc_feed_relay *r, char *why, size_t whylen);

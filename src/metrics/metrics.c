@@ -157,6 +157,10 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->bus_up += LOAD(m->bus_up);
     sum->catchup_reads += LOAD(m->catchup_reads);
     sum->catchup_past_queue += LOAD(m->catchup_past_queue);
+    sum->catchup_changes += LOAD(m->catchup_changes);
+    sum->catchup_heard += LOAD(m->catchup_heard);
+    sum->bus_heard += LOAD(m->bus_heard);
+    sum->bus_heard_full += LOAD(m->bus_heard_full);
     sum->feed_duplicates += LOAD(m->feed_duplicates);
     sum->feed_gaps_filled += LOAD(m->feed_gaps_filled);
     sum->feed_resyncs += LOAD(m->feed_resyncs);
@@ -295,6 +299,21 @@ static void render_cluster(out *o, const fc_metrics *m)
             "Catch-up reads an I/O thread's queue took past --bus-queue (the catch-up then "
             "waits for it to drain).",
             m->catchup_past_queue);
+    counter(o, "flowcast_catchup_changes_total",
+            "Changes the catch-up read from the store's commit log (the bus did not bring "
+            "them whole, or a read covered a miss).",
+            m->catchup_changes);
+    counter(o, "flowcast_catchup_heard_total",
+            "Transactions the catch-up left out of its reads: every change of them had come "
+            "over the bus (or this node committed them).",
+            m->catchup_heard);
+    gauge(o, "flowcast_bus_heard_transactions",
+          "Transactions remembered as heard until the catch-up reads past them (--bus-heard).",
+          m->bus_heard);
+    counter(o, "flowcast_bus_heard_full_total",
+            "Changes not remembered as heard because --bus-heard transactions were (the "
+            "catch-up reads their rows).",
+            m->bus_heard_full);
     counter(o, "flowcast_feed_duplicates_total",
             "Changes dropped as already handed on (per I/O thread).", m->feed_duplicates);
     counter(o, "flowcast_feed_gaps_filled_total",

@@ -70,6 +70,10 @@ typedef struct fc_metrics {
     int64_t bus_up;            /* gauge: 1 while connected to a NATS server */
     uint64_t catchup_reads;    /* counter: reads of the store's commit log */
     uint64_t catchup_past_queue; /* counter: catch-up reads a feed's queue took past its bound */
+    uint64_t catchup_changes;  /* counter: changes the catch-up read from the store */
+    uint64_t catchup_heard;    /* counter: transactions it left out, heard on the bus */
+    int64_t bus_heard;         /* gauge: transactions remembered as heard */
+    uint64_t bus_heard_full;   /* counter: changes not remembered: --bus-heard was reached */
     uint64_t feed_duplicates;  /* counter: changes already handed on, dropped */
     uint64_t feed_gaps_filled; /* counter: gaps filled from the event log */
     uint64_t feed_resyncs;     /* counter: gaps the log could not fill (resync sent) */

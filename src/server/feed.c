@@ -68,7 +68,8 @@ int fc__server_feed_open(fc_server *srv)
                                               .nkey_file = cfg->nats_nkey},
                                    .node_id = cl->node_id,
                                    .catchup_interval = cfg->catchup_interval,
-                                   .catchup_batch = 1000};
+                                   .catchup_batch = 1000,
+                                   .heard_max = cfg->bus_heard};
         char err[256] = "";
         int code = 0;
         cl->relay = fc_feed_relay_new(srv->loop, srv->store, &rc, &code, err, sizeof err);
@@ -104,12 +105,12 @@ int fc__server_feed_start(fc_cluster *cl)
     return -1;
 }
 
-void fc__server_feed_commit(fc_server *srv, const fc_workflow *state, uint64_t commit_ns,
-                            int deleted)
+void fc__server_feed_commit(fc_server *srv, const fc_workflow *state,
+                            const fc_store_commit *commit, int deleted)
 {
-    fc_feed_change(srv->feed, state, commit_ns, deleted, FC_FEED_LOCAL);
+    fc_feed_change(srv->feed, state, commit->commit_ns, deleted, FC_FEED_LOCAL, commit->txid);
     /* Loop 0 hears every commit of this process: it alone tells the others. */
-    if (srv->index == 0) fc_feed_relay_publish(srv->cl->relay, state, deleted);
+    if (srv->index == 0) fc_feed_relay_publish(srv->cl->relay, state, commit, deleted);
 }
 
 void fc__server_feed_close(fc_server *srv)

@@ -307,8 +307,8 @@ void fc__cluster_shutdown(fc_cluster *cl);
  * finishes (before its store); free after every loop has ended. */
 int fc__server_feed_open(fc_server *srv);
 int fc__server_feed_start(fc_cluster *cl);
-void fc__server_feed_commit(fc_server *srv, const fc_workflow *state, uint64_t commit_ns,
-                            int deleted);
+void fc__server_feed_commit(fc_server *srv, const fc_workflow *state,
+                            const fc_store_commit *commit, int deleted);
 void fc__server_feed_close(fc_server *srv);
 void fc__server_feed_free(fc_cluster *cl);
 

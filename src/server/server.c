@@ -327,9 +327,10 @@ static void on_wake(uv_async_t *h)
  * from whichever loop they came, in commit order, go through the loop's feed
  * (which also orders what other nodes committed: the bus and the catch-up
  * reads) to its subscribers, and from loop 0 to the other nodes. */
-static void on_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
+static void on_commit(void *ud, const fc_workflow *state, const fc_store_commit *commit,
+                      int deleted)
 {
-    fc__server_feed_commit(ud, state, commit_ns, deleted);
+    fc__server_feed_commit(ud, state, commit, deleted);
 }
 
 static void init_handles(fc_server *srv)

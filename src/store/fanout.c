@@ -17,7 +17,7 @@
  * changes to finish. One allocation; the strings of the states live in it. */
 typedef struct batch_item {
     fc_workflow wf;
-    uint64_t commit_ns;
+    fc_store_commit commit;
     int deleted;
 } batch_item;
 
@@ -42,6 +42,11 @@ static fc__fanout_handle *from_base(fc_store *s)
 static int applied(const fc_change *c)
 {
     return c->result == 0 && !c->replayed;
+}
+
+static fc_store_commit commit_of(const fc_change *c)
+{
+    return (fc_store_commit){c->commit_ns, c->txid, c->txn_changes};
 }
 
 /* Appends the list first..last (linked by next) to the list *head..*tail. */
@@ -183,7 +188,7 @@ static fc__fanout_batch *batch_build(fc_change *batch)
             arena = stpcpy(arena, c->wf.name) + 1;
             it->wf.message = arena;
             arena = stpcpy(arena, c->wf.message) + 1;
-            it->commit_ns = c->commit_ns;
+            it->commit = commit_of(c);
             it->deleted = c->kind == FC_CHANGE_DELETE;
         }
         int h = ((fc__fanout_handle *)c->origin)->index;
@@ -244,9 +249,10 @@ void fc__fanout_hand_back(fc__fanout *fo, fc_change *batch)
 
 /* Loop side: delivering. */
 
-static void report(fc__fanout_handle *h, const fc_workflow *w, uint64_t commit_ns, int deleted)
+static void report(fc__fanout_handle *h, const fc_workflow *w, const fc_store_commit *commit,
+                   int deleted)
 {
-    if (h->on_commit) h->on_commit(h->commit_ud, w, commit_ns, deleted);
+    if (h->on_commit) h->on_commit(h->commit_ud, w, commit, deleted);
 }
 
 static void finish(fc__fanout_handle *h, fc_change *c)
@@ -279,7 +285,10 @@ static void deliver(fc__fanout_handle *h)
     fc_change *c;
     while ((c = h->delivering)) {
         h->delivering = c->next;
-        if (applied(c)) report(h, &c->wf, c->commit_ns, c->kind == FC_CHANGE_DELETE);
+        if (applied(c)) {
+            fc_store_commit commit = commit_of(c);
+            report(h, &c->wf, &commit, c->kind == FC_CHANGE_DELETE);
+        }
         finish(h, c);
     }
     fc__fanout_batch *b;
@@ -287,7 +296,7 @@ static void deliver(fc__fanout_handle *h)
         batch_slot *slot = &b->slots[h->index];
         if (h->pos < b->count) {
             batch_item *it = &b->items[h->pos++];
-            report(h, &it->wf, it->commit_ns, it->deleted);
+            report(h, &it->wf, &it->commit, it->deleted);
         } else if ((c = slot->own)) {
             slot->own = c->next;
             finish(h, c);

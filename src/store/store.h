@@ -68,6 +68,11 @@ typedef struct fc_change {
     int result;
     char errmsg[160];
     uint64_t commit_ns; /* monotonic time of the commit */
+    /* Output, backends with a commit log: the committing transaction's id
+     * (a log position, see log_since) and how many changes it committed;
+     * 0 and 0 otherwise. */
+    int64_t txid;
+    uint32_t txn_changes;
     char idem_key[FC_IDEM_KEY_MAX + 1];
     unsigned char idem_fp[FC_IDEM_FP_LEN];
     int replayed; /* output: the outcome of the key's first use, nothing applied */
@@ -93,11 +98,21 @@ typedef int (*fc_store_row_cb)(const fc_workflow *w, void *ud);
 
 typedef struct fc_store fc_store;
 
+/* Where a committed change sits: when, and in which transaction. */
+typedef struct fc_store_commit {
+    uint64_t commit_ns; /* monotonic time of the commit */
+    /* Backends with a commit log (fc_store_has_log): the transaction's id,
+     * as log_since's heard predicate names it (> 0), and how many changes
+     * it committed (>= 1); 0 and 0 otherwise. */
+    int64_t txid;
+    uint32_t txn_changes;
+} fc_store_commit;
+
 /* A committed change as every handle hears of it: the state after it (for a
- * deletion, the state just before), the monotonic time of its commit, and
- * whether it deleted the workflow. state is only valid during the call. */
-typedef void (*fc_store_commit_fn)(void *ud, const fc_workflow *state, uint64_t commit_ns,
-                                   int deleted);
+ * deletion, the state just before), its commit, and whether it deleted the
+ * workflow. state and commit are only valid during the call. */
+typedef void (*fc_store_commit_fn)(void *ud, const fc_workflow *state,
+                                   const fc_store_commit *commit, int deleted);
 
 /* The last deletion of an id: its incarnation, the seq the deletion took
  * (the deleted state's seq + 1) and when it was committed (Unix ms). A
@@ -127,11 +142,16 @@ typedef struct fc_store_config {
 
 /* A committed change as the commit-ordered log gives it back: like
  * fc_store_commit_fn (state after the change; for a deletion the state just
- * before, deleted = 1). state is only valid during the call; 0 goes on. */
-typedef int (*fc_store_log_fn)(void *ud, const fc_workflow *state, int deleted);
+ * before, deleted = 1), with its transaction's id. state is only valid
+ * during the call; 0 goes on. */
+typedef int (*fc_store_log_fn)(void *ud, const fc_workflow *state, int deleted, int64_t txid);
+/* Whether log_since may leave out the rows of transaction txid: 1 when
+ * the caller already has every change it committed. */
+typedef int (*fc_store_heard_fn)(void *ud, int64_t txid);
 
 typedef struct fc_store_ops {
-    /* 6: log_head/log_since; 5: health; 4: changes carry idempotency keys
+    /* 7: transaction ids (fc_store_commit, log_since's heard); 6:
+     * log_head/log_since; 5: health; 4: changes carry idempotency keys
      * (3: epochs and tombstones) */
     int version;
     const char *name;
@@ -178,10 +198,14 @@ typedef struct fc_store_ops {
      *   oldest first as far as the backend can tell, AT LEAST once (repeats allowed: the feed
      *   drops them by (epoch, seq)), at most `limit` rows, and sets *next to pass next time.
      *   It may give only the latest state of a workflow that changed several times (the feed
-     *   fills gaps from events_since). Returns 0 or FC_EIO. Loop thread, synchronous. */
+     *   fills gaps from events_since). Returns 0 or FC_EIO. Loop thread, synchronous.
+     *   heard (may be NULL; v7) is asked once per transaction of the window: 1 leaves that
+     *   transaction's rows out (the caller had them from elsewhere, the cluster bus), so a
+     *   read costs rows only for what was not heard. The backend may ignore it and give
+     *   every row (e.g. when it no longer knows the window's transactions). */
     int (*log_head)(fc_store *s, int64_t *position);
-    int (*log_since)(fc_store *s, int64_t after, int limit, fc_store_log_fn fn, void *ud,
-                     int64_t *next);
+    int (*log_since)(fc_store *s, int64_t after, int limit, fc_store_heard_fn heard,
+                     fc_store_log_fn fn, void *ud, int64_t *next);
 } fc_store_ops;
 
 /* Every backend's handle starts with this. */
@@ -235,10 +259,11 @@ static inline int fc_store_log_head(fc_store *s, int64_t *position)
 {
     return s->ops->log_head(s, position);
 }
-static inline int fc_store_log_since(fc_store *s, int64_t after, int limit, fc_store_log_fn fn,
-                                     void *ud, int64_t *next)
+static inline int fc_store_log_since(fc_store *s, int64_t after, int limit,
+                                     fc_store_heard_fn heard, fc_store_log_fn fn, void *ud,
+                                     int64_t *next)
 {
-    return s->ops->log_since(s, after, limit, fn, ud, next);
+    return s->ops->log_since(s, after, limit, heard, fn, ud, next);
 }
 
 /* Whether the store has a commit-ordered log other processes write to

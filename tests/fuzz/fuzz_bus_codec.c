@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fc_bus_writer w;
     CHECK(fc_bus_writer_init(&w, c.node) == 0);
     for (size_t i = 0; i < c.n; i++)
-        CHECK(fc_bus_writer_add(&w, &c.changes[i].state, c.changes[i].deleted, size) == 0);
+        CHECK(fc_bus_writer_add(&w, &c.changes[i].state, c.changes[i].deleted, c.changes[i].txid,
+                                    c.changes[i].txn_changes, size) == 0);
     size_t len = 0;
     const char *out = fc_bus_writer_finish(&w, c.sent_ns, &len);
     CHECK(len <= size); /* never longer than a message that decodes to the same */

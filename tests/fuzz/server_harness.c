@@ -50,10 +50,11 @@ static void on_check(uv_check_t *h)
     fc__conn_flush_all(&srv);
 }
 
-static void on_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
+static void on_commit(void *ud, const fc_workflow *state, const fc_store_commit *commit,
+                         int deleted)
 {
     (void)ud;
-    (void)fc_hub_publish(srv.hub, state, commit_ns, deleted);
+    (void)fc_hub_publish(srv.hub, state, commit->commit_ns, deleted);
 }
 
 /* The database goes when the fuzzer exits (the store may still hold it

@@ -214,13 +214,13 @@ static void fx_free(fx *x)
 static void arrive(fx *x, const char *id, int64_t epoch, int64_t seq)
 {
     fc_workflow w = state_of(id, epoch, seq);
-    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_BUS);
+    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_BUS, 0);
 }
 
 static void arrive_deleted(fx *x, const char *id, int64_t epoch, int64_t seq_before)
 {
     fc_workflow w = state_of(id, epoch, seq_before);
-    fc_feed_change(x->feed, &w, 0, 1, FC_FEED_BUS);
+    fc_feed_change(x->feed, &w, 0, 1, FC_FEED_BUS, 0);
 }
 
 static void expect_seqs(fx *x, int64_t epoch, int from, int to)
@@ -341,10 +341,10 @@ static void test_store_unavailable_defers(void **state)
     fake_commit(&x->store, "a", E1, 3);
     x->store.fail = FC_EUNAVAILABLE;
     fc_workflow w = state_of("a", E1, 3);
-    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_LOCAL);
+    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_LOCAL, 0);
     assert_int_equal(x->sink.n, 1);
     x->store.fail = 0;
-    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_CATCHUP);
+    fc_feed_change(x->feed, &w, 0, 0, FC_FEED_CATCHUP, 0);
     expect_seqs(x, E1, 1, 3);
     fx_free(x);
 }
@@ -568,7 +568,7 @@ static void test_queue_posts_in_order_and_bounded(void **state)
     for (int s = 1; s <= 6; s++) {
         fc_workflow w = state_of("q", E1, s);
         fake_commit(&x->store, "q", E1, s);
-        m[s - 1] = fc_feed_msg_new(&w, 0, FC_FEED_BUS, 0);
+        m[s - 1] = fc_feed_msg_new(&w, 0, 0, FC_FEED_BUS, 0);
         int rc = fc_feed_post(x->feed, m[s - 1]);
         assert_int_equal(rc, s <= 4 ? 0 : -1); /* max_queue 4 */
         fc_feed_msg_unref(m[s - 1]);
@@ -579,8 +579,8 @@ static void test_queue_posts_in_order_and_bounded(void **state)
      * again from its last transaction's start, and one larger than the
      * queue never taken; the relay waits for full to clear instead. */
     fc_workflow w5 = state_of("q", E1, 5), w6 = state_of("q", E1, 6);
-    fc_feed_msg *c = fc_feed_msg_new(&w5, 0, FC_FEED_CATCHUP, 0);
-    assert_int_equal(fc_feed_msg_add(c, &w6, 0), 0);
+    fc_feed_msg *c = fc_feed_msg_new(&w5, 0, 0, FC_FEED_CATCHUP, 0);
+    assert_int_equal(fc_feed_msg_add(c, &w6, 0, 0), 0);
     assert_int_equal(fc_feed_post(x->feed, c), 0);
     fc_feed_msg_unref(c);
     assert_int_equal(fc_feed_dropped(x->feed), 2);
@@ -599,7 +599,7 @@ static void post_seq(fx *x, int64_t seq)
 {
     fc_workflow w = state_of("b", E1, seq);
     fake_commit(&x->store, "b", E1, seq);
-    fc_feed_msg *m = fc_feed_msg_new(&w, 0, FC_FEED_BUS, 0);
+    fc_feed_msg *m = fc_feed_msg_new(&w, 0, 0, FC_FEED_BUS, 0);
     assert_int_equal(fc_feed_post(x->feed, m), 0);
     fc_feed_msg_unref(m);
 }
@@ -635,9 +635,9 @@ static fc_feed_msg *batch(fx *x, int64_t first, int64_t last)
         fc_workflow w = state_of("b", E1, seq);
         fake_commit(&x->store, "b", E1, seq);
         if (!m)
-            m = fc_feed_msg_new(&w, 0, FC_FEED_BUS, 0);
+            m = fc_feed_msg_new(&w, 0, 0, FC_FEED_BUS, 0);
         else
-            assert_int_equal(fc_feed_msg_add(m, &w, 0), 0);
+            assert_int_equal(fc_feed_msg_add(m, &w, 0, 0), 0);
         assert_non_null(m);
     }
     return m;

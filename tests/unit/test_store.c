@@ -463,10 +463,11 @@ static void test_submit_before_close(void **state)
     fc_workflow_clear(&w);
 }
 
-static void count_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
+static void count_commit(void *ud, const fc_workflow *state, const fc_store_commit *commit,
+                         int deleted)
 {
     (void)state;
-    (void)commit_ns;
+    (void)commit;
     (void)deleted;
     (*(int *)ud)++;
 }

@@ -24,11 +24,12 @@
 /* Commits heard through the commit callback. */
 static int commits;
 
-static void count_commit(void *ud, const fc_workflow *state, uint64_t commit_ns, int deleted)
+static void count_commit(void *ud, const fc_workflow *state, const fc_store_commit *commit,
+                         int deleted)
 {
     (void)ud;
     (void)state;
-    (void)commit_ns;
+    (void)commit;
     (void)deleted;
     commits++;
 }

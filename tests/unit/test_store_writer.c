@@ -146,12 +146,13 @@ typedef struct heard {
     int closing;  /* the handle is in its close: done() comes unheard */
 } heard;
 
-static void on_heard(void *ud, const fc_workflow *w, uint64_t commit_ns, int deleted)
+static void on_heard(void *ud, const fc_workflow *w, const fc_store_commit *commit,
+                         int deleted)
 {
     heard *h = ud;
     assert_true(h->n < 64);
     assert_string_equal(w->id, "sh");
-    assert_true(commit_ns > 0);
+    assert_true(commit->commit_ns > 0);
     h->seq[h->n] = w->seq;
     h->deleted[h->n] = deleted;
     h->n++;

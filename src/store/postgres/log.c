@@ -23,14 +23,28 @@
  * rows of that transaction not given yet are read next time; when a whole
  * page is one transaction's rows, that transaction's rows are given whole
  * (at most FC__PG_BATCH_MAX: a writer never commits more changes in one
- * transaction) and next moves past it, unless fn stopped in it. */
+ * transaction) and next moves past it, unless fn stopped in it.
+ *
+ * With a heard predicate (the cluster's catch-up, whose bus brought most
+ * changes already) a read first asks the commits table (schema step 2: a
+ * row per transaction that wrote the log, written by triggers) which
+ * transactions committed from `after` on, one row per batch, and reads the
+ * rows of only those heard() does not vouch for: with the bus up, a read
+ * costs a row per transaction instead of one per change and node. The
+ * xmin argument above holds unchanged, the commits rows being written in
+ * the transactions they name. The table keeps a row FC__PG_COMMITS_KEEP_S
+ * (writer.c trims it), so it is asked only from a position this handle
+ * gave less than half of that ago; any other position (the first read, a
+ * read after the store was down for a minute, a position the caller moved
+ * back) reads every row. */
 #include "store/postgres/pg_internal.h"
 
 #include "common/error.h"
+#include "common/time.h"
 
 #include <inttypes.h>
 #include <stdio.h>
-
+#include <stdlib.h>
 
 /* Gives the rows of r from the log columns (xid, deleted, WF columns) to
  * fn; *last gets the last row's xid. 0, FC_EIO, or 1 when fn stopped. */
@@ -40,7 +54,7 @@ static int give(const PGresult *r, fc_store_log_fn fn, void *ud, int64_t *last)
         fc_workflow w;
         if (fc__pg_read_row(r, i, 2, &w) != 0) return FC_EIO;
         *last = fc__pg_int(r, i, 0);
-        if (fn(ud, &w, PQgetvalue(r, i, 1)[0] == '1') != 0) return 1;
+        if (fn(ud, &w, PQgetvalue(r, i, 1)[0] == '1', *last) != 0) return 1;
     }
     return 0;
 }
@@ -70,19 +84,78 @@ static int pos_read(fc__pg_store *s, int64_t *position)
     return 0;
 }
 
-int fc__pg_log_head(fc_store *bs, int64_t *position)
+static void remember(fc__pg_store *s, int64_t next)
 {
-    return pos_read((fc__pg_store *)(void *)bs, position);
+    s->log_next = next;
+    s->log_next_ns = fc_time_mono_ns();
 }
 
-int fc__pg_log_since(fc_store *bs, int64_t after, int limit, fc_store_log_fn fn, void *ud,
-                     int64_t *next)
+/* Whether the commits table still holds every transaction from after on. */
+static int window_known(const fc__pg_store *s, int64_t after)
+{
+    return after == s->log_next &&
+           fc_time_mono_ns() - s->log_next_ns < FC__PG_COMMITS_KEEP_S * 1000000000ull / 2;
+}
+
+int fc__pg_log_head(fc_store *bs, int64_t *position)
 {
     fc__pg_store *s = (fc__pg_store *)(void *)bs;
-    int64_t xmin, last = after;
-    *next = after;
-    if (pos_read(s, &xmin) != 0) return FC_EIO; /* before the rows: see above */
-    if (limit <= 0 || limit > FC__PG_BATCH_MAX * 4) limit = FC__PG_BATCH_MAX * 4;
+    int rc = pos_read(s, position);
+    if (rc == 0) remember(s, *position);
+    return rc;
+}
+
+static int64_t lower(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Gives every row of transaction xid (a page of the log held nothing but
+ * some of its rows): 0, FC_EIO, or 1 when fn stopped. */
+static int give_whole(fc__pg_store *s, int64_t xid, fc_store_log_fn fn, void *ud)
+{
+    char x[24];
+    snprintf(x, sizeof x, "%" PRId64, xid);
+    const char *params[1] = {x};
+    int rc;
+    PGresult *r = query(s, FC__PG_R_LOG_XID, 1, params, &rc);
+    if (!r) return rc;
+    int64_t last;
+    int g = give(r, fn, ud, &last);
+    PQclear(r);
+    return g;
+}
+
+/* Gives the rows r holds (a page of at most limit rows from `from` on, in
+ * xid order) and sets *next, or leaves it when FC_EIO. when_short: *next
+ * when the page was not full. */
+static int give_page(fc__pg_store *s, PGresult *r, int limit, int64_t from, int64_t xmin,
+                     int64_t when_short, fc_store_log_fn fn, void *ud, int64_t *next)
+{
+    int64_t last = from;
+    int full = PQntuples(r) >= limit;
+    int g = give(r, fn, ud, &last);
+    PQclear(r);
+    if (g == FC_EIO) return FC_EIO;
+    if (g == 1) { /* fn stopped: come back to the last row's transaction */
+        *next = lower(last, xmin);
+    } else if (!full) {
+        *next = when_short;
+    } else if (last > from) { /* the last transaction may be cut: again next time */
+        *next = lower(last, xmin);
+    } else {
+        /* A whole page of transaction `from`: give it whole, then move on.
+         * Its rows are visible, so it has committed and xmin > from. */
+        g = give_whole(s, from, fn, ud);
+        if (g == FC_EIO) return FC_EIO;
+        *next = g == 1 ? from : lower(from + 1, xmin);
+    }
+    return 0;
+}
+
+static int read_all(fc__pg_store *s, int64_t after, int limit, int64_t xmin, fc_store_log_fn fn,
+                    void *ud, int64_t *next)
+{
     char a[24], l[16];
     snprintf(a, sizeof a, "%" PRId64, after);
     snprintf(l, sizeof l, "%d", limit);
@@ -90,31 +163,83 @@ int fc__pg_log_since(fc_store *bs, int64_t after, int limit, fc_store_log_fn fn,
     int rc;
     PGresult *r = query(s, FC__PG_R_LOG_SINCE, 2, params, &rc);
     if (!r) return rc;
-    int rows = PQntuples(r), full = rows >= limit;
-    int g = give(r, fn, ud, &last);
-    PQclear(r);
-    if (g == FC_EIO) return FC_EIO;
-    if (g == 1) {
-        /* fn stopped: come back to the last row's transaction. */
-        *next = last < xmin ? last : xmin;
-        return 0;
-    }
-    if (!full) {
-        *next = xmin;
-        return 0;
-    }
-    if (last > after) {
-        *next = last < xmin ? last : xmin;
-        return 0;
-    }
-    /* A whole page of transaction `after`: give it whole, then move on. Its
-     * rows are visible, so it has committed and xmin > after. */
-    r = query(s, FC__PG_R_LOG_XID, 1, params, &rc);
+    return give_page(s, r, limit, after, xmin, xmin, fn, ud, next);
+}
+
+/* The transactions from after on (at most limit) heard() does not vouch
+ * for, as an array literal in *list (caller frees), their count in
+ * *unheard and the first in *first; *when_short: where the next read
+ * starts if these transactions' rows fit in a page. 0 or an error. */
+static int unheard_of(fc__pg_store *s, int64_t after, int limit, int64_t xmin,
+                      fc_store_heard_fn heard, void *ud, char **list, int *unheard,
+                      int64_t *first, int64_t *when_short)
+{
+    char a[24], l[16];
+    snprintf(a, sizeof a, "%" PRId64, after);
+    snprintf(l, sizeof l, "%d", limit);
+    const char *params[2] = {a, l};
+    int rc;
+    PGresult *r = query(s, FC__PG_R_COMMITS, 2, params, &rc);
     if (!r) return rc;
-    g = give(r, fn, ud, &last);
+    int n = PQntuples(r);
+    char *p = malloc((size_t)n * 21 + 3);
+    if (!p) {
+        PQclear(r);
+        return FC_ENOMEM;
+    }
+    size_t len = 0;
+    int64_t last = after;
+    *unheard = 0;
+    p[len++] = '{';
+    for (int i = 0; i < n; i++) {
+        last = fc__pg_int(r, i, 0);
+        if (heard(ud, last)) continue;
+        if ((*unheard)++ == 0) *first = last;
+        else p[len++] = ',';
+        len += (size_t)sprintf(p + len, "%" PRId64, last);
+    }
+    p[len++] = '}';
+    p[len] = '\0';
     PQclear(r);
-    if (g == FC_EIO) return FC_EIO;
-    /* fn stopped inside it: the whole transaction again next time. */
-    *next = g == 1 ? after : after + 1 < xmin ? after + 1 : xmin;
+    /* A full page of transactions: more may follow the last. */
+    *when_short = n >= limit ? lower(last + 1, xmin) : xmin;
+    *list = p;
     return 0;
+}
+
+static int read_unheard(fc__pg_store *s, int64_t after, int limit, int64_t xmin,
+                        fc_store_heard_fn heard, fc_store_log_fn fn, void *ud, int64_t *next)
+{
+    char *list = NULL;
+    int unheard = 0;
+    int64_t first = after, when_short = xmin;
+    int rc = unheard_of(s, after, limit, xmin, heard, ud, &list, &unheard, &first, &when_short);
+    if (rc != 0) return rc;
+    if (unheard == 0) {
+        free(list);
+        *next = when_short;
+        return 0;
+    }
+    char l[16];
+    snprintf(l, sizeof l, "%d", limit);
+    const char *params[2] = {list, l};
+    PGresult *r = query(s, FC__PG_R_LOG_XIDS, 2, params, &rc);
+    free(list);
+    if (!r) return rc;
+    return give_page(s, r, limit, first, xmin, when_short, fn, ud, next);
+}
+
+int fc__pg_log_since(fc_store *bs, int64_t after, int limit, fc_store_heard_fn heard,
+                     fc_store_log_fn fn, void *ud, int64_t *next)
+{
+    fc__pg_store *s = (fc__pg_store *)(void *)bs;
+    int64_t xmin;
+    *next = after;
+    if (pos_read(s, &xmin) != 0) return FC_EIO; /* before the rows: see above */
+    if (limit <= 0 || limit > FC__PG_BATCH_MAX * 4) limit = FC__PG_BATCH_MAX * 4;
+    int rc = heard && window_known(s, after)
+                 ? read_unheard(s, after, limit, xmin, heard, fn, ud, next)
+                 : read_all(s, after, limit, xmin, fn, ud, next);
+    if (rc == 0) remember(s, *next);
+    return rc;
 }

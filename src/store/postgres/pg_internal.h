@@ -27,6 +27,10 @@
 
 #define FC__PG_TAG "store.postgres"
 
+/* A number macro as a string literal, for SQL text. */
+#define FC__PG_STR_(x) #x
+#define FC__PG_STR(x) FC__PG_STR_(x)
+
 /* Changes per transaction at most: bounds a commit's size and the rows one
  * transaction id carries in the log (log_since returns one id's rows whole). */
 #define FC__PG_BATCH_MAX 512
@@ -38,6 +42,13 @@
 /* Expired idempotency keys: at most this many deleted per second and node. */
 #define FC__PG_IDEM_TRIM 256
 #define FC__PG_IDEM_TRIM_EVERY_MS 1000
+
+/* The commits table (schema step 2) keeps a transaction's row this long
+ * (seconds); log_since leaves out heard transactions only from a position
+ * it gave within half of it (log.c), later ones are read whole. */
+#define FC__PG_COMMITS_KEEP_S 120
+/* Expired commits rows: at most this many deleted per second and node. */
+#define FC__PG_COMMITS_TRIM 4096
 
 /* A batch that failed with a deadlock or serialization failure (two nodes
  * locking the same keys in different orders) is run again this many times. */
@@ -58,6 +69,8 @@ enum {
     FC__PG_R_LOG_HEAD,
     FC__PG_R_LOG_SINCE,
     FC__PG_R_LOG_XID,
+    FC__PG_R_COMMITS,
+    FC__PG_R_LOG_XIDS,
     FC__PG_R_COUNT
 };
 
@@ -107,6 +120,10 @@ struct fc__pg_store {
 
     /* Read side: the loop thread only. */
     fc__pg_link r;
+    /* The last log position this handle gave (log_head, log_since's next)
+     * and when (monotonic ns): log.c. */
+    int64_t log_next;
+    uint64_t log_next_ns;
 };
 
 /* conn.c */
@@ -163,7 +180,8 @@ void fc__pg_writer_stop(fc__pg_core *s);
 /* log.c (loop thread, on the handle's read connection) */
 
 int fc__pg_log_head(fc_store *s, int64_t *position);
-int fc__pg_log_since(fc_store *s, int64_t after, int limit, fc_store_log_fn fn, void *ud,
+int fc__pg_log_since(fc_store *s, int64_t after, int limit, fc_store_heard_fn heard,
+                     fc_store_log_fn fn, void *ud,
                      int64_t *next);
 
 /* store_pg.c */

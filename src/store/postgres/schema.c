@@ -292,6 +292,32 @@ static const char *const migrations[] = {
     "  END IF;\n"
     "END\n"
     "$fc$;",
+
+    /* Step 2. commits: a row per transaction that wrote the log (events or
+     * tombstones), by its xid, so the cluster's catch-up can ask which
+     * transactions committed in a window (one row per batch of up to
+     * FC__PG_BATCH_MAX changes) and fetch the rows of only those the bus
+     * did not bring (log.c). Written by statement triggers rather than by
+     * the writer, so that every writer of the log writes it, a node of an
+     * older version too during a rolling upgrade: a transaction missing
+     * from it would be skipped. ON CONFLICT DO NOTHING: one row for a
+     * transaction's many statements (an index probe each after the first).
+     * at: when the row was written, for the trim (writer.c, rows older than
+     * FC__PG_COMMITS_KEEP_S); clock_timestamp, not the transaction's start,
+     * which a long transaction would put in the past. */
+    "CREATE TABLE commits (xid BIGINT PRIMARY KEY, at TIMESTAMPTZ NOT NULL);"
+    "CREATE INDEX commits_at ON commits (at);"
+    "CREATE FUNCTION fc_note_commit() RETURNS trigger LANGUAGE plpgsql AS $fc$\n"
+    "BEGIN\n"
+    "  INSERT INTO commits VALUES (pg_current_xact_id()::text::bigint, clock_timestamp())"
+    "    ON CONFLICT (xid) DO NOTHING;\n"
+    "  RETURN NULL;\n"
+    "END\n"
+    "$fc$;"
+    "CREATE TRIGGER events_commit AFTER INSERT ON events"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION fc_note_commit();"
+    "CREATE TRIGGER tombstones_commit AFTER INSERT OR UPDATE ON tombstones"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION fc_note_commit();",
 };
 
 _Static_assert(FC__PG_TRIM_EVERY == 64, "fc_apply trims every 64 changes");

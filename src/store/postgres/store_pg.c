@@ -57,6 +57,9 @@ static const char *const r_sql[FC__PG_R_COUNT] = {
     [FC__PG_R_LOG_HEAD] = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
     [FC__PG_R_LOG_SINCE] = LOG_ROWS("xid >= $1::bigint") " LIMIT $2::int",
     [FC__PG_R_LOG_XID] = LOG_ROWS("xid = $1::bigint"),
+    [FC__PG_R_COMMITS] = "SELECT xid FROM commits WHERE xid >= $1::bigint ORDER BY xid"
+                         " LIMIT $2::int",
+    [FC__PG_R_LOG_XIDS] = LOG_ROWS("xid = ANY($1::bigint[])") " LIMIT $2::int",
 };
 
 static fc__pg_store *from_base(fc_store *bs)
@@ -300,7 +303,7 @@ static void pg_close(fc_store *bs)
 static fc_store *pg_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen);
 
 static const fc_store_ops fc_store_pg_ops = {
-    .version = 6,
+    .version = 7,
     .name = "postgres",
     .close = pg_close,
     .attach = pg_attach,

@@ -59,6 +59,15 @@
     "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"                  \
     " WHERE created_at <= $1::bigint ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED)"
 
+/* Commits rows past FC__PG_COMMITS_KEEP_S (schema.c step 2), like the keys:
+ * SKIP LOCKED, at most $1 a time. */
+#define COMMITS_TRIM_SQL                                                                           \
+    "DELETE FROM commits WHERE xid IN (SELECT xid FROM commits WHERE at < now() - interval '"     \
+    FC__PG_STR(FC__PG_COMMITS_KEEP_S) " s' LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+/* The batch's transaction id, as its event and tombstone rows and its
+ * commits row record it (the log position of its changes). */
+#define TXID_SQL "SELECT pg_current_xact_id()::text::bigint"
+
 /* How a batch's pipeline ended. */
 enum { RUN_OK, RUN_RETRY, RUN_SQLERR, RUN_BROKEN };
 
@@ -78,7 +87,9 @@ static int prepare_writer(PGconn *c, void *arg, char *err, size_t errlen)
     return fc__pg_prepare(c, "apply", APPLY_SQL, s->timeout_ms, err, errlen) ||
            fc__pg_prepare(c, "updates", UPDATES_SQL, s->timeout_ms, err, errlen) ||
            fc__pg_prepare(c, "lock", LOCK_SQL, s->timeout_ms, err, errlen) ||
-           fc__pg_prepare(c, "trim", TRIM_SQL, s->timeout_ms, err, errlen);
+           fc__pg_prepare(c, "trim", TRIM_SQL, s->timeout_ms, err, errlen) ||
+           fc__pg_prepare(c, "ctrim", COMMITS_TRIM_SQL, s->timeout_ms, err, errlen) ||
+           fc__pg_prepare(c, "txid", TXID_SQL, s->timeout_ms, err, errlen);
 }
 
 typedef struct ordered {
@@ -442,13 +453,15 @@ static int take_answers(const PGresult *r, const step *st, const int *members, a
  * reason. */
 static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const int *order, int n,
                      const step *steps, int nsteps, const int *members, int64_t now, int trim,
-                     PGresult **held, answer *ans, int *trimmed, char *ioerr, size_t errlen)
+                     PGresult **held, answer *ans, int *trimmed, int64_t *txid, char *ioerr,
+                     size_t errlen)
 {
     int64_t deadline = now + s->timeout_ms;
     char cutoff[24], limit[16];
     snprintf(cutoff, sizeof cutoff, "%" PRId64, now - s->idem_window_ms);
     snprintf(limit, sizeof limit, "%d", FC__PG_IDEM_TRIM + 2 * n);
     const char *trim_params[2] = {cutoff, limit};
+    const char *ctrim_params[1] = {FC__PG_STR(FC__PG_COMMITS_TRIM)};
     ioerr[0] = '\0';
     int ok =
         PQenterPipelineMode(conn) && PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
@@ -460,15 +473,17 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
             (st->set ? send_updates(s, conn, cs, members + st->first, st->count, now, ioerr, errlen)
                      : send_apply(s, conn, cs[members[st->first]], now)) == 0;
     }
-    if (ok && trim) ok = PQsendQueryPrepared(conn, "trim", 2, trim_params, NULL, NULL, 0);
-    ok = ok && PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) &&
-         PQpipelineSync(conn);
+    if (ok && trim)
+        ok = PQsendQueryPrepared(conn, "trim", 2, trim_params, NULL, NULL, 0) &&
+             PQsendQueryPrepared(conn, "ctrim", 1, ctrim_params, NULL, NULL, 0);
+    ok = ok && PQsendQueryPrepared(conn, "txid", 0, NULL, NULL, NULL, 0) &&
+         PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
     if (!ok) {
         if (!ioerr[0]) snprintf(ioerr, errlen, "%s", PQerrorMessage(conn));
         return RUN_BROKEN;
     }
 
-    int queries = 1 + lock + nsteps + trim + 1, outcome = RUN_OK, failed;
+    int queries = 1 + lock + nsteps + 2 * trim + 2, outcome = RUN_OK, failed;
     for (int q = 0; q < queries; q++) {
         PGresult *r = fc__pg_result(conn, deadline, &failed, ioerr, errlen);
         if (failed) return RUN_BROKEN;
@@ -479,6 +494,8 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
         }
         int k = q - 1 - lock, apply = k >= 0 && k < nsteps;
         if (trim && k == nsteps && st == PGRES_COMMAND_OK) *trimmed = atoi(PQcmdTuples(r));
+        if (k == nsteps + 2 * trim && st == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            *txid = fc__pg_int(r, 0, 0);
         if (apply && st == PGRES_TUPLES_OK && take_answers(r, &steps[k], members, ans) == 0)
             held[k] = r;
         else
@@ -511,6 +528,20 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
     return outcome;
 }
 
+/* Tells each change of a committed batch its transaction: its id and how
+ * many changes it committed (what the cluster's catch-up compares with
+ * what the bus brought, feed/relay.c). */
+static void name_transaction(fc_change *const *cs, int n, int64_t txid)
+{
+    uint32_t applied = 0;
+    for (int i = 0; i < n; i++)
+        applied += cs[i]->result == 0 && !cs[i]->replayed;
+    for (int i = 0; i < n; i++) {
+        cs[i]->txid = txid;
+        cs[i]->txn_changes = applied;
+    }
+}
+
 /* Commits cs[0..n-1] in one transaction (again after a deadlock or a
  * serialization failure) and sets every change's result. */
 static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
@@ -527,6 +558,7 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
     /* A trim that hit its limit runs again at the next commit. */
     int trim = s->idem_trim_full || now - s->idem_trimmed_ms >= FC__PG_IDEM_TRIM_EVERY_MS;
     int trimmed = 0;
+    int64_t txid = 0;
     for (int attempt = 0; attempt < FC__PG_RETRIES; attempt++) {
         PGconn *conn = fc__pg_link_get(s, &s->w, prepare_writer, s);
         if (!conn) {
@@ -538,7 +570,7 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         now = fc_time_now_ms(); /* one timestamp per commit */
         sent = 1;
         outcome = run_batch(s, conn, cs, order, n, steps, nsteps, members, now, trim, held, ans,
-                            &trimmed, ioerr, sizeof ioerr);
+                            &trimmed, &txid, ioerr, sizeof ioerr);
         if (outcome == RUN_OK) break;
         for (int k = 0; k < nsteps; k++)
             PQclear(held[k]);
@@ -564,6 +596,7 @@ static void apply_batch(fc__pg_core *s, fc_change *const *cs, int n)
         }
     }
     if (outcome == RUN_OK) {
+        name_transaction(cs, n, txid);
         for (int k = 0; k < nsteps; k++)
             PQclear(held[k]);
         if (trim) {

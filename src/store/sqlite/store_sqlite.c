@@ -319,7 +319,7 @@ static void sq_close(fc_store *bs)
 static fc_store *sq_attach(fc_store *bs, uv_loop_t *loop, char *err, size_t errlen);
 
 static const fc_store_ops fc_store_sqlite_ops = {
-    .version = 6, /* log_head and log_since stay NULL: only this process writes */
+    .version = 7, /* log_head and log_since stay NULL: only this process writes */
     .name = "sqlite",
     .close = sq_close,
     .attach = sq_attach,

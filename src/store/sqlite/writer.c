@@ -414,8 +414,11 @@ static void apply_batch(fc__sqlite_core *s, fc_change *batch)
         atomic_store(&s->write_failed_ms, 0);
     }
     uint64_t t = fc_time_mono_ns();
-    for (c = batch; c; c = c->next)
+    for (c = batch; c; c = c->next) {
         c->commit_ns = t;
+        c->txid = 0; /* no commit log: one process writes */
+        c->txn_changes = 0;
+    }
 }
 
 /* The writer takes every queued change at once and applies them in one
