@@ -5,7 +5,8 @@ would, or something close to it, on flowcast.changes."""
 import struct
 import time
 
-VERSION = 2
+VERSION = 2  # what the forged-message tests write: still decoded (no transactions)
+VERSION_TXID = 3  # a node's own: each change with its transaction (txid=...)
 STATUSES = ["pending", "running", "paused", "completed", "failed", "cancelled"]
 
 
@@ -26,14 +27,18 @@ def text(b):
 
 
 def change(wid, epoch, seq, deleted=False, message="forged", name="wf", status="running",
-           current_step=1, total_steps=10, created_ms=1767225600000, updated_ms=1767225600000):
-    """One change's bytes; status may be a name or a raw byte value."""
+           current_step=1, total_steps=10, created_ms=1767225600000, updated_ms=1767225600000,
+           txid=None, txn_changes=1):
+    """One change's bytes; status may be a name or a raw byte value. With
+    txid, in version 3's layout (its transaction and that one's count of
+    changes): put it in a batch(..., version=VERSION_TXID)."""
     if isinstance(wid, str):
         wid = wid.encode()
     st = STATUSES.index(status) if isinstance(status, str) else status
     return (bytes([1 if deleted else 0, st, len(wid) & 0xFF]) + wid
             + b"".join(varint(v) for v in (epoch, seq, current_step, total_steps, created_ms,
                                            updated_ms))
+            + (b"" if txid is None else varint(txid) + varint(txn_changes))
             + text(name) + text(message))
 
 
