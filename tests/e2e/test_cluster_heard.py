@@ -20,13 +20,18 @@ from test_cluster_feed import Watcher, create, dsn, nodes, readyz  # noqa: F401
 N_WF, PER_WF, EACH = 6, 3, 25
 
 
+def ready_pair(nodes, nats, interval):
+    """Two nodes on the bus reading the log every interval seconds, both ready."""
+    pair = [nodes.node(nats.url, "--catchup-interval", interval) for _ in range(2)]
+    for n in pair:
+        wait_for(lambda: readyz(n).status == 200, 15, what="node ready (bus probe)")
+    return pair
+
+
 def test_catch_up_reads_only_what_the_bus_did_not_bring(nodes, nats):
     # A read every 200 ms: with every change read back, the count below
     # would be the number of changes, on both nodes.
-    a = nodes.node(nats.url, "--catchup-interval", "0.2")
-    b = nodes.node(nats.url, "--catchup-interval", "0.2")
-    for n in (a, b):
-        wait_for(lambda: readyz(n).status == 200, 15, what="node ready (bus probe)")
+    a, b = ready_pair(nodes, nats, "0.2")
     wids = ["h%d" % i for i in range(N_WF)]
     epochs = {w: create(a, w) for w in wids}
     watchers = {w: Watcher(b, w, epochs[w], 1) for w in wids}
@@ -62,10 +67,7 @@ def test_catch_up_reads_only_what_the_bus_did_not_bring(nodes, nats):
 
 def test_every_change_still_comes_with_nats_down(nodes, nats):
     """With no bus, nothing is heard: the catch-up reads every change."""
-    a = nodes.node(nats.url, "--catchup-interval", "0.1")
-    b = nodes.node(nats.url, "--catchup-interval", "0.1")
-    for n in (a, b):
-        wait_for(lambda: readyz(n).status == 200, 15, what="node ready (bus probe)")
+    a, b = ready_pair(nodes, nats, "0.1")
     epoch = create(a, "down")
     x = Watcher(b, "down", epoch, 1)
     time.sleep(0.3)

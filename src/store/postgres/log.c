@@ -153,15 +153,21 @@ static int give_page(fc__pg_store *s, PGresult *r, int limit, int64_t from, int6
     return 0;
 }
 
-static int read_all(fc__pg_store *s, int64_t after, int limit, int64_t xmin, fc_store_log_fn fn,
-                    void *ud, int64_t *next)
+/* Query idx (LOG_SINCE or COMMITS) from position after, at most limit rows. */
+static PGresult *query_from(fc__pg_store *s, int idx, int64_t after, int limit, int *rc)
 {
     char a[24], l[16];
     snprintf(a, sizeof a, "%" PRId64, after);
     snprintf(l, sizeof l, "%d", limit);
     const char *params[2] = {a, l};
+    return query(s, idx, 2, params, rc);
+}
+
+static int read_all(fc__pg_store *s, int64_t after, int limit, int64_t xmin, fc_store_log_fn fn,
+                    void *ud, int64_t *next)
+{
     int rc;
-    PGresult *r = query(s, FC__PG_R_LOG_SINCE, 2, params, &rc);
+    PGresult *r = query_from(s, FC__PG_R_LOG_SINCE, after, limit, &rc);
     if (!r) return rc;
     return give_page(s, r, limit, after, xmin, xmin, fn, ud, next);
 }
@@ -174,12 +180,8 @@ static int unheard_of(fc__pg_store *s, int64_t after, int limit, int64_t xmin,
                       fc_store_heard_fn heard, void *ud, char **list, int *unheard,
                       int64_t *first, int64_t *when_short)
 {
-    char a[24], l[16];
-    snprintf(a, sizeof a, "%" PRId64, after);
-    snprintf(l, sizeof l, "%d", limit);
-    const char *params[2] = {a, l};
     int rc;
-    PGresult *r = query(s, FC__PG_R_COMMITS, 2, params, &rc);
+    PGresult *r = query_from(s, FC__PG_R_COMMITS, after, limit, &rc);
     if (!r) return rc;
     int n = PQntuples(r);
     char *p = malloc((size_t)n * 21 + 3);
