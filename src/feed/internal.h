@@ -5,6 +5,7 @@
 #include "feed/feed.h"
 #include "common/list.h"
 #include "common/map.h"
+#include "common/wake.h"
 
 /* One workflow's place: the incarnation and the last position handed on
  * (a deletion's own seq once deleted). */
@@ -25,7 +26,7 @@ struct fc_feed {
     fc_list lru;
     /* Messages from other threads: swapped out whole under the lock into
      * taken (loop thread only), then handed on a bounded batch per turn. */
-    uv_async_t wake;
+    fc_wake wake;
     uv_mutex_t lock;
     fc_feed_msg **queue;
     size_t queue_len, queue_cap;

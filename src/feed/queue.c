@@ -1,7 +1,7 @@
 /* The feed's life and its queue from other threads: messages (each the
  * changes of one bus message or one catch-up read) are shared by reference
  * between every loop's feed, queued under a lock, and taken whole on the
- * loop's next turn by one uv_async wake-up (many posts, one wake-up), then
+ * loop's next turn by one wake-up (fc_wake: many posts, one wake-up), then
  * their changes handed on a bounded number per turn. */
 #include "feed/internal.h"
 #include "common/error.h"
@@ -123,9 +123,9 @@ int fc_feed_missed(fc_feed *f, int64_t *lo, int64_t *hi)
     return any;
 }
 
-static void on_wake(uv_async_t *h)
+static void on_wake(fc_wake *w)
 {
-    fc_feed *f = h->data;
+    fc_feed *f = w->data;
     if (f->taken_pos == f->taken_len) {
         free(f->taken);
         uv_mutex_lock(&f->lock);
@@ -161,7 +161,7 @@ static void on_wake(uv_async_t *h)
      * messages of a burst wait for the next post, which may never come. */
     int more = f->taken_pos < f->taken_len || f->queue_len > 0;
     uv_mutex_unlock(&f->lock);
-    if (more) uv_async_send(&f->wake); /* the rest on the next turn */
+    if (more) fc_wake_send(&f->wake); /* the rest on the next turn */
 }
 
 int fc_feed_post(fc_feed *f, fc_feed_msg *m)
@@ -194,7 +194,7 @@ int fc_feed_post(fc_feed *f, fc_feed_msg *m)
     uv_mutex_unlock(&f->lock);
     if (past) FC_METRIC_ADD(catchup_past_queue, 1);
     if (rc == 0)
-        uv_async_send(&f->wake);
+        fc_wake_send(&f->wake);
     else
         __atomic_add_fetch(&f->dropped, m->n, __ATOMIC_RELAXED);
     return rc;
@@ -217,7 +217,7 @@ fc_feed *fc_feed_new(uv_loop_t *loop, fc_store *store, const fc_feed_sink *sink,
         free(f);
         return NULL;
     }
-    if (uv_async_init(loop, &f->wake, on_wake) != 0) {
+    if (fc_wake_init(loop, &f->wake, on_wake) != 0) {
         fc_map_destroy(&f->entries);
         free(f);
         return NULL;
@@ -229,7 +229,7 @@ fc_feed *fc_feed_new(uv_loop_t *loop, fc_store *store, const fc_feed_sink *sink,
 
 static void on_closed(uv_handle_t *h)
 {
-    fc_feed *f = h->data;
+    fc_feed *f = ((fc_wake *)h)->data;
     for (size_t i = 0; i < f->queue_len; i++)
         fc_feed_msg_unref(f->queue[i]);
     free(f->queue);
@@ -249,7 +249,7 @@ static void on_closed(uv_handle_t *h)
 
 void fc_feed_close(fc_feed *f)
 {
-    if (f) uv_close((uv_handle_t *)&f->wake, on_closed);
+    if (f) fc_wake_close(&f->wake, on_closed);
 }
 
 int fc_feed_full(fc_feed *f)

@@ -67,11 +67,14 @@ int fc__fanout_init(fc__fanout *fo)
     locks++;
     if (pthread_mutex_init(&fo->dlock, NULL) != 0) goto fail;
     locks++;
+    if (pthread_mutex_init(&fo->wlock, NULL) != 0) goto fail;
+    locks++;
     if (pthread_cond_init(&fo->qcond, NULL) != 0) goto fail;
     locks++;
     if (pthread_cond_init(&fo->dcond, NULL) == 0) return 0;
 fail:
-    if (locks > 2) pthread_cond_destroy(&fo->qcond);
+    if (locks > 3) pthread_cond_destroy(&fo->qcond);
+    if (locks > 2) pthread_mutex_destroy(&fo->wlock);
     if (locks > 1) pthread_mutex_destroy(&fo->dlock);
     if (locks > 0) pthread_mutex_destroy(&fo->qlock);
     return FC_EIO;
@@ -82,6 +85,7 @@ void fc__fanout_destroy(fc__fanout *fo)
     pthread_cond_destroy(&fo->qcond);
     pthread_mutex_destroy(&fo->qlock);
     pthread_cond_destroy(&fo->dcond);
+    pthread_mutex_destroy(&fo->wlock);
     pthread_mutex_destroy(&fo->dlock);
 }
 
@@ -198,6 +202,19 @@ static fc__fanout_batch *batch_build(fc_change *batch)
     return b;
 }
 
+/* Wakes the n handles in to (taken from fo->handles under dlock, with
+ * wlock taken before dlock was let go) and lets wlock go. Outside dlock: a
+ * writer descheduled between a wake-up's eventfd write and unlocking would
+ * otherwise keep the loop it just woke waiting on dlock in deliver() until
+ * it ran again. wlock keeps each handle's wake-up open meanwhile
+ * (fc__fanout_detach waits for it). */
+static void wake_all(fc__fanout *fo, fc__fanout_handle **to, int n)
+{
+    for (int i = 0; i < n; i++)
+        fc_wake_send(&to[i]->wake);
+    pthread_mutex_unlock(&fo->wlock);
+}
+
 /* With one handle, the changes go back as they are; once shared, every
  * handle gets the batch (its own changes to finish, and every state to
  * publish), so every loop sees the changes in commit order. A change's state
@@ -205,6 +222,7 @@ static fc__fanout_batch *batch_build(fc_change *batch)
  * it is handed back. */
 void fc__fanout_hand_back(fc__fanout *fo, fc_change *batch)
 {
+    fc__fanout_handle *to[FC__FANOUT_MAX_HANDLES];
     pthread_mutex_lock(&fo->dlock);
     int shared = fo->shared;
     if (!shared) {
@@ -213,10 +231,12 @@ void fc__fanout_hand_back(fc__fanout *fo, fc_change *batch)
         while (last->next)
             last = last->next;
         append(&h->d_head, &h->d_tail, batch, last);
-        uv_async_send(&h->async);
+        to[0] = h;
+        pthread_mutex_lock(&fo->wlock);
     }
     pthread_mutex_unlock(&fo->dlock);
     if (!shared) {
+        wake_all(fo, to, 1);
         pthread_cond_broadcast(&fo->dcond);
         return;
     }
@@ -232,7 +252,7 @@ void fc__fanout_hand_back(fc__fanout *fo, fc_change *batch)
     for (int i = 0; i < FC__FANOUT_MAX_HANDLES; i++) {
         fc__fanout_handle *h = fo->handles[i];
         if (!h) continue;
-        refs++;
+        to[refs++] = h;
         if (h->b_tail)
             h->b_tail->slots[i].next = b;
         else
@@ -240,9 +260,9 @@ void fc__fanout_hand_back(fc__fanout *fo, fc_change *batch)
         h->b_tail = b;
     }
     atomic_store_explicit(&b->refs, refs, memory_order_relaxed);
-    for (int i = 0; i < FC__FANOUT_MAX_HANDLES; i++)
-        if (fo->handles[i]) uv_async_send(&fo->handles[i]->async);
+    pthread_mutex_lock(&fo->wlock);
     pthread_mutex_unlock(&fo->dlock);
+    wake_all(fo, to, refs);
     pthread_cond_broadcast(&fo->dcond);
     if (refs == 0) free(b);
 }
@@ -312,10 +332,10 @@ static void deliver(fc__fanout_handle *h)
  * so it commits that while this thread runs the callbacks and writes their
  * answers (on two cores the two overlap; the idle handle would only hand it
  * over after them). */
-static void on_async(uv_async_t *async)
+static void on_wake(fc_wake *w)
 {
-    handoff(async->data);
-    deliver(async->data);
+    handoff(w->data);
+    deliver(w->data);
 }
 
 /* Loop side: attaching and closing. */
@@ -325,11 +345,11 @@ int fc__fanout_attach(fc__fanout *fo, fc__fanout_handle *h, uv_loop_t *loop, cha
 {
     h->fo = fo;
     h->closed = 1; /* until it has a slot */
-    if (uv_async_init(loop, &h->async, on_async) != 0) {
+    if (fc_wake_init(loop, &h->wake, on_wake) != 0) {
         snprintf(err, errlen, "cannot set up the store's wake-up");
         return FC_EIO;
     }
-    h->async.data = h;
+    h->wake.data = h;
     uv_idle_init(loop, &h->handoff); /* cannot fail */
     h->handoff.data = h;
     h->open_handles = 2;
@@ -391,13 +411,25 @@ int fc__fanout_detach(fc__fanout_handle *h)
         b = next;
     }
     pthread_mutex_unlock(&fo->dlock);
+    /* A hand-back that saw h before it left may still be waking it. */
+    pthread_mutex_lock(&fo->wlock);
+    pthread_mutex_unlock(&fo->wlock);
     return last;
 }
 
-static void on_closed(uv_handle_t *uh)
+static void closed(fc__fanout_handle *h)
 {
-    fc__fanout_handle *h = uh->data;
     if (--h->open_handles == 0) free(h);
+}
+
+static void on_idle_closed(uv_handle_t *uh)
+{
+    closed(uh->data);
+}
+
+static void on_wake_closed(uv_handle_t *uh)
+{
+    closed(((fc_wake *)uh)->data);
 }
 
 void fc__fanout_release(fc__fanout_handle *h)
@@ -406,6 +438,6 @@ void fc__fanout_release(fc__fanout_handle *h)
         free(h);
         return;
     }
-    uv_close((uv_handle_t *)&h->handoff, on_closed);
-    uv_close((uv_handle_t *)&h->async, on_closed);
+    uv_close((uv_handle_t *)&h->handoff, on_idle_closed);
+    fc_wake_close(&h->wake, on_wake_closed);
 }

@@ -5,7 +5,7 @@
  *     together at the start of the next loop turn (one batch per turn);
  *   - the writer takes them (fc__fanout_take), commits them its own way and
  *     hands them back (fc__fanout_hand_back);
- *   - each handle's loop is woken (uv_async) and, in commit order, tells its
+ *   - each handle's loop is woken (fc_wake) and, in commit order, tells its
  *     commit callback of every committed state and runs done() of its own
  *     changes after them.
  * With one handle the changes themselves go back; once a second handle was
@@ -18,6 +18,7 @@
 #define FC_STORE_FANOUT_INTERNAL_H
 
 #include "store/store.h"
+#include "common/wake.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -34,8 +35,8 @@ typedef struct fc__fanout fc__fanout;
 typedef struct fc__fanout_handle {
     fc_store base; /* must stay first: fc_store * is cast back to this */
     fc__fanout *fo;
-    int index; /* in fo->handles */
-    uv_async_t async; /* the writer wakes the loop with this */
+    int index;    /* in fo->handles */
+    fc_wake wake; /* the writer wakes the loop with this */
     /* Changes submitted during this loop turn, handed to the writer together
      * once the turn's I/O is done. */
     uv_idle_t handoff;
@@ -68,6 +69,10 @@ struct fc__fanout {
      * every hand-back (a closing handle waits on it). */
     pthread_mutex_t dlock;
     pthread_cond_t dcond;
+    /* Held by the writer while it wakes the handles, after dlock (never
+     * the other way round); a leaving handle takes it once, so no wake-up
+     * of it is in flight when its loop closes it. */
+    pthread_mutex_t wlock;
     fc__fanout_handle *handles[FC__FANOUT_MAX_HANDLES];
     int n_handles; /* open ones */
     int shared;    /* a second handle was attached: batches go out as copies */
