@@ -203,7 +203,7 @@ static void test_bus_wake_does_not_wait_for_poster(void **state)
     w.name = "n";
     w.message = "m";
     /* A catch-up message: handed on without a store read. */
-    x.msg = fc_feed_msg_new(&w, 0, FC_FEED_CATCHUP, 0);
+    x.msg = fc_feed_msg_new(&w, 0, 0, FC_FEED_CATCHUP, 0);
     assert_non_null(x.msg);
     arm();
     pthread_t t;
