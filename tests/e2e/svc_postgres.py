@@ -10,6 +10,10 @@ folder owned by the postgres user, with a role and a database `flowcast`
         pg.sql("SELECT 1")  # psql as the flowcast role, output as text
         pg.fresh_database("t")  # DSN of a new empty database t1, t2, ...
         pg.freeze(); pg.thaw()  # SIGSTOP / SIGCONT every process: a hung server
+        pg.superuser_sql("CREATE EXTENSION ...")  # psql as the postgres role
+
+PostgresServer(options="-c name=value ...") adds server settings (e.g.
+shared_preload_libraries=pg_stat_statements).
 
 initdb runs once per process (a template data folder); every server copies
 it, which takes a fraction of initdb's time. fsync is off unless
@@ -78,8 +82,9 @@ def _make_template():
 
 
 class PostgresServer:
-    def __init__(self, durable=False):
+    def __init__(self, durable=False, options=""):
         self.durable = durable
+        self.options = options
         self.port = free_port()
         self.root = None
         self.running = False
@@ -111,6 +116,8 @@ class PostgresServer:
         opts += " -c max_connections=300"
         if not self.durable:
             opts += " -c fsync=off"
+        if self.options:
+            opts += " " + self.options
         r = _pg_ctl(self.datadir, "-w", "-t", "60", "-l", os.path.join(self.root, "log"), "-o",
                     opts, "start", check=False)
         if r.returncode != 0:
@@ -162,6 +169,12 @@ class PostgresServer:
             else "psql"
         r = _as_postgres(psql, "-h", self.root, "-p", str(self.port), "-U", "flowcast", "-d",
                          db, "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
+        return r.stdout.decode()
+
+    def superuser_sql(self, query, db="flowcast"):
+        """Runs query with psql as the postgres superuser on db; returns stdout."""
+        r = _as_postgres(os.path.join(PG_BIN, "psql"), "-h", self.root, "-p", str(self.port),
+                         "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", query)
         return r.stdout.decode()
 
     def log(self):
