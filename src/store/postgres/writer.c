@@ -90,8 +90,9 @@ __attribute__((format(printf, 3, 4))) static void fail(fc_change *c, int code, c
  * whose first batches were small planned the set-based update and the
  * advisory locks again at every batch: about 0.5 ms of PostgreSQL CPU per
  * batch (pgbench, batches of 1: 0.7-1.1 ms against 0.19-0.26 ms per
- * transaction), the whole cost of a quiet cluster's commit. The generic
- * plans are the ones schema.c designs for (an index probe per change). */
+ * transaction), more than the batch's own work; which plan a writer kept
+ * depended on its first five batches. The generic plans are the ones
+ * schema.c designs for (an index probe per change). */
 #define GENERIC_SQL "SET plan_cache_mode = force_generic_plan"
 
 static int prepare_writer(PGconn *c, void *arg, char *err, size_t errlen)
