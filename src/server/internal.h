@@ -293,8 +293,10 @@ fc_buf *fc__ws_ping_frame(void);
  * what was taken). Also used by the fuzz harness, so it never lags. */
 int fc__server_loop_state_init(fc_server *srv);
 void fc__server_conn_gone(fc_server *srv);
-/* Output was queued outside the read path (from a timer): the loop writes
- * it in this turn's check phase instead of sleeping in poll first. */
+/* Work was queued for the check phase (output, leftover input): poll does
+ * not sleep before it, wherever it was queued (fc__conn_schedule_flush and
+ * fc__conn_input_ready call it when their list stops being empty; the
+ * check phase stops it once both are empty). */
 void fc__server_flush_soon(fc_server *srv);
 /* Starts serving an accepted socket on srv's loop (srv's thread). */
 void fc__server_adopt(fc_server *srv, int fd);

@@ -83,7 +83,9 @@ static void noop_idle(uv_idle_t *h)
 }
 
 /* After every poll phase: write what this turn queued, one writev per
- * connection, before the loop sleeps again. */
+ * connection, before the loop sleeps again. Whatever queued work since the
+ * last pass started the idle handle (fc__server_flush_soon), so poll did
+ * not sleep before this; it stops once nothing is left over. */
 static void on_check(uv_check_t *h)
 {
     fc_server *srv = h->data;
@@ -91,8 +93,6 @@ static void on_check(uv_check_t *h)
     fc__conn_flush_all(srv);
     if (fc_list_empty(&srv->flush_list) && fc_list_empty(&srv->input_list))
         uv_idle_stop(&srv->flush_idle);
-    else
-        uv_idle_start(&srv->flush_idle, noop_idle); /* leftovers: do not block in poll */
 }
 
 void fc__server_flush_soon(fc_server *srv)

@@ -9,19 +9,22 @@ errors, and whole protocol suites re-run over TLS."""
 import asyncio
 import json
 import os
+import random
 import re
 import select
 import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
-from fc_helpers import (HOST, RawWS, SockReader, assert_update, recv_json, run, wait_for,
-                        ws_connect)
+from fc_helpers import (HOST, OP_PING, RawWS, SockReader, assert_update, recv_json, run,
+                        wait_for, ws_connect)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -104,6 +107,16 @@ def s_client(port, *args, timeout=20):
     r = subprocess.run(["openssl", "s_client", "-connect", "%s:%d" % (HOST, port)] + list(args),
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace")
+
+
+def raw_wss(server, pki, **wrap):
+    """A RawWS over TLS to server, trusting pki's CA, before its handshake."""
+    raw = socket.create_connection((HOST, server.port), timeout=10)
+    ws = RawWS.__new__(RawWS)
+    ws.port, ws.response = server.port, None
+    ws.sock = ctx_for(pki).wrap_socket(raw, server_hostname=HOST, **wrap)
+    ws.rd = SockReader(ws.sock)
+    return ws
 
 
 # ---------------------------------------------------------------- HTTPS
@@ -289,10 +302,8 @@ def test_ws_close_sends_close_notify(tls_server, pki):
     close_notify, not a bare TCP close (a truncation attack would look like
     the latter)."""
     w = tls_server.create(name="bye")
-    raw = socket.create_connection((HOST, tls_server.port), timeout=10)
-    s = ctx_for(pki).wrap_socket(raw, server_hostname=HOST, suppress_ragged_eofs=False)
-    ws = RawWS.__new__(RawWS)
-    ws.port, ws.sock, ws.rd, ws.response = tls_server.port, s, SockReader(s), None
+    ws = raw_wss(tls_server, pki, suppress_ragged_eofs=False)
+    s = ws.sock
     assert ws.handshake("/api/workflows/%s/updates" % w["id"]).status == 101
     assert ws.recv_json()["seq"] == 1
     ws.send_close(1000, b"done")
@@ -303,6 +314,63 @@ def test_ws_close_sends_close_notify(tls_server, pki):
     s.settimeout(5)
     assert s.recv(100) == b""
     s.close()
+
+
+def test_pings_leave_at_their_tick_not_at_the_next_sweep(server_factory, pki):
+    """A ping over TLS is queued (to be encrypted at flush time) from the
+    ping wheel's timer, which runs before poll, not in the poll phase whose
+    output the loop writes before sleeping again: it must still leave in
+    that loop turn or the next, not when the next timer wakes the loop
+    (regression: it waited for the 250 ms sweep). A stream's first ping is
+    due one --ping-interval after its upgrade, at the wheel tick that ends
+    its slot's round: up to one tick (interval / 20) before upgrade +
+    interval, never after but for the timer's drift. With an interval of
+    5 s a tick is 250 ms, in step with the sweep, so a ping that waits for
+    the sweep leaves a whole tick late. Over streams upgraded at random
+    phases, the first ping's lateness against upgrade + 5 s is spread over
+    (-250, 0] ms when written at its tick (median about -125 ms), over
+    (0, 250] ms when written by the next sweep (median about +125 ms): the
+    median must be below the midpoint, 0."""
+    s = server_factory(*tls_flags(pki), "--ping-interval", "5", "--io-threads", "1",
+                       tls_ca=p(pki, "ca.pem"))
+    path = "/api/workflows/%s/updates" % s.create(name="pinged")["id"]
+    rng = random.Random(11)
+    starts = [rng.uniform(0.0, 1.5) for _ in range(12)]
+    late, errors = [], []
+    # Streams stay open until all are pinged: a close would wake the loop
+    # and flush the pings queued meanwhile, hiding the wait.
+    pinged = threading.Barrier(len(starts) + 1)
+
+    def stream(start):
+        ws = None
+        try:
+            time.sleep(start)
+            ws = raw_wss(s, pki)
+            assert ws.handshake(path).status == 101
+            upgraded = time.monotonic()
+            assert ws.recv_json()["seq"] == 1
+            f = ws.recv_frame(10.0)
+            late.append(time.monotonic() - upgraded - 5.0)
+            assert f.opcode == OP_PING, f
+        except Exception as e:  # reported by the test's thread
+            errors.append(e)
+        try:
+            pinged.wait(20)
+        finally:
+            if ws:
+                ws.sock.close()
+
+    threads = [threading.Thread(target=stream, args=(t,)) for t in starts]
+    for t in threads:
+        t.start()
+    pinged.wait(20)
+    for t in threads:
+        t.join(5)
+    assert not errors, errors
+    assert len(late) == len(starts)
+    median = statistics.median(late)
+    assert median < 0, "median %+.0f ms; lateness (ms) %s" % (
+        median * 1000, sorted(round(d * 1000) for d in late))
 
 
 # ---------------------------------------------------------------- s_client

@@ -48,6 +48,8 @@ static void on_check(uv_check_t *h)
     (void)h;
     fc__conn_run_input(&srv);
     fc__conn_flush_all(&srv);
+    if (fc_list_empty(&srv.flush_list) && fc_list_empty(&srv.input_list))
+        uv_idle_stop(&srv.flush_idle);
 }
 
 static void on_commit(void *ud, const fc_workflow *state, const fc_store_commit *commit,
@@ -117,6 +119,7 @@ static void setup_loop(void)
     fc_store_on_commit(srv.store, on_commit, &srv);
     uv_check_init(&loop, &flush_check);
     uv_check_start(&flush_check, on_check);
+    uv_idle_init(&loop, &srv.flush_idle); /* started by whatever queues output */
     fc__ping_init(&srv);
     fc__heartbeat_init(&srv);
     if (jwt_secret) {
@@ -126,10 +129,7 @@ static void setup_loop(void)
         char why[256] = "";
         cl.auth = fc_auth_load(key_path, 30, NULL, NULL, why, sizeof why);
         CHECK(cl.auth);
-        /* As init_handles in server.c: the expiry wheel, and the idle handle
-         * an expiry starts so its close is written at once. */
-        uv_idle_init(&loop, &srv.flush_idle);
-        fc__expiry_init(&srv);
+        fc__expiry_init(&srv); /* as init_handles in server.c */
     }
 
     listen_fd = socket(AF_INET, SOCK_STREAM, 0);
