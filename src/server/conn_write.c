@@ -98,8 +98,8 @@ void fc__conn_sweep_over_limit(fc_server *srv, uint64_t now)
 /* --- flushing ------------------------------------------------------------- */
 
 /* The flush runs in the check phase, which follows the poll phase. Output
- * queued anywhere else (a timer: pings, heartbeats, expiry, long-poll
- * answers; a write completing in the pending phase; a close callback) would
+ * queued anywhere else (a timer: pings, heartbeats, expiry; a write that
+ * completed at once, reported in the pending phase; a close callback) would
  * wait in the list while poll sleeps until some other event (the 250 ms
  * sweep) woke the loop: the first connection to join an empty list keeps
  * poll from sleeping. A fan-out still costs one flush pass per turn, and no
