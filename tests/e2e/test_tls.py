@@ -316,25 +316,10 @@ def test_ws_close_sends_close_notify(tls_server, pki):
     s.close()
 
 
-def test_pings_leave_at_their_tick_not_at_the_next_sweep(server_factory, pki):
-    """A ping over TLS is queued (to be encrypted at flush time) from the
-    ping wheel's timer, which runs before poll, not in the poll phase whose
-    output the loop writes before sleeping again: it must still leave in
-    that loop turn or the next, not when the next timer wakes the loop
-    (regression: it waited for the 250 ms sweep). A stream's first ping is
-    due one --ping-interval after its upgrade, at the wheel tick that ends
-    its slot's round: up to one tick (interval / 20) before upgrade +
-    interval, never after but for the timer's drift. With an interval of
-    5 s a tick is 250 ms, in step with the sweep, so a ping that waits for
-    the sweep leaves a whole tick late. Over streams upgraded at random
-    phases, the first ping's lateness against upgrade + 5 s is spread over
-    (-250, 0] ms when written at its tick (median about -125 ms), over
-    (0, 250] ms when written by the next sweep (median about +125 ms): the
-    median must be below the midpoint, 0."""
-    s = server_factory(*tls_flags(pki), "--ping-interval", "5", "--io-threads", "1",
-                       tls_ca=p(pki, "ca.pem"))
-    path = "/api/workflows/%s/updates" % s.create(name="pinged")["id"]
-    rng = random.Random(11)
+def first_ping_lateness(s, pki, path, seed):
+    """Twelve TLS WebSockets upgraded at random phases over 1.5 s: each one's
+    first ping's arrival against upgrade + 5 s (seconds)."""
+    rng = random.Random(seed)
     starts = [rng.uniform(0.0, 1.5) for _ in range(12)]
     late, errors = [], []
     # Streams stay open until all are pinged: a close would wake the loop
@@ -368,9 +353,39 @@ def test_pings_leave_at_their_tick_not_at_the_next_sweep(server_factory, pki):
         t.join(5)
     assert not errors, errors
     assert len(late) == len(starts)
-    median = statistics.median(late)
-    assert median < 0, "median %+.0f ms; lateness (ms) %s" % (
-        median * 1000, sorted(round(d * 1000) for d in late))
+    return late
+
+
+def test_pings_leave_at_their_tick_not_at_the_next_sweep(server_factory, pki):
+    """A ping over TLS is queued (to be encrypted at flush time) from the
+    ping wheel's timer, which runs before poll, not in the poll phase whose
+    output the loop writes before sleeping again: it must still leave in
+    that loop turn or the next, not when the next timer wakes the loop
+    (regression: it waited for the 250 ms sweep). A stream's first ping is
+    due one --ping-interval after its upgrade, at the wheel tick that ends
+    its slot's round: up to one tick (interval / 20) before upgrade +
+    interval, never after but for the timer's drift. With an interval of
+    5 s a tick is 250 ms, in step with the sweep, so a ping that waits for
+    the sweep leaves a whole tick late. Over streams upgraded at random
+    phases, the first ping's lateness against upgrade + 5 s is spread over
+    (-250, 0] ms when written at its tick (median about -125 ms), over
+    (0, 250] ms when written by the next sweep (median about +125 ms): the
+    median must be below the midpoint, 0. A loaded machine (an ASan build
+    beside other suites) delays the test's own threads and shifts every
+    sample later, so a round whose median is not below 0 is tried again,
+    up to three: the old server's rounds were all above (+176, +167, +72 ms
+    on three runs, every sample positive), and a machine that slow three
+    times over is reported with every round's figures."""
+    s = server_factory(*tls_flags(pki), "--ping-interval", "5", "--io-threads", "1",
+                       tls_ca=p(pki, "ca.pem"))
+    path = "/api/workflows/%s/updates" % s.create(name="pinged")["id"]
+    rounds = []
+    for seed in (11, 12, 13):
+        late = first_ping_lateness(s, pki, path, seed)
+        rounds.append(sorted(round(d * 1000) for d in late))
+        if statistics.median(late) < 0:
+            return
+    assert False, "median lateness >= 0 in every round; lateness (ms) %s" % rounds
 
 
 # ---------------------------------------------------------------- s_client
