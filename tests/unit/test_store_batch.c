@@ -1,7 +1,7 @@
 /* Unit tests of one batch holding many changes, on SQLite and (with
  * FC_TEST_PG_DSN) PostgreSQL, whose writer splits a batch into rounds (the
- * r-th change of each workflow) and applies a round's plain updates in one
- * set-based statement (fc_apply_updates). Whatever the backend, every
+ * r-th change of each workflow) and applies a round's updates in one
+ * set-based statement (fc_apply_set). Whatever the backend, every
  * change must get the outcome it would get alone, in submission order:
  * seqs +1 per change, refusals with the current state and SQLite's text. */
 #include <setjmp.h>

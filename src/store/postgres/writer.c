@@ -12,10 +12,10 @@
  * callbacks still run in submission order.
  *
  * The batch runs in rounds: round r holds the r-th change of each workflow
- * in it. A round's plain updates (no idempotency key), when there are two
- * or more, are one fc_apply_updates call (schema.c: one set-based
- * statement, a fraction of the CPU of one fc_apply per change); its other
- * changes are one fc_apply call each. A round never holds two changes of
+ * in it. A round's updates (with or without an idempotency key), when
+ * there are two or more, are one fc_apply_set call (schema.c: one
+ * set-based statement, a fraction of the CPU of one fc_apply per change);
+ * its other changes are one fc_apply call each. A round never holds two changes of
  * one workflow: UPDATE ... FROM with two input rows for one row applies
  * only one of them. */
 #include "store/postgres/pg_internal.h"
@@ -35,15 +35,15 @@
     "SELECT * FROM fc_apply($1::int, $2, $3::bigint, $4::int, $5, $6, $7::bigint, $8::bigint,"     \
     " $9, $10::int, $11::bigint, $12, $13::bytea, $14::bigint)"
 #define UPDATES_SQL                                                                                \
-    "SELECT * FROM fc_apply_updates($1::text[], $2::int[], $3::text[], $4::bigint[],"              \
-    " $5::bigint[], $6::text[], $7::bigint[], $8::bigint, $9::int)"
+    "SELECT * FROM fc_apply_set($1::text[], $2::int[], $3::text[], $4::bigint[], $5::bigint[],"    \
+    " $6::text[], $7::bigint[], $8::text[], $9::bytea[], $10::bigint, $11::int, $12::bigint)"
 /* Before any change, the batch takes a transaction-scoped advisory lock
  * per workflow id (key pair: "flow" in ASCII, the id's hashtext), in key
  * order: two nodes' batches then never wait for each other in a cycle,
  * since every row a batch locks (a workflow, its tombstone) belongs to an
  * id whose advisory lock it already holds. The rounds below take row
- * locks in no global order (plain updates before keyed changes,
- * fc_apply_updates in its plan's order), and two nodes' batches
+ * locks in no global order (updates before creates, deletes and repeated keys,
+ * fc_apply_set in its plan's order), and two nodes' batches
  * deadlocked 3-6 times a run of test_hostile_postgres_batch (a batch
  * waiting out the deadlock and its retries passed --db-timeout: 503).
  * Advisory locks live only in the lock table (no tuple write, no WAL):
@@ -82,7 +82,7 @@ __attribute__((format(printf, 3, 4))) static void fail(fc_change *c, int code, c
 }
 
 /* Every statement of the writer, its own and those inside fc_apply and
- * fc_apply_updates, runs a generic plan, planned once per connection. By
+ * fc_apply_set, runs a generic plan, planned once per connection. By
  * default PostgreSQL plans a statement five times with its parameters'
  * values and then keeps the generic plan only if it costs no more than
  * those did; a batch of fewer than 10 changes costs less than the generic
@@ -135,7 +135,7 @@ static void apply_order(fc_change *const *cs, int n, int *order)
 }
 
 /* One query of a batch: fc_apply for one change (set = 0) or
- * fc_apply_updates for a round's plain updates; its changes are
+ * fc_apply_set for a round's updates; its changes are
  * members[first .. first + count - 1] (indexes in cs, in id order). */
 typedef struct step {
     int set, first, count;
@@ -147,9 +147,10 @@ typedef struct answer {
     int row, at;
 } answer;
 
+/* An update may join a set (a key an earlier change carries never gets here). */
 static int plain_update(const fc_change *c)
 {
-    return c->kind == FC_CHANGE_UPDATE && !c->idem_key[0];
+    return c->kind == FC_CHANGE_UPDATE;
 }
 
 /* 1 when an earlier change of the batch (in submission order) carries c's
@@ -163,7 +164,7 @@ static int key_taken(fc_change *const *cs, int i)
 }
 
 /* Splits the changes (order: apply order) into rounds, round r holding the
- * r-th change of each workflow, and each round into its queries: the plain
+ * r-th change of each workflow, and each round into its queries: the
  * updates first (one set when two or more: a set of one costs more than
  * fc_apply), then the others. A change whose key an earlier change of the
  * batch carries comes last, in submission order: the first request sent
@@ -254,10 +255,10 @@ static void put_int(text_buf *b, int64_t v)
     put(b, num, (size_t)snprintf(num, sizeof num, "%" PRId64, v));
 }
 
-enum { A_IDS, A_FIELDS, A_STATUS, A_STEP, A_TOTAL, A_MESSAGE, A_IF_SEQ, N_ARRAYS };
+enum { A_IDS, A_FIELDS, A_STATUS, A_STEP, A_TOTAL, A_MESSAGE, A_IF_SEQ, A_KEYS, A_FPS, N_ARRAYS };
 
-/* Queues the fc_apply_updates call of cs[members[0 .. count-1]] (plain
- * updates of distinct workflows, in id order) on the pipeline. The arrays
+/* Queues the fc_apply_set call of cs[members[0 .. count-1]] (updates of
+ * distinct workflows with distinct keys, in id order) on the pipeline. The arrays
  * go as text literals: the ids and messages are UTF-8 text already, and
  * quoting costs less than the binary format's per-element headers would
  * save. 0, or -1 with a reason in err. */
@@ -277,22 +278,28 @@ static int send_updates(fc__pg_core *s, PGconn *conn, fc_change *const *cs, cons
         put_int(&a[A_TOTAL], p->total_steps);
         put_quoted(&a[A_MESSAGE], p->message ? p->message : "");
         put_int(&a[A_IF_SEQ], p->if_seq);
+        put_quoted(&a[A_KEYS], cs[members[k]]->idem_key);
+        char fp[2 * FC_IDEM_FP_LEN + 3] = "\\x";
+        for (int i = 0; i < FC_IDEM_FP_LEN; i++)
+            snprintf(fp + 2 + 2 * i, 3, "%02x", cs[members[k]]->idem_fp[i]);
+        put_quoted(&a[A_FPS], fp);
     }
     int oom = 0;
     for (int j = 0; j < N_ARRAYS; j++) {
         put(&a[j], "}", 1);
         oom |= a[j].oom;
     }
-    char tnow[24], retention[16];
+    char tnow[24], retention[16], window[24];
     snprintf(tnow, sizeof tnow, "%" PRId64, now);
     snprintf(retention, sizeof retention, "%d", s->retention);
-    const char *params[9] = {a[A_IDS].p,    a[A_FIELDS].p, a[A_STATUS].p,
-                             a[A_STEP].p,   a[A_TOTAL].p,  a[A_MESSAGE].p,
-                             a[A_IF_SEQ].p, tnow,          retention};
+    snprintf(window, sizeof window, "%" PRId64, s->idem_window_ms);
+    const char *params[12] = {a[A_IDS].p,    a[A_FIELDS].p,  a[A_STATUS].p, a[A_STEP].p,
+                              a[A_TOTAL].p,  a[A_MESSAGE].p, a[A_IF_SEQ].p, a[A_KEYS].p,
+                              a[A_FPS].p,    tnow,           retention,     window};
     int rc = -1;
     if (oom)
         snprintf(err, errlen, "out of memory building a batch");
-    else if (PQsendQueryPrepared(conn, "updates", 9, params, NULL, NULL, 0))
+    else if (PQsendQueryPrepared(conn, "updates", 12, params, NULL, NULL, 0))
         rc = 0;
     else
         snprintf(err, errlen, "%s", PQerrorMessage(conn));
@@ -519,8 +526,7 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
         else
             PQclear(r);
         if (apply && !held[k] && outcome == RUN_OK) {
-            snprintf(ioerr, errlen, "%s gave no answer",
-                     steps[k].set ? "fc_apply_updates" : "fc_apply");
+            snprintf(ioerr, errlen, "%s gave no answer", steps[k].set ? "fc_apply_set" : "fc_apply");
             outcome = RUN_SQLERR;
         }
         /* Each query's results end with a NULL. */
