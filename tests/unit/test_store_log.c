@@ -17,6 +17,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* What log_since gave. */
 typedef struct logged {
@@ -314,6 +315,46 @@ static void test_late_commit_is_not_skipped_when_filtered(void **state)
     assert_true(find(&l, "slow") >= 0);
 }
 
+/* The keep time of the commits table's rows (store/postgres/log.c). */
+extern int fc__pg_commits_keep_s;
+
+/* A transaction left open anywhere in the database holds xmin, so the
+ * position, at it: with more transactions after it than a read's page,
+ * the reads look at the same first page again and again while the others
+ * age, and the writer trims their commits rows (here after 2 s, not 120).
+ * Once the open transaction ends, their changes must still be given. */
+static void test_transactions_behind_an_open_one_outlive_the_trim(void **state)
+{
+    fixture *f = *state;
+    if (!fx_is_pg()) skip();
+    int64_t pos;
+    fc__pg_commits_keep_s = 2;
+    assert_int_equal(fc_store_log_head(f->s, &pos), 0);
+    fx_exec(f, "BEGIN; SELECT pg_current_xact_id()");
+    batch(f, "t", 1);
+    batch(f, "u", 1);
+    batch(f, "v", 1);
+    logged l;
+    /* A read every 100 ms (--catchup-interval) past the keep time, each a
+     * page of one transaction: t's, every time. */
+    for (int i = 0; i < 25; i++) {
+        memset(&l, 0, sizeof l);
+        assert_int_equal(fc_store_log_since(f->s, pos, 1, heard, on_log, &l, &pos), 0);
+        assert_true(l.n >= 1); /* t0, twice when a page holds only its transaction */
+        assert_true(find(&l, "u0") < 0 && find(&l, "v0") < 0);
+        usleep(100 * 1000);
+    }
+    batch(f, "w", 1); /* its batch trims the rows older than the keep time */
+    assert_int_equal(fx_scalar(f, "SELECT count(*) FROM commits"), 1);
+    fx_exec(f, "COMMIT");
+    memset(&l, 0, sizeof l);
+    assert_int_equal(fc_store_log_since(f->s, pos, 100, heard, on_log, &l, &pos), 0);
+    fc__pg_commits_keep_s = 120;
+    assert_true(find(&l, "u0") >= 0);
+    assert_true(find(&l, "v0") >= 0);
+    assert_true(find(&l, "w0") >= 0);
+}
+
 int main(void)
 {
     alarm(120);
@@ -329,6 +370,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_positions_read_every_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_commit_is_not_skipped_when_filtered, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_transactions_behind_an_open_one_outlive_the_trim,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,9 +34,17 @@
  * xmin argument above holds unchanged, the commits rows being written in
  * the transactions they name. The table keeps a row FC__PG_COMMITS_KEEP_S
  * (writer.c trims it), so it is asked only from a position this handle
- * gave less than half of that ago; any other position (the first read, a
- * read after the store was down for a minute, a position the caller moved
- * back) reads every row. */
+ * gave, and only while its last read that reached the end of the log
+ * (xmin: every transaction committed before it was looked at then; later
+ * ones wrote their rows since) is less than half of that ago. A position
+ * the store gives is not enough: pages of a log that grows faster than
+ * they are read, or a transaction left open anywhere in the database
+ * (xmin, so the position, stays at it while full pages pass over later
+ * ones), keep giving positions whose transactions committed long ago,
+ * their rows trimmed before they were looked at. Any other read (the
+ * first after the store was down for a minute, a position the caller
+ * moved back, a minute of full pages) reads every row until one reaches
+ * the end. */
 #include "store/postgres/pg_internal.h"
 
 #include "common/error.h"
@@ -84,24 +92,28 @@ static int pos_read(fc__pg_store *s, int64_t *position)
     return 0;
 }
 
-static void remember(fc__pg_store *s, int64_t next)
+int fc__pg_commits_keep_s = FC__PG_COMMITS_KEEP_S;
+
+/* The position given, and whether it is the end of the log (see above). */
+static void remember(fc__pg_store *s, int64_t next, int at_end)
 {
     s->log_next = next;
-    s->log_next_ns = fc_time_mono_ns();
+    if (at_end) s->log_end_ns = fc_time_mono_ns();
 }
 
-/* Whether the commits table still holds every transaction from after on. */
+/* Whether the commits table still holds every transaction from after on
+ * that was not looked at already. */
 static int window_known(const fc__pg_store *s, int64_t after)
 {
-    return after == s->log_next &&
-           fc_time_mono_ns() - s->log_next_ns < FC__PG_COMMITS_KEEP_S * 1000000000ull / 2;
+    return after == s->log_next && s->log_end_ns != 0 &&
+           fc_time_mono_ns() - s->log_end_ns < (uint64_t)fc__pg_commits_keep_s * 1000000000ull / 2;
 }
 
 int fc__pg_log_head(fc_store *bs, int64_t *position)
 {
     fc__pg_store *s = (fc__pg_store *)(void *)bs;
     int rc = pos_read(s, position);
-    if (rc == 0) remember(s, *position);
+    if (rc == 0) remember(s, *position, 1); /* what committed before: in the store */
     return rc;
 }
 
@@ -128,7 +140,8 @@ static int give_whole(fc__pg_store *s, int64_t xid, fc_store_log_fn fn, void *ud
 
 /* Gives the rows r holds (a page of at most limit rows from `from` on, in
  * xid order) and sets *next, or leaves it when FC_EIO. when_short: *next
- * when the page was not full. */
+ * when the page was not full; then AT_END, else 0. */
+#define AT_END 2
 static int give_page(fc__pg_store *s, PGresult *r, int limit, int64_t from, int64_t xmin,
                      int64_t when_short, fc_store_log_fn fn, void *ud, int64_t *next)
 {
@@ -141,6 +154,7 @@ static int give_page(fc__pg_store *s, PGresult *r, int limit, int64_t from, int6
         *next = lower(last, xmin);
     } else if (!full) {
         *next = when_short;
+        return AT_END;
     } else if (last > from) { /* the last transaction may be cut: again next time */
         *next = lower(last, xmin);
     } else {
@@ -178,7 +192,7 @@ static int read_all(fc__pg_store *s, int64_t after, int limit, int64_t xmin, fc_
  * starts if these transactions' rows fit in a page. 0 or an error. */
 static int unheard_of(fc__pg_store *s, int64_t after, int limit, int64_t xmin,
                       fc_store_heard_fn heard, void *ud, char **list, int *unheard,
-                      int64_t *first, int64_t *when_short)
+                      int64_t *first, int64_t *when_short, int *more)
 {
     int rc;
     PGresult *r = query_from(s, FC__PG_R_COMMITS, after, limit, &rc);
@@ -204,7 +218,8 @@ static int unheard_of(fc__pg_store *s, int64_t after, int limit, int64_t xmin,
     p[len] = '\0';
     PQclear(r);
     /* A full page of transactions: more may follow the last. */
-    *when_short = n >= limit ? lower(last + 1, xmin) : xmin;
+    *more = n >= limit;
+    *when_short = *more ? lower(last + 1, xmin) : xmin;
     *list = p;
     return 0;
 }
@@ -215,12 +230,14 @@ static int read_unheard(fc__pg_store *s, int64_t after, int limit, int64_t xmin,
     char *list = NULL;
     int unheard = 0;
     int64_t first = after, when_short = xmin;
-    int rc = unheard_of(s, after, limit, xmin, heard, ud, &list, &unheard, &first, &when_short);
+    int more = 0;
+    int rc = unheard_of(s, after, limit, xmin, heard, ud, &list, &unheard, &first, &when_short,
+                        &more);
     if (rc != 0) return rc;
     if (unheard == 0) {
         free(list);
         *next = when_short;
-        return 0;
+        return more ? 0 : AT_END;
     }
     char l[16];
     snprintf(l, sizeof l, "%d", limit);
@@ -228,7 +245,8 @@ static int read_unheard(fc__pg_store *s, int64_t after, int limit, int64_t xmin,
     PGresult *r = query(s, FC__PG_R_LOG_XIDS, 2, params, &rc);
     free(list);
     if (!r) return rc;
-    return give_page(s, r, limit, first, xmin, when_short, fn, ud, next);
+    rc = give_page(s, r, limit, first, xmin, when_short, fn, ud, next);
+    return rc == AT_END && more ? 0 : rc;
 }
 
 int fc__pg_log_since(fc_store *bs, int64_t after, int limit, fc_store_heard_fn heard,
@@ -242,6 +260,10 @@ int fc__pg_log_since(fc_store *bs, int64_t after, int limit, fc_store_heard_fn h
     int rc = heard && window_known(s, after)
                  ? read_unheard(s, after, limit, xmin, heard, fn, ud, next)
                  : read_all(s, after, limit, xmin, fn, ud, next);
-    if (rc == 0) remember(s, *next);
-    return rc;
+    if (rc == 0 || rc == AT_END) {
+        /* Moved back or elsewhere: not known until a read reaches the end. */
+        if (after != s->log_next) s->log_end_ns = 0;
+        remember(s, *next, rc == AT_END);
+    }
+    return rc == AT_END ? 0 : rc;
 }

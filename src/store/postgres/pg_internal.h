@@ -47,6 +47,8 @@
  * (seconds); log_since leaves out heard transactions only from a position
  * it gave within half of it (log.c), later ones are read whole. */
 #define FC__PG_COMMITS_KEEP_S 120
+/* The keep time in use: FC__PG_COMMITS_KEEP_S (a test shortens it). */
+extern int fc__pg_commits_keep_s;
 /* Expired commits rows: at most this many deleted per second and node. */
 #define FC__PG_COMMITS_TRIM 4096
 
@@ -121,9 +123,11 @@ struct fc__pg_store {
     /* Read side: the loop thread only. */
     fc__pg_link r;
     /* The last log position this handle gave (log_head, log_since's next)
-     * and when (monotonic ns): log.c. */
+     * and when (monotonic ns) a read from it, or from the positions before
+     * it, last reached the end of the log (0: none since it moved back):
+     * log.c. */
     int64_t log_next;
-    uint64_t log_next_ns;
+    uint64_t log_end_ns;
 };
 
 /* conn.c */

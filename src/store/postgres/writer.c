@@ -59,11 +59,11 @@
     "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM idempotency_keys"                  \
     " WHERE created_at <= $1::bigint ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED)"
 
-/* Commits rows past FC__PG_COMMITS_KEEP_S (schema.c step 2), like the keys:
- * SKIP LOCKED, at most $1 a time. */
+/* Commits rows past $2 seconds (fc__pg_commits_keep_s; schema.c step 2),
+ * like the keys: SKIP LOCKED, at most $1 a time. */
 #define COMMITS_TRIM_SQL                                                                           \
-    "DELETE FROM commits WHERE xid IN (SELECT xid FROM commits WHERE at < now() - interval '"     \
-    FC__PG_STR(FC__PG_COMMITS_KEEP_S) " s' LIMIT $1::int FOR UPDATE SKIP LOCKED)"
+    "DELETE FROM commits WHERE xid IN (SELECT xid FROM commits WHERE at < now() -"                \
+    " $2::int * interval '1 s' LIMIT $1::int FOR UPDATE SKIP LOCKED)"
 /* The batch's transaction id, as its event and tombstone rows and its
  * commits row record it (the log position of its changes). */
 #define TXID_SQL "SELECT pg_current_xact_id()::text::bigint"
@@ -486,7 +486,9 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
     snprintf(cutoff, sizeof cutoff, "%" PRId64, now - s->idem_window_ms);
     snprintf(limit, sizeof limit, "%d", FC__PG_IDEM_TRIM + 2 * n);
     const char *trim_params[2] = {cutoff, limit};
-    const char *ctrim_params[1] = {FC__PG_STR(FC__PG_COMMITS_TRIM)};
+    char keep[16];
+    snprintf(keep, sizeof keep, "%d", fc__pg_commits_keep_s);
+    const char *ctrim_params[2] = {FC__PG_STR(FC__PG_COMMITS_TRIM), keep};
     ioerr[0] = '\0';
     int ok =
         PQenterPipelineMode(conn) && PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
@@ -500,7 +502,7 @@ static int run_batch(fc__pg_core *s, PGconn *conn, fc_change *const *cs, const i
     }
     if (ok && trim)
         ok = PQsendQueryPrepared(conn, "trim", 2, trim_params, NULL, NULL, 0) &&
-             PQsendQueryPrepared(conn, "ctrim", 1, ctrim_params, NULL, NULL, 0);
+             PQsendQueryPrepared(conn, "ctrim", 2, ctrim_params, NULL, NULL, 0);
     ok = ok && PQsendQueryPrepared(conn, "txid", 0, NULL, NULL, NULL, 0) &&
          PQsendQueryParams(conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) && PQpipelineSync(conn);
     if (!ok) {
