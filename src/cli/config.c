@@ -78,6 +78,18 @@ static const opt options[] = {
      .help = "PostgreSQL: time a connect, a read or a commit may take before the database "
              "counts as unreachable (writes then answer 503 store_unavailable); SQLite "
              "ignores it."},
+    {.name = "commit-delay",
+     .env = "FLOWCAST_COMMIT_DELAY",
+     .type = OPT_INT,
+     FIELD(commit_delay),
+     .min = 0,
+     .max = 100000,
+     .def = "500",
+     .metavar = "US",
+     .help = "PostgreSQL: after a commit of several changes (the writer is busy), wait up to "
+             "this many microseconds for as many changes again before the next commit: "
+             "fewer, larger transactions under load; a lone change never waits. 0: never "
+             "wait. SQLite ignores it."},
     {.name = "api-token",
      .env = "FLOWCAST_API_TOKEN",
      .type = OPT_STRING,

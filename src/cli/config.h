@@ -43,6 +43,7 @@ typedef struct fc_config {
     size_t max_header;    /* --max-header BYTES, default 8192 */
     double slow_timeout;  /* --slow-timeout S, default 30 */
     double db_timeout;    /* --db-timeout S, default 2 (PostgreSQL) */
+    int commit_delay;     /* --commit-delay US, default 500 (PostgreSQL) */
     double startup_check; /* --startup-check S, default 5; 0 = no integrity check */
     int io_threads;       /* --io-threads N, 0 = one per available core */
 

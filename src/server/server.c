@@ -394,7 +394,8 @@ static int loop_init(fc_cluster *cl, int i)
                                 .retention = cl->cfg->retention,
                                 .check_seconds = cl->cfg->startup_check,
                                 .idem_window_ms = (int64_t)(cl->cfg->idem_window * 1000),
-                                .timeout_s = cl->cfg->db_timeout};
+                                .timeout_s = cl->cfg->db_timeout,
+                                .commit_delay_us = cl->cfg->commit_delay};
         srv->store = fc_store_open(srv->loop, &scfg, err, sizeof err);
     } else {
         srv->store = fc_store_attach(cl->loops[0].store, srv->loop, err, sizeof err);

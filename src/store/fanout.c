@@ -96,8 +96,12 @@ static void handoff(fc__fanout_handle *h)
     if (!h->p_head) return;
     fc__fanout *fo = h->fo;
     h->p_tail->next = NULL;
+    int n = 0;
+    for (fc_change *c = h->p_head; c; c = c->next)
+        n++;
     pthread_mutex_lock(&fo->qlock);
     append(&fo->q_head, &fo->q_tail, h->p_head, h->p_tail);
+    fo->q_len += n;
     pthread_mutex_unlock(&fo->qlock);
     /* Outside the lock: the writer wakes straight into a free mutex. */
     pthread_cond_signal(&fo->qcond);
@@ -139,14 +143,35 @@ void fc__fanout_on_commit(fc_store *s, fc_store_commit_fn fn, void *ud)
 
 /* Writer side. */
 
+/* Waits on qcond until want changes are queued or linger_ns passed. */
+static void linger(fc__fanout *fo, int want, uint64_t linger_ns)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    uint64_t ns = (uint64_t)until.tv_nsec + linger_ns;
+    until.tv_sec += (time_t)(ns / 1000000000u);
+    until.tv_nsec = (long)(ns % 1000000000u);
+    while (fo->q_len < want && !fo->stopping &&
+           pthread_cond_timedwait(&fo->qcond, &fo->qlock, &until) == 0) {
+    }
+}
+
 fc_change *fc__fanout_take(fc__fanout *fo, int max)
+{
+    return fc__fanout_take_linger(fo, max, 0, 0);
+}
+
+fc_change *fc__fanout_take_linger(fc__fanout *fo, int max, int want, uint64_t linger_ns)
 {
     pthread_mutex_lock(&fo->qlock);
     while (!fo->q_head && !fo->stopping)
         pthread_cond_wait(&fo->qcond, &fo->qlock);
+    if (want > 1 && fo->q_len < want) linger(fo, want, linger_ns);
     fc_change *batch = fo->q_head, *last = batch;
-    for (int n = 1; last && last->next && (max <= 0 || n < max); n++)
+    int n = batch ? 1 : 0;
+    for (; last && last->next && (max <= 0 || n < max); n++)
         last = last->next;
+    fo->q_len -= n;
     if (last) {
         fo->q_head = last->next;
         if (!fo->q_head) fo->q_tail = NULL;

@@ -63,6 +63,7 @@ struct fc__fanout {
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
     fc_change *q_head, *q_tail;
+    int q_len;
     int stopping;
     /* The handles and what was handed back to them: a second lock, so the
      * loops' submits never wait behind a hand-back; dcond is signalled after
@@ -105,6 +106,10 @@ void fc__fanout_on_commit(fc_store *s, fc_store_commit_fn fn, void *ud);
  * (0: all), oldest first, as a list linked by next. NULL once
  * fc__fanout_stop was called and nothing is left to take. */
 fc_change *fc__fanout_take(fc__fanout *fo, int max);
+/* Like fc__fanout_take, but once something is queued waits up to linger_ns
+ * more for want changes (a writer that committed a batch of several under
+ * load gathers a batch as large again: fewer, larger transactions). */
+fc_change *fc__fanout_take_linger(fc__fanout *fo, int max, int want, uint64_t linger_ns);
 /* Writer thread: hands a list from fc__fanout_take back to the handles once
  * every change's result (and for an applied one, wf and commit_ns) is set.
  * The changes belong to their owners again from here on. */

@@ -138,6 +138,12 @@ typedef struct fc_store_config {
     /* PostgreSQL: seconds a connect, a read or a batch commit may take before
      * the store counts the server as unreachable; 0: 2 s. SQLite ignores it. */
     double timeout_s;
+    /* PostgreSQL: after committing a batch of two or more changes, the
+     * writer waits up to this long (microseconds) for as many changes as
+     * that batch held before it takes the next (group commit: a third of a
+     * transaction's PostgreSQL CPU is fixed, whatever its size); a batch of
+     * one never makes the next wait. 0: never. SQLite ignores it. */
+    int commit_delay_us;
 } fc_store_config;
 
 /* A committed change as the commit-ordered log gives it back: like

@@ -3,7 +3,9 @@
  * r-th change of each workflow) and applies a round's updates in one
  * set-based statement (fc_apply_set). Whatever the backend, every
  * change must get the outcome it would get alone, in submission order:
- * seqs +1 per change, refusals with the current state and SQLite's text. */
+ * seqs +1 per change, refusals with the current state and SQLite's text.
+ * And PostgreSQL's group commit delay (--commit-delay): the writer waits for
+ * a batch as large as its last only after a batch of several. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -245,12 +247,57 @@ static void test_mixed_kinds_of_one_id_in_one_batch(void **state)
         free_change(cs[i]);
 }
 
+/* Seconds one change takes to commit (submitted alone). */
+static double commit_seconds(fixture *f, fc_change *c)
+{
+    uint64_t t0 = uv_hrtime();
+    do1(f, c, 0);
+    return (double)(uv_hrtime() - t0) / 1e9;
+}
+
+/* Two changes submitted in one turn: one batch. Seconds until both committed. */
+static double pair_seconds(fixture *f, fc_change *a, fc_change *b)
+{
+    fc_change *cs[2] = {a, b};
+    uint64_t t0 = uv_hrtime();
+    submit_wait(f, cs, 2);
+    double s = (double)(uv_hrtime() - t0) / 1e9;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cs[i]->result, 0);
+        free_change(cs[i]);
+    }
+    return s;
+}
+
+/* With a delay of 1 s: a change after a lone change commits at once; after
+ * a batch of two, a lone change waits the whole delay for a second one (the
+ * lower bound is exact: it cannot be early), and two together do not. */
+static void test_commit_delay_follows_the_last_batch(void **state)
+{
+    fixture *f = *state;
+    if (!fx_is_pg()) skip(); /* SQLite has no delay */
+    close_store(f);
+    char err[256] = "";
+    fc_store_config cfg = {.path = f->path, .retention = 100, .commit_delay_us = 1000000};
+    f->s = fc_store_open(&f->loop, &cfg, err, sizeof err);
+    assert_non_null(f->s);
+    assert_true(commit_seconds(f, mk_create("a", FC_STATUS_RUNNING, 0, 10)) < 0.9);
+    assert_true(commit_seconds(f, mk_step("a", 1)) < 0.9);
+    pair_seconds(f, mk_create("b", FC_STATUS_RUNNING, 0, 10),
+                 mk_create("c", FC_STATUS_RUNNING, 0, 10));
+    assert_true(commit_seconds(f, mk_step("a", 2)) >= 0.95);
+    assert_true(commit_seconds(f, mk_step("a", 3)) < 0.9); /* the last batch was one */
+    pair_seconds(f, mk_step("b", 1), mk_step("c", 1));
+    assert_true(pair_seconds(f, mk_step("b", 2), mk_step("c", 2)) < 0.9);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_many_changes_of_one_workflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_special_strings_in_one_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mixed_kinds_of_one_id_in_one_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_delay_follows_the_last_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,6 +93,7 @@ typedef struct fc__pg_core {
     int retention;
     int64_t idem_window_ms;
     int timeout_ms;
+    int commit_delay_us;
 
     /* Write side: the writer thread only. */
     fc__pg_link w;

@@ -389,6 +389,7 @@ fc_store *fc_store_pg_open(uv_loop_t *loop, const fc_store_config *cfg, char *er
     s->retention = cfg->retention;
     s->idem_window_ms = cfg->idem_window_ms > 0 ? cfg->idem_window_ms : FC_IDEM_WINDOW_DEFAULT_MS;
     s->timeout_ms = cfg->timeout_s > 0 ? (int)(cfg->timeout_s * 1000) : DEFAULT_TIMEOUT_MS;
+    s->commit_delay_us = cfg->commit_delay_us > 0 ? cfg->commit_delay_us : 0;
     s->w.backoff_ms = FC__PG_BACKOFF_MIN_MS;
     atomic_store(&s->up, 1);
     if (fc__fanout_init(&s->fo) != 0) {
