@@ -16,7 +16,9 @@
 #   cluster-latency-unpinned, cluster-ingest-unpinned
 #                     the same as cluster-latency and cluster-ingest, unpinned
 # FCB_CLUSTER_PARTS (bench/cluster.sh --only) picks some of: latency ingest
-# bus failover unpinned (all by default).
+# bus failover unpinned (all by default). FCB_CLUSTER_NODE_FLAGS: more flags
+# for every node, to compare settings (e.g. "--io-threads 1"); the published
+# figures use none.
 
 FCB_FLOWCAST_ONLY="$FCB_FLOWCAST_ONLY cluster"
 
@@ -27,7 +29,7 @@ fcb__cluster_start() {
   rm -f "$info"
   taskset -c "$cpus" /usr/bin/python3 "$FCB_ROOT/scripts/cluster" \
     --bin "$FCB_BUILD/flowcast" --dir "$FCB_TMP/cluster" --info "$info" --no-proxy --free-ports \
-    -- --log-level warn >>"$FCB_TMP/cluster.log" 2>&1 &
+    -- --log-level warn ${FCB_CLUSTER_NODE_FLAGS:-} >>"$FCB_TMP/cluster.log" 2>&1 &
   CL_PID=$!
   FCB_PIDS+=("$CL_PID")
   for _ in $(seq 1200); do
