@@ -42,6 +42,26 @@
  * with a 'pending' row and given its outcome at the end; every path of the
  * function that claims it records an outcome, and a failure of the
  * transaction removes the claim with everything else. */
+/* The set-based update of fc_apply_updates (step 1) and fc_apply_set (step
+ * 3), as the WITH items upd and ev over an item inp (id, fields, status,
+ * step, total, message, if_seq, n): it applies the inputs that pass every
+ * check and logs their events; upd returns `returning`. One text for both
+ * steps (step 1's is unchanged, byte for byte). */
+#define SET_UPDATE(returning)                                                                      \
+    "  upd AS (UPDATE workflows w SET"                                                             \
+    "    status = CASE WHEN (inp.fields & 1) <> 0 THEN inp.status ELSE w.status END,"              \
+    "    current_step = CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END,"    \
+    "    total_steps = CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END,"     \
+    "    message = CASE WHEN (inp.fields & 8) <> 0 THEN inp.message ELSE w.message END,"           \
+    "    seq = w.seq + 1, updated_at = p_now"                                                      \
+    "    FROM inp WHERE w.id = inp.id AND w.status NOT IN ('completed', 'failed', 'cancelled')"    \
+    "    AND ((inp.fields & 16) = 0 OR inp.if_seq = w.seq)"                                        \
+    "    AND CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END"                \
+    "      <= CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END"               \
+    "    RETURNING " returning "),\n"                                                             \
+    "  ev AS (INSERT INTO events SELECT id, seq, status, current_step, total_steps, message,"      \
+    "    p_now, me FROM upd),\n"
+
 static const char *const migrations[] = {
     "CREATE TABLE workflows ("
     "  pk BIGSERIAL PRIMARY KEY,"
@@ -262,19 +282,7 @@ static const char *const migrations[] = {
     "  WITH inp AS (SELECT * FROM unnest(p_ids, p_fields, p_status, p_step, p_total,"
     "    p_message, p_if_seq) WITH ORDINALITY AS i(id, fields, status, step, total, message,"
     "    if_seq, n)),\n"
-    "  upd AS (UPDATE workflows w SET"
-    "    status = CASE WHEN (inp.fields & 1) <> 0 THEN inp.status ELSE w.status END,"
-    "    current_step = CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END,"
-    "    total_steps = CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END,"
-    "    message = CASE WHEN (inp.fields & 8) <> 0 THEN inp.message ELSE w.message END,"
-    "    seq = w.seq + 1, updated_at = p_now"
-    "    FROM inp WHERE w.id = inp.id AND w.status NOT IN ('completed', 'failed', 'cancelled')"
-    "    AND ((inp.fields & 16) = 0 OR inp.if_seq = w.seq)"
-    "    AND CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END"
-    "      <= CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END"
-    "    RETURNING inp.n, w.*),\n"
-    "  ev AS (INSERT INTO events SELECT id, seq, status, current_step, total_steps, message,"
-    "    p_now, me FROM upd),\n"
+    SET_UPDATE("inp.n, w.*")
     /* Trimmed in steps (FC__PG_TRIM_EVERY = 64), as fc_apply does. */
     "  tr AS (DELETE FROM events e USING upd WHERE upd.seq % 64 = 0"
     "    AND upd.seq - p_retention >= 1 AND e.workflow_id = upd.id"
@@ -355,19 +363,7 @@ static const char *const migrations[] = {
     "  WITH inp AS (SELECT * FROM unnest(p_ids, p_fields, p_status, p_step, p_total,"
     "    p_message, p_if_seq, p_keys) WITH ORDINALITY AS i(id, fields, status, step, total,"
     "    message, if_seq, key, n) WHERE key = '' OR key = ANY(claimed)),\n"
-    "  upd AS (UPDATE workflows w SET"
-    "    status = CASE WHEN (inp.fields & 1) <> 0 THEN inp.status ELSE w.status END,"
-    "    current_step = CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END,"
-    "    total_steps = CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END,"
-    "    message = CASE WHEN (inp.fields & 8) <> 0 THEN inp.message ELSE w.message END,"
-    "    seq = w.seq + 1, updated_at = p_now"
-    "    FROM inp WHERE w.id = inp.id AND w.status NOT IN ('completed', 'failed', 'cancelled')"
-    "    AND ((inp.fields & 16) = 0 OR inp.if_seq = w.seq)"
-    "    AND CASE WHEN (inp.fields & 2) <> 0 THEN inp.step ELSE w.current_step END"
-    "      <= CASE WHEN (inp.fields & 4) <> 0 THEN inp.total ELSE w.total_steps END"
-    "    RETURNING inp.n, inp.key, w.*),\n"
-    "  ev AS (INSERT INTO events SELECT id, seq, status, current_step, total_steps, message,"
-    "    p_now, me FROM upd),\n"
+    SET_UPDATE("inp.n, inp.key, w.*")
     /* Trimmed in steps (FC__PG_TRIM_EVERY = 64), as fc_apply does. */
     "  tr AS (DELETE FROM events e USING upd WHERE upd.seq % 64 = 0"
     "    AND upd.seq - p_retention >= 1 AND e.workflow_id = upd.id"
