@@ -10,11 +10,10 @@ must still see every change once and in order, and what the bus did not
 bring (a node cut from it: test_cluster_catchup, test_cluster_faults) must
 still come."""
 
-import threading
 import time
 
 from fc_helpers import wait_for
-from test_cluster_bus_batch import metric, produce
+from test_cluster_bus_batch import metric, produce, produce_all
 from test_cluster_feed import Watcher, create, dsn, nodes, readyz  # noqa: F401
 
 N_WF, PER_WF, EACH = 6, 3, 25
@@ -38,14 +37,7 @@ def test_catch_up_reads_only_what_the_bus_did_not_bring(nodes, nats):
     time.sleep(0.5)
     before = {n: (metric(n, "flowcast_catchup_changes_total"),
                   metric(n, "flowcast_catchup_heard_total")) for n in (a, b)}
-    errors = []
-    ts = [threading.Thread(target=produce, args=(a, w, EACH, errors))
-          for w in wids for _ in range(PER_WF)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(120)
-    assert not errors, errors[:3]
+    produce_all(a, wids, PER_WF, EACH)
     last = 1 + PER_WF * EACH
     wait_for(lambda: all(x.seqs() and x.seqs()[-1] >= last for x in watchers.values()), 30,
              what="every watcher on node b at seq %d" % last)
