@@ -100,9 +100,10 @@ static void done_and_handled(fc_change *c)
     sem_post(&handled);
 }
 
-static void test_commit_wake_does_not_wait_for_writer(void **state)
+/* Submits one create with the sender held after its wake-up (arm) and
+ * runs the fixture's loop until it is done; its result. */
+static int commit_one(fixture *f)
 {
-    fixture *f = *state;
     fc_change *c = mk_create("w1", FC_STATUS_RUNNING, 0, 10);
     c->done = done_and_handled;
     arm();
@@ -111,6 +112,13 @@ static void test_commit_wake_does_not_wait_for_writer(void **state)
         uv_run(&f->loop, UV_RUN_ONCE);
     int result = c->result;
     free_change(c);
+    return result;
+}
+
+static void test_commit_wake_does_not_wait_for_writer(void **state)
+{
+    fixture *f = *state;
+    int result = commit_one(f);
     assert_int_equal(f->ndone, 1);
     assert_int_equal(result, 0);
     assert_int_equal(__atomic_load_n(&held, __ATOMIC_SEQ_CST), 1); /* the hand-back's wake-up */
@@ -129,14 +137,7 @@ static void test_shared_commit_wake_does_not_wait_for_writer(void **state)
     assert_int_equal(uv_loop_init(&loop2), 0);
     fc_store *s2 = fc_store_attach(f->s, &loop2, err, sizeof err);
     assert_non_null(s2);
-    fc_change *c = mk_create("w1", FC_STATUS_RUNNING, 0, 10);
-    c->done = done_and_handled;
-    arm();
-    fc_store_submit(f->s, c);
-    for (int turn = 0; f->ndone < 1 && turn < 100000; turn++)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    int result = c->result;
-    free_change(c);
+    int result = commit_one(f);
     fc_store_close(s2);
     assert_int_equal(uv_run(&loop2, UV_RUN_DEFAULT), 0);
     assert_int_equal(uv_loop_close(&loop2), 0);
