@@ -8,11 +8,13 @@ by hop, and how much of the machine's CPU other work took meanwhile.
 `sample` reads each node's /metrics (the histograms
 flowcast_commit_to_write_seconds: commit, or for a change from the bus its
 publish, to the write to a watcher's socket; flowcast_bus_lag_seconds:
-publish on one node to receipt on this one), the busy time of every CPU
+publish on one node to receipt on this one; flowcast_store_commit_seconds:
+a change's submission to the store's writer to its commit), the busy time of every CPU
 (/proc/stat) and the CPU time of the cluster's processes
 (bench/cluster_cpu.py). `add` samples again and adds to the last line of
 RESULTS.jsonl (flowcast-bench's run) "hops": per node, the % of that
-window's commit→write and bus-lag samples within 1, 2.5, 5 and 10 ms;
+window's commit→write, bus-lag and store-commit samples within 1, 2.5, 5
+and 10 ms;
 "cpu_share": each CPU's busy % of the window and the cluster's own % of a
 core; "sched": what the cluster's threads spent per change on a CPU and
 waiting on a run queue (/proc/TID/schedstat), and their wait per time they
@@ -29,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_cpu  # noqa: E402
 
 HISTS = {"commit_to_write": "flowcast_commit_to_write_seconds",
-         "bus_lag": "flowcast_bus_lag_seconds"}
+         "bus_lag": "flowcast_bus_lag_seconds",
+         "store_commit": "flowcast_store_commit_seconds"}
 # The buckets reported, as "le_<µs>us" (no dot: the report's paths split on dots).
 WITHIN = {"0.001": "le_1000us", "0.0025": "le_2500us", "0.005": "le_5000us", "0.01": "le_10000us"}
 

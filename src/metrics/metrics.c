@@ -51,25 +51,35 @@ void fc_metrics_http_status(int code)
     if (code >= 100 && code <= 599) FC_METRIC_ADD(http_by_code[code], 1);
 }
 
-void fc_metrics_observe_latency(uint64_t ns)
+/* Adds ns to one of this thread's histograms (its buckets, count and sum),
+ * with the relaxed stores of FC_METRIC_ADD. */
+static void observe(uint64_t *buckets, uint64_t *count, uint64_t *sum_ns, uint64_t ns)
 {
     size_t i = 0;
     /* The last bound is UINT64_MAX, so the loop always stops inside the array. */
     while (ns > latency_bounds[i].le_ns)
         i++;
-    FC_METRIC_ADD(latency_buckets[i], 1);
-    FC_METRIC_ADD(latency_count, 1);
-    FC_METRIC_ADD(latency_sum_ns, ns);
+    __atomic_store_n(&buckets[i], buckets[i] + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(count, *count + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(sum_ns, *sum_ns + ns, __ATOMIC_RELAXED);
+}
+
+void fc_metrics_observe_latency(uint64_t ns)
+{
+    fc_metrics *m = &fc_metrics_g;
+    observe(m->latency_buckets, &m->latency_count, &m->latency_sum_ns, ns);
 }
 
 void fc_metrics_observe_bus_lag(uint64_t ns)
 {
-    size_t i = 0;
-    while (ns > latency_bounds[i].le_ns)
-        i++;
-    FC_METRIC_ADD(bus_lag_buckets[i], 1);
-    FC_METRIC_ADD(bus_lag_count, 1);
-    FC_METRIC_ADD(bus_lag_sum_ns, ns);
+    fc_metrics *m = &fc_metrics_g;
+    observe(m->bus_lag_buckets, &m->bus_lag_count, &m->bus_lag_sum_ns, ns);
+}
+
+void fc_metrics_observe_store_commit(uint64_t ns)
+{
+    fc_metrics *m = &fc_metrics_g;
+    observe(m->store_commit_buckets, &m->store_commit_count, &m->store_commit_sum_ns, ns);
 }
 
 void fc_metrics_thread_register(void)
@@ -179,6 +189,10 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
         sum->latency_buckets[i] += LOAD(m->latency_buckets[i]);
     sum->latency_count += LOAD(m->latency_count);
     sum->latency_sum_ns += LOAD(m->latency_sum_ns);
+    for (size_t i = 0; i < sizeof m->store_commit_buckets / sizeof m->store_commit_buckets[0]; i++)
+        sum->store_commit_buckets[i] += LOAD(m->store_commit_buckets[i]);
+    sum->store_commit_count += LOAD(m->store_commit_count);
+    sum->store_commit_sum_ns += LOAD(m->store_commit_sum_ns);
 }
 
 /* The sum of every registered shard, and of this thread's. */
@@ -463,17 +477,13 @@ char *fc_metrics_render(size_t *len)
             outf(&o, "flowcast_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code,
                  m->http_by_code[code]);
 
-    header(&o, "flowcast_commit_to_write_seconds", "histogram",
-           "Time from a change being committed to its message reaching the kernel.");
-    /* Buckets are stored per interval and made cumulative here, as the format requires. */
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < sizeof latency_bounds / sizeof latency_bounds[0]; i++) {
-        cumulative += m->latency_buckets[i];
-        outf(&o, "flowcast_commit_to_write_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
-             latency_bounds[i].label, cumulative);
-    }
-    outf(&o, "flowcast_commit_to_write_seconds_sum %.9f\n", (double)m->latency_sum_ns / 1e9);
-    outf(&o, "flowcast_commit_to_write_seconds_count %" PRIu64 "\n", m->latency_count);
+    histogram(&o, "flowcast_commit_to_write_seconds",
+              "Time from a change being committed to its message reaching the kernel.",
+              m->latency_buckets, m->latency_count, m->latency_sum_ns);
+    histogram(&o, "flowcast_store_commit_seconds",
+              "Time from a change's submission to the store's writer to its commit "
+              "(queue, group commit and transaction, flush to disk included).",
+              m->store_commit_buckets, m->store_commit_count, m->store_commit_sum_ns);
 
     render_cluster(&o, m);
 

@@ -90,6 +90,10 @@ typedef struct fc_metrics {
     uint64_t latency_buckets[16];
     uint64_t latency_count;
     uint64_t latency_sum_ns;
+    /* histogram: a change's submission to the store to its commit, seconds */
+    uint64_t store_commit_buckets[16];
+    uint64_t store_commit_count;
+    uint64_t store_commit_sum_ns;
 } fc_metrics;
 
 /* This thread's shard. */
@@ -113,6 +117,10 @@ void fc_metrics_http_status(int code);
 void fc_metrics_observe_latency(uint64_t ns);
 /* Records the time one bus message took from its publish to its receipt. */
 void fc_metrics_observe_bus_lag(uint64_t ns);
+/* Records the time one change took from its submission to the store's
+ * writer to its commit (the queue, the group commit's wait and the
+ * transaction with its flush to disk). */
+void fc_metrics_observe_store_commit(uint64_t ns);
 
 /* Process-wide store figures, set from any thread (the store's writer and
  * loops): a reconnect after the store's server was lost, and whether it is

@@ -4,6 +4,8 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/time.h"
+#include "metrics/metrics.h"
 
 #include <assert.h>
 #include <stdatomic.h>
@@ -129,6 +131,8 @@ void fc__fanout_submit(fc_store *s, fc_change *c)
     c->replayed = 0;
     c->next = NULL;
     c->origin = h;
+    c->submit_ns = fc_time_mono_ns();
+    c->commit_ns = 0;
     h->outstanding++;
     if (!h->p_head) uv_idle_start(&h->handoff, on_handoff);
     append(&h->p_head, &h->p_tail, c, c);
@@ -304,6 +308,8 @@ static void finish(fc__fanout_handle *h, fc_change *c)
 {
     c->next = NULL;
     h->outstanding--;
+    /* Failed ones too: a 409 or a 503 waited for the writer all the same. */
+    if (c->commit_ns >= c->submit_ns) fc_metrics_observe_store_commit(c->commit_ns - c->submit_ns);
     c->done(c); /* may free c, or close the handle */
 }
 

@@ -67,7 +67,8 @@ typedef struct fc_change {
     fc_patch patch;
     int result;
     char errmsg[160];
-    uint64_t commit_ns; /* monotonic time of the commit */
+    uint64_t submit_ns; /* set by fc_store_submit: monotonic time of the submission */
+    uint64_t commit_ns; /* monotonic time of the commit; 0 until the writer took it */
     /* Output, backends with a commit log: the committing transaction's id
      * (a log position, see log_since) and how many changes it committed;
      * 0 and 0 otherwise. */

@@ -287,6 +287,26 @@ class Server:
         return "%s://%s:%d%s" % ("wss" if self.ssl_ctx else "ws", HOST, self.port, path)
 
 
+def check_store_commit_histogram(server):
+    """Five changes (the last one refused, 409: it waited for the writer
+    all the same) each add one observation to flowcast_store_commit_seconds;
+    its buckets are cumulative and its sum is the time they took."""
+    name = "flowcast_store_commit_seconds"
+    before = server.metrics()
+    wid = server.create(name="timed", total_steps=9)["id"]
+    for step in (1, 2, 3):
+        server.patch(wid, current_step=step)
+    r = server.request("PATCH", "/api/workflows/" + wid, {"current_step": 4, "if_seq": 1})
+    assert r.status == 409, r
+    after = server.metrics()
+    assert after[name + "_count"] - before.get(name + "_count", 0) == 5, after
+    assert after[name + "_sum"] > before.get(name + "_sum", 0)
+    buckets = sorted((float(k.split('"')[1]), v) for k, v in after.items()
+                     if k.startswith(name + "_bucket"))
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets), buckets
+    assert buckets[-1] == (float("inf"), after[name + "_count"]), buckets
+
+
 def parse_metrics(text):
     """Prometheus text -> {"name{labels}": float}; names without labels as-is."""
     out = {}

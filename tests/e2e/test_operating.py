@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from fc_helpers import RawWS
+from fc_helpers import RawWS, check_store_commit_histogram
 from fcc_helpers import cli
 
 API = "/api/workflows"
@@ -88,6 +88,10 @@ def test_log_format_unknown_is_a_usage_error(flowcast, tmp_path):
 # ---------------------------------------------------------------- /readyz
 
 JWT_KEY = b"k" * 40
+
+
+def test_store_commit_histogram(server):
+    check_store_commit_histogram(server)
 
 
 def test_readyz_ready_without_credential(server_factory, tmp_path):

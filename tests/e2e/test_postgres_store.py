@@ -37,6 +37,8 @@ from test_idempotency import (  # noqa: F401
     test_same_key_other_request_is_422, test_keys_expire_after_the_window)
 # Retention.
 from test_sse_longpoll import test_history_oldest_seq_follows_retention  # noqa: F401
+# The store's commit histogram.
+from test_operating import test_store_commit_histogram  # noqa: F401
 
 API = "/api/workflows"
 

@@ -83,6 +83,8 @@ static void test_render_values(void **state)
     ASSERT_LINE(s, "# TYPE flowcast_http_requests_total counter");
     ASSERT_LINE(s, "# TYPE flowcast_commit_to_write_seconds histogram");
     ASSERT_LINE(s, "flowcast_commit_to_write_seconds_count 0");
+    ASSERT_LINE(s, "# TYPE flowcast_store_commit_seconds histogram");
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_count 0");
 
     /* Every sample's family has exactly one HELP and one TYPE line before it. */
     char *copy = strdup(s);
@@ -197,6 +199,29 @@ static void test_histogram(void **state)
     free(s);
 }
 
+/* The store's commit histogram has its own buckets, count and sum: nothing
+ * observed there shows in commit-to-write, nor the other way round. */
+static void test_store_commit_histogram(void **state)
+{
+    (void)state;
+    fc_metrics_observe_store_commit(800000);   /* 0.8 ms -> le 0.001 */
+    fc_metrics_observe_store_commit(3000000);  /* 3 ms -> le 0.005 */
+    fc_metrics_observe_store_commit(5000000);  /* exactly on a bound: that bucket */
+    assert_int_equal(fc_metrics_g.store_commit_count, 3);
+    assert_int_equal(fc_metrics_g.store_commit_buckets[4], 1);
+    assert_int_equal(fc_metrics_g.store_commit_buckets[6], 2);
+    char *s = render(0, 0);
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_bucket{le=\"0.0005\"} 0");
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_bucket{le=\"0.001\"} 1");
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_bucket{le=\"0.0025\"} 1");
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_bucket{le=\"0.005\"} 3");
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_bucket{le=\"+Inf\"} 3");
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_count 3");
+    ASSERT_LINE(s, "flowcast_store_commit_seconds_sum 0.008800000");
+    ASSERT_LINE(s, "flowcast_commit_to_write_seconds_count 0");
+    free(s);
+}
+
 static void test_len_optional(void **state)
 {
     (void)state;
@@ -275,6 +300,7 @@ int main(void)
         cmocka_unit_test_setup(test_negative_gauge, reset),
         cmocka_unit_test_setup(test_http_codes, reset),
         cmocka_unit_test_setup(test_histogram, reset),
+        cmocka_unit_test_setup(test_store_commit_histogram, reset),
         cmocka_unit_test_setup(test_len_optional, reset),
         cmocka_unit_test_setup(test_shards_add_up, reset),
     };
