@@ -29,8 +29,8 @@ ROWS = [
     ("lost / duplicates (latency run)", "cluster-latency", "lost", "%.0f", ("<=", 0)),
     ("... hop: PATCH sent → answer read (µs, p50 / p99): the commit's path", "cluster-latency",
      "ack_us", "p50p99", None),
-    ("... hop: submission → commit on node 1 within 1 / 2.5 ms (%): its writer's queue and "
-     "transaction", "cluster-latency", "hops.0.store_commit.le_1000us|"
+    ("... hop: submit → commit (writer queue, transaction) on node 1 within 1 / 2.5 ms (%)",
+     "cluster-latency", "hops.0.store_commit.le_1000us|"
      "hops.0.store_commit.le_2500us", "%.1f", None),
     ("... hop: commit → write to a watcher's socket within 5 ms (%), nodes 1 / 2 / 3",
      "cluster-latency", "hops.0.commit_to_write.le_5000us|hops.1.commit_to_write.le_5000us|"
