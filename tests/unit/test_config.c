@@ -1,4 +1,4 @@
-/* Unit tests for src/cli/config.c: defaults, environment, flags, precedence, errors, --help. */
+/* Unit tests for src/cli/config*.c: defaults, environment, flags, precedence, errors, --help. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
