@@ -33,6 +33,7 @@ typedef struct fc_config {
     uint64_t max_message; /* --max-message BYTES, default 65536 */
     int backlog;          /* --backlog N, default 100 */
     double ping_interval; /* --ping-interval S, default 20 */
+    double sse_heartbeat; /* --sse-heartbeat S, default 15 */
     int sync_full;        /* --sync normal|full */
     int enable_echo;      /* --enable-echo */
     int no_websocket;     /* --no-websocket: SSE and long-poll only */

@@ -19,7 +19,6 @@
 #define FC_WHEEL_SLOTS 20
 #define FC_READ_BUF_SIZE (64 * 1024)
 #define FC_CLOSE_GRACE_MS 2000
-#define FC_SSE_HEARTBEAT_S 15.0
 #define FC_PIPELINE_MAX 32 /* requests of one connection in flight at once */
 /* Work one connection's input may do per loop turn before the others get
  * theirs: requests or frames, and time. The rest waits in its stash. */
@@ -119,7 +118,7 @@ struct fc_server {
     fc_list idle_list;        /* keep-alive, between requests: --idle-timeout */
     size_t freed_since_trim;  /* bytes of answers freed since the last malloc_trim */
     fc_wheel ping_wheel;      /* WebSocket pings, one visit per --ping-interval */
-    fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per 15 s */
+    fc_wheel heartbeat_wheel; /* SSE comment heartbeats, one visit per --sse-heartbeat */
     fc_wheel expiry_wheel;    /* streams whose token expires (--jwt-key only) */
     int n_conns;              /* open TCP connections */
     int shutting_down;

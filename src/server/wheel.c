@@ -65,7 +65,7 @@ static void heartbeat_visit(fc_conn *c)
 
 void fc__heartbeat_init(fc_server *srv)
 {
-    fc__wheel_init(srv, &srv->heartbeat_wheel, FC_SSE_HEARTBEAT_S, heartbeat_visit);
+    fc__wheel_init(srv, &srv->heartbeat_wheel, srv->cfg->sse_heartbeat, heartbeat_visit);
 }
 
 void fc__heartbeat_add(fc_conn *c)

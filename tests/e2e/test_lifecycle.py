@@ -55,6 +55,8 @@ def test_cli_version(flowcast):
     ["serve", "--backlog", "abc"],
     ["serve", "--ping-interval", "abc"],
     ["serve", "--ping-interval", "-1"],
+    ["serve", "--sse-heartbeat", "0"],
+    ["serve", "--sse-heartbeat", "3601"],
     ["serve", "--slow-timeout", "soon"],
     ["serve", "--sync", "maybe"],
     ["serve", "--log-level", "loud"],

@@ -22,6 +22,7 @@ static const char *const env_names[] = {
     "FLOWCAST_MAX_MESSAGE",
     "FLOWCAST_BACKLOG",
     "FLOWCAST_PING_INTERVAL",
+    "FLOWCAST_SSE_HEARTBEAT",
     "FLOWCAST_SYNC",
     "FLOWCAST_ENABLE_ECHO",
     "FLOWCAST_LOG_LEVEL",
@@ -109,6 +110,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_message, 65536);
     assert_int_equal(c.backlog, 100);
     assert_true(c.ping_interval == 20.0);
+    assert_true(c.sse_heartbeat == 15.0);
     assert_int_equal(c.sync_full, 0);
     assert_int_equal(c.enable_echo, 0);
     assert_int_equal(c.log_level, FC_LOG_INFO);
@@ -134,6 +136,7 @@ static void test_env(void **state)
     setenv("FLOWCAST_MAX_MESSAGE", "1M", 1);
     setenv("FLOWCAST_BACKLOG", "512", 1);
     setenv("FLOWCAST_PING_INTERVAL", "0.5", 1);
+    setenv("FLOWCAST_SSE_HEARTBEAT", "2.5", 1);
     setenv("FLOWCAST_SYNC", "full", 1);
     setenv("FLOWCAST_ENABLE_ECHO", "yes", 1);
     setenv("FLOWCAST_LOG_LEVEL", "debug", 1);
@@ -154,6 +157,7 @@ static void test_env(void **state)
     assert_int_equal(c.max_message, 1024 * 1024);
     assert_int_equal(c.backlog, 512);
     assert_true(c.ping_interval == 0.5);
+    assert_true(c.sse_heartbeat == 2.5);
     assert_int_equal(c.sync_full, 1);
     assert_int_equal(c.enable_echo, 1);
     assert_int_equal(c.log_level, FC_LOG_DEBUG);
@@ -217,8 +221,8 @@ static void test_equals_form_and_flags(void **state)
     fc_config c;
     assert_int_equal(parse(&c, "--listen=localhost:0", "--db=/data/f.db", "--api-token=t=1",
                            "--max-message=4K", "--max-body", "64M", "--max-header=80K",
-                           "--ping-interval=.05", "--slow-timeout", "86400", "--sync=normal",
-                           "--log-level=error", "--retention=10000000",
+                           "--ping-interval=.05", "--sse-heartbeat=3600", "--slow-timeout", "86400",
+                           "--sync=normal", "--log-level=error", "--retention=10000000",
                            "--max-connections=10000000", "--enable-echo", NULL),
                      0);
     assert_string_equal(c.listen_host, "127.0.0.1");
@@ -229,6 +233,7 @@ static void test_equals_form_and_flags(void **state)
     assert_int_equal(c.max_body, 64 * 1024 * 1024);
     assert_int_equal(c.max_header, 80 * 1024);
     assert_true(c.ping_interval == 0.05);
+    assert_true(c.sse_heartbeat == 3600.0);
     assert_true(c.slow_timeout == 86400.0);
     assert_int_equal(c.sync_full, 0);
     assert_int_equal(c.log_level, FC_LOG_ERROR);
@@ -335,6 +340,10 @@ static void test_flag_errors(void **state)
     ASSERT_ERROR("--ping-interval: \"inf\"", "--ping-interval=inf");
     ASSERT_ERROR("--ping-interval: \"0x10\"", "--ping-interval=0x10");
     ASSERT_ERROR("--ping-interval: \".\"", "--ping-interval=.");
+    ASSERT_ERROR("--sse-heartbeat: \"0.5\" is not a number of seconds in 1..3600",
+                 "--sse-heartbeat=0.5");
+    ASSERT_ERROR("--sse-heartbeat: \"3601\" is not a number of seconds in 1..3600",
+                 "--sse-heartbeat", "3601");
     ASSERT_ERROR("--slow-timeout: \"86400.5\" is not a number of seconds in 0.1..86400",
                  "--slow-timeout=86400.5");
     ASSERT_ERROR("--max-output: \"4095\" is not a byte count in 4096..1073741824",
@@ -375,6 +384,10 @@ static void test_env_errors(void **state)
     clear_env(NULL);
     setenv("FLOWCAST_ENABLE_ECHO", "2", 1);
     ASSERT_ERROR("FLOWCAST_ENABLE_ECHO: \"2\" is not a boolean", "--db", "x");
+    clear_env(NULL);
+    setenv("FLOWCAST_SSE_HEARTBEAT", "0", 1);
+    ASSERT_ERROR("FLOWCAST_SSE_HEARTBEAT: \"0\" is not a number of seconds in 1..3600", "--db",
+                 "x");
     clear_env(NULL);
 
     /* FC_MAX_ORIGINS + 1 comma-separated origins. */
