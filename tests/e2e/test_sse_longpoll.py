@@ -1,23 +1,27 @@
 """The fallback transports: Server-Sent Events (one and several workflows,
-resume by Last-Event-ID and ?since=), long-poll (?wait_since=&timeout=) and
-the event history endpoint (/history?since=&limit=)."""
+resume by Last-Event-ID and ?since=, heartbeats), long-poll
+(?wait_since=&timeout=) and the event history endpoint
+(/history?since=&limit=)."""
 
 import urllib.parse
 import json
+import socket
 import threading
 import time
 
 import pytest
 
-from fc_helpers import (SockReader, assert_error, assert_update, assert_workflow, connect,
-                        http_request_bytes)
+from fc_helpers import (HOST, SockReader, assert_beats_leave_at_their_tick, assert_error,
+                        assert_update, assert_workflow, connect, http_request_bytes)
+from test_tls import ctx_for, p, pki, tls_flags  # noqa: F401 (pki: the fixture)
 
 
 class SSE:
-    """A raw Server-Sent Events client on a blocking socket."""
+    """A raw Server-Sent Events client on a blocking socket: sock, an open
+    connection to server (one wrapped in TLS, say), or a new one."""
 
-    def __init__(self, server, path, headers=None):
-        self.sock = connect(server.port)
+    def __init__(self, server, path, headers=None, sock=None):
+        self.sock = sock or connect(server.port)
         self.rd = SockReader(self.sock)
         h = {"Accept": "text/event-stream"}
         h.update(headers or {})
@@ -180,9 +184,61 @@ def test_sse_delete_ends_single_stream(server):
     s.close()
 
 
-@pytest.mark.skip(reason="heartbeat comments come every 15 s: too slow for the suite")
-def test_sse_heartbeat():
-    pass
+HEARTBEAT = b": keep-alive\n\n"
+
+
+def test_sse_heartbeat_every_interval(server_factory):
+    """A quiet stream gets a ": keep-alive" comment every --sse-heartbeat
+    seconds: three at 1 s come each within 5 s (the default, 15 s, would
+    not), and the last two intervals take about 2 s, not a wheel tick's
+    50 ms each."""
+    s = server_factory("--sse-heartbeat", "1")
+    sse = SSE(s, _events(s.create(name="quiet")["id"]))
+    _sse_ok(sse)
+    assert sse.event()[1]["seq"] == 1
+    arrived = []
+    for _ in range(3):
+        assert sse.rd.read_until(b"\n\n", 5.0) == HEARTBEAT
+        arrived.append(time.monotonic())
+    assert arrived[2] - arrived[0] > 1.5, arrived
+    sse.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_heartbeats_leave_at_their_tick_not_at_the_next_sweep(server_factory, pki, transport):
+    """A heartbeat is queued from the heartbeat wheel's timer, which runs
+    before poll, not in the poll phase whose output the loop writes before
+    sleeping again: it must still leave in that loop turn or the next, not
+    when the next timer wakes the loop (regression, fixed at dc4a629: it
+    waited for the 250 ms sweep), in clear as over TLS (the server and CA
+    of test_tls.py). A stream's first heartbeat is due one --sse-heartbeat
+    after it opened, at the wheel tick that ends its slot's round: up to one
+    tick (interval / 20) before open + interval. At 5 s a tick is 250 ms, in
+    step with the sweep, so a heartbeat that waits for the sweep leaves a
+    whole tick late: over streams opened at random phases the median
+    lateness must be below 0 (assert_beats_leave_at_their_tick). Measured:
+    medians -172 (TCP) and -176 ms (TLS); without the fix every sample was
+    late, medians +156, +89, +174 (TCP) and +80, +123, +173 ms (TLS)."""
+    flags, ca = ("--sse-heartbeat", "5", "--io-threads", "1"), None
+    if transport == "tls":
+        flags, ca = flags + tls_flags(pki), p(pki, "ca.pem")
+    s = server_factory(*flags, tls_ca=ca)
+    path = _events(s.create(name="beating")["id"])
+
+    def start():
+        sock = None
+        if transport == "tls":
+            raw = socket.create_connection((HOST, s.port), timeout=10)
+            sock = ctx_for(pki).wrap_socket(raw, server_hostname=HOST)
+        sse = SSE(s, path, sock=sock)
+        return sse, time.monotonic()
+
+    def first_heartbeat(sse):
+        _sse_ok(sse)
+        assert sse.event()[1]["seq"] == 1
+        assert sse.rd.read_until(b"\n\n", 10.0) == HEARTBEAT
+
+    assert_beats_leave_at_their_tick(start, first_heartbeat, 5.0)
 
 
 # ---------------------------------------------------------------- several-workflow SSE

@@ -9,22 +9,19 @@ errors, and whole protocol suites re-run over TLS."""
 import asyncio
 import json
 import os
-import random
 import re
 import select
 import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
-from fc_helpers import (HOST, OP_PING, RawWS, SockReader, assert_update, recv_json, run,
-                        wait_for, ws_connect)
+from fc_helpers import (HOST, OP_PING, RawWS, SockReader, assert_beats_leave_at_their_tick,
+                        assert_update, recv_json, run, wait_for, ws_connect)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -316,46 +313,6 @@ def test_ws_close_sends_close_notify(tls_server, pki):
     s.close()
 
 
-def first_ping_lateness(s, pki, path, seed):
-    """Twelve TLS WebSockets upgraded at random phases over 1.5 s: each one's
-    first ping's arrival against upgrade + 5 s (seconds)."""
-    rng = random.Random(seed)
-    starts = [rng.uniform(0.0, 1.5) for _ in range(12)]
-    late, errors = [], []
-    # Streams stay open until all are pinged: a close would wake the loop
-    # and flush the pings queued meanwhile, hiding the wait.
-    pinged = threading.Barrier(len(starts) + 1)
-
-    def stream(start):
-        ws = None
-        try:
-            time.sleep(start)
-            ws = raw_wss(s, pki)
-            assert ws.handshake(path).status == 101
-            upgraded = time.monotonic()
-            assert ws.recv_json()["seq"] == 1
-            f = ws.recv_frame(10.0)
-            late.append(time.monotonic() - upgraded - 5.0)
-            assert f.opcode == OP_PING, f
-        except Exception as e:  # reported by the test's thread
-            errors.append(e)
-        try:
-            pinged.wait(20)
-        finally:
-            if ws:
-                ws.sock.close()
-
-    threads = [threading.Thread(target=stream, args=(t,)) for t in starts]
-    for t in threads:
-        t.start()
-    pinged.wait(20)
-    for t in threads:
-        t.join(5)
-    assert not errors, errors
-    assert len(late) == len(starts)
-    return late
-
-
 def test_pings_leave_at_their_tick_not_at_the_next_sweep(server_factory, pki):
     """A ping over TLS is queued (to be encrypted at flush time) from the
     ping wheel's timer, which runs before poll, not in the poll phase whose
@@ -379,13 +336,18 @@ def test_pings_leave_at_their_tick_not_at_the_next_sweep(server_factory, pki):
     s = server_factory(*tls_flags(pki), "--ping-interval", "5", "--io-threads", "1",
                        tls_ca=p(pki, "ca.pem"))
     path = "/api/workflows/%s/updates" % s.create(name="pinged")["id"]
-    rounds = []
-    for seed in (11, 12, 13):
-        late = first_ping_lateness(s, pki, path, seed)
-        rounds.append(sorted(round(d * 1000) for d in late))
-        if statistics.median(late) < 0:
-            return
-    assert False, "median lateness >= 0 in every round; lateness (ms) %s" % rounds
+
+    def start():
+        ws = raw_wss(s, pki)
+        assert ws.handshake(path).status == 101
+        return ws, time.monotonic()
+
+    def first_ping(ws):
+        assert ws.recv_json()["seq"] == 1
+        f = ws.recv_frame(10.0)
+        assert f.opcode == OP_PING, f
+
+    assert_beats_leave_at_their_tick(start, first_ping, 5.0)
 
 
 # ---------------------------------------------------------------- s_client
