@@ -36,7 +36,7 @@ test: setup
 	cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=3
 	FLOWCAST_BIN=$(CURDIR)/$(TEST_BUILD)/flowcast $(PYTHON) -m pytest -q -x $(E2E_PARALLEL) tests/e2e
-	FLOWCAST_BIN=$(CURDIR)/$(TEST_BUILD)/flowcast tests/browser/run.sh
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp FLOWCAST_BIN=$(CURDIR)/$(TEST_BUILD)/flowcast tests/browser/run.sh
 	$(MAKE) --no-print-directory bench-smoke
 
 # Each driver runs FUZZ_SECONDS from its committed seeds (tests/fuzz/corpus/<driver>)
