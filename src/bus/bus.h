@@ -82,6 +82,15 @@ extern const fc_bus_ops fc_bus_nats;
  * URL may be logged, shown in /readyz or put into an error message. */
 void fc_bus_urls_mask(const char *urls, char *out, size_t len);
 
+/* The most URLs --nats takes. */
+#define FC_BUS_URLS_MAX 16
+
+/* 0 when every URL of urls ("URL[,URL...]", as --nats takes them) names a
+ * server nats.c can reach: scheme nats:// or tls:// (or none), a host, an
+ * optional port from 1 to 65535 and nothing after it. Else -1 and why
+ * (truncated to len), which names the URL without its credentials. */
+int fc_bus_urls_check(const char *urls, char *why, size_t len);
+
 /* The bus message (docs/cluster.md, "The bus message"): the changes one
  * node committed together, in commit order, in a compact binary form
  * decoded once per message by each receiving process. Version 3 (2 is

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_SERVERS 16
+#define MAX_SERVERS FC_BUS_URLS_MAX
 #define MAX_SUBJECTS 4
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000

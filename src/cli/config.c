@@ -2,6 +2,7 @@
  * (config_table.c), then the environment (config_env.c), then the flags (config_flags.c), and
  * last checks the combinations no single option can. */
 #include "cli/config_internal.h"
+#include "bus/bus.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,11 @@ static int check_combinations(const fc_config *cfg)
 {
     if ((cfg->nats_cert == NULL) != (cfg->nats_key == NULL)) {
         fprintf(stderr, "flowcast: --nats-cert and --nats-key go together: give both or neither\n");
+        return 2;
+    }
+    char why[128];
+    if (cfg->nats_urls && fc_bus_urls_check(cfg->nats_urls, why, sizeof why) != 0) {
+        fprintf(stderr, "flowcast: --nats: %s\n", why);
         return 2;
     }
     if (!cfg->nats_urls && (cfg->nats_ca || cfg->nats_cert || cfg->nats_nkey)) {

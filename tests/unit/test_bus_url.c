@@ -1,5 +1,5 @@
 /* Unit tests for src/bus/url.c: the bus's URLs with their credentials
- * masked, for logs, /readyz and error messages. */
+ * masked, for logs, /readyz and error messages, and checked before use. */
 #include "bus/bus.h"
 
 #include <setjmp.h>
@@ -45,11 +45,55 @@ static void test_truncation_never_shows_a_credential(void **state)
     }
 }
 
+static void refused(const char *urls, const char *want)
+{
+    char why[256];
+    assert_int_equal(fc_bus_urls_check(urls, why, sizeof why), -1);
+    assert_string_equal(why, want);
+}
+
+static void test_check_takes_what_nats_c_can_reach(void **state)
+{
+    (void)state;
+    char why[64];
+    const char *good[] = {"nats://127.0.0.1:4222",
+                          "tls://u:p@ss/w rd@h.example:1",
+                          "127.0.0.1:4222",
+                          "NATS://h",
+                          "nats://a:1, tls://[::1]:65535",
+                          "nats://t0ken@h_1-x.y:4222"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        assert_int_equal(fc_bus_urls_check(good[i], why, sizeof why), 0);
+}
+
+static void test_check_says_which_url_and_why(void **state)
+{
+    (void)state;
+    refused("nats://", "URL 1: no host: nats://");
+    refused("nats://h:1,http://u:pw@h:1",
+            "URL 2: the scheme must be nats:// or tls://: http://***@h:1");
+    refused("nats://h:0", "URL 1: the port must be a number from 1 to 65535: nats://h:0");
+    refused("nats://h:65536", "URL 1: the port must be a number from 1 to 65535: nats://h:65536");
+    refused("nats://h:1/x", "URL 1: the port must be a number from 1 to 65535, and nothing may "
+                            "follow it: nats://h:1/x");
+    refused("nats://[::1:1", "URL 1: an IPv6 address without its closing ']': nats://[::1:1");
+    refused("nats://[::1]x", "URL 1: text after the IPv6 address: only :port may follow: "
+                             "nats://[::1]x");
+    refused("nats://u:secret@a b:1", "URL 1: a host may hold only letters, digits, '.', '-', '_' "
+                                     "(or an IPv6 address in []): nats://***@a b:1");
+    refused("nats://h:1,", "URL 2 is empty (give 1 to 16 URLs separated by commas)");
+    refused("nats://h:1\nforged log line", "URL 1 holds a control character");
+    refused("h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1,h:1",
+            "more than 16 URLs");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_masks_every_form),
         cmocka_unit_test(test_truncation_never_shows_a_credential),
+        cmocka_unit_test(test_check_takes_what_nats_c_can_reach),
+        cmocka_unit_test(test_check_says_which_url_and_why),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
