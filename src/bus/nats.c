@@ -21,6 +21,13 @@
  * given up after PING_MS * (MAX_PINGS + 1). */
 #define PING_MS 1000
 #define MAX_PINGS 2
+/* A publish is written on the loop thread (SetSendAsap below): with a
+ * blocking socket, a link that stops moving bytes (a silent partition)
+ * once the socket's buffer is full blocked the loop in send() for good,
+ * holding nats.c's connection lock, so the pings that would give the
+ * server up could not run either. A write that makes no progress for this
+ * long fails instead, and nats.c treats the connection as broken. */
+#define WRITE_DEADLINE_MS PING_MS
 #define PERMISSION_LOG_NS (10000ull * 1000000)
 
 typedef struct nats_bus {
@@ -235,6 +242,7 @@ static natsOptions *make_options(const fc_bus_config *cfg, nats_bus *b, char *er
     /* Latency first: each publish is written at once rather than by the
      * flusher thread a moment later (see docs/architecture.md). */
     if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
+    if (s == NATS_OK) s = natsOptions_SetWriteDeadline(o, WRITE_DEADLINE_MS);
     free(buf);
     if (s != NATS_OK) {
         char why[256];

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 
@@ -478,3 +479,89 @@ def test_delete_racing_patches_and_deletes_through_other_nodes(flowcast):
             assert all(s < dseq for s in acked), (acked, dseq)
             assert dseq == 2 + len(acked), (acked, dseq)
             w.check_exact(wid, e, 1 + len(acked))
+
+
+class StoppableProducer(threading.Thread):
+    """PATCHes one workflow through one port until stop is set; acked as in
+    cluster_helpers.Producer (seq -> message)."""
+
+    def __init__(self, port, wid, text, stop):
+        super().__init__(daemon=True, name="produce-" + wid)
+        self.port, self.wid, self.text, self.stop = port, wid, text, stop
+        self.acked = {wid: {}}
+        self.failures = []
+
+    def run(self):
+        c = http.client.HTTPConnection(HOST, self.port, timeout=20)
+        k = 0
+        try:
+            while not self.stop.is_set():
+                msg = "%s-%d" % (self.text, k)
+                c.request("PATCH", API + "/" + self.wid, body=json.dumps({"message": msg}),
+                          headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                body = r.read()
+                if r.status != 200:
+                    self.failures.append("%d %r" % (r.status, body[:200]))
+                    return
+                self.acked[self.wid][json.loads(body)["seq"]] = msg
+                k += 1
+        except (OSError, http.client.HTTPException) as e:
+            self.failures.append(repr(e))
+        finally:
+            c.close()
+
+
+def test_silent_partition_under_writes_never_hangs_the_node(flowcast):
+    """Node 1's link to NATS stops moving bytes (cut(hold=True): a firewall
+    that drops, not one that resets) while producers write 4 KB messages
+    through it. Its publishes fill the socket's buffer; the node must keep
+    answering (/healthz, PATCHes) and, healed, deliver every change to a
+    watcher on node 2. A publish is written on the loop thread, and the
+    socket was blocking: the loop sat in send() for good, holding nats.c's
+    lock, so the pings that would give the link up never ran; the node
+    answered nothing, not even SIGTERM."""
+    with Cluster(flowcast, n=2, proxy=False) as cl:
+        a, b = cl.ports()
+        wids = {}
+        for i in range(6):
+            wid = "sp%d-%s" % (i, uuid.uuid4().hex[:6])
+            wids[wid] = _create(cl.nodes[0], wid)
+        w = Watcher("multi", [b], dict(wids), name="multi-b")
+        w.start()
+        w.wait_seq({wid: (e, 1) for wid, e in wids.items()}, timeout=20)
+        stop = threading.Event()
+        producers = [StoppableProducer(a, wid, "z" * 4000, stop) for wid in wids]
+        try:
+            for p in producers:
+                p.start()
+            time.sleep(1)
+            cl.cut(0, hold=True)
+            slowest = 0.0
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                t = time.monotonic()
+                st, _, _ = _status(a, "GET", "/healthz", timeout=15)
+                slowest = max(slowest, time.monotonic() - t)
+                assert st == 200
+                time.sleep(0.2)
+            # Stalls of up to nats.c's connect timeout (2 s) remain while
+            # it retries the silent server (see READY-hostile); never a hang.
+            assert slowest < 8, slowest
+            wait_for(lambda: cl.nodes[0].request("GET", "/readyz", timeout=15).status == 503,
+                     15, what="the cut node unready")
+        finally:
+            stop.set()
+        for p in producers:
+            p.join(30)
+            assert not p.is_alive() and not p.failures, (p.name, p.failures[:3])
+            assert len(p.acked[p.wid]) > 20, len(p.acked[p.wid])
+        cl.heal(0)
+        cl.wait_ready(cl.nodes[0], timeout=30)
+        finals = {wid: cl.nodes[1].get(wid)["seq"] for wid in wids}
+        try:
+            w.wait_seq({wid: (wids[wid], finals[wid]) for wid in wids}, timeout=45)
+        finally:
+            w.stop()
+        for wid in wids:
+            w.check_exact(wid, wids[wid], finals[wid], _acked(producers, wid))
