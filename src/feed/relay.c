@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_FEEDS 64
 #define PROBE_MS 500
@@ -41,6 +43,9 @@ struct fc_feed_relay {
     char node[FC_BUS_NODE_MAX + 1];
     char urls_shown[512]; /* cfg.urls without credentials, for /readyz */
     char probe_subject[sizeof FC_BUS_PROBE_PREFIX + FC_BUS_NODE_MAX];
+    /* What this process's probes carry: one that comes back with another
+     * came from another node with this node's --node-id. */
+    char probe_token[17];
     uv_mutex_t lock; /* feeds */
     fc_feed *feeds[MAX_FEEDS];
     int n_feeds;
@@ -61,6 +66,8 @@ struct fc_feed_relay {
     int64_t missed_lo, missed_hi;
     /* Written by the bus's threads, read anywhere. */
     uint64_t probe_rx_ns; /* monotonic time the last probe came back */
+    uint64_t twin_rx_ns;  /* ... and another process's probe on our subject came */
+    uint64_t twin_log_ns;
     int up;
     uint64_t msgs_in, changes_in, dropped;
     uint64_t malformed, malformed_logged, malformed_log_ns;
@@ -138,11 +145,33 @@ static void malformed(fc_feed_relay *r, const char *subject, size_t len)
             (unsigned long long)since, subject, len);
 }
 
+/* A probe on this node's subject that it did not send: another node runs
+ * with the same --node-id, and each skips the other's changes as its own
+ * (they come only through the catch-up). Told in /readyz while it lasts,
+ * and in the log at most once per MALFORMED_LOG_NS. Any thread. */
+static void twin_probe(fc_feed_relay *r, uint64_t now)
+{
+    __atomic_store_n(&r->twin_rx_ns, now, __ATOMIC_RELAXED);
+    uint64_t last = __atomic_load_n(&r->twin_log_ns, __ATOMIC_RELAXED);
+    if (last != 0 && now - last < MALFORMED_LOG_NS) return;
+    if (!__atomic_compare_exchange_n(&r->twin_log_ns, &last, now, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    FC_ERROR("bus",
+             "another node uses --node-id %s: each skips the other's changes as its "
+             "own; give every node its own id",
+             r->node);
+}
+
 static void on_bus_message(void *ud, const char *subject, const char *data, size_t len)
 {
     fc_feed_relay *r = ud;
     if (strcmp(subject, r->probe_subject) == 0) {
-        __atomic_store_n(&r->probe_rx_ns, fc_time_mono_ns(), __ATOMIC_RELAXED);
+        uint64_t now = fc_time_mono_ns();
+        if (len == 16 && memcmp(data, r->probe_token, 16) == 0)
+            __atomic_store_n(&r->probe_rx_ns, now, __ATOMIC_RELAXED);
+        else
+            twin_probe(r, now);
         return;
     }
     if (fc_bus_from(data, len, r->node)) return; /* ours: already fed locally */
@@ -309,9 +338,7 @@ static void on_kick(uv_async_t *h)
 static void on_probe(uv_timer_t *t)
 {
     fc_feed_relay *r = t->data;
-    char ts[24];
-    int n = snprintf(ts, sizeof ts, "%llu", (unsigned long long)fc_time_mono_ns());
-    r->bus->ops->publish(r->bus, r->probe_subject, ts, (size_t)n);
+    r->bus->ops->publish(r->bus, r->probe_subject, r->probe_token, 16);
     /* The bus's process-wide figures, into this loop's metrics shard. */
     FC_METRIC_SET(bus_messages_in, __atomic_load_n(&r->msgs_in, __ATOMIC_RELAXED));
     FC_METRIC_SET(bus_changes_in, __atomic_load_n(&r->changes_in, __ATOMIC_RELAXED));
@@ -358,6 +385,10 @@ fc_feed_relay *fc_feed_relay_new(uv_loop_t *home, fc_store *home_store,
     snprintf(r->node, sizeof r->node, "%s", cfg->node_id ? cfg->node_id : "");
     if (cfg->urls) fc_bus_urls_mask(cfg->urls, r->urls_shown, sizeof r->urls_shown);
     snprintf(r->probe_subject, sizeof r->probe_subject, "%s%s", FC_BUS_PROBE_PREFIX, r->node);
+    uint64_t token;
+    if (getrandom(&token, sizeof token, 0) != (ssize_t)sizeof token)
+        token = fc_time_mono_ns() ^ ((uint64_t)getpid() << 32);
+    snprintf(r->probe_token, sizeof r->probe_token, "%016llx", (unsigned long long)token);
     if (fc_bus_writer_init(&r->out, r->node) != 0) {
         snprintf(err, errlen, "out of memory");
         fc__heard_free(&r->heard);
@@ -486,6 +517,13 @@ int fc_feed_relay_health(fc_feed_relay *r, char *why, size_t whylen)
     uint64_t rx = __atomic_load_n(&r->probe_rx_ns, __ATOMIC_RELAXED);
     if (rx == 0 || fc_time_mono_ns() - rx > PROBE_STALE_NS) {
         snprintf(why, whylen, "this node's probe message has not come back through the bus");
+        return -1;
+    }
+    uint64_t twin = __atomic_load_n(&r->twin_rx_ns, __ATOMIC_RELAXED);
+    if (twin != 0 && fc_time_mono_ns() - twin <= PROBE_STALE_NS) {
+        snprintf(why, whylen,
+                 "another node uses --node-id %s: each skips the other's changes as its own",
+                 r->node);
         return -1;
     }
     return 0;

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from cluster_helpers import Producer, Stream, Watcher
-from conftest import flowcast_bin
+from conftest import ServerFactory, flowcast_bin
 from fc_helpers import HOST, TLS_DIR, RawWS, free_port, wait_for
 from svc_cluster import Cluster
 
@@ -565,3 +565,34 @@ def test_silent_partition_under_writes_never_hangs_the_node(flowcast):
             w.stop()
         for wid in wids:
             w.check_exact(wid, wids[wid], finals[wid], _acked(producers, wid))
+
+
+def test_two_nodes_with_one_node_id_are_told(flowcast, pg, nats, tmp_path):
+    """--node-id must be unique (docs/cluster.md): a node skips the bus
+    messages that carry its own id as its own, so a second node started
+    with the same id silently drops every change the first publishes and
+    waits for its catch-up (--catchup-interval, 1 s by default; here 20 s),
+    while both answer /readyz 200 (each one's probe answers the other's).
+    Both must say so: /readyz 503 naming the conflict, and a log line."""
+    dsn = pg.fresh_database("twin")
+    f = ServerFactory(flowcast, str(tmp_path))
+    try:
+        nodes = [f("--nats", nats.url, "--node-id", "twin", "--catchup-interval", "20", db=dsn)
+                 for _ in range(2)]
+        for n in nodes:
+            wait_for(lambda: "--node-id" in n.request("GET", "/readyz").body.decode(), 15,
+                     what="readyz naming the shared --node-id: %r"
+                     % n.request("GET", "/readyz").body)
+            r = n.request("GET", "/readyz")
+            assert r.status == 503 and r.json()["check"] == "bus", r
+            assert "another node uses --node-id twin" in r.json()["reason"], r
+        for n in nodes:
+            with open(n.log_path, errors="replace") as fh:
+                assert 1 <= sum("another node uses --node-id twin" in line for line in fh) <= 3, \
+                    n.log_tail(20)
+        # One of them goes: the other is ready again.
+        nodes[1].stop()
+        wait_for(lambda: nodes[0].request("GET", "/readyz").status == 200, 15,
+                 what="the remaining node ready")
+    finally:
+        f.teardown()
