@@ -81,6 +81,35 @@ def test_bad_nats_urls_refused_at_once_with_the_reason(how):
         assert took < 20, (value, took)
 
 
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_db_url_of_another_scheme_refused(tmp_path, how):
+    """--db (or FLOWCAST_DB) with a scheme flowcast does not open, upper
+    case included (libpq takes only postgres:// and postgresql://), was
+    opened as a SQLite file of that name: "cannot open the lock file
+    POSTGRES://...lock", or a new database file where the folder existed.
+    It is refused, exit 2, naming the scheme and never the password."""
+    os.makedirs(tmp_path / "mysql:", exist_ok=True)
+    for value in ("POSTGRES://flowcast:s3cretpw@127.0.0.1:1/flowcast",
+                  "Postgresql://flowcast@127.0.0.1:1/flowcast", "mysql://u:s3cretpw@h/db",
+                  "pg://127.0.0.1/db"):
+        cwd = os.getcwd()
+        os.chdir(tmp_path)  # "mysql://..." is a path under the folder "mysql:" here
+        try:
+            if how == "flag":
+                rc, err, _ = _serve("--db", value)
+            else:
+                rc, err, _ = _serve(env={"FLOWCAST_DB": value})
+        finally:
+            os.chdir(cwd)
+        scheme = value.split("://")[0]
+        assert rc == 2, (value, rc, err)
+        assert err == ("flowcast: --db: the scheme \"%s://\" is not one flowcast opens: a "
+                       "PostgreSQL URL starts postgres:// or postgresql:// (lower case), "
+                       "anything else is a SQLite file path\n" % scheme), err
+        assert "s3cretpw" not in err
+    assert os.listdir(tmp_path / "mysql:") == [], "a SQLite file was created"
+
+
 def test_good_nats_url_forms_still_start(flowcast, pg, nats):
     """What the check must not refuse: a URL without a scheme (nats.c adds
     nats://), a space after a comma, an upper-case scheme, no port."""
