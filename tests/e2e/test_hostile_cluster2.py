@@ -20,6 +20,7 @@ from cluster_helpers import Producer, Stream, Watcher
 from conftest import ServerFactory, flowcast_bin
 from fc_helpers import HOST, TLS_DIR, RawWS, free_port, wait_for
 from svc_cluster import Cluster
+from test_postgres_store import parallel
 
 pytestmark = pytest.mark.skipif(bool(TLS_DIR), reason="the cluster runs plain HTTP")
 
@@ -272,6 +273,20 @@ def test_postgres_and_nats_down_together_then_back_one_at_a_time(flowcast):
         w.check_exact(wid, e, max(acked), acked)
 
 
+class StoreWaitingWatcher(Watcher):
+    """A Watcher whose multi-stream, told store_unavailable for an id (the
+    store is down while it resumes), reconnects and resumes again, as a
+    client does on any error it can retry."""
+
+    def _stream(self, port, live):
+        try:
+            super()._stream(port, live)
+        except AssertionError as e:
+            if "store_unavailable" not in str(e):
+                raise
+            raise ConnectionError(str(e))
+
+
 def test_postgres_restart_while_multi_streams_resume_on_new_nodes(flowcast):
     """Multi-streams (WebSocket and SSE) of 40 workflows on node 1 lose it
     while PostgreSQL is being restarted: their resumes on nodes 2 and 3 need
@@ -320,20 +335,6 @@ def test_postgres_restart_while_multi_streams_resume_on_new_nodes(flowcast):
             w.stop()
             for wid in kept:
                 w.check_exact(wid, kept[wid], finals[wid], _acked(producers, wid))
-
-
-class StoreWaitingWatcher(Watcher):
-    """A Watcher whose multi-stream, told store_unavailable for an id (the
-    store is down while it resumes), reconnects and resumes again, as a
-    client does on any error it can retry."""
-
-    def _stream(self, port, live):
-        try:
-            super()._stream(port, live)
-        except AssertionError as e:
-            if "store_unavailable" not in str(e):
-                raise
-            raise ConnectionError(str(e))
 
 
 def test_a_reader_that_never_reads_does_not_hold_prompt_watchers(flowcast):
@@ -455,23 +456,6 @@ def test_sse_multi_cursor_of_100_long_ids_resumes_on_another_node(flowcast):
         assert m["workflow_id"] == wids[7] and m["seq"] == 2 and m["message"] == "after", m
 
 
-def _race(fns):
-    """Runs each fn in its own thread, released together; returns their results."""
-    import threading
-    out = [None] * len(fns)
-    go = threading.Barrier(len(fns))
-
-    def run(i):
-        go.wait(10)
-        out[i] = fns[i]()
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(fns))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(60)
-    return out
-
-
 def test_delete_racing_patches_and_deletes_through_other_nodes(flowcast):
     """Each round: two DELETEs (through nodes 1 and 2) race PATCHes through
     node 3, then the id is re-created. Exactly one DELETE answers 204 (the
@@ -497,7 +481,7 @@ def test_delete_racing_patches_and_deletes_through_other_nodes(flowcast):
                     else:
                         assert st == 404, (st, body)
                 return acked
-            res = _race([lambda: _status(a, "DELETE", API + "/" + wid)[0],
+            res = parallel([lambda: _status(a, "DELETE", API + "/" + wid)[0],
                          lambda: _status(b, "DELETE", API + "/" + wid)[0], patches])
             assert sorted(res[:2]) == [204, 404], res[:2]
             acked = res[2]
