@@ -1,11 +1,14 @@
 /* flowcast entry point: dispatches subcommands. */
 #include "api/api.h"
+#include "bus/bus.h"
 #include "cli/commands.h"
 #include "cli/config.h"
 #include "common/log.h"
 #include "server/server.h"
 #include "store/store.h"
 
+#include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +42,40 @@ static int man(void)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* The store and bus addresses, checked before anything opens them; 0 or 2
+ * (the exit code, with the reason on stderr). */
+static int check_addresses(const fc_config *cfg)
+{
+    /* A URL that is not PostgreSQL's would otherwise open as a SQLite file
+     * of that name (and fail on its folder, or create it). Not echoed: it
+     * may hold a password. */
+    const char *scheme_end = strstr(cfg->db_path, "://");
+    if (scheme_end && !fc_store_is_postgres(cfg->db_path)) {
+        int n = (int)(scheme_end - cfg->db_path);
+        bool shown = n > 0 && n <= 32;
+        for (int i = 0; shown && i < n; i++)
+            shown = isalnum((unsigned char)cfg->db_path[i]) || strchr("+.-", cfg->db_path[i]);
+        fprintf(stderr,
+                "flowcast: --db: the scheme \"%.*s://\" is not one flowcast opens: a "
+                "PostgreSQL URL starts postgres:// or postgresql:// (lower case), anything "
+                "else is a SQLite file path\n",
+                shown ? n : 1, shown ? cfg->db_path : "?");
+        return 2;
+    }
+    char why[256];
+    if (cfg->nats_urls && fc_bus_urls_check(cfg->nats_urls, why, sizeof why) != 0) {
+        fprintf(stderr, "flowcast: --nats: %s\n", why);
+        return 2;
+    }
+    return 0;
+}
+
 static int serve(int argc, char **argv)
 {
     fc_config cfg;
     int r = fc_config_parse(&cfg, argc, argv);
     if (r == 1) return 0;
-    if (r != 0) return 2;
+    if (r != 0 || check_addresses(&cfg) != 0) return 2;
     /* Refused before the store opens and creates the database file; the feed's
      * relay refuses any other store without a commit log the same way. */
     if (cfg.nats_urls && !fc_store_is_postgres(cfg.db_path)) {

@@ -2,45 +2,16 @@
  * (config_table.c), then the environment (config_env.c), then the flags (config_flags.c), and
  * last checks the combinations no single option can. */
 #include "cli/config_internal.h"
-#include "bus/bus.h"
-#include "store/store.h"
 
-#include <ctype.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A URL that is not PostgreSQL's would otherwise open as a SQLite file of
- * that name (and fail on its folder, or create it): 0, or 2 after printing
- * the error. The URL is not echoed: it may hold a password. */
-static int check_db_scheme(const char *db)
-{
-    const char *scheme_end = strstr(db, "://");
-    if (!scheme_end || fc_store_is_postgres(db)) return 0;
-    int n = (int)(scheme_end - db);
-    bool shown = n > 0 && n <= 32;
-    for (int i = 0; shown && i < n; i++)
-        shown = isalnum((unsigned char)db[i]) || strchr("+.-", db[i]);
-    fprintf(stderr,
-            "flowcast: --db: the scheme \"%.*s://\" is not one flowcast opens: a PostgreSQL URL "
-            "starts postgres:// or postgresql:// (lower case), anything else is a SQLite file "
-            "path\n",
-            shown ? n : 1, shown ? db : "?");
-    return 2;
-}
 
 /* The options that only make sense together: 0, or 2 after printing the error. */
 static int check_combinations(const fc_config *cfg)
 {
     if ((cfg->nats_cert == NULL) != (cfg->nats_key == NULL)) {
         fprintf(stderr, "flowcast: --nats-cert and --nats-key go together: give both or neither\n");
-        return 2;
-    }
-    if (check_db_scheme(cfg->db_path) != 0) return 2;
-    char why[128];
-    if (cfg->nats_urls && fc_bus_urls_check(cfg->nats_urls, why, sizeof why) != 0) {
-        fprintf(stderr, "flowcast: --nats: %s\n", why);
         return 2;
     }
     if (!cfg->nats_urls && (cfg->nats_ca || cfg->nats_cert || cfg->nats_nkey)) {
