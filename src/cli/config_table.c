@@ -266,7 +266,7 @@ const fc__config_opt fc__config_options[] = {
      FIELD(max_header),
      .min = 256,
      .max = FC_MAX_HEADER_LIMIT,
-     .def = "8192",
+     .def = "32768",
      .metavar = "BYTES",
      .over_max = "is above 81920 (80K), the most libhttp-parser reads of a request head",
      .help = "Largest HTTP request head (K/M suffixes allowed); libhttp-parser caps it at 80K."},

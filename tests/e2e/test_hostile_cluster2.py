@@ -411,16 +411,14 @@ def test_resume_from_a_position_the_store_never_had_on_another_node(flowcast):
         assert st == 200 and json.loads(body).get("resync"), (st, body)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a multi SSE cursor of 100 ids of 64 bytes is "
-                   "over the default --max-header (8192): 431 (see READY-hostile)")
 def test_sse_multi_cursor_of_100_long_ids_resumes_on_another_node(flowcast):
     """The multi SSE stream's `id:` is a cursor naming every workflow
     (`a:E:N,b:E:N`, at most 100 ids of up to 64 bytes, epochs of up to 16
     digits): EventSource sends it back as Last-Event-ID, here to another
     node, with the same URL (the 100 ids again). A cursor the server wrote
     must be one it takes back: it is 8,387 bytes at seq 1, and the default
-    --max-header (8192) refuses the request with 431, so an EventSource of
-    these workflows can never resume anywhere."""
+    --max-header was 8192, which refused the request with 431, so an
+    EventSource of these workflows could never resume anywhere."""
     with Cluster(flowcast, n=2, proxy=False) as cl:
         a, b = cl.ports()
         tag = uuid.uuid4().hex[:8]

@@ -427,21 +427,22 @@ def test_max_body_flag_413(server_factory):
 
 
 def test_headers_too_large_431(server):
-    req = http_request_bytes("GET", "/healthz", server.port, {"X-Big": "a" * 10000})
+    # The default --max-header is 32 KiB.
+    req = http_request_bytes("GET", "/healthz", server.port, {"X-Big": "a" * 40000})
     rd = SockReader(connect(server.port))
     send_in_two(rd, req[:4000], req[4000:])
     r = rd.read_response()
     assert_error(r, 431, "headers_too_large")
     _expect_closed(rd)
     # many small headers count too
-    hdrs = {"X-H%d" % i: "v" * 60 for i in range(200)}
+    hdrs = {"X-H%d" % i: "v" * 60 for i in range(600)}
     req = http_request_bytes("GET", "/healthz", server.port, hdrs)
     rd = SockReader(connect(server.port))
     send_in_two(rd, req[:4000], req[4000:])
     assert_error(rd.read_response(), 431, "headers_too_large")
     _expect_closed(rd)
     # just under the limit is fine
-    req = http_request_bytes("GET", "/healthz", server.port, {"X-Big": "a" * 6000})
+    req = http_request_bytes("GET", "/healthz", server.port, {"X-Big": "a" * 32000})
     (r,), _ = raw_http(server.port, req)
     assert r.status == 200
 

@@ -117,7 +117,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.retention, 1000);
     assert_true(c.idem_window == 86400.0);
     assert_int_equal(c.max_body, 65536);
-    assert_int_equal(c.max_header, 8192);
+    assert_int_equal(c.max_header, 32768);
     assert_true(c.slow_timeout == 30.0);
     assert_int_equal(c.max_output, 1024 * 1024);
     assert_true(c.request_timeout == 10.0);
