@@ -60,8 +60,9 @@ typedef struct fc_bus_ops {
      * makes open fail. NULL with a reason in err (never a credential)
      * when the configuration is unusable or refused. */
     fc_bus *(*open)(const fc_bus_config *cfg, const fc_bus_handlers *h, char *err, size_t errlen);
-    /* Queues one message; 0, or -1 when the backend refused it (its
-     * reconnect buffer is full, or it is closed). Any thread. */
+    /* Queues one message; 0, or -1 when the backend refused it: no
+     * server link is up (refused at once, without waiting on the
+     * backend's reconnect), or the backend is closed. Any thread. */
     int (*publish)(fc_bus *b, const char *subject, const void *data, size_t len);
     /* The longest message the servers take (bytes), as the one connected
      * last said; 0 before any said. Any thread. */

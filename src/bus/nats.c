@@ -47,6 +47,13 @@ typedef struct nats_bus {
     /* Refused publishes come one per message: logged once per
      * PERMISSION_LOG_NS with their count (nats.c's one callback thread). */
     uint64_t refused, refused_log_ns;
+    /* Atomic, set by the connection callbacks: whether a server link is up,
+     * and its max_payload. While the link is down a publish fails at once
+     * and the catch-up carries the change: calling into nats.c then could
+     * wait for the connection lock, which its reconnect thread holds through
+     * each connect attempt (up to --nats's 2 s timeout), on the loop. */
+    int linked;
+    int64_t max_payload;
 } nats_bus;
 
 static void one_done(nats_bus *b)
@@ -90,6 +97,7 @@ static void on_closed(natsConnection *nc, void *closure)
                  b->urls, why);
         b->h.state(b->h.ud, 0);
     }
+    __atomic_store_n(&b->linked, 0, __ATOMIC_RELEASE);
     one_done(b);
 }
 
@@ -111,12 +119,15 @@ static void on_connected(natsConnection *nc, void *closure)
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
     fc_bus_urls_mask(url, shown, sizeof shown);
     FC_INFO("bus", "connected to %s", shown);
+    __atomic_store_n(&b->max_payload, natsConnection_GetMaxPayload(nc), __ATOMIC_RELAXED);
+    __atomic_store_n(&b->linked, 1, __ATOMIC_RELEASE);
     b->h.state(b->h.ud, 1);
 }
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     nats_bus *b = closure;
+    __atomic_store_n(&b->linked, 0, __ATOMIC_RELEASE);
     if (natsConnection_IsClosed(nc)) return; /* our own close */
     FC_WARN("bus", "lost the NATS server; reconnecting (changes still arrive through the "
                    "store's catch-up)");
@@ -368,12 +379,13 @@ static fc_bus *nats_open(const fc_bus_config *cfg, const fc_bus_handlers *h, cha
 static int nats_publish(fc_bus *base, const char *subject, const void *data, size_t len)
 {
     nats_bus *b = (nats_bus *)base;
+    if (!__atomic_load_n(&b->linked, __ATOMIC_ACQUIRE)) return -1;
     return natsConnection_Publish(b->nc, subject, data, (int)len) == NATS_OK ? 0 : -1;
 }
 
 static size_t nats_max_payload(fc_bus *base)
 {
-    int64_t n = natsConnection_GetMaxPayload(((nats_bus *)base)->nc);
+    int64_t n = __atomic_load_n(&((nats_bus *)base)->max_payload, __ATOMIC_RELAXED);
     return n > 0 ? (size_t)n : 0;
 }
 

@@ -4,6 +4,7 @@ command line (Node 20 has a global WebSocket only with
 --experimental-websocket; Node 22 and later have it by default)."""
 
 import os
+import signal
 import subprocess
 
 import pytest
@@ -20,6 +21,25 @@ def node_cmd():
     except FileNotFoundError:
         pytest.fail("node is missing (scripts/setup installs it)")
     return ["node"] if out.stdout == "function" else ["node", "--experimental-websocket"]
+
+
+def run_node_group(args, cwd, env, timeout):
+    """Runs node in a process group of its own and returns (returncode,
+    stdout, stderr). The servers a node test starts are its children: when
+    the run ends in any way other than node's own exit (a timeout, pytest
+    stopping after a failure elsewhere), the whole group is killed, so no
+    server outlives it (node's exit handlers do not run on SIGKILL)."""
+    p = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+        return p.returncode, out, err
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
 
 
 def ensure_node_modules():

@@ -531,7 +531,8 @@ def test_silent_partition_under_writes_never_hangs_the_node(flowcast):
     watcher on node 2. A publish is written on the loop thread, and the
     socket was blocking: the loop sat in send() for good, holding nats.c's
     lock, so the pings that would give the link up never ran; the node
-    answered nothing, not even SIGTERM."""
+    answered nothing, not even SIGTERM. Then, with a write deadline, it
+    still stalled at each of nats.c's reconnect attempts."""
     with Cluster(flowcast, n=2, proxy=False) as cl:
         a, b = cl.ports()
         wids = {}
@@ -548,17 +549,23 @@ def test_silent_partition_under_writes_never_hangs_the_node(flowcast):
                 p.start()
             time.sleep(1)
             cl.cut(0, hold=True)
-            slowest = 0.0
+            took = []
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 t = time.monotonic()
                 st, _, _ = _status(a, "GET", "/healthz", timeout=15)
-                slowest = max(slowest, time.monotonic() - t)
+                took.append(time.monotonic() - t)
                 assert st == 200
                 time.sleep(0.2)
-            # Stalls of up to nats.c's connect timeout (2 s) remain while
-            # it retries the silent server (see READY-hostile); never a hang.
-            assert slowest < 8, slowest
+            # Never a hang; and once nats.c has given the link up, no more
+            # stalls: a publish then fails at once (the catch-up carries the
+            # change) instead of waiting, on the loop, for the connection
+            # lock nats.c's reconnect thread holds through each 2 s connect
+            # attempt. What remains is the first publishes' write deadline
+            # (1 s) before the link is given up. Before, /healthz stalled
+            # about 2 s at every attempt (5 or more times in these 10 s).
+            stalls = sorted(round(d, 2) for d in took if d > 0.5)
+            assert max(took) < 8 and len(stalls) <= 2, stalls
             wait_for(lambda: cl.nodes[0].request("GET", "/readyz", timeout=15).status == 503,
                      15, what="the cut node unready")
         finally:

@@ -5,12 +5,11 @@ servers sharing one SQLite file; flowcast.d.ts against the code and tsc),
 and /flowcast.js serving that same source."""
 
 import os
-import subprocess
 
 import pytest
 
 from fc_helpers import port_range
-from js_helpers import JS_DIR, ensure_node_modules, node_cmd
+from js_helpers import JS_DIR, ensure_node_modules, node_cmd, run_node_group
 
 TEST_FILES = sorted(f for f in os.listdir(os.path.join(JS_DIR, "test")) if f.endswith(".test.mjs"))
 
@@ -20,10 +19,10 @@ def test_node_suite(flowcast, name):
     ensure_node_modules()
     # Its servers' ports come from this worker's range, as free_port's do.
     env = dict(os.environ, FLOWCAST_BIN=flowcast, FLOWCAST_TEST_PORTS="%d-%d" % port_range())
-    r = subprocess.run(node_cmd() + ["--test", "--test-concurrency=1", "--test-timeout=90000",
-                                     os.path.join("test", name)],
-                       cwd=JS_DIR, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-8000:] + r.stderr[-4000:]
+    rc, out, err = run_node_group(node_cmd() + ["--test", "--test-concurrency=1",
+                                                "--test-timeout=90000", os.path.join("test", name)],
+                                  cwd=JS_DIR, env=env, timeout=300)
+    assert rc == 0, out[-8000:] + err[-4000:]
 
 
 def test_served_client_is_the_package_source(server):
