@@ -300,13 +300,21 @@ static int refused(natsStatus s, const char *why)
            (s == NATS_IO_ERROR && strncmp(why, "SSL_", 4) == 0);
 }
 
-/* The first connect is tried once, in the foreground, so that refused
+/* A refusal of the credentials is believed once it repeats this many
+ * times: libnats 3.4 signs an nkey challenge wrongly now and then (about 1
+ * connect in 200 refused with a good seed, a different one each time;
+ * measured with nats.c alone against nats-server 2.9). */
+#define AUTH_ATTEMPTS 3
+
+/* The first connect is tried in the foreground, so that refused
  * credentials or TLS fail the start with nats.c's reason (in the
  * background nats.c would give up on them with a bare "no server"); only
  * when no server answers does nats.c go on trying in the background. */
 static natsStatus connect_first(nats_bus *b, natsOptions *o, char *err, size_t errlen)
 {
     natsStatus s = natsConnection_Connect(&b->nc, o);
+    for (int i = 1; s == NATS_CONNECTION_AUTH_FAILED && i < AUTH_ATTEMPTS; i++)
+        s = natsConnection_Connect(&b->nc, o);
     if (s == NATS_OK) return s;
     char why[256];
     fc_bus_urls_mask(thread_error(s), why, sizeof why);
