@@ -43,7 +43,7 @@ static const struct {
 };
 
 _Static_assert(sizeof latency_bounds / sizeof latency_bounds[0] ==
-                   sizeof fc_metrics_g.latency_buckets / sizeof fc_metrics_g.latency_buckets[0],
+                   sizeof fc_metrics_g.latency.buckets / sizeof fc_metrics_g.latency.buckets[0],
                "one bound per histogram bucket");
 
 void fc_metrics_http_status(int code)
@@ -51,35 +51,32 @@ void fc_metrics_http_status(int code)
     if (code >= 100 && code <= 599) FC_METRIC_ADD(http_by_code[code], 1);
 }
 
-/* Adds ns to one of this thread's histograms (its buckets, count and sum),
- * with the relaxed stores of FC_METRIC_ADD. */
-static void observe(uint64_t *buckets, uint64_t *count, uint64_t *sum_ns, uint64_t ns)
+/* Adds ns to one of this thread's histograms, with the relaxed stores of
+ * FC_METRIC_ADD. */
+static void observe(fc_metrics_hist *h, uint64_t ns)
 {
     size_t i = 0;
     /* The last bound is UINT64_MAX, so the loop always stops inside the array. */
     while (ns > latency_bounds[i].le_ns)
         i++;
-    __atomic_store_n(&buckets[i], buckets[i] + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(count, *count + 1, __ATOMIC_RELAXED);
-    __atomic_store_n(sum_ns, *sum_ns + ns, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->buckets[i], h->buckets[i] + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->count, h->count + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->sum_ns, h->sum_ns + ns, __ATOMIC_RELAXED);
 }
 
 void fc_metrics_observe_latency(uint64_t ns)
 {
-    fc_metrics *m = &fc_metrics_g;
-    observe(m->latency_buckets, &m->latency_count, &m->latency_sum_ns, ns);
+    observe(&fc_metrics_g.latency, ns);
 }
 
 void fc_metrics_observe_bus_lag(uint64_t ns)
 {
-    fc_metrics *m = &fc_metrics_g;
-    observe(m->bus_lag_buckets, &m->bus_lag_count, &m->bus_lag_sum_ns, ns);
+    observe(&fc_metrics_g.bus_lag, ns);
 }
 
 void fc_metrics_observe_store_commit(uint64_t ns)
 {
-    fc_metrics *m = &fc_metrics_g;
-    observe(m->store_commit_buckets, &m->store_commit_count, &m->store_commit_sum_ns, ns);
+    observe(&fc_metrics_g.store_commit, ns);
 }
 
 void fc_metrics_thread_register(void)
@@ -102,6 +99,14 @@ void fc_metrics_thread_unregister(void)
 }
 
 #define LOAD(p) __atomic_load_n(&(p), __ATOMIC_RELAXED)
+
+static void add_hist(fc_metrics_hist *sum, const fc_metrics_hist *h)
+{
+    for (size_t i = 0; i < sizeof h->buckets / sizeof h->buckets[0]; i++)
+        sum->buckets[i] += LOAD(h->buckets[i]);
+    sum->count += LOAD(h->count);
+    sum->sum_ns += LOAD(h->sum_ns);
+}
 
 static void add_shard(fc_metrics *sum, fc_metrics *m)
 {
@@ -179,20 +184,11 @@ static void add_shard(fc_metrics *sum, fc_metrics *m)
     sum->feed_rejected += LOAD(m->feed_rejected);
     sum->feed_workflows += LOAD(m->feed_workflows);
     sum->feed_evictions += LOAD(m->feed_evictions);
-    for (size_t i = 0; i < sizeof m->bus_lag_buckets / sizeof m->bus_lag_buckets[0]; i++)
-        sum->bus_lag_buckets[i] += LOAD(m->bus_lag_buckets[i]);
-    sum->bus_lag_count += LOAD(m->bus_lag_count);
-    sum->bus_lag_sum_ns += LOAD(m->bus_lag_sum_ns);
+    add_hist(&sum->bus_lag, &m->bus_lag);
     for (int i = 100; i <= 599; i++)
         sum->http_by_code[i] += LOAD(m->http_by_code[i]);
-    for (size_t i = 0; i < sizeof m->latency_buckets / sizeof m->latency_buckets[0]; i++)
-        sum->latency_buckets[i] += LOAD(m->latency_buckets[i]);
-    sum->latency_count += LOAD(m->latency_count);
-    sum->latency_sum_ns += LOAD(m->latency_sum_ns);
-    for (size_t i = 0; i < sizeof m->store_commit_buckets / sizeof m->store_commit_buckets[0]; i++)
-        sum->store_commit_buckets[i] += LOAD(m->store_commit_buckets[i]);
-    sum->store_commit_count += LOAD(m->store_commit_count);
-    sum->store_commit_sum_ns += LOAD(m->store_commit_sum_ns);
+    add_hist(&sum->latency, &m->latency);
+    add_hist(&sum->store_commit, &m->store_commit);
 }
 
 /* The sum of every registered shard, and of this thread's. */
@@ -271,17 +267,16 @@ static void labelled(out *o, const char *name, const char *label, const char *va
 }
 
 /* A histogram over latency_bounds, stored per interval, written cumulative. */
-static void histogram(out *o, const char *name, const char *help, const uint64_t *buckets,
-                      uint64_t count, uint64_t sum_ns)
+static void histogram(out *o, const char *name, const char *help, const fc_metrics_hist *h)
 {
     header(o, name, "histogram", help);
     uint64_t cumulative = 0;
     for (size_t i = 0; i < sizeof latency_bounds / sizeof latency_bounds[0]; i++) {
-        cumulative += buckets[i];
+        cumulative += h->buckets[i];
         outf(o, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, latency_bounds[i].label, cumulative);
     }
-    outf(o, "%s_sum %.9f\n", name, (double)sum_ns / 1e9);
-    outf(o, "%s_count %" PRIu64 "\n", name, count);
+    outf(o, "%s_sum %.9f\n", name, (double)h->sum_ns / 1e9);
+    outf(o, "%s_count %" PRIu64 "\n", name, h->count);
 }
 
 /* The cluster bus (--nats) and the feed that orders every change. */
@@ -352,7 +347,7 @@ static void render_cluster(out *o, const fc_metrics *m)
             m->feed_evictions);
     histogram(o, "flowcast_bus_lag_seconds",
               "Time from a change's publish on one node to its receipt on this one.",
-              m->bus_lag_buckets, m->bus_lag_count, m->bus_lag_sum_ns);
+              &m->bus_lag);
 }
 
 char *fc_metrics_render(size_t *len)
@@ -479,11 +474,11 @@ char *fc_metrics_render(size_t *len)
 
     histogram(&o, "flowcast_commit_to_write_seconds",
               "Time from a change being committed to its message reaching the kernel.",
-              m->latency_buckets, m->latency_count, m->latency_sum_ns);
+              &m->latency);
     histogram(&o, "flowcast_store_commit_seconds",
               "Time from a change's submission to the store's writer to its commit "
               "(queue, group commit and transaction, flush to disk included).",
-              m->store_commit_buckets, m->store_commit_count, m->store_commit_sum_ns);
+              &m->store_commit);
 
     render_cluster(&o, m);
 

@@ -8,6 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A latency histogram: observations per bucket (not cumulative; the
+ * bounds are metrics.c's, 50 us to 2.5 s and +Inf), their count and their
+ * sum in nanoseconds. */
+typedef struct fc_metrics_hist {
+    uint64_t buckets[16];
+    uint64_t count;
+    uint64_t sum_ns;
+} fc_metrics_hist;
+
 typedef struct fc_metrics {
     int64_t ws_connections;         /* gauge: open WebSocket connections */
     uint64_t ws_connections_opened; /* counter */
@@ -82,18 +91,10 @@ typedef struct fc_metrics {
     uint64_t feed_rejected;    /* counter: bus messages the store does not hold, dropped */
     int64_t feed_workflows;    /* gauge: per-workflow entries held */
     uint64_t feed_evictions;   /* counter: entries evicted by --feed-workflows */
-    uint64_t bus_lag_buckets[16]; /* histogram: publish to receipt, seconds */
-    uint64_t bus_lag_count;
-    uint64_t bus_lag_sum_ns;
+    fc_metrics_hist bus_lag; /* publish to receipt */
     uint64_t http_by_code[600];     /* requests by exact status code */
-    /* commit-to-write latency histogram, seconds */
-    uint64_t latency_buckets[16];
-    uint64_t latency_count;
-    uint64_t latency_sum_ns;
-    /* histogram: a change's submission to the store to its commit, seconds */
-    uint64_t store_commit_buckets[16];
-    uint64_t store_commit_count;
-    uint64_t store_commit_sum_ns;
+    fc_metrics_hist latency;      /* commit to write */
+    fc_metrics_hist store_commit; /* a change's submission to the store to its commit */
 } fc_metrics;
 
 /* This thread's shard. */

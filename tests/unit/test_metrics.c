@@ -161,10 +161,10 @@ static void test_histogram(void **state)
     fc_metrics_observe_latency(2000000);       /* 2 ms -> le 0.0025 */
     fc_metrics_observe_latency(1000000000);    /* 1 s -> le 1 */
     fc_metrics_observe_latency(3000000000ull); /* 3 s -> +Inf only */
-    assert_int_equal(fc_metrics_g.latency_count, 6);
-    assert_int_equal(fc_metrics_g.latency_buckets[0], 2);
-    assert_int_equal(fc_metrics_g.latency_buckets[1], 1);
-    assert_int_equal(fc_metrics_g.latency_buckets[15], 1);
+    assert_int_equal(fc_metrics_g.latency.count, 6);
+    assert_int_equal(fc_metrics_g.latency.buckets[0], 2);
+    assert_int_equal(fc_metrics_g.latency.buckets[1], 1);
+    assert_int_equal(fc_metrics_g.latency.buckets[15], 1);
 
     char *s = render(0, 0);
     static const char *const want[] = {
@@ -207,9 +207,9 @@ static void test_store_commit_histogram(void **state)
     fc_metrics_observe_store_commit(800000);   /* 0.8 ms -> le 0.001 */
     fc_metrics_observe_store_commit(3000000);  /* 3 ms -> le 0.005 */
     fc_metrics_observe_store_commit(5000000);  /* exactly on a bound: that bucket */
-    assert_int_equal(fc_metrics_g.store_commit_count, 3);
-    assert_int_equal(fc_metrics_g.store_commit_buckets[4], 1);
-    assert_int_equal(fc_metrics_g.store_commit_buckets[6], 2);
+    assert_int_equal(fc_metrics_g.store_commit.count, 3);
+    assert_int_equal(fc_metrics_g.store_commit.buckets[4], 1);
+    assert_int_equal(fc_metrics_g.store_commit.buckets[6], 2);
     char *s = render(0, 0);
     ASSERT_LINE(s, "flowcast_store_commit_seconds_bucket{le=\"0.0005\"} 0");
     ASSERT_LINE(s, "flowcast_store_commit_seconds_bucket{le=\"0.001\"} 1");
