@@ -7,8 +7,6 @@
 #include "server/server.h"
 #include "store/store.h"
 
-#include <ctype.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,23 +44,11 @@ static int man(void)
  * (the exit code, with the reason on stderr). */
 static int check_addresses(const fc_config *cfg)
 {
-    /* A URL that is not PostgreSQL's would otherwise open as a SQLite file
-     * of that name (and fail on its folder, or create it). Not echoed: it
-     * may hold a password. */
-    const char *scheme_end = strstr(cfg->db_path, "://");
-    if (scheme_end && !fc_store_is_postgres(cfg->db_path)) {
-        int n = (int)(scheme_end - cfg->db_path);
-        bool shown = n > 0 && n <= 32;
-        for (int i = 0; shown && i < n; i++)
-            shown = isalnum((unsigned char)cfg->db_path[i]) || strchr("+.-", cfg->db_path[i]);
-        fprintf(stderr,
-                "flowcast: --db: the scheme \"%.*s://\" is not one flowcast opens: a "
-                "PostgreSQL URL starts postgres:// or postgresql:// (lower case), anything "
-                "else is a SQLite file path\n",
-                shown ? n : 1, shown ? cfg->db_path : "?");
+    char why[256];
+    if (fc_store_path_check(cfg->db_path, why, sizeof why) != 0) {
+        fprintf(stderr, "flowcast: --db: %s\n", why);
         return 2;
     }
-    char why[256];
     if (cfg->nats_urls && fc_bus_urls_check(cfg->nats_urls, why, sizeof why) != 0) {
         fprintf(stderr, "flowcast: --nats: %s\n", why);
         return 2;

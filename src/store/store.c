@@ -4,7 +4,9 @@
 
 #include "common/error.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,21 @@ void fc_change_clear(fc_change *c)
 int fc_store_is_postgres(const char *path)
 {
     return path && (strncmp(path, "postgres://", 11) == 0 || strncmp(path, "postgresql://", 13) == 0);
+}
+
+int fc_store_path_check(const char *path, char *why, size_t len)
+{
+    const char *scheme_end = strstr(path, "://");
+    if (!scheme_end || fc_store_is_postgres(path)) return 0;
+    int n = (int)(scheme_end - path);
+    int shown = n > 0 && n <= 32;
+    for (int i = 0; shown && i < n; i++)
+        shown = isalnum((unsigned char)path[i]) || strchr("+.-", path[i]);
+    snprintf(why, len,
+             "the scheme \"%.*s://\" is not one flowcast opens: a PostgreSQL URL starts "
+             "postgres:// or postgresql:// (lower case), anything else is a SQLite file path",
+             shown ? n : 1, shown ? path : "?");
+    return -1;
 }
 
 fc_store *fc_store_open(uv_loop_t *loop, const fc_store_config *cfg, char *err, size_t errlen)

@@ -286,6 +286,11 @@ static inline int fc_store_has_log(const fc_store *s)
 fc_store *fc_store_open(uv_loop_t *loop, const fc_store_config *cfg, char *err, size_t errlen);
 /* True when path is a PostgreSQL URL (postgres:// or postgresql://). */
 int fc_store_is_postgres(const char *path);
+/* 0 when fc_store_open can take path: a PostgreSQL URL, or a SQLite file
+ * path without "://". Else -1 and why (truncated to len): a URL of another
+ * scheme (POSTGRES://, mysql://) would open as a SQLite file of that name.
+ * why names the scheme only, never the rest (it may hold a password). */
+int fc_store_path_check(const char *path, char *why, size_t len);
 
 /* Opens the PostgreSQL store at the URL cfg->path, creating or migrating its
  * schema (under an advisory lock, so several nodes may start at once).
