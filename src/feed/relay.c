@@ -33,7 +33,8 @@
 #define PROBE_MS 500
 /* The probe must have come back within this long for the bus to count as up. */
 #define PROBE_STALE_NS (3000ull * 1000000)
-#define MALFORMED_LOG_NS (10000ull * 1000000)
+/* A repeating alarm (malformed messages, a twin --node-id) is logged at most this often. */
+#define ALARM_LOG_NS (10000ull * 1000000)
 
 struct fc_feed_relay {
     fc_feed_relay_config cfg;
@@ -128,7 +129,7 @@ static void queue_refused(fc_feed_relay *r, const fc_bus_change *cs, size_t n)
 
 /* ---- the bus's side (its threads) ---- */
 
-/* Logs malformed messages at most once per MALFORMED_LOG_NS with the count
+/* Logs malformed messages at most once per ALARM_LOG_NS with the count
  * since: anyone on NATS can flood the subject, and a line per message
  * would turn the flood into one of the log. */
 static void malformed(fc_feed_relay *r, const char *subject, size_t len)
@@ -136,7 +137,7 @@ static void malformed(fc_feed_relay *r, const char *subject, size_t len)
     uint64_t n = __atomic_add_fetch(&r->malformed, 1, __ATOMIC_RELAXED);
     uint64_t now = fc_time_mono_ns(),
              last = __atomic_load_n(&r->malformed_log_ns, __ATOMIC_RELAXED);
-    if (last != 0 && now - last < MALFORMED_LOG_NS) return;
+    if (last != 0 && now - last < ALARM_LOG_NS) return;
     if (!__atomic_compare_exchange_n(&r->malformed_log_ns, &last, now, 0, __ATOMIC_RELAXED,
                                      __ATOMIC_RELAXED))
         return;
@@ -148,12 +149,12 @@ static void malformed(fc_feed_relay *r, const char *subject, size_t len)
 /* A probe on this node's subject that it did not send: another node runs
  * with the same --node-id, and each skips the other's changes as its own
  * (they come only through the catch-up). Told in /readyz while it lasts,
- * and in the log at most once per MALFORMED_LOG_NS. Any thread. */
+ * and in the log at most once per ALARM_LOG_NS. Any thread. */
 static void twin_probe(fc_feed_relay *r, uint64_t now)
 {
     __atomic_store_n(&r->twin_rx_ns, now, __ATOMIC_RELAXED);
     uint64_t last = __atomic_load_n(&r->twin_log_ns, __ATOMIC_RELAXED);
-    if (last != 0 && now - last < MALFORMED_LOG_NS) return;
+    if (last != 0 && now - last < ALARM_LOG_NS) return;
     if (!__atomic_compare_exchange_n(&r->twin_log_ns, &last, now, 0, __ATOMIC_RELAXED,
                                      __ATOMIC_RELAXED))
         return;
